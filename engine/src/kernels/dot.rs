@@ -1,0 +1,293 @@
+//! Row dot products: one weight row (GGML blocks) against one activation row
+//! already quantized by [`super::quantize`]. Integer products inside a block,
+//! one float multiply per block, as llama.cpp does.
+//!
+//! The bodies are plain Rust written so LLVM vectorizes them; [`dot_rows`]
+//! compiles them a second time with AVX2 enabled and picks at run time.
+
+use half::{bf16, f16};
+
+use super::dequant::{f16_at, f32_at, q3k_scales, scale_min_k4};
+use crate::model::gguf::{GgmlType, QK_K};
+
+/// Dots consecutive weight rows in `w` against `tokens` activation rows.
+/// `acts` holds the activation rows back to back, each `act_row_bytes` long,
+/// in `activation_type(dtype)`'s format. `out[r * tokens + t]` receives
+/// dot(weight row r, activation row t).
+pub fn dot_rows(
+    dtype: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is built for.
+            unsafe { dot_rows_avx2(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) };
+            return;
+        }
+    }
+    dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_rows_avx2(
+    dtype: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f32],
+) {
+    dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+#[inline(always)]
+fn dot_rows_portable(
+    dtype: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f32],
+) {
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+        for (a, o) in acts.chunks_exact(act_row_bytes).zip(o.iter_mut()) {
+            *o = dot_row(dtype, row, a);
+        }
+    }
+}
+
+/// One weight row against one activation row.
+#[inline(always)]
+pub fn dot_row(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
+    match dtype {
+        GgmlType::Q4_0 => dot_q4_0(w, a),
+        GgmlType::Q4_1 => dot_q4_1(w, a),
+        GgmlType::Q5_0 => dot_q5_0(w, a),
+        GgmlType::Q5_1 => dot_q5_1(w, a),
+        GgmlType::Q8_0 => dot_q8_0(w, a),
+        GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+            dot_k(dtype, w, a)
+        }
+        GgmlType::F32 => dot_f32(w, a),
+        GgmlType::F16 => dot_f16(w, a),
+        GgmlType::BF16 => dot_bf16(w, a),
+        // Activation-only formats never appear as weights (the loader refuses them).
+        GgmlType::Q8_1 | GgmlType::Q8K => 0.0,
+    }
+}
+
+#[inline(always)]
+fn i8s(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
+    b.iter().map(|&v| v as i8 as i32)
+}
+
+#[inline(always)]
+fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
+        let (qs, y) = (&wb[2..18], &ab[2..34]);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += ((qs[j] & 0x0f) as i32 - 8) * (y[j] as i8 as i32)
+                + ((qs[j] >> 4) as i32 - 8) * (y[j + 16] as i8 as i32);
+        }
+        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+    }
+    sum
+}
+
+#[inline(always)]
+fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
+        let (qs, y) = (&wb[4..20], &ab[4..36]);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += (qs[j] & 0x0f) as i32 * (y[j] as i8 as i32)
+                + (qs[j] >> 4) as i32 * (y[j + 16] as i8 as i32);
+        }
+        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0)) + f16_at(wb, 2) * f16_at(ab, 2);
+    }
+    sum
+}
+
+#[inline(always)]
+fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(22).zip(a.chunks_exact(34)) {
+        let qh = u32::from_le_bytes([wb[2], wb[3], wb[4], wb[5]]);
+        let (qs, y) = (&wb[6..22], &ab[2..34]);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32 - 16;
+            let x1 = ((qs[j] >> 4) as u32 | h1) as i32 - 16;
+            sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
+        }
+        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+    }
+    sum
+}
+
+#[inline(always)]
+fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(24).zip(a.chunks_exact(36)) {
+        let qh = u32::from_le_bytes([wb[4], wb[5], wb[6], wb[7]]);
+        let (qs, y) = (&wb[8..24], &ab[4..36]);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32;
+            let x1 = ((qs[j] >> 4) as u32 | h1) as i32;
+            sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
+        }
+        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0)) + f16_at(wb, 2) * f16_at(ab, 2);
+    }
+    sum
+}
+
+#[inline(always)]
+fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
+        let sumi: i32 = i8s(&wb[2..34]).zip(i8s(&ab[2..34])).map(|(x, y)| x * y).sum();
+        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+    }
+    sum
+}
+
+/// K-quants: unpack each super-block to 256 small integers plus per-group
+/// integer scales (and mins), then take integer dots per group.
+#[inline(always)]
+fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
+    let bb = dtype.block_bytes();
+    let mut q = [0i8; QK_K];
+    let mut sum = 0.0f32;
+    for (wb, ab) in w.chunks_exact(bb).zip(a.chunks_exact(292)) {
+        let dy = f32_at(ab, 0);
+        let y = &ab[4..4 + QK_K];
+        let bsum = |g: usize| i16::from_le_bytes([ab[4 + QK_K + 2 * g], ab[5 + QK_K + 2 * g]]) as i32;
+        match dtype {
+            GgmlType::Q2K => {
+                let scales = &wb[0..16];
+                let qs = &wb[16..80];
+                for (e, v) in q.iter_mut().enumerate() {
+                    let (half, r) = (e / 128, e % 128);
+                    *v = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
+                }
+                let (mut acc, mut mins) = (0i32, 0i32);
+                for g in 0..16 {
+                    acc += (scales[g] & 0x0f) as i32 * group_dot(&q, y, g * 16, 16);
+                    mins += (scales[g] >> 4) as i32 * bsum(g);
+                }
+                sum += dy * (f16_at(wb, 80) * acc as f32 - f16_at(wb, 82) * mins as f32);
+            }
+            GgmlType::Q3K => {
+                let hmask = &wb[0..32];
+                let qs = &wb[32..96];
+                let scales = q3k_scales(&wb[96..108]);
+                for (e, v) in q.iter_mut().enumerate() {
+                    let (half, r) = (e / 128, e % 128);
+                    let low = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
+                    let bit = 1u8 << (half * 4 + r / 32);
+                    *v = low - if hmask[r % 32] & bit != 0 { 0 } else { 4 };
+                }
+                let mut acc = 0i32;
+                for (g, &s) in scales.iter().enumerate() {
+                    acc += s as i32 * group_dot(&q, y, g * 16, 16);
+                }
+                sum += dy * f16_at(wb, 108) * acc as f32;
+            }
+            GgmlType::Q4K | GgmlType::Q5K => {
+                let scales = &wb[4..16];
+                let (qh, qs) = if dtype == GgmlType::Q5K {
+                    (Some(&wb[16..48]), &wb[48..176])
+                } else {
+                    (None, &wb[16..144])
+                };
+                for (e, v) in q.iter_mut().enumerate() {
+                    let (chunk, hi, l) = (e / 64, (e % 64) / 32, e % 32);
+                    let byte = qs[chunk * 32 + l];
+                    let mut x = if hi == 0 { byte & 0x0f } else { byte >> 4 };
+                    if let Some(qh) = qh {
+                        if qh[l] & (1 << (e / 32)) != 0 {
+                            x += 16;
+                        }
+                    }
+                    *v = x as i8;
+                }
+                let (mut acc, mut mins) = (0i32, 0i32);
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, scales);
+                    acc += sc as i32 * group_dot(&q, y, j * 32, 32);
+                    mins += m as i32 * (bsum(2 * j) + bsum(2 * j + 1));
+                }
+                sum += dy * (f16_at(wb, 0) * acc as f32 - f16_at(wb, 2) * mins as f32);
+            }
+            GgmlType::Q6K => {
+                let (ql, qh, sc) = (&wb[0..128], &wb[128..192], &wb[192..208]);
+                for (e, v) in q.iter_mut().enumerate() {
+                    let (half, r) = (e / 128, e % 128);
+                    let (quad, l) = (r / 32, r % 32);
+                    let lo = ql[half * 64 + l + 32 * (quad & 1)];
+                    let lo = if quad < 2 { lo & 0x0f } else { lo >> 4 };
+                    let hi = (qh[half * 32 + l] >> (2 * quad)) & 3;
+                    *v = (lo | (hi << 4)) as i8 - 32;
+                }
+                let mut acc = 0i32;
+                for g in 0..16 {
+                    acc += (sc[g] as i8) as i32 * group_dot(&q, y, g * 16, 16);
+                }
+                sum += dy * f16_at(wb, 208) * acc as f32;
+            }
+            _ => {}
+        }
+    }
+    sum
+}
+
+#[inline(always)]
+fn group_dot(q: &[i8; QK_K], y: &[u8], start: usize, len: usize) -> i32 {
+    q[start..start + len]
+        .iter()
+        .zip(&y[start..start + len])
+        .map(|(&a, &b)| a as i32 * (b as i8) as i32)
+        .sum()
+}
+
+#[inline(always)]
+fn dot_f32(w: &[u8], a: &[u8]) -> f32 {
+    w.chunks_exact(4)
+        .zip(a.chunks_exact(4))
+        .map(|(x, y)| f32_at(x, 0) * f32_at(y, 0))
+        .sum()
+}
+
+#[inline(always)]
+fn dot_f16(w: &[u8], a: &[u8]) -> f32 {
+    w.chunks_exact(2)
+        .zip(a.chunks_exact(4))
+        .map(|(x, y)| f16::from_le_bytes([x[0], x[1]]).to_f32() * f32_at(y, 0))
+        .sum()
+}
+
+#[inline(always)]
+fn dot_bf16(w: &[u8], a: &[u8]) -> f32 {
+    w.chunks_exact(2)
+        .zip(a.chunks_exact(4))
+        .map(|(x, y)| bf16::from_le_bytes([x[0], x[1]]).to_f32() * f32_at(y, 0))
+        .sum()
+}

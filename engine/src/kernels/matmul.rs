@@ -1,0 +1,72 @@
+//! `out = x · Wᵀ` for a batch of token rows, split across the rayon pool by
+//! weight rows. The activations are quantized once per call; each task then
+//! streams its weight rows once while touching every token, so prefill reads
+//! the weights once rather than once per token.
+
+use rayon::prelude::*;
+
+use super::dot::dot_rows;
+use super::quantize::{activation_type, quantize_row};
+use super::weight::Weight;
+
+/// Reusable buffers so the decode loop does not allocate per matmul.
+#[derive(Default)]
+pub struct MatmulScratch {
+    acts: Vec<u8>,
+    transposed: Vec<f32>,
+}
+
+/// `x` is `tokens x w.cols` (row-major); `out` becomes `tokens x w.rows`.
+pub fn matmul(w: &Weight, x: &[f32], tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
+    debug_assert_eq!(x.len(), tokens * w.cols);
+    debug_assert_eq!(out.len(), tokens * w.rows);
+    let act_type = activation_type(w.dtype);
+    let act_row_bytes = act_type
+        .row_bytes(w.cols)
+        .unwrap_or(w.cols * 4);
+    scratch.acts.resize(act_row_bytes * tokens, 0);
+    if tokens > 4 {
+        scratch
+            .acts
+            .par_chunks_mut(act_row_bytes)
+            .zip(x.par_chunks(w.cols))
+            .for_each(|(o, xr)| quantize_row(act_type, xr, o));
+    } else {
+        for (o, xr) in scratch.acts.chunks_mut(act_row_bytes).zip(x.chunks(w.cols)) {
+            quantize_row(act_type, xr, o);
+        }
+    }
+
+    let row_bytes = w.row_bytes();
+    let chunk_rows = rows_per_task(w.rows);
+    let data: &[u8] = &w.data;
+    let acts = &scratch.acts;
+    let run = |target: &mut [f32]| {
+        target
+            .par_chunks_mut(chunk_rows * tokens)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                let first = ci * chunk_rows;
+                let n = o.len() / tokens;
+                let rows = &data[first * row_bytes..(first + n) * row_bytes];
+                dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+            })
+    };
+    if tokens == 1 {
+        run(out);
+    } else {
+        scratch.transposed.resize(w.rows * tokens, 0.0);
+        run(&mut scratch.transposed);
+        for (r, col) in scratch.transposed.chunks_exact(tokens).enumerate() {
+            for (t, &v) in col.iter().enumerate() {
+                out[t * w.rows + r] = v;
+            }
+        }
+    }
+}
+
+/// About eight tasks per thread, and at least a few rows per task.
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = rayon::current_num_threads().max(1) * 8;
+    rows.div_ceil(tasks).max(4)
+}

@@ -1,0 +1,1 @@
+//! Writes GGUF v3 files. Owned by the synth work; see `model::synth`.
