@@ -7,3 +7,4 @@
 
 pub mod kernels;
 pub mod model;
+pub mod shard;

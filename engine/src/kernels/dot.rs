@@ -46,7 +46,23 @@ unsafe fn dot_rows_avx2(
     tokens: usize,
     out: &mut [f32],
 ) {
-    dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+    use super::avx2;
+    let hand_written: Option<unsafe fn(&[u8], &[u8]) -> f32> = match dtype {
+        GgmlType::Q4_0 => Some(avx2::dot_q4_0_q8_0),
+        GgmlType::Q4_1 => Some(avx2::dot_q4_1_q8_1),
+        GgmlType::Q8_0 => Some(avx2::dot_q8_0_q8_0),
+        _ => None,
+    };
+    match hand_written {
+        Some(f) => {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                for (a, o) in acts.chunks_exact(act_row_bytes).zip(o.iter_mut()) {
+                    *o = f(row, a);
+                }
+            }
+        }
+        None => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
+    }
 }
 
 #[inline(always)]
@@ -163,7 +179,10 @@ fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
 fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     let mut sum = 0.0f32;
     for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let sumi: i32 = i8s(&wb[2..34]).zip(i8s(&ab[2..34])).map(|(x, y)| x * y).sum();
+        let sumi: i32 = i8s(&wb[2..34])
+            .zip(i8s(&ab[2..34]))
+            .map(|(x, y)| x * y)
+            .sum();
         sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
     }
     sum
@@ -179,7 +198,8 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
     for (wb, ab) in w.chunks_exact(bb).zip(a.chunks_exact(292)) {
         let dy = f32_at(ab, 0);
         let y = &ab[4..4 + QK_K];
-        let bsum = |g: usize| i16::from_le_bytes([ab[4 + QK_K + 2 * g], ab[5 + QK_K + 2 * g]]) as i32;
+        let bsum =
+            |g: usize| i16::from_le_bytes([ab[4 + QK_K + 2 * g], ab[5 + QK_K + 2 * g]]) as i32;
         match dtype {
             GgmlType::Q2K => {
                 let scales = &wb[0..16];

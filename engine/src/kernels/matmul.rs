@@ -21,9 +21,7 @@ pub fn matmul(w: &Weight, x: &[f32], tokens: usize, out: &mut [f32], scratch: &m
     debug_assert_eq!(x.len(), tokens * w.cols);
     debug_assert_eq!(out.len(), tokens * w.rows);
     let act_type = activation_type(w.dtype);
-    let act_row_bytes = act_type
-        .row_bytes(w.cols)
-        .unwrap_or(w.cols * 4);
+    let act_row_bytes = act_type.row_bytes(w.cols).unwrap_or(w.cols * 4);
     scratch.acts.resize(act_row_bytes * tokens, 0);
     if tokens > 4 {
         scratch

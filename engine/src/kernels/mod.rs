@@ -1,6 +1,8 @@
 //! Compute kernels: dequantization, activation quantization, quantized row dot
 //! products and the threaded matmul built on them. No model knowledge here.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod dequant;
 pub mod dot;
 pub mod matmul;

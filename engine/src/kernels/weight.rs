@@ -17,7 +17,39 @@ pub enum WeightBytes {
         start: usize,
         len: usize,
     },
-    Owned(Arc<Vec<u8>>),
+    Owned {
+        buf: Arc<Vec<u8>>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl WeightBytes {
+    pub fn owned(bytes: Vec<u8>) -> Self {
+        let len = bytes.len();
+        Self::Owned {
+            buf: Arc::new(bytes),
+            start: 0,
+            len,
+        }
+    }
+
+    /// A sub-range, sharing the same backing bytes (no copy).
+    /// `range` must lie within `0..self.len()`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Self::Mapped { map, start, .. } => Self::Mapped {
+                map: map.clone(),
+                start: start + range.start,
+                len: range.len(),
+            },
+            Self::Owned { buf, start, .. } => Self::Owned {
+                buf: buf.clone(),
+                start: start + range.start,
+                len: range.len(),
+            },
+        }
+    }
 }
 
 impl Deref for WeightBytes {
@@ -25,7 +57,7 @@ impl Deref for WeightBytes {
     fn deref(&self) -> &[u8] {
         match self {
             Self::Mapped { map, start, len } => &map[*start..*start + *len],
-            Self::Owned(v) => v,
+            Self::Owned { buf, start, len } => &buf[*start..*start + *len],
         }
     }
 }
@@ -34,7 +66,7 @@ impl std::fmt::Debug for WeightBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Mapped { start, len, .. } => write!(f, "Mapped({start}..+{len})"),
-            Self::Owned(v) => write!(f, "Owned({})", v.len()),
+            Self::Owned { start, len, .. } => write!(f, "Owned({start}..+{len})"),
         }
     }
 }
@@ -69,7 +101,12 @@ impl Weight {
     }
 
     /// Whether `cols` is a whole number of blocks and the bytes match the shape.
-    pub fn check_shape(dtype: GgmlType, rows: usize, cols: usize, bytes: usize) -> Result<(), String> {
+    pub fn check_shape(
+        dtype: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: usize,
+    ) -> Result<(), String> {
         let rb = dtype
             .row_bytes(cols)
             .ok_or_else(|| format!("{cols} columns is not a whole number of {dtype} blocks"))?;

@@ -5,10 +5,18 @@
 //! `generate` drives it with a `sampling::Sampler`. `store` resolves aliases
 //! like `smollm2` and installs them into the cache.
 
+pub mod attention;
 pub mod chat;
+pub mod config;
+pub mod error;
 pub mod gguf;
+pub mod kv_cache;
+pub mod layout;
+pub mod ops;
 pub mod sampling;
 pub mod stop;
 pub mod store;
 pub mod synth;
 pub mod tokenizer;
+pub mod transformer;
+pub mod weights;

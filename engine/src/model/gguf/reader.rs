@@ -286,10 +286,9 @@ impl GgufFile {
     pub fn get_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| self.key_err(key, format!("expected a string, found {}", v.kind_name()))),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                self.key_err(key, format!("expected a string, found {}", v.kind_name()))
+            }),
         }
     }
 
@@ -305,39 +304,38 @@ impl GgufFile {
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>, GgufError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.key_err(key, format!("expected a number, found {}", v.kind_name()))),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                self.key_err(key, format!("expected a number, found {}", v.kind_name()))
+            }),
         }
     }
 
     pub fn get_bool(&self, key: &str) -> Result<Option<bool>, GgufError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.key_err(key, format!("expected a bool, found {}", v.kind_name()))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+                self.key_err(key, format!("expected a bool, found {}", v.kind_name()))
+            }),
         }
     }
 
     pub fn get_array(&self, key: &str) -> Result<Option<&MetadataArray>, GgufError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_array()
-                .map(Some)
-                .ok_or_else(|| self.key_err(key, format!("expected an array, found {}", v.kind_name()))),
+            Some(v) => v.as_array().map(Some).ok_or_else(|| {
+                self.key_err(key, format!("expected an array, found {}", v.kind_name()))
+            }),
         }
     }
 
     pub fn require_u64(&self, key: &str) -> Result<u64, GgufError> {
-        self.get_u64(key)?.ok_or_else(|| self.key_err(key, "missing"))
+        self.get_u64(key)?
+            .ok_or_else(|| self.key_err(key, "missing"))
     }
 
     pub fn require_str(&self, key: &str) -> Result<&str, GgufError> {
-        self.get_str(key)?.ok_or_else(|| self.key_err(key, "missing"))
+        self.get_str(key)?
+            .ok_or_else(|| self.key_err(key, "missing"))
     }
 
     /// An error about a key, for callers that validate values further.
@@ -498,7 +496,11 @@ impl<'a> Cursor<'a> {
             4..=6 => 4,
             8..=12 => 8,
             other => {
-                return Err(self.corrupt(&what, self.pos - 12, &format!("unknown element type {other}")))
+                return Err(self.corrupt(
+                    &what,
+                    self.pos - 12,
+                    &format!("unknown element type {other}"),
+                ))
             }
         };
         self.check_count(count, elem_min_bytes, &what)?;
@@ -537,7 +539,11 @@ impl<'a> Cursor<'a> {
                         0 => out.push(false),
                         1 => out.push(true),
                         _ => {
-                            return Err(self.corrupt(&what, offset + i as u64, &format!("bool byte {b}")))
+                            return Err(self.corrupt(
+                                &what,
+                                offset + i as u64,
+                                &format!("bool byte {b}"),
+                            ))
                         }
                     }
                 }

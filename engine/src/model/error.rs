@@ -1,0 +1,27 @@
+//! Errors from loading and running a model.
+
+use super::gguf::GgufError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{source_name}: tensor '{tensor}' is missing")]
+    MissingTensor { source_name: String, tensor: String },
+    #[error("{source_name}: tensor '{tensor}': {problem}")]
+    BadTensor {
+        source_name: String,
+        tensor: String,
+        problem: String,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("position {needed} is past the context of {context} tokens; start a new sequence or load with a larger --ctx")]
+    ContextFull { needed: usize, context: usize },
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    BadToken { id: u32, vocab: usize },
+    #[error("{0}")]
+    Collective(String),
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,54 @@
+//! Which part of the model one process computes. A single node computes the
+//! whole model; in tensor parallelism a node owns a range of Q heads (and the
+//! KV heads they read) and a range of FFN columns; in pipeline parallelism a
+//! range of layers. The forward pass only ever sees a [`LocalLayout`].
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::ModelConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalLayout {
+    /// Layers this process runs, half-open.
+    pub layers: Range<usize>,
+    /// Q heads this process owns (global indices), half-open.
+    pub q_heads: Range<usize>,
+    /// FFN intermediate columns this process owns, half-open.
+    pub ffn: Range<usize>,
+    /// Output-head rows (vocabulary entries) this process computes.
+    pub vocab: Range<usize>,
+    /// Whether this process turns token ids into embeddings.
+    pub embed: bool,
+    /// Whether this process applies the final norm and output head.
+    pub head: bool,
+}
+
+impl LocalLayout {
+    pub fn whole(config: &ModelConfig) -> Self {
+        Self {
+            layers: 0..config.n_layers,
+            q_heads: 0..config.n_heads,
+            ffn: 0..config.ffn,
+            vocab: 0..config.vocab,
+            embed: true,
+            head: true,
+        }
+    }
+
+    /// The KV heads the owned Q heads read: a GQA group is never split
+    /// across KV heads, so this is a contiguous range.
+    pub fn kv_heads(&self, config: &ModelConfig) -> Range<usize> {
+        let g = config.group_size();
+        if self.q_heads.is_empty() {
+            return 0..0;
+        }
+        self.q_heads.start / g..(self.q_heads.end - 1) / g + 1
+    }
+
+    /// Whether the tensor-parallel parts cover the whole model (no all-reduce needed).
+    pub fn is_whole_width(&self, config: &ModelConfig) -> bool {
+        self.q_heads == (0..config.n_heads) && self.ffn == (0..config.ffn)
+    }
+}

@@ -1,0 +1,255 @@
+//! The decoder-only transformer forward pass (llama, qwen2, qwen3) over the
+//! part of the model a [`LocalLayout`] names.
+//!
+//! The pass is split at the points where a distributed run exchanges data:
+//! [`Transformer::embed`] (token ids in), [`Transformer::forward_layers`]
+//! (which calls an [`AllReduce`] after each row-parallel projection), and
+//! [`Transformer::head`] (logits out). One process running the whole model
+//! composes them in [`Transformer::forward`].
+
+use super::attention::{attend, AttnShape};
+use super::config::ModelConfig;
+use super::error::ModelError;
+use super::kv_cache::KvCache;
+use super::layout::LocalLayout;
+use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
+use super::weights::ModelWeights;
+use crate::kernels::{matmul, MatmulScratch, Weight};
+
+/// Sums partial activations across the processes sharing a layer. The sum
+/// must come out bit-identical on every participant.
+pub trait AllReduce {
+    fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), ModelError>;
+}
+
+/// The single-process case: nothing to sum with.
+pub struct NoReduce;
+
+impl AllReduce for NoReduce {
+    fn all_reduce(&mut self, _buf: &mut [f32]) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+pub struct Transformer {
+    config: ModelConfig,
+    layout: LocalLayout,
+    weights: ModelWeights,
+    cache: KvCache,
+    rope: Rope,
+    scratch: MatmulScratch,
+}
+
+impl Transformer {
+    /// `context` caps the sequence length (KV cache positions).
+    pub fn new(
+        config: ModelConfig,
+        layout: LocalLayout,
+        weights: ModelWeights,
+        context: usize,
+    ) -> Self {
+        let kv_row = layout.kv_heads(&config).len() * config.head_dim;
+        let rope = Rope::new(
+            config.rope_style,
+            config.rope_dim,
+            config.head_dim,
+            config.rope_theta,
+            &config.rope_scaling,
+        );
+        Self {
+            cache: KvCache::new(layout.layers.len(), kv_row, context),
+            config,
+            layout,
+            weights,
+            rope,
+            scratch: MatmulScratch::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &LocalLayout {
+        &self.layout
+    }
+
+    pub fn weights(&self) -> &ModelWeights {
+        &self.weights
+    }
+
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Positions already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Forgets every position from `pos` on (0 starts a new sequence).
+    pub fn truncate(&mut self, pos: usize) {
+        self.cache.truncate(pos);
+    }
+
+    /// Token ids to embeddings, `tokens x hidden`.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let embd =
+            self.weights.token_embd.as_ref().ok_or_else(|| {
+                ModelError::Config("this process holds no token embedding".into())
+            })?;
+        let h = self.config.hidden;
+        let mut x = vec![0.0f32; tokens.len() * h];
+        for (&id, row) in tokens.iter().zip(x.chunks_exact_mut(h)) {
+            if id as usize >= embd.rows {
+                return Err(ModelError::BadToken {
+                    id,
+                    vocab: embd.rows,
+                });
+            }
+            embd.dequantize_row(id as usize, row);
+        }
+        Ok(x)
+    }
+
+    /// Runs the owned layers on `x` (`tokens x hidden`, positions `pos..`) in
+    /// place, appending to the KV cache.
+    pub fn forward_layers(
+        &mut self,
+        x: &mut [f32],
+        tokens: usize,
+        pos: usize,
+        reduce: &mut dyn AllReduce,
+    ) -> Result<(), ModelError> {
+        let end = pos + tokens;
+        if end > self.cache.context() {
+            return Err(ModelError::ContextFull {
+                needed: end,
+                context: self.cache.context(),
+            });
+        }
+        if pos > self.cache.len() {
+            return Err(ModelError::Other(format!(
+                "position {pos} skips ahead of the {} cached positions",
+                self.cache.len()
+            )));
+        }
+        let c = &self.config;
+        let (h, hd) = (c.hidden, c.head_dim);
+        let kv = self.layout.kv_heads(c);
+        let shape = AttnShape {
+            head_dim: hd,
+            n_q: self.layout.q_heads.len(),
+            n_kv: kv.len(),
+            q_start: self.layout.q_heads.start,
+            kv_start: kv.start,
+            group: c.group_size(),
+        };
+        let (qd, kvd, nf) = (shape.n_q * hd, shape.n_kv * hd, self.layout.ffn.len());
+        let mut xn = vec![0.0f32; tokens * h];
+        let mut q = vec![0.0f32; tokens * qd];
+        let mut k = vec![0.0f32; tokens * kvd];
+        let mut v = vec![0.0f32; tokens * kvd];
+        let mut attn = vec![0.0f32; tokens * qd];
+        let mut proj = vec![0.0f32; tokens * h];
+        let mut gate = vec![0.0f32; tokens * nf];
+        let mut up = vec![0.0f32; tokens * nf];
+        let half = c.rope_dim / 2;
+        let (mut cos, mut sin) = (vec![0.0f32; tokens * half], vec![0.0f32; tokens * half]);
+        for t in 0..tokens {
+            self.rope.angles(
+                pos + t,
+                &mut cos[t * half..(t + 1) * half],
+                &mut sin[t * half..(t + 1) * half],
+            );
+        }
+
+        for (li, lw) in self.weights.layers.iter().enumerate() {
+            rms_norm(x, &lw.attn_norm, c.rms_eps, &mut xn);
+            let s = &mut self.scratch;
+            matmul(&lw.wq, &xn, tokens, &mut q, s);
+            matmul(&lw.wk, &xn, tokens, &mut k, s);
+            matmul(&lw.wv, &xn, tokens, &mut v, s);
+            add_bias(&mut q, lw.bq.as_deref());
+            add_bias(&mut k, lw.bk.as_deref());
+            add_bias(&mut v, lw.bv.as_deref());
+            if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                rms_norm_in_place(&mut q, qn, c.rms_eps);
+                rms_norm_in_place(&mut k, kn, c.rms_eps);
+            }
+            for t in 0..tokens {
+                let (cs, sn) = (
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
+                self.rope.apply(&mut q[t * qd..(t + 1) * qd], cs, sn);
+                self.rope.apply(&mut k[t * kvd..(t + 1) * kvd], cs, sn);
+            }
+            self.cache.append(li, pos, &k, &v);
+            let (kc, vc) = self.cache.layer(li, end);
+            attend(&shape, &q, kc, vc, pos, &mut attn);
+            matmul(&lw.wo, &attn, tokens, &mut proj, s);
+            reduce.all_reduce(&mut proj)?;
+            add_in_place(x, &proj);
+
+            rms_norm(x, &lw.ffn_norm, c.rms_eps, &mut xn);
+            matmul(&lw.w_gate, &xn, tokens, &mut gate, s);
+            matmul(&lw.w_up, &xn, tokens, &mut up, s);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = silu(*g) * u;
+            }
+            matmul(&lw.w_down, &gate, tokens, &mut proj, s);
+            reduce.all_reduce(&mut proj)?;
+            add_in_place(x, &proj);
+        }
+        self.cache.commit(end);
+        Ok(())
+    }
+
+    /// Final norm and output head for one hidden row: this process's slice
+    /// of the vocabulary logits.
+    pub fn head(&mut self, x_last: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let (Some(norm), Some(out)) = (&self.weights.output_norm, &self.weights.output) else {
+            return Err(ModelError::Config(
+                "this process holds no output head".into(),
+            ));
+        };
+        let mut xn = vec![0.0f32; x_last.len()];
+        rms_norm(x_last, norm, self.config.rms_eps, &mut xn);
+        Ok(project(out, &xn, &mut self.scratch))
+    }
+
+    /// The whole model in this process: logits for the last of `tokens`.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Other("no tokens to run".into()));
+        }
+        let mut x = self.embed(tokens)?;
+        self.forward_layers(&mut x, tokens.len(), pos, &mut NoReduce)?;
+        let h = self.config.hidden;
+        let last = &x[(tokens.len() - 1) * h..];
+        self.head(last)
+    }
+}
+
+fn project(w: &Weight, x: &[f32], scratch: &mut MatmulScratch) -> Vec<f32> {
+    let mut out = vec![0.0f32; w.rows];
+    matmul(w, x, 1, &mut out, scratch);
+    out
+}
+
+fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in x.chunks_exact_mut(b.len()) {
+            for (v, &bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+    }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
