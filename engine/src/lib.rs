@@ -6,5 +6,6 @@
 //! - [`kernels`]: quantized dot products and the threaded matmul.
 
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod shard;

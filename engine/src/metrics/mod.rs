@@ -1,0 +1,4 @@
+//! Measurements of this process: memory now. Per-step spans and cluster
+//! snapshots join this module with the cluster work.
+
+pub mod memory;

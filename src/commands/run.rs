@@ -1,0 +1,151 @@
+//! `shardlab run`: one prompt, tokens streamed to stdout, figures to stderr.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use shardlab_engine::metrics::memory::peak_rss_bytes;
+use shardlab_engine::model::chat::ChatMessage;
+use shardlab_engine::model::generate::{generate, GenerateOptions};
+use shardlab_engine::model::loader::{self, DEFAULT_CONTEXT};
+use shardlab_engine::model::sampling::SamplingParams;
+use shardlab_engine::model::store::ModelStore;
+
+use super::progress::print_pull_event;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A model alias (smollm2), a .gguf file or a Hugging Face directory.
+    #[arg(long, short = 'm', default_value = "smollm2")]
+    pub model: String,
+    /// The prompt text.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 decodes greedily.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Render the prompt through the model's chat template as a user turn.
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message for --chat.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Stop when this text appears (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Worker threads for the matmuls (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Context length (KV cache positions).
+    #[arg(long, default_value_t = DEFAULT_CONTEXT)]
+    pub ctx: usize,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the worker threads")?;
+    pool.install(|| run_in_pool(args, threads))
+}
+
+fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
+    let store = ModelStore::from_env()?;
+    let source = store.resolve(&args.model, &mut print_pull_event)?;
+    let load_started = Instant::now();
+    let mut model = loader::load(&source, args.ctx)
+        .with_context(|| format!("loading {}", args.model))?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+
+    let prompt_text = if args.chat {
+        let template = model.chat_template.as_ref().with_context(|| {
+            format!("{} has no chat template; run without --chat", model.path.display())
+        })?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            });
+        }
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        });
+        template.render(&messages, true)?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = model.tokenizer.encode(&prompt_text, true)?;
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repeat_penalty,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
+    sampling.validate()?;
+    let opts = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling,
+        stop_strings: args.stop.clone(),
+        stop_at_eos: true,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut cached = Vec::new();
+    let generation = generate(
+        &mut model.transformer,
+        &model.tokenizer,
+        &mut cached,
+        &prompt,
+        &opts,
+        None,
+        &mut |piece| {
+            // A closed stdout (e.g. `| head`) is not worth an error here.
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        },
+    )?;
+    let _ = writeln!(out);
+    drop(out);
+
+    let s = &generation.stats;
+    let peak = peak_rss_bytes().map_or("unknown".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    eprintln!(
+        "model {} | load {:.2} s | threads {threads}\n\
+         prompt tokens {} | generated tokens {} | stop {:?}\n\
+         prefill {:.1} tok/s | decode {:.1} tok/s | time to first token {:.0} ms | peak memory {peak}",
+        model.path.display(),
+        load_seconds,
+        s.prompt_tokens,
+        s.generated_tokens,
+        s.stop,
+        s.prefill_tokens_per_second(),
+        s.decode_tokens_per_second(),
+        s.time_to_first_token * 1e3,
+    );
+    Ok(())
+}
