@@ -41,7 +41,7 @@ pub struct SamplingParams {
 
 /// A fixed default seed, so that two runs with default settings agree; pass
 /// another seed to get a different stream.
-pub const DEFAULT_SEED: u64 = 0x5EED_0F_5A4D;
+pub const DEFAULT_SEED: u64 = 0x5EED_5A4D;
 
 impl Default for SamplingParams {
     /// llama.cpp's defaults (`common_params_sampling`): temperature 0.8,
@@ -150,10 +150,10 @@ impl Sampler {
     }
 
     /// Picks a token id from `logits` (one per vocabulary entry), penalising
-    /// tokens in `history`. NaN logits count as `-inf`; when no token has a
-    /// finite-or-positive logit the lowest id wins. Non-greedy calls consume
-    /// exactly one RNG draw, so the stream stays aligned however many tokens
-    /// the filters keep.
+    /// tokens in `history`. NaN logits count as `-inf`. When every logit is
+    /// `-inf` the lowest id wins without touching the RNG (an empty slice
+    /// gives 0). Otherwise a non-greedy call consumes exactly one RNG draw,
+    /// so the stream stays aligned however many tokens the filters keep.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         self.load_candidates(logits);
         self.apply_repetition_penalty(history);
