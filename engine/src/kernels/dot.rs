@@ -47,7 +47,8 @@ unsafe fn dot_rows_avx2(
     out: &mut [f32],
 ) {
     use super::avx2;
-    let hand_written: Option<unsafe fn(&[u8], &[u8]) -> f32> = match dtype {
+    type RowDot = unsafe fn(&[u8], &[u8]) -> f32;
+    let hand_written: Option<RowDot> = match dtype {
         GgmlType::Q4_0 => Some(avx2::dot_q4_0_q8_0),
         GgmlType::Q4_1 => Some(avx2::dot_q4_1_q8_1),
         GgmlType::Q8_0 => Some(avx2::dot_q8_0_q8_0),
@@ -209,9 +210,9 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                     *v = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
                 }
                 let (mut acc, mut mins) = (0i32, 0i32);
-                for g in 0..16 {
-                    acc += (scales[g] & 0x0f) as i32 * group_dot(&q, y, g * 16, 16);
-                    mins += (scales[g] >> 4) as i32 * bsum(g);
+                for (g, &sc) in scales.iter().enumerate() {
+                    acc += (sc & 0x0f) as i32 * group_dot(&q, y, g * 16, 16);
+                    mins += (sc >> 4) as i32 * bsum(g);
                 }
                 sum += dy * (f16_at(wb, 80) * acc as f32 - f16_at(wb, 82) * mins as f32);
             }
@@ -268,8 +269,8 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                     *v = (lo | (hi << 4)) as i8 - 32;
                 }
                 let mut acc = 0i32;
-                for g in 0..16 {
-                    acc += (sc[g] as i8) as i32 * group_dot(&q, y, g * 16, 16);
+                for (g, &s) in sc.iter().enumerate() {
+                    acc += (s as i8) as i32 * group_dot(&q, y, g * 16, 16);
                 }
                 sum += dy * f16_at(wb, 208) * acc as f32;
             }

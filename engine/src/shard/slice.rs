@@ -59,7 +59,7 @@ pub fn slice_cols(w: &Weight, range: Range<usize>) -> Result<Weight, SliceError>
         return Ok(w.clone());
     }
     let block = w.dtype.block_len();
-    if range.start % block != 0 || range.end % block != 0 {
+    if !range.start.is_multiple_of(block) || !range.end.is_multiple_of(block) {
         return Err(SliceError::NotBlockAligned {
             start: range.start,
             end: range.end,

@@ -361,7 +361,7 @@ fn tensor_size(dims: &[u64], dtype: GgmlType) -> Result<u64, String> {
             .ok_or_else(|| format!("shape {dims:?} overflows"))?;
     }
     let block = dtype.block_len() as u64;
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(format!(
             "first dimension {} is not a multiple of the {} block length {}",
             dims[0], dtype, block
