@@ -5,7 +5,14 @@
 //!   transformer forward pass, KV cache, sampling, chat templates, `synth`.
 //! - [`kernels`]: quantized dot products and the threaded matmul.
 
+pub mod cluster;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod shard;
+
+// Activations and weights travel as little-endian bytes, reinterpreted in
+// place on both ends.
+#[cfg(target_endian = "big")]
+compile_error!("shardlab supports little-endian targets only");

@@ -1,0 +1,302 @@
+//! The coordinator: connects to nodes (or spawns local ones), streams each
+//! node its slice of the model, connects the nodes to each other, and runs
+//! generation steps across them as a [`Backend`].
+//!
+//! Every failure is a [`ClusterError`] naming the node and the phase.
+
+mod load;
+mod spawn;
+mod step;
+
+use std::time::{Duration, Instant};
+
+pub use load::{LoadProgress, LoadSummary};
+pub use spawn::{LocalNodeOptions, LocalNodes};
+
+use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNode};
+use super::node::coordinator_client_name;
+use crate::model::config::ModelConfig;
+use crate::net::{auth, Connection, NetError, Token};
+use crate::shard::plan::{NodeBudget, Plan};
+
+/// How long connecting and authenticating one node may take.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// Replies to small control messages.
+pub const CONTROL_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{node} failed during {phase}: {message}")]
+pub struct ClusterError {
+    pub node: String,
+    pub phase: Phase,
+    pub message: String,
+}
+
+impl ClusterError {
+    fn new(node: &str, phase: Phase, message: impl std::fmt::Display) -> Self {
+        Self {
+            node: node.to_string(),
+            phase,
+            message: message.to_string(),
+        }
+    }
+
+    fn cluster(phase: Phase, message: impl std::fmt::Display) -> Self {
+        Self::new("the cluster", phase, message)
+    }
+}
+
+/// One connected node.
+pub struct NodeHandle {
+    /// "node0", "node1", ... in connection order.
+    pub name: String,
+    pub addr: String,
+    pub info: NodeInfo,
+    /// Round trip of the last ping, in seconds.
+    pub rtt: Option<f64>,
+    conn: Option<Connection>,
+    /// Why the node is out of the cluster, once it is.
+    pub failed: Option<String>,
+}
+
+impl NodeHandle {
+    /// "node1 (127.0.0.1:7071)"
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.addr)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.conn.is_some() && self.failed.is_none()
+    }
+
+    fn conn(&mut self, phase: Phase) -> Result<&mut Connection, ClusterError> {
+        let label = self.label();
+        match (&mut self.conn, &self.failed) {
+            (Some(c), None) => Ok(c),
+            (_, Some(why)) => Err(ClusterError::new(&label, phase, format!("out of the cluster: {why}"))),
+            (None, None) => Err(ClusterError::new(&label, phase, "not connected")),
+        }
+    }
+
+    fn mark_failed(&mut self, why: impl std::fmt::Display) {
+        if self.failed.is_none() {
+            self.failed = Some(why.to_string());
+        }
+        self.conn = None;
+    }
+
+    /// Sends a control message and waits for its reply.
+    fn request(&mut self, msg: &ToNode, phase: Phase, deadline: Duration) -> Result<FromNode, ClusterError> {
+        let label = self.label();
+        let result = (|| {
+            let conn = self.conn(phase)?;
+            conn.send_control(msg).map_err(|e| ClusterError::new(&label, phase, e))?;
+            conn.recv_control::<FromNode>(deadline)
+                .map_err(|e| ClusterError::new(&label, phase, e))
+        })();
+        match result {
+            Ok(FromNode::Error { phase: p, message }) => Err(ClusterError::new(&label, phase, format!("{p}: {message}"))),
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                self.mark_failed(&e.message);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What is loaded on the cluster.
+pub struct LoadedModel {
+    pub plan: Plan,
+    pub config: ModelConfig,
+    pub model_name: String,
+    pub context: usize,
+    pub session: String,
+}
+
+pub struct Cluster {
+    nodes: Vec<NodeHandle>,
+    token: Token,
+    client_name: String,
+    local: Option<LocalNodes>,
+    loaded: Option<LoadedModel>,
+    /// Set when a step failed: the loaded shards are no longer usable.
+    broken: Option<ClusterError>,
+    pub step_deadline: Duration,
+    /// Per-node metrics of the last step (for `:trace`).
+    pub last_step: Vec<Option<StepMetrics>>,
+    logits: Vec<f32>,
+    recv_buf: Vec<u8>,
+}
+
+impl Cluster {
+    /// Connects to running nodes and authenticates with `token`.
+    pub fn connect(addrs: &[String], token: Token, client_name: &str) -> Result<Self, ClusterError> {
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            token,
+            client_name: client_name.to_string(),
+            local: None,
+            loaded: None,
+            broken: None,
+            step_deadline: Duration::from_secs(60),
+            last_step: Vec::new(),
+            logits: Vec::new(),
+            recv_buf: Vec::new(),
+        };
+        for addr in addrs {
+            cluster.add_node(addr)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts `n` node processes on loopback and connects to them.
+    pub fn spawn_local(n: usize, opts: &LocalNodeOptions, client_name: &str) -> Result<Self, ClusterError> {
+        let local = LocalNodes::spawn(n, opts).map_err(|e| ClusterError::cluster(Phase::Connect, e))?;
+        let mut cluster = Self::connect(&local.addrs, local.token.clone(), client_name)?;
+        cluster.local = Some(local);
+        Ok(cluster)
+    }
+
+    fn add_node(&mut self, addr: &str) -> Result<(), ClusterError> {
+        let name = format!("node{}", self.nodes.len());
+        let label = format!("{name} ({addr})");
+        let phase = Phase::Connect;
+        let mut conn = Connection::connect(addr, label.clone(), CONNECT_DEADLINE)
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let welcome = auth::client_handshake(
+            &mut conn,
+            self.token.as_bytes(),
+            &coordinator_client_name(&self.client_name),
+            CONNECT_DEADLINE,
+        )
+        .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let info: NodeInfo = serde_json::from_value(welcome.info)
+            .map_err(|e| ClusterError::new(&label, phase, format!("node info is malformed: {e}")))?;
+        self.nodes.push(NodeHandle {
+            name,
+            addr: addr.to_string(),
+            info,
+            rtt: None,
+            conn: Some(conn),
+            failed: None,
+        });
+        self.last_step.push(None);
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> &[NodeHandle] {
+        &self.nodes
+    }
+
+    /// The processes this cluster started, if it started them.
+    pub fn local_nodes(&mut self) -> Option<&mut LocalNodes> {
+        self.local.as_mut()
+    }
+
+    pub fn loaded(&self) -> Option<&LoadedModel> {
+        self.loaded.as_ref()
+    }
+
+    pub fn broken(&self) -> Option<&ClusterError> {
+        self.broken.as_ref()
+    }
+
+    /// Budgets of the live nodes, for planning.
+    pub fn budgets(&self) -> Vec<NodeBudget> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_alive())
+            .map(|n| NodeBudget {
+                name: n.label(),
+                budget_bytes: n.info.budget,
+            })
+            .collect()
+    }
+
+    /// Refreshes node info and measures a round trip to each live node.
+    pub fn refresh(&mut self) -> Result<(), ClusterError> {
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let started = Instant::now();
+            node.request(&ToNode::Ping, Phase::Control, CONTROL_DEADLINE)?;
+            node.rtt = Some(started.elapsed().as_secs_f64());
+            if let FromNode::Info(info) = node.request(&ToNode::Info, Phase::Control, CONTROL_DEADLINE)? {
+                node.info = info;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops nodes that failed, renumbering nothing: names stay stable so
+    /// messages keep meaning the same machine.
+    pub fn remove_failed(&mut self) -> Vec<String> {
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < self.nodes.len() {
+            if self.nodes[i].is_alive() {
+                i += 1;
+            } else {
+                removed.push(self.nodes[i].label());
+                self.nodes.remove(i);
+                self.last_step.remove(i);
+            }
+        }
+        if !removed.is_empty() {
+            self.broken = None;
+            self.loaded = None;
+        }
+        removed
+    }
+
+    /// Drops every shard; nodes stay connected.
+    pub fn unload(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let _ = node.request(&ToNode::Unload, Phase::Control, CONTROL_DEADLINE);
+        }
+        self.loaded = None;
+        self.broken = None;
+    }
+
+    /// Per-node counters since the load.
+    pub fn metrics(&mut self) -> Vec<(String, Result<NodeMetrics, ClusterError>)> {
+        self.nodes
+            .iter_mut()
+            .map(|n| {
+                let label = n.label();
+                let m = if n.is_alive() {
+                    match n.request(&ToNode::Metrics, Phase::Control, CONTROL_DEADLINE) {
+                        Ok(FromNode::Metrics(m)) => Ok(m),
+                        Ok(other) => Err(ClusterError::new(&label, Phase::Control, format!("unexpected reply {other:?}"))),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Err(ClusterError::new(&label, Phase::Control, n.failed.clone().unwrap_or_default()))
+                };
+                (label, m)
+            })
+            .collect()
+    }
+
+    pub fn reset_metrics(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let _ = node.request(&ToNode::ResetMetrics, Phase::Control, CONTROL_DEADLINE);
+        }
+    }
+
+    /// Says goodbye to every node (they release their shards).
+    pub fn disconnect(&mut self) {
+        for node in self.nodes.iter_mut() {
+            if let Some(conn) = node.conn.as_mut() {
+                let _ = conn.send_control(&ToNode::Bye);
+            }
+            node.conn = None;
+        }
+        self.loaded = None;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}

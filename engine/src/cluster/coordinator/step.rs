@@ -1,0 +1,173 @@
+//! Generation steps across the cluster: the cluster as a [`Backend`].
+
+use super::{Cluster, ClusterError, CONTROL_DEADLINE};
+use crate::cluster::messages::{FromNode, Phase, ToNode};
+use crate::model::error::ModelError;
+use crate::model::generate::Backend;
+use crate::net::TensorDtype;
+
+impl Cluster {
+    /// Runs one step on every node; returns the gathered logits.
+    pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
+        let phase = if tokens.len() > 1 || pos == 0 { Phase::Prefill } else { Phase::Decode };
+        if let Some(e) = &self.broken {
+            return Err(ClusterError::new(
+                &e.node,
+                phase,
+                format!("the cluster must be re-planned after: {e}"),
+            ));
+        }
+        let Some(loaded) = &self.loaded else {
+            return Err(ClusterError::cluster(phase, "no model is loaded"));
+        };
+        let vocab = loaded.config.vocab;
+        let plan_nodes: Vec<(usize, std::ops::Range<usize>, bool)> = loaded
+            .plan
+            .nodes
+            .iter()
+            .map(|np| (np.node, np.layout.vocab.clone(), np.layout.head))
+            .collect();
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_alive()).collect();
+        if live.len() != plan_nodes.len() {
+            let e = ClusterError::cluster(phase, "a node left the cluster; re-plan on the survivors");
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        let msg = ToNode::Step {
+            pos: pos as u32,
+            tokens: tokens.to_vec(),
+        };
+        let mut errors: Vec<ClusterError> = Vec::new();
+        for &i in &live {
+            let node = &mut self.nodes[i];
+            let label = node.label();
+            let sent = node.conn(phase).and_then(|c| c.send_control(&msg).map_err(|e| ClusterError::new(&label, phase, e)));
+            if let Err(e) = sent {
+                node.mark_failed(&e.message);
+                errors.push(e);
+            }
+        }
+        self.logits.clear();
+        self.logits.resize(vocab, f32::NEG_INFINITY);
+        let mut covered = 0usize;
+        let deadline = self.step_deadline;
+        for (k, &i) in live.iter().enumerate() {
+            let (_, vocab_range, head) = plan_nodes[k].clone();
+            let node = &mut self.nodes[i];
+            if !node.is_alive() {
+                continue;
+            }
+            let label = node.label();
+            let result = (|| -> Result<(), ClusterError> {
+                let conn = node.conn(phase)?;
+                let reply = conn
+                    .recv_control::<FromNode>(deadline)
+                    .map_err(|e| ClusterError::new(&label, phase, e))?;
+                match reply {
+                    FromNode::StepDone { logits, metrics } => {
+                        self.last_step[i] = Some(metrics);
+                        if logits {
+                            let h = conn
+                                .recv_tensor_into(deadline, &mut self.recv_buf)
+                                .map_err(|e| ClusterError::new(&label, phase, e))?;
+                            let n = vocab_range.len();
+                            if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64) {
+                                return Err(ClusterError::new(
+                                    &label,
+                                    phase,
+                                    format!("sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}", h.dims()),
+                                ));
+                            }
+                            for (o, c) in self.logits[vocab_range.clone()].iter_mut().zip(self.recv_buf.chunks_exact(4)) {
+                                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                            }
+                            covered += n;
+                        }
+                        Ok(())
+                    }
+                    FromNode::Error { message, .. } => Err(ClusterError {
+                        node: label.clone(),
+                        phase,
+                        message,
+                    }),
+                    other => Err(ClusterError::new(&label, phase, format!("unexpected reply {other:?}"))),
+                }
+            })();
+            if let Err(e) = result {
+                // A reply that never came means the node is gone; an error
+                // reply means the node is fine but the step is lost.
+                if e.message.contains("closed the connection") || e.message.contains("timed out") || !node.is_alive() {
+                    node.mark_failed(&e.message);
+                }
+                errors.push(e);
+            }
+        }
+        if !errors.is_empty() {
+            let e = self.root_cause(errors, phase);
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        if covered != vocab {
+            return Err(ClusterError::cluster(
+                phase,
+                format!("the head nodes returned {covered} of {vocab} logits"),
+            ));
+        }
+        Ok(self.logits.clone())
+    }
+
+    /// Picks the error that names the node that actually failed: a node
+    /// that is gone beats a survivor complaining about a peer.
+    fn root_cause(&mut self, errors: Vec<ClusterError>, phase: Phase) -> ClusterError {
+        // Probe the others quickly: a dead peer shows up as a dead connection.
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            if node
+                .request(&ToNode::Ping, phase, CONTROL_DEADLINE / 5)
+                .is_err()
+            {
+                node.mark_failed("did not answer a ping after a failed step");
+            }
+        }
+        let dead: Vec<String> = self.nodes.iter().filter(|n| !n.is_alive()).map(|n| n.label()).collect();
+        let detail: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.node, e.message)).collect();
+        match dead.first() {
+            Some(node) => {
+                let own = errors.iter().find(|e| &e.node == node);
+                ClusterError {
+                    node: node.clone(),
+                    phase,
+                    message: match own {
+                        Some(e) => e.message.clone(),
+                        None => format!("lost ({})", detail.join("; ")),
+                    },
+                }
+            }
+            None => errors.into_iter().next().unwrap_or_else(|| ClusterError::cluster(phase, "step failed")),
+        }
+    }
+
+    /// Drops cached positions from `pos` on, everywhere.
+    pub fn truncate_all(&mut self, pos: usize) -> Result<(), ClusterError> {
+        if self.loaded.is_none() {
+            return Ok(());
+        }
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            node.request(&ToNode::Truncate { pos: pos as u32 }, Phase::Control, CONTROL_DEADLINE)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Cluster {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
+        self.step(tokens, pos).map_err(|e| ModelError::Collective(e.to_string()))
+    }
+
+    fn truncate(&mut self, pos: usize) -> Result<(), ModelError> {
+        self.truncate_all(pos).map_err(|e| ModelError::Collective(e.to_string()))
+    }
+
+    fn context(&self) -> usize {
+        self.loaded.as_ref().map_or(0, |l| l.context)
+    }
+}

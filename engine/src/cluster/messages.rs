@@ -1,0 +1,218 @@
+//! Control messages between the coordinator and nodes, and between nodes.
+//! They travel as JSON in control frames; tensors (weights, activations,
+//! logits) travel in tensor frames right after the message that announces
+//! them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::config::ModelConfig;
+use crate::model::layout::LocalLayout;
+
+/// Coordinator to node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToNode {
+    Info,
+    /// Prepare a shard; the node answers `NeedTensors`.
+    Load(Box<LoadRequest>),
+    /// The next tensor frame holds bytes `offset..offset+len` of tensor `index`.
+    TensorChunk { index: u32, offset: u64, len: u64 },
+    /// Every needed chunk was sent; the node verifies and answers `Loaded`.
+    LoadFinish,
+    /// Connect to the other nodes this node exchanges activations with.
+    ConnectPeers(PeerPlan),
+    /// Run `tokens` at positions `pos..`.
+    Step { pos: u32, tokens: Vec<u32> },
+    /// Forget KV positions from `pos` on.
+    Truncate { pos: u32 },
+    Metrics,
+    ResetMetrics,
+    Ping,
+    /// Drop the shard, keep the connection.
+    Unload,
+    /// Drop the shard and close.
+    Bye,
+}
+
+/// Node to coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromNode {
+    Info(NodeInfo),
+    /// Indices of tensors the node does not have; empty when the shard is cached.
+    NeedTensors { missing: Vec<u32>, cached: bool },
+    Loaded(LoadedReport),
+    PeersReady,
+    /// Step finished; a head node sends its logits slice as the next tensor frame.
+    StepDone { logits: bool, metrics: StepMetrics },
+    Metrics(NodeMetrics),
+    Pong,
+    Ok,
+    /// Something failed on the node; `phase` is load, prefill, decode, peers...
+    Error { phase: String, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub version: String,
+    pub protocol: u16,
+    pub hostname: String,
+    pub listen: String,
+    pub cores: usize,
+    pub threads: usize,
+    pub mem_total: u64,
+    pub mem_free: u64,
+    /// `--mem-limit`, or free memory when none was given.
+    pub budget: u64,
+    pub cached_shards: Vec<CachedShard>,
+    /// A model file this node can read locally (`--model-dir`).
+    pub local_models: Vec<LocalModel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CachedShard {
+    pub key: String,
+    pub model: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LocalModel {
+    pub file_name: String,
+    pub bytes: u64,
+}
+
+/// One tensor of a shard, as the node will hold it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TensorMeta {
+    pub name: String,
+    pub dtype: u32,
+    pub rows: u64,
+    pub cols: u64,
+    pub bytes: u64,
+    /// Hex SHA-256 of the slice's bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRequest {
+    pub session: String,
+    pub model_name: String,
+    /// The source file's name and size, so a node with `--model-dir` can
+    /// slice its own copy instead of receiving bytes.
+    pub model_file: Option<LocalModel>,
+    pub config: ModelConfig,
+    pub layout: LocalLayout,
+    pub context: usize,
+    pub tensors: Vec<TensorMeta>,
+    /// Content hash of the whole shard (layout + every tensor hash).
+    pub shard_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadedReport {
+    pub weight_bytes: u64,
+    pub received_bytes: u64,
+    pub from_cache: bool,
+    pub from_local_file: bool,
+    pub seconds: f64,
+    pub rss: u64,
+}
+
+/// Where a node's activations come from and go to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerPlan {
+    pub session: String,
+    /// This node's index in the cluster.
+    pub me: usize,
+    /// Nodes of this node's tensor group, in rank order (including itself).
+    pub group: Vec<PeerAddr>,
+    /// The node this one receives hidden states from (previous stage).
+    pub prev: Option<PeerAddr>,
+    /// The node this one sends hidden states to (next stage).
+    pub next: Option<PeerAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerAddr {
+    pub index: usize,
+    pub name: String,
+    pub addr: String,
+}
+
+/// What one step cost on one node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    pub tokens: u32,
+    pub compute_seconds: f64,
+    /// Blocked on peers: all-reduce exchanges and hidden-state receives.
+    pub wait_seconds: f64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Timeline of this step, for `:trace`.
+    pub spans: Vec<Span>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Span {
+    pub kind: SpanKind,
+    /// Seconds from the start of the step.
+    pub start: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SpanKind {
+    Compute,
+    Send,
+    Wait,
+    Receive,
+}
+
+/// Totals since the shard loaded (or the last reset).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeMetrics {
+    pub rss: u64,
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub budget: u64,
+    pub steps: u64,
+    pub compute_seconds: f64,
+    pub wait_seconds: f64,
+    /// Per peer: (peer name, bytes sent, bytes received).
+    pub traffic: Vec<PeerTraffic>,
+    /// All-reduce latencies in seconds (most recent, bounded).
+    pub allreduce_seconds: Vec<f64>,
+    /// Hidden-state hand-off latencies to the next stage (bounded).
+    pub hop_seconds: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerTraffic {
+    pub peer: String,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Which part of a conversation failed, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Connect,
+    Load,
+    Peers,
+    Prefill,
+    Decode,
+    Control,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Load => "load",
+            Phase::Peers => "peer setup",
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+            Phase::Control => "control",
+        })
+    }
+}

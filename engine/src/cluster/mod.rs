@@ -1,0 +1,7 @@
+//! The cluster: the node daemon (`node`) and the coordinator that connects
+//! to nodes, streams each its slice, and drives generation (`coordinator`).
+//! They talk in the `messages` defined here over `crate::net` connections.
+
+pub mod coordinator;
+pub mod messages;
+pub mod node;
