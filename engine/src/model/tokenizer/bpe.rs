@@ -12,6 +12,11 @@ use super::{pretok, special, Tokenizer, TokenizerError};
 
 pub fn build(vocab: GgufVocab) -> Result<Tokenizer, TokenizerError> {
     let mut warnings = vocab.warnings.clone();
+    if vocab.pre.is_none() {
+        warnings.push(format!(
+            "{KEY_PRE}: missing; using llama.cpp's 'default' split, which old converters meant"
+        ));
+    }
     let spec = match pretok::lookup(vocab.pre.as_deref()) {
         Some(spec) => spec,
         None => {

@@ -206,6 +206,22 @@ fn unknown_pre_falls_back_to_gpt2_with_a_warning() {
 }
 
 #[test]
+fn missing_pre_uses_llama_cpp_default_with_a_warning() {
+    let mut meta = smollm2_file().metadata.clone();
+    meta.remove("tokenizer.ggml.pre");
+    let tok = Tokenizer::from_metadata(&meta).unwrap();
+    assert!(
+        tok.warnings()[0].contains("missing"),
+        "{:?}",
+        tok.warnings()
+    );
+    // The default split isolates punctuation runs first: "Hello" "," " world".
+    let ids = tok.encode("Hello, world", false).unwrap();
+    assert_eq!(tok.decode(&ids, false).unwrap(), "Hello, world");
+    assert_eq!(ids[..2], [19556, 28]);
+}
+
+#[test]
 fn add_bos_and_eos_follow_the_metadata() {
     let mut meta = with_key("tokenizer.ggml.add_bos_token", MetadataValue::Bool(true));
     meta.insert(
