@@ -146,9 +146,13 @@ fn min_max(x: &[f32]) -> (f32, f32) {
         })
 }
 
-/// Rounds `v` to the nearest integer in `lo..=hi`.
+/// Rounds `v` to the nearest integer (halves away from zero) in `lo..=hi`.
+/// Not `f32::round`: without SSE4.1 that is a libm call per value, and
+/// quantizing is most of what `synth` spends its time on. The cast truncates
+/// (and saturates), so adding a signed half first rounds.
+#[inline(always)]
 fn level(v: f32, lo: i32, hi: i32) -> i32 {
-    (v.round() as i32).clamp(lo, hi)
+    ((v + 0.5f32.copysign(v)) as i32).clamp(lo, hi)
 }
 
 fn quantize_block(dtype: GgmlType, x: &[f32], out: &mut [u8]) {

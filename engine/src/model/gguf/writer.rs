@@ -356,7 +356,7 @@ fn data_size(dims: &[u64], dtype: GgmlType) -> Result<u64, String> {
         ));
     }
     let block = dtype.block_len() as u64;
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(format!(
             "first dimension {} is not a multiple of the {dtype} block length {block}",
             dims[0]
