@@ -7,7 +7,11 @@ pub mod dequant;
 pub mod dot;
 pub mod matmul;
 pub mod quantize;
+pub mod quantize_weights;
 pub mod weight;
+
+#[cfg(test)]
+mod tests;
 
 pub use matmul::{matmul, MatmulScratch};
 pub use weight::{Weight, WeightBytes};

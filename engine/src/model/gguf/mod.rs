@@ -8,3 +8,6 @@ pub mod writer;
 
 pub use reader::{GgufError, GgufFile, TensorInfo};
 pub use types::{GgmlType, MetadataArray, MetadataValue, QK_K};
+
+#[cfg(test)]
+mod tests;
