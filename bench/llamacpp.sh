@@ -17,6 +17,10 @@
 #   bench/llamacpp.sh bench [-m GGUF] [llama-bench args...]
 #                                 build + run llama-bench (default: SmolLM2, -p 128 -n 64, for -t 1 and -t 2)
 #
+# Built targets: libllama.so (+ libggml*.so), llama-bench, llama-completion
+# (classic one-shot CLI), llama-simple, llama-tokenize. llama-cli is not built:
+# in this llama.cpp it is the chat UI on top of the server (LLAMA_BUILD_SERVER).
+#
 # Env: SHARDLAB_HOME (cache root), LLAMA_CPP_PY_VERSION (default below), JOBS (default 2).
 set -euo pipefail
 
@@ -162,6 +166,6 @@ case "$cmd" in
         if [ $# -eq 0 ]; then set -- -t 1,2 -p 128 -n 64; fi
         "$BIN/llama-bench" -m "$m" "$@"
         ;;
-    -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help|help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" ;;
     *) log "unknown subcommand: $cmd"; exit 2 ;;
 esac

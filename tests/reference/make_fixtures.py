@@ -192,13 +192,22 @@ def make_ctx(model, variant: dict):
     LOG.clear()
     ctx = C.llama_init_from_model(model, p)
     assert ctx, "llama_init_from_model failed:\n" + "".join(LOG)
-    fa_lines = [ln.strip() for ln in LOG if "flash_attn" in ln.lower() or "flash attention" in ln.lower()]
+    # "auto" is resolved inside llama_init_from_model; its log says which way.
+    fa_lines = [ln.strip() for ln in LOG
+                if ("flash_attn " in ln or "Flash Attention" in ln) and "FLASH_ATTN_EXT" not in ln]
+    if p.flash_attn_type == C.LLAMA_FLASH_ATTN_TYPE_AUTO:
+        fa_resolved = ("enabled" if any("Flash Attention enabled" in ln for ln in fa_lines)
+                       else "disabled" if any("Flash Attention not supported" in ln for ln in fa_lines)
+                       else "unknown")
+    else:
+        fa_resolved = FA_NAMES[p.flash_attn_type]
     settings = {
         "n_ctx": p.n_ctx, "n_batch": p.n_batch, "n_ubatch": p.n_ubatch,
         "n_threads": p.n_threads, "n_threads_batch": p.n_threads_batch,
         "type_k": GGML_TYPE_NAMES.get(p.type_k, p.type_k),
         "type_v": GGML_TYPE_NAMES.get(p.type_v, p.type_v),
         "flash_attn_type": FA_NAMES.get(p.flash_attn_type, p.flash_attn_type),
+        "flash_attn_resolved": fa_resolved,
         "flash_attn_log": fa_lines,
         "n_ctx_actual": C.llama_n_ctx(ctx),
     }
@@ -264,6 +273,26 @@ def crosscheck_tokenize_binary(text: str) -> list[int]:
     finally:
         os.unlink(fname)
     return json.loads(out.strip().splitlines()[-1])
+
+
+# Same settings expressed as llama-completion flags, per variant.
+CLI_VARIANT_FLAGS = {
+    "default": [],
+    "f32kv_nofa": ["-fa", "off", "-ctk", "f32", "-ctv", "f32"],
+}
+
+
+def crosscheck_greedy_binary(prompt: str, vname: str) -> str:
+    """Greedy text from the llama-completion CLI (--temp 0). It stops at EOS/EOT,
+    so it is compared with our text up to the first end-of-generation token."""
+    cmd = [str(BIN_DIR / "llama-completion"), "-m", MODEL_PATH, "-p", prompt, "--no-escape",
+           "-n", str(N_GEN), "--temp", "0", "--repeat-penalty", "1.0",
+           "-t", str(N_THREADS), "-tb", str(N_THREADS),
+           "-c", str(N_CTX), "-b", str(N_BATCH), "-ub", str(N_BATCH),
+           "-no-cnv", "--no-display-prompt", "-sp", "--simple-io",
+           *CLI_VARIANT_FLAGS[vname]]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL).stdout
 
 
 # ---------------------------------------------------------------------------
@@ -355,6 +384,10 @@ def main() -> int:
                           "'eog_positions' lists indices of end-of-generation tokens",
                   "prompt_tokenization": "llama_tokenize(add_special=false, parse_special=true); no BOS",
                   "prefill": "whole prompt in one llama_decode (llama_batch_get_one), then one token per llama_decode",
+                  "crosscheck": "generated_text_until_eog identical to stdout of `llama-completion -m GGUF -p PROMPT "
+                                "--no-escape -n 32 --temp 0 --repeat-penalty 1.0 -t 1 -tb 1 -c 512 -b 512 -ub 512 "
+                                "-no-cnv --no-display-prompt -sp --simple-io` (+ `-fa off -ctk f32 -ctv f32` for "
+                                "f32kv_nofa), modulo trailing whitespace / the EOS piece",
               },
               "chat": {"messages": CHAT_MESSAGES, "add_generation_prompt": True,
                        "template": template,
@@ -378,10 +411,16 @@ def main() -> int:
             settings, prefill, gen, steps, eog = run_prompt(model, vocab, n_vocab, pids, variant)
             gv["settings"] = settings
             lv["settings"] = settings
+            until_eog = detokenize(vocab, gen[:eog[0]] if eog else gen)
+            cli = crosscheck_greedy_binary(ptext, vname)
+            cli = cli.rstrip().removesuffix("[end of text]")  # printed when it stops at EOS
+            eog_piece = detokenize(vocab, gen[eog[0]:eog[0] + 1]) if eog else ""
+            assert cli.rstrip() in (until_eog.rstrip(), (until_eog + eog_piece).rstrip()), \
+                f"llama-completion disagrees on {vname}/{pname}: {cli!r} vs {until_eog!r}"
             gv["prompts"][pname] = {
                 "prompt": ptext, "prompt_ids": pids, "generated_ids": gen,
                 "generated_text": detokenize(vocab, gen),
-                "generated_text_until_eog": detokenize(vocab, gen[:eog[0]] if eog else gen),
+                "generated_text_until_eog": until_eog,
                 "eog_positions": eog,
                 "steps": steps,
             }

@@ -9,6 +9,7 @@ pub mod attention;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod layout;

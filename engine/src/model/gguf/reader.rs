@@ -132,10 +132,10 @@ impl GgufFile {
                 version,
             });
         }
-        let tensor_count = cur.u64("tensor count")?;
-        let kv_count = cur.u64("metadata count")?;
         // Each entry takes at least 8 bytes; a count beyond that is corrupt.
+        let tensor_count = cur.u64("tensor count")?;
         cur.check_count(tensor_count, 8, "tensor count")?;
+        let kv_count = cur.u64("metadata count")?;
         cur.check_count(kv_count, 8, "metadata count")?;
 
         let mut metadata = BTreeMap::new();

@@ -1,0 +1,83 @@
+//! `shardlab node`: the long-running daemon that holds one shard.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use shardlab_engine::cluster::node::{serve, NodeOptions};
+use shardlab_engine::net::Token;
+
+use super::size::parse_size;
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Address to listen on. Loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// File holding the shared token. Without it, a fresh token is written
+    /// to <cache-dir>/token and its path printed.
+    #[arg(long = "token-file")]
+    pub token_file: Option<PathBuf>,
+    /// Memory budget, e.g. 512M or 8G (default: free memory).
+    #[arg(long = "mem-limit")]
+    pub mem_limit: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Where received shards are kept (default: <shardlab home>/node).
+    #[arg(long = "cache-dir")]
+    pub cache_dir: Option<PathBuf>,
+    /// A directory of model files this node may slice locally.
+    #[arg(long = "model-dir")]
+    pub model_dir: Option<PathBuf>,
+    /// A name for this node in logs and messages.
+    #[arg(long, default_value = "node")]
+    pub name: String,
+    /// Seconds to wait for a peer's activations before failing a step.
+    #[arg(long = "step-timeout", default_value_t = 60.0)]
+    pub step_timeout: f64,
+}
+
+pub fn run(args: NodeArgs) -> Result<()> {
+    let home = shardlab_engine::model::store::ModelStore::from_env()?.home().to_path_buf();
+    let cache_dir = args.cache_dir.unwrap_or_else(|| home.join("node"));
+    std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    let token = match &args.token_file {
+        Some(path) => Token::from_file(path)?,
+        None => {
+            let path = cache_dir.join("token");
+            let token = Token::generate();
+            token.write_file(&path)?;
+            eprintln!("no --token-file given: wrote a new token to {}", path.display());
+            token
+        }
+    };
+    let mem_limit = args.mem_limit.as_deref().map(parse_size).transpose()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if !(args.step_timeout > 0.0 && args.step_timeout.is_finite()) {
+        bail!("--step-timeout must be a positive number of seconds");
+    }
+    let opts = NodeOptions {
+        listen: args.listen,
+        name: args.name.clone(),
+        token,
+        mem_limit,
+        threads,
+        cache_dir,
+        model_dir: args.model_dir,
+        step_deadline: Duration::from_secs_f64(args.step_timeout),
+    };
+    serve(opts, |addr| {
+        // Local clusters read this line to learn the port.
+        println!("listening on {addr}");
+        eprintln!("{}: listening on {addr}", args.name);
+    })?;
+    Ok(())
+}
