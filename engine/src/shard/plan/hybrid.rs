@@ -1,0 +1,109 @@
+//! The one builder behind every multi-node plan: `p` pipeline stages of `t`
+//! tensor-parallel nodes each. Tensor parallelism is `t = N, p = 1`,
+//! pipeline `t = 1, p = N`. Nodes fill stages in order: stage `s` holds
+//! nodes `s*t .. (s+1)*t`, rank = position within the stage.
+
+use std::ops::Range;
+
+use super::error::PlanError;
+use super::memory::{predict, weight_bytes};
+use super::pipeline::{check_layers, weighted_layers, StageCost};
+use super::summary::ModelSummary;
+use super::tensor::tensor_group;
+use super::{NodeBudget, NodePlan};
+use crate::model::layout::LocalLayout;
+
+/// Node plans and the node indices of each stage.
+pub fn grid(
+    model: &ModelSummary,
+    nodes: &[NodeBudget],
+    t: usize,
+    p: usize,
+    layers: Option<&[Range<usize>]>,
+    context: usize,
+) -> Result<(Vec<NodePlan>, Vec<Vec<usize>>), PlanError> {
+    let n_layers = model.config.n_layers;
+    let stage_nodes = |s: usize| &nodes[s * t..(s + 1) * t];
+    let layer_ranges = match layers {
+        Some(given) => {
+            check_layers(given, n_layers, p)?;
+            given.to_vec()
+        }
+        None if p == 1 => std::iter::once(0..n_layers).collect(),
+        None => {
+            if n_layers < p {
+                return Err(PlanError::ZeroLayers {
+                    node: stage_nodes(p - 1)[0].name.clone(),
+                    stages: p,
+                    layers: n_layers,
+                });
+            }
+            let mut costs = Vec::with_capacity(p);
+            for s in 0..p {
+                let budget = stage_nodes(s)
+                    .iter()
+                    .map(|n| n.budget_bytes)
+                    .min()
+                    .unwrap_or(0);
+                costs.push(stage_cost(model, t, s, p, context, budget)?);
+            }
+            weighted_layers(&costs, n_layers)
+        }
+    };
+    let mut plans = Vec::with_capacity(t * p);
+    let mut stages = Vec::with_capacity(p);
+    for (s, range) in layer_ranges.into_iter().enumerate() {
+        let layouts = tensor_group(model, t, range, s == 0, s + 1 == p)?;
+        let mut members = Vec::with_capacity(t);
+        for (rank, (layout, node)) in layouts.into_iter().zip(stage_nodes(s)).enumerate() {
+            let index = s * t + rank;
+            members.push(index);
+            plans.push(NodePlan {
+                node: index,
+                name: node.name.clone(),
+                memory: predict(model, &layout, context)?,
+                layout,
+                stage: s,
+                rank,
+                group_size: t,
+                budget_bytes: node.budget_bytes,
+            });
+        }
+        stages.push(members);
+    }
+    Ok((plans, stages))
+}
+
+/// Stage `s`'s cost per node if it ran every layer, split into the part
+/// that does not depend on its layer count and the part per layer; the
+/// heaviest node of the group counts.
+fn stage_cost(
+    model: &ModelSummary,
+    t: usize,
+    s: usize,
+    p: usize,
+    context: usize,
+    budget: u64,
+) -> Result<StageCost, PlanError> {
+    let n_layers = model.config.n_layers;
+    let mut cost = StageCost {
+        fixed: 0.0,
+        per_layer: 0.0,
+        budget: budget as f64,
+    };
+    for layout in tensor_group(model, t, 0..n_layers, s == 0, s + 1 == p)? {
+        let all = predict(model, &layout, context)?;
+        let bare = weight_bytes(
+            model,
+            &LocalLayout {
+                layers: 0..0,
+                ..layout.clone()
+            },
+        )?;
+        let layers_bytes = (all.weights - bare + all.kv_cache) as f64;
+        let per_layer = layers_bytes / n_layers as f64;
+        cost.per_layer = cost.per_layer.max(per_layer);
+        cost.fixed = cost.fixed.max(all.total() as f64 - layers_bytes);
+    }
+    Ok(cost)
+}

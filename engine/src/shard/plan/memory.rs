@@ -1,0 +1,187 @@
+//! Predicted memory of one node for a layout: its weight slices, its KV
+//! cache at full context, prefill scratch and a runtime baseline. Loading
+//! compares this with the node's budget before anything is read, so a plan
+//! that would swap is refused up front (DESIGN.md, "Memory").
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::error::PlanError;
+use super::summary::{ModelSummary, TensorSummary};
+use crate::model::config::ModelConfig;
+use crate::model::layout::LocalLayout;
+use crate::model::weights::{tensor_plan, SliceRule};
+
+/// The process's baseline resident memory before any weight loads: the
+/// binary, the tokenizer, the rayon pool, allocator arenas. A first guess,
+/// to be calibrated against measured RSS.
+pub const RUNTIME_OVERHEAD_BYTES: u64 = 48 << 20;
+
+/// The largest prefill batch the scratch estimate allows for: tokens whose
+/// activations are alive at once.
+pub const PREFILL_BATCH: usize = 512;
+
+/// Attention keeps one score row of `context` f32 per worker thread; this
+/// is the thread count the estimate assumes.
+pub const SCORE_THREADS: u64 = 16;
+
+/// The KV cache stores f32 keys and values.
+const KV_BYTES: u64 = 4;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryPrediction {
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub scratch: u64,
+    pub overhead: u64,
+}
+
+impl MemoryPrediction {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.scratch + self.overhead
+    }
+}
+
+/// What one node running `layout` with a `context`-token cache will hold.
+pub fn predict(
+    model: &ModelSummary,
+    layout: &LocalLayout,
+    context: usize,
+) -> Result<MemoryPrediction, PlanError> {
+    Ok(MemoryPrediction {
+        weights: weight_bytes(model, layout)?,
+        kv_cache: kv_cache_bytes(&model.config, layout, context),
+        scratch: scratch_bytes(&model.config, layout, context),
+        overhead: RUNTIME_OVERHEAD_BYTES,
+    })
+}
+
+/// Bytes of exactly the slices `layout` needs, as the loader cuts them
+/// (rows: `len x row_bytes`; input columns: `rows x row_bytes(len)`). A tied
+/// output head is a view of the embedding and costs nothing more.
+pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
+    // Indexed once per call: big models have hundreds of tensors.
+    let by_name: HashMap<&str, &TensorSummary> =
+        model.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut total = 0;
+    for need in tensor_plan(&model.config, layout) {
+        let Some(t) = by_name.get(need.name.as_str()) else {
+            if need.optional {
+                continue;
+            }
+            return Err(PlanError::MissingTensor { tensor: need.name });
+        };
+        total += match need.rule {
+            SliceRule::Whole => t.bytes(),
+            SliceRule::Rows(r) => r.len() as u64 * t.row_bytes(t.cols),
+            SliceRule::Cols(r) => {
+                let block = t.dtype.block_len();
+                if !r.start.is_multiple_of(block) || !r.end.is_multiple_of(block) {
+                    return Err(PlanError::Misaligned {
+                        tensor: need.name,
+                        dtype: t.dtype.name().to_string(),
+                        cols: t.cols,
+                        start: r.start,
+                        end: r.end,
+                        block,
+                    });
+                }
+                t.rows as u64 * t.row_bytes(r.len())
+            }
+        };
+    }
+    Ok(total)
+}
+
+/// Owned KV heads x head_dim x 2 (K and V) x layers x context x 4 bytes.
+/// Replicated KV heads (more nodes than KV heads) count on every node.
+pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
+    let kv = layout.kv_heads(config).len() as u64;
+    kv * config.head_dim as u64 * 2 * layout.layers.len() as u64 * context as u64 * KV_BYTES
+}
+
+/// Activations alive during a prefill of `b = min(PREFILL_BATCH, context)`
+/// tokens, all f32, following the forward pass's buffers:
+///
+/// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols)`
+/// `+ 4 (vocab + hidden) + 4 context SCORE_THREADS`
+///
+/// where q, kv and ffn are the local widths; the three hidden rows are the
+/// residual, its norm and a projection; `max_rows` is the matmul's
+/// transposed output and `max_cols` bounds its quantized activations (4
+/// bytes a value covers f32 weights too); `vocab` is the local logits row of
+/// a head node. Nothing is counted for a node that runs no layers and no head.
+pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
+    let b = PREFILL_BATCH.min(context) as u64;
+    let hd = config.head_dim;
+    let h = config.hidden;
+    let q = layout.q_heads.len() * hd;
+    let kv = layout.kv_heads(config).len() * hd;
+    let f = layout.ffn.len();
+    let mut values = 0u64;
+    if !layout.layers.is_empty() {
+        let max_rows = h.max(q).max(kv).max(f);
+        let max_cols = h.max(q).max(f);
+        let per_token = 3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols;
+        values += b * per_token as u64 + context as u64 * SCORE_THREADS;
+    } else if layout.embed {
+        values += b * h as u64;
+    }
+    if layout.head {
+        values += (layout.vocab.len() + h) as u64;
+    }
+    values * 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::plan::fixtures::{smollm2_summary, synthetic_llama};
+
+    #[test]
+    fn whole_model_weights_are_every_tensor_smollm2() {
+        let model = smollm2_summary();
+        let layout = LocalLayout::whole(&model.config);
+        let m = predict(&model, &layout, 2048).unwrap();
+        assert_eq!(m.weights, model.total_weight_bytes());
+        assert_eq!(m.weights, 96_576_768);
+        // 3 KV heads x 64 x 2 x 30 layers x 2048 positions x 4 bytes.
+        assert_eq!(m.kv_cache, 3 * 64 * 2 * 30 * 2048 * 4);
+        assert_eq!(m.overhead, RUNTIME_OVERHEAD_BYTES);
+        let per_token = 3 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 64 + 1536 + 1536;
+        let want = 4 * (512 * per_token + 2048 * 16 + 49152 + 576);
+        assert_eq!(m.scratch, want as u64);
+        assert_eq!(m.total(), m.weights + m.kv_cache + m.scratch + m.overhead);
+    }
+
+    #[test]
+    fn sliced_weights_count_only_the_slice() {
+        let model = synthetic_llama();
+        let c = &model.config;
+        let mut layout = LocalLayout::whole(c);
+        let whole = weight_bytes(&model, &layout).unwrap();
+        layout.ffn = 0..c.ffn / 2;
+        let half_ffn = weight_bytes(&model, &layout).unwrap();
+        let ffn_bytes: u64 = (0..c.n_layers)
+            .flat_map(|l| ["ffn_gate", "ffn_up", "ffn_down"].map(|s| format!("blk.{l}.{s}.weight")))
+            .map(|n| model.tensor(&n).unwrap().bytes())
+            .sum();
+        assert_eq!(whole - half_ffn, ffn_bytes / 2);
+        // An input-column cut that is not on a block boundary is refused.
+        layout.ffn = 0..c.ffn / 2 + 1;
+        let err = weight_bytes(&model, &layout).unwrap_err().to_string();
+        assert!(
+            err.contains("ffn_down.weight") && err.contains("32-wide blocks"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_tensor_is_named() {
+        let mut model = synthetic_llama();
+        model.tensors.retain(|t| t.name != "blk.1.attn_k.weight");
+        let err = weight_bytes(&model, &LocalLayout::whole(&model.config)).unwrap_err();
+        assert!(err.to_string().contains("'blk.1.attn_k.weight'"), "{err}");
+    }
+}

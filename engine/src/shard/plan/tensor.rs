@@ -1,0 +1,346 @@
+//! Tensor parallelism within one group of nodes: who owns which Q heads,
+//! FFN columns and vocabulary rows (DESIGN.md, "Slicing rules").
+//!
+//! Heads come in contiguous ranges whose boundaries, times head_dim, fall on
+//! block boundaries of `attn_output.weight` (its input dimension is cut,
+//! row-parallel). While there are at least as many KV heads as nodes a GQA
+//! group stays whole; beyond that Q heads are spread evenly and the KV heads
+//! they read are replicated. The FFN is cut in whole blocks of
+//! `ffn_down.weight` and sized so every node's weight bytes come out even.
+//! The vocabulary is cut evenly (rows, any granularity).
+
+use std::ops::Range;
+
+use super::apportion::{even_shares, level_shares, ranges, round_shares};
+use super::error::PlanError;
+use super::memory::weight_bytes;
+use super::summary::{gcd, lcm, ModelSummary};
+use crate::model::layout::LocalLayout;
+
+/// The layouts of `n` tensor-parallel nodes running `layers`; `embed` and
+/// `head` say whether this group embeds tokens and computes logits.
+pub fn tensor_group(
+    model: &ModelSummary,
+    n: usize,
+    layers: Range<usize>,
+    embed: bool,
+    head: bool,
+) -> Result<Vec<LocalLayout>, PlanError> {
+    let heads = split_heads(model, n)?;
+    let vocab = if head {
+        ranges(&even_shares(model.config.vocab, n))
+    } else {
+        vec![0..0; n]
+    };
+    let base: Vec<LocalLayout> = heads
+        .into_iter()
+        .zip(vocab)
+        .map(|(q_heads, vocab)| LocalLayout {
+            layers: layers.clone(),
+            q_heads,
+            ffn: 0..0,
+            vocab,
+            embed,
+            head,
+        })
+        .collect();
+    let ffn = split_ffn(model, &base)?;
+    Ok(base
+        .into_iter()
+        .zip(ffn)
+        .map(|(layout, ffn)| LocalLayout { ffn, ..layout })
+        .collect())
+}
+
+/// Contiguous Q-head ranges covering `0..n_heads` for `n` nodes.
+pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, PlanError> {
+    let c = &model.config;
+    let heads = c.n_heads;
+    let (block, dtype) = model.input_block("attn_output.weight")?;
+    // The fewest heads whose width is a whole number of blocks.
+    let unit = block / gcd(block, c.head_dim);
+    let split = |unit: usize| -> Option<Vec<Range<usize>>> {
+        let units = heads.div_ceil(unit);
+        // Only more nodes than heads may leave a node without any.
+        if units < n && n <= heads {
+            return None;
+        }
+        let mut end_unit = 0;
+        let mut start = 0;
+        Some(
+            even_shares(units, n)
+                .into_iter()
+                .map(|k| {
+                    end_unit += k;
+                    let end = (end_unit * unit).min(heads);
+                    let r = start..end;
+                    start = end;
+                    r
+                })
+                .collect(),
+        )
+    };
+    if n <= c.n_kv_heads {
+        if let Some(r) = split(lcm(c.group_size(), unit)) {
+            return Ok(r);
+        }
+    }
+    split(unit).ok_or_else(|| PlanError::HeadAlignment {
+        heads,
+        nodes: n,
+        tensor: "attn_output.weight".into(),
+        dtype: dtype.name().to_string(),
+        head_dim: c.head_dim,
+        block,
+        unit,
+        max_nodes: heads.div_ceil(unit),
+    })
+}
+
+/// FFN column ranges for layouts that are complete except for `ffn`: whole
+/// blocks, the node with the lighter rest taking more, so weight bytes come
+/// out even to within one block's worth (largest-remainder rounding).
+pub fn split_ffn(
+    model: &ModelSummary,
+    base: &[LocalLayout],
+) -> Result<Vec<Range<usize>>, PlanError> {
+    let c = &model.config;
+    let n = base.len();
+    if n <= 1 {
+        return Ok(vec![0..c.ffn; n]);
+    }
+    let (block, dtype) = model.input_block("ffn_down.weight")?;
+    if !c.ffn.is_multiple_of(block) {
+        return Err(PlanError::FfnAlignment {
+            tensor: "ffn_down.weight".into(),
+            dtype: dtype.name().to_string(),
+            block,
+            ffn: c.ffn,
+        });
+    }
+    let blocks = c.ffn / block;
+    let mut rest = Vec::with_capacity(n);
+    for layout in base {
+        rest.push(weight_bytes(model, layout)? as f64);
+    }
+    let one_block = LocalLayout {
+        ffn: 0..block,
+        ..base[0].clone()
+    };
+    let cost = weight_bytes(model, &one_block)? as f64 - rest[0];
+    let ideal = level_shares(&rest, &vec![1.0; n], cost, blocks as f64);
+    let counts = round_shares(&ideal, blocks, 1);
+    let cols: Vec<usize> = counts.iter().map(|k| k * block).collect();
+    Ok(ranges(&cols))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gguf::GgmlType;
+    use crate::shard::plan::fixtures::{
+        config, kquant_model, llama70b, qwen2_like, smollm2_summary,
+    };
+
+    /// Ranges are contiguous, in order, and cover `0..total` exactly.
+    fn assert_cover(rs: &[Range<usize>], total: usize, what: &str) {
+        let mut at = 0;
+        for r in rs {
+            assert_eq!(r.start, at, "{what}: {rs:?} has a gap or overlap");
+            assert!(r.end >= r.start, "{what}: {rs:?}");
+            at = r.end;
+        }
+        assert_eq!(at, total, "{what}: {rs:?} does not cover 0..{total}");
+    }
+
+    fn group(model: &ModelSummary, n: usize) -> Vec<LocalLayout> {
+        tensor_group(model, n, 0..model.config.n_layers, true, true).unwrap()
+    }
+
+    /// Bytes of one FFN block across every layer (gate, up and down).
+    fn ffn_block_bytes(model: &ModelSummary) -> u64 {
+        let c = &model.config;
+        let (block, _) = model.input_block("ffn_down.weight").unwrap();
+        (0..c.n_layers)
+            .map(|l| {
+                let t = |s: &str| {
+                    model
+                        .tensor(&format!("blk.{l}.{s}.weight"))
+                        .unwrap()
+                        .clone()
+                };
+                let (g, u, d) = (t("ffn_gate"), t("ffn_up"), t("ffn_down"));
+                block as u64 * (g.row_bytes(g.cols) + u.row_bytes(u.cols))
+                    + d.rows as u64 * d.row_bytes(block)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn every_split_covers_heads_ffn_and_vocab_once() {
+        for model in [smollm2_summary(), qwen2_like(), kquant_model(), llama70b()] {
+            let c = &model.config;
+            let (ffn_block, _) = model.input_block("ffn_down.weight").unwrap();
+            for n in 1..=8 {
+                let ls = group(&model, n);
+                let name = format!("{} over {n}", c.name);
+                assert_eq!(ls.len(), n);
+                assert_cover(
+                    &ls.iter().map(|l| l.q_heads.clone()).collect::<Vec<_>>(),
+                    c.n_heads,
+                    &name,
+                );
+                assert_cover(
+                    &ls.iter().map(|l| l.ffn.clone()).collect::<Vec<_>>(),
+                    c.ffn,
+                    &name,
+                );
+                assert_cover(
+                    &ls.iter().map(|l| l.vocab.clone()).collect::<Vec<_>>(),
+                    c.vocab,
+                    &name,
+                );
+                for l in &ls {
+                    assert_eq!(l.layers, 0..c.n_layers);
+                    assert!(l.embed && l.head);
+                    assert_eq!(l.ffn.start % ffn_block, 0, "{name}: {:?}", l.ffn);
+                    assert!(!l.ffn.is_empty(), "{name}: a node without FFN columns");
+                    if n <= c.n_heads {
+                        assert!(!l.q_heads.is_empty(), "{name}: a node without heads");
+                    }
+                }
+                if n <= c.n_kv_heads {
+                    // Whole GQA groups: the KV ranges partition the KV heads.
+                    let kv: Vec<_> = ls.iter().map(|l| l.kv_heads(c)).collect();
+                    assert_cover(&kv, c.n_kv_heads, &name);
+                    for l in &ls {
+                        assert_eq!(l.q_heads.start % c.group_size(), 0, "{name}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn smollm2_on_two_nodes_is_six_and_three_heads() {
+        let model = smollm2_summary();
+        let ls = group(&model, 2);
+        assert_eq!(ls[0].q_heads, 0..6);
+        assert_eq!(ls[1].q_heads, 6..9);
+        assert_eq!(ls[0].kv_heads(&model.config), 0..2);
+        assert_eq!(ls[1].kv_heads(&model.config), 2..3);
+        assert!(ls[1].ffn.len() > ls[0].ffn.len(), "{:?}", ls);
+        assert_eq!(ls[0].vocab, 0..24576);
+    }
+
+    #[test]
+    fn weight_bytes_come_out_even_to_one_ffn_block() {
+        for model in [smollm2_summary(), qwen2_like(), kquant_model(), llama70b()] {
+            let slack = ffn_block_bytes(&model);
+            for n in 2..=8 {
+                let bytes: Vec<u64> = group(&model, n)
+                    .iter()
+                    .map(|l| weight_bytes(&model, l).unwrap())
+                    .collect();
+                let (lo, hi) = (bytes.iter().min().unwrap(), bytes.iter().max().unwrap());
+                assert!(
+                    hi - lo <= slack,
+                    "{} over {n}: {bytes:?}, one block is {slack}",
+                    model.config.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn more_nodes_than_kv_heads_replicate_kv() {
+        let model = smollm2_summary();
+        let ls = group(&model, 4);
+        let heads: Vec<_> = ls.iter().map(|l| l.q_heads.len()).collect();
+        assert_eq!(heads, vec![3, 2, 2, 2]);
+        let kv: Vec<_> = ls.iter().map(|l| l.kv_heads(&model.config)).collect();
+        assert!(
+            kv.windows(2).any(|w| w[0].end > w[1].start),
+            "{kv:?} should overlap"
+        );
+
+        let q = qwen2_like();
+        let ls = group(&q, 3);
+        let heads: Vec<_> = ls.iter().map(|l| l.q_heads.clone()).collect();
+        assert_eq!(heads, vec![0..5, 5..10, 10..14]);
+        let kv: Vec<_> = ls.iter().map(|l| l.kv_heads(&q.config)).collect();
+        assert_eq!(kv, vec![0..1, 0..2, 1..2]);
+    }
+
+    #[test]
+    fn more_nodes_than_heads_leave_some_without_heads() {
+        let model = smollm2_summary();
+        let ls = group(&model, 10);
+        assert_eq!(ls.iter().filter(|l| l.q_heads.is_empty()).count(), 1);
+        assert_eq!(ls[9].kv_heads(&model.config), 0..0);
+        // The headless node makes up for it in FFN columns.
+        assert!(ls[9].ffn.len() > ls[0].ffn.len(), "{ls:?}");
+    }
+
+    #[test]
+    fn k_quant_heads_fall_on_256_wide_blocks() {
+        let model = kquant_model();
+        let c = &model.config;
+        for n in 1..=8 {
+            for l in group(&model, n) {
+                assert_eq!(
+                    l.q_heads.start * c.head_dim % 256,
+                    0,
+                    "over {n}: {:?}",
+                    l.q_heads
+                );
+                assert_eq!(l.ffn.start % 256, 0);
+            }
+        }
+        // 32 heads, 8 KV heads (groups of 4), blocks of 4 heads: 3 nodes get 12+12+8.
+        let heads: Vec<_> = group(&model, 3).iter().map(|l| l.q_heads.len()).collect();
+        assert_eq!(heads, vec![12, 12, 8]);
+    }
+
+    #[test]
+    fn impossible_head_alignment_is_a_clear_error() {
+        // 8 heads of 64 in Q4_K: only 2 aligned units, so 3..=8 nodes cannot all get heads.
+        let model = ModelSummary::synthetic(
+            config("tiny-k", 2, 512, (8, 8, 64), 512, 1000, true),
+            GgmlType::Q4K,
+        );
+        let err = tensor_group(&model, 3, 0..2, true, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot split 8 attention heads over 3 nodes")
+                && err.contains("Q4_K")
+                && err.contains("multiple of 256 (4 heads)")
+                && err.contains("at most 2 nodes"),
+            "{err}"
+        );
+        assert!(tensor_group(&model, 2, 0..2, true, true).is_ok());
+    }
+
+    #[test]
+    fn grouped_split_falls_back_to_replication_when_blocks_demand_it() {
+        // Groups of 7 heads cannot meet 4-head K-quant units, so 2 nodes
+        // split 16+12 and share a KV head.
+        let c = config("gqa7-k", 2, 1792, (28, 4, 64), 1024, 1000, true);
+        let model = ModelSummary::synthetic(c, GgmlType::Q4K);
+        let ls = tensor_group(&model, 2, 0..2, true, true).unwrap();
+        assert_eq!(ls[0].q_heads, 0..16);
+        assert_eq!(ls[1].q_heads, 16..28);
+        assert_eq!(ls[0].kv_heads(&model.config), 0..3);
+        assert_eq!(ls[1].kv_heads(&model.config), 2..4);
+    }
+
+    #[test]
+    fn groups_without_head_hold_no_vocab() {
+        let model = smollm2_summary();
+        let ls = tensor_group(&model, 2, 0..10, true, false).unwrap();
+        assert!(ls
+            .iter()
+            .all(|l| l.vocab.is_empty() && !l.head && l.layers == (0..10)));
+    }
+}
