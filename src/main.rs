@@ -21,6 +21,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Write a GGUF file with random weights in a given Llama/Qwen shape.
     Synth(commands::synth::SynthArgs),
+    /// Serve a shard of a model to a coordinator (the node daemon).
+    Node(commands::node::NodeArgs),
     /// Install and list models in the cache.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Synth(args) => commands::synth::run(args),
+        Command::Node(args) => commands::node::run(args),
         Command::Models(cmd) => commands::models::run(cmd),
     };
     match result {

@@ -1,7 +1,10 @@
 //! One file per subcommand; each turns parsed flags into engine calls and
 //! prints the results.
 
+pub mod cluster_run;
 pub mod models;
+pub mod node;
 pub mod progress;
 pub mod run;
+pub mod size;
 pub mod synth;

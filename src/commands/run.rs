@@ -12,6 +12,15 @@ use shardlab_engine::model::loader::{self, DEFAULT_CONTEXT};
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::model::store::ModelStore;
 
+use std::path::Path;
+
+use shardlab_engine::model::chat::ChatTemplate;
+use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::store::ModelSource;
+use shardlab_engine::model::tokenizer::Tokenizer;
+use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
+
+use super::cluster_run::{self, ClusterSetup};
 use super::progress::print_pull_event;
 
 #[derive(Args, Debug)]
@@ -53,6 +62,19 @@ pub struct RunArgs {
     /// Context length (KV cache positions).
     #[arg(long, default_value_t = DEFAULT_CONTEXT)]
     pub ctx: usize,
+    /// Run across nodes: `local:N` starts N node processes here, or give
+    /// `ADDR,ADDR,...` of running `shardlab node`s. Left out: one process.
+    #[arg(long)]
+    pub nodes: Option<String>,
+    /// tensor, pipeline, or hybrid:TxP.
+    #[arg(long, default_value = "tensor")]
+    pub layout: String,
+    /// Pipeline layer ranges by hand, e.g. 0..12,12..30.
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// The nodes' shared token (required with node addresses).
+    #[arg(long = "token-file")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -72,47 +94,16 @@ pub fn run(args: RunArgs) -> Result<()> {
 fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     let store = ModelStore::from_env()?;
     let source = store.resolve(&args.model, &mut print_pull_event)?;
+    if let Some(nodes) = &args.nodes {
+        return run_on_cluster(&args, nodes, &source, store.home(), threads);
+    }
     let load_started = Instant::now();
     let mut model = loader::load(&source, args.ctx)
         .with_context(|| format!("loading {}", args.model))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
 
-    let prompt_text = if args.chat {
-        let template = model.chat_template.as_ref().with_context(|| {
-            format!("{} has no chat template; run without --chat", model.path.display())
-        })?;
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(ChatMessage {
-                role: "system".into(),
-                content: system.clone(),
-            });
-        }
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: args.prompt.clone(),
-        });
-        template.render(&messages, true)?
-    } else {
-        args.prompt.clone()
-    };
-    let prompt = model.tokenizer.encode(&prompt_text, true)?;
-    let sampling = SamplingParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repetition_penalty: args.repeat_penalty,
-        seed: args.seed,
-        ..SamplingParams::default()
-    };
-    sampling.validate()?;
-    let opts = GenerateOptions {
-        max_tokens: args.max_tokens,
-        sampling,
-        stop_strings: args.stop.clone(),
-        stop_at_eos: true,
-    };
+    let prompt = prompt_ids(&args, &model.tokenizer, model.chat_template.as_ref(), &model.path)?;
+    let opts = generate_options(&args)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut cached = Vec::new();
@@ -147,5 +138,98 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
         s.decode_tokens_per_second(),
         s.time_to_first_token * 1e3,
     );
+    Ok(())
+}
+
+fn prompt_ids(
+    args: &RunArgs,
+    tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
+    path: &Path,
+) -> Result<Vec<u32>> {
+    let prompt_text = if args.chat {
+        let template = template.with_context(|| {
+            format!("{} has no chat template; run without --chat", path.display())
+        })?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            });
+        }
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        });
+        template.render(&messages, true)?
+    } else {
+        args.prompt.clone()
+    };
+    Ok(tokenizer.encode(&prompt_text, true)?)
+}
+
+fn generate_options(args: &RunArgs) -> Result<GenerateOptions> {
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repetition_penalty: args.repeat_penalty,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
+    sampling.validate()?;
+    Ok(GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling,
+        stop_strings: args.stop.clone(),
+        stop_at_eos: true,
+    })
+}
+
+fn run_on_cluster(args: &RunArgs, nodes: &str, source: &ModelSource, home: &Path, threads: usize) -> Result<()> {
+    let ModelSource::Gguf(path) = source else {
+        bail!("running across nodes takes a GGUF model for now; {} is a Hugging Face directory", source.path().display());
+    };
+    let gguf = GgufFile::open(path)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    let template = gguf
+        .get_str("tokenizer.chat_template")?
+        .map(|src| {
+            let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default();
+            ChatTemplate::new(src, &text(tokenizer.bos_id()), &text(tokenizer.eos_ids().first().copied()))
+        })
+        .transpose()?;
+    let mut layout: LayoutRequest = args.layout.parse()?;
+    if let Some(layers) = &args.layers {
+        let ranges = parse_layers(layers)?;
+        layout = match layout {
+            LayoutRequest::Pipeline { .. } => LayoutRequest::Pipeline { layers: Some(ranges) },
+            other => bail!("--layers applies to --layout pipeline, not {other}"),
+        };
+    }
+    let setup = ClusterSetup {
+        nodes: nodes.parse()?,
+        layout,
+        token_file: args.token_file.clone(),
+        threads_per_node: args.threads.unwrap_or(1),
+        home: home.to_path_buf(),
+        context: args.ctx.min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
+    };
+    let _ = threads;
+    let mut cluster = cluster_run::start(&setup, &gguf)?;
+    let prompt = prompt_ids(args, &tokenizer, template.as_ref(), path)?;
+    let opts = generate_options(args)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut cached = Vec::new();
+    let generation = generate(&mut cluster, &tokenizer, &mut cached, &prompt, &opts, None, &mut |piece| {
+        let _ = out.write_all(piece.as_bytes());
+        let _ = out.flush();
+    })?;
+    let _ = writeln!(out);
+    drop(out);
+    cluster_run::print_stats(&mut cluster, &generation.stats);
     Ok(())
 }

@@ -10,7 +10,7 @@ mod step;
 
 use std::time::{Duration, Instant};
 
-pub use load::{LoadProgress, LoadSummary};
+pub use load::{LoadProgress, LoadSummary, ModelToLoad};
 pub use spawn::{LocalNodeOptions, LocalNodes};
 
 use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNode};
