@@ -7,4 +7,5 @@
 
 pub mod kernels;
 pub mod model;
+pub mod net;
 pub mod shard;
