@@ -34,7 +34,9 @@ pub enum FrameError {
     ShapeOverflow { dims: Vec<u64>, dtype: &'static str },
     #[error("tensor payload of {len} bytes is too short for its tensor header")]
     ShortTensorPayload { len: usize },
-    #[error("tensor payload holds {found} data bytes but shape {dims:?} ({dtype}) needs {expected}")]
+    #[error(
+        "tensor payload holds {found} data bytes but shape {dims:?} ({dtype}) needs {expected}"
+    )]
     DataLength {
         dims: Vec<u64>,
         dtype: &'static str,
@@ -73,7 +75,11 @@ pub enum NetError {
     #[error("{peer} sent a bad frame: {source}")]
     Frame { peer: String, source: FrameError },
     #[error("{peer} speaks wire protocol {theirs}, this side speaks {ours}")]
-    VersionMismatch { peer: String, ours: u16, theirs: u16 },
+    VersionMismatch {
+        peer: String,
+        ours: u16,
+        theirs: u16,
+    },
     #[error("expected {expected} from {peer}, got {got}")]
     UnexpectedFrame {
         peer: String,
@@ -125,7 +131,9 @@ impl NetError {
 
 fn mid_frame_note(partial: Option<(u64, u64)>) -> String {
     match partial {
-        Some((got, total)) => format!(" in the middle of a frame ({got} of {total} bytes received)"),
+        Some((got, total)) => {
+            format!(" in the middle of a frame ({got} of {total} bytes received)")
+        }
         None => String::new(),
     }
 }

@@ -307,7 +307,13 @@ impl TensorHeader {
 
 impl fmt::Debug for TensorHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tensor(tag {}, {} {:?})", self.tag, self.dtype.name(), self.dims())
+        write!(
+            f,
+            "tensor(tag {}, {} {:?})",
+            self.tag,
+            self.dtype.name(),
+            self.dims()
+        )
     }
 }
 
@@ -322,7 +328,10 @@ impl fmt::Display for TensorHeader {
 pub enum Frame {
     /// A JSON-serialized control message.
     Control(Vec<u8>),
-    Tensor { header: TensorHeader, data: Vec<u8> },
+    Tensor {
+        header: TensorHeader,
+        data: Vec<u8>,
+    },
 }
 
 impl Frame {
@@ -381,10 +390,7 @@ pub fn checked_len(kind: FrameKind, len: u64, limits: &FrameLimits) -> Result<u3
 /// Where a tensor payload's data starts, judged from the payload's first
 /// bytes (`prefix`, possibly incomplete) and its full length `len`.
 /// `Ok(None)`: the tensor header is not all here yet.
-pub fn tensor_layout(
-    prefix: &[u8],
-    len: u32,
-) -> Result<Option<(TensorHeader, usize)>, FrameError> {
+pub fn tensor_layout(prefix: &[u8], len: u32) -> Result<Option<(TensorHeader, usize)>, FrameError> {
     let len = len as usize;
     let prefix = &prefix[..prefix.len().min(len)];
     match TensorHeader::parse(prefix)? {
@@ -400,10 +406,7 @@ pub fn tensor_layout(
 /// Parses one frame from the front of `buf`. `Ok(None)` means the bytes so
 /// far are a valid beginning and more are needed; `Ok(Some((frame, n)))`
 /// consumed the first `n` bytes.
-pub fn parse_frame(
-    buf: &[u8],
-    limits: &FrameLimits,
-) -> Result<Option<(Frame, usize)>, FrameError> {
+pub fn parse_frame(buf: &[u8], limits: &FrameLimits) -> Result<Option<(Frame, usize)>, FrameError> {
     let Some(header) = parse_header(buf, limits)? else {
         return Ok(None);
     };
@@ -673,7 +676,14 @@ mod tests {
         }
         .encode(&mut out)
         .unwrap_err();
-        assert!(matches!(err, FrameError::DataLength { expected: 16, found: 15, .. }));
+        assert!(matches!(
+            err,
+            FrameError::DataLength {
+                expected: 16,
+                found: 15,
+                ..
+            }
+        ));
         assert_eq!(out, vec![1, 2], "a failed encode leaves the buffer alone");
     }
 

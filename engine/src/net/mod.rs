@@ -10,10 +10,19 @@
 //! - [`token`]: the shared secret, which never prints.
 //! - [`error`]: [`FrameError`] (bytes) and [`NetError`] (a peer).
 
+pub mod auth;
+pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod token;
 
+#[cfg(test)]
+mod tests;
+
+pub use auth::{client_handshake, refuse_client, server_handshake, ClientHello, ServerWelcome};
+pub use connection::Connection;
 pub use error::{FrameError, NetError, TokenError};
 pub use frame::{
     parse_frame, Frame, FrameKind, FrameLimits, TensorDtype, TensorHeader, PROTOCOL_VERSION,
 };
+pub use token::Token;
