@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::frame::{FrameKind, MAX_TENSOR_DIMS};
+use super::frame::FrameKind;
+use super::tensor::MAX_TENSOR_DIMS;
 
 /// A malformed or unacceptable frame. Raised from the header alone whenever
 /// possible, so a hostile length is refused before anything is allocated.

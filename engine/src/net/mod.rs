@@ -3,6 +3,7 @@
 //!
 //! - [`frame`]: bytes <-> [`Frame`] (header, caps, tensor headers); pure and
 //!   fuzzable.
+//! - [`tensor`]: the dtype + shape + tag header in front of tensor data.
 //! - [`connection`]: a [`Connection`] to one named peer, where every receive
 //!   has a deadline and every error names the peer.
 //! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod tensor;
 pub mod token;
 
 #[cfg(test)]
