@@ -4,12 +4,18 @@
 //! - [`model`]: GGUF and Hugging Face loading, config, tokenizer, the
 //!   transformer forward pass, KV cache, sampling, chat templates, `synth`.
 //! - [`kernels`]: quantized dot products and the threaded matmul.
+//! - [`shard`]: slicing rules and plans (tensor, pipeline, hybrid).
+//! - [`net`]: wire frames, connections, authentication.
+//! - [`parallel`]: all-reduce and stage hand-off over peer connections.
+//! - [`cluster`]: the node daemon and the coordinator.
+//! - [`metrics`]: memory readings.
 
-//TMP pub mod cluster;
+pub mod cluster;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
-//TMP pub mod parallel;
+pub mod net;
+pub mod parallel;
 pub mod shard;
 
 // Activations and weights travel as little-endian bytes, reinterpreted in

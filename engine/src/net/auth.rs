@@ -1,0 +1,417 @@
+//! The handshake that opens every connection: a version check, then mutual
+//! HMAC-SHA256 challenge–response over a shared token.
+//!
+//! ```text
+//! client -> Hello     { protocol, client_nonce, client_name }
+//! server -> Challenge { protocol, server_nonce, server_name }   | Refused { reason }
+//! client -> Proof     { mac = HMAC(token, "shardlab-client" || server_nonce || client_nonce) }
+//! server -> Welcome   { mac = HMAC(token, "shardlab-server" || client_nonce || server_nonce), info }
+//!                                                               | Refused { reason }
+//! ```
+//!
+//! Both nonces are fresh per connection, so a recorded Proof is worthless
+//! against a new Challenge; the two directions use different labels, so one
+//! side's proof cannot be reflected back as the other's. Versions are checked
+//! before any token work, and the server verifies in constant time
+//! (`Mac::verify_slice`). Until the handshake ends, frames are capped at
+//! [`HANDSHAKE_LIMITS`], so an unauthenticated peer cannot make us allocate.
+//!
+//! Not covered: after the handshake, frames are neither encrypted nor
+//! MAC'd, so this keeps out peers that lack the token, not an attacker who
+//! can rewrite traffic on the path.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Sha256;
+
+use super::connection::{Connection, Deadline};
+use super::error::NetError;
+use super::frame::{FrameLimits, PROTOCOL_VERSION};
+use super::token::{from_hex, to_hex};
+
+const CLIENT_LABEL: &[u8] = b"shardlab-client";
+const SERVER_LABEL: &[u8] = b"shardlab-server";
+
+/// Frame caps while the peer is not yet authenticated.
+pub const HANDSHAKE_LIMITS: FrameLimits = FrameLimits {
+    max_control: 256 * 1024,
+    max_tensor: 0,
+};
+
+/// 32 bytes (a nonce or a MAC), hex in JSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bytes32(pub(crate) [u8; 32]);
+
+impl Bytes32 {
+    fn random() -> Self {
+        Bytes32(rand::random())
+    }
+}
+
+impl std::fmt::Debug for Bytes32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl Serialize for Bytes32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        from_hex(&text)
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .map(Bytes32)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// The handshake's messages, as they travel in control frames.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "handshake", rename_all = "snake_case")]
+pub(crate) enum HandshakeMsg {
+    Hello {
+        protocol: u16,
+        client_nonce: Bytes32,
+        client_name: String,
+    },
+    Challenge {
+        protocol: u16,
+        server_nonce: Bytes32,
+        server_name: String,
+    },
+    Proof {
+        mac: Bytes32,
+    },
+    Welcome {
+        mac: Bytes32,
+        info: serde_json::Value,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+impl HandshakeMsg {
+    fn name(&self) -> &'static str {
+        match self {
+            HandshakeMsg::Hello { .. } => "Hello",
+            HandshakeMsg::Challenge { .. } => "Challenge",
+            HandshakeMsg::Proof { .. } => "Proof",
+            HandshakeMsg::Welcome { .. } => "Welcome",
+            HandshakeMsg::Refused { .. } => "Refused",
+        }
+    }
+}
+
+/// What a server learns about an authenticated client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHello {
+    pub protocol: u16,
+    pub client_name: String,
+}
+
+/// What a client learns about the server it authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerWelcome {
+    pub protocol: u16,
+    pub server_name: String,
+    /// Whatever the server's `on_authenticated` hook supplied (node info).
+    pub info: serde_json::Value,
+}
+
+/// HMAC-SHA256(token, label || a || b), as a keyed MAC ready to finalize
+/// or verify.
+fn keyed(
+    token: &[u8],
+    label: &[u8],
+    a: &Bytes32,
+    b: &Bytes32,
+    conn: &Connection,
+) -> Result<Hmac<Sha256>, NetError> {
+    if token.is_empty() {
+        return Err(NetError::AuthFailed {
+            peer: conn.peer().to_string(),
+            reason: "the shared token is empty".to_string(),
+        });
+    }
+    // HMAC takes keys of any length, so this cannot fail; report rather
+    // than unwrap all the same.
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(token).map_err(|e| NetError::AuthFailed {
+            peer: conn.peer().to_string(),
+            reason: format!("cannot key HMAC-SHA256: {e}"),
+        })?;
+    mac.update(label);
+    mac.update(&a.0);
+    mac.update(&b.0);
+    Ok(mac)
+}
+
+pub(crate) fn client_mac(
+    token: &[u8],
+    server_nonce: &Bytes32,
+    client_nonce: &Bytes32,
+    conn: &Connection,
+) -> Result<Bytes32, NetError> {
+    let tag = keyed(token, CLIENT_LABEL, server_nonce, client_nonce, conn)?.finalize();
+    Ok(Bytes32(tag.into_bytes().into()))
+}
+
+fn server_mac(
+    token: &[u8],
+    client_nonce: &Bytes32,
+    server_nonce: &Bytes32,
+    conn: &Connection,
+) -> Result<Bytes32, NetError> {
+    let tag = keyed(token, SERVER_LABEL, client_nonce, server_nonce, conn)?.finalize();
+    Ok(Bytes32(tag.into_bytes().into()))
+}
+
+fn version_reason(server_name: &str, theirs: u16) -> String {
+    format!("{server_name} speaks wire protocol {PROTOCOL_VERSION}, the client speaks {theirs}")
+}
+
+fn unexpected(conn: &Connection, expected: &str, got: &HandshakeMsg) -> NetError {
+    NetError::AuthFailed {
+        peer: conn.peer().to_string(),
+        reason: format!("expected a {expected} message, got a {}", got.name()),
+    }
+}
+
+/// Runs `f` with the handshake's frame caps, restoring the caller's after.
+fn with_handshake_limits<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, NetError>,
+) -> Result<T, NetError> {
+    let saved = conn.limits();
+    conn.set_limits(HANDSHAKE_LIMITS);
+    let result = f(conn);
+    conn.set_limits(saved);
+    result
+}
+
+/// Authenticates to a server and checks that it knows the token too.
+/// `deadline` bounds the whole exchange.
+pub fn client_handshake(
+    conn: &mut Connection,
+    token: &[u8],
+    client_name: &str,
+    deadline: std::time::Duration,
+) -> Result<ServerWelcome, NetError> {
+    let dl = Deadline::after(deadline);
+    with_handshake_limits(conn, |conn| client_steps(conn, token, client_name, &dl))
+}
+
+fn client_steps(
+    conn: &mut Connection,
+    token: &[u8],
+    client_name: &str,
+    dl: &Deadline,
+) -> Result<ServerWelcome, NetError> {
+    let client_nonce = Bytes32::random();
+    conn.send_control(&HandshakeMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        client_nonce,
+        client_name: client_name.to_string(),
+    })?;
+    let (protocol, server_nonce, server_name) = match conn.recv_control_by(dl)? {
+        HandshakeMsg::Challenge {
+            protocol,
+            server_nonce,
+            server_name,
+        } => (protocol, server_nonce, server_name),
+        HandshakeMsg::Refused { reason } => {
+            return Err(NetError::Refused {
+                peer: conn.peer().to_string(),
+                reason,
+            })
+        }
+        other => return Err(unexpected(conn, "Challenge", &other)),
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(NetError::VersionMismatch {
+            peer: conn.peer().to_string(),
+            ours: PROTOCOL_VERSION,
+            theirs: protocol,
+        });
+    }
+    let mac = client_mac(token, &server_nonce, &client_nonce, conn)?;
+    conn.send_control(&HandshakeMsg::Proof { mac })?;
+    match conn.recv_control_by(dl)? {
+        HandshakeMsg::Welcome { mac, info } => {
+            keyed(token, SERVER_LABEL, &client_nonce, &server_nonce, conn)?
+                .verify_slice(&mac.0)
+                .map_err(|_| NetError::AuthFailed {
+                    peer: conn.peer().to_string(),
+                    reason: "its proof does not match our token: it does not know the \
+                             shared token"
+                        .to_string(),
+                })?;
+            Ok(ServerWelcome {
+                protocol,
+                server_name,
+                info,
+            })
+        }
+        HandshakeMsg::Refused { reason } => Err(NetError::Refused {
+            peer: conn.peer().to_string(),
+            reason,
+        }),
+        other => Err(unexpected(conn, "Welcome", &other)),
+    }
+}
+
+/// Sends a refusal and half-closes, so the client reads the reason before
+/// end-of-stream. A failure to send is ignored: the caller is already
+/// returning the error that prompted the refusal.
+fn refuse(conn: &mut Connection, reason: String) {
+    let _ = conn.send_control(&HandshakeMsg::Refused { reason });
+    let _ = conn.close_write();
+}
+
+/// Authenticates a client. After the client proves it knows the token,
+/// `on_authenticated` decides: `Ok(info)` welcomes it (the client receives
+/// `info`), `Err(reason)` refuses it (for example "busy, serving X since
+/// T"). On success the connection is renamed after the client.
+pub fn server_handshake(
+    conn: &mut Connection,
+    token: &[u8],
+    server_name: &str,
+    deadline: std::time::Duration,
+    on_authenticated: impl FnOnce(&ClientHello) -> Result<serde_json::Value, String>,
+) -> Result<ClientHello, NetError> {
+    let dl = Deadline::after(deadline);
+    with_handshake_limits(conn, |conn| {
+        server_steps(conn, token, server_name, &dl, on_authenticated)
+    })
+}
+
+/// Reads the client's Hello, answering a wrong version with a refusal.
+fn recv_hello(
+    conn: &mut Connection,
+    server_name: &str,
+    dl: &Deadline,
+) -> Result<(ClientHello, Bytes32), NetError> {
+    let msg = match conn.recv_control_by::<HandshakeMsg>(dl) {
+        Ok(msg) => msg,
+        Err(NetError::VersionMismatch { peer, ours, theirs }) => {
+            refuse(conn, version_reason(server_name, theirs));
+            return Err(NetError::VersionMismatch { peer, ours, theirs });
+        }
+        Err(e) => return Err(e),
+    };
+    let HandshakeMsg::Hello {
+        protocol,
+        client_nonce,
+        client_name,
+    } = msg
+    else {
+        let err = unexpected(conn, "Hello", &msg);
+        refuse(conn, format!("expected a Hello, got a {}", msg.name()));
+        return Err(err);
+    };
+    if protocol != PROTOCOL_VERSION {
+        refuse(conn, version_reason(server_name, protocol));
+        return Err(NetError::VersionMismatch {
+            peer: conn.peer().to_string(),
+            ours: PROTOCOL_VERSION,
+            theirs: protocol,
+        });
+    }
+    conn.set_peer_name(&client_name);
+    Ok((
+        ClientHello {
+            protocol,
+            client_name,
+        },
+        client_nonce,
+    ))
+}
+
+fn server_steps(
+    conn: &mut Connection,
+    token: &[u8],
+    server_name: &str,
+    dl: &Deadline,
+    on_authenticated: impl FnOnce(&ClientHello) -> Result<serde_json::Value, String>,
+) -> Result<ClientHello, NetError> {
+    let (hello, client_nonce) = recv_hello(conn, server_name, dl)?;
+    let server_nonce = Bytes32::random();
+    conn.send_control(&HandshakeMsg::Challenge {
+        protocol: PROTOCOL_VERSION,
+        server_nonce,
+        server_name: server_name.to_string(),
+    })?;
+    let mac = match conn.recv_control_by(dl)? {
+        HandshakeMsg::Proof { mac } => mac,
+        other => {
+            let err = unexpected(conn, "Proof", &other);
+            refuse(conn, format!("expected a Proof, got a {}", other.name()));
+            return Err(err);
+        }
+    };
+    let expected = match keyed(token, CLIENT_LABEL, &server_nonce, &client_nonce, conn) {
+        Ok(m) => m,
+        Err(e) => {
+            refuse(conn, "this server has no usable token".to_string());
+            return Err(e);
+        }
+    };
+    if expected.verify_slice(&mac.0).is_err() {
+        refuse(conn, "wrong token".to_string());
+        return Err(NetError::AuthFailed {
+            peer: conn.peer().to_string(),
+            reason: "its proof does not match our token (wrong token)".to_string(),
+        });
+    }
+    match on_authenticated(&hello) {
+        Ok(info) => {
+            let mac = server_mac(token, &client_nonce, &server_nonce, conn)?;
+            conn.send_control(&HandshakeMsg::Welcome { mac, info })?;
+            Ok(hello)
+        }
+        Err(reason) => {
+            refuse(conn, reason.clone());
+            Err(NetError::Declined {
+                peer: conn.peer().to_string(),
+                reason,
+            })
+        }
+    }
+}
+
+/// Turns a client away before any token work (e.g. "busy, serving X
+/// since T"): waits for its Hello so it is listening for the answer,
+/// replies Refused, and half-closes. Returns what the client said it was.
+pub fn refuse_client(
+    conn: &mut Connection,
+    reason: &str,
+    deadline: std::time::Duration,
+) -> Result<ClientHello, NetError> {
+    let dl = Deadline::after(deadline);
+    with_handshake_limits(conn, |conn| {
+        let hello = match conn.recv_control_by::<HandshakeMsg>(&dl)? {
+            HandshakeMsg::Hello {
+                protocol,
+                client_name,
+                ..
+            } => ClientHello {
+                protocol,
+                client_name,
+            },
+            other => {
+                let err = unexpected(conn, "Hello", &other);
+                refuse(conn, reason.to_string());
+                return Err(err);
+            }
+        };
+        conn.set_peer_name(&hello.client_name);
+        refuse(conn, reason.to_string());
+        Ok(hello)
+    })
+}

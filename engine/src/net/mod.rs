@@ -1,0 +1,30 @@
+//! The wire protocol between the coordinator and nodes: length-prefixed
+//! binary frames over blocking TCP.
+//!
+//! - [`frame`]: bytes <-> [`Frame`] (header, caps, tensor headers); pure and
+//!   fuzzable.
+//! - [`tensor`]: the dtype + shape + tag header in front of tensor data.
+//! - [`connection`]: a [`Connection`] to one named peer, where every receive
+//!   has a deadline and every error names the peer.
+//! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
+//!   every connection.
+//! - [`token`]: the shared secret, which never prints.
+//! - [`error`]: [`FrameError`] (bytes) and [`NetError`] (a peer).
+
+pub mod auth;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod tensor;
+pub mod token;
+
+#[cfg(test)]
+mod tests;
+
+pub use auth::{client_handshake, refuse_client, server_handshake, ClientHello, ServerWelcome};
+pub use connection::Connection;
+pub use error::{FrameError, NetError, TokenError};
+pub use frame::{
+    parse_frame, Frame, FrameKind, FrameLimits, TensorDtype, TensorHeader, PROTOCOL_VERSION,
+};
+pub use token::Token;
