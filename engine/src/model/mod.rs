@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod hf;
 pub mod kv_cache;
 pub mod layout;
 pub mod ops;
