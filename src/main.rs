@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shardlab", version, about = "Run one language model split across several machines, and look inside while it runs")]
+#[command(
+    name = "shardlab",
+    version,
+    about = "Run one language model split across several machines, and look inside while it runs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

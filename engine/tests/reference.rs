@@ -10,7 +10,9 @@ use shardlab_engine::model::loader::{load, LoadedModel};
 use shardlab_engine::model::store::{default_model_path, ModelSource};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/reference").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/reference")
+        .join(name)
 }
 
 fn json(name: &str) -> Value {
@@ -48,8 +50,12 @@ fn prompt_text(model: &LoadedModel, name: &str, entry: &Value, greedy: &Value) -
         return entry["prompt"].as_str().expect("prompt").to_string();
     }
     let chat = &greedy["chat"];
-    let template: &ChatTemplate = model.chat_template.as_ref().expect("SmolLM2 has a chat template");
-    let messages: Vec<ChatMessage> = serde_json::from_value(chat["messages"].clone()).expect("messages");
+    let template: &ChatTemplate = model
+        .chat_template
+        .as_ref()
+        .expect("SmolLM2 has a chat template");
+    let messages: Vec<ChatMessage> =
+        serde_json::from_value(chat["messages"].clone()).expect("messages");
     let rendered = template.render(&messages, true).expect("renders");
     assert_eq!(rendered, chat["rendered"].as_str().expect("rendered"));
     rendered
@@ -101,8 +107,12 @@ fn prefill_logits_match_llama_cpp() {
     for (name, entry) in prompts {
         let prompt = ids(&entry["prompt_ids"]);
         let text = prompt_text(&model, name, entry, &greedy);
-        assert_eq!(model.tokenizer.encode(&text, true).expect("encodes"), prompt);
-        let bytes = std::fs::read(fixture(entry["file"].as_str().expect("file"))).expect("logits file");
+        assert_eq!(
+            model.tokenizer.encode(&text, true).expect("encodes"),
+            prompt
+        );
+        let bytes =
+            std::fs::read(fixture(entry["file"].as_str().expect("file"))).expect("logits file");
         let reference: Vec<f32> = bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -119,6 +129,9 @@ fn prefill_logits_match_llama_cpp() {
         eprintln!("{name}: max |logit - llama.cpp| = {max_diff:.4}");
         // Both quantize activations to 8 bits; what remains is summation
         // order and f16 rounding of the block scales.
-        assert!(max_diff < 0.05, "{name}: max abs logit difference {max_diff}");
+        assert!(
+            max_diff < 0.05,
+            "{name}: max abs logit difference {max_diff}"
+        );
     }
 }

@@ -32,7 +32,11 @@ impl std::str::FromStr for NodesArg {
             }
             return Ok(Self::Local(n));
         }
-        let addrs: Vec<String> = s.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+        let addrs: Vec<String> = s
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
         if addrs.is_empty() {
             bail!("--nodes takes local:N or a comma-separated list of ADDR:PORT");
         }
@@ -94,11 +98,22 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
     };
     let last_print = Mutex::new(std::time::Instant::now());
     let progress = |p: LoadProgress| match p {
-        LoadProgress::Sending { node, sent, total, seconds } => {
-            let Ok(mut last) = last_print.lock() else { return };
+        LoadProgress::Sending {
+            node,
+            sent,
+            total,
+            seconds,
+        } => {
+            let Ok(mut last) = last_print.lock() else {
+                return;
+            };
             if sent == total || last.elapsed() > Duration::from_millis(500) {
                 *last = std::time::Instant::now();
-                let rate = if seconds > 0.0 { sent as f64 / seconds / 1e6 } else { 0.0 };
+                let rate = if seconds > 0.0 {
+                    sent as f64 / seconds / 1e6
+                } else {
+                    0.0
+                };
                 if total == 0 {
                     eprintln!("  {node}: shard already cached, nothing to send");
                 } else {
@@ -143,10 +158,24 @@ pub fn print_stats(cluster: &mut Cluster, stats: &GenerationStats) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(vec![
-        "node", "layers", "heads", "ffn cols", "RSS MiB", "weights MiB", "KV MiB", "budget MiB", "compute s",
-        "wait s", "sent MiB", "recv MiB", "all-reduce p50/p99 µs",
+        "node",
+        "layers",
+        "heads",
+        "ffn cols",
+        "RSS MiB",
+        "weights MiB",
+        "KV MiB",
+        "budget MiB",
+        "compute s",
+        "wait s",
+        "sent MiB",
+        "recv MiB",
+        "all-reduce p50/p99 µs",
     ]);
-    let plan_nodes = cluster.loaded().map(|l| l.plan.nodes.clone()).unwrap_or_default();
+    let plan_nodes = cluster
+        .loaded()
+        .map(|l| l.plan.nodes.clone())
+        .unwrap_or_default();
     for (i, (label, metrics)) in cluster.metrics().into_iter().enumerate() {
         let np = plan_nodes.get(i);
         let m = metrics.unwrap_or_else(|_| NodeMetrics::default());
@@ -158,7 +187,8 @@ pub fn print_stats(cluster: &mut Cluster, stats: &GenerationStats) {
             Cell::new(label),
             Cell::new(np.map_or("-".into(), |n| format!("{:?}", n.layout.layers))),
             Cell::new(np.map_or("-".into(), |n| format!("{:?}", n.layout.q_heads))),
-            Cell::new(np.map_or("-".into(), |n| n.layout.ffn.len().to_string())).set_alignment(CellAlignment::Right),
+            Cell::new(np.map_or("-".into(), |n| n.layout.ffn.len().to_string()))
+                .set_alignment(CellAlignment::Right),
             Cell::new(mib(m.rss)).set_alignment(CellAlignment::Right),
             Cell::new(mib(m.weight_bytes)).set_alignment(CellAlignment::Right),
             Cell::new(mib(m.kv_bytes)).set_alignment(CellAlignment::Right),

@@ -24,7 +24,10 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
         ModelsCommand::List => {
             let models = store.list()?;
             if models.is_empty() {
-                println!("no models in {} (try: shardlab models pull smollm2)", store.home().display());
+                println!(
+                    "no models in {} (try: shardlab models pull smollm2)",
+                    store.home().display()
+                );
             }
             for m in models {
                 println!(

@@ -41,16 +41,22 @@ pub struct NodeArgs {
 }
 
 pub fn run(args: NodeArgs) -> Result<()> {
-    let home = shardlab_engine::model::store::ModelStore::from_env()?.home().to_path_buf();
+    let home = shardlab_engine::model::store::ModelStore::from_env()?
+        .home()
+        .to_path_buf();
     let cache_dir = args.cache_dir.unwrap_or_else(|| home.join("node"));
-    std::fs::create_dir_all(&cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
     let token = match &args.token_file {
         Some(path) => Token::from_file(path)?,
         None => {
             let path = cache_dir.join("token");
             let token = Token::generate();
             token.write_file(&path)?;
-            eprintln!("no --token-file given: wrote a new token to {}", path.display());
+            eprintln!(
+                "no --token-file given: wrote a new token to {}",
+                path.display()
+            );
             token
         }
     };

@@ -78,9 +78,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -98,11 +98,16 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
         return run_on_cluster(&args, nodes, &source, store.home(), threads);
     }
     let load_started = Instant::now();
-    let mut model = loader::load(&source, args.ctx)
-        .with_context(|| format!("loading {}", args.model))?;
+    let mut model =
+        loader::load(&source, args.ctx).with_context(|| format!("loading {}", args.model))?;
     let load_seconds = load_started.elapsed().as_secs_f64();
 
-    let prompt = prompt_ids(&args, &model.tokenizer, model.chat_template.as_ref(), &model.path)?;
+    let prompt = prompt_ids(
+        &args,
+        &model.tokenizer,
+        model.chat_template.as_ref(),
+        &model.path,
+    )?;
     let opts = generate_options(&args)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -124,7 +129,9 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     drop(out);
 
     let s = &generation.stats;
-    let peak = peak_rss_bytes().map_or("unknown".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    let peak = peak_rss_bytes().map_or("unknown".to_string(), |b| {
+        format!("{:.1} MiB", b as f64 / 1048576.0)
+    });
     eprintln!(
         "model {} | load {:.2} s | threads {threads}\n\
          prompt tokens {} | generated tokens {} | stop {:?}\n\
@@ -149,7 +156,10 @@ fn prompt_ids(
 ) -> Result<Vec<u32>> {
     let prompt_text = if args.chat {
         let template = template.with_context(|| {
-            format!("{} has no chat template; run without --chat", path.display())
+            format!(
+                "{} has no chat template; run without --chat",
+                path.display()
+            )
         })?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -188,24 +198,40 @@ fn generate_options(args: &RunArgs) -> Result<GenerateOptions> {
     })
 }
 
-fn run_on_cluster(args: &RunArgs, nodes: &str, source: &ModelSource, home: &Path, threads: usize) -> Result<()> {
+fn run_on_cluster(
+    args: &RunArgs,
+    nodes: &str,
+    source: &ModelSource,
+    home: &Path,
+    threads: usize,
+) -> Result<()> {
     let ModelSource::Gguf(path) = source else {
-        bail!("running across nodes takes a GGUF model for now; {} is a Hugging Face directory", source.path().display());
+        bail!(
+            "running across nodes takes a GGUF model for now; {} is a Hugging Face directory",
+            source.path().display()
+        );
     };
     let gguf = GgufFile::open(path)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
     let template = gguf
         .get_str("tokenizer.chat_template")?
         .map(|src| {
-            let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default();
-            ChatTemplate::new(src, &text(tokenizer.bos_id()), &text(tokenizer.eos_ids().first().copied()))
+            let text =
+                |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default();
+            ChatTemplate::new(
+                src,
+                &text(tokenizer.bos_id()),
+                &text(tokenizer.eos_ids().first().copied()),
+            )
         })
         .transpose()?;
     let mut layout: LayoutRequest = args.layout.parse()?;
     if let Some(layers) = &args.layers {
         let ranges = parse_layers(layers)?;
         layout = match layout {
-            LayoutRequest::Pipeline { .. } => LayoutRequest::Pipeline { layers: Some(ranges) },
+            LayoutRequest::Pipeline { .. } => LayoutRequest::Pipeline {
+                layers: Some(ranges),
+            },
             other => bail!("--layers applies to --layout pipeline, not {other}"),
         };
     }
@@ -215,7 +241,9 @@ fn run_on_cluster(args: &RunArgs, nodes: &str, source: &ModelSource, home: &Path
         token_file: args.token_file.clone(),
         threads_per_node: args.threads.unwrap_or(1),
         home: home.to_path_buf(),
-        context: args.ctx.min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
+        context: args
+            .ctx
+            .min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
     };
     let _ = threads;
     let mut cluster = cluster_run::start(&setup, &gguf)?;
@@ -224,10 +252,18 @@ fn run_on_cluster(args: &RunArgs, nodes: &str, source: &ModelSource, home: &Path
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut cached = Vec::new();
-    let generation = generate(&mut cluster, &tokenizer, &mut cached, &prompt, &opts, None, &mut |piece| {
-        let _ = out.write_all(piece.as_bytes());
-        let _ = out.flush();
-    })?;
+    let generation = generate(
+        &mut cluster,
+        &tokenizer,
+        &mut cached,
+        &prompt,
+        &opts,
+        None,
+        &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        },
+    )?;
     let _ = writeln!(out);
     drop(out);
     cluster_run::print_stats(&mut cluster, &generation.stats);

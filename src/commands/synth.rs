@@ -40,8 +40,12 @@ pub struct SynthArgs {
 }
 
 pub fn run(args: SynthArgs) -> Result<()> {
-    let arch = SynthArch::from_name(&args.arch)
-        .ok_or_else(|| anyhow!("unknown --arch '{}' (choose llama, qwen2 or qwen3)", args.arch))?;
+    let arch = SynthArch::from_name(&args.arch).ok_or_else(|| {
+        anyhow!(
+            "unknown --arch '{}' (choose llama, qwen2 or qwen3)",
+            args.arch
+        )
+    })?;
     let quant = GgmlType::from_name(&args.quant).ok_or_else(|| {
         anyhow!(
             "unknown --quant '{}' (choose q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, f16, bf16, f32)",
@@ -52,7 +56,12 @@ pub fn run(args: SynthArgs) -> Result<()> {
         Some(name) => SynthOptions::preset(arch, name)?,
         None => {
             let need = |v: Option<usize>, flag: &str| {
-                v.ok_or_else(|| anyhow!("--{flag} is required without --preset (presets: {})", PRESETS.join(", ")))
+                v.ok_or_else(|| {
+                    anyhow!(
+                        "--{flag} is required without --preset (presets: {})",
+                        PRESETS.join(", ")
+                    )
+                })
             };
             SynthOptions {
                 layers: need(args.layers, "layers")?,
@@ -82,7 +91,11 @@ pub fn run(args: SynthArgs) -> Result<()> {
         let percent = if total > 0 { done * 100 / total } else { 100 };
         if percent != last_percent {
             last_percent = percent;
-            eprint!("\rwriting {}: {percent:3}% of {:.1} MiB", args.out.display(), total as f64 / 1048576.0);
+            eprint!(
+                "\rwriting {}: {percent:3}% of {:.1} MiB",
+                args.out.display(),
+                total as f64 / 1048576.0
+            );
             let _ = std::io::stderr().flush();
         }
     })?;

@@ -15,15 +15,24 @@ pub enum ToNode {
     /// Prepare a shard; the node answers `NeedTensors`.
     Load(Box<LoadRequest>),
     /// The next tensor frame holds bytes `offset..offset+len` of tensor `index`.
-    TensorChunk { index: u32, offset: u64, len: u64 },
+    TensorChunk {
+        index: u32,
+        offset: u64,
+        len: u64,
+    },
     /// Every needed chunk was sent; the node verifies and answers `Loaded`.
     LoadFinish,
     /// Connect to the other nodes this node exchanges activations with.
     ConnectPeers(PeerPlan),
     /// Run `tokens` at positions `pos..`.
-    Step { pos: u32, tokens: Vec<u32> },
+    Step {
+        pos: u32,
+        tokens: Vec<u32>,
+    },
     /// Forget KV positions from `pos` on.
-    Truncate { pos: u32 },
+    Truncate {
+        pos: u32,
+    },
     Metrics,
     ResetMetrics,
     Ping,
@@ -38,16 +47,25 @@ pub enum ToNode {
 pub enum FromNode {
     Info(NodeInfo),
     /// Indices of tensors the node does not have; empty when the shard is cached.
-    NeedTensors { missing: Vec<u32>, cached: bool },
+    NeedTensors {
+        missing: Vec<u32>,
+        cached: bool,
+    },
     Loaded(LoadedReport),
     PeersReady,
     /// Step finished; a head node sends its logits slice as the next tensor frame.
-    StepDone { logits: bool, metrics: StepMetrics },
+    StepDone {
+        logits: bool,
+        metrics: StepMetrics,
+    },
     Metrics(NodeMetrics),
     Pong,
     Ok,
     /// Something failed on the node; `phase` is load, prefill, decode, peers...
-    Error { phase: String, message: String },
+    Error {
+        phase: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

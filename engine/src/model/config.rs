@@ -2,11 +2,11 @@
 //! forward pass reads. GGUF metadata and Hugging Face `config.json` are each
 //! converted into a [`ModelConfig`] once, at load.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::gguf::{GgufError, GgufFile};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
     Llama,
     Qwen2,
@@ -35,7 +35,7 @@ impl Arch {
 }
 
 /// Which dimensions RoPE rotates together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RopeStyle {
     /// Pairs (2i, 2i+1): GGUF llama, whose Q/K rows llama.cpp's converter permuted.
     Interleaved,
@@ -43,7 +43,7 @@ pub enum RopeStyle {
     Neox,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
     None,
     /// Positions divided by the factor.
@@ -52,7 +52,7 @@ pub enum RopeScaling {
     FreqFactors(Vec<f32>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub arch: Arch,
     pub name: String,

@@ -84,7 +84,10 @@ pub struct GenerationStats {
 
 impl GenerationStats {
     pub fn prefill_tokens_per_second(&self) -> f64 {
-        rate(self.prompt_tokens - self.reused_tokens, self.prefill_seconds)
+        rate(
+            self.prompt_tokens - self.reused_tokens,
+            self.prefill_seconds,
+        )
     }
 
     /// Decode rate over the tokens after the first (the first comes from prefill).
@@ -129,13 +132,18 @@ pub fn generate(
             context: backend.context(),
         });
     }
-    let mut sampler = Sampler::new(opts.sampling.clone()).map_err(|e| ModelError::Other(e.to_string()))?;
+    let mut sampler =
+        Sampler::new(opts.sampling.clone()).map_err(|e| ModelError::Other(e.to_string()))?;
     let mut stops = StopMatcher::new(opts.stop_strings.clone());
     let mut detok = tokenizer.stream();
 
     // Reuse the cached prefix, but always recompute at least the last token
     // so there are logits to sample from.
-    let common = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    let common = cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
     let reuse = common.min(prompt.len() - 1);
     backend.truncate(reuse)?;
     cached.truncate(reuse);

@@ -12,7 +12,7 @@ use super::layout::LocalLayout;
 use super::store::ModelSource;
 use super::tokenizer::Tokenizer;
 use super::transformer::Transformer;
-use super::weights::{GgufSource, ModelWeights, TensorSource};
+use super::weights::{ModelWeights, TensorSource};
 
 /// The default sequence limit: the model's own, capped so the KV cache of a
 /// casual session stays small. `--ctx` raises it.
@@ -79,10 +79,10 @@ impl OpenedModel {
         }
     }
 
-    pub fn tensors(&self) -> Box<dyn TensorSource + '_> {
+    pub fn tensors(&self) -> &dyn TensorSource {
         match self {
-            Self::Gguf(file) => Box::new(GgufSource { file }),
-            Self::Hf { source, .. } => Box::new(source.clone()),
+            Self::Gguf(file) => file,
+            Self::Hf { source, .. } => source,
         }
     }
 
@@ -99,7 +99,7 @@ impl OpenedModel {
     pub fn chat_template(&self, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>, LoadError> {
         let source = match self {
             Self::Gguf(file) => file.get_str("tokenizer.chat_template")?.map(str::to_string),
-            Self::Hf { dir, .. } => hf::chat_template_from_dir(dir)?,
+            Self::Hf { dir, .. } => chat_template_from_dir(dir),
         };
         let Some(source) = source else {
             return Ok(None);
@@ -122,7 +122,7 @@ pub fn load(source: &ModelSource, context: usize) -> Result<LoadedModel, LoadErr
     let tokenizer = opened.tokenizer()?;
     let chat_template = opened.chat_template(&tokenizer)?;
     let layout = LocalLayout::whole(&config);
-    let weights = ModelWeights::load(&config, &layout, opened.tensors().as_ref())?;
+    let weights = ModelWeights::load(&config, &layout, opened.tensors())?;
     let context = context.min(config.train_context.max(1));
     Ok(LoadedModel {
         transformer: Transformer::new(config, layout, weights, context),
@@ -130,4 +130,20 @@ pub fn load(source: &ModelSource, context: usize) -> Result<LoadedModel, LoadErr
         chat_template,
         path: opened.path().to_path_buf(),
     })
+}
+
+/// `chat_template` from a Hugging Face directory's tokenizer_config.json
+/// (a string; the list-of-named-templates form takes the "default" one).
+fn chat_template_from_dir(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match &json["chat_template"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_string),
+        _ => None,
+    }
 }

@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
 pub mod layout;
+pub mod loader;
 pub mod ops;
 pub mod sampling;
 pub mod stop;

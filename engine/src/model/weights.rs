@@ -77,6 +77,17 @@ impl TensorSource for GgufSource<'_> {
     }
 }
 
+/// A GGUF file is a source by itself (through [`GgufSource`]).
+impl TensorSource for GgufFile {
+    fn source_name(&self) -> String {
+        GgufSource { file: self }.source_name()
+    }
+
+    fn tensor(&self, name: &str) -> Result<Option<Weight>, ModelError> {
+        GgufSource { file: self }.tensor(name)
+    }
+}
+
 /// One tensor a layout needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorNeed {

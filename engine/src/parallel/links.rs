@@ -131,7 +131,10 @@ impl PeerLinks {
             return Ok(());
         };
         let started = Instant::now();
-        let header = f32_header(&[tokens as u64, (x.len() / tokens.max(1)) as u64], TAG_HIDDEN)?;
+        let header = f32_header(
+            &[tokens as u64, (x.len() / tokens.max(1)) as u64],
+            TAG_HIDDEN,
+        )?;
         next.conn.send_tensor(&header, f32_bytes(x))?;
         let bytes = (x.len() * 4) as u64;
         let name = next.name.clone();
@@ -142,7 +145,12 @@ impl PeerLinks {
     }
 
     /// Receives the previous stage's hidden states into `x`.
-    pub fn recv_hidden(&mut self, x: &mut Vec<f32>, tokens: usize, hidden: usize) -> Result<(), NetError> {
+    pub fn recv_hidden(
+        &mut self,
+        x: &mut Vec<f32>,
+        tokens: usize,
+        hidden: usize,
+    ) -> Result<(), NetError> {
         let Some(prev) = self.prev.as_mut() else {
             return Err(NetError::Broken {
                 peer: "previous stage".into(),
@@ -150,12 +158,17 @@ impl PeerLinks {
             });
         };
         let started = Instant::now();
-        let buf = &mut self.bufs[self.my_rank.min(self.bufs.len().saturating_sub(1))];
+        let slot = self.my_rank.min(self.bufs.len().saturating_sub(1));
+        let buf = &mut self.bufs[slot];
         let mut local = std::mem::take(buf);
         let header = prev.conn.recv_tensor_into(self.deadline, &mut local)?;
         check_activation(&prev.name, &header, TAG_HIDDEN, tokens * hidden)?;
         x.clear();
-        x.extend(local.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        x.extend(
+            local
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
         let name = prev.name.clone();
         let received = local.len() as u64;
         *buf = local;
@@ -185,7 +198,11 @@ impl PeerLinks {
                 if let Some(peer) = peer {
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
                     check_activation(&peer.name, &h, TAG_PARTIAL, partial.len())?;
-                    traffic.push((peer.name.clone(), bytes.len() as u64, self.bufs[r].len() as u64));
+                    traffic.push((
+                        peer.name.clone(),
+                        bytes.len() as u64,
+                        self.bufs[r].len() as u64,
+                    ));
                 }
             }
         } else {
@@ -200,7 +217,11 @@ impl PeerLinks {
                     check_activation(&peer.name, &h, TAG_PARTIAL, partial.len())?;
                     peer.conn.send_tensor(&header, bytes)?;
                 }
-                traffic.push((peer.name.clone(), bytes.len() as u64, self.bufs[r].len() as u64));
+                traffic.push((
+                    peer.name.clone(),
+                    bytes.len() as u64,
+                    self.bufs[r].len() as u64,
+                ));
             }
         }
         for (name, s, r) in traffic {
@@ -245,16 +266,19 @@ fn f32_header(dims: &[u64], tag: u32) -> Result<TensorHeader, NetError> {
 }
 
 fn check_activation(peer: &str, h: &TensorHeader, tag: u32, values: usize) -> Result<(), NetError> {
-    let ok = h.tag() == tag
-        && h.dtype() == TensorDtype::F32
-        && h.numel() == Some(values as u64);
+    let ok = h.tag() == tag && h.dtype() == TensorDtype::F32 && h.numel() == Some(values as u64);
     if ok {
         Ok(())
     } else {
         Err(NetError::UnexpectedFrame {
             peer: peer.to_string(),
             expected: format!("{values} f32 activations (tag {tag})"),
-            got: format!("{} tensor {:?} (tag {})", h.dtype().name(), h.dims(), h.tag()),
+            got: format!(
+                "{} tensor {:?} (tag {})",
+                h.dtype().name(),
+                h.dims(),
+                h.tag()
+            ),
         })
     }
 }

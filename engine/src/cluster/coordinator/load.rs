@@ -7,7 +7,9 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::{Cluster, ClusterError, LoadedModel, CONTROL_DEADLINE};
-use crate::cluster::messages::{FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, ToNode};
+use crate::cluster::messages::{
+    FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, ToNode,
+};
 use crate::cluster::node::shard_cache::{hex, sha256_hex};
 use crate::kernels::Weight;
 use crate::model::config::ModelConfig;
@@ -21,8 +23,16 @@ const CHUNK: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub enum LoadProgress {
     /// Bytes sent so far to a node, of its total (0 when cached).
-    Sending { node: String, sent: u64, total: u64, seconds: f64 },
-    Loaded { node: String, report: crate::cluster::messages::LoadedReport },
+    Sending {
+        node: String,
+        sent: u64,
+        total: u64,
+        seconds: f64,
+    },
+    Loaded {
+        node: String,
+        report: crate::cluster::messages::LoadedReport,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +56,12 @@ struct Shard {
     weights: Vec<Weight>,
 }
 
-fn build_shard(model: &ModelToLoad, plan: &Plan, node: usize, session: &str) -> Result<Shard, ClusterError> {
+fn build_shard(
+    model: &ModelToLoad,
+    plan: &Plan,
+    node: usize,
+    session: &str,
+) -> Result<Shard, ClusterError> {
     let np = &plan.nodes[node];
     let mut tensors = Vec::new();
     let mut weights = Vec::new();
@@ -59,7 +74,11 @@ fn build_shard(model: &ModelToLoad, plan: &Plan, node: usize, session: &str) -> 
             if need.optional {
                 continue;
             }
-            return Err(ClusterError::new(&np.name, Phase::Load, format!("the model has no tensor '{}'", need.name)));
+            return Err(ClusterError::new(
+                &np.name,
+                Phase::Load,
+                format!("the model has no tensor '{}'", need.name),
+            ));
         };
         tensors.push(TensorMeta {
             name: need.name.clone(),
@@ -105,11 +124,17 @@ impl Cluster {
         self.unload();
         let started = Instant::now();
         let session = hex(&rand::random::<[u8; 16]>());
-        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_alive()).collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_alive())
+            .collect();
         if live.len() != plan.nodes.len() {
             return Err(ClusterError::cluster(
                 Phase::Load,
-                format!("the plan is for {} nodes, {} are connected", plan.nodes.len(), live.len()),
+                format!(
+                    "the plan is for {} nodes, {} are connected",
+                    plan.nodes.len(),
+                    live.len()
+                ),
             ));
         }
         let shards: Vec<Shard> = (0..plan.nodes.len())
@@ -117,16 +142,21 @@ impl Cluster {
             .collect::<Result<_, _>>()?;
 
         // Stream to every node at once, one thread each.
-        let mut results: Vec<Result<(crate::cluster::messages::LoadedReport, u64), ClusterError>> = Vec::new();
+        let mut results: Vec<Result<(crate::cluster::messages::LoadedReport, u64), ClusterError>> =
+            Vec::new();
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
-            let mut nodes: Vec<&mut super::NodeHandle> = self.nodes.iter_mut().filter(|n| n.is_alive()).collect();
+            let mut nodes: Vec<&mut super::NodeHandle> =
+                self.nodes.iter_mut().filter(|n| n.is_alive()).collect();
             for (node, shard) in nodes.drain(..).zip(&shards) {
                 handles.push(scope.spawn(move || send_shard(node, shard, progress)));
             }
             for h in handles {
                 results.push(h.join().unwrap_or_else(|_| {
-                    Err(ClusterError::cluster(Phase::Load, "a loader thread panicked"))
+                    Err(ClusterError::cluster(
+                        Phase::Load,
+                        "a loader thread panicked",
+                    ))
                 }));
             }
         });
@@ -156,7 +186,12 @@ impl Cluster {
         Ok(summary)
     }
 
-    fn connect_peers(&mut self, plan: &Plan, session: &str, live: &[usize]) -> Result<(), ClusterError> {
+    fn connect_peers(
+        &mut self,
+        plan: &Plan,
+        session: &str,
+        live: &[usize],
+    ) -> Result<(), ClusterError> {
         let addr_of = |plan_index: usize| {
             let n = &self.nodes[live[plan_index]];
             PeerAddr {
@@ -198,8 +233,16 @@ impl Cluster {
                 .map_err(|e| ClusterError::new(&label, Phase::Peers, e))?;
             match reply {
                 FromNode::PeersReady => {}
-                FromNode::Error { message, .. } => return Err(ClusterError::new(&label, Phase::Peers, message)),
-                other => return Err(ClusterError::new(&label, Phase::Peers, format!("unexpected reply {other:?}"))),
+                FromNode::Error { message, .. } => {
+                    return Err(ClusterError::new(&label, Phase::Peers, message))
+                }
+                other => {
+                    return Err(ClusterError::new(
+                        &label,
+                        Phase::Peers,
+                        format!("unexpected reply {other:?}"),
+                    ))
+                }
             }
         }
         Ok(())
@@ -214,7 +257,11 @@ fn send_shard(
     let label = node.label();
     let err = |e: &dyn std::fmt::Display| ClusterError::new(&label, Phase::Load, e);
     let started = Instant::now();
-    let reply = node.request(&ToNode::Load(Box::new(shard.request.clone())), Phase::Load, CONTROL_DEADLINE * 6)?;
+    let reply = node.request(
+        &ToNode::Load(Box::new(shard.request.clone())),
+        Phase::Load,
+        CONTROL_DEADLINE * 6,
+    )?;
     let FromNode::NeedTensors { missing, .. } = reply else {
         return Err(err(&format!("unexpected reply {reply:?}")));
     };
@@ -227,10 +274,12 @@ fn send_shard(
     let result = (|| -> Result<(), ClusterError> {
         let conn = node.conn(Phase::Load)?;
         for &i in &missing {
-            let w = shard
-                .weights
-                .get(i as usize)
-                .ok_or_else(|| err(&format!("asked for tensor #{i}, the shard has {}", shard.weights.len())))?;
+            let w = shard.weights.get(i as usize).ok_or_else(|| {
+                err(&format!(
+                    "asked for tensor #{i}, the shard has {}",
+                    shard.weights.len()
+                ))
+            })?;
             let bytes: &[u8] = &w.data;
             for (c, chunk) in bytes.chunks(CHUNK).enumerate() {
                 conn.send_control(&ToNode::TensorChunk {
@@ -239,7 +288,8 @@ fn send_shard(
                     len: chunk.len() as u64,
                 })
                 .map_err(|e| err(&e))?;
-                let header = TensorHeader::new(TensorDtype::Bytes, &[chunk.len() as u64], i).map_err(|e| err(&e))?;
+                let header = TensorHeader::new(TensorDtype::Bytes, &[chunk.len() as u64], i)
+                    .map_err(|e| err(&e))?;
                 conn.send_tensor(&header, chunk).map_err(|e| err(&e))?;
                 sent += chunk.len() as u64;
                 progress(LoadProgress::Sending {

@@ -16,7 +16,7 @@ pub use spawn::{LocalNodeOptions, LocalNodes};
 use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNode};
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
-use crate::net::{auth, Connection, NetError, Token};
+use crate::net::{auth, Connection, Token};
 use crate::shard::plan::{NodeBudget, Plan};
 
 /// How long connecting and authenticating one node may take.
@@ -73,7 +73,11 @@ impl NodeHandle {
         let label = self.label();
         match (&mut self.conn, &self.failed) {
             (Some(c), None) => Ok(c),
-            (_, Some(why)) => Err(ClusterError::new(&label, phase, format!("out of the cluster: {why}"))),
+            (_, Some(why)) => Err(ClusterError::new(
+                &label,
+                phase,
+                format!("out of the cluster: {why}"),
+            )),
             (None, None) => Err(ClusterError::new(&label, phase, "not connected")),
         }
     }
@@ -86,16 +90,24 @@ impl NodeHandle {
     }
 
     /// Sends a control message and waits for its reply.
-    fn request(&mut self, msg: &ToNode, phase: Phase, deadline: Duration) -> Result<FromNode, ClusterError> {
+    fn request(
+        &mut self,
+        msg: &ToNode,
+        phase: Phase,
+        deadline: Duration,
+    ) -> Result<FromNode, ClusterError> {
         let label = self.label();
         let result = (|| {
             let conn = self.conn(phase)?;
-            conn.send_control(msg).map_err(|e| ClusterError::new(&label, phase, e))?;
+            conn.send_control(msg)
+                .map_err(|e| ClusterError::new(&label, phase, e))?;
             conn.recv_control::<FromNode>(deadline)
                 .map_err(|e| ClusterError::new(&label, phase, e))
         })();
         match result {
-            Ok(FromNode::Error { phase: p, message }) => Err(ClusterError::new(&label, phase, format!("{p}: {message}"))),
+            Ok(FromNode::Error { phase: p, message }) => {
+                Err(ClusterError::new(&label, phase, format!("{p}: {message}")))
+            }
             Ok(reply) => Ok(reply),
             Err(e) => {
                 self.mark_failed(&e.message);
@@ -131,7 +143,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to running nodes and authenticates with `token`.
-    pub fn connect(addrs: &[String], token: Token, client_name: &str) -> Result<Self, ClusterError> {
+    pub fn connect(
+        addrs: &[String],
+        token: Token,
+        client_name: &str,
+    ) -> Result<Self, ClusterError> {
         let mut cluster = Self {
             nodes: Vec::new(),
             token,
@@ -151,8 +167,13 @@ impl Cluster {
     }
 
     /// Starts `n` node processes on loopback and connects to them.
-    pub fn spawn_local(n: usize, opts: &LocalNodeOptions, client_name: &str) -> Result<Self, ClusterError> {
-        let local = LocalNodes::spawn(n, opts).map_err(|e| ClusterError::cluster(Phase::Connect, e))?;
+    pub fn spawn_local(
+        n: usize,
+        opts: &LocalNodeOptions,
+        client_name: &str,
+    ) -> Result<Self, ClusterError> {
+        let local =
+            LocalNodes::spawn(n, opts).map_err(|e| ClusterError::cluster(Phase::Connect, e))?;
         let mut cluster = Self::connect(&local.addrs, local.token.clone(), client_name)?;
         cluster.local = Some(local);
         Ok(cluster)
@@ -162,7 +183,7 @@ impl Cluster {
         let name = format!("node{}", self.nodes.len());
         let label = format!("{name} ({addr})");
         let phase = Phase::Connect;
-        let mut conn = Connection::connect(addr, label.clone(), CONNECT_DEADLINE)
+        let mut conn = Connection::connect(addr, &label, CONNECT_DEADLINE)
             .map_err(|e| ClusterError::new(&label, phase, e))?;
         let welcome = auth::client_handshake(
             &mut conn,
@@ -171,8 +192,9 @@ impl Cluster {
             CONNECT_DEADLINE,
         )
         .map_err(|e| ClusterError::new(&label, phase, e))?;
-        let info: NodeInfo = serde_json::from_value(welcome.info)
-            .map_err(|e| ClusterError::new(&label, phase, format!("node info is malformed: {e}")))?;
+        let info: NodeInfo = serde_json::from_value(welcome.info).map_err(|e| {
+            ClusterError::new(&label, phase, format!("node info is malformed: {e}"))
+        })?;
         self.nodes.push(NodeHandle {
             name,
             addr: addr.to_string(),
@@ -220,7 +242,9 @@ impl Cluster {
             let started = Instant::now();
             node.request(&ToNode::Ping, Phase::Control, CONTROL_DEADLINE)?;
             node.rtt = Some(started.elapsed().as_secs_f64());
-            if let FromNode::Info(info) = node.request(&ToNode::Info, Phase::Control, CONTROL_DEADLINE)? {
+            if let FromNode::Info(info) =
+                node.request(&ToNode::Info, Phase::Control, CONTROL_DEADLINE)?
+            {
                 node.info = info;
             }
         }
@@ -266,11 +290,19 @@ impl Cluster {
                 let m = if n.is_alive() {
                     match n.request(&ToNode::Metrics, Phase::Control, CONTROL_DEADLINE) {
                         Ok(FromNode::Metrics(m)) => Ok(m),
-                        Ok(other) => Err(ClusterError::new(&label, Phase::Control, format!("unexpected reply {other:?}"))),
+                        Ok(other) => Err(ClusterError::new(
+                            &label,
+                            Phase::Control,
+                            format!("unexpected reply {other:?}"),
+                        )),
                         Err(e) => Err(e),
                     }
                 } else {
-                    Err(ClusterError::new(&label, Phase::Control, n.failed.clone().unwrap_or_default()))
+                    Err(ClusterError::new(
+                        &label,
+                        Phase::Control,
+                        n.failed.clone().unwrap_or_default(),
+                    ))
                 };
                 (label, m)
             })

@@ -41,7 +41,11 @@ impl LocalNodes {
         if n == 0 {
             return Err("a local cluster needs at least 1 node".into());
         }
-        let dir = opts.home.join("run").join(format!("local-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = opts.home.join("run").join(format!(
+            "local-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let token = Token::generate();
         let token_file = dir.join("token");
@@ -67,14 +71,18 @@ impl LocalNodes {
 
     fn start_one(&self, i: usize, opts: &LocalNodeOptions) -> Result<(Child, String), String> {
         let cache = opts.home.join("nodes").join(format!("local-{i}"));
-        std::fs::create_dir_all(&cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+        std::fs::create_dir_all(&cache)
+            .map_err(|e| format!("creating {}: {e}", cache.display()))?;
         let log_path = self.dir.join(format!("node{i}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
         let threads = opts.threads_per_node.max(1);
         let mut cmd = if opts.pin_cores {
             let first = i * threads;
             let mut c = Command::new("taskset");
-            c.arg("-c").arg(format!("{}-{}", first, first + threads - 1)).arg(&opts.exe);
+            c.arg("-c")
+                .arg(format!("{}-{}", first, first + threads - 1))
+                .arg(&opts.exe);
             c
         } else {
             Command::new(&opts.exe)
@@ -144,7 +152,10 @@ impl LocalNodes {
 
     /// Kills node `i` (for fault tests and demos).
     pub fn kill(&mut self, i: usize) -> Result<(), String> {
-        let child = self.children.get_mut(i).ok_or_else(|| format!("no local node {i}"))?;
+        let child = self
+            .children
+            .get_mut(i)
+            .ok_or_else(|| format!("no local node {i}"))?;
         child.kill().map_err(|e| format!("killing node{i}: {e}"))?;
         let _ = child.wait();
         Ok(())

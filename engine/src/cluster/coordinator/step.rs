@@ -9,7 +9,11 @@ use crate::net::TensorDtype;
 impl Cluster {
     /// Runs one step on every node; returns the gathered logits.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
-        let phase = if tokens.len() > 1 || pos == 0 { Phase::Prefill } else { Phase::Decode };
+        let phase = if tokens.len() > 1 || pos == 0 {
+            Phase::Prefill
+        } else {
+            Phase::Decode
+        };
         if let Some(e) = &self.broken {
             return Err(ClusterError::new(
                 &e.node,
@@ -27,9 +31,12 @@ impl Cluster {
             .iter()
             .map(|np| (np.node, np.layout.vocab.clone(), np.layout.head))
             .collect();
-        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_alive()).collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_alive())
+            .collect();
         if live.len() != plan_nodes.len() {
-            let e = ClusterError::cluster(phase, "a node left the cluster; re-plan on the survivors");
+            let e =
+                ClusterError::cluster(phase, "a node left the cluster; re-plan on the survivors");
             self.broken = Some(e.clone());
             return Err(e);
         }
@@ -41,7 +48,10 @@ impl Cluster {
         for &i in &live {
             let node = &mut self.nodes[i];
             let label = node.label();
-            let sent = node.conn(phase).and_then(|c| c.send_control(&msg).map_err(|e| ClusterError::new(&label, phase, e)));
+            let sent = node.conn(phase).and_then(|c| {
+                c.send_control(&msg)
+                    .map_err(|e| ClusterError::new(&label, phase, e))
+            });
             if let Err(e) = sent {
                 node.mark_failed(&e.message);
                 errors.push(e);
@@ -71,14 +81,18 @@ impl Cluster {
                                 .recv_tensor_into(deadline, &mut self.recv_buf)
                                 .map_err(|e| ClusterError::new(&label, phase, e))?;
                             let n = vocab_range.len();
-                            if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64) {
+                            if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64)
+                            {
                                 return Err(ClusterError::new(
                                     &label,
                                     phase,
                                     format!("sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}", h.dims()),
                                 ));
                             }
-                            for (o, c) in self.logits[vocab_range.clone()].iter_mut().zip(self.recv_buf.chunks_exact(4)) {
+                            for (o, c) in self.logits[vocab_range.clone()]
+                                .iter_mut()
+                                .zip(self.recv_buf.chunks_exact(4))
+                            {
                                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                             }
                             covered += n;
@@ -90,13 +104,20 @@ impl Cluster {
                         phase,
                         message,
                     }),
-                    other => Err(ClusterError::new(&label, phase, format!("unexpected reply {other:?}"))),
+                    other => Err(ClusterError::new(
+                        &label,
+                        phase,
+                        format!("unexpected reply {other:?}"),
+                    )),
                 }
             })();
             if let Err(e) = result {
                 // A reply that never came means the node is gone; an error
                 // reply means the node is fine but the step is lost.
-                if e.message.contains("closed the connection") || e.message.contains("timed out") || !node.is_alive() {
+                if e.message.contains("closed the connection")
+                    || e.message.contains("timed out")
+                    || !node.is_alive()
+                {
                     node.mark_failed(&e.message);
                 }
                 errors.push(e);
@@ -128,8 +149,16 @@ impl Cluster {
                 node.mark_failed("did not answer a ping after a failed step");
             }
         }
-        let dead: Vec<String> = self.nodes.iter().filter(|n| !n.is_alive()).map(|n| n.label()).collect();
-        let detail: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.node, e.message)).collect();
+        let dead: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.is_alive())
+            .map(|n| n.label())
+            .collect();
+        let detail: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.node, e.message))
+            .collect();
         match dead.first() {
             Some(node) => {
                 let own = errors.iter().find(|e| &e.node == node);
@@ -142,7 +171,10 @@ impl Cluster {
                     },
                 }
             }
-            None => errors.into_iter().next().unwrap_or_else(|| ClusterError::cluster(phase, "step failed")),
+            None => errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| ClusterError::cluster(phase, "step failed")),
         }
     }
 
@@ -152,7 +184,11 @@ impl Cluster {
             return Ok(());
         }
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
-            node.request(&ToNode::Truncate { pos: pos as u32 }, Phase::Control, CONTROL_DEADLINE)?;
+            node.request(
+                &ToNode::Truncate { pos: pos as u32 },
+                Phase::Control,
+                CONTROL_DEADLINE,
+            )?;
         }
         Ok(())
     }
@@ -160,11 +196,13 @@ impl Cluster {
 
 impl Backend for Cluster {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
-        self.step(tokens, pos).map_err(|e| ModelError::Collective(e.to_string()))
+        self.step(tokens, pos)
+            .map_err(|e| ModelError::Collective(e.to_string()))
     }
 
     fn truncate(&mut self, pos: usize) -> Result<(), ModelError> {
-        self.truncate_all(pos).map_err(|e| ModelError::Collective(e.to_string()))
+        self.truncate_all(pos)
+            .map_err(|e| ModelError::Collective(e.to_string()))
     }
 
     fn context(&self) -> usize {

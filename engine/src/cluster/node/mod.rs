@@ -108,7 +108,7 @@ fn handle(
     busy: &Arc<Mutex<Busy>>,
     pool: &rayon::ThreadPool,
 ) -> Result<(), NetError> {
-    let mut conn = Connection::from_stream(stream, peer_addr.to_string())?;
+    let mut conn = Connection::from_stream(stream, peer_addr)?;
     let info = node_info(opts);
     let mut role = None;
     let hello = auth::server_handshake(
@@ -139,7 +139,7 @@ fn handle(
     )?;
     match role {
         Some(Role::Coordinator(name)) => {
-            conn.set_peer(format!("coordinator {name} ({peer_addr})"));
+            conn.set_peer_name(&format!("coordinator {name} ({peer_addr})"));
             let (tx, rx) = channel();
             if let Ok(mut b) = busy.lock() {
                 b.peers = Some(tx);
@@ -148,14 +148,21 @@ fn handle(
             if let Ok(mut b) = busy.lock() {
                 *b = Busy::default();
             }
-            eprintln!("{}: coordinator {name} ({peer_addr}) left; shard released", opts.name);
+            eprintln!(
+                "{}: coordinator {name} ({peer_addr}) left; shard released",
+                opts.name
+            );
             result
         }
         Some(Role::Peer { session, from }) => {
-            conn.set_peer(format!("peer node{from} ({peer_addr})"));
+            conn.set_peer_name(&format!("peer node{from} ({peer_addr})"));
             let tx = busy.lock().ok().and_then(|b| b.peers.clone());
             if let Some(tx) = tx {
-                let _ = tx.send(PeerArrival { session, from, conn });
+                let _ = tx.send(PeerArrival {
+                    session,
+                    from,
+                    conn,
+                });
             }
             Ok(())
         }

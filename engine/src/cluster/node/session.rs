@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::shard_cache::{sha256_hex, CachedShardData, ShardCache, ShardWriter};
 use super::{peer_client_name, Busy, NodeOptions, PeerArrival};
 use crate::cluster::messages::{
-    FromNode, LoadRequest, LoadedReport, NodeMetrics, PeerAddr, PeerPlan, SpanKind, Span,
+    FromNode, LoadRequest, LoadedReport, NodeMetrics, PeerAddr, PeerPlan, Span, SpanKind,
     StepMetrics, ToNode,
 };
 use crate::metrics::memory::current_rss_bytes;
@@ -226,7 +226,7 @@ fn load(
                     }
                 }
             }
-        }
+        },
     };
     let Some(shard) = shard else {
         return Ok(None);
@@ -265,7 +265,11 @@ fn check_request(req: &LoadRequest) -> Result<(), String> {
     req.config.validate()?;
     let c = &req.config;
     let l = &req.layout;
-    if l.layers.end > c.n_layers || l.q_heads.end > c.n_heads || l.ffn.end > c.ffn || l.vocab.end > c.vocab {
+    if l.layers.end > c.n_layers
+        || l.q_heads.end > c.n_heads
+        || l.ffn.end > c.ffn
+        || l.vocab.end > c.vocab
+    {
         return Err(format!("layout {l:?} does not fit the model"));
     }
     if req.context == 0 || req.context > 1 << 22 {
@@ -290,7 +294,11 @@ fn wait_finish(conn: &mut Connection) -> Result<(), NetError> {
 /// With `--model-dir` holding the same file, cut the slices locally.
 /// Any mismatch (missing file, other size, other hashes) means "receive
 /// them instead".
-fn local_slices(opts: &NodeOptions, cache: &ShardCache, req: &LoadRequest) -> Option<CachedShardData> {
+fn local_slices(
+    opts: &NodeOptions,
+    cache: &ShardCache,
+    req: &LoadRequest,
+) -> Option<CachedShardData> {
     let (dir, file) = (opts.model_dir.as_ref()?, req.model_file.as_ref()?);
     let path = dir.join(&file.file_name);
     if std::fs::metadata(&path).ok()?.len() != file.bytes {
@@ -299,7 +307,9 @@ fn local_slices(opts: &NodeOptions, cache: &ShardCache, req: &LoadRequest) -> Op
     let gguf = GgufFile::open(&path).ok()?;
     let source = GgufSource { file: &gguf };
     let plan = tensor_plan(&req.config, &req.layout);
-    let mut writer = cache.begin(&req.shard_key, &req.model_name, &req.tensors).ok()?;
+    let mut writer = cache
+        .begin(&req.shard_key, &req.model_name, &req.tensors)
+        .ok()?;
     for (i, meta) in req.tensors.iter().enumerate() {
         let need = plan.iter().find(|n| n.name == meta.name)?;
         let w = source.local_tensor(&need.name, &need.rule).ok()??;
@@ -362,8 +372,9 @@ fn connect_peers(
 ) -> Result<PeerLinks, String> {
     let me = plan.me;
     let dial = |p: &PeerAddr| -> Result<(String, Connection), String> {
-        let mut conn = Connection::connect(&p.addr, format!("{} ({})", p.name, p.addr), PEER_DEADLINE)
-            .map_err(|e| e.to_string())?;
+        let mut conn =
+            Connection::connect(&p.addr, &format!("{} ({})", p.name, p.addr), PEER_DEADLINE)
+                .map_err(|e| e.to_string())?;
         auth::client_handshake(
             &mut conn,
             opts.token.as_bytes(),
@@ -410,8 +421,14 @@ fn connect_peers(
     while pending > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         let arrival = arrivals.recv_timeout(left).map_err(|_| {
-            let names: Vec<String> = expected.iter().map(|p| format!("{} ({})", p.name, p.addr)).collect();
-            format!("timed out waiting for peers to connect: {}", names.join(", "))
+            let names: Vec<String> = expected
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.addr))
+                .collect();
+            format!(
+                "timed out waiting for peers to connect: {}",
+                names.join(", ")
+            )
         })?;
         if arrival.session != plan.session {
             continue;
@@ -446,7 +463,11 @@ fn connect_peers(
 
 fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Result<(), NetError> {
     let started = Instant::now();
-    let phase = if tokens.len() > 1 || pos == 0 { "prefill" } else { "decode" };
+    let phase = if tokens.len() > 1 || pos == 0 {
+        "prefill"
+    } else {
+        "decode"
+    };
     if let Some(links) = l.links.as_mut() {
         links.begin_step();
     }
@@ -486,12 +507,16 @@ fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Re
                 metrics,
             })?;
             if let Some(logits) = logits {
-                let header = crate::net::TensorHeader::new(crate::net::TensorDtype::F32, &[logits.len() as u64], 3)
-                    .map_err(|e| NetError::Encode {
-                        peer: conn.peer().to_string(),
-                        what: "logits",
-                        problem: e.to_string(),
-                    })?;
+                let header = crate::net::TensorHeader::new(
+                    crate::net::TensorDtype::F32,
+                    &[logits.len() as u64],
+                    3,
+                )
+                .map_err(|e| NetError::Encode {
+                    peer: conn.peer().to_string(),
+                    what: "logits",
+                    problem: e.to_string(),
+                })?;
                 conn.send_tensor(&header, crate::parallel::f32_bytes(&logits))?;
             }
             Ok(())

@@ -101,7 +101,11 @@ impl ShardCache {
 
     /// Opens a cached shard whose tensors match `tensors` exactly, checking
     /// every hash. A shard that fails the check is deleted and `None` returned.
-    pub fn open(&self, key: &str, tensors: &[TensorMeta]) -> Result<Option<CachedShardData>, CacheError> {
+    pub fn open(
+        &self,
+        key: &str,
+        tensors: &[TensorMeta],
+    ) -> Result<Option<CachedShardData>, CacheError> {
         let dir = self.dir(key);
         if !dir.join(INDEX).exists() {
             return Ok(None);
@@ -111,7 +115,10 @@ impl ShardCache {
             Err(problem) => {
                 // Corrupt or stale: drop it so it is fetched again.
                 let _ = fs::remove_dir_all(&dir);
-                eprintln!("shard cache: {} was corrupt ({problem}); fetching it again", dir.display());
+                eprintln!(
+                    "shard cache: {} was corrupt ({problem}); fetching it again",
+                    dir.display()
+                );
                 Ok(None)
             }
         }
@@ -138,10 +145,19 @@ impl ShardCache {
     }
 
     /// Starts assembling a shard in a temporary directory.
-    pub fn begin(&self, key: &str, model: &str, tensors: &[TensorMeta]) -> Result<ShardWriter, CacheError> {
+    pub fn begin(
+        &self,
+        key: &str,
+        model: &str,
+        tensors: &[TensorMeta],
+    ) -> Result<ShardWriter, CacheError> {
         let shards = self.root.join("shards");
         fs::create_dir_all(&shards).map_err(Self::io(&shards))?;
-        let tmp = shards.join(format!(".tmp-{key}-{}-{}", std::process::id(), rand::random::<u32>()));
+        let tmp = shards.join(format!(
+            ".tmp-{key}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         fs::create_dir_all(&tmp).map_err(Self::io(&tmp))?;
         let (offsets, total) = layout_offsets(tensors);
         let data_path = tmp.join(DATA);
@@ -191,12 +207,15 @@ impl ShardWriter {
 
     /// Writes bytes `offset..offset+data.len()` of tensor `index`.
     pub fn write(&mut self, index: usize, offset: u64, data: &[u8]) -> Result<(), String> {
-        let meta = self
-            .index
-            .tensors
-            .get(index)
-            .ok_or_else(|| format!("chunk for tensor #{index}, but the shard has {}", self.index.tensors.len()))?;
-        let end = offset.checked_add(data.len() as u64).ok_or("chunk offset overflows")?;
+        let meta = self.index.tensors.get(index).ok_or_else(|| {
+            format!(
+                "chunk for tensor #{index}, but the shard has {}",
+                self.index.tensors.len()
+            )
+        })?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or("chunk offset overflows")?;
         if end > meta.bytes {
             return Err(format!(
                 "chunk {offset}..{end} runs past the {} bytes of tensor '{}'",
@@ -218,15 +237,21 @@ impl ShardWriter {
         for (meta, &w) in self.index.tensors.iter().zip(&self.written) {
             if w != meta.bytes {
                 let _ = fs::remove_dir_all(&self.tmp);
-                return Err(format!("tensor '{}' got {w} of its {} bytes", meta.name, meta.bytes));
+                return Err(format!(
+                    "tensor '{}' got {w} of its {} bytes",
+                    meta.name, meta.bytes
+                ));
             }
         }
         let fail = |tmp: &Path, e: String| {
             let _ = fs::remove_dir_all(tmp);
             e
         };
-        self.file.sync_all().map_err(|e| fail(&self.tmp, e.to_string()))?;
-        let text = serde_json::to_string(&self.index).map_err(|e| fail(&self.tmp, e.to_string()))?;
+        self.file
+            .sync_all()
+            .map_err(|e| fail(&self.tmp, e.to_string()))?;
+        let text =
+            serde_json::to_string(&self.index).map_err(|e| fail(&self.tmp, e.to_string()))?;
         fs::write(self.tmp.join(INDEX), text).map_err(|e| fail(&self.tmp, e.to_string()))?;
         let file = File::open(self.tmp.join(DATA)).map_err(|e| fail(&self.tmp, e.to_string()))?;
         // SAFETY: read-only map of the file just written by this process.
@@ -265,12 +290,18 @@ impl CachedShardData {
     fn verify(&self) -> Result<(), String> {
         let expected_len = layout_offsets(&self.tensors).1;
         if (self.map.len() as u64) < expected_len {
-            return Err(format!("data file has {} bytes, expected {expected_len}", self.map.len()));
+            return Err(format!(
+                "data file has {} bytes, expected {expected_len}",
+                self.map.len()
+            ));
         }
         for (i, meta) in self.tensors.iter().enumerate() {
             let digest = hex(&Sha256::digest(self.bytes(i)));
             if digest != meta.sha256 {
-                return Err(format!("tensor '{}' hashes to {digest}, expected {}", meta.name, meta.sha256));
+                return Err(format!(
+                    "tensor '{}' hashes to {digest}, expected {}",
+                    meta.name, meta.sha256
+                ));
             }
         }
         Ok(())
@@ -281,7 +312,11 @@ impl CachedShardData {
     }
 
     fn by_name(&self) -> HashMap<&str, usize> {
-        self.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect()
+        self.tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect()
     }
 }
 
