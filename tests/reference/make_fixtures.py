@@ -92,6 +92,14 @@ GREEDY_PROMPTS = [
     ("once_upon", "Once upon a time"),
     ("capital", "The capital of France is"),
     ("chat", None),  # rendered from the GGUF's tokenizer.chat_template below
+    # Prompts whose 32 greedy steps have no near-tie in either configuration
+    # (top-2 logit gap >= 0.6 at every step, screened among ~30 candidates):
+    # the three above are free text, where this 135M model meets gaps of
+    # 0.002-0.06 within 32 tokens and llama.cpp's own two configurations
+    # already disagree.
+    ("count_commas", "1, 2, 3, 4, 5,"),
+    ("hundreds", "100, 200, 300,"),
+    ("teens", "11, 12, 13, 14,"),
 ]
 CHAT_MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 N_GEN = 32
