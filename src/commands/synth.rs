@@ -88,7 +88,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let started = Instant::now();
     let mut last_percent = u64::MAX;
     let report = synth(&opts, &args.out, &mut |done, total| {
-        let percent = if total > 0 { done * 100 / total } else { 100 };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         if percent != last_percent {
             last_percent = percent;
             eprint!(

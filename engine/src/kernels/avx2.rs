@@ -12,16 +12,26 @@ use std::arch::x86_64::*;
 
 use super::dequant::f16_at;
 
-/// Sum of the eight f32 lanes.
+/// Sum of two vectors of four f64 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
+unsafe fn hsum(a: __m256d, b: __m256d) -> f64 {
+    let v = _mm256_add_pd(a, b);
+    let lo = _mm256_castpd256_pd128(v);
+    let hi = _mm256_extractf128_pd(v, 1);
+    let s = _mm_add_pd(lo, hi);
+    let s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    _mm_cvtsd_f64(s)
+}
+
+/// `acc += d * lanes`, widening the eight i32 lanes to f64 (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_wide(d: __m256d, lanes: __m256i, acc: &mut (__m256d, __m256d)) {
+    let lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(lanes));
+    let hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(lanes, 1));
+    acc.0 = _mm256_fmadd_pd(d, lo, acc.0);
+    acc.1 = _mm256_fmadd_pd(d, hi, acc.1);
 }
 
 /// Signed i8 × signed i8 over 32 lanes, summed in pairs to 8 i32 lanes.
@@ -56,17 +66,16 @@ unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
 /// # Safety
 /// AVX2 and FMA must be available; `w` and `a` hold the same number of blocks.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
+    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let eight = _mm256_set1_epi8(8);
     for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
+        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
         let q = _mm256_sub_epi8(unpack_nibbles(wb.as_ptr().add(2)), eight);
         let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
-        let s = _mm256_cvtepi32_ps(dot_i8(q, y));
-        acc = _mm256_fmadd_ps(d, s, acc);
+        fma_wide(d, dot_i8(q, y), &mut acc);
     }
-    hsum(acc)
+    hsum(acc.0, acc.1)
 }
 
 /// Q4_1 weights against Q8_1 activations.
@@ -74,18 +83,17 @@ pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
 /// # Safety
 /// As [`dot_q4_0_q8_0`].
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
+pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f64 {
+    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut mins = 0.0f64;
     for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
-        mins += f16_at(wb, 2) * f16_at(ab, 2);
+        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
+        mins += (f16_at(wb, 2) * f16_at(ab, 2)) as f64;
         let q = unpack_nibbles(wb.as_ptr().add(4));
         let y = _mm256_loadu_si256(ab.as_ptr().add(4) as *const __m256i);
-        let s = _mm256_cvtepi32_ps(dot_u8_i8(q, y));
-        acc = _mm256_fmadd_ps(d, s, acc);
+        fma_wide(d, dot_u8_i8(q, y), &mut acc);
     }
-    hsum(acc) + mins
+    hsum(acc.0, acc.1) + mins
 }
 
 /// Q8_0 weights against Q8_0 activations.
@@ -93,14 +101,13 @@ pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
 /// # Safety
 /// As [`dot_q4_0_q8_0`].
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+pub unsafe fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
+    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
     for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(ab, 0));
+        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
         let x = _mm256_loadu_si256(wb.as_ptr().add(2) as *const __m256i);
         let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
-        let s = _mm256_cvtepi32_ps(dot_i8(x, y));
-        acc = _mm256_fmadd_ps(d, s, acc);
+        fma_wide(d, dot_i8(x, y), &mut acc);
     }
-    hsum(acc)
+    hsum(acc.0, acc.1)
 }

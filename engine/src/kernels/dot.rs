@@ -2,6 +2,11 @@
 //! already quantized by [`super::quantize`]. Integer products inside a block,
 //! one float multiply per block, as llama.cpp does.
 //!
+//! Sums are carried in f64. Each block's product (an f16×f16 scale times an
+//! integer) is exact in f64, so a row summed in pieces (tensor parallelism
+//! splits rows across nodes) and the same row summed whole round to the
+//! same f32: every layout gives the same activations as one node.
+//!
 //! The bodies are plain Rust written so LLVM vectorizes them; [`dot_rows`]
 //! compiles them a second time with AVX2 enabled and picks at run time.
 
@@ -21,7 +26,7 @@ pub fn dot_rows(
     acts: &[u8],
     act_row_bytes: usize,
     tokens: usize,
-    out: &mut [f32],
+    out: &mut [f64],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -44,10 +49,10 @@ unsafe fn dot_rows_avx2(
     acts: &[u8],
     act_row_bytes: usize,
     tokens: usize,
-    out: &mut [f32],
+    out: &mut [f64],
 ) {
     use super::avx2;
-    type RowDot = unsafe fn(&[u8], &[u8]) -> f32;
+    type RowDot = unsafe fn(&[u8], &[u8]) -> f64;
     let hand_written: Option<RowDot> = match dtype {
         GgmlType::Q4_0 => Some(avx2::dot_q4_0_q8_0),
         GgmlType::Q4_1 => Some(avx2::dot_q4_1_q8_1),
@@ -74,7 +79,7 @@ fn dot_rows_portable(
     acts: &[u8],
     act_row_bytes: usize,
     tokens: usize,
-    out: &mut [f32],
+    out: &mut [f64],
 ) {
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         for (a, o) in acts.chunks_exact(act_row_bytes).zip(o.iter_mut()) {
@@ -85,7 +90,7 @@ fn dot_rows_portable(
 
 /// One weight row against one activation row.
 #[inline(always)]
-pub fn dot_row(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
+pub fn dot_row(dtype: GgmlType, w: &[u8], a: &[u8]) -> f64 {
     match dtype {
         GgmlType::Q4_0 => dot_q4_0(w, a),
         GgmlType::Q4_1 => dot_q4_1(w, a),
@@ -103,14 +108,20 @@ pub fn dot_row(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
     }
 }
 
+/// The product of two f16 block scales, exact in f32 and widened.
+#[inline(always)]
+fn scale(w: &[u8], wat: usize, a: &[u8], aat: usize) -> f64 {
+    (f16_at(w, wat) * f16_at(a, aat)) as f64
+}
+
 #[inline(always)]
 fn i8s(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
     b.iter().map(|&v| v as i8 as i32)
 }
 
 #[inline(always)]
-fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
+fn dot_q4_0(w: &[u8], a: &[u8]) -> f64 {
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
         let (qs, y) = (&wb[2..18], &ab[2..34]);
         let mut sumi = 0i32;
@@ -118,14 +129,14 @@ fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
             sumi += ((qs[j] & 0x0f) as i32 - 8) * (y[j] as i8 as i32)
                 + ((qs[j] >> 4) as i32 - 8) * (y[j + 16] as i8 as i32);
         }
-        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+        sum += sumi as f64 * scale(wb, 0, ab, 0);
     }
     sum
 }
 
 #[inline(always)]
-fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
+fn dot_q4_1(w: &[u8], a: &[u8]) -> f64 {
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
         let (qs, y) = (&wb[4..20], &ab[4..36]);
         let mut sumi = 0i32;
@@ -133,14 +144,14 @@ fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
             sumi += (qs[j] & 0x0f) as i32 * (y[j] as i8 as i32)
                 + (qs[j] >> 4) as i32 * (y[j + 16] as i8 as i32);
         }
-        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0)) + f16_at(wb, 2) * f16_at(ab, 2);
+        sum += sumi as f64 * scale(wb, 0, ab, 0) + scale(wb, 2, ab, 2);
     }
     sum
 }
 
 #[inline(always)]
-fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
+fn dot_q5_0(w: &[u8], a: &[u8]) -> f64 {
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(22).zip(a.chunks_exact(34)) {
         let qh = u32::from_le_bytes([wb[2], wb[3], wb[4], wb[5]]);
         let (qs, y) = (&wb[6..22], &ab[2..34]);
@@ -152,14 +163,14 @@ fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 {
             let x1 = ((qs[j] >> 4) as u32 | h1) as i32 - 16;
             sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
         }
-        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+        sum += sumi as f64 * scale(wb, 0, ab, 0);
     }
     sum
 }
 
 #[inline(always)]
-fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
+fn dot_q5_1(w: &[u8], a: &[u8]) -> f64 {
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(24).zip(a.chunks_exact(36)) {
         let qh = u32::from_le_bytes([wb[4], wb[5], wb[6], wb[7]]);
         let (qs, y) = (&wb[8..24], &ab[4..36]);
@@ -171,20 +182,20 @@ fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
             let x1 = ((qs[j] >> 4) as u32 | h1) as i32;
             sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
         }
-        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0)) + f16_at(wb, 2) * f16_at(ab, 2);
+        sum += sumi as f64 * scale(wb, 0, ab, 0) + scale(wb, 2, ab, 2);
     }
     sum
 }
 
 #[inline(always)]
-fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
+fn dot_q8_0(w: &[u8], a: &[u8]) -> f64 {
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
         let sumi: i32 = i8s(&wb[2..34])
             .zip(i8s(&ab[2..34]))
             .map(|(x, y)| x * y)
             .sum();
-        sum += sumi as f32 * (f16_at(wb, 0) * f16_at(ab, 0));
+        sum += sumi as f64 * scale(wb, 0, ab, 0);
     }
     sum
 }
@@ -192,12 +203,12 @@ fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
 /// K-quants: unpack each super-block to 256 small integers plus per-group
 /// integer scales (and mins), then take integer dots per group.
 #[inline(always)]
-fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
+fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f64 {
     let bb = dtype.block_bytes();
     let mut q = [0i8; QK_K];
-    let mut sum = 0.0f32;
+    let mut sum = 0.0f64;
     for (wb, ab) in w.chunks_exact(bb).zip(a.chunks_exact(292)) {
-        let dy = f32_at(ab, 0);
+        let dy = f32_at(ab, 0) as f64;
         let y = &ab[4..4 + QK_K];
         let bsum =
             |g: usize| i16::from_le_bytes([ab[4 + QK_K + 2 * g], ab[5 + QK_K + 2 * g]]) as i32;
@@ -214,7 +225,8 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                     acc += (sc & 0x0f) as i32 * group_dot(&q, y, g * 16, 16);
                     mins += (sc >> 4) as i32 * bsum(g);
                 }
-                sum += dy * (f16_at(wb, 80) * acc as f32 - f16_at(wb, 82) * mins as f32);
+                sum +=
+                    dy * (f16_at(wb, 80) as f64 * acc as f64 - f16_at(wb, 82) as f64 * mins as f64);
             }
             GgmlType::Q3K => {
                 let hmask = &wb[0..32];
@@ -230,7 +242,7 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                 for (g, &s) in scales.iter().enumerate() {
                     acc += s as i32 * group_dot(&q, y, g * 16, 16);
                 }
-                sum += dy * f16_at(wb, 108) * acc as f32;
+                sum += dy * f16_at(wb, 108) as f64 * acc as f64;
             }
             GgmlType::Q4K | GgmlType::Q5K => {
                 let scales = &wb[4..16];
@@ -256,7 +268,8 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                     acc += sc as i32 * group_dot(&q, y, j * 32, 32);
                     mins += m as i32 * (bsum(2 * j) + bsum(2 * j + 1));
                 }
-                sum += dy * (f16_at(wb, 0) * acc as f32 - f16_at(wb, 2) * mins as f32);
+                sum +=
+                    dy * (f16_at(wb, 0) as f64 * acc as f64 - f16_at(wb, 2) as f64 * mins as f64);
             }
             GgmlType::Q6K => {
                 let (ql, qh, sc) = (&wb[0..128], &wb[128..192], &wb[192..208]);
@@ -272,7 +285,7 @@ fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f32 {
                 for (g, &s) in sc.iter().enumerate() {
                     acc += (s as i8) as i32 * group_dot(&q, y, g * 16, 16);
                 }
-                sum += dy * f16_at(wb, 208) * acc as f32;
+                sum += dy * f16_at(wb, 208) as f64 * acc as f64;
             }
             _ => {}
         }
@@ -290,25 +303,25 @@ fn group_dot(q: &[i8; QK_K], y: &[u8], start: usize, len: usize) -> i32 {
 }
 
 #[inline(always)]
-fn dot_f32(w: &[u8], a: &[u8]) -> f32 {
+fn dot_f32(w: &[u8], a: &[u8]) -> f64 {
     w.chunks_exact(4)
         .zip(a.chunks_exact(4))
-        .map(|(x, y)| f32_at(x, 0) * f32_at(y, 0))
+        .map(|(x, y)| f32_at(x, 0) as f64 * f32_at(y, 0) as f64)
         .sum()
 }
 
 #[inline(always)]
-fn dot_f16(w: &[u8], a: &[u8]) -> f32 {
+fn dot_f16(w: &[u8], a: &[u8]) -> f64 {
     w.chunks_exact(2)
         .zip(a.chunks_exact(4))
-        .map(|(x, y)| f16::from_le_bytes([x[0], x[1]]).to_f32() * f32_at(y, 0))
+        .map(|(x, y)| f16::from_le_bytes([x[0], x[1]]).to_f64() * f32_at(y, 0) as f64)
         .sum()
 }
 
 #[inline(always)]
-fn dot_bf16(w: &[u8], a: &[u8]) -> f32 {
+fn dot_bf16(w: &[u8], a: &[u8]) -> f64 {
     w.chunks_exact(2)
         .zip(a.chunks_exact(4))
-        .map(|(x, y)| bf16::from_le_bytes([x[0], x[1]]).to_f32() * f32_at(y, 0))
+        .map(|(x, y)| bf16::from_le_bytes([x[0], x[1]]).to_f64() * f32_at(y, 0) as f64)
         .sum()
 }

@@ -2,6 +2,10 @@
 //! weight rows. The activations are quantized once per call; each task then
 //! streams its weight rows once while touching every token, so prefill reads
 //! the weights once rather than once per token.
+//!
+//! Dots are summed in f64 (see `dot.rs`). [`matmul`] rounds the result to
+//! f32; [`matmul_partial`] keeps f64 for row-parallel layers, whose partial
+//! sums are added across nodes before rounding.
 
 use rayon::prelude::*;
 
@@ -13,13 +17,40 @@ use super::weight::Weight;
 #[derive(Default)]
 pub struct MatmulScratch {
     acts: Vec<u8>,
-    transposed: Vec<f32>,
+    /// `rows x tokens`, the layout the row tasks write.
+    wide: Vec<f64>,
 }
 
 /// `x` is `tokens x w.cols` (row-major); `out` becomes `tokens x w.rows`.
 pub fn matmul(w: &Weight, x: &[f32], tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
-    debug_assert_eq!(x.len(), tokens * w.cols);
     debug_assert_eq!(out.len(), tokens * w.rows);
+    compute(w, x, tokens, scratch);
+    for (r, col) in scratch.wide.chunks_exact(tokens).enumerate() {
+        for (t, &v) in col.iter().enumerate() {
+            out[t * w.rows + r] = v as f32;
+        }
+    }
+}
+
+/// As [`matmul`], but leaves the unrounded f64 sums in `out`.
+pub fn matmul_partial(
+    w: &Weight,
+    x: &[f32],
+    tokens: usize,
+    out: &mut [f64],
+    scratch: &mut MatmulScratch,
+) {
+    debug_assert_eq!(out.len(), tokens * w.rows);
+    compute(w, x, tokens, scratch);
+    for (r, col) in scratch.wide.chunks_exact(tokens).enumerate() {
+        for (t, &v) in col.iter().enumerate() {
+            out[t * w.rows + r] = v;
+        }
+    }
+}
+
+fn compute(w: &Weight, x: &[f32], tokens: usize, scratch: &mut MatmulScratch) {
+    debug_assert_eq!(x.len(), tokens * w.cols);
     let act_type = activation_type(w.dtype);
     let act_row_bytes = act_type.row_bytes(w.cols).unwrap_or(w.cols * 4);
     scratch.acts.resize(act_row_bytes * tokens, 0);
@@ -34,33 +65,21 @@ pub fn matmul(w: &Weight, x: &[f32], tokens: usize, out: &mut [f32], scratch: &m
             quantize_row(act_type, xr, o);
         }
     }
-
     let row_bytes = w.row_bytes();
     let chunk_rows = rows_per_task(w.rows);
     let data: &[u8] = &w.data;
     let acts = &scratch.acts;
-    let run = |target: &mut [f32]| {
-        target
-            .par_chunks_mut(chunk_rows * tokens)
-            .enumerate()
-            .for_each(|(ci, o)| {
-                let first = ci * chunk_rows;
-                let n = o.len() / tokens;
-                let rows = &data[first * row_bytes..(first + n) * row_bytes];
-                dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
-            })
-    };
-    if tokens == 1 {
-        run(out);
-    } else {
-        scratch.transposed.resize(w.rows * tokens, 0.0);
-        run(&mut scratch.transposed);
-        for (r, col) in scratch.transposed.chunks_exact(tokens).enumerate() {
-            for (t, &v) in col.iter().enumerate() {
-                out[t * w.rows + r] = v;
-            }
-        }
-    }
+    scratch.wide.resize(w.rows * tokens, 0.0);
+    scratch
+        .wide
+        .par_chunks_mut(chunk_rows * tokens)
+        .enumerate()
+        .for_each(|(ci, o)| {
+            let first = ci * chunk_rows;
+            let n = o.len() / tokens;
+            let rows = &data[first * row_bytes..(first + n) * row_bytes];
+            dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+        });
 }
 
 /// About eight tasks per thread, and at least a few rows per task.

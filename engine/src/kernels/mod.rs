@@ -13,5 +13,5 @@ pub mod weight;
 #[cfg(test)]
 mod tests;
 
-pub use matmul::{matmul, MatmulScratch};
+pub use matmul::{matmul, matmul_partial, MatmulScratch};
 pub use weight::{Weight, WeightBytes};

@@ -2,13 +2,11 @@
 //! dequantizers, the quantized row dots against a float reference, the matmul
 //! against the row dots, and the matmul against itself across thread counts.
 
-use std::sync::Arc;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::dequant::dequantize_row;
-use super::dot::dot_row;
+use super::dot::{dot_row, dot_rows};
 use super::matmul::{matmul, MatmulScratch};
 use super::quantize::{activation_type, quantize_row};
 use super::quantize_weights::{quantize_weights, QuantizeError};
@@ -246,7 +244,7 @@ fn row_dot_matches_dequantized_float_dot() {
             let wd = dequant(dtype, &wq, COLS);
             for x_std in [1.0f32, 0.01] {
                 let x = normal(&mut rng, COLS, x_std);
-                let got = dot_row(dtype, &wq, &quantize_acts(dtype, &x)) as f64;
+                let got = dot_row(dtype, &wq, &quantize_acts(dtype, &x));
                 let want: f64 = wd.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
                 let tol = dot_tolerance(dtype, &wd, &x);
                 assert!(
@@ -269,7 +267,7 @@ fn weight(dtype: GgmlType, rows: usize) -> Weight {
         dtype,
         rows,
         cols: COLS,
-        data: WeightBytes::Owned(Arc::new(bytes)),
+        data: WeightBytes::owned(bytes),
     }
 }
 
@@ -290,12 +288,30 @@ fn matmul_equals_row_dots_exactly() {
             for t in 0..tokens {
                 let acts = quantize_acts(dtype, &x[t * COLS..(t + 1) * COLS]);
                 for r in 0..w.rows {
-                    let want = dot_row(dtype, w.row(r), &acts);
+                    // The same dispatch (AVX2 or portable) the matmul uses.
+                    let mut one = [0.0f64];
+                    dot_rows(
+                        dtype,
+                        w.row(r),
+                        w.row_bytes(),
+                        &acts,
+                        acts.len(),
+                        1,
+                        &mut one,
+                    );
+                    let want = one[0] as f32;
                     let got = out[t * w.rows + r];
                     assert_eq!(
                         got.to_bits(),
                         want.to_bits(),
                         "{dtype} tokens={tokens} token {t} row {r}: {got} vs {want}"
+                    );
+                    // And the hand-written kernels agree with the portable reference.
+                    let portable = dot_row(dtype, w.row(r), &acts);
+                    assert!(
+                        (one[0] - portable).abs() <= 1e-9 * portable.abs().max(1.0),
+                        "{dtype}: dispatched {} vs portable {portable}",
+                        one[0]
                     );
                 }
             }

@@ -14,19 +14,21 @@ use super::kv_cache::KvCache;
 use super::layout::LocalLayout;
 use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
 use super::weights::ModelWeights;
-use crate::kernels::{matmul, MatmulScratch, Weight};
+use crate::kernels::{matmul, matmul_partial, MatmulScratch, Weight};
 
 /// Sums partial activations across the processes sharing a layer. The sum
-/// must come out bit-identical on every participant.
+/// must come out bit-identical on every participant. Partials are the f64
+/// sums of row-parallel matmuls, rounded to f32 only after the reduction,
+/// so a split layer gives the same f32 as the whole one.
 pub trait AllReduce {
-    fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), ModelError>;
+    fn all_reduce(&mut self, buf: &mut [f64]) -> Result<(), ModelError>;
 }
 
 /// The single-process case: nothing to sum with.
 pub struct NoReduce;
 
 impl AllReduce for NoReduce {
-    fn all_reduce(&mut self, _buf: &mut [f32]) -> Result<(), ModelError> {
+    fn all_reduce(&mut self, _buf: &mut [f64]) -> Result<(), ModelError> {
         Ok(())
     }
 }
@@ -151,7 +153,7 @@ impl Transformer {
         let mut k = vec![0.0f32; tokens * kvd];
         let mut v = vec![0.0f32; tokens * kvd];
         let mut attn = vec![0.0f32; tokens * qd];
-        let mut proj = vec![0.0f32; tokens * h];
+        let mut proj = vec![0.0f64; tokens * h];
         let mut gate = vec![0.0f32; tokens * nf];
         let mut up = vec![0.0f32; tokens * nf];
         let half = c.rope_dim / 2;
@@ -188,9 +190,9 @@ impl Transformer {
             self.cache.append(li, pos, &k, &v);
             let (kc, vc) = self.cache.layer(li, end);
             attend(&shape, &q, kc, vc, pos, &mut attn);
-            matmul(&lw.wo, &attn, tokens, &mut proj, s);
+            matmul_partial(&lw.wo, &attn, tokens, &mut proj, s);
             reduce.all_reduce(&mut proj)?;
-            add_in_place(x, &proj);
+            add_rounded(x, &proj);
 
             rms_norm(x, &lw.ffn_norm, c.rms_eps, &mut xn);
             matmul(&lw.w_gate, &xn, tokens, &mut gate, s);
@@ -198,9 +200,9 @@ impl Transformer {
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = silu(*g) * u;
             }
-            matmul(&lw.w_down, &gate, tokens, &mut proj, s);
+            matmul_partial(&lw.w_down, &gate, tokens, &mut proj, s);
             reduce.all_reduce(&mut proj)?;
-            add_in_place(x, &proj);
+            add_rounded(x, &proj);
         }
         self.cache.commit(end);
         Ok(())
@@ -248,8 +250,9 @@ fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {
     }
 }
 
-fn add_in_place(x: &mut [f32], y: &[f32]) {
+/// The residual add: the reduced f64 sum is rounded to f32 once, here.
+fn add_rounded(x: &mut [f32], y: &[f64]) {
     for (a, &b) in x.iter_mut().zip(y) {
-        *a += b;
+        *a += b as f32;
     }
 }

@@ -42,6 +42,9 @@ pub trait TensorSource {
         };
         Ok(Some(match rule {
             SliceRule::Whole => w,
+            // A vector (a bias) has one row: its output slice is a range of
+            // its values.
+            SliceRule::Rows(r) if w.rows == 1 => slice_cols(&w, r.clone()).map_err(bad)?,
             SliceRule::Rows(r) => slice_rows(&w, r.clone()).map_err(bad)?,
             SliceRule::Cols(r) => slice_cols(&w, r.clone()).map_err(bad)?,
         }))

@@ -178,14 +178,19 @@ impl PeerLinks {
         Ok(())
     }
 
-    fn exchange(&mut self, partial: &mut [f32]) -> Result<(), NetError> {
+    fn exchange(&mut self, partial: &mut [f64]) -> Result<(), NetError> {
         let n = self.group.len();
         if n <= 1 {
             return Ok(());
         }
         let started = Instant::now();
-        let header = f32_header(&[partial.len() as u64], TAG_PARTIAL)?;
-        let bytes = f32_bytes(partial);
+        let bytes = f64_bytes(partial);
+        let header = TensorHeader::new(TensorDtype::Bytes, &[bytes.len() as u64], TAG_PARTIAL)
+            .map_err(|e| NetError::Encode {
+                peer: "peer".into(),
+                what: "partial sums header",
+                problem: e.to_string(),
+            })?;
         let me = self.my_rank;
         let deadline = self.deadline;
         let eager = bytes.len() <= EAGER_BYTES;
@@ -197,7 +202,7 @@ impl PeerLinks {
             for (r, peer) in self.group.iter_mut().enumerate() {
                 if let Some(peer) = peer {
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_activation(&peer.name, &h, TAG_PARTIAL, partial.len())?;
+                    check_partial(&peer.name, &h, bytes.len())?;
                     traffic.push((
                         peer.name.clone(),
                         bytes.len() as u64,
@@ -211,10 +216,10 @@ impl PeerLinks {
                 if me < r {
                     peer.conn.send_tensor(&header, bytes)?;
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_activation(&peer.name, &h, TAG_PARTIAL, partial.len())?;
+                    check_partial(&peer.name, &h, bytes.len())?;
                 } else {
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_activation(&peer.name, &h, TAG_PARTIAL, partial.len())?;
+                    check_partial(&peer.name, &h, bytes.len())?;
                     peer.conn.send_tensor(&header, bytes)?;
                 }
                 traffic.push((
@@ -228,16 +233,16 @@ impl PeerLinks {
             self.stats.record(&name, s, r);
         }
         // Sum in rank order so every member gets the same bits.
-        let mine = std::mem::take(&mut self.bufs[me]);
-        let mut own = mine;
+        let mut own = std::mem::take(&mut self.bufs[me]);
         own.clear();
-        own.extend_from_slice(f32_bytes(partial));
+        own.extend_from_slice(f64_bytes(partial));
         self.bufs[me] = own;
         for (i, v) in partial.iter_mut().enumerate() {
-            let mut acc = 0.0f32;
+            let mut acc = 0.0f64;
             for (r, buf) in self.bufs.iter().enumerate() {
-                let c = &buf[i * 4..i * 4 + 4];
-                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+                let x = f64::from_le_bytes(b);
                 acc = if r == 0 { x } else { acc + x };
             }
             *v = acc;
@@ -251,7 +256,7 @@ impl PeerLinks {
 }
 
 impl AllReduce for PeerLinks {
-    fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), ModelError> {
+    fn all_reduce(&mut self, buf: &mut [f64]) -> Result<(), ModelError> {
         self.exchange(buf)
             .map_err(|e| ModelError::Collective(e.to_string()))
     }
@@ -281,6 +286,30 @@ fn check_activation(peer: &str, h: &TensorHeader, tag: u32, values: usize) -> Re
             ),
         })
     }
+}
+
+fn check_partial(peer: &str, h: &TensorHeader, bytes: usize) -> Result<(), NetError> {
+    if h.tag() == TAG_PARTIAL && h.dtype() == TensorDtype::Bytes && h.numel() == Some(bytes as u64)
+    {
+        Ok(())
+    } else {
+        Err(NetError::UnexpectedFrame {
+            peer: peer.to_string(),
+            expected: format!("{bytes} bytes of partial sums (tag {TAG_PARTIAL})"),
+            got: format!(
+                "{} tensor {:?} (tag {})",
+                h.dtype().name(),
+                h.dims(),
+                h.tag()
+            ),
+        })
+    }
+}
+
+/// The bytes of an f64 slice, little-endian (see [`f32_bytes`]).
+pub fn f64_bytes(x: &[f64]) -> &[u8] {
+    // SAFETY: as for `f32_bytes`.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
 }
 
 /// The bytes of an f32 slice, little-endian (the only byte order shardlab

@@ -68,25 +68,30 @@ impl Cluster {
                 continue;
             }
             let label = node.label();
-            let result = (|| -> Result<(), ClusterError> {
-                let conn = node.conn(phase)?;
+            // Err((error, transport)): `transport` when the connection itself
+            // failed, so the node is gone; otherwise the node reported it.
+            let result = (|| -> Result<(), (ClusterError, bool)> {
+                let conn = node.conn(phase).map_err(|e| (e, true))?;
                 let reply = conn
                     .recv_control::<FromNode>(deadline)
-                    .map_err(|e| ClusterError::new(&label, phase, e))?;
+                    .map_err(|e| (ClusterError::new(&label, phase, e), true))?;
                 match reply {
                     FromNode::StepDone { logits, metrics } => {
                         self.last_step[i] = Some(metrics);
                         if logits {
                             let h = conn
                                 .recv_tensor_into(deadline, &mut self.recv_buf)
-                                .map_err(|e| ClusterError::new(&label, phase, e))?;
+                                .map_err(|e| (ClusterError::new(&label, phase, e), true))?;
                             let n = vocab_range.len();
                             if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64)
                             {
-                                return Err(ClusterError::new(
-                                    &label,
-                                    phase,
-                                    format!("sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}", h.dims()),
+                                return Err((
+                                    ClusterError::new(
+                                        &label,
+                                        phase,
+                                        format!("sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}", h.dims()),
+                                    ),
+                                    true,
                                 ));
                             }
                             for (o, c) in self.logits[vocab_range.clone()]
@@ -99,25 +104,25 @@ impl Cluster {
                         }
                         Ok(())
                     }
-                    FromNode::Error { message, .. } => Err(ClusterError {
-                        node: label.clone(),
-                        phase,
-                        message,
-                    }),
-                    other => Err(ClusterError::new(
-                        &label,
-                        phase,
-                        format!("unexpected reply {other:?}"),
+                    FromNode::Error { message, .. } => Err((
+                        ClusterError {
+                            node: label.clone(),
+                            phase,
+                            message,
+                        },
+                        false,
+                    )),
+                    other => Err((
+                        ClusterError::new(&label, phase, format!("unexpected reply {other:?}")),
+                        true,
                     )),
                 }
             })();
-            if let Err(e) = result {
-                // A reply that never came means the node is gone; an error
-                // reply means the node is fine but the step is lost.
-                if e.message.contains("closed the connection")
-                    || e.message.contains("timed out")
-                    || !node.is_alive()
-                {
+            if let Err((e, transport)) = result {
+                // A reply that never came means the node is gone (or out of
+                // step); an error reply means the node is fine but the step
+                // is lost.
+                if transport {
                     node.mark_failed(&e.message);
                 }
                 errors.push(e);

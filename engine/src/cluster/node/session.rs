@@ -26,7 +26,6 @@ const PEER_DEADLINE: Duration = Duration::from_secs(10);
 
 struct Loaded {
     model: Transformer,
-    request: LoadRequest,
     links: Option<PeerLinks>,
     metrics: NodeMetrics,
     hidden: Vec<f32>,
@@ -58,17 +57,14 @@ pub(super) fn serve(
                 conn.send_control(&FromNode::Ok)?;
             }
             ToNode::Load(req) => {
-                state = None;
-                match load(&mut conn, opts, &cache, *req) {
-                    Ok(Some(l)) => {
-                        if let Ok(mut b) = busy.lock() {
-                            b.session = Some(l.request.session.clone());
-                        }
-                        state = Some(l);
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(e),
+                // Free the old shard before the new one arrives.
+                drop(state.take());
+                // Peers of this session may dial in as soon as the
+                // coordinator hears "Loaded", so accept them from now on.
+                if let Ok(mut b) = busy.lock() {
+                    b.session = Some(req.session.clone());
                 }
+                state = load(&mut conn, opts, &cache, *req)?;
             }
             ToNode::ConnectPeers(plan) => {
                 let reply = match state.as_mut() {
@@ -250,7 +246,6 @@ fn load(
     conn.send_control(&FromNode::Loaded(report))?;
     Ok(Some(Loaded {
         model,
-        request: req,
         links: None,
         metrics: NodeMetrics::default(),
         hidden: Vec::new(),
@@ -434,6 +429,16 @@ fn connect_peers(
             continue;
         }
         let from = arrival.from;
+        let mut conn = arrival.conn;
+        if let Some(p) = plan
+            .group
+            .iter()
+            .chain(plan.prev.iter())
+            .chain(plan.next.iter())
+            .find(|p| p.index == from)
+        {
+            conn.set_peer_name(&format!("{} ({})", p.name, p.addr));
+        }
         let name = plan
             .group
             .iter()
@@ -444,14 +449,14 @@ fn connect_peers(
         let mut placed = false;
         if let Some(rank) = plan.group.iter().position(|p| p.index == from) {
             if from != me && group[rank].is_none() {
-                group[rank] = Some((name.clone(), arrival.conn));
+                group[rank] = Some((name.clone(), conn));
                 placed = true;
             }
         } else if plan.prev.as_ref().is_some_and(|p| p.index == from) && prev.is_none() {
-            prev = Some((name.clone(), arrival.conn));
+            prev = Some((name.clone(), conn));
             placed = true;
         } else if plan.next.as_ref().is_some_and(|p| p.index == from) && next.is_none() {
-            next = Some((name.clone(), arrival.conn));
+            next = Some((name.clone(), conn));
             placed = true;
         }
         if placed {

@@ -1,0 +1,296 @@
+//! The cluster over real node processes on loopback: every layout gives the
+//! same greedy tokens as one process, memory refusal, the shard cache,
+//! hostile input and a node dying mid-decode.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, ModelToLoad};
+use shardlab_engine::model::config::ModelConfig;
+use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::layout::LocalLayout;
+use shardlab_engine::model::store::default_model_path;
+use shardlab_engine::model::transformer::Transformer;
+use shardlab_engine::model::weights::ModelWeights;
+use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
+
+const CONTEXT: usize = 256;
+const TOKENS: usize = 32;
+
+struct Model {
+    gguf: GgufFile,
+    summary: ModelSummary,
+}
+
+fn smollm2() -> Model {
+    let path = default_model_path().expect("SmolLM2 installs into the model cache");
+    let gguf = GgufFile::open(path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    Model { gguf, summary }
+}
+
+fn local(home: &std::path::Path, mem_limits: Vec<Option<u64>>) -> LocalNodeOptions {
+    LocalNodeOptions {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_shardlab")),
+        home: home.to_path_buf(),
+        threads_per_node: 1,
+        mem_limits,
+        pin_cores: false,
+        extra_args: Vec::new(),
+    }
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// 32 greedy tokens from any step function.
+fn greedy(prompt: &[u32], mut step: impl FnMut(&[u32], usize) -> Vec<f32>) -> Vec<u32> {
+    let mut logits = step(prompt, 0);
+    let mut out = Vec::new();
+    for pos in prompt.len()..prompt.len() + TOKENS {
+        let next = argmax(&logits);
+        out.push(next);
+        logits = step(&[next], pos);
+    }
+    out
+}
+
+fn single_node(m: &Model, prompt: &[u32]) -> Vec<u32> {
+    let config = ModelConfig::from_gguf(&m.gguf).expect("config");
+    let layout = LocalLayout::whole(&config);
+    let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
+    let mut t = Transformer::new(config, layout, weights, CONTEXT);
+    greedy(prompt, |ids, pos| t.forward(ids, pos).expect("forward"))
+}
+
+fn load(
+    cluster: &mut Cluster,
+    m: &Model,
+    layout: &LayoutRequest,
+) -> shardlab_engine::cluster::coordinator::LoadSummary {
+    let budgets = cluster.budgets();
+    let p = plan(&m.summary, &budgets, layout, CONTEXT).expect("plan");
+    check_fits(&m.summary, &p, &budgets).expect("fits");
+    let model = ModelToLoad {
+        name: "smollm2".into(),
+        config: &m.summary.config,
+        source: &m.gguf,
+        file: None,
+    };
+    cluster.load(&model, &p, &|_| {}).expect("loads")
+}
+
+/// "The capital of France is" in SmolLM2's vocabulary.
+const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
+
+#[test]
+fn every_layout_gives_the_single_node_greedy_tokens() {
+    let m = smollm2();
+    let expected = single_node(&m, &PROMPT);
+    let home = tempfile::tempdir().expect("tempdir");
+    let layouts = [
+        (2, "tensor"),
+        (3, "tensor"),
+        (4, "tensor"),
+        (2, "pipeline"),
+        (3, "pipeline"),
+        (4, "hybrid:2x2"),
+    ];
+    for (n, layout) in layouts {
+        let mut cluster =
+            Cluster::spawn_local(n, &local(home.path(), Vec::new()), "test").expect("spawns");
+        let request: LayoutRequest = layout.parse().expect("layout");
+        load(&mut cluster, &m, &request);
+        let got = greedy(&PROMPT, |ids, pos| cluster.step(ids, pos).expect("step"));
+        assert_eq!(got, expected, "{layout} over {n} nodes");
+    }
+}
+
+#[test]
+fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
+    // 14 Q heads and 2 KV heads: tensor over 3 splits the heads unevenly and
+    // must replicate a KV head.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("qwen2.gguf");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_shardlab"))
+        .args([
+            "synth",
+            "--arch",
+            "qwen2",
+            "--layers",
+            "2",
+            "--hidden",
+            "896",
+            "--heads",
+            "14",
+            "--kv-heads",
+            "2",
+        ])
+        .args([
+            "--ffn", "1024", "--vocab", "512", "--quant", "q8_0", "--seed", "7", "--out",
+        ])
+        .arg(&path)
+        .output()
+        .expect("runs synth");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let gguf = GgufFile::open(&path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let m = Model { gguf, summary };
+    let prompt = [3u32, 100, 200, 300, 17];
+    let expected = single_node(&m, &prompt);
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cluster =
+        Cluster::spawn_local(3, &local(home.path(), Vec::new()), "test").expect("spawns");
+    let p = load(&mut cluster, &m, &LayoutRequest::Tensor);
+    assert_eq!(p.nodes.len(), 3);
+    let plan = &cluster.loaded().expect("loaded").plan;
+    let kv: Vec<_> = plan
+        .nodes
+        .iter()
+        .map(|n| n.layout.kv_heads(&m.summary.config))
+        .collect();
+    assert!(
+        kv.windows(2).any(|w| w[0].end > w[1].start),
+        "a KV head is replicated: {kv:?}"
+    );
+    let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_model_too_big_for_one_node_is_refused_there_and_runs_on_two() {
+    let m = smollm2();
+    let home = tempfile::tempdir().expect("tempdir");
+    // A budget of 80% of what one node would need for the whole model.
+    let whole = plan(
+        &m.summary,
+        &[shardlab_engine::shard::plan::NodeBudget {
+            name: "probe".into(),
+            budget_bytes: u64::MAX,
+        }],
+        &LayoutRequest::Single,
+        CONTEXT,
+    )
+    .expect("plan");
+    let limit = whole.nodes[0].memory.total() * 8 / 10;
+
+    let one =
+        Cluster::spawn_local(1, &local(home.path(), vec![Some(limit)]), "test").expect("spawns");
+    let budgets = one.budgets();
+    let p = plan(&m.summary, &budgets, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let err = check_fits(&m.summary, &p, &budgets).expect_err("one node is too small");
+    let msg = err.to_string();
+    assert!(msg.contains("node0"), "{msg}");
+    assert!(msg.contains("short by"), "{msg}");
+    drop(one);
+
+    for layout in [
+        LayoutRequest::Tensor,
+        LayoutRequest::Pipeline { layers: None },
+    ] {
+        let mut two = Cluster::spawn_local(
+            2,
+            &local(home.path(), vec![Some(limit), Some(limit)]),
+            "test",
+        )
+        .expect("spawns");
+        load(&mut two, &m, &layout);
+        let got = greedy(&PROMPT[..3], |ids, pos| two.step(ids, pos).expect("step"));
+        assert_eq!(got.len(), TOKENS);
+    }
+}
+
+#[test]
+fn a_node_refuses_a_shard_over_its_own_budget_even_when_asked() {
+    let m = smollm2();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cluster =
+        Cluster::spawn_local(1, &local(home.path(), vec![Some(20 << 20)]), "test").expect("spawns");
+    // A plan made as if the node had plenty of memory.
+    let generous = [shardlab_engine::shard::plan::NodeBudget {
+        name: "node0".into(),
+        budget_bytes: u64::MAX,
+    }];
+    let p = plan(&m.summary, &generous, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let model = ModelToLoad {
+        name: "smollm2".into(),
+        config: &m.summary.config,
+        source: &m.gguf,
+        file: None,
+    };
+    let err = cluster
+        .load(&model, &p, &|_| {})
+        .expect_err("the node refuses");
+    assert!(err.to_string().contains("over this node's budget"), "{err}");
+    assert!(cluster.nodes()[0].is_alive(), "a refusal is not a failure");
+}
+
+#[test]
+fn a_second_load_of_the_same_slices_sends_no_weight_bytes() {
+    let m = smollm2();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cluster =
+        Cluster::spawn_local(2, &local(home.path(), Vec::new()), "test").expect("spawns");
+    let first = load(&mut cluster, &m, &LayoutRequest::Tensor);
+    assert!(
+        first.bytes_sent > 50 << 20,
+        "first load sends the slices: {}",
+        first.bytes_sent
+    );
+    let second = load(&mut cluster, &m, &LayoutRequest::Tensor);
+    assert_eq!(second.bytes_sent, 0);
+    assert!(second
+        .nodes
+        .iter()
+        .all(|(_, r)| r.from_cache && r.received_bytes == 0));
+    let got = greedy(&PROMPT[..2], |ids, pos| {
+        cluster.step(ids, pos).expect("step")
+    });
+    assert_eq!(got.len(), TOKENS);
+}
+
+#[test]
+fn a_node_killed_mid_decode_is_named_within_two_seconds_and_survivors_replan() {
+    let m = smollm2();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cluster =
+        Cluster::spawn_local(3, &local(home.path(), Vec::new()), "test").expect("spawns");
+    load(&mut cluster, &m, &LayoutRequest::Tensor);
+    let mut logits = cluster.step(&PROMPT, 0).expect("prefill");
+    let mut pos = PROMPT.len();
+    for _ in 0..3 {
+        logits = cluster.step(&[argmax(&logits)], pos).expect("decode");
+        pos += 1;
+    }
+    let victim = cluster.nodes()[1].label();
+    cluster
+        .local_nodes()
+        .expect("local")
+        .kill(1)
+        .expect("kills");
+    let started = Instant::now();
+    let err = cluster
+        .step(&[argmax(&logits)], pos)
+        .expect_err("the step fails");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(err.node, victim, "{err}");
+    assert!(err.to_string().contains("decode"), "{err}");
+
+    let removed = cluster.remove_failed();
+    assert_eq!(removed, vec![victim]);
+    load(&mut cluster, &m, &LayoutRequest::Tensor);
+    let got = greedy(&PROMPT, |ids, pos| cluster.step(ids, pos).expect("step"));
+    assert_eq!(got, single_node(&m, &PROMPT));
+}
