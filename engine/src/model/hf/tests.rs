@@ -125,13 +125,14 @@ fn abs_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 
 /// Logit differences between the GGUF path and an HF path. The GGUF path
 /// rounds every matmul input to 8 bits (Q8_1 blocks of 32); the HF F32 path
-/// does not. Measured on SmolLM2 (3 prompts): max 0.68-1.21, mean under 0.2,
-/// for both F32 and BF16 conversions. The same F32 weights run with the
+/// does not. Measured on SmolLM2 (3 prompts): max 0.66-1.51, mean 0.19-0.47,
+/// for both F32 and BF16 conversions (the last prompt is the sensitive one:
+/// its top-2 lead is 0.63). The same F32 weights run with the
 /// wrong RoPE pairing (what a missing or wrong Q/K un-permutation amounts
 /// to) differ from a float64 reference by max 5.7-11.6, mean 1.0-4.7, so
 /// these bounds separate rounding from a wrong conversion.
 const MAX_LOGIT_DIFF: f32 = 2.0;
-const MEAN_LOGIT_DIFF: f32 = 0.35;
+const MEAN_LOGIT_DIFF: f32 = 0.6;
 /// A greedy step whose top-2 lead is under this may flip between the paths:
 /// the two candidates' logits each move by up to about one unit above.
 const NEAR_TIE: f32 = 0.5;
@@ -171,8 +172,15 @@ fn compare(label: &str, hf: &Run) -> Vec<Option<usize>> {
                     "{label} prompt {i}: greedy diverges at step {s}: gguf {g_best} (lead {g_lead:.3} over {g_second}) vs hf {h_best} (lead {h_lead:.3})\n  gguf {:?}\n  hf   {:?}",
                     r.greedy[i], hf.greedy[i]
                 );
+                // A near-tie on both sides, and the HF pick is one the GGUF
+                // path also had within a near-tie of its best (ties can be
+                // three-way).
+                let g = &r.greedy_logits[i][s];
+                let hf_pick_gap = g[g_best as usize] - g[h_best as usize];
                 assert!(
-                    g_lead < NEAR_TIE && h_lead < NEAR_TIE && h_best == g_second,
+                    g_lead < NEAR_TIE
+                        && h_lead < NEAR_TIE
+                        && (h_best == g_second || hf_pick_gap < NEAR_TIE),
                     "{label} prompt {i}: greedy diverges at step {s} without a near-tie"
                 );
             }
