@@ -25,6 +25,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Write a GGUF file with random weights in a given Llama/Qwen shape.
     Synth(commands::synth::SynthArgs),
+    /// Measure prefill and decode speed of one layout.
+    Bench(commands::bench::BenchArgs),
     /// Serve a shard of a model to a coordinator (the node daemon).
     Node(commands::node::NodeArgs),
     /// Install and list models in the cache.
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Node(args) => commands::node::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Models(cmd) => commands::models::run(cmd),
     };
     match result {

@@ -51,6 +51,8 @@ pub struct ClusterSetup {
     pub threads_per_node: usize,
     pub home: PathBuf,
     pub context: usize,
+    /// Pin each local node to its own cores (taskset).
+    pub pin: bool,
 }
 
 /// Connects, plans, checks memory and loads the model; returns the cluster.
@@ -63,7 +65,7 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
                 home: setup.home.clone(),
                 threads_per_node: setup.threads_per_node,
                 mem_limits: Vec::new(),
-                pin_cores: false,
+                pin_cores: setup.pin,
                 extra_args: Vec::new(),
             };
             eprintln!("starting {n} local node processes");

@@ -1,6 +1,7 @@
 //! One file per subcommand; each turns parsed flags into engine calls and
 //! prints the results.
 
+pub mod bench;
 pub mod cluster_run;
 pub mod models;
 pub mod node;

@@ -244,6 +244,7 @@ fn run_on_cluster(
         context: args
             .ctx
             .min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
+        pin: false,
     };
     let _ = threads;
     let mut cluster = cluster_run::start(&setup, &gguf)?;

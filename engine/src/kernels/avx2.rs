@@ -4,13 +4,24 @@
 //! faster than the portable versions in `dot.rs`, which stay the reference
 //! they are tested against.
 //!
-//! Every function here requires AVX2 and FMA; callers check at run time.
+//! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 
-use super::dequant::f16_at;
+/// Two f16 values at byte offsets of two blocks, converted with F16C (the
+/// `half` crate's conversion is an out-of-line call per value, a tenth of
+/// the decode time here), multiplied in f32: exact, 11 × 11 bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_product(w: &[u8], wat: usize, a: &[u8], aat: usize) -> f64 {
+    let wb = u16::from_le_bytes([w[wat], w[wat + 1]]);
+    let ab = u16::from_le_bytes([a[aat], a[aat + 1]]);
+    let v = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, 0, 0, ab as i16, wb as i16));
+    let prod = _mm_mul_ss(v, _mm_movehdup_ps(v));
+    _mm_cvtss_f32(prod) as f64
+}
 
 /// Sum of two vectors of four f64 lanes.
 #[inline]
@@ -65,12 +76,12 @@ unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
 ///
 /// # Safety
 /// AVX2 and FMA must be available; `w` and `a` hold the same number of blocks.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
     let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let eight = _mm256_set1_epi8(8);
     for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
+        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
         let q = _mm256_sub_epi8(unpack_nibbles(wb.as_ptr().add(2)), eight);
         let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
         fma_wide(d, dot_i8(q, y), &mut acc);
@@ -82,13 +93,13 @@ pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
 ///
 /// # Safety
 /// As [`dot_q4_0_q8_0`].
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f64 {
     let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let mut mins = 0.0f64;
     for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
-        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
-        mins += (f16_at(wb, 2) * f16_at(ab, 2)) as f64;
+        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
+        mins += scale_product(wb, 2, ab, 2);
         let q = unpack_nibbles(wb.as_ptr().add(4));
         let y = _mm256_loadu_si256(ab.as_ptr().add(4) as *const __m256i);
         fma_wide(d, dot_u8_i8(q, y), &mut acc);
@@ -100,11 +111,11 @@ pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f64 {
 ///
 /// # Safety
 /// As [`dot_q4_0_q8_0`].
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
     let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
     for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_pd((f16_at(wb, 0) * f16_at(ab, 0)) as f64);
+        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
         let x = _mm256_loadu_si256(wb.as_ptr().add(2) as *const __m256i);
         let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
         fma_wide(d, dot_i8(x, y), &mut acc);

@@ -30,7 +30,9 @@ pub fn dot_rows(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
         {
             // SAFETY: the CPU supports the features the function is built for.
             unsafe { dot_rows_avx2(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) };
@@ -41,7 +43,7 @@ pub fn dot_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(
     dtype: GgmlType,
     w: &[u8],

@@ -1,4 +1,5 @@
 //! Measurements of this process: memory now. Per-step spans and cluster
 //! snapshots join this module with the cluster work.
 
+pub mod bandwidth;
 pub mod memory;

@@ -62,8 +62,10 @@ pub fn build(vocab: GgufVocab) -> Result<Tokenizer, TokenizerError> {
         vocab.eos.filter(|_| add_eos),
     )?;
     let eos_ids = special::eog_ids(&[vocab.eos, vocab.eot, vocab.eom], |t| tok.token_to_id(t));
+    let vocab_size = tok.get_vocab_size(true);
     Ok(Tokenizer {
         inner: tok,
+        vocab_size,
         bos,
         eos_ids,
         unk: vocab.unk,

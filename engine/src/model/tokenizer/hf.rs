@@ -64,8 +64,10 @@ pub fn from_dir(dir: &Path) -> Result<Tokenizer, TokenizerError> {
         }
         special::set_bos_eos(&mut tok, bos.filter(|_| want_bos), eos.filter(|_| want_eos))?;
     }
+    let vocab_size = tok.get_vocab_size(true);
     Ok(Tokenizer {
         inner: tok,
+        vocab_size,
         bos,
         eos_ids,
         unk,

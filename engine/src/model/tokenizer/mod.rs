@@ -30,6 +30,9 @@ use crate::model::gguf::{GgufFile, MetadataValue};
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// Cached: `tokenizers` rebuilds the whole vocabulary map to count it,
+    /// which cost more than the model's forward pass per decoded token.
+    vocab_size: usize,
     bos: Option<u32>,
     /// EOS first, then the other end-of-generation tokens.
     eos_ids: Vec<u32>,
@@ -129,7 +132,7 @@ impl Tokenizer {
 
     /// Number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// Problems that did not stop loading (an unknown pre-tokenizer, a bad

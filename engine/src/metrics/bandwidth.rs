@@ -1,0 +1,98 @@
+//! Probes for the physical limits a measurement is judged against: memory
+//! read bandwidth (the decode roofline) and a raw loopback TCP round trip
+//! (the floor under every all-reduce).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
+
+/// Read bandwidth in bytes/s: sums a buffer of `bytes` (f32) `passes` times
+/// on the calling thread, after one warm-up pass.
+pub fn memory_read_bandwidth(bytes: usize, passes: usize) -> f64 {
+    let n = (bytes / 4).max(1024);
+    let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let mut sink = sum(&data);
+    let started = Instant::now();
+    for _ in 0..passes.max(1) {
+        sink += sum(&data);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    (n * 4 * passes.max(1)) as f64 / secs
+}
+
+/// Eight independent accumulators so the loop is bound by memory, not by
+/// the latency of one add chain.
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for chunk in x.chunks_exact(8) {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Round trips of `payload` bytes over loopback TCP (with TCP_NODELAY, as
+/// the cluster's connections use), in seconds, `count` of them.
+pub fn loopback_round_trips(payload: usize, count: usize) -> std::io::Result<Vec<f64>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = vec![0u8; payload];
+        for _ in 0..count + 1 {
+            s.read_exact(&mut buf)?;
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let mut c = TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    let out_buf = vec![1u8; payload];
+    let mut in_buf = vec![0u8; payload];
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count + 1 {
+        let started = Instant::now();
+        c.write_all(&out_buf)?;
+        c.read_exact(&mut in_buf)?;
+        if i > 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    echo.join()
+        .map_err(|_| std::io::Error::other("echo thread panicked"))??;
+    Ok(times)
+}
+
+/// The value at quantile `q` (0..=1) of `samples`.
+pub fn quantile(samples: &[f64], q: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some(s[((s.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_return_positive_figures() {
+        assert!(memory_read_bandwidth(1 << 20, 2) > 0.0);
+        let rtts = loopback_round_trips(1024, 5).unwrap_or_default();
+        assert_eq!(rtts.len(), 5);
+        assert!(rtts.iter().all(|&t| t > 0.0));
+    }
+
+    #[test]
+    fn quantiles() {
+        let s = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(quantile(&s, 0.5), Some(3.0));
+        assert_eq!(quantile(&s, 1.0), Some(5.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}
