@@ -54,7 +54,7 @@ impl Session {
         let table = self.plan_table(&p);
         let verdict = match self.fits(&p, &budgets) {
             Ok(()) => Output::text("fits: every node's prediction is within its budget"),
-            Err(e) => Output::Text(Rich::from("does not fit: ").append(self.mask(&e.to_string()))),
+            Err(e) => Output::Text(Rich::from(":shard would refuse: ").append(self.mask(&e.to_string()))),
         };
         Ok(Output::Table(table).then(verdict))
     }
@@ -68,7 +68,7 @@ impl Session {
     fn plan_table(&self, p: &Plan) -> Table {
         let lits = self.literals();
         let mut t = Table::new(&[
-            "node", "stage", "layers", "Q heads", "KV heads", "FFN cols", "vocab", "weights",
+            "node", "stage/rank", "layers", "Q heads", "KV heads", "FFN cols", "vocab", "weights",
             "KV cache", "other", "predicted", "budget",
         ])
         .titled(format!(
@@ -90,7 +90,7 @@ impl Session {
             let m = &np.memory;
             t.row(vec![
                 Rich::masking(&np.name, &lits),
-                format!("{}.{}", np.stage, np.rank).into(),
+                format!("{}/{}", np.stage, np.rank).into(),
                 range(&l.layers).into(),
                 range(&l.q_heads).into(),
                 range(&kv).into(),
@@ -107,7 +107,7 @@ impl Session {
                 },
             ]);
         }
-        t.note("other = prefill scratch + runtime; stage.rank = pipeline stage and place in its tensor group");
+        t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order)");
         t
     }
 

@@ -95,7 +95,7 @@ impl Session {
             "next: `:load smollm2`"
         };
         let table = self.nodes_table()?;
-        Ok(Output::text(format!("connected {count} nodes"))
+        Ok(Output::text(format!("connected {count} node{}", plural(count)))
             .then(table)
             .then(Output::text(next)))
     }
@@ -111,7 +111,7 @@ impl Session {
         let count = n.cluster.nodes().len();
         n.cluster.disconnect();
         drop(n);
-        Ok(Output::text(format!("released {count} nodes")))
+        Ok(Output::text(format!("released {count} node{}", plural(count))))
     }
 
     pub(super) fn nodes_table(&mut self) -> Result<Output, SessionError> {
@@ -213,5 +213,13 @@ fn state(h: &NodeHandle) -> Rich {
         (_, true) => "up".into(),
         (Some(_), false) => "lost".into(),
         (None, false) => "closed".into(),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
