@@ -71,8 +71,28 @@ pub enum Setting {
     MaxTokens(usize),
     Context(usize),
     Chat(bool),
+    IgnoreEos(bool),
     /// `None` clears it.
     System(Option<String>),
+}
+
+impl Setting {
+    /// The name `:set` takes it by.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Setting::Temperature(_) => "temperature",
+            Setting::TopK(_) => "top_k",
+            Setting::TopP(_) => "top_p",
+            Setting::MinP(_) => "min_p",
+            Setting::RepeatPenalty(_) => "repeat_penalty",
+            Setting::Seed(_) => "seed",
+            Setting::MaxTokens(_) => "max_tokens",
+            Setting::Context(_) => "context",
+            Setting::Chat(_) => "chat",
+            Setting::IgnoreEos(_) => "ignore_eos",
+            Setting::System(_) => "system",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -204,13 +204,18 @@ pub fn set(a: &Args) -> Result<Command, ParseError> {
             0 => return Err(err("context must be at least 1 token")),
             c => Setting::Context(c),
         },
-        _ => Setting::Chat(match value.to_ascii_lowercase().as_str() {
-            "on" | "true" | "1" | "yes" => true,
-            "off" | "false" | "0" | "no" => false,
-            other => return Err(err(format!("chat is on or off, got '{other}'"))),
-        }),
+        "chat" => Setting::Chat(on_off(value, "chat")?),
+        _ => Setting::IgnoreEos(on_off(value, "ignore_eos")?),
     };
     Ok(Command::Set(Some(setting)))
+}
+
+fn on_off(value: &str, what: &str) -> Result<bool, ParseError> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        other => Err(err(format!("{what} is on or off, got '{other}'"))),
+    }
 }
 
 fn strip_quotes(s: &str) -> &str {

@@ -52,6 +52,7 @@ pub const SETTINGS: &[&str] = &[
     "context",
     "chat",
     "system",
+    "ignore_eos",
 ];
 
 pub static COMMANDS: &[CommandSpec] = &[
@@ -164,11 +165,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat on|off | system TEXT]",
+        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT]",
         summary: "change a generation setting; alone, list them",
         help: "temperature 0 decodes greedily (deterministic). context takes effect at the next :shard.\n\
                chat on renders prompts through the model's chat template and keeps the turns until :reset.\n\
-               `:set system` with no text clears the system message.",
+               `:set system` with no text clears the system message. ignore_eos on generates past end of text.",
         flags: &[],
         completion: Completion::Words(SETTINGS),
         debug: false,

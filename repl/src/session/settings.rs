@@ -16,6 +16,8 @@ pub struct Settings {
     pub context: Option<usize>,
     pub chat: bool,
     pub system: Option<String>,
+    /// Keep generating past end-of-text tokens (long runs, benchmarks).
+    pub ignore_eos: bool,
 }
 
 impl Default for Settings {
@@ -26,6 +28,7 @@ impl Default for Settings {
             context: None,
             chat: false,
             system: None,
+            ignore_eos: false,
         }
     }
 }
@@ -36,7 +39,7 @@ impl Settings {
             max_tokens: self.max_tokens,
             sampling: self.sampling.clone(),
             stop_strings: Vec::new(),
-            stop_at_eos: true,
+            stop_at_eos: !self.ignore_eos,
         }
     }
 
@@ -60,6 +63,7 @@ impl Settings {
                 "system",
                 self.system.clone().unwrap_or_else(|| "(none)".into()),
             ),
+            ("ignore_eos", if self.ignore_eos { "on" } else { "off" }.to_string()),
         ]
     }
 }
@@ -73,6 +77,7 @@ impl Session {
             }
             return Ok(Output::Table(t));
         };
+        let key = setting.key();
         let mut next = self.settings.clone();
         let s = &mut next.sampling;
         let mut note = None;
@@ -100,15 +105,23 @@ impl Session {
                 }
             }
             Setting::System(text) => next.system = text,
+            Setting::IgnoreEos(on) => next.ignore_eos = on,
         }
         next.sampling
             .validate()
             .map_err(|e| SessionError::state(e.to_string()))?;
         self.settings = next;
-        Ok(match note {
-            Some(n) => Output::text(n),
-            None => Output::Empty,
-        })
+        let value = self
+            .settings
+            .rows()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map_or_else(String::new, |(_, v)| v);
+        let line = format!("{key} = {value}");
+        Ok(Output::text(match note {
+            Some(n) => format!("{line} ({n})"),
+            None => line,
+        }))
     }
 
     pub(super) fn reset(&mut self) -> Output {

@@ -2,7 +2,8 @@
 //! for the command's duration and a thread watches the input for the
 //! Ctrl-C byte, setting the session's cancel flag. No SIGINT is raised, so
 //! local node processes (which share the terminal's process group) are
-//! not interrupted along with the generation.
+//! not interrupted along with the generation. Other keys typed meanwhile
+//! are kept and handed back as type-ahead.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ const CTRL_C: u8 = 0x03;
 /// Restores the terminal and stops watching when dropped.
 pub struct CancelWatcher {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Vec<u8>>>,
     saved: Option<libc::termios>,
 }
 
@@ -35,19 +36,34 @@ impl CancelWatcher {
     }
 }
 
-impl Drop for CancelWatcher {
-    fn drop(&mut self) {
+impl CancelWatcher {
+    /// Stops watching, restores the terminal and returns the bytes typed
+    /// while the command ran (none after a Ctrl-C, which discards them).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.stop_watching()
+    }
+
+    fn stop_watching(&mut self) -> Vec<u8> {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let typed = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
         if let Some(saved) = self.saved.take() {
-            // SAFETY: restoring attributes read by tcgetattr on the same fd;
-            // TCSAFLUSH also drops keys typed while the command ran.
+            // SAFETY: restoring attributes read by tcgetattr on the same fd.
+            // TCSANOW keeps keys typed since the watcher stopped reading.
             unsafe {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &saved);
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
             }
         }
+        typed
+    }
+}
+
+impl Drop for CancelWatcher {
+    fn drop(&mut self) {
+        self.stop_watching();
     }
 }
 
@@ -75,7 +91,8 @@ fn raw_mode() -> Option<libc::termios> {
     }
 }
 
-fn watch(stop: &AtomicBool, cancel: &AtomicBool) {
+fn watch(stop: &AtomicBool, cancel: &AtomicBool) -> Vec<u8> {
+    let mut typed = Vec::new();
     let mut buf = [0u8; 64];
     while !stop.load(Ordering::Relaxed) {
         let mut fds = libc::pollfd {
@@ -96,8 +113,15 @@ fn watch(stop: &AtomicBool, cancel: &AtomicBool) {
             std::thread::sleep(std::time::Duration::from_millis(50));
             continue;
         }
-        if buf[..n as usize].contains(&CTRL_C) {
-            cancel.store(true, Ordering::Relaxed);
+        let got = &buf[..n as usize];
+        match got.iter().rposition(|&b| b == CTRL_C) {
+            Some(at) => {
+                cancel.store(true, Ordering::Relaxed);
+                typed.clear();
+                typed.extend_from_slice(&got[at + 1..]);
+            }
+            None => typed.extend_from_slice(got),
         }
     }
+    typed
 }

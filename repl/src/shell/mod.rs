@@ -6,7 +6,9 @@ mod cancel;
 mod console;
 pub mod helper;
 mod progress;
+mod typeahead;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,9 +73,19 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
     println!("{}", banner());
     let mut lines = LineAssembler::new();
     let stdout = std::io::stdout();
+    // Type-ahead from the last command: lines to run, then a prompt pre-fill.
+    let mut queued: VecDeque<String> = VecDeque::new();
+    let mut prefill = String::new();
     loop {
         let prompt = if lines.pending() { CONTINUATION } else { PROMPT };
-        let line = match editor.readline(prompt) {
+        let read = match queued.pop_front() {
+            Some(line) => {
+                println!("{prompt}{line}");
+                Ok(line)
+            }
+            None => editor.readline_with_initial(prompt, (&std::mem::take(&mut prefill), "")),
+        };
+        let line = match read {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
                 lines.clear();
@@ -92,14 +104,17 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
         let Some(input) = lines.push(&line) else {
             continue;
         };
+        let watch = CancelWatcher::start(session.cancel_flag());
         let output = {
-            let _watch = CancelWatcher::start(session.cancel_flag());
             let mut out = stdout.lock();
             let mut console = Console::new(&mut out, true);
             let output = session.exec_line(&input, &mut console);
             console.finish(&output);
             output
         };
+        let (typed_lines, rest) = typeahead::split(&watch.finish());
+        queued.extend(typed_lines);
+        prefill = rest;
         if matches!(output, Output::Quit) {
             break;
         }
