@@ -15,12 +15,17 @@ use clap::{Parser, Subcommand};
     about = "Run one language model split across several machines, and look inside while it runs"
 )]
 struct Cli {
+    /// Left out: the interactive shell.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The interactive workbench shell (the default), or a script of its commands.
+    Shell(commands::shell::ShellArgs),
+    /// Replay recorded shell transcripts and diff their output.
+    Replay(commands::replay::ReplayArgs),
     /// Generate text from a prompt.
     Run(commands::run::RunArgs),
     /// Write a GGUF file with random weights in a given Llama/Qwen shape.
@@ -37,11 +42,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args),
-        Command::Synth(args) => commands::synth::run(args),
-        Command::Node(args) => commands::node::run(args),
-        Command::Bench(args) => commands::bench::run(args),
-        Command::Models(cmd) => commands::models::run(cmd),
+        None => commands::shell::run(commands::shell::ShellArgs::default()),
+        Some(Command::Shell(args)) => commands::shell::run(args),
+        Some(Command::Replay(args)) => commands::replay::run(args),
+        Some(Command::Run(args)) => commands::run::run(args),
+        Some(Command::Synth(args)) => commands::synth::run(args),
+        Some(Command::Bench(args)) => commands::bench::run(args),
+        Some(Command::Node(args)) => commands::node::run(args),
+        Some(Command::Models(cmd)) => commands::models::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

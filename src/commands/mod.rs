@@ -6,6 +6,8 @@ pub mod cluster_run;
 pub mod models;
 pub mod node;
 pub mod progress;
+pub mod replay;
 pub mod run;
+pub mod shell;
 pub mod size;
 pub mod synth;

@@ -1,0 +1,158 @@
+//! The command language: a line of text becomes a typed [`Command`].
+//!
+//! Every command is one row of [`table::COMMANDS`] (name, usage, help,
+//! completion candidates, parser), and the parser, `:help`, tab completion
+//! and the notebook kernel all read that one table, so they cannot drift
+//! apart. A line that does not start with `:` is a prompt.
+
+pub mod args;
+mod distance;
+mod parsers;
+pub mod table;
+
+use std::path::PathBuf;
+
+use shardlab_engine::shard::plan::LayoutRequest;
+
+pub use distance::closest;
+pub use table::{lookup, CommandSpec, Completion, COMMANDS};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A blank line.
+    Nothing,
+    /// Any line that is not a command: text for the model.
+    Prompt(String),
+    Connect(ConnectTarget),
+    Disconnect,
+    Nodes,
+    Links,
+    /// Kill a local node process (debugging and fault demos).
+    Kill(String),
+    Load(String),
+    Unload,
+    Model,
+    Plan(LayoutRequest),
+    Shard(LayoutRequest),
+    /// `None` lists the settings.
+    Set(Option<Setting>),
+    Reset,
+    Stats,
+    Trace,
+    Bench(BenchArgs),
+    /// `None` stops recording.
+    Record(Option<PathBuf>),
+    Help(Option<String>),
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectTarget {
+    Remote {
+        addrs: Vec<String>,
+        token_file: Option<PathBuf>,
+    },
+    Local {
+        nodes: usize,
+        /// One budget for every node, or one per node.
+        mem_limits: Vec<u64>,
+        threads: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    Temperature(f32),
+    TopK(usize),
+    TopP(f32),
+    MinP(f32),
+    RepeatPenalty(f32),
+    Seed(u64),
+    MaxTokens(usize),
+    Context(usize),
+    Chat(bool),
+    IgnoreEos(bool),
+    /// `None` clears it.
+    System(Option<String>),
+}
+
+impl Setting {
+    /// The name `:set` takes it by.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Setting::Temperature(_) => "temperature",
+            Setting::TopK(_) => "top_k",
+            Setting::TopP(_) => "top_p",
+            Setting::MinP(_) => "min_p",
+            Setting::RepeatPenalty(_) => "repeat_penalty",
+            Setting::Seed(_) => "seed",
+            Setting::MaxTokens(_) => "max_tokens",
+            Setting::Context(_) => "context",
+            Setting::Chat(_) => "chat",
+            Setting::IgnoreEos(_) => "ignore_eos",
+            Setting::System(_) => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchArgs {
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    /// Empty: tensor and pipeline over the connected nodes.
+    pub layouts: Vec<LayoutRequest>,
+}
+
+/// Why a line is not a valid command; it never ends a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+pub struct ParseError {
+    pub message: String,
+    pub suggestion: Option<String>,
+}
+
+impl ParseError {
+    fn new(message: impl Into<String>) -> Self {
+        ParseError {
+            message: message.into(),
+            suggestion: None,
+        }
+    }
+}
+
+/// One line (a multi-line prompt already joined) to a command.
+pub fn parse(line: &str) -> Result<Command, ParseError> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Ok(Command::Nothing);
+    }
+    // `\:` starts a prompt that begins with a colon.
+    if let Some(rest) = trimmed.strip_prefix("\\:") {
+        return Ok(Command::Prompt(format!(":{rest}")));
+    }
+    let Some(body) = trimmed.strip_prefix(':') else {
+        return Ok(Command::Prompt(line.trim_end_matches(['\n', '\r']).to_string()));
+    };
+    let (name, rest) = match body.split_once(char::is_whitespace) {
+        Some((n, r)) => (n, r.trim()),
+        None => (body, ""),
+    };
+    let Some(spec) = lookup(name) else {
+        let names = COMMANDS
+            .iter()
+            .flat_map(|c| std::iter::once(c.name).chain(c.aliases.iter().copied()));
+        return Err(ParseError {
+            message: format!("unknown command ':{name}' (:help lists them)"),
+            suggestion: closest(name, names).map(|n| format!(":{n}")),
+        });
+    };
+    let words = args::split(rest).map_err(ParseError::new)?;
+    let parsed = args::Args::new(spec, rest, words);
+    (spec.parse)(&parsed).map_err(|e| ParseError {
+        message: format!(":{}: {}; usage: {}", spec.name, e.message, spec.usage),
+        suggestion: e.suggestion,
+    })
+}
+
+#[cfg(test)]
+mod tests;

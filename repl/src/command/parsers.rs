@@ -1,0 +1,287 @@
+//! One parser per command: the words of a line to a typed [`Command`].
+//! Each names what is wrong in words a person can act on.
+
+use std::path::PathBuf;
+
+use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
+
+use super::args::{number, Args};
+use super::table::{LAYOUTS, SETTINGS};
+use super::{closest, lookup, BenchArgs, Command, ConnectTarget, ParseError, Setting};
+use crate::size::parse_size;
+
+fn err(message: impl Into<String>) -> ParseError {
+    ParseError {
+        message: message.into(),
+        suggestion: None,
+    }
+}
+
+fn no_args(a: &Args, cmd: Command) -> Result<Command, ParseError> {
+    a.at_most(0)?;
+    Ok(cmd)
+}
+
+pub fn disconnect(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Disconnect)
+}
+pub fn nodes(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Nodes)
+}
+pub fn links(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Links)
+}
+pub fn unload(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Unload)
+}
+pub fn model(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Model)
+}
+pub fn reset(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Reset)
+}
+pub fn stats(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Stats)
+}
+pub fn trace(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Trace)
+}
+pub fn quit(a: &Args) -> Result<Command, ParseError> {
+    no_args(a, Command::Quit)
+}
+
+pub fn connect(a: &Args) -> Result<Command, ParseError> {
+    a.check()?;
+    match a.positional.first().map(String::as_str) {
+        None => Err(err("give node addresses, or `local N`")),
+        Some("local") => {
+            a.at_most(2)?;
+            if a.flag("token-file").is_some() {
+                return Err(err(
+                    "local nodes make their own token; --token-file is for addresses",
+                ));
+            }
+            let n = a
+                .positional
+                .get(1)
+                .ok_or_else(|| err("`local` needs a node count, e.g. `:connect local 2`"))?;
+            let nodes = number(n, "the node count")?;
+            if nodes == 0 {
+                return Err(err("the node count must be at least 1"));
+            }
+            let mem_limits = match a.flag("mem-limit") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|s| parse_size(s).map_err(|e| err(format!("--mem-limit: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            if mem_limits.len() > 1 && mem_limits.len() != nodes {
+                return Err(err(format!(
+                    "--mem-limit lists {} sizes for {nodes} nodes (give one for all, or one per node)",
+                    mem_limits.len()
+                )));
+            }
+            let threads = a.number_flag("threads")?;
+            if threads == Some(0) {
+                return Err(err("--threads must be at least 1"));
+            }
+            Ok(Command::Connect(ConnectTarget::Local {
+                nodes,
+                mem_limits,
+                threads,
+            }))
+        }
+        Some(_) => {
+            if a.flag("mem-limit").is_some() || a.flag("threads").is_some() {
+                return Err(err(
+                    "--mem-limit and --threads apply to `local` nodes; running nodes take them at start",
+                ));
+            }
+            let addrs: Vec<String> = a
+                .positional
+                .iter()
+                .flat_map(|w| w.split(','))
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if let Some(bad) = addrs.iter().find(|s| !s.contains(':')) {
+                return Err(err(format!(
+                    "'{bad}' is not an address (HOST:PORT); for local nodes write `local {bad}`"
+                )));
+            }
+            Ok(Command::Connect(ConnectTarget::Remote {
+                addrs,
+                token_file: a.flag("token-file").map(PathBuf::from),
+            }))
+        }
+    }
+}
+
+pub fn load(a: &Args) -> Result<Command, ParseError> {
+    a.at_most(1)?;
+    match a.positional.first() {
+        Some(m) => Ok(Command::Load(m.clone())),
+        None => Err(err("which model? e.g. `:load smollm2` or `:load path/to/model.gguf`")),
+    }
+}
+
+/// `tensor`, `hybrid 2x2`, `hybrid:2x2`, `pipeline --layers 0..10,10..30`.
+fn layout(a: &Args) -> Result<LayoutRequest, ParseError> {
+    a.check()?;
+    if a.positional.is_empty() {
+        return Err(err("which layout? tensor, pipeline, hybrid TxP or single"));
+    }
+    let text = a.positional.join(" ");
+    let mut request: LayoutRequest = text.parse().map_err(|e| ParseError {
+        message: format!("{e}"),
+        suggestion: closest(
+            a.positional[0].split(':').next().unwrap_or(""),
+            LAYOUTS.iter().copied(),
+        ),
+    })?;
+    if let Some(layers) = a.flag("layers") {
+        let ranges = parse_layers(layers).map_err(|e| err(e.to_string()))?;
+        request = match request {
+            LayoutRequest::Pipeline { layers: None } => LayoutRequest::Pipeline {
+                layers: Some(ranges),
+            },
+            other => return Err(err(format!("--layers applies to pipeline, not {other}"))),
+        };
+    }
+    Ok(request)
+}
+
+pub fn plan(a: &Args) -> Result<Command, ParseError> {
+    layout(a).map(Command::Plan)
+}
+
+pub fn shard(a: &Args) -> Result<Command, ParseError> {
+    layout(a).map(Command::Shard)
+}
+
+fn float(text: &str, what: &str) -> Result<f32, ParseError> {
+    text.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| err(format!("{what} must be a number, got '{text}'")))
+}
+
+pub fn set(a: &Args) -> Result<Command, ParseError> {
+    a.check()?;
+    let Some(key) = a.positional.first() else {
+        return Ok(Command::Set(None));
+    };
+    let key_lc = key.to_ascii_lowercase();
+    if key_lc == "system" {
+        let text = a.raw.trim_start()[key.len()..].trim();
+        let text = strip_quotes(text);
+        return Ok(Command::Set(Some(Setting::System(
+            (!text.is_empty()).then(|| text.to_string()),
+        ))));
+    }
+    if !SETTINGS.contains(&key_lc.as_str()) {
+        return Err(ParseError {
+            message: format!("no setting '{key}' (settings: {})", SETTINGS.join(", ")),
+            suggestion: closest(&key_lc, SETTINGS.iter().copied()),
+        });
+    }
+    a.at_most(2)?;
+    let Some(value) = a.positional.get(1) else {
+        return Err(err(format!("`:set {key_lc}` needs a value")));
+    };
+    let n = |what| number(value, what);
+    let setting = match key_lc.as_str() {
+        "temperature" => Setting::Temperature(float(value, "temperature")?),
+        "top_k" => Setting::TopK(n("top_k")?),
+        "top_p" => Setting::TopP(float(value, "top_p")?),
+        "min_p" => Setting::MinP(float(value, "min_p")?),
+        "repeat_penalty" => Setting::RepeatPenalty(float(value, "repeat_penalty")?),
+        "seed" => Setting::Seed(n("seed")? as u64),
+        "max_tokens" => Setting::MaxTokens(n("max_tokens")?),
+        "context" => match n("context")? {
+            0 => return Err(err("context must be at least 1 token")),
+            c => Setting::Context(c),
+        },
+        "chat" => Setting::Chat(on_off(value, "chat")?),
+        _ => Setting::IgnoreEos(on_off(value, "ignore_eos")?),
+    };
+    Ok(Command::Set(Some(setting)))
+}
+
+fn on_off(value: &str, what: &str) -> Result<bool, ParseError> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        other => Err(err(format!("{what} is on or off, got '{other}'"))),
+    }
+}
+
+fn strip_quotes(s: &str) -> &str {
+    for q in ['"', '\''] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return &s[1..s.len() - 1];
+        }
+    }
+    s
+}
+
+pub fn bench(a: &Args) -> Result<Command, ParseError> {
+    a.check()?;
+    let prompt_tokens = a.number_flag("prompt")?.unwrap_or(32);
+    let gen_tokens = a.number_flag("gen")?.unwrap_or(32);
+    if prompt_tokens == 0 || gen_tokens == 0 {
+        return Err(err("--prompt and --gen must be at least 1"));
+    }
+    let layouts = a
+        .positional
+        .iter()
+        .map(|w| {
+            w.parse::<LayoutRequest>().map_err(|e| ParseError {
+                message: e.to_string(),
+                suggestion: closest(w.split(':').next().unwrap_or(""), LAYOUTS.iter().copied()),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Command::Bench(BenchArgs {
+        prompt_tokens,
+        gen_tokens,
+        layouts,
+    }))
+}
+
+pub fn record(a: &Args) -> Result<Command, ParseError> {
+    a.at_most(1)?;
+    match a.positional.first().map(String::as_str) {
+        None => Err(err("give a file to write, or `off`")),
+        Some("off") => Ok(Command::Record(None)),
+        Some(path) => Ok(Command::Record(Some(PathBuf::from(path)))),
+    }
+}
+
+pub fn help(a: &Args) -> Result<Command, ParseError> {
+    a.at_most(1)?;
+    match a.positional.first() {
+        None => Ok(Command::Help(None)),
+        Some(name) => {
+            let name = name.trim_start_matches(':');
+            match lookup(name) {
+                Some(spec) => Ok(Command::Help(Some(spec.name.to_string()))),
+                None => Err(ParseError {
+                    message: format!("no command ':{name}'"),
+                    suggestion: closest(name, super::COMMANDS.iter().map(|c| c.name))
+                        .map(|n| format!(":help {n}")),
+                }),
+            }
+        }
+    }
+}
+
+pub fn kill(a: &Args) -> Result<Command, ParseError> {
+    a.at_most(1)?;
+    match a.positional.first() {
+        Some(n) => Ok(Command::Kill(n.clone())),
+        None => Err(err("which node? e.g. `:kill node1`")),
+    }
+}

@@ -1,0 +1,280 @@
+//! The one table of commands. The parser dispatches through it, `:help`
+//! prints it, the shell completes and hints from it, and the notebook kernel
+//! will do the same.
+
+use super::args::Args;
+use super::parsers as p;
+use super::{Command, ParseError};
+
+/// What the shell offers when completing a command's first argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Nothing,
+    Words(&'static [&'static str]),
+    /// Model aliases and cached model files.
+    Models,
+    /// `local` and the node addresses used so far.
+    Nodes,
+    /// Command names.
+    Commands,
+    /// Node names of the connected cluster.
+    NodeNames,
+    Path,
+}
+
+#[derive(Debug)]
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    /// One line: `:plan tensor|pipeline|hybrid TxP [--layers A..B,...]`.
+    pub usage: &'static str,
+    pub summary: &'static str,
+    /// What `:help NAME` adds under the usage line.
+    pub help: &'static str,
+    /// Flags it accepts (all take a value), without the dashes.
+    pub flags: &'static [&'static str],
+    pub completion: Completion,
+    /// Only for local clusters and debugging; listed apart in `:help`.
+    pub debug: bool,
+    pub parse: fn(&Args) -> Result<Command, ParseError>,
+}
+
+pub const LAYOUTS: &[&str] = &["tensor", "pipeline", "hybrid", "single"];
+
+pub const SETTINGS: &[&str] = &[
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "seed",
+    "max_tokens",
+    "context",
+    "chat",
+    "system",
+    "ignore_eos",
+];
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "connect",
+        aliases: &[],
+        usage: ":connect ADDR... [--token-file F] | :connect local N [--mem-limit SIZE[,SIZE...]] [--threads T]",
+        summary: "connect to running nodes, or start N local node processes",
+        help: "`:connect local 2` starts two `shardlab node` processes on loopback ports with a fresh token.\n\
+               --mem-limit gives each local node a memory budget (one size for all, or one per node), e.g. 300M.\n\
+               --threads sets worker threads per local node (default 1).\n\
+               With addresses, --token-file names the nodes' shared token (the node prints where it is).",
+        flags: &["token-file", "mem-limit", "threads"],
+        completion: Completion::Nodes,
+        debug: false,
+        parse: p::connect,
+    },
+    CommandSpec {
+        name: "disconnect",
+        aliases: &[],
+        usage: ":disconnect",
+        summary: "release the nodes (local node processes stop)",
+        help: "The model stays open, so `:connect` and `:shard` again resume.",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::disconnect,
+    },
+    CommandSpec {
+        name: "nodes",
+        aliases: &[],
+        usage: ":nodes",
+        summary: "the connected nodes: cores, memory, budget, version, round trip",
+        help: "Asks every node for fresh figures and pings it once.",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::nodes,
+    },
+    CommandSpec {
+        name: "links",
+        aliases: &[],
+        usage: ":links",
+        summary: "round-trip latency from here to each node",
+        help: "Pings each node a few times and shows min and median round trip.",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::links,
+    },
+    CommandSpec {
+        name: "load",
+        aliases: &[],
+        usage: ":load MODEL",
+        summary: "open a model: an alias (smollm2), a .gguf file or a Hugging Face directory",
+        help: "Opening reads the header only; `:shard` (or the first prompt, with no nodes) loads the weights.",
+        flags: &[],
+        completion: Completion::Models,
+        debug: false,
+        parse: p::load,
+    },
+    CommandSpec {
+        name: "unload",
+        aliases: &[],
+        usage: ":unload",
+        summary: "drop the model from this process and every node",
+        help: "",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::unload,
+    },
+    CommandSpec {
+        name: "model",
+        aliases: &[],
+        usage: ":model",
+        summary: "the open model: architecture, layers, heads, dimensions, quantization, size",
+        help: "",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::model,
+    },
+    CommandSpec {
+        name: "plan",
+        aliases: &[],
+        usage: ":plan tensor|pipeline|hybrid TxP|single [--layers A..B,B..C]",
+        summary: "show how a layout would split the model over the nodes, and the memory it needs",
+        help: "Nothing loads. Per node: layers, Q/KV heads, FFN columns, vocabulary rows, and predicted\n\
+               memory (weights + KV cache + scratch + runtime) against the node's budget. A layout that does\n\
+               not fit names the node, the shortfall, and a layout over the same nodes that fits.",
+        flags: &["layers"],
+        completion: Completion::Words(LAYOUTS),
+        debug: false,
+        parse: p::plan,
+    },
+    CommandSpec {
+        name: "shard",
+        aliases: &[],
+        usage: ":shard tensor|pipeline|hybrid TxP|single [--layers A..B,B..C]",
+        summary: "apply a layout: load (or re-shard) the model across the nodes",
+        help: "Plans, checks memory, then streams each node only its slices. Nodes that left the cluster\n\
+               are dropped first, so after a failure `:shard` re-plans on the survivors.\n\
+               With no nodes connected, `:shard single` loads the model into this process.",
+        flags: &["layers"],
+        completion: Completion::Words(LAYOUTS),
+        debug: false,
+        parse: p::shard,
+    },
+    CommandSpec {
+        name: "set",
+        aliases: &[],
+        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT]",
+        summary: "change a generation setting; alone, list them",
+        help: "temperature 0 decodes greedily (deterministic). context takes effect at the next :shard.\n\
+               chat on renders prompts through the model's chat template and keeps the turns until :reset.\n\
+               `:set system` with no text clears the system message. ignore_eos on generates past end of text.",
+        flags: &[],
+        completion: Completion::Words(SETTINGS),
+        debug: false,
+        parse: p::set,
+    },
+    CommandSpec {
+        name: "reset",
+        aliases: &[],
+        usage: ":reset",
+        summary: "forget the chat turns so far",
+        help: "",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::reset,
+    },
+    CommandSpec {
+        name: "stats",
+        aliases: &[],
+        usage: ":stats",
+        summary: "per node: memory, compute vs wait, traffic per token, all-reduce and hop latency",
+        help: "Counters run from the last :shard. The last line is the last generation's prefill and\n\
+               decode rates and time to first token.",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::stats,
+    },
+    CommandSpec {
+        name: "trace",
+        aliases: &[],
+        usage: ":trace",
+        summary: "the last step as a per-node timeline (compute, wait, send, receive)",
+        help: "",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::trace,
+    },
+    CommandSpec {
+        name: "bench",
+        aliases: &[],
+        usage: ":bench [--prompt N] [--gen M] [LAYOUT...]",
+        summary: "run one workload under several layouts; tok/s and the ratio to one node",
+        help: "Layouts are written tensor, pipeline, hybrid:2x2, pipeline:0..10,10..30; the default is\n\
+               tensor and pipeline over the connected nodes. The baseline is the whole model in this\n\
+               process with one node's thread count. Decoding is greedy and ignores end of text.\n\
+               The layout in place before the bench is restored after it.",
+        flags: &["prompt", "gen"],
+        completion: Completion::Words(LAYOUTS),
+        debug: false,
+        parse: p::bench,
+    },
+    CommandSpec {
+        name: "record",
+        aliases: &[],
+        usage: ":record FILE | :record off",
+        summary: "write this session from here on as a replayable transcript",
+        help: "Measured values are written as placeholders ({time}, {bytes}...), so the file replays\n\
+               with `shardlab replay FILE`.",
+        flags: &[],
+        completion: Completion::Path,
+        debug: false,
+        parse: p::record,
+    },
+    CommandSpec {
+        name: "help",
+        aliases: &["h", "?"],
+        usage: ":help [COMMAND]",
+        summary: "list the commands, or explain one",
+        help: "",
+        flags: &[],
+        completion: Completion::Commands,
+        debug: false,
+        parse: p::help,
+    },
+    CommandSpec {
+        name: "quit",
+        aliases: &["exit", "q"],
+        usage: ":quit",
+        summary: "leave (nodes are released); Ctrl-D does the same",
+        help: "",
+        flags: &[],
+        completion: Completion::Nothing,
+        debug: false,
+        parse: p::quit,
+    },
+    CommandSpec {
+        name: "kill",
+        aliases: &[],
+        usage: ":kill NODE",
+        summary: "kill a local node process, to see how the session copes (local clusters only)",
+        help: "A debugging aid: only nodes started by `:connect local` can be killed. The node drops out\n\
+               of the cluster; `:shard LAYOUT` then re-plans on the survivors.",
+        flags: &[],
+        completion: Completion::NodeNames,
+        debug: true,
+        parse: p::kill,
+    },
+];
+
+/// The command called `name` (without the colon), by name or alias.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    let name = name.to_ascii_lowercase();
+    COMMANDS
+        .iter()
+        .find(|c| c.name == name || c.aliases.contains(&name.as_str()))
+}

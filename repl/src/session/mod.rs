@@ -1,0 +1,264 @@
+//! A session: the state behind the commands (nodes, the open model, the
+//! layout in place, settings, chat turns, the last generation) and
+//! [`Session::exec`], which applies one [`Command`] and returns an
+//! [`Output`]. Every front end (shell, script, transcript, notebook) goes
+//! through here, so a command behaves the same everywhere.
+//!
+//! One file per group of commands: `nodes` (connect, nodes, links, kill),
+//! `model` (load, model), `layout` (plan, shard), `prompt` (generation),
+//! `settings`, `stats`, `trace`, `bench`, `help`, `record`.
+
+mod bench;
+mod error;
+mod help;
+mod layout;
+mod model;
+mod nodes;
+mod prompt;
+mod record;
+mod settings;
+mod stats;
+mod trace;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use shardlab_engine::cluster::coordinator::LoadProgress;
+use shardlab_engine::model::chat::ChatMessage;
+use shardlab_engine::model::generate::GenerationStats;
+use shardlab_engine::model::store::{ModelStore, PullEvent};
+use shardlab_engine::model::transformer::Transformer;
+use shardlab_engine::shard::plan::LayoutRequest;
+
+pub use error::SessionError;
+pub use settings::Settings;
+
+use crate::command::{parse, Command};
+use crate::output::{Output, Rich, Varies};
+use model::OpenModel;
+use nodes::Nodes;
+use record::Recorder;
+
+/// Where streamed text and progress go while a command runs.
+pub trait Sink {
+    /// A piece of generated text, as soon as it is final.
+    fn text(&mut self, piece: &str);
+    /// A status line printed before the command's output (e.g. that the
+    /// model is being loaded into this process).
+    fn note(&mut self, _line: &Rich) {}
+    /// Model install progress (the first `:load` of an alias).
+    fn pull(&mut self, _event: &PullEvent) {}
+    /// Per-node weight streaming progress; front ends that draw bars return one.
+    fn load_progress(&self) -> Option<&(dyn Fn(LoadProgress) + Sync)> {
+        None
+    }
+}
+
+/// A sink that drops everything.
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn text(&mut self, _piece: &str) {}
+}
+
+/// Fixed for the life of a session; read from the environment at the edge.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: ModelStore,
+    /// The `shardlab` binary that `:connect local` starts as `shardlab node`.
+    pub node_exe: PathBuf,
+    /// Worker threads per local node unless `:connect local --threads` says.
+    pub threads_per_node: usize,
+}
+
+/// What runs prompts right now.
+enum Runner {
+    /// Nothing loaded yet (or unloaded).
+    Idle,
+    /// The whole model in this process.
+    InProcess(Box<Transformer>),
+    /// Sharded across the connected nodes with this layout.
+    Cluster(LayoutRequest),
+}
+
+pub struct Session {
+    config: SessionConfig,
+    settings: Settings,
+    nodes: Option<Nodes>,
+    model: Option<OpenModel>,
+    runner: Runner,
+    /// Token ids the runner's KV cache holds.
+    cached: Vec<u32>,
+    /// Chat turns so far (chat mode).
+    chat: Vec<ChatMessage>,
+    last: Option<GenerationStats>,
+    /// Tokens run through the cluster since the last `:shard`, for per-token traffic.
+    tokens_since_load: u64,
+    recorder: Option<Recorder>,
+    cancel: Arc<AtomicBool>,
+    /// Node addresses used this session, for completion.
+    addresses_used: Vec<String>,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            config,
+            settings: Settings::default(),
+            nodes: None,
+            model: None,
+            runner: Runner::Idle,
+            cached: Vec::new(),
+            chat: Vec::new(),
+            last: None,
+            tokens_since_load: 0,
+            recorder: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+            addresses_used: Vec::new(),
+        }
+    }
+
+    /// Setting this flag stops the generation in progress (Ctrl-C); the
+    /// session clears it when the next generation starts.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Parses and runs one line (a multi-line prompt already joined),
+    /// writing it to the transcript being recorded, if any.
+    pub fn exec_line(&mut self, line: &str, sink: &mut dyn Sink) -> Output {
+        let parsed = parse(line);
+        let recording = self.recorder.is_some() && !matches!(parsed, Ok(Command::Record(_)));
+        let mut copy = crate::transcript::Transcriber::new(true);
+        let output = {
+            let mut tee = Tee {
+                inner: sink,
+                copy: recording.then_some(&mut copy),
+            };
+            match parsed {
+                Ok(cmd) => self.exec(cmd, &mut tee),
+                Err(e) => Output::error(e.to_string()),
+            }
+        };
+        if recording {
+            copy.output(&output);
+            let failed = self
+                .recorder
+                .as_mut()
+                .map(|r| r.write(line, &copy.finish()))
+                .and_then(Result::err);
+            if let Some(e) = failed {
+                self.recorder = None;
+                return output.then(Output::error(format!("{e}; recording stopped")));
+            }
+        }
+        output
+    }
+
+    /// Runs one command. Failures come back as [`Output::Error`]; the
+    /// session is always usable afterwards.
+    pub fn exec(&mut self, cmd: Command, sink: &mut dyn Sink) -> Output {
+        let result = match cmd {
+            Command::Nothing => Ok(Output::Empty),
+            Command::Prompt(text) => self.prompt(&text, sink),
+            Command::Connect(target) => self.connect(target),
+            Command::Disconnect => self.disconnect(),
+            Command::Nodes => self.nodes_table(),
+            Command::Links => self.links(),
+            Command::Kill(node) => self.kill(&node),
+            Command::Load(name) => self.load(&name, sink),
+            Command::Unload => Ok(self.unload()),
+            Command::Model => self.model_info(),
+            Command::Plan(request) => self.plan(&request),
+            Command::Shard(request) => self.shard(&request, sink),
+            Command::Set(setting) => self.set(setting),
+            Command::Reset => Ok(self.reset()),
+            Command::Stats => self.stats(),
+            Command::Trace => self.trace(),
+            Command::Bench(args) => self.bench(&args, sink),
+            Command::Record(path) => self.record(path),
+            Command::Help(name) => Ok(help::help(name.as_deref())),
+            Command::Quit => Ok(Output::Quit),
+        };
+        result.unwrap_or_else(|e| Output::Error(self.mask(&e.to_string())))
+    }
+
+    /// Releases the nodes (local node processes stop) and stops recording.
+    pub fn shutdown(&mut self) {
+        self.runner = Runner::Idle;
+        self.nodes = None;
+        self.recorder = None;
+    }
+
+    /// Addresses of nodes used this session, newest last.
+    pub fn addresses_used(&self) -> &[String] {
+        &self.addresses_used
+    }
+
+    /// Names of the connected nodes ("node0", ...).
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes
+            .as_ref()
+            .map(|n| n.cluster.nodes().iter().map(|h| h.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `text` with what varies between runs (node addresses, the model's
+    /// path, the shardlab home) marked, for messages built from engine errors.
+    fn mask(&self, text: &str) -> Rich {
+        Rich::masking(text, &self.literals())
+    }
+
+    fn literals(&self) -> Vec<(String, Varies)> {
+        let mut lits: Vec<(String, Varies)> = Vec::new();
+        if let Some(n) = &self.nodes {
+            for h in n.cluster.nodes() {
+                lits.push((h.addr.clone(), Varies::Addr));
+            }
+        }
+        for a in &self.addresses_used {
+            lits.push((a.clone(), Varies::Addr));
+        }
+        if let Some(m) = &self.model {
+            lits.push((m.path.display().to_string(), Varies::Path));
+        }
+        lits.push((self.config.store.home().display().to_string(), Varies::Path));
+        lits
+    }
+}
+
+/// Passes everything to the front end's sink and, while recording, to the
+/// transcript copy too.
+struct Tee<'a> {
+    inner: &'a mut dyn Sink,
+    copy: Option<&'a mut crate::transcript::Transcriber>,
+}
+
+impl Sink for Tee<'_> {
+    fn text(&mut self, piece: &str) {
+        self.inner.text(piece);
+        if let Some(c) = self.copy.as_mut() {
+            c.text(piece);
+        }
+    }
+    fn note(&mut self, line: &Rich) {
+        self.inner.note(line);
+        if let Some(c) = self.copy.as_mut() {
+            c.note(line);
+        }
+    }
+    fn pull(&mut self, event: &PullEvent) {
+        self.inner.pull(event);
+    }
+    fn load_progress(&self) -> Option<&(dyn Fn(LoadProgress) + Sync)> {
+        self.inner.load_progress()
+    }
+}
+
+#[cfg(test)]
+mod tests;

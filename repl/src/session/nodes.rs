@@ -1,0 +1,225 @@
+//! `:connect`, `:disconnect`, `:nodes`, `:links` and the debugging `:kill`:
+//! the cluster this session drives.
+
+use std::time::Duration;
+
+use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
+use shardlab_engine::net::Token;
+
+use super::{Runner, Session, SessionError};
+use crate::command::ConnectTarget;
+use crate::output::text::{bytes, duration};
+use crate::output::{Output, Rich, Table, Varies};
+
+/// How long one generation step may take across the cluster.
+const STEP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Pings per node for `:links`.
+const LINK_PINGS: usize = 5;
+
+pub(super) struct Nodes {
+    pub cluster: Cluster,
+    /// Budgets given with `--mem-limit` (by node index): these are exact,
+    /// so transcripts show them; free memory is measured.
+    pub mem_limits: Vec<Option<u64>>,
+}
+
+impl Nodes {
+    /// Whether node `name`'s budget was given rather than measured.
+    pub fn budget_is_fixed(&self, name: &str) -> bool {
+        node_index(name).is_some_and(|i| self.mem_limits.get(i).copied().flatten().is_some())
+    }
+}
+
+/// "node3" -> 3.
+fn node_index(name: &str) -> Option<usize> {
+    name.strip_prefix("node")?.parse().ok()
+}
+
+impl Session {
+    pub(super) fn connect(&mut self, target: ConnectTarget) -> Result<Output, SessionError> {
+        if let Some(n) = &self.nodes {
+            return Err(SessionError::state(format!(
+                "already connected to {} nodes: `:disconnect` first",
+                n.cluster.nodes().len()
+            )));
+        }
+        let (mut cluster, mem_limits) = match target {
+            ConnectTarget::Local {
+                nodes,
+                mem_limits,
+                threads,
+            } => {
+                let limits: Vec<Option<u64>> = match mem_limits.as_slice() {
+                    [] => Vec::new(),
+                    [one] => vec![Some(*one); nodes],
+                    many => many.iter().copied().map(Some).collect(),
+                };
+                let opts = LocalNodeOptions {
+                    exe: self.config.node_exe.clone(),
+                    home: self.config.store.home().to_path_buf(),
+                    threads_per_node: threads.unwrap_or(self.config.threads_per_node),
+                    mem_limits: limits.clone(),
+                    pin_cores: false,
+                    extra_args: Vec::new(),
+                };
+                (Cluster::spawn_local(nodes, &opts, "shell")?, limits)
+            }
+            ConnectTarget::Remote { addrs, token_file } => {
+                let path = token_file.ok_or_else(|| {
+                    SessionError::state(
+                        "node addresses need --token-file FILE (each node prints where its token is)",
+                    )
+                })?;
+                let token = Token::from_file(&path).map_err(|e| SessionError::Io {
+                    what: format!("reading the token {}", path.display()),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                (Cluster::connect(&addrs, token, "shell")?, Vec::new())
+            }
+        };
+        cluster.step_deadline = STEP_DEADLINE;
+        for h in cluster.nodes() {
+            if !self.addresses_used.contains(&h.addr) {
+                self.addresses_used.push(h.addr.clone());
+            }
+        }
+        let count = cluster.nodes().len();
+        self.nodes = Some(Nodes {
+            cluster,
+            mem_limits,
+        });
+        let next = if self.model.is_some() {
+            "next: `:plan tensor` or `:shard tensor`"
+        } else {
+            "next: `:load smollm2`"
+        };
+        let table = self.nodes_table()?;
+        Ok(Output::text(format!("connected {count} node{}", plural(count)))
+            .then(table)
+            .then(Output::text(next)))
+    }
+
+    pub(super) fn disconnect(&mut self) -> Result<Output, SessionError> {
+        let Some(mut n) = self.nodes.take() else {
+            return Err(SessionError::NoNodes);
+        };
+        if matches!(self.runner, Runner::Cluster(_)) {
+            self.runner = Runner::Idle;
+            self.cached.clear();
+        }
+        let count = n.cluster.nodes().len();
+        n.cluster.disconnect();
+        drop(n);
+        Ok(Output::text(format!("released {count} node{}", plural(count))))
+    }
+
+    pub(super) fn nodes_table(&mut self) -> Result<Output, SessionError> {
+        let n = self.nodes.as_mut().ok_or(SessionError::NoNodes)?;
+        // A dead node is marked out by the failed ping; the table shows it.
+        let _ = n.cluster.refresh();
+        let mut t = Table::new(&[
+            "node", "address", "state", "cores", "threads", "memory", "free", "budget", "version",
+            "RTT",
+        ]);
+        for h in n.cluster.nodes() {
+            let budget = if n.budget_is_fixed(&h.name) {
+                Rich::from(bytes(h.info.budget))
+            } else {
+                Rich::varies(Varies::Bytes, bytes(h.info.budget))
+            };
+            t.row(vec![
+                h.name.clone().into(),
+                Rich::varies(Varies::Addr, h.addr.clone()),
+                state(h),
+                Rich::varies(Varies::Int, h.info.cores.to_string()),
+                h.info.threads.to_string().into(),
+                Rich::varies(Varies::Bytes, bytes(h.info.mem_total)),
+                Rich::varies(Varies::Bytes, bytes(h.info.mem_free)),
+                budget,
+                h.info.version.clone().into(),
+                match (h.is_alive(), h.rtt) {
+                    (true, Some(rtt)) => Rich::varies(Varies::Time, duration(rtt)),
+                    _ => "-".into(),
+                },
+            ]);
+        }
+        Ok(Output::Table(t))
+    }
+
+    pub(super) fn links(&mut self) -> Result<Output, SessionError> {
+        let n = self.nodes.as_mut().ok_or(SessionError::NoNodes)?;
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n.cluster.nodes().len()];
+        for _ in 0..LINK_PINGS {
+            let _ = n.cluster.refresh();
+            for (s, h) in samples.iter_mut().zip(n.cluster.nodes()) {
+                if let (true, Some(rtt)) = (h.is_alive(), h.rtt) {
+                    s.push(rtt);
+                }
+            }
+        }
+        let mut t = Table::new(&["from", "to", "address", "RTT min", "RTT median"])
+            .titled("links: coordinator to each node");
+        for (h, s) in n.cluster.nodes().iter().zip(samples.iter_mut()) {
+            s.sort_by(|a, b| a.total_cmp(b));
+            let cell = |v: Option<&f64>| {
+                v.map_or("-".into(), |v| Rich::varies(Varies::Time, duration(*v)))
+            };
+            t.row(vec![
+                "coordinator".into(),
+                h.name.clone().into(),
+                Rich::varies(Varies::Addr, h.addr.clone()),
+                cell(s.first()),
+                cell(s.get(s.len() / 2)),
+            ]);
+        }
+        t.note(format!(
+            "{LINK_PINGS} control-message round trips per node (ping + node info)."
+        ));
+        t.note("Not measured yet: node-to-node latency and link bandwidth (see :stats for all-reduce and hop times).");
+        Ok(Output::Table(t))
+    }
+
+    pub(super) fn kill(&mut self, which: &str) -> Result<Output, SessionError> {
+        let n = self.nodes.as_mut().ok_or(SessionError::NoNodes)?;
+        let name = if which.chars().all(|c| c.is_ascii_digit()) {
+            format!("node{which}")
+        } else {
+            which.to_string()
+        };
+        let known: Vec<String> = n.cluster.nodes().iter().map(|h| h.name.clone()).collect();
+        let (Some(index), true) = (node_index(&name), known.contains(&name)) else {
+            return Err(SessionError::state(format!(
+                "no node '{which}' (nodes: {})",
+                known.join(", ")
+            )));
+        };
+        let local = n.cluster.local_nodes().ok_or_else(|| {
+            SessionError::state(":kill only stops nodes this session started with `:connect local`")
+        })?;
+        local.kill(index).map_err(SessionError::state)?;
+        // The failed ping marks the node out of the cluster.
+        let _ = n.cluster.refresh();
+        let alive = n.cluster.nodes().iter().filter(|h| h.is_alive()).count();
+        Ok(Output::text(format!(
+            "killed {name}; {alive} of {} nodes left. Prompts fail until `:shard LAYOUT` re-plans on the survivors.",
+            known.len()
+        )))
+    }
+}
+
+fn state(h: &NodeHandle) -> Rich {
+    match (&h.failed, h.is_alive()) {
+        (_, true) => "up".into(),
+        (Some(_), false) => "lost".into(),
+        (None, false) => "closed".into(),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

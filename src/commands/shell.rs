@@ -1,0 +1,51 @@
+//! `shardlab` / `shardlab shell [--script FILE]`: the workbench shell.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use shardlab_engine::model::store::ModelStore;
+use shardlab_repl::shell::{history_path, run_interactive, run_script};
+use shardlab_repl::{Session, SessionConfig};
+
+#[derive(Args, Debug, Default)]
+pub struct ShellArgs {
+    /// Run the commands in FILE (`-` for stdin) without a terminal, echoing
+    /// each; exits 1 if any command failed.
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    /// Worker threads per node started with `:connect local`.
+    #[arg(long = "node-threads", default_value_t = 1)]
+    pub node_threads: usize,
+}
+
+/// The session every front end of this binary starts from, configured
+/// from the environment here, at the edge.
+pub fn new_session(node_threads: usize) -> Result<Session> {
+    let store = ModelStore::from_env()?;
+    let node_exe = std::env::current_exe().context("finding the shardlab binary")?;
+    Ok(Session::new(SessionConfig {
+        store,
+        node_exe,
+        threads_per_node: node_threads.max(1),
+    }))
+}
+
+pub fn run(args: ShellArgs) -> Result<()> {
+    let mut session = new_session(args.node_threads)?;
+    match &args.script {
+        Some(path) => {
+            let stdout = std::io::stdout();
+            let ok = run_script(&mut session, path, &mut stdout.lock())?;
+            if !ok {
+                bail!("a command in {} failed", path.display());
+            }
+            Ok(())
+        }
+        None => {
+            let history = history_path(&session.config().store);
+            run_interactive(&mut session, &history)?;
+            Ok(())
+        }
+    }
+}
