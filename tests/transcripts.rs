@@ -31,7 +31,10 @@ fn every_transcript_replays_without_a_diff() {
         "bad-input",
         "node-killed",
     ] {
-        assert!(names.iter().any(|n| n == required), "transcripts/{required}.txt is missing");
+        assert!(
+            names.iter().any(|n| n == required),
+            "transcripts/{required}.txt is missing"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_shardlab"))
         .arg("replay")
@@ -71,7 +74,10 @@ fn a_changed_expectation_fails_with_a_unified_diff_and_bless_fixes_it() {
     assert!(!failed.status.success());
     assert!(stdout.contains("FAILED"), "{stdout}");
     assert!(stdout.contains("-error: wrong"), "{stdout}");
-    assert!(stdout.contains("+error: :set: no setting 'temprature'"), "{stdout}");
+    assert!(
+        stdout.contains("+error: :set: no setting 'temprature'"),
+        "{stdout}"
+    );
     assert!(stdout.contains("did you mean temperature?"), "{stdout}");
     assert!(run(true).status.success());
     let blessed = std::fs::read_to_string(&path).unwrap();
@@ -92,7 +98,10 @@ fn script_mode_runs_commands_without_a_terminal() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("> :help load\n:load — open a model"), "{stdout}");
+    assert!(
+        stdout.contains("> :help load\n:load — open a model"),
+        "{stdout}"
+    );
     assert!(stdout.contains("│ max_tokens     ┆ 3 "), "{stdout}");
     std::fs::write(&script, ":nope\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shardlab"))

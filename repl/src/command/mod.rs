@@ -131,7 +131,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         return Ok(Command::Prompt(format!(":{rest}")));
     }
     let Some(body) = trimmed.strip_prefix(':') else {
-        return Ok(Command::Prompt(line.trim_end_matches(['\n', '\r']).to_string()));
+        return Ok(Command::Prompt(
+            line.trim_end_matches(['\n', '\r']).to_string(),
+        ));
     };
     let (name, rest) = match body.split_once(char::is_whitespace) {
         Some((n, r)) => (n, r.trim()),

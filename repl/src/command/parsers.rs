@@ -122,7 +122,9 @@ pub fn load(a: &Args) -> Result<Command, ParseError> {
     a.at_most(1)?;
     match a.positional.first() {
         Some(m) => Ok(Command::Load(m.clone())),
-        None => Err(err("which model? e.g. `:load smollm2` or `:load path/to/model.gguf`")),
+        None => Err(err(
+            "which model? e.g. `:load smollm2` or `:load path/to/model.gguf`",
+        )),
     }
 }
 

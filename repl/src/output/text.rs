@@ -74,10 +74,9 @@ fn numeric_columns(t: &Table) -> Vec<bool> {
                 Some(cell) => {
                     let numeric = match cell.0.first() {
                         None => true,
-                        Some(Fragment::Varies(k, _)) => !matches!(
-                            k,
-                            Varies::Addr | Varies::Path | Varies::Any | Varies::Bars
-                        ),
+                        Some(Fragment::Varies(k, _)) => {
+                            !matches!(k, Varies::Addr | Varies::Path | Varies::Any | Varies::Bars)
+                        }
                         Some(Fragment::Fixed(s)) => {
                             s == "-" || s.starts_with(|c: char| c.is_ascii_digit())
                         }

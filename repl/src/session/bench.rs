@@ -16,10 +16,15 @@ use crate::output::text::{duration, rate};
 use crate::output::{Output, Rich, Table, Varies};
 
 /// Text repeated to make a prompt of any length.
-const FILLER: &str = "The quick brown fox jumps over the lazy dog while the cluster counts tokens. ";
+const FILLER: &str =
+    "The quick brown fox jumps over the lazy dog while the cluster counts tokens. ";
 
 impl Session {
-    pub(super) fn bench(&mut self, args: &BenchArgs, sink: &mut dyn Sink) -> Result<Output, SessionError> {
+    pub(super) fn bench(
+        &mut self,
+        args: &BenchArgs,
+        sink: &mut dyn Sink,
+    ) -> Result<Output, SessionError> {
         let m = self.model.as_ref().ok_or(SessionError::NoModel)?;
         let ids = filler_ids(m, args.prompt_tokens)?;
         let context = self.context(&m.config);
@@ -39,7 +44,10 @@ impl Session {
         let layouts: Vec<LayoutRequest> = match (&self.nodes, args.layouts.is_empty()) {
             (_, false) => args.layouts.clone(),
             (Some(n), true) if n.cluster.budgets().len() > 1 => {
-                vec![LayoutRequest::Tensor, LayoutRequest::Pipeline { layers: None }]
+                vec![
+                    LayoutRequest::Tensor,
+                    LayoutRequest::Pipeline { layers: None },
+                ]
             }
             (Some(_), true) => vec![LayoutRequest::Tensor],
             (None, true) => Vec::new(),
@@ -57,7 +65,11 @@ impl Session {
             if threads == 1 { "" } else { "s" }
         )));
         let baseline = self.bench_in_process(&ids, &opts, threads)?;
-        let mut results = vec![(format!("single (this process, {threads} threads)"), 1, Ok(baseline.clone()))];
+        let mut results = vec![(
+            format!("single (this process, {threads} threads)"),
+            1,
+            Ok(baseline.clone()),
+        )];
         let previous = match &self.runner {
             Runner::Cluster(l) => Some(l.clone()),
             _ => None,
@@ -65,7 +77,11 @@ impl Session {
         for layout in &layouts {
             sink.note(&Rich::from(format!("bench: {layout}")));
             let n = self.nodes.as_ref().map_or(0, |n| n.cluster.budgets().len());
-            results.push((layout.to_string(), n, self.bench_on_cluster(layout, &ids, &opts)));
+            results.push((
+                layout.to_string(),
+                n,
+                self.bench_on_cluster(layout, &ids, &opts),
+            ));
         }
         let mut out = Output::Table(bench_table(&results, &baseline, &self.literals()));
         if let Some(prev) = previous {
@@ -179,7 +195,14 @@ fn bench_table(
     baseline: &GenerationStats,
     lits: &[(String, Varies)],
 ) -> Table {
-    let mut t = Table::new(&["layout", "nodes", "prefill", "decode", "TTFT", "decode vs 1 node"]);
+    let mut t = Table::new(&[
+        "layout",
+        "nodes",
+        "prefill",
+        "decode",
+        "TTFT",
+        "decode vs 1 node",
+    ]);
     let base = baseline.decode_tokens_per_second();
     for (name, nodes, r) in results {
         match r {

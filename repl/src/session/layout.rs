@@ -33,10 +33,7 @@ impl Session {
         }
     }
 
-    fn make_plan(
-        &self,
-        request: &LayoutRequest,
-    ) -> Result<(Plan, Vec<NodeBudget>), SessionError> {
+    fn make_plan(&self, request: &LayoutRequest) -> Result<(Plan, Vec<NodeBudget>), SessionError> {
         let m = self.model.as_ref().ok_or(SessionError::NoModel)?;
         let summary = m.summary.as_ref().ok_or_else(|| {
             SessionError::state(format!(
@@ -54,7 +51,9 @@ impl Session {
         let table = self.plan_table(&p);
         let verdict = match self.fits(&p, &budgets) {
             Ok(()) => Output::text("fits: every node's prediction is within its budget"),
-            Err(e) => Output::Text(Rich::from(":shard would refuse: ").append(self.mask(&e.to_string()))),
+            Err(e) => {
+                Output::Text(Rich::from(":shard would refuse: ").append(self.mask(&e.to_string())))
+            }
         };
         Ok(Output::Table(table).then(verdict))
     }
@@ -68,8 +67,18 @@ impl Session {
     fn plan_table(&self, p: &Plan) -> Table {
         let lits = self.literals();
         let mut t = Table::new(&[
-            "node", "stage/rank", "layers", "Q heads", "KV heads", "FFN cols", "vocab", "weights",
-            "KV cache", "other", "predicted", "budget",
+            "node",
+            "stage/rank",
+            "layers",
+            "Q heads",
+            "KV heads",
+            "FFN cols",
+            "vocab",
+            "weights",
+            "KV cache",
+            "other",
+            "predicted",
+            "budget",
         ])
         .titled(format!(
             "plan: {} over {} node{}, context {} tokens",
@@ -186,7 +195,10 @@ impl Session {
             .push_varies(Varies::Bytes, bytes(summary.bytes_sent))
             .push("; ")
             .push_varies(Varies::Int, cached.to_string())
-            .push(format!(" of {} nodes had the shard cached)", summary.nodes.len())))
+            .push(format!(
+                " of {} nodes had the shard cached)",
+                summary.nodes.len()
+            )))
     }
 
     fn load_in_process(&mut self, sink: &mut dyn Sink) -> Result<Rich, SessionError> {

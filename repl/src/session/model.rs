@@ -128,8 +128,14 @@ impl Session {
         let c = &m.config;
         let mut t = Table::new(&["", ""]).titled(format!("model {}", m.name));
         let mut row = |k: &str, v: Rich| t.row(vec![k.into(), v]);
-        row("file", Rich::varies(Varies::Path, m.path.display().to_string()));
-        row("architecture", format!("{} ({})", c.arch.name(), c.name).into());
+        row(
+            "file",
+            Rich::varies(Varies::Path, m.path.display().to_string()),
+        );
+        row(
+            "architecture",
+            format!("{} ({})", c.arch.name(), c.name).into(),
+        );
         row("layers", c.n_layers.to_string().into());
         row(
             "heads",
@@ -147,12 +153,7 @@ impl Session {
         row("vocabulary", c.vocab.to_string().into());
         row(
             "context",
-            format!(
-                "{} trained, {} planned",
-                c.train_context,
-                self.context(c)
-            )
-            .into(),
+            format!("{} trained, {} planned", c.train_context, self.context(c)).into(),
         );
         row(
             "output head",

@@ -95,9 +95,11 @@ impl Session {
             "next: `:load smollm2`"
         };
         let table = self.nodes_table()?;
-        Ok(Output::text(format!("connected {count} node{}", plural(count)))
-            .then(table)
-            .then(Output::text(next)))
+        Ok(
+            Output::text(format!("connected {count} node{}", plural(count)))
+                .then(table)
+                .then(Output::text(next)),
+        )
     }
 
     pub(super) fn disconnect(&mut self) -> Result<Output, SessionError> {
@@ -111,7 +113,10 @@ impl Session {
         let count = n.cluster.nodes().len();
         n.cluster.disconnect();
         drop(n);
-        Ok(Output::text(format!("released {count} node{}", plural(count))))
+        Ok(Output::text(format!(
+            "released {count} node{}",
+            plural(count)
+        )))
     }
 
     pub(super) fn nodes_table(&mut self) -> Result<Output, SessionError> {

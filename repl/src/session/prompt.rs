@@ -5,13 +5,17 @@
 use std::sync::atomic::Ordering;
 
 use shardlab_engine::model::chat::ChatMessage;
-use shardlab_engine::model::generate::{generate, Backend, Generation, GenerateOptions};
+use shardlab_engine::model::generate::{generate, Backend, GenerateOptions, Generation};
 
 use super::{Runner, Session, SessionError, Sink};
 use crate::output::{GenerationReport, Output};
 
 impl Session {
-    pub(super) fn prompt(&mut self, text: &str, sink: &mut dyn Sink) -> Result<Output, SessionError> {
+    pub(super) fn prompt(
+        &mut self,
+        text: &str,
+        sink: &mut dyn Sink,
+    ) -> Result<Output, SessionError> {
         let m = self.model.as_ref().ok_or(SessionError::NoModel)?;
         if matches!(self.runner, Runner::Idle) {
             if let Some(n) = &self.nodes {
@@ -79,7 +83,11 @@ impl Session {
         let backend: &mut dyn Backend = match (&mut self.runner, self.nodes.as_mut()) {
             (Runner::InProcess(t), _) => t.as_mut(),
             (Runner::Cluster(_), Some(n)) => &mut n.cluster,
-            _ => return Err(SessionError::state("nothing is loaded: `:shard LAYOUT` first")),
+            _ => {
+                return Err(SessionError::state(
+                    "nothing is loaded: `:shard LAYOUT` first",
+                ))
+            }
         };
         self.cancel.store(false, Ordering::Relaxed);
         let result = generate(

@@ -63,7 +63,10 @@ impl Settings {
                 "system",
                 self.system.clone().unwrap_or_else(|| "(none)".into()),
             ),
-            ("ignore_eos", if self.ignore_eos { "on" } else { "off" }.to_string()),
+            (
+                "ignore_eos",
+                if self.ignore_eos { "on" } else { "off" }.to_string(),
+            ),
         ]
     }
 }

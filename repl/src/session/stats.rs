@@ -63,7 +63,8 @@ impl Session {
                 let weights = m.summary.as_ref().map(|s| s.total_weight_bytes());
                 t.row(vec![
                     "this process".into(),
-                    current_rss_bytes().map_or("-".into(), |b| Rich::varies(Varies::Bytes, bytes(b))),
+                    current_rss_bytes()
+                        .map_or("-".into(), |b| Rich::varies(Varies::Bytes, bytes(b))),
                     weights.map_or("-".into(), |w| bytes(w).into()),
                     bytes(kv).into(),
                     "-".into(),

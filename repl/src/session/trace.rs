@@ -58,7 +58,9 @@ impl Session {
             });
         }
         if rows.is_empty() {
-            return Err(SessionError::state("no step has run since :shard: type a prompt first"));
+            return Err(SessionError::state(
+                "no step has run since :shard: type a prompt first",
+            ));
         }
         Ok(Output::Bars(BarChart {
             title: Rich::from("last step, ")

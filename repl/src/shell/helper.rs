@@ -50,7 +50,13 @@ impl ShellHelper {
             return (pos, Vec::new());
         };
         if let Some(flag) = word.strip_prefix("--") {
-            return (word_start, words(spec.flags.iter().map(|f| format!("--{f}")), &format!("--{flag}")));
+            return (
+                word_start,
+                words(
+                    spec.flags.iter().map(|f| format!("--{f}")),
+                    &format!("--{flag}"),
+                ),
+            );
         }
         let arg_index = before[..word_start].split_whitespace().count() - 1;
         let pool: Vec<String> = match (spec.completion, arg_index) {
@@ -65,7 +71,10 @@ impl ShellHelper {
                 vec!["on".into(), "off".into()]
             }
             (Completion::Models, 0) => {
-                let (start, mut files) = self.files.complete_path(line, pos).unwrap_or((pos, Vec::new()));
+                let (start, mut files) = self
+                    .files
+                    .complete_path(line, pos)
+                    .unwrap_or((pos, Vec::new()));
                 if word.contains('/') {
                     return (start, files);
                 }
@@ -87,7 +96,10 @@ impl ShellHelper {
     pub fn hint_for(&self, line: &str) -> Option<CommandHint> {
         let body = line.strip_prefix(':')?;
         if !body.contains(char::is_whitespace) {
-            let matching: Vec<_> = COMMANDS.iter().filter(|c| c.name.starts_with(body)).collect();
+            let matching: Vec<_> = COMMANDS
+                .iter()
+                .filter(|c| c.name.starts_with(body))
+                .collect();
             return match matching.as_slice() {
                 [only] if only.name == body => usage_args(only.usage).map(|u| CommandHint {
                     display: format!(" {u}"),
@@ -104,7 +116,11 @@ impl ShellHelper {
         let spec = lookup(name)?;
         if rest.trim().is_empty() {
             return usage_args(spec.usage).map(|u| CommandHint {
-                display: if line.ends_with(' ') { u } else { format!(" {u}") },
+                display: if line.ends_with(' ') {
+                    u
+                } else {
+                    format!(" {u}")
+                },
                 completion: None,
             });
         }
@@ -196,7 +212,10 @@ mod tests {
         assert_eq!(replacements(&h, ":sha"), (0, vec![":shard ".to_string()]));
         assert_eq!(replacements(&h, ":shard pi").1, vec!["pipeline"]);
         assert_eq!(replacements(&h, ":plan tensor --la").1, vec!["--layers"]);
-        assert_eq!(replacements(&h, ":load smo"), (6, vec!["smollm2".to_string()]));
+        assert_eq!(
+            replacements(&h, ":load smo"),
+            (6, vec!["smollm2".to_string()])
+        );
         assert_eq!(replacements(&h, ":connect 10.").1, vec!["10.0.0.2:7070"]);
         assert_eq!(replacements(&h, ":set chat o").1, vec!["on", "off"]);
         assert_eq!(replacements(&h, ":help st").1, vec!["stats"]);
@@ -207,7 +226,11 @@ mod tests {
     fn hints_show_usage_and_unique_prefixes() {
         let h = ShellHelper::new();
         let hint = h.hint_for(":plan ").unwrap();
-        assert!(hint.display().starts_with("tensor|pipeline"), "{}", hint.display());
+        assert!(
+            hint.display().starts_with("tensor|pipeline"),
+            "{}",
+            hint.display()
+        );
         assert_eq!(hint.completion(), None);
         let prefix = h.hint_for(":dis").unwrap();
         assert_eq!(prefix.display(), "connect");

@@ -77,7 +77,11 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
     let mut queued: VecDeque<String> = VecDeque::new();
     let mut prefill = String::new();
     loop {
-        let prompt = if lines.pending() { CONTINUATION } else { PROMPT };
+        let prompt = if lines.pending() {
+            CONTINUATION
+        } else {
+            PROMPT
+        };
         let read = match queued.pop_front() {
             Some(line) => {
                 println!("{prompt}{line}");
@@ -143,7 +147,11 @@ fn refresh_helper(h: &mut ShellHelper, session: &Session) {
 
 /// Runs the commands in `path` (or stdin for `-`), echoing each as `> `
 /// and printing its output. Returns whether every command succeeded.
-pub fn run_script(session: &mut Session, path: &Path, out: &mut dyn Write) -> Result<bool, ShellError> {
+pub fn run_script(
+    session: &mut Session,
+    path: &Path,
+    out: &mut dyn Write,
+) -> Result<bool, ShellError> {
     let io = |source| ShellError::Io {
         path: path.to_path_buf(),
         source,
@@ -151,7 +159,9 @@ pub fn run_script(session: &mut Session, path: &Path, out: &mut dyn Write) -> Re
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(io)?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(io)?,
+        ))
     };
     let mut lines = LineAssembler::new();
     let mut ok = true;

@@ -38,7 +38,11 @@ pub enum ReplayError {
 }
 
 /// Runs `path` against `session` (fresh, owned: it is shut down after).
-pub fn replay(path: &Path, mut session: Session, bless: bool) -> Result<ReplayOutcome, ReplayError> {
+pub fn replay(
+    path: &Path,
+    mut session: Session,
+    bless: bool,
+) -> Result<ReplayOutcome, ReplayError> {
     let io = |source| ReplayError::Io {
         path: path.to_path_buf(),
         source,
@@ -117,7 +121,10 @@ mod tests {
     #[test]
     fn matching_lines_keep_their_placeholders() {
         let expected = vec!["took {time}".to_string(), "exact".to_string()];
-        let merged = merge(&expected, vec!["took 5 ms".into(), "exakt".into(), "extra".into()]);
+        let merged = merge(
+            &expected,
+            vec!["took 5 ms".into(), "exakt".into(), "extra".into()],
+        );
         assert_eq!(merged, vec!["took {time}", "exakt", "extra"]);
     }
 }
