@@ -9,5 +9,4 @@ pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod shell;
-pub mod size;
 pub mod synth;

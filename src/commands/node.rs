@@ -9,8 +9,6 @@ use clap::Args;
 use shardlab_engine::cluster::node::{serve, NodeOptions};
 use shardlab_engine::net::Token;
 
-use super::size::parse_size;
-
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// Address to listen on. Loopback unless told otherwise.
@@ -60,7 +58,12 @@ pub fn run(args: NodeArgs) -> Result<()> {
             token
         }
     };
-    let mem_limit = args.mem_limit.as_deref().map(parse_size).transpose()?;
+    let mem_limit = args
+        .mem_limit
+        .as_deref()
+        .map(shardlab_repl::size::parse_size)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--mem-limit: {e}"))?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

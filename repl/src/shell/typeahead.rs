@@ -20,7 +20,7 @@ pub fn split(bytes: &[u8]) -> (Vec<String>, String) {
                 // CSI: ESC [ params final-byte; SS3: ESC O x.
                 match chars.next() {
                     Some('[') => {
-                        while let Some(p) = chars.next() {
+                        for p in chars.by_ref() {
                             if ('@'..='~').contains(&p) {
                                 break;
                             }

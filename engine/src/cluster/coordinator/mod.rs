@@ -237,18 +237,15 @@ impl Cluster {
     }
 
     /// Refreshes node info and measures a round trip to each live node.
+    /// Every live node is tried; the first failure is returned.
     pub fn refresh(&mut self) -> Result<(), ClusterError> {
+        let mut first_error = None;
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
-            let started = Instant::now();
-            node.request(&ToNode::Ping, Phase::Control, CONTROL_DEADLINE)?;
-            node.rtt = Some(started.elapsed().as_secs_f64());
-            if let FromNode::Info(info) =
-                node.request(&ToNode::Info, Phase::Control, CONTROL_DEADLINE)?
-            {
-                node.info = info;
+            if let Err(e) = refresh_one(node) {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Drops nodes that failed, renumbering nothing: names stay stable so
@@ -325,6 +322,16 @@ impl Cluster {
         }
         self.loaded = None;
     }
+}
+
+fn refresh_one(node: &mut NodeHandle) -> Result<(), ClusterError> {
+    let started = Instant::now();
+    node.request(&ToNode::Ping, Phase::Control, CONTROL_DEADLINE)?;
+    node.rtt = Some(started.elapsed().as_secs_f64());
+    if let FromNode::Info(info) = node.request(&ToNode::Info, Phase::Control, CONTROL_DEADLINE)? {
+        node.info = info;
+    }
+    Ok(())
 }
 
 impl Drop for Cluster {

@@ -102,6 +102,9 @@ impl LocalNodes {
         if let Some(Some(limit)) = opts.mem_limits.get(i) {
             cmd.arg("--mem-limit").arg(limit.to_string());
         }
+        // Its own process group: a Ctrl-C at the coordinator's terminal
+        // (cancelling a generation) must not kill the nodes too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
