@@ -36,6 +36,16 @@ pub enum ToNode {
     Metrics,
     ResetMetrics,
     Ping,
+    /// Link probe, coordinator to node: a tensor frame of `bytes` follows;
+    /// the node answers `Ok` once it has it all.
+    Absorb {
+        bytes: u64,
+    },
+    /// Link probe, node to coordinator: the node answers `Ok` and then a
+    /// tensor frame of `bytes` bytes.
+    Emit {
+        bytes: u64,
+    },
     /// Drop the shard, keep the connection.
     Unload,
     /// Drop the shard and close.

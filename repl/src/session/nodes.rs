@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
+use shardlab_engine::metrics::bandwidth::quantile;
 use shardlab_engine::net::Token;
 
 use super::{Runner, Session, SessionError};
@@ -16,6 +17,8 @@ const STEP_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Pings per node for `:links`.
 const LINK_PINGS: usize = 5;
+/// Bytes sent each way to measure a coordinator-to-node link.
+const LINK_PROBE_BYTES: u64 = 4 << 20;
 
 pub(super) struct Nodes {
     pub cluster: Cluster,
@@ -163,26 +166,81 @@ impl Session {
                 }
             }
         }
-        let mut t = Table::new(&["from", "to", "address", "RTT min", "RTT median"])
-            .titled("links: coordinator to each node");
-        for (h, s) in n.cluster.nodes().iter().zip(samples.iter_mut()) {
+        let mut t = Table::new(&[
+            "from",
+            "to",
+            "address",
+            "RTT min",
+            "RTT median",
+            "up",
+            "down",
+        ])
+        .titled("links: coordinator to each node");
+        let live: Vec<bool> = n.cluster.nodes().iter().map(|h| h.is_alive()).collect();
+        let mut rates = Vec::new();
+        for (i, alive) in live.iter().enumerate() {
+            rates.push(if *alive {
+                n.cluster.measure_bandwidth(i, LINK_PROBE_BYTES).ok()
+            } else {
+                None
+            });
+        }
+        for ((h, s), rate) in n.cluster.nodes().iter().zip(samples.iter_mut()).zip(&rates) {
             s.sort_by(|a, b| a.total_cmp(b));
             let cell = |v: Option<&f64>| {
                 v.map_or("-".into(), |v| Rich::varies(Varies::Time, duration(*v)))
             };
+            let mbps = |v: f64| Rich::varies(Varies::Rate, format!("{:.0} MB/s", v / 1e6));
             t.row(vec![
                 "coordinator".into(),
                 h.name.clone().into(),
                 Rich::varies(Varies::Addr, h.addr.clone()),
                 cell(s.first()),
                 cell(s.get(s.len() / 2)),
+                rate.map_or("-".into(), |r| mbps(r.0)),
+                rate.map_or("-".into(), |r| mbps(r.1)),
             ]);
         }
         t.note(format!(
-            "{LINK_PINGS} control-message round trips per node (ping + node info)."
+            "{LINK_PINGS} control-message round trips per node (ping + node info); bandwidth from one {} MiB transfer each way.",
+            LINK_PROBE_BYTES >> 20
         ));
-        t.note("Not measured yet: node-to-node latency and link bandwidth (see :stats for all-reduce and hop times).");
-        Ok(Output::Table(t))
+        // Node to node: what the nodes measured on their own links while
+        // running (all-reduce exchanges within a tensor group, hidden-state
+        // hand-offs between stages).
+        let mut peers = Table::new(&[
+            "node",
+            "peer traffic",
+            "all-reduce p50",
+            "all-reduce p99",
+            "hop p50",
+            "hop p99",
+        ])
+        .titled("links: node to node, as measured during generation");
+        let mut any = false;
+        for (label, m) in n.cluster.metrics() {
+            let Ok(m) = m else { continue };
+            if m.allreduce_seconds.is_empty() && m.hop_seconds.is_empty() {
+                continue;
+            }
+            any = true;
+            let q = |v: &[f64], p: f64| {
+                quantile(v, p).map_or("-".into(), |x| Rich::varies(Varies::Time, duration(x)))
+            };
+            let names: Vec<String> = m.traffic.iter().map(|t| t.peer.clone()).collect();
+            peers.row(vec![
+                Rich::varies(Varies::Addr, label),
+                names.join(", ").into(),
+                q(&m.allreduce_seconds, 0.5),
+                q(&m.allreduce_seconds, 0.99),
+                q(&m.hop_seconds, 0.5),
+                q(&m.hop_seconds, 0.99),
+            ]);
+        }
+        if !any {
+            peers.note("No node-to-node traffic yet: shard a model across nodes and run a prompt.");
+        }
+        Ok(Output::Many(vec![Output::Table(t), Output::Table(peers)]))
     }
 
     pub(super) fn kill(&mut self, which: &str) -> Result<Output, SessionError> {

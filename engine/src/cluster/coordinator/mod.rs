@@ -248,6 +248,54 @@ impl Cluster {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Measures the link to live node `i`: `bytes` up, then `bytes` down.
+    /// Returns (up, down) in bytes per second.
+    pub fn measure_bandwidth(&mut self, i: usize, bytes: u64) -> Result<(f64, f64), ClusterError> {
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| ClusterError::cluster(Phase::Control, format!("no node #{i}")))?;
+        let label = node.label();
+        let phase = Phase::Control;
+        let payload = vec![0u8; bytes as usize];
+        let header = crate::net::TensorHeader::new(crate::net::TensorDtype::Bytes, &[bytes], 0)
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let started = Instant::now();
+        let conn = node.conn(phase)?;
+        conn.send_control(&ToNode::Absorb { bytes })
+            .and_then(|_| conn.send_tensor(&header, &payload))
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        match conn.recv_control::<FromNode>(CONTROL_DEADLINE * 3) {
+            Ok(FromNode::Ok) => {}
+            Ok(other) => {
+                return Err(ClusterError::new(
+                    &label,
+                    phase,
+                    format!("unexpected reply {other:?}"),
+                ))
+            }
+            Err(e) => return Err(ClusterError::new(&label, phase, e)),
+        }
+        let up = bytes as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        match node.request(&ToNode::Emit { bytes }, phase, CONTROL_DEADLINE)? {
+            FromNode::Ok => {}
+            other => {
+                return Err(ClusterError::new(
+                    &label,
+                    phase,
+                    format!("unexpected reply {other:?}"),
+                ))
+            }
+        }
+        let mut sink = Vec::new();
+        node.conn(phase)?
+            .recv_tensor_into(CONTROL_DEADLINE * 3, &mut sink)
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let down = sink.len() as f64 / started.elapsed().as_secs_f64();
+        Ok((up, down))
+    }
+
     /// Drops nodes that failed, renumbering nothing: names stay stable so
     /// messages keep meaning the same machine.
     pub fn remove_failed(&mut self) -> Vec<String> {

@@ -21,6 +21,8 @@ use crate::parallel::PeerLinks;
 const IDLE_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A chunk of weights, or the reply to a control message.
 const LOAD_DEADLINE: Duration = Duration::from_secs(120);
+/// The largest link probe a node sends back.
+const MAX_PROBE_BYTES: u64 = 64 << 20;
 /// Peers must connect within this time after `ConnectPeers`.
 const PEER_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -48,6 +50,38 @@ pub(super) fn serve(
         match msg {
             ToNode::Info => conn.send_control(&FromNode::Info(super::node_info(opts)))?,
             ToNode::Ping => conn.send_control(&FromNode::Pong)?,
+            ToNode::Absorb { bytes } => {
+                let mut sink = Vec::new();
+                conn.recv_tensor_into(LOAD_DEADLINE, &mut sink)?;
+                let reply = if sink.len() as u64 == bytes {
+                    FromNode::Ok
+                } else {
+                    error(
+                        "link probe",
+                        format!("announced {bytes} bytes, got {}", sink.len()),
+                    )
+                };
+                conn.send_control(&reply)?;
+            }
+            ToNode::Emit { bytes } => {
+                if bytes > MAX_PROBE_BYTES {
+                    conn.send_control(&error(
+                        "link probe",
+                        format!("{bytes} bytes is over the {MAX_PROBE_BYTES}-byte probe limit"),
+                    ))?;
+                } else {
+                    conn.send_control(&FromNode::Ok)?;
+                    let payload = vec![0u8; bytes as usize];
+                    let header =
+                        crate::net::TensorHeader::new(crate::net::TensorDtype::Bytes, &[bytes], 0)
+                            .map_err(|e| NetError::Encode {
+                                peer: conn.peer().to_string(),
+                                what: "link probe",
+                                problem: e.to_string(),
+                            })?;
+                    conn.send_tensor(&header, &payload)?;
+                }
+            }
             ToNode::Bye => return Ok(()),
             ToNode::Unload => {
                 state = None;
