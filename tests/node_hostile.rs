@@ -25,10 +25,11 @@ fn one_node(home: &std::path::Path) -> LocalNodes {
     .expect("node starts")
 }
 
-/// Sends raw bytes and reads until the node closes (or 5 s pass).
+/// Sends raw bytes and reads until the node closes (or 9 s pass).
 fn raw_exchange(addr: &str, bytes: &[u8]) -> (Vec<u8>, bool) {
     let mut s = TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
+    // Longer than the node's 5 s handshake deadline.
+    s.set_read_timeout(Some(Duration::from_secs(9)))
         .expect("timeout");
     let _ = s.write_all(bytes);
     let mut got = Vec::new();
