@@ -83,6 +83,11 @@ fn interrupt_stops_a_long_generation_and_the_session_goes_on() {
 }
 
 #[test]
+fn restart_answers_again_and_shutdown_exits_and_stops_local_nodes() {
+    run_script("lifecycle.py", &[], Duration::from_secs(120));
+}
+
+#[test]
 fn every_notebook_executes_without_errors_and_with_rich_output() {
     let mut notebooks: Vec<String> = std::fs::read_dir(root().join("notebooks"))
         .unwrap()
