@@ -34,6 +34,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Serve a shard of a model to a coordinator (the node daemon).
     Node(commands::node::NodeArgs),
+    /// The Jupyter kernel, and installing its kernelspec.
+    Kernel(commands::kernel::KernelArgs),
     /// Install and list models in the cache.
     #[command(subcommand)]
     Models(commands::models::ModelsCommand),
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => commands::bench::run(args),
         Some(Command::Node(args)) => commands::node::run(args),
         Some(Command::Models(cmd)) => commands::models::run(cmd),
+        Some(Command::Kernel(args)) => commands::kernel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

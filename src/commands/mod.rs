@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cluster_run;
+pub mod kernel;
 pub mod models;
 pub mod node;
 pub mod progress;

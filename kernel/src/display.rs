@@ -1,0 +1,105 @@
+//! One command's [`Output`] as what a notebook shows: mime bundles for
+//! display_data (text/plain always, text/html for tables, image/svg+xml
+//! for charts, application/json with the raw figures), or an error.
+
+use serde_json::{json, Map, Value};
+use shardlab_repl::output::{text, Table};
+use shardlab_repl::Output;
+
+use crate::{html, svg};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    /// display_data with this mime bundle.
+    Data(Value),
+    /// The command failed with this message.
+    Error(String),
+}
+
+/// The parts of `output`, in order.
+pub fn show(output: &Output) -> Vec<Shown> {
+    let mut out = Vec::new();
+    collect(output, &mut out);
+    out
+}
+
+fn collect(output: &Output, out: &mut Vec<Shown>) {
+    match output {
+        Output::Empty | Output::Quit => {}
+        Output::Many(parts) => parts.iter().for_each(|p| collect(p, out)),
+        Output::Error(t) => out.push(Shown::Error(t.render(false))),
+        Output::Text(_) | Output::Generation(_) => {
+            out.push(Shown::Data(bundle(output, Map::new())));
+        }
+        Output::Table(t) => {
+            let mut extra = Map::new();
+            extra.insert("text/html".into(), html::table(t).into());
+            extra.insert("application/json".into(), table_json(t));
+            if let Some(chart) = svg::bench(t) {
+                extra.insert("image/svg+xml".into(), chart.into());
+            }
+            out.push(Shown::Data(bundle(output, extra)));
+        }
+        Output::Bars(b) => {
+            let mut extra = Map::new();
+            extra.insert("image/svg+xml".into(), svg::timeline(b).into());
+            extra.insert(
+                "application/json".into(),
+                serde_json::to_value(b).unwrap_or(Value::Null),
+            );
+            out.push(Shown::Data(bundle(output, extra)));
+        }
+    }
+}
+
+fn bundle(output: &Output, mut extra: Map<String, Value>) -> Value {
+    let plain = text::render(output, false);
+    extra.insert(
+        "text/plain".into(),
+        plain.trim_end_matches('\n').to_string().into(),
+    );
+    Value::Object(extra)
+}
+
+/// A table's figures as they print, for a notebook to plot its own way.
+fn table_json(t: &Table) -> Value {
+    let rows: Vec<Value> = t
+        .rows
+        .iter()
+        .map(|row| {
+            let mut obj = Map::new();
+            for (h, c) in t.headers.iter().zip(row) {
+                obj.insert(h.clone(), c.render(false).into());
+            }
+            Value::Object(obj)
+        })
+        .collect();
+    json!({
+        "title": t.title.as_ref().map(|r| r.render(false)),
+        "headers": t.headers,
+        "rows": rows,
+        "notes": t.notes.iter().map(|n| n.render(false)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_carry_html_and_json_and_errors_stay_errors() {
+        let mut t = Table::new(&["node", "RSS"]);
+        t.row(vec!["node0".into(), "5 MiB".into()]);
+        let shown = show(&Output::Table(t).then(Output::error("no model")));
+        assert_eq!(shown.len(), 2);
+        let Shown::Data(b) = &shown[0] else {
+            panic!("{shown:?}")
+        };
+        assert!(b["text/html"].as_str().unwrap().contains("<td>5 MiB</td>"));
+        assert_eq!(b["application/json"]["rows"][0]["RSS"], "5 MiB");
+        assert!(b["text/plain"].as_str().unwrap().contains("node0"));
+        assert!(b.get("image/svg+xml").is_none());
+        assert_eq!(shown[1], Shown::Error("no model".into()));
+        assert!(show(&Output::Empty).is_empty());
+    }
+}
