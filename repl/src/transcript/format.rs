@@ -180,8 +180,17 @@ mod tests {
         assert_eq!(t.entries[1].line, 4);
         assert_eq!(t.entries[1].expected, vec![" text out", "> quoted"]);
         assert_eq!(t.entries[2].command(), ":quit");
+        // Writing it back keeps every command and expectation; runs of
+        // blank lines between entries collapse, so line numbers may move.
         let again = parse(&t.to_text()).unwrap();
-        assert_eq!(again, t);
+        assert_eq!(again.header, t.header);
+        let strip = |t: &Transcript| -> Vec<(Vec<String>, Vec<String>)> {
+            t.entries
+                .iter()
+                .map(|e| (e.input.clone(), e.expected.clone()))
+                .collect()
+        };
+        assert_eq!(strip(&again), strip(&t));
     }
 
     #[test]
