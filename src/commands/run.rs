@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::metrics::memory::peak_rss_bytes;
 use shardlab_engine::model::chat::ChatMessage;
-use shardlab_engine::model::generate::{generate, GenerateOptions};
+use shardlab_engine::model::generate::{generate, Backend, GenerateOptions, Generation};
 use shardlab_engine::model::loader::{self, DEFAULT_CONTEXT};
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::model::store::ModelStore;
@@ -109,24 +109,7 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
         &model.path,
     )?;
     let opts = generate_options(&args)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut cached = Vec::new();
-    let generation = generate(
-        &mut model.transformer,
-        &model.tokenizer,
-        &mut cached,
-        &prompt,
-        &opts,
-        None,
-        &mut |piece| {
-            // A closed stdout (e.g. `| head`) is not worth an error here.
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-        },
-    )?;
-    let _ = writeln!(out);
-    drop(out);
+    let generation = generate_to_stdout(&mut model.transformer, &model.tokenizer, &prompt, &opts)?;
 
     let s = &generation.stats;
     let peak = peak_rss_bytes().map_or("unknown".to_string(), |b| {
@@ -146,6 +129,33 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
         s.time_to_first_token * 1e3,
     );
     Ok(())
+}
+
+/// Streams the generation to stdout as it comes.
+fn generate_to_stdout(
+    backend: &mut dyn Backend,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+) -> Result<Generation> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut cached = Vec::new();
+    let generation = generate(
+        backend,
+        tokenizer,
+        &mut cached,
+        prompt,
+        opts,
+        None,
+        &mut |piece| {
+            // A closed stdout (e.g. `| head`) is not worth an error here.
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        },
+    )?;
+    let _ = writeln!(out);
+    Ok(generation)
 }
 
 fn prompt_ids(
@@ -250,23 +260,7 @@ fn run_on_cluster(
     let mut cluster = cluster_run::start(&setup, &gguf)?;
     let prompt = prompt_ids(args, &tokenizer, template.as_ref(), path)?;
     let opts = generate_options(args)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut cached = Vec::new();
-    let generation = generate(
-        &mut cluster,
-        &tokenizer,
-        &mut cached,
-        &prompt,
-        &opts,
-        None,
-        &mut |piece| {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-        },
-    )?;
-    let _ = writeln!(out);
-    drop(out);
+    let generation = generate_to_stdout(&mut cluster, &tokenizer, &prompt, &opts)?;
     cluster_run::print_stats(&mut cluster, &generation.stats);
     Ok(())
 }
