@@ -84,14 +84,9 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
     let budgets = cluster.budgets();
     let p = plan(&summary, &budgets, &setup.layout, setup.context)?;
     check_fits(&summary, &p, &budgets)?;
-    let file = std::fs::metadata(&gguf.path).ok().map(|m| LocalModel {
-        file_name: gguf
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default(),
-        bytes: m.len(),
-    });
+    let file = std::fs::metadata(&gguf.path)
+        .ok()
+        .map(|m| LocalModel::describe(&gguf.path, m.len()));
     let model = ModelToLoad {
         name: gguf.path.display().to_string(),
         config: &summary.config,

@@ -109,6 +109,19 @@ pub struct LocalModel {
     pub bytes: u64,
 }
 
+impl LocalModel {
+    /// How a node with `--model-dir` recognises its own copy of `path`.
+    pub fn describe(path: &std::path::Path, bytes: u64) -> Self {
+        Self {
+            file_name: path
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            bytes,
+        }
+    }
+}
+
 /// One tensor of a shard, as the node will hold it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TensorMeta {

@@ -177,14 +177,7 @@ impl Session {
             name: m.name.clone(),
             config: &summary.config,
             source: &GgufSource { file },
-            file: Some(LocalModel {
-                file_name: m
-                    .path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-                bytes: m.file_bytes,
-            }),
+            file: Some(LocalModel::describe(&m.path, m.file_bytes)),
         };
         let quiet = |_: LoadProgress| {};
         let progress = sink.load_progress().unwrap_or(&quiet);

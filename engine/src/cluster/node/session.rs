@@ -307,16 +307,21 @@ fn check_request(req: &LoadRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// A message that does not belong at this point of the load.
+fn unexpected(conn: &Connection, expected: &str, got: &ToNode) -> NetError {
+    NetError::UnexpectedFrame {
+        peer: conn.peer().to_string(),
+        expected: expected.to_string(),
+        got: format!("{got:?}").chars().take(80).collect(),
+    }
+}
+
 /// After `NeedTensors` with nothing missing, the coordinator still sends
 /// `LoadFinish`.
 fn wait_finish(conn: &mut Connection) -> Result<(), NetError> {
     match conn.recv_control::<ToNode>(LOAD_DEADLINE)? {
         ToNode::LoadFinish => Ok(()),
-        other => Err(NetError::UnexpectedFrame {
-            peer: conn.peer().to_string(),
-            expected: "LoadFinish".into(),
-            got: format!("{other:?}").chars().take(80).collect(),
-        }),
+        other => Err(unexpected(conn, "LoadFinish", &other)),
     }
 }
 
@@ -382,13 +387,7 @@ fn receive_chunks(
                     None => writer.finish().map(|s| (s, received)),
                 })
             }
-            other => {
-                return Err(NetError::UnexpectedFrame {
-                    peer: conn.peer().to_string(),
-                    expected: "weight chunks".into(),
-                    got: format!("{other:?}").chars().take(60).collect(),
-                })
-            }
+            other => return Err(unexpected(conn, "weight chunks", &other)),
         }
     }
 }
