@@ -183,8 +183,14 @@ impl Cluster {
         let name = format!("node{}", self.nodes.len());
         let label = format!("{name} ({addr})");
         let phase = Phase::Connect;
-        let mut conn = Connection::connect(addr, &label, CONNECT_DEADLINE)
-            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        // The error already names the node; say only why it failed.
+        let mut conn = Connection::connect(addr, &name, CONNECT_DEADLINE).map_err(|e| match e {
+            crate::net::NetError::Connect { source, .. } => {
+                ClusterError::new(&label, phase, format!("cannot connect: {source}"))
+            }
+            other => ClusterError::new(&label, phase, other),
+        })?;
+        conn.set_peer_name(&label);
         let welcome = auth::client_handshake(
             &mut conn,
             self.token.as_bytes(),
