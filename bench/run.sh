@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Reproduces the figures in BENCHMARKS.md on this machine, in one run so the
-# ratios compare like with like:
-#   1. llama.cpp's llama-bench and `shardlab bench` on SmolLM2, 1 and 2 threads
-#   2. one node (pinned to one core) against tensor 2 and pipeline 2 (each
-#      node pinned to its own core), on SmolLM2 and on the synthetic 8b Q4_0
-# Usage: bench/run.sh [--skip-8b]
+# Reproduces every figure in BENCHMARKS.md's goal table in one run, so the
+# ratios compare like with like on a shared, noisy machine:
+#   - llama.cpp's llama-bench against `shardlab bench` on the same GGUF, the
+#     same thread count and the same cores (SmolLM2 Q4_1 at 1 and 2 threads,
+#     the synthetic 8b in Q4_0 and Q4_K at 1 thread)
+#   - the 8b decode as a fraction of the measured memory bandwidth
+#   - `shardlab probe`: two pinned bandwidth probes at once against one alone,
+#     the ideal speedup of a memory-bound decode on 2 nodes
+#   - tensor over 2 nodes (one core each, pinned) against one node on one core;
+#     all-reduce latency against a raw loopback round trip of the same size;
+#     pipeline over 2 nodes with 4 sequences in flight
+# It builds what it needs: shardlab (release), llama.cpp (bench/llamacpp.sh,
+# cached under ~/.cache/shardlab), SmolLM2 and the synthetic 8b files
+# (about 9 GB of disk in ~/.cache/shardlab/synth).
+# Usage: bench/run.sh [--quick]     (about 25 minutes; --quick about 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -13,31 +22,10 @@ home=${SHARDLAB_HOME:-$HOME/.cache/shardlab}
 model=$("$bin" models pull smollm2 2>/dev/null | tail -1)
 bench/llamacpp.sh build >/dev/null
 llama=$(bench/llamacpp.sh path)
-
-echo "## machine"
-lscpu | grep -E 'Model name|^CPU\(s\)' || true
-uptime
-
-echo "## SmolLM2 Q4_1: llama.cpp vs shardlab, one process"
-for t in 1 2; do
-  cores=$([ "$t" = 1 ] && echo 0 || echo 0-1)
-  taskset -c "$cores" "$llama/llama-bench" -m "$model" -t "$t" -p 128 -n 64 -r 3 2>/dev/null | grep -E 'pp128|tg64'
-  taskset -c "$cores" "$bin" bench --model "$model" --threads "$t" --prompt-tokens 128 --gen 64 2>/dev/null
+mkdir -p "$home/synth"
+for q in q4_0 q4_k; do
+  f="$home/synth/llama-8b-$q.gguf"
+  [ -f "$f" ] || "$bin" synth --arch llama --preset 8b --quant "$q" --out "$f"
 done
-
-echo "## SmolLM2 Q4_1: one node vs 2 nodes, one core each"
-taskset -c 0 "$bin" bench --model "$model" --threads 1 --prompt-tokens 32 --gen 64 --no-probe 2>/dev/null
-for layout in tensor pipeline; do
-  "$bin" bench --model "$model" --threads 1 --prompt-tokens 32 --gen 64 --nodes local:2 --layout "$layout" --pin --no-probe 2>/dev/null
-done
-
-if [ "${1:-}" != "--skip-8b" ]; then
-  big="$home/synth/llama-8b-q4_0.gguf"
-  mkdir -p "$home/synth"
-  [ -f "$big" ] || "$bin" synth --arch llama --preset 8b --quant q4_0 --out "$big"
-  echo "## synthetic Llama-3-8B shape, Q4_0: one node vs 2 nodes, one core each"
-  taskset -c 0 "$bin" bench --model "$big" --threads 1 --prompt-tokens 8 --gen 8 2>/dev/null
-  for layout in tensor pipeline; do
-    "$bin" bench --model "$big" --threads 1 --prompt-tokens 8 --gen 8 --nodes local:2 --layout "$layout" --pin --no-probe 2>/dev/null
-  done
-fi
+exec python3 bench/goals.py "$bin" "$llama" "$model" \
+  "$home/synth/llama-8b-q4_0.gguf" "$home/synth/llama-8b-q4_k.gguf" "$@"

@@ -6,6 +6,7 @@ pub mod cluster_run;
 pub mod kernel;
 pub mod models;
 pub mod node;
+pub mod probe;
 pub mod progress;
 pub mod replay;
 pub mod run;

@@ -21,6 +21,46 @@ pub fn memory_read_bandwidth(bytes: usize, passes: usize) -> f64 {
     (n * 4 * passes.max(1)) as f64 / secs
 }
 
+/// A buffer of `bytes` split evenly over `threads` threads, each summing
+/// its own part: the read bandwidth of a group of cores (a node's cores).
+pub struct BandwidthProbe {
+    parts: Vec<Vec<f32>>,
+}
+
+impl BandwidthProbe {
+    /// Allocates and touches the buffer (so page faults are not timed).
+    pub fn new(bytes: usize, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let per = (bytes / 4 / threads).max(1024);
+        let parts = (0..threads)
+            .map(|t| (0..per).map(|i| ((i + t) % 7) as f32).collect())
+            .collect();
+        Self { parts }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.len() * 4).sum()
+    }
+
+    /// Reads the whole buffer `passes` times, the parts in parallel; returns
+    /// bytes/s over the wall time of all threads.
+    pub fn measure(&self, passes: usize) -> f64 {
+        let passes = passes.max(1);
+        let started = Instant::now();
+        let sink: f32 = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .parts
+                .iter()
+                .map(|part| s.spawn(move || (0..passes).map(|_| sum(part)).sum::<f32>()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+        });
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(sink);
+        (self.bytes() * passes) as f64 / secs
+    }
+}
+
 /// Eight independent accumulators so the loop is bound by memory, not by
 /// the latency of one add chain.
 fn sum(x: &[f32]) -> f32 {
@@ -83,6 +123,9 @@ mod tests {
     #[test]
     fn probes_return_positive_figures() {
         assert!(memory_read_bandwidth(1 << 20, 2) > 0.0);
+        let probe = BandwidthProbe::new(1 << 20, 2);
+        assert_eq!(probe.bytes(), 1 << 20);
+        assert!(probe.measure(2) > 0.0);
         let rtts = loopback_round_trips(1024, 5).unwrap_or_default();
         assert_eq!(rtts.len(), 5);
         assert!(rtts.iter().all(|&t| t > 0.0));

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Measures every speed goal of BENCHMARKS.md in one run and prints the table.
+
+Called by bench/run.sh, which builds shardlab and llama.cpp first. Each
+measurement prints its raw output (so the numbers can be checked), then the
+table at the end compares ratios taken in this one run: the machine is
+shared and noisy, so only figures from the same run are compared.
+
+Usage: bench/goals.py SHARDLAB LLAMA_BIN_DIR SMOLLM2_GGUF Q4_0_8B Q4_K_8B [--quick]
+"""
+
+import re
+import subprocess
+import sys
+import time
+
+QUICK = "--quick" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--quick"]
+if len(args) != 5:
+    sys.exit(__doc__)
+SHARDLAB, LLAMA, SMOL, BIG_Q4_0, BIG_Q4_K = args
+
+rows = []  # (goal, measured, target, verdict)
+
+
+def sh(cmd, cores=None):
+    """Runs a command (pinned to `cores` with taskset), echoes and returns its stdout."""
+    if cores is not None:
+        cmd = ["taskset", "-c", cores] + cmd
+    print("$ " + " ".join(cmd), flush=True)
+    started = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print(out.stdout.rstrip())
+    if out.returncode != 0:
+        print(out.stderr[-3000:])
+        raise SystemExit(f"command failed ({out.returncode}): {' '.join(cmd)}")
+    print(f"  [{time.time() - started:.0f} s]", flush=True)
+    return out.stdout
+
+
+def number(pattern, text, what):
+    m = re.search(pattern, text)
+    if not m:
+        raise SystemExit(f"could not find {what} in the output above")
+    return float(m.group(1))
+
+
+def llama_bench(model, threads, p, n, reps):
+    cores = "0" if threads == 1 else f"0-{threads - 1}"
+    out = sh([f"{LLAMA}/llama-bench", "-m", model, "-t", str(threads),
+              "-p", str(p), "-n", str(n), "-r", str(reps)], cores)
+    pp = number(rf"\|\s*pp{p}\s*\|\s*([0-9.]+)", out, f"llama.cpp pp{p}")
+    tg = number(rf"\|\s*tg{n}\s*\|\s*([0-9.]+)", out, f"llama.cpp tg{n}")
+    return pp, tg
+
+
+def shardlab_bench(model, threads, p, n, extra=(), cores=None):
+    out = sh([SHARDLAB, "bench", "--model", model, "--threads", str(threads),
+              "--prompt-tokens", str(p), "--gen", str(n), *extra], cores)
+    pp = number(r"prefill\s+([0-9.]+) tok/s", out, "prefill tok/s")
+    tg = number(r"decode\s+([0-9.]+) tok/s", out, "decode tok/s")
+    return pp, tg, out
+
+
+def probe(groups, cores_per_group):
+    out = sh([SHARDLAB, "probe", "--groups", str(groups),
+              "--cores-per-group", str(cores_per_group), "--mib", "1024"])
+    one = number(r"alone: ([0-9.]+) GB/s", out, "one group's bandwidth")
+    ideal = number(r"nodes: ([0-9.]+)x", out, "ideal speedup")
+    return one, ideal
+
+
+def verdict(value, target, higher_is_better=True):
+    ok = value >= target if higher_is_better else value <= target
+    if ok:
+        return "met"
+    short = (target / value if higher_is_better else value / target) - 1
+    return f"missed by {100 * short:.0f}%"
+
+
+def against_llama(name, model, threads, p, n, reps):
+    lp, lt = llama_bench(model, threads, p, n, reps)
+    cores = "0" if threads == 1 else f"0-{threads - 1}"
+    sp, st, out = shardlab_bench(model, threads, p, n, ["--no-probe"], cores)
+    for kind, s, l, label in (("decode", st, lt, f"tg{n}"), ("prefill", sp, lp, f"pp{p}")):
+        rows.append((f"{name} {kind} ({label}), {threads} thread(s): shardlab / llama.cpp",
+                     f"{s:.2f} / {l:.2f} = {s / l:.2f}x", ">= 1.0x", verdict(s / l, 1.0)))
+    return st
+
+
+print("## machine")
+print(subprocess.run("lscpu | grep -E 'Model name|^CPU\\(s\\)|Flags' | cut -c1-200; uptime",
+                     shell=True, capture_output=True, text=True).stdout)
+
+print("## memory bandwidth: one core alone, two pinned cores at once")
+bw1, ideal2 = probe(2, 1)
+bw2, _ = probe(1, 2)
+rows.append(("Ideal 2-node speedup (2 pinned probes at once / one alone)", f"{ideal2:.2f}x",
+             "(reference)", ""))
+
+reps = 2 if QUICK else 3
+print("## SmolLM2 Q4_1, one process")
+for t in (1, 2):
+    against_llama("SmolLM2 Q4_1", SMOL, t, 128, 64, reps)
+
+big_p, big_n = (8, 8) if QUICK else (32, 16)
+print("## synthetic 8b, one process, one thread")
+big_rates = {}
+for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
+    big_rates[name] = against_llama(name, model, 1, big_p, big_n, 1 if QUICK else 2)
+
+print("## roofline of the 8b decode (weight bytes per token x tok/s / one core's bandwidth)")
+for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
+    out = sh([SHARDLAB, "bench", "--model", model, "--threads", "1",
+              "--prompt-tokens", "4", "--gen", str(big_n)], "0")
+    frac = number(r"= ([0-9.]+)% of one core", out, "roofline fraction") / 100
+    rows.append((f"{name} decode, 1 thread: fraction of measured bandwidth", f"{100 * frac:.0f}%",
+                 ">= 80%", verdict(frac, 0.8)))
+
+print("## cluster: one core per node, pinned; one node on one core as the baseline")
+_, single8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n, ["--no-probe"], "0")
+_, tensor8, out = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
+                                 ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
+speedup = tensor8 / single8
+rows.append(("8b Q4_0 tensor over 2 nodes / one node (decode)",
+             f"{tensor8:.2f} / {single8:.2f} = {speedup:.2f}x = {100 * speedup / ideal2:.0f}% of ideal",
+             f">= 90% of {ideal2:.2f}x", verdict(speedup / ideal2, 0.9)))
+ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
+if ratios:
+    worst = max(ratios)
+    rows.append(("All-reduce p50 / raw loopback TCP round trip of the same size (8b, tensor 2)",
+                 f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
+
+_, single_s, _ = shardlab_bench(SMOL, 1, 32, 64, ["--no-probe"], "0")
+_, tensor_s, out = shardlab_bench(SMOL, 1, 32, 64,
+                                  ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
+rows.append(("SmolLM2 tensor over 2 nodes / one node (decode)",
+             f"{tensor_s:.1f} / {single_s:.1f} = {tensor_s / single_s:.2f}x", "(no goal)", ""))
+ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
+if ratios:
+    worst = max(ratios)
+    rows.append(("All-reduce p50 / raw loopback TCP round trip (SmolLM2, tensor 2)",
+                 f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
+_, pipe_s, _ = shardlab_bench(SMOL, 1, 32, 64,
+                              ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
+                               "--parallel", "4"])
+rows.append(("SmolLM2 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
+             f"{pipe_s:.1f} / {single_s:.1f} = {pipe_s / single_s:.2f}x", ">= 1.7x",
+             verdict(pipe_s / single_s, 1.7)))
+
+print("\n## goals (this run)\n")
+print(f"memory bandwidth: one core {bw1 / 1:.1f} GB/s, two cores in one process {bw2:.1f} GB/s\n")
+print("| goal | measured | target | verdict |")
+print("|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
