@@ -54,6 +54,25 @@ def llama_bench(model, threads, p, n, reps):
     return pp, tg
 
 
+def llama_rpc(model, p, n, reps):
+    """llama.cpp's own cluster: two ggml-rpc-server processes, one pinned
+    core each, the model split by layers (-ts 1/1) between them."""
+    servers = []
+    try:
+        for core, port in ((0, 50611), (1, 50612)):
+            servers.append(subprocess.Popen(
+                ["taskset", "-c", str(core), f"{LLAMA}/ggml-rpc-server", "-t", "1", "-p", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)
+        out = sh([f"{LLAMA}/llama-bench", "-m", model, "--rpc", "127.0.0.1:50611,127.0.0.1:50612",
+                  "-ngl", "99", "-ts", "1/1", "-t", "1", "-p", str(p), "-n", str(n), "-r", str(reps)])
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
+    return number(rf"\|\s*tg{n}\s*\|\s*([0-9.]+)", out, f"llama.cpp RPC tg{n}")
+
+
 def shardlab_bench(model, threads, p, n, extra=(), cores=None):
     out = sh([SHARDLAB, "bench", "--model", model, "--threads", str(threads),
               "--prompt-tokens", str(p), "--gen", str(n), *extra], cores)
@@ -122,6 +141,9 @@ _, single8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n, ["--no-probe"], "0")
 _, tensor8, out = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
                                  ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
 speedup = tensor8 / single8
+rpc8 = llama_rpc(BIG_Q4_0, 8, big_n, 1)
+rows.append(("8b Q4_0 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
+             f"{tensor8:.2f} / {rpc8:.2f} = {tensor8 / rpc8:.2f}x", "(no goal)", ""))
 rows.append(("8b Q4_0 tensor over 2 nodes / one node (decode)",
              f"{tensor8:.2f} / {single8:.2f} = {speedup:.2f}x = {100 * speedup / ideal2:.0f}% of ideal",
              f">= 90% of {ideal2:.2f}x", verdict(speedup / ideal2, 0.9)))
@@ -141,6 +163,9 @@ if ratios:
     worst = max(ratios)
     rows.append(("All-reduce p50 / raw loopback TCP round trip (SmolLM2, tensor 2)",
                  f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
+rpc_s = llama_rpc(SMOL, 32, 64, reps)
+rows.append(("SmolLM2 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
+             f"{tensor_s:.1f} / {rpc_s:.1f} = {tensor_s / rpc_s:.2f}x", "(no goal)", ""))
 _, pipe_s, _ = shardlab_bench(SMOL, 1, 32, 64,
                               ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
                                "--parallel", "4"])

