@@ -407,9 +407,9 @@ fn a_truncated_gguf_or_safetensors_error_names_the_file_and_the_tensor() {
     let whole = std::fs::read(&source).expect("reads the model");
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &whole[..whole.len() - (1 << 20)]).expect("writes");
-    let err = shardlab_engine::model::gguf::GgufFile::open(&cut)
-        .err()
-        .expect("a truncated file is refused");
+    let Err(err) = shardlab_engine::model::gguf::GgufFile::open(&cut) else {
+        panic!("a truncated file is refused");
+    };
     let msg = err.to_string();
     assert!(msg.contains("cut.gguf"), "names the file: {msg}");
     let names_tensor = ["token_embd", "output", "blk."]
@@ -424,9 +424,9 @@ fn a_truncated_gguf_or_safetensors_error_names_the_file_and_the_tensor() {
     st.extend_from_slice(header);
     st.extend_from_slice(&[0u8; 40]);
     let path = dir.path().join("model.safetensors");
-    let err = shardlab_engine::model::hf::safetensors::parse_header(&path, &st)
-        .err()
-        .expect("a truncated tensor is refused");
+    let Err(err) = shardlab_engine::model::hf::safetensors::parse_header(&path, &st) else {
+        panic!("a truncated tensor is refused");
+    };
     let msg = err.to_string();
     assert!(msg.contains("model.safetensors"), "{msg}");
     assert!(msg.contains("model.embed_tokens.weight"), "{msg}");
