@@ -154,8 +154,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its veth pair with it.
+        // The veth pair goes explicitly: a deleted namespace lives on (with
+        // its veth) while the kernel drains sockets left in it.
         for h in &self.hosts {
+            let _ = run(&["ip", "link", "del", &h.veth]);
             let _ = run(&["ip", "netns", "del", &h.ns]);
         }
         let _ = run(&["ip", "link", "del", &self.bridge]);
