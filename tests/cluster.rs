@@ -234,6 +234,14 @@ fn a_node_refuses_a_shard_over_its_own_budget_even_when_asked() {
         .expect_err("the node refuses");
     assert!(err.to_string().contains("over this node's budget"), "{err}");
     assert!(cluster.nodes()[0].is_alive(), "a refusal is not a failure");
+    // Refused before any weight arrived: nothing reached its shard cache.
+    let cache = home.path().join("nodes").join("local-0");
+    assert!(
+        shardlab_engine::cluster::node::shard_cache::ShardCache::new(cache)
+            .list()
+            .is_empty(),
+        "the refused shard was not stored"
+    );
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! A live node faced with bad clients: a wrong token, a protocol version
-//! mismatch, garbage bytes, an oversized frame, a second coordinator. Each
-//! is refused, and the node still serves the right coordinator afterwards.
+//! mismatch, garbage bytes, an oversized frame, a truncated frame, a silent
+//! connection, a second coordinator. Each is refused with nothing but a
+//! refusal sent either way, and the node still serves a whole session (load
+//! and generate) afterwards.
+
+mod netlab;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -44,9 +48,24 @@ fn raw_exchange(addr: &str, bytes: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
+/// Connects as the right coordinator. The previous checker may still be
+/// being released (its goodbye is asynchronous), so "busy" is retried, a
+/// bounded number of times; anything else fails at once.
+fn connect_when_free(nodes: &LocalNodes) -> Cluster {
+    for _ in 0..50 {
+        match Cluster::connect(&nodes.addrs, nodes.token.clone(), "checker") {
+            Ok(c) => return c,
+            Err(e) if e.to_string().contains("busy") => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("the right coordinator is refused: {e}"),
+        }
+    }
+    panic!("the node stayed busy for 5 s");
+}
+
 fn still_serves(nodes: &LocalNodes) {
-    let mut c = Cluster::connect(&nodes.addrs, nodes.token.clone(), "checker")
-        .expect("the right coordinator gets in");
+    let mut c = connect_when_free(nodes);
     c.refresh().expect("and gets answers");
     assert!(c.nodes()[0].rtt.is_some());
 }
@@ -77,13 +96,16 @@ fn bad_clients_are_refused_and_the_node_keeps_serving() {
     );
     still_serves(&nodes);
 
-    // A newer protocol version: refused with a message naming both versions.
+    // A newer protocol version: refused with a message naming both versions,
+    // and nothing else (no node info, no shard data).
     let mut frame = header(2, 1, 2);
     frame.extend_from_slice(b"{}");
     let (reply, closed) = raw_exchange(&addr, &frame);
     assert!(closed, "the node hangs up on a version mismatch");
     let text = String::from_utf8_lossy(&reply);
     assert!(text.contains("protocol"), "{text}");
+    assert!(reply.len() < 1024, "only a refusal: {text}");
+    assert!(!text.contains("welcome"), "{text}");
     still_serves(&nodes);
 
     // Garbage.
@@ -100,6 +122,40 @@ fn bad_clients_are_refused_and_the_node_keeps_serving() {
     let (_, closed) = raw_exchange(&addr, &header(1, 1, 100)[..7]);
     assert!(closed, "a stalled handshake is closed by the deadline");
     still_serves(&nodes);
+
+    // Slowloris: connect and send nothing at all.
+    let (reply, closed) = raw_exchange(&addr, b"");
+    assert!(
+        closed,
+        "a silent connection is closed by the handshake deadline"
+    );
+    assert!(reply.is_empty(), "nothing is sent to a silent client");
+
+    // No refused client got a shard onto the node.
+    let cache = home.path().join("nodes").join("local-0");
+    assert!(
+        shardlab_engine::cluster::node::shard_cache::ShardCache::new(cache)
+            .list()
+            .is_empty(),
+        "no shard data was received"
+    );
+    // Serving means a whole session: a model loaded and tokens generated.
+    let m = netlab::model::smollm2();
+    let mut c = connect_when_free(&nodes);
+    netlab::model::load(
+        &mut c,
+        &m,
+        &shardlab_engine::shard::plan::LayoutRequest::Single,
+    );
+    let got = netlab::model::generate(&mut c, &netlab::model::PROMPT, 4).expect("generates");
+    assert_eq!(got.len(), 4);
+    drop(c);
+
+    // The refusals and the session never put the token in the node's log.
+    let token = std::fs::read_to_string(&nodes.token_file).expect("token");
+    let log = std::fs::read_to_string(nodes.log_path(0)).expect("log");
+    assert!(log.contains("wrong token"), "the refusal is logged: {log}");
+    assert!(!log.contains(token.trim()), "the node logged its token");
 }
 
 #[test]

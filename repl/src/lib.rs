@@ -22,4 +22,4 @@ pub mod transcript;
 
 pub use command::{parse, Command, ParseError};
 pub use output::Output;
-pub use session::{Session, SessionConfig, Sink};
+pub use session::{Session, SessionConfig, Sink, DEFAULT_STEP_TIMEOUT};

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::model::store::ModelStore;
 use shardlab_repl::shell::{history_path, run_interactive, run_script};
-use shardlab_repl::{Session, SessionConfig};
+use shardlab_repl::{Session, SessionConfig, DEFAULT_STEP_TIMEOUT};
 
 #[derive(Args, Debug, Default)]
 pub struct ShellArgs {
@@ -28,7 +28,22 @@ pub fn new_session(node_threads: usize) -> Result<Session> {
         store,
         node_exe,
         threads_per_node: node_threads.max(1),
+        step_timeout: step_timeout_from_env()?,
     }))
+}
+
+/// `SHARDLAB_STEP_TIMEOUT` (seconds): how long a generation step may take
+/// across the cluster before the node that went quiet is named.
+fn step_timeout_from_env() -> Result<std::time::Duration> {
+    match std::env::var("SHARDLAB_STEP_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_STEP_TIMEOUT),
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs.is_finite() => {
+                Ok(std::time::Duration::from_secs_f64(secs))
+            }
+            _ => bail!("SHARDLAB_STEP_TIMEOUT must be a positive number of seconds, not '{text}'"),
+        },
+    }
 }
 
 pub fn run(args: ShellArgs) -> Result<()> {

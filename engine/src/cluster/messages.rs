@@ -232,6 +232,10 @@ pub struct PeerTraffic {
     pub peer: String,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Seconds this node spent blocked receiving from this peer: summed
+    /// over the nodes, it says whom the cluster waits on (the straggler).
+    #[serde(default)]
+    pub waited_seconds: f64,
 }
 
 /// Which part of a conversation failed, for error messages.

@@ -36,18 +36,21 @@ pub struct CommStats {
 }
 
 impl CommStats {
-    fn record(&mut self, peer: &str, sent: u64, received: u64) {
+    /// `waited`: seconds spent blocked receiving from `peer`.
+    fn record(&mut self, peer: &str, sent: u64, received: u64, waited: f64) {
         self.step_sent += sent;
         self.step_received += received;
         match self.traffic.iter_mut().find(|t| t.peer == peer) {
             Some(t) => {
                 t.bytes_sent += sent;
                 t.bytes_received += received;
+                t.waited_seconds += waited;
             }
             None => self.traffic.push(PeerTraffic {
                 peer: peer.to_string(),
                 bytes_sent: sent,
                 bytes_received: received,
+                waited_seconds: waited,
             }),
         }
     }
@@ -138,7 +141,7 @@ impl PeerLinks {
         next.conn.send_tensor(&header, f32_bytes(x))?;
         let bytes = (x.len() * 4) as u64;
         let name = next.name.clone();
-        self.stats.record(&name, bytes, 0);
+        self.stats.record(&name, bytes, 0, 0.0);
         self.stats.span(SpanKind::Send, started);
         CommStats::push_sample(&mut self.stats.hop_seconds, started.elapsed().as_secs_f64());
         Ok(())
@@ -172,7 +175,8 @@ impl PeerLinks {
         let name = prev.name.clone();
         let received = local.len() as u64;
         *buf = local;
-        self.stats.record(&name, 0, received);
+        self.stats
+            .record(&name, 0, received, started.elapsed().as_secs_f64());
         self.stats.step_wait += started.elapsed().as_secs_f64();
         self.stats.span(SpanKind::Receive, started);
         Ok(())
@@ -201,18 +205,21 @@ impl PeerLinks {
             }
             for (r, peer) in self.group.iter_mut().enumerate() {
                 if let Some(peer) = peer {
+                    let waiting = Instant::now();
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
                     check_partial(&peer.name, &h, bytes.len())?;
                     traffic.push((
                         peer.name.clone(),
                         bytes.len() as u64,
                         self.bufs[r].len() as u64,
+                        waiting.elapsed().as_secs_f64(),
                     ));
                 }
             }
         } else {
             for (r, peer) in self.group.iter_mut().enumerate() {
                 let Some(peer) = peer else { continue };
+                let waiting = Instant::now();
                 if me < r {
                     peer.conn.send_tensor(&header, bytes)?;
                     let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
@@ -226,11 +233,12 @@ impl PeerLinks {
                     peer.name.clone(),
                     bytes.len() as u64,
                     self.bufs[r].len() as u64,
+                    waiting.elapsed().as_secs_f64(),
                 ));
             }
         }
-        for (name, s, r) in traffic {
-            self.stats.record(&name, s, r);
+        for (name, s, r, waited) in traffic {
+            self.stats.record(&name, s, r, waited);
         }
         // Sum in rank order so every member gets the same bits.
         let mut own = std::mem::take(&mut self.bufs[me]);

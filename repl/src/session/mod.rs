@@ -70,7 +70,14 @@ pub struct SessionConfig {
     pub node_exe: PathBuf,
     /// Worker threads per local node unless `:connect local --threads` says.
     pub threads_per_node: usize,
+    /// How long one generation step may take across the cluster before the
+    /// silent node is named ([`DEFAULT_STEP_TIMEOUT`] unless
+    /// `SHARDLAB_STEP_TIMEOUT` says otherwise).
+    pub step_timeout: std::time::Duration,
 }
+
+/// The coordinator's step deadline unless configured.
+pub const DEFAULT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What runs prompts right now.
 enum Runner {

@@ -1,8 +1,6 @@
 //! `:connect`, `:disconnect`, `:nodes`, `:links` and the debugging `:kill`:
 //! the cluster this session drives.
 
-use std::time::Duration;
-
 use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
 use shardlab_engine::metrics::bandwidth::quantile;
 use shardlab_engine::net::Token;
@@ -11,9 +9,6 @@ use super::{Runner, Session, SessionError};
 use crate::command::ConnectTarget;
 use crate::output::text::{bytes, duration};
 use crate::output::{Output, Rich, Table, Varies};
-
-/// How long one generation step may take across the cluster.
-const STEP_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Pings per node for `:links`.
 const LINK_PINGS: usize = 5;
@@ -64,7 +59,13 @@ impl Session {
                     threads_per_node: threads.unwrap_or(self.config.threads_per_node),
                     mem_limits: limits.clone(),
                     pin_cores: false,
-                    extra_args: Vec::new(),
+                    // Nodes give up on a silent peer before the coordinator
+                    // gives up on them, so the survivors report back and the
+                    // node that went quiet is the one named.
+                    extra_args: vec![
+                        "--step-timeout".into(),
+                        format!("{}", self.config.step_timeout.as_secs_f64() / 2.0),
+                    ],
                 };
                 (Cluster::spawn_local(nodes, &opts, "shell")?, limits)
             }
@@ -81,7 +82,7 @@ impl Session {
                 (Cluster::connect(&addrs, token, "shell")?, Vec::new())
             }
         };
-        cluster.step_deadline = STEP_DEADLINE;
+        cluster.step_deadline = self.config.step_timeout;
         for h in cluster.nodes() {
             if !self.addresses_used.contains(&h.addr) {
                 self.addresses_used.push(h.addr.clone());

@@ -36,8 +36,17 @@ impl Session {
                     .iter()
                     .map(|h| n.budget_is_fixed(&h.name))
                     .collect();
+                // Seconds the nodes spent waiting on each peer, by node name.
+                let mut blame: Vec<(String, f64)> = Vec::new();
+                let mut labels = Vec::new();
                 for (i, (label, metrics)) in n.cluster.metrics().into_iter().enumerate() {
                     let name = Rich::masking(&label, &lits);
+                    labels.push(label.clone());
+                    if let Ok(m) = &metrics {
+                        for t in &m.traffic {
+                            add_blame(&mut blame, &t.peer, t.waited_seconds);
+                        }
+                    }
                     match metrics {
                         Ok(m) => t.row(node_row(
                             name,
@@ -51,6 +60,9 @@ impl Session {
                             t.row(row);
                         }
                     }
+                }
+                if let Some(line) = straggler(&labels, &blame) {
+                    t.note(line);
                 }
             }
             (Runner::InProcess(tr), _, Some(m)) => {
@@ -132,6 +144,48 @@ fn node_row(name: Rich, m: &NodeMetrics, budget_fixed: bool, tokens: u64) -> Vec
         percentiles(&m.allreduce_seconds),
         percentiles(&m.hop_seconds),
     ]
+}
+
+/// Adds `seconds` waited on `peer` ("node1" or "node1 (addr)").
+fn add_blame(blame: &mut Vec<(String, f64)>, peer: &str, seconds: f64) {
+    let name = peer.split_whitespace().next().unwrap_or(peer);
+    match blame.iter_mut().find(|(n, _)| n == name) {
+        Some((_, s)) => *s += seconds,
+        None => blame.push((name.to_string(), seconds)),
+    }
+}
+
+/// Names the node its peers waited on longest since the load: a slow core,
+/// an overloaded machine or a slow link all show up as the others blocked
+/// on its activations. `None` with no node-to-node traffic. The name is
+/// marked as varying: which node is slowest is not part of a transcript's
+/// expectation, the line's presence is.
+fn straggler(labels: &[String], blame: &[(String, f64)]) -> Option<Rich> {
+    let (name, most) = blame
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, s)| (n.clone(), *s))?;
+    let label = labels
+        .iter()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .cloned()
+        .unwrap_or(name.clone());
+    let mut others: Vec<f64> = blame
+        .iter()
+        .filter(|(n, _)| *n != name)
+        .map(|(_, s)| *s)
+        .collect();
+    others.sort_by(|a, b| a.total_cmp(b));
+    let median = others.get(others.len() / 2).copied().unwrap_or(0.0);
+    Some(
+        Rich::from("straggler: ")
+            .push_varies(Varies::Any, label)
+            .push(": its peers waited ")
+            .push_varies(Varies::Time, duration(most))
+            .push(" on it, against a median of ")
+            .push_varies(Varies::Time, duration(median))
+            .push(" for the others"),
+    )
 }
 
 /// "120 µs / 1 ms", or "-" with no samples.

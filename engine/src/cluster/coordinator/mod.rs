@@ -46,6 +46,25 @@ impl ClusterError {
     }
 }
 
+/// A failed receive, worded for the user: silence past a deadline says
+/// "did not answer within Xs" (the node is cut off, stopped or far too
+/// slow); anything else is the connection's own error.
+fn recv_error(
+    label: &str,
+    phase: Phase,
+    deadline: Duration,
+    e: crate::net::NetError,
+) -> ClusterError {
+    match e {
+        crate::net::NetError::Timeout { .. } => ClusterError::new(
+            label,
+            phase,
+            format!("did not answer within {}s", deadline.as_secs_f64()),
+        ),
+        other => ClusterError::new(label, phase, other),
+    }
+}
+
 /// One connected node.
 pub struct NodeHandle {
     /// "node0", "node1", ... in connection order.
@@ -102,7 +121,7 @@ impl NodeHandle {
             conn.send_control(msg)
                 .map_err(|e| ClusterError::new(&label, phase, e))?;
             conn.recv_control::<FromNode>(deadline)
-                .map_err(|e| ClusterError::new(&label, phase, e))
+                .map_err(|e| recv_error(&label, phase, deadline, e))
         })();
         match result {
             Ok(FromNode::Error { phase: p, message }) => {
@@ -190,7 +209,9 @@ impl Cluster {
             }
             other => ClusterError::new(&label, phase, other),
         })?;
-        conn.set_peer_name(&label);
+        // The connection adds the address itself: naming it `label` would
+        // print the address twice.
+        conn.set_peer_name(&name);
         let welcome = auth::client_handshake(
             &mut conn,
             self.token.as_bytes(),

@@ -1,10 +1,23 @@
 //! Generation steps across the cluster: the cluster as a [`Backend`].
 
-use super::{Cluster, ClusterError, CONTROL_DEADLINE};
+use std::time::{Duration, Instant};
+
+use super::{recv_error, Cluster, ClusterError, CONTROL_DEADLINE};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::model::error::ModelError;
 use crate::model::generate::Backend;
 use crate::net::TensorDtype;
+
+/// After the step deadline has passed, a reply already on its way still
+/// gets this long: a survivor's "my peer timed out" must not be mistaken for
+/// silence just because an earlier node used up the shared deadline.
+const LATE_REPLY_GRACE: Duration = Duration::from_millis(500);
+
+/// The time left before `end`, never less than the grace.
+fn left(end: Instant) -> Duration {
+    end.saturating_duration_since(Instant::now())
+        .max(LATE_REPLY_GRACE)
+}
 
 impl Cluster {
     /// Runs one step on every node; returns the gathered logits.
@@ -35,8 +48,17 @@ impl Cluster {
             .filter(|&i| self.nodes[i].is_alive())
             .collect();
         if live.len() != plan_nodes.len() {
-            let e =
-                ClusterError::cluster(phase, "a node left the cluster; re-plan on the survivors");
+            // Name the node that left, not "the cluster".
+            let gone = self
+                .nodes
+                .iter()
+                .find(|n| !n.is_alive())
+                .map_or_else(|| "the cluster".to_string(), |n| n.label());
+            let e = ClusterError::new(
+                &gone,
+                phase,
+                "it left the cluster; re-plan on the survivors",
+            );
             self.broken = Some(e.clone());
             return Err(e);
         }
@@ -60,7 +82,10 @@ impl Cluster {
         self.logits.clear();
         self.logits.resize(vocab, f32::NEG_INFINITY);
         let mut covered = 0usize;
+        // One deadline for the whole gather, not one per node: a cut-off
+        // node is named after the step deadline, not after N of them.
         let deadline = self.step_deadline;
+        let end = Instant::now() + deadline;
         for (k, &i) in live.iter().enumerate() {
             let (_, vocab_range, head) = plan_nodes[k].clone();
             let node = &mut self.nodes[i];
@@ -73,15 +98,15 @@ impl Cluster {
             let result = (|| -> Result<(), (ClusterError, bool)> {
                 let conn = node.conn(phase).map_err(|e| (e, true))?;
                 let reply = conn
-                    .recv_control::<FromNode>(deadline)
-                    .map_err(|e| (ClusterError::new(&label, phase, e), true))?;
+                    .recv_control::<FromNode>(left(end))
+                    .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
                 match reply {
                     FromNode::StepDone { logits, metrics } => {
                         self.last_step[i] = Some(metrics);
                         if logits {
                             let h = conn
-                                .recv_tensor_into(deadline, &mut self.recv_buf)
-                                .map_err(|e| (ClusterError::new(&label, phase, e), true))?;
+                                .recv_tensor_into(left(end), &mut self.recv_buf)
+                                .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
                             let n = vocab_range.len();
                             if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64)
                             {
