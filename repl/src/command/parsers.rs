@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use shardlab_engine::net::LinkProfile;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
 
 use super::args::{number, Args};
@@ -29,7 +30,22 @@ pub fn nodes(a: &Args) -> Result<Command, ParseError> {
     no_args(a, Command::Nodes)
 }
 pub fn links(a: &Args) -> Result<Command, ParseError> {
-    no_args(a, Command::Links)
+    match a.positional.first().map(String::as_str) {
+        None => no_args(a, Command::Links),
+        Some("emulate") => {
+            a.at_most(2)?;
+            let spec = a.positional.get(1).ok_or_else(|| {
+                err("`:links emulate` needs a profile (tb5, 10gbe, 1gbe, wifi), key=value pairs such as latency=2ms,bandwidth=1gbit, or `off`")
+            })?;
+            LinkProfile::parse_or_off(spec)
+                .map(Command::EmulateLinks)
+                .map_err(|e| err(e.to_string()))
+        }
+        Some(other) => Err(ParseError {
+            message: format!("`:links` takes nothing or `emulate PROFILE`, not '{other}'"),
+            suggestion: closest(other, ["emulate"].into_iter()).map(|s| s.to_string()),
+        }),
+    }
 }
 pub fn unload(a: &Args) -> Result<Command, ParseError> {
     no_args(a, Command::Unload)

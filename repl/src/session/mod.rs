@@ -70,6 +70,8 @@ pub struct SessionConfig {
     pub node_exe: PathBuf,
     /// Worker threads per local node unless `:connect local --threads` says.
     pub threads_per_node: usize,
+    /// The link to emulate from the start (`shardlab shell --link`).
+    pub link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 /// What runs prompts right now.
@@ -99,10 +101,13 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     /// Node addresses used this session, for completion.
     addresses_used: Vec<String>,
+    /// The link emulated on the cluster's connections (`:links emulate`).
+    link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
+        let link = config.link.clone();
         Session {
             config,
             settings: Settings::default(),
@@ -116,6 +121,7 @@ impl Session {
             recorder: None,
             cancel: Arc::new(AtomicBool::new(false)),
             addresses_used: Vec::new(),
+            link,
         }
     }
 
@@ -170,6 +176,7 @@ impl Session {
             Command::Disconnect => self.disconnect(),
             Command::Nodes => self.nodes_table(),
             Command::Links => self.links(),
+            Command::EmulateLinks(link) => self.emulate_links(link),
             Command::Kill(node) => self.kill(&node),
             Command::Load(name) => self.load(&name, sink),
             Command::Unload => Ok(self.unload()),
