@@ -100,7 +100,11 @@ fn emulated_latency_and_jitter_slow_the_all_reduce_but_change_no_token() {
     };
     cluster.load(&model, &p, &|_| {}).expect("loads");
     for h in cluster.nodes() {
-        assert_eq!(h.info.link, None, "{}: info from before the emulation", h.name);
+        assert_eq!(
+            h.info.link, None,
+            "{}: info from before the emulation",
+            h.name
+        );
     }
     cluster.refresh().expect("nodes answer");
     for h in cluster.nodes() {
@@ -146,7 +150,13 @@ fn an_emulated_bandwidth_bounds_a_transfer_from_below() {
 #[test]
 fn a_node_refuses_a_bad_link_spec_naming_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_shardlab"))
-        .args(["node", "--listen", "127.0.0.1:0", "--link", "bandwidth=10gbt"])
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--link",
+            "bandwidth=10gbt",
+        ])
         .output()
         .expect("runs");
     assert!(!out.status.success());

@@ -173,6 +173,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let prefill = stats.prefill_tokens_per_second();
     let decode = stats.decode_tokens_per_second();
     println!("layout {label}");
+    if let (Some(link), Some(_)) = (&args.link, &args.nodes) {
+        println!("link emulated {}", link.describe());
+    }
     println!(
         "prefill {prefill:.1} tok/s  ({} tokens in {:.3} s)",
         stats.prompt_tokens, stats.prefill_seconds

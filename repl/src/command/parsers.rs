@@ -43,7 +43,7 @@ pub fn links(a: &Args) -> Result<Command, ParseError> {
         }
         Some(other) => Err(ParseError {
             message: format!("`:links` takes nothing or `emulate PROFILE`, not '{other}'"),
-            suggestion: closest(other, ["emulate"].into_iter()).map(|s| s.to_string()),
+            suggestion: closest(other, ["emulate"]),
         }),
     }
 }
@@ -301,5 +301,38 @@ pub fn kill(a: &Args) -> Result<Command, ParseError> {
     match a.positional.first() {
         Some(n) => Ok(Command::Kill(n.clone())),
         None => Err(err("which node? e.g. `:kill node1`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Command};
+    use shardlab_engine::net::LinkProfile;
+
+    #[test]
+    fn links_emulate_takes_a_profile_a_spec_or_off() {
+        assert_eq!(parse(":links"), Ok(Command::Links));
+        assert_eq!(
+            parse(":links emulate wifi"),
+            Ok(Command::EmulateLinks(LinkProfile::named("wifi")))
+        );
+        let Ok(Command::EmulateLinks(Some(p))) =
+            parse(":links emulate latency=2ms,bandwidth=1gbit")
+        else {
+            panic!("a key=value spec parses");
+        };
+        assert_eq!(p.bandwidth_bps, 1_000_000_000);
+        assert_eq!(parse(":links emulate off"), Ok(Command::EmulateLinks(None)));
+    }
+
+    #[test]
+    fn links_emulate_errors_name_the_problem() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert!(err(":links emulate").contains("needs a profile"));
+        assert!(err(":links emulate bandwidth=10gbt")
+            .contains("bandwidth=10gbt: unknown unit 'gbt', expected bit/kbit/mbit/gbit"));
+        assert!(err(":links emulate lan").contains("unknown link profile 'lan'"));
+        assert!(err(":links emulate wifi extra").contains("unexpected 'extra'"));
+        assert!(err(":links emulat").ends_with("did you mean emulate?"));
     }
 }

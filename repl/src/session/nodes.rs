@@ -176,12 +176,12 @@ impl Session {
         };
         n.cluster.emulate_links(link)?;
         let detail = if self.link.is_some() {
-            "on every link: coordinator to nodes, nodes to coordinator, node to node. \
+            " on every link: coordinator to nodes, nodes to coordinator, node to node. \
              `:links` after a prompt shows the timings it gives."
         } else {
-            "every link sends straight to its socket again."
+            ": every link sends straight to its socket again."
         };
-        Ok(Output::text(format!("{what} {detail}")))
+        Ok(Output::text(format!("{what}{detail}")))
     }
 
     pub(super) fn links(&mut self) -> Result<Output, SessionError> {
@@ -284,6 +284,10 @@ impl Session {
         }
         if !any {
             peers.note("No node-to-node traffic yet: shard a model across nodes and run a prompt.");
+        } else {
+            peers.note(
+                "Timings cover every step since the shard loaded; `link` is the setting now.",
+            );
         }
         Ok(Output::Many(vec![Output::Table(t), Output::Table(peers)]))
     }
