@@ -14,6 +14,10 @@
 //! misreading what follows. A timeout while waiting for the next frame's
 //! header is harmless: the bytes so far stay buffered and the caller may
 //! wait again.
+//!
+//! [`Connection::emulate`] routes this side's sends through an emulated
+//! link (latency, jitter, bandwidth; see [`super::link`]); receives are the
+//! same either way.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
