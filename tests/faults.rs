@@ -210,6 +210,7 @@ fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
         node_exe: PathBuf::from(netlab::EXE),
         threads_per_node: 1,
         step_timeout: Duration::from_secs(3),
+        link: None,
     });
     let connect = format!(
         ":connect {} --token-file {}",

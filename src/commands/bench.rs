@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// Skip the memory-bandwidth probe.
     #[arg(long = "no-probe")]
     pub no_probe: bool,
+    /// With --nodes, emulate a slower link on every connection of the
+    /// cluster: a profile (tb5, 10gbe, 1gbe, wifi) or
+    /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
+    #[arg(long)]
+    pub link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -128,6 +133,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 home: store.home().to_path_buf(),
                 context,
                 pin: args.pin,
+                link: args.link.clone(),
             };
             let mut cluster = cluster_run::start(&setup, &gguf)?;
             // Warm up once (page in the shards), then measure from clean counters.
@@ -167,6 +173,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let prefill = stats.prefill_tokens_per_second();
     let decode = stats.decode_tokens_per_second();
     println!("layout {label}");
+    if let (Some(link), Some(_)) = (&args.link, &args.nodes) {
+        println!("link emulated {}", link.describe());
+    }
     println!(
         "prefill {prefill:.1} tok/s  ({} tokens in {:.3} s)",
         stats.prompt_tokens, stats.prefill_seconds

@@ -11,7 +11,7 @@ use shardlab_engine::cluster::messages::{LocalModel, NodeMetrics};
 use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::model::gguf::GgufFile;
 use shardlab_engine::model::weights::GgufSource;
-use shardlab_engine::net::Token;
+use shardlab_engine::net::{LinkProfile, Token};
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
 
 /// `--nodes local:N` or `ADDR,ADDR,...`.
@@ -53,6 +53,8 @@ pub struct ClusterSetup {
     pub context: usize,
     /// Pin each local node to its own cores (taskset).
     pub pin: bool,
+    /// Emulate this link on every connection (`--link`).
+    pub link: Option<LinkProfile>,
 }
 
 /// Connects, plans, checks memory and loads the model; returns the cluster.
@@ -80,6 +82,11 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
         }
     };
     cluster.step_deadline = Duration::from_secs(120);
+    if let Some(link) = &setup.link {
+        // Before the load, so weights cross the emulated link too.
+        eprintln!("emulating link {} on every connection", link.describe());
+        cluster.emulate_links(Some(link.clone()))?;
+    }
     let summary = ModelSummary::from_gguf(gguf)?;
     let budgets = cluster.budgets();
     let p = plan(&summary, &budgets, &setup.layout, setup.context)?;

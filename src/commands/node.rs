@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::cluster::node::{serve, NodeOptions};
-use shardlab_engine::net::Token;
+use shardlab_engine::net::{LinkProfile, Token};
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -36,6 +36,11 @@ pub struct NodeArgs {
     /// Seconds to wait for a peer's activations before failing a step.
     #[arg(long = "step-timeout", default_value_t = 60.0)]
     pub step_timeout: f64,
+    /// Emulate a slower link on everything this node sends (to the
+    /// coordinator and to peers): a profile (tb5, 10gbe, 1gbe, wifi) or
+    /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
+    #[arg(long)]
+    pub link: Option<LinkProfile>,
 }
 
 pub fn run(args: NodeArgs) -> Result<()> {
@@ -82,7 +87,11 @@ pub fn run(args: NodeArgs) -> Result<()> {
         cache_dir,
         model_dir: args.model_dir,
         step_deadline: Duration::from_secs_f64(args.step_timeout),
+        link: args.link.clone(),
     };
+    if let Some(link) = &args.link {
+        eprintln!("{}: emulating link {}", args.name, link.describe());
+    }
     serve(opts, |addr| {
         // Local clusters read this line to learn the port.
         println!("listening on {addr}");

@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// The nodes' shared token (required with node addresses).
     #[arg(long = "token-file")]
     pub token_file: Option<std::path::PathBuf>,
+    /// With --nodes, emulate a slower link on every connection of the
+    /// cluster: a profile (tb5, 10gbe, 1gbe, wifi) or
+    /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
+    #[arg(long)]
+    pub link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -255,6 +260,7 @@ fn run_on_cluster(
             .ctx
             .min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
         pin: false,
+        link: args.link.clone(),
     };
     let _ = threads;
     let mut cluster = cluster_run::start(&setup, &gguf)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::model::store::ModelStore;
+use shardlab_engine::net::LinkProfile;
 use shardlab_repl::shell::{history_path, run_interactive, run_script};
 use shardlab_repl::{Session, SessionConfig, DEFAULT_STEP_TIMEOUT};
 
@@ -17,11 +18,21 @@ pub struct ShellArgs {
     /// Worker threads per node started with `:connect local`.
     #[arg(long = "node-threads", default_value_t = 1)]
     pub node_threads: usize,
+    /// Emulate a slower link on every connection of the clusters this
+    /// shell drives: a profile (tb5, 10gbe, 1gbe, wifi) or
+    /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
+    #[arg(long)]
+    pub link: Option<LinkProfile>,
 }
 
 /// The session every front end of this binary starts from, configured
 /// from the environment here, at the edge.
 pub fn new_session(node_threads: usize) -> Result<Session> {
+    new_session_with_link(node_threads, None)
+}
+
+/// [`new_session`] emulating `link` on its clusters from the start.
+pub fn new_session_with_link(node_threads: usize, link: Option<LinkProfile>) -> Result<Session> {
     let store = ModelStore::from_env()?;
     let node_exe = std::env::current_exe().context("finding the shardlab binary")?;
     Ok(Session::new(SessionConfig {
@@ -29,6 +40,7 @@ pub fn new_session(node_threads: usize) -> Result<Session> {
         node_exe,
         threads_per_node: node_threads.max(1),
         step_timeout: step_timeout_from_env()?,
+        link,
     }))
 }
 
@@ -47,7 +59,7 @@ fn step_timeout_from_env() -> Result<std::time::Duration> {
 }
 
 pub fn run(args: ShellArgs) -> Result<()> {
-    let mut session = new_session(args.node_threads)?;
+    let mut session = new_session_with_link(args.node_threads, args.link.clone())?;
     match &args.script {
         Some(path) => {
             let stdout = std::io::stdout();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::config::ModelConfig;
 use crate::model::layout::LocalLayout;
+use crate::net::LinkProfile;
 
 /// Coordinator to node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +46,12 @@ pub enum ToNode {
     /// tensor frame of `bytes` bytes.
     Emit {
         bytes: u64,
+    },
+    /// Emulate `link` on every link this node sends on (to the coordinator
+    /// and to its peers, now and after later `ConnectPeers`) until told
+    /// otherwise; `None` turns emulation off. The node answers `Ok`.
+    EmulateLinks {
+        link: Option<LinkProfile>,
     },
     /// Drop the shard, keep the connection.
     Unload,
@@ -94,6 +101,9 @@ pub struct NodeInfo {
     pub cached_shards: Vec<CachedShard>,
     /// A model file this node can read locally (`--model-dir`).
     pub local_models: Vec<LocalModel>,
+    /// The link profile this node's sends emulate (`--link`, `:links emulate`).
+    #[serde(default)]
+    pub link: Option<LinkProfile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

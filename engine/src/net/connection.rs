@@ -14,6 +14,10 @@
 //! misreading what follows. A timeout while waiting for the next frame's
 //! header is harmless: the bytes so far stay buffered and the caller may
 //! wait again.
+//!
+//! [`Connection::emulate`] routes this side's sends through an emulated
+//! link (latency, jitter, bandwidth; see [`super::link`]); receives are the
+//! same either way.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -27,6 +31,7 @@ use super::frame::{
     checked_len, parse_header, tensor_layout, FrameHeader, FrameKind, FrameLimits, TensorHeader,
     HEADER_LEN, PROTOCOL_VERSION,
 };
+use super::link::{LinkProfile, ShapeFail, Shaper};
 use super::Frame;
 
 /// Size of the header read buffer; reads ask for this much so that small
@@ -174,6 +179,10 @@ pub struct Connection {
     limits: FrameLimits,
     read_broken: Option<String>,
     write_broken: Option<String>,
+    /// What sends may wait for a peer that is not reading.
+    write_timeout: Duration,
+    /// Present while this side's sends go through an emulated link.
+    shaper: Option<Shaper>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -227,6 +236,8 @@ impl Connection {
             limits: FrameLimits::default(),
             read_broken: None,
             write_broken: None,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            shaper: None,
         };
         conn.set_peer_name(peer_name);
         conn.stream
@@ -269,6 +280,7 @@ impl Connection {
         } else {
             timeout
         };
+        self.write_timeout = t;
         self.stream
             .set_write_timeout(Some(t))
             .map_err(|source| self.io_error("set the write timeout", source))
@@ -277,10 +289,66 @@ impl Connection {
     /// Tells the peer nothing more will be sent (it reads end-of-stream
     /// after whatever is in flight), without discarding what it sent us.
     pub fn close_write(&mut self) -> Result<(), NetError> {
+        // Frames still on the emulated link arrive before the end of stream.
+        self.emulate(None)?;
         self.write_broken = Some("this side closed its sending half".to_string());
         self.stream
             .shutdown(Shutdown::Write)
             .map_err(|source| self.io_error("shut down sending", source))
+    }
+
+    /// Sends from now on go through an emulated link (`None`: straight to
+    /// the socket). Frames already on the previous emulated link are
+    /// delivered first, so switching never reorders them.
+    pub fn emulate(&mut self, profile: Option<&LinkProfile>) -> Result<(), NetError> {
+        if let Some(old) = self.shaper.take() {
+            old.drain(self.write_timeout)
+                .map_err(|fail| {
+                    self.shape_error(fail, "deliver frames queued on the emulated link")
+                })
+                .map_err(|e| self.break_write(e))?;
+        }
+        if let Some(p) = profile {
+            let clone = self
+                .stream
+                .try_clone()
+                .map_err(|source| self.io_error("clone the socket for link emulation", source))?;
+            let shaper = Shaper::start(p.clone(), clone, &self.peer)
+                .map_err(|source| self.io_error("start the link emulation thread", source))?;
+            self.shaper = Some(shaper);
+        }
+        Ok(())
+    }
+
+    /// The link profile this side's sends are emulating, if any.
+    pub fn emulation(&self) -> Option<&LinkProfile> {
+        self.shaper.as_ref().map(Shaper::profile)
+    }
+
+    fn shape_error(&self, fail: ShapeFail, what: &str) -> NetError {
+        match fail {
+            ShapeFail::Delivery(e) if is_disconnect(&e) => NetError::Closed {
+                peer: self.peer.clone(),
+                partial: None,
+            },
+            ShapeFail::Delivery(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            {
+                NetError::Timeout {
+                    peer: self.peer.clone(),
+                    what: format!("it to accept frames from the emulated link ({what}); it is not reading"),
+                    after: self.write_timeout,
+                }
+            }
+            ShapeFail::Delivery(source) => self.io_error("send over the emulated link", source),
+            ShapeFail::Full { queued } => NetError::Timeout {
+                peer: self.peer.clone(),
+                what: format!(
+                    "room on the emulated link to {what} ({queued} bytes still queued; it is not reading)"
+                ),
+                after: self.write_timeout,
+            },
+        }
     }
 
     // ---- sending ----
@@ -377,6 +445,15 @@ impl Connection {
         total: usize,
         what: &'static str,
     ) -> Result<(), NetError> {
+        if let Some(shaper) = self.shaper.as_mut() {
+            return match shaper.send(parts, total, self.write_timeout) {
+                Ok(()) => Ok(()),
+                Err(fail) => {
+                    let err = self.shape_error(fail, &format!("send {what}"));
+                    Err(self.break_write(err))
+                }
+            };
+        }
         let start = Instant::now();
         let mut sent = 0usize;
         while sent < total {

@@ -9,12 +9,14 @@
 //! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
 //!   every connection.
 //! - [`token`]: the shared secret, which never prints.
+//! - [`link`]: link emulation (latency, jitter, bandwidth) on the send path.
 //! - [`error`]: [`FrameError`] (bytes) and [`NetError`] (a peer).
 
 pub mod auth;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod link;
 pub mod tensor;
 pub mod token;
 
@@ -27,4 +29,5 @@ pub use error::{FrameError, NetError, TokenError};
 pub use frame::{
     parse_frame, Frame, FrameKind, FrameLimits, TensorDtype, TensorHeader, PROTOCOL_VERSION,
 };
+pub use link::{LinkProfile, LinkSpecError};
 pub use token::Token;

@@ -116,6 +116,18 @@ impl PeerLinks {
         }
     }
 
+    /// Emulates `profile` on every link this node sends on (`None`: off).
+    pub fn emulate(&mut self, profile: Option<&crate::net::LinkProfile>) -> Result<(), NetError> {
+        let peers = self.group.iter_mut().flatten();
+        for peer in peers
+            .chain(self.prev.iter_mut())
+            .chain(self.next.iter_mut())
+        {
+            peer.conn.emulate(profile)?;
+        }
+        Ok(())
+    }
+
     pub fn group_size(&self) -> usize {
         self.group.len().max(1)
     }

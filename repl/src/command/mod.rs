@@ -27,6 +27,8 @@ pub enum Command {
     Disconnect,
     Nodes,
     Links,
+    /// Emulate a link profile on every link of the cluster (`None`: off).
+    EmulateLinks(Option<shardlab_engine::net::LinkProfile>),
     /// Kill a local node process (debugging and fault demos).
     Kill(String),
     Load(String),

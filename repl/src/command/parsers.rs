@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use shardlab_engine::net::LinkProfile;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
 
 use super::args::{number, Args};
@@ -29,7 +30,22 @@ pub fn nodes(a: &Args) -> Result<Command, ParseError> {
     no_args(a, Command::Nodes)
 }
 pub fn links(a: &Args) -> Result<Command, ParseError> {
-    no_args(a, Command::Links)
+    match a.positional.first().map(String::as_str) {
+        None => no_args(a, Command::Links),
+        Some("emulate") => {
+            a.at_most(2)?;
+            let spec = a.positional.get(1).ok_or_else(|| {
+                err("`:links emulate` needs a profile (tb5, 10gbe, 1gbe, wifi), key=value pairs such as latency=2ms,bandwidth=1gbit, or `off`")
+            })?;
+            LinkProfile::parse_or_off(spec)
+                .map(Command::EmulateLinks)
+                .map_err(|e| err(e.to_string()))
+        }
+        Some(other) => Err(ParseError {
+            message: format!("`:links` takes nothing or `emulate PROFILE`, not '{other}'"),
+            suggestion: closest(other, ["emulate"]),
+        }),
+    }
 }
 pub fn unload(a: &Args) -> Result<Command, ParseError> {
     no_args(a, Command::Unload)
@@ -285,5 +301,38 @@ pub fn kill(a: &Args) -> Result<Command, ParseError> {
     match a.positional.first() {
         Some(n) => Ok(Command::Kill(n.clone())),
         None => Err(err("which node? e.g. `:kill node1`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Command};
+    use shardlab_engine::net::LinkProfile;
+
+    #[test]
+    fn links_emulate_takes_a_profile_a_spec_or_off() {
+        assert_eq!(parse(":links"), Ok(Command::Links));
+        assert_eq!(
+            parse(":links emulate wifi"),
+            Ok(Command::EmulateLinks(LinkProfile::named("wifi")))
+        );
+        let Ok(Command::EmulateLinks(Some(p))) =
+            parse(":links emulate latency=2ms,bandwidth=1gbit")
+        else {
+            panic!("a key=value spec parses");
+        };
+        assert_eq!(p.bandwidth_bps, 1_000_000_000);
+        assert_eq!(parse(":links emulate off"), Ok(Command::EmulateLinks(None)));
+    }
+
+    #[test]
+    fn links_emulate_errors_name_the_problem() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert!(err(":links emulate").contains("needs a profile"));
+        assert!(err(":links emulate bandwidth=10gbt")
+            .contains("bandwidth=10gbt: unknown unit 'gbt', expected bit/kbit/mbit/gbit"));
+        assert!(err(":links emulate lan").contains("unknown link profile 'lan'"));
+        assert!(err(":links emulate wifi extra").contains("unexpected 'extra'"));
+        assert!(err(":links emulat").ends_with("did you mean emulate?"));
     }
 }

@@ -95,11 +95,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "links",
         aliases: &[],
-        usage: ":links",
-        summary: "round-trip latency from here to each node",
-        help: "Pings each node a few times and shows min and median round trip.",
+        usage: ":links | :links emulate PROFILE|off",
+        summary: "the links: measured latency and bandwidth, and any emulated profile",
+        help: "`:links` pings each node a few times (min and median round trip), times a transfer each way,\n\
+               and shows the all-reduce and hop latencies the nodes measured between themselves while generating.\n\
+               `:links emulate wifi` makes every link behave like Wi-Fi (also tb5, 10gbe, 1gbe, or\n\
+               latency=2ms,jitter=1ms,bandwidth=1gbit): the coordinator's sends and each node's sends to the\n\
+               coordinator and its peers. `:links emulate off` stops it. See docs/LINKS.md.",
         flags: &[],
-        completion: Completion::Nothing,
+        completion: Completion::Words(&["emulate"]),
         debug: false,
         parse: p::links,
     },

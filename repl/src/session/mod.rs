@@ -74,6 +74,8 @@ pub struct SessionConfig {
     /// silent node is named ([`DEFAULT_STEP_TIMEOUT`] unless
     /// `SHARDLAB_STEP_TIMEOUT` says otherwise).
     pub step_timeout: std::time::Duration,
+    /// The link to emulate from the start (`shardlab shell --link`).
+    pub link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 /// The coordinator's step deadline unless configured.
@@ -106,10 +108,13 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     /// Node addresses used this session, for completion.
     addresses_used: Vec<String>,
+    /// The link emulated on the cluster's connections (`:links emulate`).
+    link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
+        let link = config.link.clone();
         Session {
             config,
             settings: Settings::default(),
@@ -123,6 +128,7 @@ impl Session {
             recorder: None,
             cancel: Arc::new(AtomicBool::new(false)),
             addresses_used: Vec::new(),
+            link,
         }
     }
 
@@ -177,6 +183,7 @@ impl Session {
             Command::Disconnect => self.disconnect(),
             Command::Nodes => self.nodes_table(),
             Command::Links => self.links(),
+            Command::EmulateLinks(link) => self.emulate_links(link),
             Command::Kill(node) => self.kill(&node),
             Command::Load(name) => self.load(&name, sink),
             Command::Unload => Ok(self.unload()),

@@ -1,9 +1,9 @@
-//! `:connect`, `:disconnect`, `:nodes`, `:links` and the debugging `:kill`:
-//! the cluster this session drives.
+//! `:connect`, `:disconnect`, `:nodes`, `:links` (and `:links emulate`) and
+//! the debugging `:kill`: the cluster this session drives.
 
 use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
 use shardlab_engine::metrics::bandwidth::quantile;
-use shardlab_engine::net::Token;
+use shardlab_engine::net::{LinkProfile, Token};
 
 use super::{Runner, Session, SessionError};
 use crate::command::ConnectTarget;
@@ -83,6 +83,9 @@ impl Session {
             }
         };
         cluster.step_deadline = self.config.step_timeout;
+        if self.link.is_some() {
+            cluster.emulate_links(self.link.clone())?;
+        }
         for h in cluster.nodes() {
             if !self.addresses_used.contains(&h.addr) {
                 self.addresses_used.push(h.addr.clone());
@@ -156,6 +159,32 @@ impl Session {
         Ok(Output::Table(t))
     }
 
+    /// `:links emulate PROFILE|off`: every link of the cluster, now and
+    /// after later `:connect`s.
+    pub(super) fn emulate_links(
+        &mut self,
+        link: Option<LinkProfile>,
+    ) -> Result<Output, SessionError> {
+        self.link = link.clone();
+        let what = match &link {
+            Some(l) => format!("emulating {}", l.describe()),
+            None => "link emulation off".to_string(),
+        };
+        let Some(n) = self.nodes.as_mut() else {
+            return Ok(Output::text(format!(
+                "{what}: it applies from the next `:connect`"
+            )));
+        };
+        n.cluster.emulate_links(link)?;
+        let detail = if self.link.is_some() {
+            " on every link: coordinator to nodes, nodes to coordinator, node to node. \
+             `:links` after a prompt shows the timings it gives."
+        } else {
+            ": every link sends straight to its socket again."
+        };
+        Ok(Output::text(format!("{what}{detail}")))
+    }
+
     pub(super) fn links(&mut self) -> Result<Output, SessionError> {
         let n = self.nodes.as_mut().ok_or(SessionError::NoNodes)?;
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n.cluster.nodes().len()];
@@ -175,6 +204,7 @@ impl Session {
             "RTT median",
             "up",
             "down",
+            "link",
         ])
         .titled("links: coordinator to each node");
         let live: Vec<bool> = n.cluster.nodes().iter().map(|h| h.is_alive()).collect();
@@ -200,12 +230,25 @@ impl Session {
                 cell(s.get(s.len() / 2)),
                 rate.map_or("-".into(), |r| mbps(r.0)),
                 rate.map_or("-".into(), |r| mbps(r.1)),
+                link_cell(n.cluster.link(), h.info.link.as_ref()),
             ]);
         }
         t.note(format!(
             "{LINK_PINGS} control-message round trips per node (ping + node info); bandwidth from one {} MiB transfer each way.",
             LINK_PROBE_BYTES >> 20
         ));
+        if let Some(l) = n.cluster.link() {
+            t.note(format!(
+                "Emulating {} on every link: the figures above and below include it.",
+                l.describe()
+            ));
+        }
+        let node_links: Vec<Option<LinkProfile>> = n
+            .cluster
+            .nodes()
+            .iter()
+            .map(|h| h.info.link.clone())
+            .collect();
         // Node to node: what the nodes measured on their own links while
         // running (all-reduce exchanges within a tensor group, hidden-state
         // hand-offs between stages).
@@ -216,10 +259,11 @@ impl Session {
             "all-reduce p99",
             "hop p50",
             "hop p99",
+            "link",
         ])
         .titled("links: node to node, as measured during generation");
         let mut any = false;
-        for (label, m) in n.cluster.metrics() {
+        for ((label, m), link) in n.cluster.metrics().into_iter().zip(&node_links) {
             let Ok(m) = m else { continue };
             if m.allreduce_seconds.is_empty() && m.hop_seconds.is_empty() {
                 continue;
@@ -236,10 +280,15 @@ impl Session {
                 q(&m.allreduce_seconds, 0.99),
                 q(&m.hop_seconds, 0.5),
                 q(&m.hop_seconds, 0.99),
+                link_cell(link.as_ref(), link.as_ref()),
             ]);
         }
         if !any {
             peers.note("No node-to-node traffic yet: shard a model across nodes and run a prompt.");
+        } else {
+            peers.note(
+                "Timings cover every step since the shard loaded; `link` is the setting now.",
+            );
         }
         Ok(Output::Many(vec![Output::Table(t), Output::Table(peers)]))
     }
@@ -269,6 +318,18 @@ impl Session {
             "killed {name}; {alive} of {} nodes left. Prompts fail until `:shard LAYOUT` re-plans on the survivors.",
             known.len()
         )))
+    }
+}
+
+/// "wifi" when both directions emulate one profile, "real" when neither
+/// does; otherwise each direction (`out`: this side's sends, `back`: the
+/// far side's).
+fn link_cell(out: Option<&LinkProfile>, back: Option<&LinkProfile>) -> Rich {
+    let name = |l: Option<&LinkProfile>| l.map_or("real".to_string(), |l| l.name.clone());
+    if out == back {
+        name(out).into()
+    } else {
+        format!("{} out, {} back", name(out), name(back)).into()
     }
 }
 

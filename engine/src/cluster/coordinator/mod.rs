@@ -16,7 +16,7 @@ pub use spawn::{LocalNodeOptions, LocalNodes};
 use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNode};
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
-use crate::net::{auth, Connection, Token};
+use crate::net::{auth, Connection, LinkProfile, Token};
 use crate::shard::plan::{NodeBudget, Plan};
 
 /// How long connecting and authenticating one node may take.
@@ -158,6 +158,8 @@ pub struct Cluster {
     pub last_step: Vec<Option<StepMetrics>>,
     logits: Vec<f32>,
     recv_buf: Vec<u8>,
+    /// The link emulated on every connection of this cluster, if any.
+    link: Option<LinkProfile>,
 }
 
 impl Cluster {
@@ -178,6 +180,7 @@ impl Cluster {
             last_step: Vec::new(),
             logits: Vec::new(),
             recv_buf: Vec::new(),
+            link: None,
         };
         for addr in addrs {
             cluster.add_node(addr)?;
@@ -222,6 +225,8 @@ impl Cluster {
         let info: NodeInfo = serde_json::from_value(welcome.info).map_err(|e| {
             ClusterError::new(&label, phase, format!("node info is malformed: {e}"))
         })?;
+        conn.emulate(self.link.as_ref())
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
         self.nodes.push(NodeHandle {
             name,
             addr: addr.to_string(),
@@ -261,6 +266,45 @@ impl Cluster {
                 budget_bytes: n.info.budget,
             })
             .collect()
+    }
+
+    /// The link emulated on this cluster's connections, if any.
+    pub fn link(&self) -> Option<&LinkProfile> {
+        self.link.as_ref()
+    }
+
+    /// Emulates `link` on every connection of the cluster (`None`: off):
+    /// the coordinator's own sends, and each node's sends to the
+    /// coordinator and to its peers (now and after the next load). Every
+    /// live node is told; the first failure is returned.
+    pub fn emulate_links(&mut self, link: Option<LinkProfile>) -> Result<(), ClusterError> {
+        self.link = link;
+        let mut first_error = None;
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let label = node.label();
+            let msg = ToNode::EmulateLinks {
+                link: self.link.clone(),
+            };
+            let result = node
+                .request(&msg, Phase::Control, CONTROL_DEADLINE)
+                .and_then(|reply| match reply {
+                    FromNode::Ok => Ok(()),
+                    other => Err(ClusterError::new(
+                        &label,
+                        Phase::Control,
+                        format!("unexpected reply {other:?}"),
+                    )),
+                })
+                .and_then(|()| {
+                    node.conn(Phase::Control)?
+                        .emulate(self.link.as_ref())
+                        .map_err(|e| ClusterError::new(&label, Phase::Control, e))
+                });
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Refreshes node info and measures a round trip to each live node.

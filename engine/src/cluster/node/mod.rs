@@ -33,6 +33,8 @@ pub struct NodeOptions {
     pub model_dir: Option<PathBuf>,
     /// Deadline for each receive during a step (activations from peers).
     pub step_deadline: Duration,
+    /// Emulate this link on everything the node sends (`--link`).
+    pub link: Option<crate::net::LinkProfile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +228,7 @@ pub(crate) fn node_info(opts: &NodeOptions) -> NodeInfo {
         budget: opts.mem_limit.unwrap_or(free),
         cached_shards: shard_cache::ShardCache::new(opts.cache_dir.clone()).list(),
         local_models: local_models(opts),
+        link: opts.link.clone(),
     }
 }
 

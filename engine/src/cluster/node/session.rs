@@ -41,6 +41,9 @@ pub(super) fn serve(
 ) -> Result<(), NetError> {
     let cache = ShardCache::new(opts.cache_dir.clone());
     let mut state: Option<Loaded> = None;
+    // The link every send emulates: `--link` until the coordinator says otherwise.
+    let mut link = opts.link.clone();
+    conn.emulate(link.as_ref())?;
     loop {
         let msg: ToNode = match conn.recv_control(IDLE_DEADLINE) {
             Ok(m) => m,
@@ -48,7 +51,24 @@ pub(super) fn serve(
             Err(e) => return Err(e),
         };
         match msg {
-            ToNode::Info => conn.send_control(&FromNode::Info(super::node_info(opts)))?,
+            ToNode::Info => {
+                let mut info = super::node_info(opts);
+                info.link = link.clone();
+                conn.send_control(&FromNode::Info(info))?;
+            }
+            ToNode::EmulateLinks { link: wanted } => {
+                link = wanted;
+                let peers = match state.as_mut().and_then(|l| l.links.as_mut()) {
+                    Some(links) => links.emulate(link.as_ref()),
+                    None => Ok(()),
+                };
+                conn.emulate(link.as_ref())?;
+                let reply = match peers {
+                    Ok(()) => FromNode::Ok,
+                    Err(e) => error("links", format!("emulating on peer links: {e}")),
+                };
+                conn.send_control(&reply)?;
+            }
             ToNode::Ping => conn.send_control(&FromNode::Pong)?,
             ToNode::Absorb { bytes } => {
                 let mut sink = Vec::new();
@@ -103,7 +123,13 @@ pub(super) fn serve(
             ToNode::ConnectPeers(plan) => {
                 let reply = match state.as_mut() {
                     None => error("peers", "no shard is loaded"),
-                    Some(l) => match connect_peers(opts, &plan, &peers, opts.step_deadline) {
+                    Some(l) => match connect_peers(opts, &plan, &peers, opts.step_deadline)
+                        .and_then(|mut links| {
+                            links
+                                .emulate(link.as_ref())
+                                .map(|()| links)
+                                .map_err(|e| format!("emulating on peer links: {e}"))
+                        }) {
                         Ok(links) => {
                             l.links = Some(links);
                             FromNode::PeersReady

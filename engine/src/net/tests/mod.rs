@@ -3,6 +3,7 @@
 
 mod connection;
 mod handshake;
+mod link;
 
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
