@@ -12,6 +12,7 @@ use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::model::gguf::GgufFile;
 use shardlab_engine::model::weights::GgufSource;
 use shardlab_engine::net::Token;
+use shardlab_engine::parallel::WireDtype;
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
 
 /// `--nodes local:N` or `ADDR,ADDR,...`.
@@ -53,6 +54,8 @@ pub struct ClusterSetup {
     pub context: usize,
     /// Pin each local node to its own cores (taskset).
     pub pin: bool,
+    /// Precision of activations between nodes.
+    pub wire: WireDtype,
 }
 
 /// Connects, plans, checks memory and loads the model; returns the cluster.
@@ -80,6 +83,7 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
         }
     };
     cluster.step_deadline = Duration::from_secs(120);
+    cluster.wire = setup.wire;
     let summary = ModelSummary::from_gguf(gguf)?;
     let budgets = cluster.budgets();
     let p = plan(&summary, &budgets, &setup.layout, setup.context)?;
@@ -135,7 +139,12 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
             }
         ),
     };
-    eprintln!("loading {} as {}", gguf.path.display(), setup.layout);
+    eprintln!(
+        "loading {} as {} (activations on the wire: {})",
+        gguf.path.display(),
+        setup.layout,
+        setup.wire
+    );
     for np in &p.nodes {
         eprintln!(
             "  {}: layers {:?}, heads {:?}, ffn {:?}, predicted {:.1} MiB of {:.1} MiB budget",
