@@ -323,8 +323,10 @@ pub fn generate_many(
         });
     }
     let started = Instant::now();
-    for (seq, run) in runs.iter().enumerate() {
+    for seq in 0..runs.len() {
         backend.reset(seq as u32)?;
+    }
+    for (seq, run) in runs.iter().enumerate() {
         backend.submit(seq as u32, run.prompt, 0)?;
     }
     let mut in_flight = runs.len();

@@ -152,6 +152,7 @@ impl Session {
             source: &GgufSource { file },
             file: Some(LocalModel::describe(&m.path, m.file_bytes)),
         };
+        n.cluster.wire = self.settings.wire;
         n.cluster.load(&model, &p, &|_: LoadProgress| {})?;
         let g = generate(
             &mut n.cluster,
