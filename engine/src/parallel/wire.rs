@@ -170,9 +170,10 @@ fn encode_values(
                 let scale = amax / 127.0;
                 let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
                 out.extend_from_slice(&scale.to_le_bytes());
-                for i in 0..Q8_BLOCK {
+                // Past the last value the block is padded with zeros.
+                for (i, &v) in block.iter().enumerate() {
                     let q = if i < len {
-                        (block[i] * inv).round().clamp(-127.0, 127.0) as i8
+                        (v * inv).round().clamp(-127.0, 127.0) as i8
                     } else {
                         0
                     };
