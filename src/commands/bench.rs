@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use shardlab_engine::cluster::coordinator::Cluster;
 use shardlab_engine::metrics::bandwidth::{loopback_round_trips, memory_read_bandwidth, quantile};
-use shardlab_engine::model::generate::{generate, Backend, GenerateOptions};
+use shardlab_engine::model::generate::{generate, generate_many, Backend, GenerateOptions};
 use shardlab_engine::model::gguf::GgufFile;
 use shardlab_engine::model::loader;
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::model::store::{ModelSource, ModelStore};
 use shardlab_engine::model::tokenizer::Tokenizer;
+use shardlab_engine::parallel::WireDtype;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest, ModelSummary};
 
 use super::cluster_run::{self, ClusterSetup};
@@ -51,11 +53,21 @@ pub struct BenchArgs {
     /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
     #[arg(long)]
     pub link: Option<shardlab_engine::net::LinkProfile>,
+    /// Sequences in flight at once (with --nodes); decode is then reported
+    /// as the aggregate rate of all of them.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Precision of activations between nodes: f64 (exact), f32, f16, bf16, q8.
+    #[arg(long, default_value = "f64")]
+    pub wire: WireDtype,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.threads == 0 || args.prompt_tokens == 0 || args.gen == 0 {
-        bail!("--threads, --prompt-tokens and --gen must be at least 1");
+    if args.threads == 0 || args.prompt_tokens == 0 || args.gen == 0 || args.parallel == 0 {
+        bail!("--threads, --prompt-tokens, --gen and --parallel must be at least 1");
+    }
+    if args.parallel > 1 && args.nodes.is_none() {
+        bail!("--parallel runs sequences across nodes: add --nodes (one process runs them one after another at its single-sequence rate)");
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -134,6 +146,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 context,
                 pin: args.pin,
                 link: args.link.clone(),
+                wire: args.wire,
             };
             let mut cluster = cluster_run::start(&setup, &gguf)?;
             // Warm up once (page in the shards), then measure from clean counters.
@@ -154,6 +167,33 @@ fn bench(args: &BenchArgs) -> Result<()> {
             cluster.truncate(0)?;
             cached.clear();
             cluster.reset_metrics();
+            if args.parallel > 1 {
+                let prompts = vec![prompt.clone(); args.parallel];
+                let many = generate_many(&mut cluster, &tokenizer, &prompts, &opts, None)?;
+                let layout_label = format!(
+                    "{layout} over {} nodes, {} sequences in flight, wire {}",
+                    cluster.nodes().len(),
+                    args.parallel,
+                    args.wire
+                );
+                println!("layout {layout_label}");
+                println!(
+                    "prefill {:.1} tok/s aggregate  ({} prompts of {} tokens in {:.3} s)",
+                    (args.parallel * args.prompt_tokens) as f64
+                        / many.prefill_wall_seconds.max(1e-9),
+                    args.parallel,
+                    args.prompt_tokens,
+                    many.prefill_wall_seconds
+                );
+                println!(
+                    "decode  {:.2} tok/s aggregate  ({} tokens in {:.3} s once all were decoding)",
+                    many.decode_tokens_per_second(),
+                    many.steady_tokens,
+                    many.wall_seconds - many.prefill_wall_seconds
+                );
+                print_node_lines(&mut cluster, &summary);
+                return Ok(());
+            }
             let g = generate(
                 &mut cluster,
                 &tokenizer,
@@ -164,7 +204,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 &mut |_| {},
             )?;
             (
-                format!("{layout} over {} nodes", cluster.nodes().len()),
+                format!(
+                    "{layout} over {} nodes, wire {}",
+                    cluster.nodes().len(),
+                    args.wire
+                ),
                 g.stats,
                 Some(cluster),
             )
@@ -199,22 +243,29 @@ fn bench(args: &BenchArgs) -> Result<()> {
     }
 
     if let Some(mut cluster) = cluster {
-        let hidden = summary.config.hidden;
-        let decode_steps = stats.generated_tokens.saturating_sub(1).max(1) as f64;
-        let raw = loopback_round_trips(hidden * 8 + 24, 400).unwrap_or_default();
-        let raw_p50 = quantile(&raw, 0.5).unwrap_or(0.0);
-        println!(
-            "raw loopback TCP round trip of {} bytes (one all-reduce payload): p50 {:.1} µs, p99 {:.1} µs",
+        print_node_lines(&mut cluster, &summary);
+    }
+    Ok(())
+}
+
+/// Per-node compute / wait / traffic, against a raw loopback round trip of
+/// one all-reduce payload measured now.
+fn print_node_lines(cluster: &mut Cluster, summary: &ModelSummary) {
+    let hidden = summary.config.hidden;
+    let raw = loopback_round_trips(hidden * 8 + 24, 400).unwrap_or_default();
+    let raw_p50 = quantile(&raw, 0.5).unwrap_or(0.0);
+    println!(
+            "raw loopback TCP round trip of {} bytes (one f64 all-reduce payload): p50 {:.1} µs, p99 {:.1} µs",
             hidden * 8,
             raw_p50 * 1e6,
             quantile(&raw, 0.99).unwrap_or(0.0) * 1e6
         );
-        for (label, m) in cluster.metrics() {
-            let Ok(m) = m else { continue };
-            let total = m.compute_seconds + m.wait_seconds;
-            let sent: u64 = m.traffic.iter().map(|t| t.bytes_sent).sum();
-            let steps = m.steps.max(1) as f64;
-            println!(
+    for (label, m) in cluster.metrics() {
+        let Ok(m) = m else { continue };
+        let total = m.compute_seconds + m.wait_seconds;
+        let sent: u64 = m.traffic.iter().map(|t| t.bytes_sent).sum();
+        let steps = m.steps.max(1) as f64;
+        println!(
                 "{label}: compute {:.3} s, waiting on peers {:.3} s ({:.0}% of step time), sent {:.1} KiB/step, all-reduce p50 {:.1} µs p99 {:.1} µs ({:.2}x raw RTT), hop p50 {:.1} µs",
                 m.compute_seconds,
                 m.wait_seconds,
@@ -225,8 +276,5 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 quantile(&m.allreduce_seconds, 0.5).unwrap_or(0.0) / raw_p50.max(1e-9),
                 quantile(&m.hop_seconds, 0.5).unwrap_or(0.0) * 1e6,
             );
-        }
-        let _ = decode_steps;
     }
-    Ok(())
 }

@@ -12,6 +12,7 @@ use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::model::gguf::GgufFile;
 use shardlab_engine::model::weights::GgufSource;
 use shardlab_engine::net::{LinkProfile, Token};
+use shardlab_engine::parallel::WireDtype;
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
 
 /// `--nodes local:N` or `ADDR,ADDR,...`.
@@ -55,6 +56,8 @@ pub struct ClusterSetup {
     pub pin: bool,
     /// Emulate this link on every connection (`--link`).
     pub link: Option<LinkProfile>,
+    /// Precision of activations between nodes.
+    pub wire: WireDtype,
 }
 
 /// Connects, plans, checks memory and loads the model; returns the cluster.
@@ -87,6 +90,7 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
         eprintln!("emulating link {} on every connection", link.describe());
         cluster.emulate_links(Some(link.clone()))?;
     }
+    cluster.wire = setup.wire;
     let summary = ModelSummary::from_gguf(gguf)?;
     let budgets = cluster.budgets();
     let p = plan(&summary, &budgets, &setup.layout, setup.context)?;
@@ -142,7 +146,12 @@ pub fn start(setup: &ClusterSetup, gguf: &GgufFile) -> Result<Cluster> {
             }
         ),
     };
-    eprintln!("loading {} as {}", gguf.path.display(), setup.layout);
+    eprintln!(
+        "loading {} as {} (activations on the wire: {})",
+        gguf.path.display(),
+        setup.layout,
+        setup.wire
+    );
     for np in &p.nodes {
         eprintln!(
             "  {}: layers {:?}, heads {:?}, ffn {:?}, predicted {:.1} MiB of {:.1} MiB budget",

@@ -7,10 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::metrics::memory::peak_rss_bytes;
 use shardlab_engine::model::chat::ChatMessage;
-use shardlab_engine::model::generate::{generate, Backend, GenerateOptions, Generation};
+use shardlab_engine::model::generate::{
+    generate, generate_many, Backend, GenerateOptions, Generation,
+};
 use shardlab_engine::model::loader::{self, DEFAULT_CONTEXT};
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::model::store::ModelStore;
+use shardlab_engine::parallel::WireDtype;
 
 use std::path::Path;
 
@@ -28,9 +31,16 @@ pub struct RunArgs {
     /// A model alias (smollm2), a .gguf file or a Hugging Face directory.
     #[arg(long, short = 'm', default_value = "smollm2")]
     pub model: String,
-    /// The prompt text.
-    #[arg(long, short = 'p')]
-    pub prompt: String,
+    /// The prompt text; repeat it for several sequences at once (with --nodes).
+    #[arg(long, short = 'p', required = true)]
+    pub prompt: Vec<String>,
+    /// Sequences in flight at once across the nodes (prompts are reused in
+    /// turn when fewer were given). Default: one per --prompt.
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Precision of activations between nodes: f64 (exact), f32, f16, bf16, q8.
+    #[arg(long, default_value = "f64")]
+    pub wire: WireDtype,
     /// Tokens to generate at most.
     #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
     pub max_tokens: usize,
@@ -99,6 +109,9 @@ pub fn run(args: RunArgs) -> Result<()> {
 fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     let store = ModelStore::from_env()?;
     let source = store.resolve(&args.model, &mut print_pull_event)?;
+    if sequences(&args)? > 1 && args.nodes.is_none() {
+        bail!("several prompts or --parallel run across nodes: add --nodes (e.g. local:2)");
+    }
     if let Some(nodes) = &args.nodes {
         return run_on_cluster(&args, nodes, &source, store.home(), threads);
     }
@@ -109,6 +122,7 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
 
     let prompt = prompt_ids(
         &args,
+        &args.prompt[0],
         &model.tokenizer,
         model.chat_template.as_ref(),
         &model.path,
@@ -163,8 +177,18 @@ fn generate_to_stdout(
     Ok(generation)
 }
 
+/// How many sequences run at once.
+fn sequences(args: &RunArgs) -> Result<usize> {
+    let k = args.parallel.unwrap_or(args.prompt.len());
+    if k == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    Ok(k)
+}
+
 fn prompt_ids(
     args: &RunArgs,
+    prompt: &str,
     tokenizer: &Tokenizer,
     template: Option<&ChatTemplate>,
     path: &Path,
@@ -185,11 +209,11 @@ fn prompt_ids(
         }
         messages.push(ChatMessage {
             role: "user".into(),
-            content: args.prompt.clone(),
+            content: prompt.to_string(),
         });
         template.render(&messages, true)?
     } else {
-        args.prompt.clone()
+        prompt.to_string()
     };
     Ok(tokenizer.encode(&prompt_text, true)?)
 }
@@ -261,12 +285,39 @@ fn run_on_cluster(
             .min(shardlab_engine::model::config::ModelConfig::from_gguf(&gguf)?.train_context),
         pin: false,
         link: args.link.clone(),
+        wire: args.wire,
     };
     let _ = threads;
     let mut cluster = cluster_run::start(&setup, &gguf)?;
-    let prompt = prompt_ids(args, &tokenizer, template.as_ref(), path)?;
     let opts = generate_options(args)?;
-    let generation = generate_to_stdout(&mut cluster, &tokenizer, &prompt, &opts)?;
-    cluster_run::print_stats(&mut cluster, &generation.stats);
+    let k = sequences(args)?;
+    if k == 1 {
+        let prompt = prompt_ids(args, &args.prompt[0], &tokenizer, template.as_ref(), path)?;
+        let generation = generate_to_stdout(&mut cluster, &tokenizer, &prompt, &opts)?;
+        cluster_run::print_stats(&mut cluster, &generation.stats);
+        return Ok(());
+    }
+    let prompts = (0..k)
+        .map(|i| {
+            let text = &args.prompt[i % args.prompt.len()];
+            prompt_ids(args, text, &tokenizer, template.as_ref(), path)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let many = generate_many(&mut cluster, &tokenizer, &prompts, &opts, None)?;
+    for (i, g) in many.generations.iter().enumerate() {
+        println!("[{i}] {}", g.text);
+    }
+    let generated: usize = many
+        .generations
+        .iter()
+        .map(|g| g.stats.generated_tokens)
+        .sum();
+    cluster_run::print_stats(&mut cluster, &many.generations[0].stats);
+    eprintln!(
+        "{k} sequences in flight | {generated} tokens in {:.2} s | all prompts prefilled after {:.0} ms | aggregate decode {:.1} tok/s",
+        many.wall_seconds,
+        many.prefill_wall_seconds * 1e3,
+        many.decode_tokens_per_second()
+    );
     Ok(())
 }

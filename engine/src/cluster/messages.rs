@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::config::ModelConfig;
 use crate::model::layout::LocalLayout;
 use crate::net::LinkProfile;
+use crate::parallel::WireDtype;
 
 /// Coordinator to node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,14 +26,20 @@ pub enum ToNode {
     LoadFinish,
     /// Connect to the other nodes this node exchanges activations with.
     ConnectPeers(PeerPlan),
-    /// Run `tokens` at positions `pos..`.
+    /// Run `tokens` of sequence `seq` at positions `pos..`. Each sequence
+    /// has its own KV cache; steps are answered in the order they came, so
+    /// several may be in flight (pipelined sequences).
     Step {
         pos: u32,
         tokens: Vec<u32>,
+        #[serde(default)]
+        seq: u32,
     },
-    /// Forget KV positions from `pos` on.
+    /// Forget KV positions of sequence `seq` from `pos` on.
     Truncate {
         pos: u32,
+        #[serde(default)]
+        seq: u32,
     },
     Metrics,
     ResetMetrics,
@@ -181,6 +188,9 @@ pub struct PeerPlan {
     pub prev: Option<PeerAddr>,
     /// The node this one sends hidden states to (next stage).
     pub next: Option<PeerAddr>,
+    /// Precision of activations between nodes for this load.
+    #[serde(default)]
+    pub wire: WireDtype,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

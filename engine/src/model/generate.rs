@@ -233,3 +233,200 @@ pub fn generate(
         text,
     })
 }
+
+/// A backend that can hold several sequences and run steps of different
+/// sequences at once (a pipeline keeps every stage busy that way).
+pub trait SequenceBackend {
+    /// Starts `tokens` of sequence `seq` at positions `pos..`.
+    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError>;
+    /// The oldest submitted step's sequence and last logits.
+    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError>;
+    /// Forgets everything sequence `seq` holds.
+    fn reset(&mut self, seq: u32) -> Result<(), ModelError>;
+    /// The most positions one sequence may hold.
+    fn context(&self) -> usize;
+}
+
+/// What [`generate_many`] produced, with the figures of the run as a whole.
+#[derive(Debug, Clone)]
+pub struct ManyGenerations {
+    /// One per prompt, in prompt order.
+    pub generations: Vec<Generation>,
+    pub wall_seconds: f64,
+    /// Until every sequence had its first logits (all prompts prefilled).
+    pub prefill_wall_seconds: f64,
+    /// Tokens decoded after that point, across all sequences.
+    pub steady_tokens: usize,
+}
+
+impl ManyGenerations {
+    /// Aggregate decode rate once every sequence is decoding.
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        rate(
+            self.steady_tokens,
+            self.wall_seconds - self.prefill_wall_seconds,
+        )
+    }
+}
+
+/// One sequence's progress in [`generate_many`].
+struct Running<'a> {
+    prompt: &'a [u32],
+    sampler: Sampler,
+    stops: StopMatcher,
+    detok: super::tokenizer::TokenStream<'a>,
+    history: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    pos: usize,
+    first: Option<f64>,
+    stop: Option<StopReason>,
+}
+
+/// Generates a continuation of every prompt at once, sequence `i` for
+/// prompt `i`: each sequence's next step is submitted as soon as its logits
+/// arrive, so up to `prompts.len()` steps are in flight. Each sequence's
+/// tokens are what [`generate`] gives for its prompt alone (same sampler
+/// settings, seeded the same). The backend's sequences start empty.
+pub fn generate_many(
+    backend: &mut dyn SequenceBackend,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    cancel: Option<&AtomicBool>,
+) -> Result<ManyGenerations, ModelError> {
+    let mut runs = Vec::with_capacity(prompts.len());
+    for (i, prompt) in prompts.iter().enumerate() {
+        if prompt.is_empty() {
+            return Err(ModelError::Other(format!(
+                "prompt {i} is empty (no tokens)"
+            )));
+        }
+        if prompt.len() >= backend.context() {
+            return Err(ModelError::ContextFull {
+                needed: prompt.len() + 1,
+                context: backend.context(),
+            });
+        }
+        runs.push(Running {
+            prompt,
+            sampler: Sampler::new(opts.sampling.clone())
+                .map_err(|e| ModelError::Other(e.to_string()))?,
+            stops: StopMatcher::new(opts.stop_strings.clone()),
+            detok: tokenizer.stream(),
+            history: prompt.clone(),
+            ids: Vec::new(),
+            text: String::new(),
+            pos: prompt.len(),
+            first: None,
+            stop: None,
+        });
+    }
+    let started = Instant::now();
+    for seq in 0..runs.len() {
+        backend.reset(seq as u32)?;
+    }
+    for (seq, run) in runs.iter().enumerate() {
+        backend.submit(seq as u32, run.prompt, 0)?;
+    }
+    let mut in_flight = runs.len();
+    let mut prefilled = 0;
+    let mut prefill_wall = 0.0;
+    let mut steady = 0;
+    while in_flight > 0 {
+        let (seq, logits) = backend.collect()?;
+        in_flight -= 1;
+        let run = runs
+            .get_mut(seq as usize)
+            .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
+        if run.first.is_none() {
+            run.first = Some(started.elapsed().as_secs_f64());
+            prefilled += 1;
+            if prefilled == prompts.len() {
+                prefill_wall = started.elapsed().as_secs_f64();
+            }
+        } else if prefilled == prompts.len() {
+            steady += 1;
+        }
+        if let Some(next) = advance(run, &logits, tokenizer, opts, backend.context(), cancel)? {
+            backend.submit(seq, &[next], run.pos)?;
+            run.pos += 1;
+            in_flight += 1;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let generations = runs
+        .into_iter()
+        .map(|mut run| {
+            let stop = run.stop.unwrap_or(StopReason::MaxTokens);
+            if stop != StopReason::StopString {
+                let rest = run.stops.finish();
+                run.text.push_str(&rest);
+            }
+            let first = run.first.unwrap_or(0.0);
+            Generation {
+                stats: GenerationStats {
+                    prompt_tokens: run.prompt.len(),
+                    reused_tokens: 0,
+                    generated_tokens: run.ids.len(),
+                    prefill_seconds: first,
+                    decode_seconds: wall - first,
+                    time_to_first_token: first,
+                    stop,
+                },
+                ids: run.ids,
+                text: run.text,
+            }
+        })
+        .collect();
+    Ok(ManyGenerations {
+        generations,
+        wall_seconds: wall,
+        prefill_wall_seconds: prefill_wall,
+        steady_tokens: steady,
+    })
+}
+
+/// Samples one sequence's next token; `None` once it stops.
+fn advance(
+    run: &mut Running,
+    logits: &[f32],
+    tokenizer: &Tokenizer,
+    opts: &GenerateOptions,
+    context: usize,
+    cancel: Option<&AtomicBool>,
+) -> Result<Option<u32>, ModelError> {
+    let stop = |run: &mut Running, why| {
+        run.stop = Some(why);
+        Ok(None)
+    };
+    if run.ids.len() >= opts.max_tokens {
+        return stop(run, StopReason::MaxTokens);
+    }
+    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return stop(run, StopReason::Cancelled);
+    }
+    let next = run.sampler.sample(logits, &run.history);
+    if opts.stop_at_eos && tokenizer.eos_ids().contains(&next) {
+        return stop(run, StopReason::Eos);
+    }
+    run.ids.push(next);
+    run.history.push(next);
+    let piece = run
+        .detok
+        .push(next)
+        .map_err(|e| ModelError::Other(format!("detokenizing id {next}: {e}")))?
+        .unwrap_or_default();
+    let (ready, stopped) = run.stops.push(&piece);
+    run.text.push_str(&ready);
+    if stopped {
+        return stop(run, StopReason::StopString);
+    }
+    if run.ids.len() >= opts.max_tokens {
+        return stop(run, StopReason::MaxTokens);
+    }
+    if run.pos + 1 >= context {
+        return stop(run, StopReason::ContextFull);
+    }
+    Ok(Some(next))
+}

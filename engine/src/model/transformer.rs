@@ -84,6 +84,18 @@ impl Transformer {
         &self.cache
     }
 
+    /// Exchanges the KV cache for `other`, so one set of weights can serve
+    /// several sequences, each with its own cache.
+    pub fn swap_cache(&mut self, other: &mut KvCache) {
+        std::mem::swap(&mut self.cache, other);
+    }
+
+    /// An empty KV cache shaped like this process's own.
+    pub fn new_cache(&self) -> KvCache {
+        let kv_row = self.layout.kv_heads(&self.config).len() * self.config.head_dim;
+        KvCache::new(self.layout.layers.len(), kv_row, self.cache.context())
+    }
+
     /// Positions already in the KV cache.
     pub fn position(&self) -> usize {
         self.cache.len()

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::wire::{decode_hidden, decode_partials, encode_hidden, encode_partials, WireDtype};
 use crate::cluster::messages::{PeerTraffic, Span, SpanKind};
 use crate::model::error::ModelError;
 use crate::model::transformer::AllReduce;
@@ -33,6 +34,9 @@ pub struct CommStats {
     /// Communication spans of the current step (start relative to `step_start`).
     pub step_spans: Vec<Span>,
     pub step_start: Option<Instant>,
+    /// Samples ever taken, for the rings above.
+    allreduces: u64,
+    hops: u64,
 }
 
 impl CommStats {
@@ -67,11 +71,15 @@ impl CommStats {
         });
     }
 
-    fn push_sample(samples: &mut Vec<f64>, v: f64) {
-        if samples.len() >= MAX_SAMPLES {
-            samples.remove(0);
+    /// Keeps the last [`MAX_SAMPLES`] as a ring (order does not matter for
+    /// percentiles), so a full buffer costs no shifting.
+    fn push_sample(samples: &mut Vec<f64>, count: &mut u64, v: f64) {
+        if samples.len() < MAX_SAMPLES {
+            samples.push(v);
+        } else {
+            samples[(*count % MAX_SAMPLES as u64) as usize] = v;
         }
-        samples.push(v);
+        *count += 1;
     }
 }
 
@@ -89,8 +97,14 @@ pub struct PeerLinks {
     prev: Option<Peer>,
     next: Option<Peer>,
     deadline: Duration,
-    /// One receive buffer per rank, reused every step.
+    wire: WireDtype,
+    /// One buffer of encoded partials per rank (this rank's own outgoing
+    /// one included), reused every step.
     bufs: Vec<Vec<u8>>,
+    /// Encoded hidden states, sent or received.
+    hidden_buf: Vec<u8>,
+    /// One rank's decoded partials while summing.
+    summand: Vec<f64>,
     pub stats: CommStats,
 }
 
@@ -102,6 +116,7 @@ impl PeerLinks {
         prev: Option<(String, Connection)>,
         next: Option<(String, Connection)>,
         deadline: Duration,
+        wire: WireDtype,
     ) -> Self {
         let n = group.len();
         let wrap = |p: Option<(String, Connection)>| p.map(|(name, conn)| Peer { name, conn });
@@ -111,7 +126,10 @@ impl PeerLinks {
             prev: wrap(prev),
             next: wrap(next),
             deadline,
+            wire,
             bufs: vec![Vec::new(); n],
+            hidden_buf: Vec::new(),
+            summand: Vec::new(),
             stats: CommStats::default(),
         }
     }
@@ -132,6 +150,10 @@ impl PeerLinks {
         self.group.len().max(1)
     }
 
+    pub fn wire(&self) -> WireDtype {
+        self.wire
+    }
+
     pub fn begin_step(&mut self) {
         self.stats.step_wait = 0.0;
         self.stats.step_sent = 0;
@@ -140,31 +162,35 @@ impl PeerLinks {
         self.stats.step_start = Some(Instant::now());
     }
 
-    /// Sends this stage's output hidden states to the next stage.
-    pub fn send_hidden(&mut self, x: &[f32], tokens: usize) -> Result<(), NetError> {
+    /// Sends this stage's output hidden states of sequence `seq` to the
+    /// next stage, in one frame.
+    pub fn send_hidden(&mut self, x: &[f32], seq: u32) -> Result<(), NetError> {
         let Some(next) = self.next.as_mut() else {
             return Ok(());
         };
         let started = Instant::now();
-        let header = f32_header(
-            &[tokens as u64, (x.len() / tokens.max(1)) as u64],
-            TAG_HIDDEN,
-        )?;
-        next.conn.send_tensor(&header, f32_bytes(x))?;
-        let bytes = (x.len() * 4) as u64;
-        let name = next.name.clone();
-        self.stats.record(&name, bytes, 0, 0.0);
+        encode_hidden(self.wire, x, &mut self.hidden_buf);
+        let header = bytes_header(self.hidden_buf.len(), hidden_tag(self.wire, seq))?;
+        next.conn.send_tensor(&header, &self.hidden_buf)?;
+        self.stats
+            .record(&next.name, self.hidden_buf.len() as u64, 0, 0.0);
         self.stats.span(SpanKind::Send, started);
-        CommStats::push_sample(&mut self.stats.hop_seconds, started.elapsed().as_secs_f64());
+        CommStats::push_sample(
+            &mut self.stats.hop_seconds,
+            &mut self.stats.hops,
+            started.elapsed().as_secs_f64(),
+        );
         Ok(())
     }
 
-    /// Receives the previous stage's hidden states into `x`.
+    /// Receives the previous stage's hidden states of sequence `seq` into
+    /// `x` (resized to `tokens * hidden`).
     pub fn recv_hidden(
         &mut self,
         x: &mut Vec<f32>,
         tokens: usize,
         hidden: usize,
+        seq: u32,
     ) -> Result<(), NetError> {
         let Some(prev) = self.prev.as_mut() else {
             return Err(NetError::Broken {
@@ -173,22 +199,21 @@ impl PeerLinks {
             });
         };
         let started = Instant::now();
-        let slot = self.my_rank.min(self.bufs.len().saturating_sub(1));
-        let buf = &mut self.bufs[slot];
-        let mut local = std::mem::take(buf);
-        let header = prev.conn.recv_tensor_into(self.deadline, &mut local)?;
-        check_activation(&prev.name, &header, TAG_HIDDEN, tokens * hidden)?;
-        x.clear();
-        x.extend(
-            local
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
-        let name = prev.name.clone();
-        let received = local.len() as u64;
-        *buf = local;
+        let n = tokens * hidden;
+        let header = prev
+            .conn
+            .recv_tensor_into(self.deadline, &mut self.hidden_buf)?;
+        let expected = self.wire.hidden_bytes(n);
+        check_frame(
+            &prev.name,
+            &header,
+            hidden_tag(self.wire, seq),
+            expected,
+            || format!("{n} hidden values of sequence {seq} as {}", self.wire),
+        )?;
+        decode_hidden(self.wire, &self.hidden_buf, n, x);
         self.stats
-            .record(&name, 0, received, started.elapsed().as_secs_f64());
+            .record(&prev.name, 0, expected as u64, started.elapsed().as_secs_f64());
         self.stats.step_wait += started.elapsed().as_secs_f64();
         self.stats.span(SpanKind::Receive, started);
         Ok(())
@@ -200,77 +225,79 @@ impl PeerLinks {
             return Ok(());
         }
         let started = Instant::now();
-        let bytes = f64_bytes(partial);
-        let header = TensorHeader::new(TensorDtype::Bytes, &[bytes.len() as u64], TAG_PARTIAL)
-            .map_err(|e| NetError::Encode {
-                peer: "peer".into(),
-                what: "partial sums header",
-                problem: e.to_string(),
-            })?;
-        let me = self.my_rank;
-        let deadline = self.deadline;
-        let eager = bytes.len() <= EAGER_BYTES;
-        let mut traffic = Vec::with_capacity(n);
-        if eager {
-            for peer in self.group.iter_mut().flatten() {
-                peer.conn.send_tensor(&header, bytes)?;
+        let Self {
+            my_rank: me,
+            group,
+            deadline,
+            wire,
+            bufs,
+            summand,
+            stats,
+            ..
+        } = self;
+        let (me, deadline, wire) = (*me, *deadline, *wire);
+        // Encode once into this rank's own slot: it is what goes out, and
+        // what this rank adds, so every member sums the same values.
+        encode_partials(wire, partial, &mut bufs[me]);
+        let len = bufs[me].len();
+        let tag = partial_tag(wire);
+        let header = bytes_header(len, tag)?;
+        let (before, rest) = bufs.split_at_mut(me);
+        let (own, after) = rest.split_at_mut(1);
+        let own: &[u8] = &own[0];
+        let expect = || format!("{len} bytes of partial sums as {wire}");
+        if len <= EAGER_BYTES {
+            for peer in group.iter_mut().flatten() {
+                peer.conn.send_tensor(&header, own)?;
             }
-            for (r, peer) in self.group.iter_mut().enumerate() {
-                if let Some(peer) = peer {
-                    let waiting = Instant::now();
-                    let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_partial(&peer.name, &h, bytes.len())?;
-                    traffic.push((
-                        peer.name.clone(),
-                        bytes.len() as u64,
-                        self.bufs[r].len() as u64,
-                        waiting.elapsed().as_secs_f64(),
-                    ));
-                }
+            for (r, peer) in group.iter_mut().enumerate() {
+                let Some(peer) = peer else { continue };
+                let buf = if r < me {
+                    &mut before[r]
+                } else {
+                    &mut after[r - me - 1]
+                };
+                let waiting = Instant::now();
+                let h = peer.conn.recv_tensor_into(deadline, buf)?;
+                check_frame(&peer.name, &h, tag, len, expect)?;
+                let waited = waiting.elapsed().as_secs_f64();
+                stats.record(&peer.name, len as u64, len as u64, waited);
             }
         } else {
-            for (r, peer) in self.group.iter_mut().enumerate() {
+            for (r, peer) in group.iter_mut().enumerate() {
                 let Some(peer) = peer else { continue };
+                let buf = if r < me {
+                    &mut before[r]
+                } else {
+                    &mut after[r - me - 1]
+                };
                 let waiting = Instant::now();
                 if me < r {
-                    peer.conn.send_tensor(&header, bytes)?;
-                    let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_partial(&peer.name, &h, bytes.len())?;
+                    peer.conn.send_tensor(&header, own)?;
+                    let h = peer.conn.recv_tensor_into(deadline, buf)?;
+                    check_frame(&peer.name, &h, tag, len, expect)?;
                 } else {
-                    let h = peer.conn.recv_tensor_into(deadline, &mut self.bufs[r])?;
-                    check_partial(&peer.name, &h, bytes.len())?;
-                    peer.conn.send_tensor(&header, bytes)?;
+                    let h = peer.conn.recv_tensor_into(deadline, buf)?;
+                    check_frame(&peer.name, &h, tag, len, expect)?;
+                    peer.conn.send_tensor(&header, own)?;
                 }
-                traffic.push((
-                    peer.name.clone(),
-                    bytes.len() as u64,
-                    self.bufs[r].len() as u64,
-                    waiting.elapsed().as_secs_f64(),
-                ));
+                let waited = waiting.elapsed().as_secs_f64();
+                stats.record(&peer.name, len as u64, len as u64, waited);
             }
-        }
-        for (name, s, r, waited) in traffic {
-            self.stats.record(&name, s, r, waited);
         }
         // Sum in rank order so every member gets the same bits.
-        let mut own = std::mem::take(&mut self.bufs[me]);
-        own.clear();
-        own.extend_from_slice(f64_bytes(partial));
-        self.bufs[me] = own;
-        for (i, v) in partial.iter_mut().enumerate() {
-            let mut acc = 0.0f64;
-            for (r, buf) in self.bufs.iter().enumerate() {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[i * 8..i * 8 + 8]);
-                let x = f64::from_le_bytes(b);
-                acc = if r == 0 { x } else { acc + x };
+        decode_partials(wire, &bufs[0], partial);
+        summand.resize(partial.len(), 0.0);
+        for buf in bufs.iter().skip(1) {
+            decode_partials(wire, buf, summand);
+            for (acc, x) in partial.iter_mut().zip(summand.iter()) {
+                *acc += x;
             }
-            *v = acc;
         }
         let secs = started.elapsed().as_secs_f64();
-        self.stats.step_wait += secs;
-        self.stats.span(SpanKind::Wait, started);
-        CommStats::push_sample(&mut self.stats.allreduce_seconds, secs);
+        stats.step_wait += secs;
+        stats.span(SpanKind::Wait, started);
+        CommStats::push_sample(&mut stats.allreduce_seconds, &mut stats.allreduces, secs);
         Ok(())
     }
 }
@@ -282,54 +309,45 @@ impl AllReduce for PeerLinks {
     }
 }
 
-fn f32_header(dims: &[u64], tag: u32) -> Result<TensorHeader, NetError> {
-    TensorHeader::new(TensorDtype::F32, dims, tag).map_err(|e| NetError::Encode {
+fn partial_tag(wire: WireDtype) -> u32 {
+    TAG_PARTIAL | wire.code() << 8
+}
+
+/// The sequence id rides in the tag so a hand-off of the wrong sequence is
+/// caught (pipelined sequences must arrive in the order they were issued).
+fn hidden_tag(wire: WireDtype, seq: u32) -> u32 {
+    TAG_HIDDEN | wire.code() << 8 | (seq & 0xffff) << 16
+}
+
+fn bytes_header(len: usize, tag: u32) -> Result<TensorHeader, NetError> {
+    TensorHeader::new(TensorDtype::Bytes, &[len as u64], tag).map_err(|e| NetError::Encode {
         peer: "peer".into(),
         what: "activation header",
         problem: e.to_string(),
     })
 }
 
-fn check_activation(peer: &str, h: &TensorHeader, tag: u32, values: usize) -> Result<(), NetError> {
-    let ok = h.tag() == tag && h.dtype() == TensorDtype::F32 && h.numel() == Some(values as u64);
-    if ok {
+fn check_frame(
+    peer: &str,
+    h: &TensorHeader,
+    tag: u32,
+    bytes: usize,
+    expected: impl FnOnce() -> String,
+) -> Result<(), NetError> {
+    if h.tag() == tag && h.dtype() == TensorDtype::Bytes && h.numel() == Some(bytes as u64) {
         Ok(())
     } else {
         Err(NetError::UnexpectedFrame {
             peer: peer.to_string(),
-            expected: format!("{values} f32 activations (tag {tag})"),
+            expected: format!("{} (tag {tag:#x})", expected()),
             got: format!(
-                "{} tensor {:?} (tag {})",
+                "{} tensor {:?} (tag {:#x})",
                 h.dtype().name(),
                 h.dims(),
                 h.tag()
             ),
         })
     }
-}
-
-fn check_partial(peer: &str, h: &TensorHeader, bytes: usize) -> Result<(), NetError> {
-    if h.tag() == TAG_PARTIAL && h.dtype() == TensorDtype::Bytes && h.numel() == Some(bytes as u64)
-    {
-        Ok(())
-    } else {
-        Err(NetError::UnexpectedFrame {
-            peer: peer.to_string(),
-            expected: format!("{bytes} bytes of partial sums (tag {TAG_PARTIAL})"),
-            got: format!(
-                "{} tensor {:?} (tag {})",
-                h.dtype().name(),
-                h.dims(),
-                h.tag()
-            ),
-        })
-    }
-}
-
-/// The bytes of an f64 slice, little-endian (see [`f32_bytes`]).
-pub fn f64_bytes(x: &[f64]) -> &[u8] {
-    // SAFETY: as for `f32_bytes`.
-    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
 }
 
 /// The bytes of an f32 slice, little-endian (the only byte order shardlab

@@ -1,11 +1,14 @@
 //! Collectives over peer connections: the all-reduce that follows every
 //! row-parallel projection in a tensor group, and the hidden-state hand-off
-//! between pipeline stages.
+//! between pipeline stages, each at the session's wire precision.
 //!
 //! The all-reduce is a direct exchange: every member sends its partial sums
-//! to every other member and adds all partials **in rank order**, so every
-//! member ends with bit-identical activations.
+//! to every other member (one frame per peer per collective) and adds all
+//! partials **in rank order**, so every member ends with bit-identical
+//! activations.
 
 mod links;
+mod wire;
 
 pub use links::{f32_bytes, CommStats, PeerLinks};
+pub use wire::{decode_partials, encode_partials, WireDtype};

@@ -74,6 +74,8 @@ pub enum Setting {
     Context(usize),
     Chat(bool),
     IgnoreEos(bool),
+    /// Precision of activations between nodes, from the next `:shard`.
+    Wire(shardlab_engine::parallel::WireDtype),
     /// `None` clears it.
     System(Option<String>),
 }
@@ -93,6 +95,7 @@ impl Setting {
             Setting::Chat(_) => "chat",
             Setting::IgnoreEos(_) => "ignore_eos",
             Setting::System(_) => "system",
+            Setting::Wire(_) => "wire",
         }
     }
 }

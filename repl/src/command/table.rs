@@ -53,6 +53,7 @@ pub const SETTINGS: &[&str] = &[
     "chat",
     "system",
     "ignore_eos",
+    "wire",
 ];
 
 pub static COMMANDS: &[CommandSpec] = &[
@@ -169,11 +170,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT]",
+        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT | wire f64|f32|f16|bf16|q8]",
         summary: "change a generation setting; alone, list them",
         help: "temperature 0 decodes greedily (deterministic). context takes effect at the next :shard.\n\
                chat on renders prompts through the model's chat template and keeps the turns until :reset.\n\
-               `:set system` with no text clears the system message. ignore_eos on generates past end of text.",
+               `:set system` with no text clears the system message. ignore_eos on generates past end of text.\n\
+               wire sets the precision of activations between nodes from the next :shard: f64 is exact\n\
+               (every layout gives one node's tokens); f32, f16, bf16 and q8 send fewer bytes.",
         flags: &[],
         completion: Completion::Words(SETTINGS),
         debug: false,

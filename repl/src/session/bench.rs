@@ -164,6 +164,7 @@ impl Session {
             source: &GgufSource { file },
             file: Some(LocalModel::describe(&m.path, m.file_bytes)),
         };
+        n.cluster.wire = self.settings.wire;
         n.cluster.load(&model, &p, &|_: LoadProgress| {})?;
         n.cluster.reset_metrics();
         let g = generate(

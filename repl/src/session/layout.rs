@@ -181,6 +181,7 @@ impl Session {
         };
         let quiet = |_: LoadProgress| {};
         let progress = sink.load_progress().unwrap_or(&quiet);
+        n.cluster.wire = self.settings.wire;
         let summary = n.cluster.load(&model, p, progress)?;
         let cached = summary.nodes.iter().filter(|(_, r)| r.from_cache).count();
         // Whether a node had its shard cached depends on earlier runs.

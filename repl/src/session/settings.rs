@@ -2,6 +2,7 @@
 
 use shardlab_engine::model::generate::GenerateOptions;
 use shardlab_engine::model::sampling::SamplingParams;
+use shardlab_engine::parallel::WireDtype;
 
 use super::{Session, SessionError};
 use crate::command::Setting;
@@ -18,6 +19,8 @@ pub struct Settings {
     pub system: Option<String>,
     /// Keep generating past end-of-text tokens (long runs, benchmarks).
     pub ignore_eos: bool,
+    /// Precision of activations between nodes, applied at each `:shard`.
+    pub wire: WireDtype,
 }
 
 impl Default for Settings {
@@ -29,6 +32,7 @@ impl Default for Settings {
             chat: false,
             system: None,
             ignore_eos: false,
+            wire: WireDtype::default(),
         }
     }
 }
@@ -67,6 +71,7 @@ impl Settings {
                 "ignore_eos",
                 if self.ignore_eos { "on" } else { "off" }.to_string(),
             ),
+            ("wire", self.wire.to_string()),
         ]
     }
 }
@@ -109,6 +114,10 @@ impl Session {
             }
             Setting::System(text) => next.system = text,
             Setting::IgnoreEos(on) => next.ignore_eos = on,
+            Setting::Wire(w) => {
+                next.wire = w;
+                note = Some("takes effect at the next :shard");
+            }
         }
         next.sampling
             .validate()

@@ -178,8 +178,10 @@ impl Cluster {
             model_name: model.name.clone(),
             context: plan.context,
             session,
+            wire: self.wire,
         });
         self.broken = None;
+        self.in_flight.clear();
         for s in self.last_step.iter_mut() {
             *s = None;
         }
@@ -214,6 +216,7 @@ impl Cluster {
                 group: stage.iter().map(|&j| addr_of(j)).collect(),
                 prev: neighbour(np.stage.checked_sub(1)),
                 next: neighbour(Some(np.stage + 1)),
+                wire: self.wire,
             });
         }
         // Send every plan first: the nodes connect to each other meanwhile.

@@ -8,6 +8,7 @@ mod load;
 mod spawn;
 mod step;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub use load::{LoadProgress, LoadSummary, ModelToLoad};
@@ -17,6 +18,7 @@ use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNod
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
 use crate::net::{auth, Connection, LinkProfile, Token};
+use crate::parallel::WireDtype;
 use crate::shard::plan::{NodeBudget, Plan};
 
 /// How long connecting and authenticating one node may take.
@@ -143,6 +145,8 @@ pub struct LoadedModel {
     pub model_name: String,
     pub context: usize,
     pub session: String,
+    /// Precision of activations between nodes.
+    pub wire: WireDtype,
 }
 
 pub struct Cluster {
@@ -154,6 +158,10 @@ pub struct Cluster {
     /// Set when a step failed: the loaded shards are no longer usable.
     broken: Option<ClusterError>,
     pub step_deadline: Duration,
+    /// Precision of activations between nodes, applied at the next load.
+    pub wire: WireDtype,
+    /// Steps sent and not yet collected, oldest first: (sequence, phase).
+    in_flight: VecDeque<(u32, Phase)>,
     /// Per-node metrics of the last step (for `:trace`).
     pub last_step: Vec<Option<StepMetrics>>,
     logits: Vec<f32>,
@@ -177,6 +185,8 @@ impl Cluster {
             loaded: None,
             broken: None,
             step_deadline: Duration::from_secs(60),
+            wire: WireDtype::default(),
+            in_flight: VecDeque::new(),
             last_step: Vec::new(),
             logits: Vec::new(),
             recv_buf: Vec::new(),
@@ -395,6 +405,7 @@ impl Cluster {
         }
         self.loaded = None;
         self.broken = None;
+        self.in_flight.clear();
     }
 
     /// Per-node counters since the load.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::{recv_error, Cluster, ClusterError, CONTROL_DEADLINE};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::model::error::ModelError;
-use crate::model::generate::Backend;
+use crate::model::generate::{Backend, SequenceBackend};
 use crate::net::TensorDtype;
 
 /// After the step deadline has passed, a reply already on its way still
@@ -20,8 +20,22 @@ fn left(end: Instant) -> Duration {
 }
 
 impl Cluster {
-    /// Runs one step on every node; returns the gathered logits.
+    /// Runs one step of sequence 0 on every node; returns the gathered logits.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
+        self.submit(0, tokens, pos)?;
+        self.collect().map(|(_, logits)| logits)
+    }
+
+    /// Steps sent with [`Cluster::submit`] and not yet collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Sends one step of sequence `seq` to every node without waiting for
+    /// it: several steps (of different sequences) may be in flight, and
+    /// pipeline stages work on them at once. [`Cluster::collect`] returns
+    /// their logits in the order they were submitted.
+    pub fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ClusterError> {
         let phase = if tokens.len() > 1 || pos == 0 {
             Phase::Prefill
         } else {
@@ -37,38 +51,20 @@ impl Cluster {
         let Some(loaded) = &self.loaded else {
             return Err(ClusterError::cluster(phase, "no model is loaded"));
         };
-        let vocab = loaded.config.vocab;
-        let plan_nodes: Vec<(usize, std::ops::Range<usize>, bool)> = loaded
-            .plan
-            .nodes
-            .iter()
-            .map(|np| (np.node, np.layout.vocab.clone(), np.layout.head))
-            .collect();
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_alive())
-            .collect();
-        if live.len() != plan_nodes.len() {
-            // Name the node that left, not "the cluster".
-            let gone = self
-                .nodes
-                .iter()
-                .find(|n| !n.is_alive())
-                .map_or_else(|| "the cluster".to_string(), |n| n.label());
-            let e = ClusterError::new(
-                &gone,
-                phase,
-                "it left the cluster; re-plan on the survivors",
-            );
+        let planned = loaded.plan.nodes.len();
+        let live = self.nodes.iter().filter(|n| n.is_alive()).count();
+        if live != planned {
+            let e = self.left_the_cluster(phase);
             self.broken = Some(e.clone());
             return Err(e);
         }
         let msg = ToNode::Step {
             pos: pos as u32,
             tokens: tokens.to_vec(),
+            seq,
         };
         let mut errors: Vec<ClusterError> = Vec::new();
-        for &i in &live {
-            let node = &mut self.nodes[i];
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
             let label = node.label();
             let sent = node.conn(phase).and_then(|c| {
                 c.send_control(&msg)
@@ -79,6 +75,41 @@ impl Cluster {
                 errors.push(e);
             }
         }
+        if !errors.is_empty() {
+            let e = self.root_cause(errors, phase);
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        self.in_flight.push_back((seq, phase));
+        Ok(())
+    }
+
+    /// Waits for the oldest step in flight; returns its sequence and the
+    /// gathered logits.
+    pub fn collect(&mut self) -> Result<(u32, Vec<f32>), ClusterError> {
+        let Some((seq, phase)) = self.in_flight.pop_front() else {
+            return Err(ClusterError::cluster(
+                Phase::Control,
+                "no step is in flight to collect",
+            ));
+        };
+        let Some(loaded) = &self.loaded else {
+            return Err(ClusterError::cluster(phase, "no model is loaded"));
+        };
+        let vocab = loaded.config.vocab;
+        let plan_nodes: Vec<(std::ops::Range<usize>, bool)> = loaded
+            .plan
+            .nodes
+            .iter()
+            .map(|np| (np.layout.vocab.clone(), np.layout.head))
+            .collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_alive())
+            .collect();
+        let mut errors: Vec<ClusterError> = Vec::new();
+        if live.len() != plan_nodes.len() {
+            errors.push(self.left_the_cluster(phase));
+        }
         self.logits.clear();
         self.logits.resize(vocab, f32::NEG_INFINITY);
         let mut covered = 0usize;
@@ -87,11 +118,10 @@ impl Cluster {
         let deadline = self.step_deadline;
         let end = Instant::now() + deadline;
         for (k, &i) in live.iter().enumerate() {
-            let (_, vocab_range, head) = plan_nodes[k].clone();
+            let Some((vocab_range, head)) = plan_nodes.get(k).cloned() else {
+                break;
+            };
             let node = &mut self.nodes[i];
-            if !node.is_alive() {
-                continue;
-            }
             let label = node.label();
             // Err((error, transport)): `transport` when the connection itself
             // failed, so the node is gone; otherwise the node reported it.
@@ -164,7 +194,22 @@ impl Cluster {
                 format!("the head nodes returned {covered} of {vocab} logits"),
             ));
         }
-        Ok(self.logits.clone())
+        Ok((seq, self.logits.clone()))
+    }
+
+    /// The error for a step on a cluster that lost a node: names the node
+    /// that left, not "the cluster".
+    fn left_the_cluster(&self, phase: Phase) -> ClusterError {
+        let gone = self
+            .nodes
+            .iter()
+            .find(|n| !n.is_alive())
+            .map_or_else(|| "the cluster".to_string(), |n| n.label());
+        ClusterError::new(
+            &gone,
+            phase,
+            "it left the cluster; re-plan on the survivors",
+        )
     }
 
     /// Picks the error that names the node that actually failed: a node
@@ -208,14 +253,28 @@ impl Cluster {
         }
     }
 
-    /// Drops cached positions from `pos` on, everywhere.
+    /// Drops cached positions of sequence 0 from `pos` on, everywhere.
     pub fn truncate_all(&mut self, pos: usize) -> Result<(), ClusterError> {
+        self.truncate_seq(0, pos)
+    }
+
+    /// Drops cached positions of sequence `seq` from `pos` on, everywhere.
+    pub fn truncate_seq(&mut self, seq: u32, pos: usize) -> Result<(), ClusterError> {
         if self.loaded.is_none() {
             return Ok(());
         }
+        if !self.in_flight.is_empty() {
+            return Err(ClusterError::cluster(
+                Phase::Control,
+                "steps are still in flight; collect them before truncating",
+            ));
+        }
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
             node.request(
-                &ToNode::Truncate { pos: pos as u32 },
+                &ToNode::Truncate {
+                    pos: pos as u32,
+                    seq,
+                },
                 Phase::Control,
                 CONTROL_DEADLINE,
             )?;
@@ -232,6 +291,25 @@ impl Backend for Cluster {
 
     fn truncate(&mut self, pos: usize) -> Result<(), ModelError> {
         self.truncate_all(pos)
+            .map_err(|e| ModelError::Collective(e.to_string()))
+    }
+
+    fn context(&self) -> usize {
+        self.loaded.as_ref().map_or(0, |l| l.context)
+    }
+}
+
+impl SequenceBackend for Cluster {
+    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
+        Cluster::submit(self, seq, tokens, pos).map_err(|e| ModelError::Collective(e.to_string()))
+    }
+
+    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
+        Cluster::collect(self).map_err(|e| ModelError::Collective(e.to_string()))
+    }
+
+    fn reset(&mut self, seq: u32) -> Result<(), ModelError> {
+        self.truncate_seq(seq, 0)
             .map_err(|e| ModelError::Collective(e.to_string()))
     }
 

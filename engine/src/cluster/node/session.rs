@@ -12,6 +12,7 @@ use crate::cluster::messages::{
 };
 use crate::metrics::memory::current_rss_bytes;
 use crate::model::gguf::GgufFile;
+use crate::model::kv_cache::KvCache;
 use crate::model::transformer::{AllReduce, NoReduce, Transformer};
 use crate::model::weights::{tensor_plan, GgufSource, ModelWeights, TensorSource};
 use crate::net::{auth, Connection, NetError};
@@ -26,11 +27,40 @@ const MAX_PROBE_BYTES: u64 = 64 << 20;
 /// Peers must connect within this time after `ConnectPeers`.
 const PEER_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Sequences one node keeps KV caches for at once (`--parallel`).
+const MAX_SEQUENCES: u32 = 64;
+
 struct Loaded {
     model: Transformer,
     links: Option<PeerLinks>,
     metrics: NodeMetrics,
     hidden: Vec<f32>,
+    /// The sequence whose KV cache is in `model`.
+    current_seq: u32,
+    /// The other sequences' caches, parked while another one runs.
+    parked: Vec<(u32, KvCache)>,
+}
+
+impl Loaded {
+    /// Puts sequence `seq`'s KV cache into the model (a fresh one the first time).
+    fn select(&mut self, seq: u32) -> Result<(), String> {
+        if seq == self.current_seq {
+            return Ok(());
+        }
+        if seq >= MAX_SEQUENCES {
+            return Err(format!(
+                "sequence id {seq} is out of range (at most {MAX_SEQUENCES} sequences)"
+            ));
+        }
+        let mut cache = match self.parked.iter().position(|(s, _)| *s == seq) {
+            Some(i) => self.parked.swap_remove(i).1,
+            None => self.model.new_cache(),
+        };
+        self.model.swap_cache(&mut cache);
+        self.parked.push((self.current_seq, cache));
+        self.current_seq = seq;
+        Ok(())
+    }
 }
 
 pub(super) fn serve(
@@ -139,15 +169,20 @@ pub(super) fn serve(
                 };
                 conn.send_control(&reply)?;
             }
-            ToNode::Step { pos, tokens } => match state.as_mut() {
+            ToNode::Step { pos, tokens, seq } => match state.as_mut() {
                 None => conn.send_control(&error("step", "no shard is loaded"))?,
-                Some(l) => step(&mut conn, l, pos as usize, &tokens)?,
+                Some(l) => step(&mut conn, l, pos as usize, &tokens, seq)?,
             },
-            ToNode::Truncate { pos } => {
-                if let Some(l) = state.as_mut() {
-                    l.model.truncate(pos as usize);
-                }
-                conn.send_control(&FromNode::Ok)?;
+            ToNode::Truncate { pos, seq } => {
+                let reply = match state.as_mut().map(|l| l.select(seq).map(|()| l)) {
+                    Some(Ok(l)) => {
+                        l.model.truncate(pos as usize);
+                        FromNode::Ok
+                    }
+                    Some(Err(e)) => error("control", e),
+                    None => FromNode::Ok,
+                };
+                conn.send_control(&reply)?;
             }
             ToNode::Metrics => {
                 let reply = match state.as_ref() {
@@ -187,7 +222,8 @@ fn snapshot(l: &Loaded, opts: &NodeOptions) -> NodeMetrics {
     let mut m = l.metrics.clone();
     m.rss = current_rss_bytes().unwrap_or(0);
     m.weight_bytes = l.model.weights().byte_len() as u64;
-    m.kv_bytes = l.model.cache().used_bytes() as u64;
+    m.kv_bytes = (l.model.cache().used_bytes()
+        + l.parked.iter().map(|(_, c)| c.used_bytes()).sum::<usize>()) as u64;
     m.budget = super::node_info(opts).budget;
     if let Some(links) = &l.links {
         m.traffic = links.stats.traffic.clone();
@@ -309,6 +345,8 @@ fn load(
         links: None,
         metrics: NodeMetrics::default(),
         hidden: Vec::new(),
+        current_seq: 0,
+        parked: Vec::new(),
     }))
 }
 
@@ -522,10 +560,23 @@ fn connect_peers(
             pending -= 1;
         }
     }
-    Ok(PeerLinks::new(my_rank, group, prev, next, step_deadline))
+    Ok(PeerLinks::new(
+        my_rank,
+        group,
+        prev,
+        next,
+        step_deadline,
+        plan.wire,
+    ))
 }
 
-fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Result<(), NetError> {
+fn step(
+    conn: &mut Connection,
+    l: &mut Loaded,
+    pos: usize,
+    tokens: &[u32],
+    seq: u32,
+) -> Result<(), NetError> {
     let started = Instant::now();
     let phase = if tokens.len() > 1 || pos == 0 {
         "prefill"
@@ -535,15 +586,18 @@ fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Re
     if let Some(links) = l.links.as_mut() {
         links.begin_step();
     }
-    match run_step(l, pos, tokens) {
+    let result = l.select(seq).and_then(|()| run_step(l, pos, tokens, seq));
+    match result {
         Ok(logits) => {
             let total = started.elapsed().as_secs_f64();
-            let (wait, sent, recv, mut spans) = match &l.links {
+            // The span list travels in the reply and comes back afterwards,
+            // so its allocation is reused step after step.
+            let (wait, sent, recv, mut spans) = match l.links.as_mut() {
                 Some(links) => (
                     links.stats.step_wait,
                     links.stats.step_sent,
                     links.stats.step_received,
-                    links.stats.step_spans.clone(),
+                    std::mem::take(&mut links.stats.step_spans),
                 ),
                 None => (0.0, 0, 0, Vec::new()),
             };
@@ -566,10 +620,15 @@ fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Re
             l.metrics.steps += 1;
             l.metrics.compute_seconds += metrics.compute_seconds;
             l.metrics.wait_seconds += metrics.wait_seconds;
-            conn.send_control(&FromNode::StepDone {
-                logits: logits.is_some(),
+            let has_logits = logits.is_some();
+            let done = FromNode::StepDone {
+                logits: has_logits,
                 metrics,
-            })?;
+            };
+            conn.send_control(&done)?;
+            if let (Some(links), FromNode::StepDone { metrics, .. }) = (l.links.as_mut(), done) {
+                links.stats.step_spans = metrics.spans;
+            }
             if let Some(logits) = logits {
                 let header = crate::net::TensorHeader::new(
                     crate::net::TensorDtype::F32,
@@ -590,16 +649,23 @@ fn step(conn: &mut Connection, l: &mut Loaded, pos: usize, tokens: &[u32]) -> Re
 }
 
 /// Runs one step; returns this node's logits slice if it holds the head.
-fn run_step(l: &mut Loaded, pos: usize, tokens: &[u32]) -> Result<Option<Vec<f32>>, String> {
+fn run_step(
+    l: &mut Loaded,
+    pos: usize,
+    tokens: &[u32],
+    seq: u32,
+) -> Result<Option<Vec<f32>>, String> {
     let h = l.model.config().hidden;
     let t = tokens.len();
-    let layout = l.model.layout().clone();
+    let (embed, head) = (l.model.layout().embed, l.model.layout().head);
     let mut x = std::mem::take(&mut l.hidden);
-    if layout.embed {
+    if embed {
         x = l.model.embed(tokens).map_err(|e| e.to_string())?;
     } else {
         let links = l.links.as_mut().ok_or("no link to the previous stage")?;
-        links.recv_hidden(&mut x, t, h).map_err(|e| e.to_string())?;
+        links
+            .recv_hidden(&mut x, t, h, seq)
+            .map_err(|e| e.to_string())?;
     }
     {
         let reduce: &mut dyn AllReduce = match l.links.as_mut() {
@@ -610,12 +676,12 @@ fn run_step(l: &mut Loaded, pos: usize, tokens: &[u32]) -> Result<Option<Vec<f32
             .forward_layers(&mut x, t, pos, reduce)
             .map_err(|e| e.to_string())?;
     }
-    let out = if layout.head {
+    let out = if head {
         let last = &x[(t - 1) * h..t * h];
         Some(l.model.head(last).map_err(|e| e.to_string())?)
     } else {
         let links = l.links.as_mut().ok_or("no link to the next stage")?;
-        links.send_hidden(&x, t).map_err(|e| e.to_string())?;
+        links.send_hidden(&x, seq).map_err(|e| e.to_string())?;
         None
     };
     l.hidden = x;
