@@ -53,6 +53,10 @@ pub fn parse(text: &str) -> Result<Transcript, FormatError> {
     let mut open_at = 0;
     for (i, raw) in text.lines().enumerate() {
         let lineno = i + 1;
+        // `lines` drops the CR of a CRLF but keeps one before end of file;
+        // drop that too, so a file reads the same with its last newline
+        // lost, and writing it back cannot change it (found by fuzzing).
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
         let input = raw
             .strip_prefix(MARKER)
             .or_else(|| (raw.trim_end() == ">").then_some(""));
@@ -191,6 +195,16 @@ mod tests {
                 .collect()
         };
         assert_eq!(strip(&again), strip(&t));
+    }
+
+    #[test]
+    fn a_carriage_return_at_end_of_file_is_a_line_end() {
+        // Fuzz regression (fuzz/corpus/transcript/regress-bare-cr): a lone
+        // CR came back as "" after a rewrite.
+        assert_eq!(parse("\r").unwrap().header, vec![""]);
+        let t = parse("> :nodes\r").unwrap();
+        assert_eq!(t.entries[0].input, vec![":nodes"]);
+        assert_eq!(parse(&t.to_text()).unwrap(), t);
     }
 
     #[test]
