@@ -9,9 +9,12 @@ use libfuzzer_sys::fuzz_target;
 use shardlab_repl::transcript::format::{parse, Transcript};
 use shardlab_repl::transcript::pattern::LinePattern;
 
+/// Each entry's input and expected lines.
+type Entries = Vec<(Vec<String>, Vec<String>)>;
+
 /// What a rewrite keeps: line numbers may move (trailing blank output lines
 /// are dropped), the content may not.
-fn content(t: &Transcript) -> (Vec<String>, Vec<(Vec<String>, Vec<String>)>) {
+fn content(t: &Transcript) -> (Vec<String>, Entries) {
     let entries = t
         .entries
         .iter()

@@ -448,7 +448,11 @@ fn duplicate_tokens_do_not_shrink_the_id_range() {
     let tok = Tokenizer::from_metadata(&meta).unwrap();
     assert_eq!(tok.vocab_size(), n);
     let ids = tok.encode("\u{1}", false).unwrap();
-    assert_eq!(ids.last(), Some(&(n as u32 - 1)), "the later duplicate wins");
+    assert_eq!(
+        ids.last(),
+        Some(&(n as u32 - 1)),
+        "the later duplicate wins"
+    );
     assert_eq!(tok.decode(&ids, false).unwrap(), "\u{1}");
 }
 
