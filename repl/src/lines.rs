@@ -30,9 +30,12 @@ impl LineAssembler {
             }
             (Some(_), true) => {
                 let text = self.open.take().unwrap_or_default().join("\n");
-                // A multi-line input is always a prompt, even if it starts with a colon.
-                Some(if text.starts_with(':') {
-                    format!("\\{text}")
+                // A multi-line input is always a prompt, even if it starts with a
+                // colon, also after blank lines or spaces, which the command
+                // parser trims (found by fuzzing).
+                let start = text.trim_start();
+                Some(if start.starts_with(':') {
+                    format!("\\{start}")
                 } else {
                     text
                 })
@@ -69,6 +72,25 @@ mod tests {
         a.push(FENCE);
         a.push(":not a command");
         assert_eq!(a.push(FENCE).as_deref(), Some("\\:not a command"));
+        a.push(FENCE);
+        a.clear();
+        assert_eq!(a.push("x").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_colon_after_leading_blanks_is_still_a_prompt() {
+        // Fuzz regression (fuzz/corpus/command/regress-blank-then-colon): a
+        // block opening with a blank line ran its ':' line as a command.
+        let mut a = LineAssembler::new();
+        for line in [FENCE, "", "  :quit", "bye"] {
+            assert_eq!(a.push(line), None);
+        }
+        let text = a.push(FENCE).unwrap_or_default();
+        assert_eq!(text, "\\:quit\nbye");
+        assert_eq!(
+            crate::parse(&text),
+            Ok(crate::Command::Prompt(":quit\nbye".into()))
+        );
         a.push(FENCE);
         a.clear();
         assert_eq!(a.push("x").as_deref(), Some("x"));

@@ -53,6 +53,10 @@ pub fn parse(text: &str) -> Result<Transcript, FormatError> {
     let mut open_at = 0;
     for (i, raw) in text.lines().enumerate() {
         let lineno = i + 1;
+        // `lines` drops the CR of a CRLF but keeps any other trailing CR
+        // (at end of file, or doubled); drop those too, so writing a file
+        // back with plain newlines cannot change it (found by fuzzing).
+        let raw = raw.trim_end_matches('\r');
         let input = raw
             .strip_prefix(MARKER)
             .or_else(|| (raw.trim_end() == ">").then_some(""));
@@ -191,6 +195,17 @@ mod tests {
                 .collect()
         };
         assert_eq!(strip(&again), strip(&t));
+    }
+
+    #[test]
+    fn a_carriage_return_at_end_of_file_is_a_line_end() {
+        // Fuzz regressions (fuzz/corpus/transcript/regress-*-cr): a lone or
+        // doubled CR came back as "" after a rewrite.
+        assert_eq!(parse("\r").unwrap().header, vec![""]);
+        assert_eq!(parse("\r\r\n#\r\r").unwrap().header, vec!["", "#"]);
+        let t = parse("> :nodes\r").unwrap();
+        assert_eq!(t.entries[0].input, vec![":nodes"]);
+        assert_eq!(parse(&t.to_text()).unwrap(), t);
     }
 
     #[test]

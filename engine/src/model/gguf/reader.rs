@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 use super::types::{GgmlType, MetadataArray, MetadataValue};
 
@@ -109,6 +109,21 @@ impl GgufFile {
         // process is outside what any mmap-based loader can defend against;
         // all reads below are bounds-checked against the length seen here.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Self::parse(path, Arc::new(map))
+    }
+
+    /// Parses a GGUF image held in memory (the fuzzer, tests). `path` only
+    /// names it in errors. The bytes are copied into an anonymous map so the
+    /// result is the same type, with the same borrowing, as [`Self::open`]'s.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self, GgufError> {
+        let path = path.into();
+        let io = |source| GgufError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut map = MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(io)?;
         Self::parse(path, Arc::new(map))
     }
 

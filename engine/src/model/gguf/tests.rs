@@ -421,6 +421,25 @@ fn small_file_opens_and_its_landmarks_are_where_expected() {
 }
 
 #[test]
+fn bytes_in_memory_parse_like_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, data) = small_file(dir.path());
+    let from_file = GgufFile::open(&path).expect("open");
+    let from_mem = GgufFile::from_bytes("mem.gguf", &data).expect("from_bytes");
+    assert_eq!(from_mem.metadata, from_file.metadata);
+    assert_eq!(from_mem.data_offset, from_file.data_offset);
+    let beta = from_mem.tensor("beta").expect("beta");
+    assert_eq!(
+        from_mem.tensor_data(beta),
+        from_file.tensor_data(from_file.tensor("beta").expect("beta"))
+    );
+    // An empty image is a truncation error naming the given path.
+    let e = GgufFile::from_bytes("empty.gguf", &[]).expect_err("empty is refused");
+    assert!(matches!(e, GgufError::Truncated { .. }), "{e:?}");
+    assert!(e.to_string().contains("empty.gguf"), "{e}");
+}
+
+#[test]
 fn every_truncation_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, data) = small_file(dir.path());

@@ -79,7 +79,9 @@ pub fn build(vocab: GgufVocab) -> Result<Tokenizer, TokenizerError> {
         vocab.eos.filter(|_| add_eos),
     )?;
     let eos_ids = special::eog_ids(&[vocab.eos, vocab.eot, vocab.eom], |t| tok.token_to_id(t));
-    let vocab_size = tok.get_vocab_size(true);
+    // Ids run to the end of the token list even when a duplicate text
+    // leaves fewer distinct entries than that (found by fuzzing).
+    let vocab_size = tok.get_vocab_size(true).max(vocab.tokens.len());
     Ok(Tokenizer {
         inner: tok,
         vocab_size,

@@ -419,6 +419,44 @@ fn spm_unknown_characters_fall_back_to_bytes() {
 }
 
 #[test]
+fn duplicate_tokens_do_not_shrink_the_id_range() {
+    // Fuzz regression (fuzz/corpus/tokenizer/regress-duplicate-tokens): with
+    // a token text listed twice, the library counts distinct texts, so the
+    // last ids that encode itself produced were refused as unknown.
+    let mut meta = spm_meta();
+    let Some(MetadataValue::Array(MetadataArray::String(tokens))) =
+        meta.get_mut("tokenizer.ggml.tokens")
+    else {
+        panic!("spm_meta has a token list");
+    };
+    tokens.push("<0x01>".into());
+    let n = tokens.len();
+    for (key, extra) in [
+        ("tokenizer.ggml.token_type", MetadataArray::I32(vec![6])),
+        ("tokenizer.ggml.scores", MetadataArray::F32(vec![0.0])),
+    ] {
+        match (meta.get_mut(key), extra) {
+            (Some(MetadataValue::Array(MetadataArray::I32(v))), MetadataArray::I32(e)) => {
+                v.extend(e)
+            }
+            (Some(MetadataValue::Array(MetadataArray::F32(v))), MetadataArray::F32(e)) => {
+                v.extend(e)
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let tok = Tokenizer::from_metadata(&meta).unwrap();
+    assert_eq!(tok.vocab_size(), n);
+    let ids = tok.encode("\u{1}", false).unwrap();
+    assert_eq!(
+        ids.last(),
+        Some(&(n as u32 - 1)),
+        "the later duplicate wins"
+    );
+    assert_eq!(tok.decode(&ids, false).unwrap(), "\u{1}");
+}
+
+#[test]
 fn spm_stream_keeps_spaces_and_whole_characters() {
     let tok = Tokenizer::from_metadata(&spm_meta()).unwrap();
     for text in ["hello world", "hé wéx", " hello  world ", "é"] {
