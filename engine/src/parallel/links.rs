@@ -212,8 +212,12 @@ impl PeerLinks {
             || format!("{n} hidden values of sequence {seq} as {}", self.wire),
         )?;
         decode_hidden(self.wire, &self.hidden_buf, n, x);
-        self.stats
-            .record(&prev.name, 0, expected as u64, started.elapsed().as_secs_f64());
+        self.stats.record(
+            &prev.name,
+            0,
+            expected as u64,
+            started.elapsed().as_secs_f64(),
+        );
         self.stats.step_wait += started.elapsed().as_secs_f64();
         self.stats.span(SpanKind::Receive, started);
         Ok(())
