@@ -7,8 +7,10 @@
 //! splits rows across nodes) and the same row summed whole round to the
 //! same f32: every layout gives the same activations as one node.
 //!
-//! The bodies are plain Rust written so LLVM vectorizes them; [`dot_rows`]
-//! compiles them a second time with AVX2 enabled and picks at run time.
+//! The bodies here are plain Rust and the reference for the hand-written
+//! kernels. [`dot_rows`] picks at run time: an AVX2 kernel (`avx2.rs`,
+//! `avx2_k.rs`) where one exists, else these bodies compiled a second time
+//! with AVX2 enabled, else these bodies as they are.
 
 use half::{bf16, f16};
 
@@ -42,6 +44,8 @@ pub fn dot_rows(
     dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
 }
 
+/// The hand-written AVX2 kernel for `dtype`, if there is one and the
+/// buffers have the shapes it relies on (it reads through raw pointers).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_rows_avx2(
@@ -53,23 +57,29 @@ unsafe fn dot_rows_avx2(
     tokens: usize,
     out: &mut [f64],
 ) {
-    use super::avx2;
-    type RowDot = unsafe fn(&[u8], &[u8]) -> f64;
-    let hand_written: Option<RowDot> = match dtype {
-        GgmlType::Q4_0 => Some(avx2::dot_q4_0_q8_0),
-        GgmlType::Q4_1 => Some(avx2::dot_q4_1_q8_1),
-        GgmlType::Q8_0 => Some(avx2::dot_q8_0_q8_0),
+    use super::{avx2, avx2_k};
+    type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
+    let kernel: Option<(Rows, usize, usize)> = match dtype {
+        GgmlType::Q4_0 => Some((avx2::rows::<{ avx2::Q4_0 }>, 18, 34)),
+        GgmlType::Q4_1 => Some((avx2::rows::<{ avx2::Q4_1 }>, 20, 36)),
+        GgmlType::Q5_0 => Some((avx2::rows::<{ avx2::Q5_0 }>, 22, 34)),
+        GgmlType::Q8_0 => Some((avx2::rows::<{ avx2::Q8_0 }>, 34, 34)),
+        GgmlType::Q4K => Some((avx2_k::rows_q4k, 144, 292)),
+        GgmlType::Q6K => Some((avx2_k::rows_q6k, 210, 292)),
         _ => None,
     };
-    match hand_written {
-        Some(f) => {
-            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
-                for (a, o) in acts.chunks_exact(act_row_bytes).zip(o.iter_mut()) {
-                    *o = f(row, a);
-                }
-            }
+    match kernel {
+        Some((f, wb, ab))
+            if row_bytes > 0
+                && row_bytes % wb == 0
+                && w.len() % row_bytes == 0
+                && act_row_bytes == row_bytes / wb * ab
+                && acts.len() >= tokens * act_row_bytes
+                && out.len() == w.len() / row_bytes * tokens =>
+        {
+            f(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
-        None => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
+        _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
     }
 }
 
