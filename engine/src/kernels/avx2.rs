@@ -174,7 +174,15 @@ pub(super) unsafe fn rows<const F: u8>(
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         let mut t = 0;
         while t + 4 <= tokens {
-            tile::<F, 4>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, &mut o[t..t + 4]);
+            tile::<F, 4>(
+                row.as_ptr(),
+                nb,
+                acts,
+                act_row_bytes,
+                &sc,
+                t,
+                &mut o[t..t + 4],
+            );
             t += 4;
         }
         let o = &mut o[t..];

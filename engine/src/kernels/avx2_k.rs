@@ -113,19 +113,13 @@ pub(super) unsafe fn rows_q6k(
                 let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
                 let lo = |v: __m256i| _mm256_and_si256(v, low);
                 let hi4 = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                q[4 * h] = _mm256_or_si256(
-                    lo(l0),
-                    _mm256_and_si256(_mm256_slli_epi16(hb, 4), high),
-                );
-                q[4 * h + 1] = _mm256_or_si256(
-                    lo(l1),
-                    _mm256_and_si256(_mm256_slli_epi16(hb, 2), high),
-                );
+                q[4 * h] =
+                    _mm256_or_si256(lo(l0), _mm256_and_si256(_mm256_slli_epi16(hb, 4), high));
+                q[4 * h + 1] =
+                    _mm256_or_si256(lo(l1), _mm256_and_si256(_mm256_slli_epi16(hb, 2), high));
                 q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
-                q[4 * h + 3] = _mm256_or_si256(
-                    hi4(l1),
-                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), high),
-                );
+                q[4 * h + 3] =
+                    _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
             }
             for (k, s) in sc.iter_mut().enumerate() {
                 let g0 = wb[192 + 2 * k] as i8 as i16;

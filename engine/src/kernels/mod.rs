@@ -14,6 +14,8 @@ pub mod weight;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_simd;
 
 pub use matmul::{matmul, matmul_partial, MatmulScratch};
 pub use weight::{Weight, WeightBytes};
