@@ -153,154 +153,188 @@ unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usi
     ActScales { d, s }
 }
 
-/// Dots every weight row in `w` with `tokens` activation rows; see
-/// `dot::dot_rows` for the layout.
-///
-/// # Safety
-/// AVX2, FMA and F16C must be available. `w` holds whole rows of
-/// `row_bytes`, `acts` holds `tokens` rows of `act_row_bytes` with the same
-/// number of blocks as a weight row, and `out` holds rows × tokens values.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn rows<const F: u8>(
-    w: &[u8],
-    row_bytes: usize,
-    acts: &[u8],
-    act_row_bytes: usize,
-    tokens: usize,
-    out: &mut [f64],
-) {
-    let nb = row_bytes / layout(F).0;
-    let sc = act_scales::<F>(acts, act_row_bytes, tokens);
-    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
-        let mut t = 0;
-        while t + 4 <= tokens {
-            tile::<F, 4>(
-                row.as_ptr(),
-                nb,
-                acts,
-                act_row_bytes,
-                &sc,
-                t,
-                &mut o[t..t + 4],
-            );
-            t += 4;
-        }
-        let o = &mut o[t..];
-        match tokens - t {
-            3 => tile::<F, 3>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
-            2 => tile::<F, 2>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
-            1 => tile::<F, 1>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
-            _ => {}
-        }
-    }
-}
-
-/// One weight row against tokens `t0..t0 + T`.
+/// Unsigned bytes times signed bytes, each four adjacent products summed
+/// into an i32 lane (`maddubs` pairs to i16, `madd` pairs to i32; no pair
+/// can saturate: |q| <= 128 and |y| <= 127).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const F: u8, const T: usize>(
-    row: *const u8,
-    nb: usize,
-    acts: &[u8],
-    stride: usize,
-    sc: &ActScales,
-    t0: usize,
-    out: &mut [f64],
-) {
-    let mut acc = [_mm256_setzero_pd(); T];
-    let mut mins = [_mm256_setzero_pd(); T];
-    let a0 = acts.as_ptr().add(t0 * stride);
-    let mut b = 0;
-    while b + 4 <= nb {
-        group::<F, T, 4>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins);
-        b += 4;
-    }
-    match nb - b {
-        3 => group::<F, T, 3>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
-        2 => group::<F, T, 2>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
-        1 => group::<F, T, 1>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
-        _ => {}
-    }
-    for t in 0..T {
-        out[t] = if F == Q4_1 {
-            hsum_pd(acc[t]) + hsum_pd(mins[t])
-        } else {
-            hsum_pd(acc[t])
-        };
-    }
+unsafe fn dot_pairs(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
-/// Blocks `b..b + N` (N <= 4) of one row against T token rows.
+/// As [`dot_pairs`] in one AVX-512 VNNI instruction (on 256-bit vectors).
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn group<const F: u8, const T: usize, const N: usize>(
-    row: *const u8,
-    nb: usize,
-    a0: *const u8,
-    stride: usize,
-    sc: &ActScales,
-    t0: usize,
-    b: usize,
-    acc: &mut [__m256d; T],
-    mins: &mut [__m256d; T],
-) {
-    let (wb, ab, aqs) = layout(F);
-    let mut q = [_mm256_setzero_si256(); 4];
-    let mut qabs = [_mm256_setzero_si256(); 4];
-    let mut wd = [0u16; 4];
-    let mut wm = [0u16; 4];
-    for k in 0..N {
-        let p = row.add((b + k) * wb);
-        q[k] = unpack::<F>(p);
-        if signed(F) {
-            qabs[k] = _mm256_sign_epi8(q[k], q[k]);
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// The row kernels, compiled once per instruction set: the target features
+/// are fixed per function, so the VNNI build is a second copy rather than a
+/// branch inside the loop.
+macro_rules! block32_kernels {
+    ($features:literal, $dot:ident) => {
+        /// Dots every weight row in `w` with `tokens` activation rows; see
+        /// `dot::dot_rows` for the layout.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C must be available. `w` holds whole rows of
+        /// `row_bytes`, `acts` holds `tokens` rows of `act_row_bytes` with the same
+        /// number of blocks as a weight row, and `out` holds rows × tokens values.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) {
+            let nb = row_bytes / layout(F).0;
+            let sc = act_scales::<F>(acts, act_row_bytes, tokens);
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                let mut t = 0;
+                while t + 4 <= tokens {
+                    tile::<F, 4>(
+                        row.as_ptr(),
+                        nb,
+                        acts,
+                        act_row_bytes,
+                        &sc,
+                        t,
+                        &mut o[t..t + 4],
+                    );
+                    t += 4;
+                }
+                let o = &mut o[t..];
+                match tokens - t {
+                    3 => tile::<F, 3>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    2 => tile::<F, 2>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    1 => tile::<F, 1>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    _ => {}
+                }
+            }
         }
-        wd[k] = rd16(p);
-        if F == Q4_1 {
-            wm[k] = rd16(p.add(2));
+
+        /// One weight row against tokens `t0..t0 + T`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn tile<const F: u8, const T: usize>(
+            row: *const u8,
+            nb: usize,
+            acts: &[u8],
+            stride: usize,
+            sc: &ActScales,
+            t0: usize,
+            out: &mut [f64],
+        ) {
+            let mut acc = [_mm256_setzero_pd(); T];
+            let mut mins = [_mm256_setzero_pd(); T];
+            let a0 = acts.as_ptr().add(t0 * stride);
+            let mut b = 0;
+            while b + 4 <= nb {
+                group::<F, T, 4>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins);
+                b += 4;
+            }
+            match nb - b {
+                3 => group::<F, T, 3>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                2 => group::<F, T, 2>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                1 => group::<F, T, 1>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                _ => {}
+            }
+            for t in 0..T {
+                out[t] = if F == Q4_1 {
+                    hsum_pd(acc[t]) + hsum_pd(mins[t])
+                } else {
+                    hsum_pd(acc[t])
+                };
+            }
         }
-    }
-    let f16x4 = |h: [u16; 4]| {
-        let bits = h[0] as u64 | (h[1] as u64) << 16 | (h[2] as u64) << 32 | (h[3] as u64) << 48;
-        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+
+        /// Blocks `b..b + N` (N <= 4) of one row against T token rows.
+        #[inline]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn group<const F: u8, const T: usize, const N: usize>(
+            row: *const u8,
+            nb: usize,
+            a0: *const u8,
+            stride: usize,
+            sc: &ActScales,
+            t0: usize,
+            b: usize,
+            acc: &mut [__m256d; T],
+            mins: &mut [__m256d; T],
+        ) {
+            let (wb, ab, aqs) = layout(F);
+            let mut q = [_mm256_setzero_si256(); 4];
+            let mut qabs = [_mm256_setzero_si256(); 4];
+            let mut wd = [0u16; 4];
+            let mut wm = [0u16; 4];
+            for k in 0..N {
+                let p = row.add((b + k) * wb);
+                q[k] = unpack::<F>(p);
+                if signed(F) {
+                    qabs[k] = _mm256_sign_epi8(q[k], q[k]);
+                }
+                wd[k] = rd16(p);
+                if F == Q4_1 {
+                    wm[k] = rd16(p.add(2));
+                }
+            }
+            let f16x4 = |h: [u16; 4]| {
+                let bits =
+                    h[0] as u64 | (h[1] as u64) << 16 | (h[2] as u64) << 32 | (h[3] as u64) << 48;
+                _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+            };
+            let wd = f16x4(wd);
+            let wm = f16x4(wm);
+            for t in 0..T {
+                let a = a0.add(t * stride + b * ab);
+                let mut s = [_mm256_setzero_si256(); 4];
+                for k in 0..N {
+                    let y = _mm256_loadu_si256(a.add(k * ab + aqs) as *const __m256i);
+                    s[k] = if signed(F) {
+                        $dot(qabs[k], _mm256_sign_epi8(y, q[k]))
+                    } else {
+                        $dot(q[k], y)
+                    };
+                }
+                let at = (t0 + t) * nb + b;
+                let ad = if N == 4 {
+                    _mm_loadu_ps(sc.d.as_ptr().add(at))
+                } else {
+                    let mut v = [0.0f32; 4];
+                    v[..N].copy_from_slice(&sc.d[at..at + N]);
+                    _mm_loadu_ps(v.as_ptr())
+                };
+                // Missing blocks (N < 4) have zero weight scales and zero sums.
+                let d = _mm256_cvtps_pd(_mm_mul_ps(wd, ad));
+                acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(reduce4(s)), acc[t]);
+                if F == Q4_1 {
+                    let am = if N == 4 {
+                        _mm_loadu_ps(sc.s.as_ptr().add(at))
+                    } else {
+                        let mut v = [0.0f32; 4];
+                        v[..N].copy_from_slice(&sc.s[at..at + N]);
+                        _mm_loadu_ps(v.as_ptr())
+                    };
+                    mins[t] = _mm256_add_pd(mins[t], _mm256_cvtps_pd(_mm_mul_ps(wm, am)));
+                }
+            }
+        }
     };
-    let wd = f16x4(wd);
-    let wm = f16x4(wm);
-    let ones = _mm256_set1_epi16(1);
-    for t in 0..T {
-        let a = a0.add(t * stride + b * ab);
-        let mut s = [_mm256_setzero_si256(); 4];
-        for k in 0..N {
-            let y = _mm256_loadu_si256(a.add(k * ab + aqs) as *const __m256i);
-            let p16 = if signed(F) {
-                _mm256_maddubs_epi16(qabs[k], _mm256_sign_epi8(y, q[k]))
-            } else {
-                _mm256_maddubs_epi16(q[k], y)
-            };
-            s[k] = _mm256_madd_epi16(p16, ones);
-        }
-        let at = (t0 + t) * nb + b;
-        let ad = if N == 4 {
-            _mm_loadu_ps(sc.d.as_ptr().add(at))
-        } else {
-            let mut v = [0.0f32; 4];
-            v[..N].copy_from_slice(&sc.d[at..at + N]);
-            _mm_loadu_ps(v.as_ptr())
-        };
-        // Missing blocks (N < 4) have zero weight scales and zero sums.
-        let d = _mm256_cvtps_pd(_mm_mul_ps(wd, ad));
-        acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(reduce4(s)), acc[t]);
-        if F == Q4_1 {
-            let am = if N == 4 {
-                _mm_loadu_ps(sc.s.as_ptr().add(at))
-            } else {
-                let mut v = [0.0f32; 4];
-                v[..N].copy_from_slice(&sc.s[at..at + N]);
-                _mm_loadu_ps(v.as_ptr())
-            };
-            mins[t] = _mm256_add_pd(mins[t], _mm256_cvtps_pd(_mm_mul_ps(wm, am)));
-        }
-    }
+}
+
+/// AVX2 only.
+pub(super) mod plain {
+    use super::*;
+    block32_kernels!("avx2,fma,f16c", dot_pairs);
+}
+
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+pub(super) mod vnni {
+    use super::*;
+    block32_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", dot_vnni);
 }

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::dequant::dequantize_row;
-use super::dot::{dot_row, dot_rows};
+use super::dot::{dot_row, dot_rows, dot_rows_isa, Isa};
 use super::quantize::{activation_type, quantize_row};
 use crate::model::gguf::GgmlType;
 
@@ -235,6 +235,21 @@ fn check(
                 "{what} row {r} token {t}: {g} vs dequantized {reference} (tolerance {tol:e})"
             );
         }
+    }
+}
+
+#[test]
+fn this_cpu_runs_the_kernels_it_has() {
+    // On x86-64 build machines without AVX2 only the portable path exists;
+    // the list is never empty and always starts with it.
+    let isas = Isa::detected();
+    assert_eq!(isas.first(), Some(&Isa::Portable));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        assert!(isas.contains(&Isa::Avx2), "{isas:?}");
     }
 }
 
