@@ -118,8 +118,8 @@ unsafe fn dot_rows_avx2(
     match kernel {
         Some((f, wb, ab))
             if row_bytes > 0
-                && row_bytes % wb == 0
-                && w.len() % row_bytes == 0
+                && row_bytes.is_multiple_of(wb)
+                && w.len().is_multiple_of(row_bytes)
                 && act_row_bytes == row_bytes / wb * ab
                 && acts.len() >= tokens * act_row_bytes
                 && out.len() == w.len() / row_bytes * tokens =>

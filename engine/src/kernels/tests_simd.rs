@@ -145,6 +145,7 @@ fn block_bound(dtype: GgmlType, blk: &[u8]) -> f64 {
     }
 }
 
+/// Every kernel family this CPU runs must give the same bits; returns them.
 fn dispatched(
     dtype: GgmlType,
     rows: &[u8],
@@ -155,6 +156,16 @@ fn dispatched(
 ) -> Vec<f64> {
     let mut out = vec![f64::NAN; rows.len() / rb * t];
     dot_rows(dtype, rows, rb, acts, arb, t, &mut out);
+    for &isa in Isa::detected().iter().filter(|&&i| i != Isa::Portable) {
+        let mut other = vec![f64::NAN; out.len()];
+        dot_rows_isa(isa, dtype, rows, rb, acts, arb, t, &mut other);
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&other),
+            bits(&out),
+            "{dtype}: {isa:?} differs from the dispatched kernel"
+        );
+    }
     out
 }
 
