@@ -234,6 +234,11 @@ macro_rules! block32_kernels {
             let a0 = acts.as_ptr().add(t0 * stride);
             let mut b = 0;
             while b + 4 <= nb {
+                // Decode streams each weight byte once; ask for the bytes a kilobyte
+                // ahead (past the row's end is harmless: prefetches do not fault).
+                let ahead = row.wrapping_add(b * layout(F).0 + 1024) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
                 group::<F, T, 4>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins);
                 b += 4;
             }
