@@ -1,8 +1,20 @@
-//! Hand-written AVX2 dot products for the block formats the default model
-//! uses most (Q4_0, Q4_1, Q8_0 weights). LLVM does not find the
-//! `maddubs`/`madd` integer pattern on its own; these run several times
-//! faster than the portable versions in `dot.rs`, which stay the reference
-//! they are tested against.
+//! Hand-written AVX2 kernels for the 32-value block formats (Q4_0, Q4_1,
+//! Q5_0, Q8_0 weights). LLVM does not find the `maddubs`/`madd` integer
+//! pattern on its own; the portable bodies in `dot.rs` stay the reference
+//! these are tested against.
+//!
+//! Prefill: each weight block is unpacked once and dotted with a tile of up
+//! to four token rows, so a row's nibbles are not re-unpacked per token.
+//!
+//! Accumulation: each block's integer sum stays exact (i32), its scale is
+//! the f32 product of two f16 scales (exact), and their product is exact in
+//! f64. Four blocks' eight-lane integer sums are reduced together to one
+//! vector of four i32, converted once, and added with one f64 FMA, rather
+//! than two conversions and two FMAs per block.
+//!
+//! Activations must lie in [-127, 127] (the quantizers in `quantize.rs`
+//! never emit -128): the signed-by-signed product uses `sign`, which cannot
+//! negate -128.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
@@ -10,115 +22,324 @@
 
 use std::arch::x86_64::*;
 
-/// Two f16 values at byte offsets of two blocks, converted with F16C (the
-/// `half` crate's conversion is an out-of-line call per value, a tenth of
-/// the decode time here), multiplied in f32: exact, 11 × 11 bits.
+/// Which 32-value format a kernel is compiled for (a const parameter, so
+/// each format gets its own straight-line body).
+pub(super) const Q4_0: u8 = 0;
+pub(super) const Q4_1: u8 = 1;
+pub(super) const Q5_0: u8 = 2;
+pub(super) const Q8_0: u8 = 3;
+
+/// (weight block bytes, activation block bytes, offset of the activation quants).
+const fn layout(f: u8) -> (usize, usize, usize) {
+    match f {
+        Q4_0 => (18, 34, 2),
+        Q4_1 => (20, 36, 4),
+        Q5_0 => (22, 34, 2),
+        _ => (34, 34, 2),
+    }
+}
+
+/// Weights unpack to signed values (Q4_1's are unsigned, with a minimum).
+const fn signed(f: u8) -> bool {
+    f != Q4_1
+}
+
+#[inline(always)]
+unsafe fn rd16(p: *const u8) -> u16 {
+    // SAFETY (caller): two readable bytes at p.
+    (p as *const u16).read_unaligned()
+}
+
+/// One f16 to f32 with F16C (the `half` crate's conversion is an
+/// out-of-line call per value).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_product(w: &[u8], wat: usize, a: &[u8], aat: usize) -> f64 {
-    let wb = u16::from_le_bytes([w[wat], w[wat + 1]]);
-    let ab = u16::from_le_bytes([a[aat], a[aat + 1]]);
-    let v = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, 0, 0, ab as i16, wb as i16));
-    let prod = _mm_mul_ss(v, _mm_movehdup_ps(v));
-    _mm_cvtss_f32(prod) as f64
-}
-
-/// Sum of two vectors of four f64 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(a: __m256d, b: __m256d) -> f64 {
-    let v = _mm256_add_pd(a, b);
-    let lo = _mm256_castpd256_pd128(v);
-    let hi = _mm256_extractf128_pd(v, 1);
-    let s = _mm_add_pd(lo, hi);
-    let s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
-    _mm_cvtsd_f64(s)
-}
-
-/// `acc += d * lanes`, widening the eight i32 lanes to f64 (exact).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_wide(d: __m256d, lanes: __m256i, acc: &mut (__m256d, __m256d)) {
-    let lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(lanes));
-    let hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(lanes, 1));
-    acc.0 = _mm256_fmadd_pd(d, lo, acc.0);
-    acc.1 = _mm256_fmadd_pd(d, hi, acc.1);
-}
-
-/// Signed i8 × signed i8 over 32 lanes, summed in pairs to 8 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
-    let ax = _mm256_sign_epi8(x, x);
-    let sy = _mm256_sign_epi8(y, x);
-    let p16 = _mm256_maddubs_epi16(ax, sy);
-    _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
-}
-
-/// Unsigned u8 × signed i8 over 32 lanes, to 8 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256i {
-    let p16 = _mm256_maddubs_epi16(x, y);
-    _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+pub(super) unsafe fn f16_to_f32(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
 /// 16 bytes of packed nibbles to 32 bytes: low nibbles first, then high.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
     let packed = _mm_loadu_si128(p as *const __m128i);
     let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
-/// Q4_0 weights against Q8_0 activations.
-///
-/// # Safety
-/// AVX2 and FMA must be available; `w` and `a` hold the same number of blocks.
+/// 32 bits to 32 bytes: 0x10 where the bit is set, else 0.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
-    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    let eight = _mm256_set1_epi8(8);
-    for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
-        let q = _mm256_sub_epi8(unpack_nibbles(wb.as_ptr().add(2)), eight);
-        let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
-        fma_wide(d, dot_i8(q, y), &mut acc);
-    }
-    hsum(acc.0, acc.1)
+unsafe fn bits_to_0x10(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        ),
+    );
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Q4_1 weights against Q8_1 activations.
-///
-/// # Safety
-/// As [`dot_q4_0_q8_0`].
+/// A weight block's 32 values as bytes: signed for Q4_0/Q5_0/Q8_0,
+/// unsigned 0..15 for Q4_1.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f64 {
-    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    let mut mins = 0.0f64;
-    for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
-        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
-        mins += scale_product(wb, 2, ab, 2);
-        let q = unpack_nibbles(wb.as_ptr().add(4));
-        let y = _mm256_loadu_si256(ab.as_ptr().add(4) as *const __m256i);
-        fma_wide(d, dot_u8_i8(q, y), &mut acc);
+unsafe fn unpack<const F: u8>(b: *const u8) -> __m256i {
+    match F {
+        Q4_0 => _mm256_sub_epi8(unpack_nibbles(b.add(2)), _mm256_set1_epi8(8)),
+        Q4_1 => unpack_nibbles(b.add(4)),
+        Q5_0 => {
+            let high = bits_to_0x10(rd16(b.add(2)) as u32 | (rd16(b.add(4)) as u32) << 16);
+            let q = _mm256_or_si256(unpack_nibbles(b.add(6)), high);
+            _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+        }
+        _ => _mm256_loadu_si256(b.add(2) as *const __m256i),
     }
-    hsum(acc.0, acc.1) + mins
 }
 
-/// Q8_0 weights against Q8_0 activations.
-///
-/// # Safety
-/// As [`dot_q4_0_q8_0`].
+/// Four blocks' eight i32 lanes each to one i32 per block.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f64 {
-    let mut acc = (_mm256_setzero_pd(), _mm256_setzero_pd());
-    for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let d = _mm256_set1_pd(scale_product(wb, 0, ab, 0));
-        let x = _mm256_loadu_si256(wb.as_ptr().add(2) as *const __m256i);
-        let y = _mm256_loadu_si256(ab.as_ptr().add(2) as *const __m256i);
-        fma_wide(d, dot_i8(x, y), &mut acc);
+unsafe fn reduce4(s: [__m256i; 4]) -> __m128i {
+    let h01 = _mm256_hadd_epi32(s[0], s[1]);
+    let h23 = _mm256_hadd_epi32(s[2], s[3]);
+    let h = _mm256_hadd_epi32(h01, h23);
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+}
+
+/// Sum of four f64 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn hsum_pd(v: __m256d) -> f64 {
+    let s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)))
+}
+
+/// Sum of eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Per-token activation block scales (and Q4_1's `d * sum`) as f32, so the
+/// inner loop loads four at once instead of converting f16 per row.
+struct ActScales {
+    d: Vec<f32>,
+    s: Vec<f32>,
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usize) -> ActScales {
+    let (_, ab, _) = layout(F);
+    let nb = act_row_bytes / ab;
+    let mut d = Vec::with_capacity(tokens * nb);
+    let mut s = Vec::with_capacity(if F == Q4_1 { tokens * nb } else { 0 });
+    for row in acts.chunks_exact(act_row_bytes).take(tokens) {
+        for blk in row.chunks_exact(ab) {
+            d.push(f16_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
+            if F == Q4_1 {
+                s.push(f16_to_f32(u16::from_le_bytes([blk[2], blk[3]])));
+            }
+        }
     }
-    hsum(acc.0, acc.1)
+    ActScales { d, s }
+}
+
+/// Unsigned bytes times signed bytes, each four adjacent products summed
+/// into an i32 lane (`maddubs` pairs to i16, `madd` pairs to i32; no pair
+/// can saturate: |q| <= 128 and |y| <= 127).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_pairs(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// As [`dot_pairs`] in one AVX-512 VNNI instruction (on 256-bit vectors).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// The row kernels, compiled once per instruction set: the target features
+/// are fixed per function, so the VNNI build is a second copy rather than a
+/// branch inside the loop.
+macro_rules! block32_kernels {
+    ($features:literal, $dot:ident) => {
+        /// Dots every weight row in `w` with `tokens` activation rows; see
+        /// `dot::dot_rows` for the layout.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C must be available. `w` holds whole rows of
+        /// `row_bytes`, `acts` holds `tokens` rows of `act_row_bytes` with the same
+        /// number of blocks as a weight row, and `out` holds rows × tokens values.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) {
+            let nb = row_bytes / layout(F).0;
+            let sc = act_scales::<F>(acts, act_row_bytes, tokens);
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                let mut t = 0;
+                while t + 4 <= tokens {
+                    tile::<F, 4>(
+                        row.as_ptr(),
+                        nb,
+                        acts,
+                        act_row_bytes,
+                        &sc,
+                        t,
+                        &mut o[t..t + 4],
+                    );
+                    t += 4;
+                }
+                let o = &mut o[t..];
+                match tokens - t {
+                    3 => tile::<F, 3>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    2 => tile::<F, 2>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    1 => tile::<F, 1>(row.as_ptr(), nb, acts, act_row_bytes, &sc, t, o),
+                    _ => {}
+                }
+            }
+        }
+
+        /// One weight row against tokens `t0..t0 + T`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn tile<const F: u8, const T: usize>(
+            row: *const u8,
+            nb: usize,
+            acts: &[u8],
+            stride: usize,
+            sc: &ActScales,
+            t0: usize,
+            out: &mut [f64],
+        ) {
+            let mut acc = [_mm256_setzero_pd(); T];
+            let mut mins = [_mm256_setzero_pd(); T];
+            let a0 = acts.as_ptr().add(t0 * stride);
+            let mut b = 0;
+            while b + 4 <= nb {
+                // Decode streams each weight byte once; ask for the bytes a kilobyte
+                // ahead (past the row's end is harmless: prefetches do not fault).
+                let ahead = row.wrapping_add(b * layout(F).0 + 1024) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+                group::<F, T, 4>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins);
+                b += 4;
+            }
+            match nb - b {
+                3 => group::<F, T, 3>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                2 => group::<F, T, 2>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                1 => group::<F, T, 1>(row, nb, a0, stride, sc, t0, b, &mut acc, &mut mins),
+                _ => {}
+            }
+            for t in 0..T {
+                out[t] = if F == Q4_1 {
+                    hsum_pd(acc[t]) + hsum_pd(mins[t])
+                } else {
+                    hsum_pd(acc[t])
+                };
+            }
+        }
+
+        /// Blocks `b..b + N` (N <= 4) of one row against T token rows.
+        #[inline]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn group<const F: u8, const T: usize, const N: usize>(
+            row: *const u8,
+            nb: usize,
+            a0: *const u8,
+            stride: usize,
+            sc: &ActScales,
+            t0: usize,
+            b: usize,
+            acc: &mut [__m256d; T],
+            mins: &mut [__m256d; T],
+        ) {
+            let (wb, ab, aqs) = layout(F);
+            let mut q = [_mm256_setzero_si256(); 4];
+            let mut qabs = [_mm256_setzero_si256(); 4];
+            let mut wd = [0u16; 4];
+            let mut wm = [0u16; 4];
+            for k in 0..N {
+                let p = row.add((b + k) * wb);
+                q[k] = unpack::<F>(p);
+                if signed(F) {
+                    qabs[k] = _mm256_sign_epi8(q[k], q[k]);
+                }
+                wd[k] = rd16(p);
+                if F == Q4_1 {
+                    wm[k] = rd16(p.add(2));
+                }
+            }
+            let f16x4 = |h: [u16; 4]| {
+                let bits =
+                    h[0] as u64 | (h[1] as u64) << 16 | (h[2] as u64) << 32 | (h[3] as u64) << 48;
+                _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+            };
+            let wd = f16x4(wd);
+            let wm = f16x4(wm);
+            for t in 0..T {
+                let a = a0.add(t * stride + b * ab);
+                let mut s = [_mm256_setzero_si256(); 4];
+                for k in 0..N {
+                    let y = _mm256_loadu_si256(a.add(k * ab + aqs) as *const __m256i);
+                    s[k] = if signed(F) {
+                        $dot(qabs[k], _mm256_sign_epi8(y, q[k]))
+                    } else {
+                        $dot(q[k], y)
+                    };
+                }
+                let at = (t0 + t) * nb + b;
+                let ad = if N == 4 {
+                    _mm_loadu_ps(sc.d.as_ptr().add(at))
+                } else {
+                    let mut v = [0.0f32; 4];
+                    v[..N].copy_from_slice(&sc.d[at..at + N]);
+                    _mm_loadu_ps(v.as_ptr())
+                };
+                // Missing blocks (N < 4) have zero weight scales and zero sums.
+                let d = _mm256_cvtps_pd(_mm_mul_ps(wd, ad));
+                acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(reduce4(s)), acc[t]);
+                if F == Q4_1 {
+                    let am = if N == 4 {
+                        _mm_loadu_ps(sc.s.as_ptr().add(at))
+                    } else {
+                        let mut v = [0.0f32; 4];
+                        v[..N].copy_from_slice(&sc.s[at..at + N]);
+                        _mm_loadu_ps(v.as_ptr())
+                    };
+                    mins[t] = _mm256_add_pd(mins[t], _mm256_cvtps_pd(_mm_mul_ps(wm, am)));
+                }
+            }
+        }
+    };
+}
+
+/// AVX2 only.
+pub(super) mod plain {
+    use super::*;
+    block32_kernels!("avx2,fma,f16c", dot_pairs);
+}
+
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+pub(super) mod vnni {
+    use super::*;
+    block32_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", dot_vnni);
 }

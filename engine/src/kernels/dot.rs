@@ -7,8 +7,10 @@
 //! splits rows across nodes) and the same row summed whole round to the
 //! same f32: every layout gives the same activations as one node.
 //!
-//! The bodies are plain Rust written so LLVM vectorizes them; [`dot_rows`]
-//! compiles them a second time with AVX2 enabled and picks at run time.
+//! The bodies here are plain Rust and the reference for the hand-written
+//! kernels. [`dot_rows`] picks at run time: an AVX2 kernel (`avx2.rs`,
+//! `avx2_k.rs`) where one exists, else these bodies compiled a second time
+//! with AVX2 enabled, else these bodies as they are.
 
 use half::{bf16, f16};
 
@@ -28,23 +30,42 @@ pub fn dot_rows(
     tokens: usize,
     out: &mut [f64],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
-            // SAFETY: the CPU supports the features the function is built for.
-            unsafe { dot_rows_avx2(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) };
-            return;
-        }
-    }
-    dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+    let isa = Isa::detected().last().copied().unwrap_or(Isa::Portable);
+    dot_rows_isa(isa, dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_rows_avx2(
+/// The kernel families, slowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Portable,
+    /// AVX2 with FMA and F16C.
+    Avx2,
+    /// The above plus AVX-512 VNNI on 256-bit vectors.
+    Avx2Vnni,
+}
+
+impl Isa {
+    /// Every family this CPU can run, slowest first (tests run them all).
+    pub(crate) fn detected() -> &'static [Isa] {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                if has!("avx512vnni") && has!("avx512vl") {
+                    return &[Isa::Portable, Isa::Avx2, Isa::Avx2Vnni];
+                }
+                return &[Isa::Portable, Isa::Avx2];
+            }
+        }
+        &[Isa::Portable]
+    }
+}
+
+/// [`dot_rows`] with the kernel family chosen by the caller. A family the
+/// CPU lacks (not in [`Isa::detected`]) runs the portable bodies instead.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dot_rows_isa(
+    isa: Isa,
     dtype: GgmlType,
     w: &[u8],
     row_bytes: usize,
@@ -53,23 +74,59 @@ unsafe fn dot_rows_avx2(
     tokens: usize,
     out: &mut [f64],
 ) {
-    use super::avx2;
-    type RowDot = unsafe fn(&[u8], &[u8]) -> f64;
-    let hand_written: Option<RowDot> = match dtype {
-        GgmlType::Q4_0 => Some(avx2::dot_q4_0_q8_0),
-        GgmlType::Q4_1 => Some(avx2::dot_q4_1_q8_1),
-        GgmlType::Q8_0 => Some(avx2::dot_q8_0_q8_0),
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa != Isa::Portable && Isa::detected().contains(&isa) {
+            let vnni = isa == Isa::Avx2Vnni;
+            // SAFETY: the CPU supports the features the function is built
+            // for, and the VNNI kernels only run where it has those too.
+            unsafe { dot_rows_avx2(dtype, vnni, w, row_bytes, acts, act_row_bytes, tokens, out) };
+            return;
+        }
+    }
+    dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+/// The hand-written AVX2 kernel for `dtype`, if there is one and the
+/// buffers have the shapes it relies on (it reads through raw pointers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_rows_avx2(
+    dtype: GgmlType,
+    vnni: bool,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    use super::avx2::{plain, vnni as v, Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::avx2_k;
+    type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
+    let pick = |p: Rows, q: Rows| if vnni { q } else { p };
+    let kernel: Option<(Rows, usize, usize)> = match dtype {
+        GgmlType::Q4_0 => Some((pick(plain::rows::<Q4_0>, v::rows::<Q4_0>), 18, 34)),
+        GgmlType::Q4_1 => Some((pick(plain::rows::<Q4_1>, v::rows::<Q4_1>), 20, 36)),
+        GgmlType::Q5_0 => Some((pick(plain::rows::<Q5_0>, v::rows::<Q5_0>), 22, 34)),
+        GgmlType::Q8_0 => Some((pick(plain::rows::<Q8_0>, v::rows::<Q8_0>), 34, 34)),
+        GgmlType::Q4K => Some((avx2_k::rows_q4k, 144, 292)),
+        GgmlType::Q6K => Some((avx2_k::rows_q6k, 210, 292)),
         _ => None,
     };
-    match hand_written {
-        Some(f) => {
-            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
-                for (a, o) in acts.chunks_exact(act_row_bytes).zip(o.iter_mut()) {
-                    *o = f(row, a);
-                }
-            }
+    match kernel {
+        Some((f, wb, ab))
+            if row_bytes > 0
+                && row_bytes.is_multiple_of(wb)
+                && w.len().is_multiple_of(row_bytes)
+                && act_row_bytes == row_bytes / wb * ab
+                && acts.len() >= tokens * act_row_bytes
+                && out.len() == w.len() / row_bytes * tokens =>
+        {
+            f(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
-        None => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
+        _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
     }
 }
 

@@ -3,6 +3,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_k;
 pub mod dequant;
 pub mod dot;
 pub mod matmul;
@@ -12,6 +14,8 @@ pub mod weight;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_simd;
 
 pub use matmul::{matmul, matmul_partial, MatmulScratch};
 pub use weight::{Weight, WeightBytes};

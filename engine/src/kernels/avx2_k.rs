@@ -1,0 +1,158 @@
+//! Hand-written AVX2 kernels for the K-quants the model files use most
+//! (Q4_K, Q6_K weights against Q8_K activations).
+//!
+//! Each 256-value super-block is unpacked once (quants to bytes, group
+//! scales to i16 vectors) and then dotted with every token row, so prefill
+//! does not redo the bit work per token. Per super-block the integer sums
+//! are exact and the float step is the same f64 expression, in the same
+//! order, as the portable body in `dot.rs`: results are bitwise equal to it.
+//!
+//! Every function here requires AVX2, FMA and F16C; callers check at run time.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::avx2::{f16_to_f32, hsum_epi32};
+use super::dequant::scale_min_k4;
+use crate::model::gguf::QK_K;
+
+/// Bytes of one Q8_K activation super-block: f32 scale, 256 quants, 16 i16 group sums.
+const Q8K_BYTES: usize = 4 + QK_K + 32;
+const Q8K_BSUMS: usize = 4 + QK_K;
+
+#[inline(always)]
+unsafe fn act_scale(a: *const u8) -> f64 {
+    // SAFETY (caller): a Q8_K block starts at a.
+    (a as *const f32).read_unaligned() as f64
+}
+
+/// Asks for the `len` bytes a kilobyte past `p` (decode streams each weight
+/// byte once; prefetches past the end of the weights do not fault).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prefetch_ahead(p: *const u8, len: usize) {
+    let mut at = 0;
+    while at < len {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(1024 + at) as *const i8);
+        at += 64;
+    }
+}
+
+/// Q4_K weights: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles.
+///
+/// # Safety
+/// As `avx2::rows`: AVX2/FMA/F16C, whole rows, `tokens` activation rows
+/// with as many super-blocks as a weight row, `out` rows × tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_q4k(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    const BB: usize = 144;
+    let mask = _mm256_set1_epi8(0x0f);
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+        o.fill(0.0);
+        for (i, wb) in row.chunks_exact(BB).enumerate() {
+            prefetch_ahead(wb.as_ptr(), BB);
+            let d = f16_to_f32(u16::from_le_bytes([wb[0], wb[1]])) as f64;
+            let dmin = f16_to_f32(u16::from_le_bytes([wb[2], wb[3]])) as f64;
+            let mut sc = [_mm256_setzero_si256(); 8];
+            let mut m = [0i16; 16];
+            for j in 0..8 {
+                let (s, mj) = scale_min_k4(j, &wb[4..16]);
+                sc[j] = _mm256_set1_epi16(s as i16);
+                m[2 * j] = mj as i16;
+                m[2 * j + 1] = mj as i16;
+            }
+            let mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(wb.as_ptr().add(16 + 32 * c) as *const __m256i);
+                q[2 * c] = _mm256_and_si256(v, mask);
+                q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+            }
+            for (t, o) in o.iter_mut().enumerate() {
+                let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
+                let mut accv = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let y = _mm256_loadu_si256(a.add(4 + 32 * j) as *const __m256i);
+                    let p = _mm256_maddubs_epi16(q[j], y);
+                    accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[j]));
+                }
+                let bs = _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i);
+                let acc = hsum_epi32(accv);
+                let msum = hsum_epi32(_mm256_madd_epi16(bs, mins));
+                *o += act_scale(a) * (d * acc as f64 - dmin * msum as f64);
+            }
+        }
+    }
+}
+
+/// Q6_K weights: 128 bytes of low nibbles, 64 of high bit pairs, 16 i8
+/// group scales, f16 d. Quants are unpacked unsigned (0..63); the -32
+/// offset is taken off afterwards with the activation group sums.
+///
+/// # Safety
+/// As [`rows_q4k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_q6k(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    const BB: usize = 210;
+    let low = _mm256_set1_epi8(0x0f);
+    let high = _mm256_set1_epi8(0x30);
+    for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+        o.fill(0.0);
+        for (i, wb) in row.chunks_exact(BB).enumerate() {
+            prefetch_ahead(wb.as_ptr(), BB);
+            let p = wb.as_ptr();
+            let d = f16_to_f32(u16::from_le_bytes([wb[208], wb[209]])) as f64;
+            let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
+            let sc16 = _mm256_cvtepi8_epi16(s8);
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut sc = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
+                let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
+                let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                let lo = |v: __m256i| _mm256_and_si256(v, low);
+                let hi4 = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                q[4 * h] =
+                    _mm256_or_si256(lo(l0), _mm256_and_si256(_mm256_slli_epi16(hb, 4), high));
+                q[4 * h + 1] =
+                    _mm256_or_si256(lo(l1), _mm256_and_si256(_mm256_slli_epi16(hb, 2), high));
+                q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
+                q[4 * h + 3] =
+                    _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
+            }
+            for (k, s) in sc.iter_mut().enumerate() {
+                let g0 = wb[192 + 2 * k] as i8 as i16;
+                let g1 = wb[193 + 2 * k] as i8 as i16;
+                *s = _mm256_set_m128i(_mm_set1_epi16(g1), _mm_set1_epi16(g0));
+            }
+            for (t, o) in o.iter_mut().enumerate() {
+                let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
+                let mut accv = _mm256_setzero_si256();
+                for k in 0..8 {
+                    let y = _mm256_loadu_si256(a.add(4 + 32 * k) as *const __m256i);
+                    let p = _mm256_maddubs_epi16(q[k], y);
+                    accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[k]));
+                }
+                let bs = _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i);
+                let offset = hsum_epi32(_mm256_madd_epi16(bs, sc16));
+                let acc = hsum_epi32(accv) - 32 * offset;
+                *o += act_scale(a) * d * acc as f64;
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The dispatched kernels (AVX2 where the CPU has it) on raw blocks the
+//! quantizers would never write: random bit patterns, zero scales, all-max
+//! nibbles, extreme activations, odd row counts, rows of one block, and
+//! token counts that exercise every tile remainder. Checked against the
+//! portable dot (bitwise for the K-quants, within a stated bound for the
+//! 32-value formats, whose f64 sums are added in another order) and against
+//! dequantize-then-f64.
+
+use half::f16;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::dequant::dequantize_row;
+use super::dot::{dot_row, dot_rows, dot_rows_isa, Isa};
+use super::quantize::{activation_type, quantize_row};
+use crate::model::gguf::GgmlType;
+
+const TYPES: [GgmlType; 8] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Edge {
+    Random,
+    ZeroScales,
+    MaxQuants,
+    MinQuants,
+}
+
+const EDGES: [Edge; 4] = [
+    Edge::Random,
+    Edge::ZeroScales,
+    Edge::MaxQuants,
+    Edge::MinQuants,
+];
+
+fn f16_bytes(v: f32) -> [u8; 2] {
+    f16::from_f32(v).to_le_bytes()
+}
+
+/// A scale that is sometimes negative, sometimes tiny, sometimes large.
+fn any_scale(rng: &mut StdRng) -> f32 {
+    let mag = match rng.random_range(0..4) {
+        0 => rng.random_range(1e-4..1e-2f32),
+        1 => rng.random_range(1e-2..1.0f32),
+        2 => rng.random_range(1.0..30.0f32),
+        _ => 6e-5,
+    };
+    if rng.random::<bool>() {
+        -mag
+    } else {
+        mag
+    }
+}
+
+/// Offsets of the f16 scales in a weight block (everything else is quants
+/// or packed scales, where any byte is valid).
+fn f16_offsets(dtype: GgmlType) -> &'static [usize] {
+    match dtype {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[],
+    }
+}
+
+fn weight_row(dtype: GgmlType, blocks: usize, edge: Edge, rng: &mut StdRng) -> Vec<u8> {
+    let bb = dtype.block_bytes();
+    let mut row = vec![0u8; blocks * bb];
+    for blk in row.chunks_exact_mut(bb) {
+        for b in blk.iter_mut() {
+            *b = match edge {
+                Edge::MaxQuants => 0xff,
+                Edge::MinQuants => 0x00,
+                _ => rng.random(),
+            };
+        }
+        // Q8_0's most negative weight is -128; keep one in every block.
+        if dtype == GgmlType::Q8_0 && edge != Edge::MaxQuants {
+            blk[2 + rng.random_range(0..32)] = 0x80;
+        }
+        for &at in f16_offsets(dtype) {
+            let v = match edge {
+                Edge::ZeroScales => 0.0,
+                Edge::MaxQuants | Edge::MinQuants => 30.0,
+                Edge::Random => any_scale(rng),
+            };
+            blk[at..at + 2].copy_from_slice(&f16_bytes(v));
+        }
+    }
+    row
+}
+
+/// One activation row of `n` values in `act`'s format, quants in
+/// `lo..=hi`, with consistent sums (Q8_1's `d * sum`, Q8_K's group sums).
+fn act_row(act: GgmlType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u8> {
+    let bl = act.block_len();
+    let mut out = Vec::new();
+    for _ in 0..n / bl {
+        let q: Vec<i8> = (0..bl).map(|_| rng.random_range(lo..=hi) as i8).collect();
+        // As the quantizers write: amax / 127, so Q8_1's d * sum stays finite in f16.
+        let d = any_scale(rng).abs().min(1.0);
+        match act {
+            GgmlType::Q8_0 => out.extend(f16_bytes(d)),
+            GgmlType::Q8_1 => {
+                let d16 = f16::from_f32(d).to_f32();
+                let sum: i32 = q.iter().map(|&v| v as i32).sum();
+                out.extend(f16_bytes(d16));
+                out.extend(f16_bytes(d16 * sum as f32));
+            }
+            _ => out.extend(d.to_le_bytes()),
+        }
+        out.extend(q.iter().map(|&v| v as u8));
+        if act == GgmlType::Q8K {
+            for g in q.chunks_exact(16) {
+                let s: i32 = g.iter().map(|&v| v as i32).sum();
+                out.extend((s as i16).to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The largest magnitude any weight in the block can dequantize to, by
+/// format: the f32 dequantizer's rounding is relative to this, not to the
+/// (possibly cancelled) value.
+fn block_bound(dtype: GgmlType, blk: &[u8]) -> f64 {
+    let h = |at: usize| f16::from_le_bytes([blk[at], blk[at + 1]]).to_f64().abs();
+    match dtype {
+        GgmlType::Q4_0 => 8.0 * h(0),
+        GgmlType::Q4_1 => 15.0 * h(0) + h(2),
+        GgmlType::Q5_0 => 16.0 * h(0),
+        GgmlType::Q5_1 => 31.0 * h(0) + h(2),
+        GgmlType::Q8_0 => 128.0 * h(0),
+        GgmlType::Q4K => 63.0 * 15.0 * h(0) + 63.0 * h(2),
+        GgmlType::Q5K => 63.0 * 31.0 * h(0) + 63.0 * h(2),
+        _ => 128.0 * 32.0 * h(208),
+    }
+}
+
+/// Every kernel family this CPU runs must give the same bits; returns them.
+fn dispatched(
+    dtype: GgmlType,
+    rows: &[u8],
+    rb: usize,
+    acts: &[u8],
+    arb: usize,
+    t: usize,
+) -> Vec<f64> {
+    let mut out = vec![f64::NAN; rows.len() / rb * t];
+    dot_rows(dtype, rows, rb, acts, arb, t, &mut out);
+    for &isa in Isa::detected().iter().filter(|&&i| i != Isa::Portable) {
+        let mut other = vec![f64::NAN; out.len()];
+        dot_rows_isa(isa, dtype, rows, rb, acts, arb, t, &mut other);
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&other),
+            bits(&out),
+            "{dtype}: {isa:?} differs from the dispatched kernel"
+        );
+    }
+    out
+}
+
+/// Checks every (row, token) of a `rows x tokens` product three ways.
+fn check(
+    dtype: GgmlType,
+    blocks: usize,
+    rows: usize,
+    tokens: usize,
+    edge: Edge,
+    act_lo: i32,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let act = activation_type(dtype);
+    let n = blocks * dtype.block_len();
+    let rb = dtype.block_bytes() * blocks;
+    let w: Vec<u8> = (0..rows)
+        .flat_map(|_| weight_row(dtype, blocks, edge, &mut rng))
+        .collect();
+    let (lo, hi) = match edge {
+        Edge::MaxQuants => (127, 127),
+        Edge::MinQuants => (act_lo, act_lo),
+        _ => (act_lo, 127),
+    };
+    let acts: Vec<u8> = (0..tokens)
+        .flat_map(|_| act_row(act, n, lo, hi, &mut rng))
+        .collect();
+    let arb = acts.len() / tokens;
+    let got = dispatched(dtype, &w, rb, &acts, arb, tokens);
+    let exact = matches!(dtype, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
+    let what =
+        format!("{dtype} {edge:?} blocks={blocks} rows={rows} tokens={tokens} acts>={act_lo}");
+    for r in 0..rows {
+        let wrow = &w[r * rb..(r + 1) * rb];
+        let mut wf = vec![0.0f32; n];
+        dequantize_row(dtype, wrow, &mut wf);
+        for t in 0..tokens {
+            let arow = &acts[t * arb..(t + 1) * arb];
+            let g = got[r * tokens + t];
+            let p = dot_row(dtype, wrow, arow);
+            // Block products are exact; only the f64 additions differ.
+            let mut af = vec![0.0f32; n];
+            dequantize_row(act, arow, &mut af);
+            let bl = dtype.block_len();
+            let blocks_of = || wrow.chunks_exact(dtype.block_bytes()).zip(af.chunks(bl));
+            let abs_sum = |ab: &[f32]| ab.iter().map(|&v| (v as f64).abs()).sum::<f64>();
+            // An upper bound on the sum of |block products|.
+            let mag: f64 = blocks_of()
+                .map(|(blk, ab)| block_bound(dtype, blk) * abs_sum(ab))
+                .sum();
+            if exact {
+                assert_eq!(
+                    g.to_bits(),
+                    p.to_bits(),
+                    "{what} row {r} token {t}: {g} vs portable {p}"
+                );
+            } else {
+                let tol = 1e-13 * mag + 1e-300;
+                assert!(
+                    (g - p).abs() <= tol,
+                    "{what} row {r} token {t}: {g} vs portable {p}"
+                );
+            }
+            let reference: f64 = wf.iter().zip(&af).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let mut tol = 1e-30;
+            for (blk, ab) in blocks_of() {
+                let asum = abs_sum(ab);
+                // f32 dequantization: a few ulps of the block's largest term.
+                tol += block_bound(dtype, blk) * asum * 4.0 * f32::EPSILON as f64;
+                if matches!(dtype, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    // Q8_1 stores d * sum rounded to f16.
+                    tol += f16::from_le_bytes([blk[2], blk[3]]).to_f64().abs() * asum * 1e-3;
+                }
+            }
+            assert!(
+                (g - reference).abs() <= tol,
+                "{what} row {r} token {t}: {g} vs dequantized {reference} (tolerance {tol:e})"
+            );
+        }
+    }
+}
+
+#[test]
+fn this_cpu_runs_the_kernels_it_has() {
+    // On x86-64 build machines without AVX2 only the portable path exists;
+    // the list is never empty and always starts with it.
+    let isas = Isa::detected();
+    assert_eq!(isas.first(), Some(&Isa::Portable));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        assert!(isas.contains(&Isa::Avx2), "{isas:?}");
+    }
+}
+
+#[test]
+fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
+    let mut seed = 100;
+    for dtype in TYPES {
+        // 32-value formats: one block, a group of four, every remainder, a
+        // long row. K-quants: one, two and three super-blocks.
+        let lengths: &[usize] = if dtype.block_len() == 32 {
+            &[1, 3, 4, 5, 6, 8, 9]
+        } else {
+            &[1, 2, 3]
+        };
+        for &blocks in lengths {
+            for edge in EDGES {
+                for (rows, tokens) in [(1usize, 1usize), (3, 5), (5, 9), (2, 4), (1, 7)] {
+                    seed += 1;
+                    check(dtype, blocks, rows, tokens, edge, -127, seed);
+                }
+            }
+        }
+    }
+}
+
+/// Unsigned-weight kernels multiply activations with `maddubs` directly,
+/// so even -128 (which the quantizers never write) is handled.
+#[test]
+fn unsigned_weight_kernels_take_minus_128_activations() {
+    for (i, dtype) in [GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q6K]
+        .into_iter()
+        .enumerate()
+    {
+        for edge in [Edge::Random, Edge::MinQuants, Edge::MaxQuants] {
+            check(dtype, 2, 3, 6, edge, -128, 900 + i as u64);
+        }
+    }
+}
+
+/// The signed-weight kernels rely on activations never being -128.
+#[test]
+fn activation_quantizers_never_write_minus_128() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8K] {
+        let n = 512;
+        for case in 0..50 {
+            let mut x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0f32)).collect();
+            // Extremes of either sign, and exact ties with the block maximum.
+            x[case % n] = if case % 2 == 0 { -3.0 } else { 3.0 };
+            x[(case * 7 + 1) % n] = -x[case % n];
+            let mut out = vec![0u8; act.row_bytes(n).expect("whole blocks")];
+            quantize_row(act, &x, &mut out);
+            let (bb, qs, len) = match act {
+                GgmlType::Q8_0 => (34, 2, 32),
+                GgmlType::Q8_1 => (36, 4, 32),
+                _ => (292, 4, 256),
+            };
+            for blk in out.chunks_exact(bb) {
+                assert!(
+                    !blk[qs..qs + len].contains(&0x80),
+                    "{act} case {case}: quantizer wrote -128"
+                );
+            }
+        }
+    }
+}
