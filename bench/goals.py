@@ -173,6 +173,13 @@ rows.append(("SmolLM2 pipeline over 2 nodes, 4 sequences in flight / one node, o
              f"{pipe_s:.1f} / {single_s:.1f} = {pipe_s / single_s:.2f}x", ">= 1.7x",
              verdict(pipe_s / single_s, 1.7)))
 
+_, pipe8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
+                             ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
+                              "--parallel", "4"])
+rows.append(("8b Q4_0 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
+             f"{pipe8:.2f} / {single8:.2f} = {pipe8 / single8:.2f}x", ">= 1.7x",
+             verdict(pipe8 / single8, 1.7)))
+
 print("\n## goals (this run)\n")
 print(f"memory bandwidth: one core {bw1 / 1:.1f} GB/s, two cores in one process {bw2:.1f} GB/s\n")
 print("| goal | measured | target | verdict |")
