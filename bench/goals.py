@@ -93,8 +93,9 @@ def verdict(value, target, higher_is_better=True):
     ok = value >= target if higher_is_better else value <= target
     if ok:
         return "met"
-    short = (target / value if higher_is_better else value / target) - 1
-    return f"missed by {100 * short:.0f}%"
+    # How far along the way to the target the measurement got.
+    reached = value / target if higher_is_better else target / value
+    return f"missed: {100 * reached:.0f}% of the target"
 
 
 def against_llama(name, model, threads, p, n, reps):
