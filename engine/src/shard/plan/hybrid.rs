@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::error::PlanError;
-use super::memory::{predict, weight_bytes};
+use super::memory::{predict, weight_bytes, weight_elements};
 use super::pipeline::{check_layers, weighted_layers, StageCost};
 use super::summary::ModelSummary;
 use super::tensor::tensor_group;
@@ -39,6 +39,7 @@ pub fn grid(
                 });
             }
             let mut costs = Vec::with_capacity(p);
+            let mut work = Vec::with_capacity(p);
             for s in 0..p {
                 let budget = stage_nodes(s)
                     .iter()
@@ -46,8 +47,18 @@ pub fn grid(
                     .min()
                     .unwrap_or(0);
                 costs.push(stage_cost(model, t, s, p, context, budget)?);
+                work.push(stage_work(model, t, s, p, budget)?);
             }
-            weighted_layers(&costs, n_layers)
+            // Stages run one after another per token, so the split that
+            // evens out each stage's work per token is the fast one; it
+            // is taken when it fits every node, else the split that evens
+            // out memory.
+            let by_work = weighted_layers(&work, n_layers);
+            if fits(model, t, &by_work, nodes, context)? {
+                by_work
+            } else {
+                weighted_layers(&costs, n_layers)
+            }
         }
     };
     let mut plans = Vec::with_capacity(t * p);
@@ -72,6 +83,59 @@ pub fn grid(
         stages.push(members);
     }
     Ok((plans, stages))
+}
+
+/// Whether every node of every stage fits its budget under `ranges`.
+fn fits(
+    model: &ModelSummary,
+    t: usize,
+    ranges: &[Range<usize>],
+    nodes: &[NodeBudget],
+    context: usize,
+) -> Result<bool, PlanError> {
+    let p = ranges.len();
+    for (s, range) in ranges.iter().enumerate() {
+        let layouts = tensor_group(model, t, range.clone(), s == 0, s + 1 == p)?;
+        for (layout, node) in layouts.iter().zip(&nodes[s * t..(s + 1) * t]) {
+            if predict(model, layout, context)?.total() > node.budget_bytes {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Stage `s`'s work per token and node, in multiply-adds: the layers, and
+/// for the last stage the output head. Looking up an embedding reads one
+/// row, so the first stage's embedding table counts as no work. (Elements,
+/// not bytes: the kernels are compute-bound here, and a Q8_0 head costs
+/// about what a Q4 one does per element while reading twice the bytes.)
+fn stage_work(
+    model: &ModelSummary,
+    t: usize,
+    s: usize,
+    p: usize,
+    budget: u64,
+) -> Result<StageCost, PlanError> {
+    let n_layers = model.config.n_layers;
+    let mut cost = StageCost {
+        fixed: 0.0,
+        per_layer: 0.0,
+        budget: budget as f64,
+    };
+    for layout in tensor_group(model, t, 0..n_layers, false, s + 1 == p)? {
+        let all = weight_elements(model, &layout)?;
+        let fixed = weight_elements(
+            model,
+            &LocalLayout {
+                layers: 0..0,
+                ..layout.clone()
+            },
+        )?;
+        cost.per_layer = cost.per_layer.max((all - fixed) as f64 / n_layers as f64);
+        cost.fixed = cost.fixed.max(fixed as f64);
+    }
+    Ok(cost)
 }
 
 /// Stage `s`'s cost per node if it ran every layer, split into the part

@@ -61,6 +61,49 @@ pub fn predict(
 /// (rows: `len x row_bytes`; input columns: `rows x row_bytes(len)`). A tied
 /// output head is a view of the embedding and costs nothing more.
 pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
+    sum_over_tensors(model, layout, |name, t, rule| {
+        Ok(match rule {
+            SliceRule::Whole => t.bytes(),
+            SliceRule::Rows(r) => r.len() as u64 * t.row_bytes(t.cols),
+            SliceRule::Cols(r) => {
+                let block = t.dtype.block_len();
+                if !r.start.is_multiple_of(block) || !r.end.is_multiple_of(block) {
+                    return Err(PlanError::Misaligned {
+                        tensor: name.to_string(),
+                        dtype: t.dtype.name().to_string(),
+                        cols: t.cols,
+                        start: r.start,
+                        end: r.end,
+                        block,
+                    });
+                }
+                t.rows as u64 * t.row_bytes(r.len())
+            }
+        })
+    })
+}
+
+/// Multiply-adds per token of the weights a layout computes with: one per
+/// weight element it uses. The measure of work for balancing stages, since
+/// the kernels cost per element, whatever the bytes per element.
+pub fn weight_elements(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
+    sum_over_tensors(model, layout, |_, t, rule| {
+        let (rows, cols) = (t.rows as u64, t.cols as u64);
+        Ok(match rule {
+            SliceRule::Whole => rows * cols,
+            SliceRule::Rows(r) => r.len() as u64 * cols,
+            SliceRule::Cols(r) => rows * r.len() as u64,
+        })
+    })
+}
+
+/// `measure` summed over every tensor (slice) a layout needs; a missing
+/// optional tensor counts nothing, a missing required one is an error.
+fn sum_over_tensors(
+    model: &ModelSummary,
+    layout: &LocalLayout,
+    mut measure: impl FnMut(&str, &TensorSummary, &SliceRule) -> Result<u64, PlanError>,
+) -> Result<u64, PlanError> {
     // Indexed once per call: big models have hundreds of tensors.
     let by_name: HashMap<&str, &TensorSummary> =
         model.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -72,24 +115,7 @@ pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, P
             }
             return Err(PlanError::MissingTensor { tensor: need.name });
         };
-        total += match need.rule {
-            SliceRule::Whole => t.bytes(),
-            SliceRule::Rows(r) => r.len() as u64 * t.row_bytes(t.cols),
-            SliceRule::Cols(r) => {
-                let block = t.dtype.block_len();
-                if !r.start.is_multiple_of(block) || !r.end.is_multiple_of(block) {
-                    return Err(PlanError::Misaligned {
-                        tensor: need.name,
-                        dtype: t.dtype.name().to_string(),
-                        cols: t.cols,
-                        start: r.start,
-                        end: r.end,
-                        block,
-                    });
-                }
-                t.rows as u64 * t.row_bytes(r.len())
-            }
-        };
+        total += measure(&need.name, t, &need.rule)?;
     }
     Ok(total)
 }
