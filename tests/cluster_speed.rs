@@ -2,89 +2,22 @@
 //! sequences in flight through a pipeline, and reduced-precision
 //! activations on the wire.
 
-use std::path::PathBuf;
-
-use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, ModelToLoad};
-use shardlab_engine::model::config::ModelConfig;
-use shardlab_engine::model::gguf::GgufFile;
-use shardlab_engine::model::layout::LocalLayout;
-use shardlab_engine::model::store::default_model_path;
+use shardlab_engine::cluster::coordinator::Cluster;
 use shardlab_engine::model::tokenizer::Tokenizer;
-use shardlab_engine::model::transformer::Transformer;
-use shardlab_engine::model::weights::ModelWeights;
 use shardlab_engine::parallel::WireDtype;
-use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
+use shardlab_engine::shard::plan::LayoutRequest;
 
-const CONTEXT: usize = 256;
-const TOKENS: usize = 32;
+mod common;
 
-struct Model {
-    gguf: GgufFile,
-    summary: ModelSummary,
-}
-
-fn smollm2() -> Model {
-    let path = default_model_path().expect("SmolLM2 installs into the model cache");
-    let gguf = GgufFile::open(path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    Model { gguf, summary }
-}
+use common::{argmax, greedy_with_logits as greedy, local, single_node, smollm2, Model, TOKENS};
 
 fn spawn(n: usize, home: &std::path::Path) -> Cluster {
-    let opts = LocalNodeOptions {
-        exe: PathBuf::from(env!("CARGO_BIN_EXE_shardlab")),
-        home: home.to_path_buf(),
-        threads_per_node: 1,
-        mem_limits: Vec::new(),
-        pin_cores: false,
-        extra_args: Vec::new(),
-    };
-    Cluster::spawn_local(n, &opts, "test").expect("spawns")
+    Cluster::spawn_local(n, &local(home, Vec::new()), "test").expect("spawns")
 }
 
 fn load(cluster: &mut Cluster, m: &Model, layout: &LayoutRequest, wire: WireDtype) {
-    let budgets = cluster.budgets();
-    let p = plan(&m.summary, &budgets, layout, CONTEXT).expect("plan");
-    check_fits(&m.summary, &p, &budgets).expect("fits");
-    let model = ModelToLoad {
-        name: "smollm2".into(),
-        config: &m.summary.config,
-        source: &m.gguf,
-        file: None,
-    };
     cluster.wire = wire;
-    cluster.load(&model, &p, &|_| {}).expect("loads");
-}
-
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// Prefill logits and `TOKENS` greedy tokens from any step function.
-fn greedy(prompt: &[u32], mut step: impl FnMut(&[u32], usize) -> Vec<f32>) -> (Vec<f32>, Vec<u32>) {
-    let prefill = step(prompt, 0);
-    let mut logits = prefill.clone();
-    let mut out = Vec::new();
-    for pos in prompt.len()..prompt.len() + TOKENS {
-        let next = argmax(&logits);
-        out.push(next);
-        logits = step(&[next], pos);
-    }
-    (prefill, out)
-}
-
-fn single_node(m: &Model, prompt: &[u32]) -> Vec<u32> {
-    let config = ModelConfig::from_gguf(&m.gguf).expect("config");
-    let layout = LocalLayout::whole(&config);
-    let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
-    let mut t = Transformer::new(config, layout, weights, CONTEXT);
-    greedy(prompt, |ids, pos| t.forward(ids, pos).expect("forward")).1
+    common::load(cluster, m, layout);
 }
 
 #[test]
