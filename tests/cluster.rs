@@ -10,10 +10,7 @@ use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary
 
 mod common;
 
-use common::{argmax, greedy, load, local, single_node, smollm2, Model, CONTEXT, TOKENS};
-
-/// "The capital of France is" in SmolLM2's vocabulary.
-const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
+use common::{argmax, greedy, load, local, single_node, smollm2, Model, CONTEXT, PROMPT, TOKENS};
 
 #[test]
 fn every_layout_gives_the_single_node_greedy_tokens() {

@@ -4,6 +4,7 @@
 //! damaged model files and cached shards, and the security defaults
 //! (loopback, replayed handshakes, secrets kept out of logs).
 
+mod common;
 mod netlab;
 
 use std::io::{Read, Write};
@@ -13,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netlab::model::{argmax, generate, load, smollm2, try_load, PROMPT};
+use common::{argmax, load, smollm2, try_load, PROMPT};
+use netlab::model::generate;
 use netlab::shell::{wait_for_file, wait_until, ShellProc};
 use netlab::{signal, Lab, Nodes};
 use shardlab_engine::cluster::coordinator::{Cluster, LoadProgress, LocalNodeOptions};

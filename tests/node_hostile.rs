@@ -4,6 +4,7 @@
 //! refusal sent either way, and the node still serves a whole session (load
 //! and generate) afterwards.
 
+mod common;
 mod netlab;
 
 use std::io::{Read, Write};
@@ -140,14 +141,14 @@ fn bad_clients_are_refused_and_the_node_keeps_serving() {
         "no shard data was received"
     );
     // Serving means a whole session: a model loaded and tokens generated.
-    let m = netlab::model::smollm2();
+    let m = common::smollm2();
     let mut c = connect_when_free(&nodes);
-    netlab::model::load(
+    common::load(
         &mut c,
         &m,
         &shardlab_engine::shard::plan::LayoutRequest::Single,
     );
-    let got = netlab::model::generate(&mut c, &netlab::model::PROMPT, 4).expect("generates");
+    let got = netlab::model::generate(&mut c, &common::PROMPT, 4).expect("generates");
     assert_eq!(got.len(), 4);
     drop(c);
 

@@ -3,13 +3,15 @@
 //! a node; the coordinator's memory does not grow. The figures are printed
 //! (`cargo test --test soak -- --nocapture`) and kept in RELIABILITY.md.
 
+mod common;
 mod netlab;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netlab::model::{generate, smollm2, try_load, Model, PROMPT};
+use common::{smollm2, try_load, Model, PROMPT};
+use netlab::model::generate;
 use netlab::shell::wait_until;
 use netlab::{NodeProc, Nodes};
 use shardlab_engine::cluster::coordinator::Cluster;

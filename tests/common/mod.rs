@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, ModelToLoad};
+use shardlab_engine::cluster::coordinator::{
+    Cluster, ClusterError, LoadProgress, LoadSummary, LocalNodeOptions, ModelToLoad,
+};
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::GgufFile;
 use shardlab_engine::model::layout::LocalLayout;
@@ -16,6 +18,9 @@ use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary
 
 pub const CONTEXT: usize = 256;
 pub const TOKENS: usize = 32;
+
+/// "The capital of France is" in SmolLM2's vocabulary.
+pub const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
 
 pub struct Model {
     pub gguf: GgufFile,
@@ -41,12 +46,13 @@ pub fn local(home: &std::path::Path, mem_limits: Vec<Option<u64>>) -> LocalNodeO
     }
 }
 
-/// Plans `layout` on the cluster's nodes and loads SmolLM2 accordingly.
-pub fn load(
+/// Plans `layout` on the live nodes and loads SmolLM2 accordingly.
+pub fn try_load(
     cluster: &mut Cluster,
     m: &Model,
     layout: &LayoutRequest,
-) -> shardlab_engine::cluster::coordinator::LoadSummary {
+    progress: &(dyn Fn(LoadProgress) + Sync),
+) -> Result<LoadSummary, ClusterError> {
     let budgets = cluster.budgets();
     let p = plan(&m.summary, &budgets, layout, CONTEXT).expect("plan");
     check_fits(&m.summary, &p, &budgets).expect("fits");
@@ -56,7 +62,11 @@ pub fn load(
         source: &m.gguf,
         file: None,
     };
-    cluster.load(&model, &p, &|_| {}).expect("loads")
+    cluster.load(&model, &p, progress)
+}
+
+pub fn load(cluster: &mut Cluster, m: &Model, layout: &LayoutRequest) -> LoadSummary {
+    try_load(cluster, m, layout, &|_| {}).expect("loads")
 }
 
 pub fn argmax(x: &[f32]) -> u32 {

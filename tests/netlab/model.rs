@@ -1,62 +1,10 @@
-//! SmolLM2 on a cluster: open, plan, load and run greedy steps.
+//! Greedy generation on a cluster whose nodes may die under it: every step
+//! returns the cluster's error instead of panicking. The model helpers are
+//! the ones every cluster test shares (`tests/common`).
 
-use shardlab_engine::cluster::coordinator::{Cluster, ClusterError, LoadSummary, ModelToLoad};
-use shardlab_engine::model::gguf::GgufFile;
-use shardlab_engine::model::store::default_model_path;
-use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
+use shardlab_engine::cluster::coordinator::{Cluster, ClusterError};
 
-pub const CONTEXT: usize = 256;
-
-/// "The capital of France is" in SmolLM2's vocabulary.
-pub const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
-
-pub struct Model {
-    pub gguf: GgufFile,
-    pub summary: ModelSummary,
-}
-
-pub fn smollm2() -> Model {
-    let path = default_model_path().expect("SmolLM2 installs into the model cache");
-    let gguf = GgufFile::open(path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    Model { gguf, summary }
-}
-
-pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// Plans `layout` on the live nodes and loads it.
-pub fn try_load(
-    cluster: &mut Cluster,
-    m: &Model,
-    layout: &LayoutRequest,
-    progress: &(dyn Fn(shardlab_engine::cluster::coordinator::LoadProgress) + Sync),
-) -> Result<LoadSummary, ClusterError> {
-    let budgets = cluster.budgets();
-    let p = plan(&m.summary, &budgets, layout, CONTEXT).expect("plan");
-    check_fits(&m.summary, &p, &budgets).expect("fits");
-    let model = ModelToLoad {
-        name: "smollm2".into(),
-        config: &m.summary.config,
-        source: &m.gguf,
-        file: None,
-    };
-    cluster.load(&model, &p, progress)
-}
-
-pub fn load(cluster: &mut Cluster, m: &Model, layout: &LayoutRequest) -> LoadSummary {
-    match try_load(cluster, m, layout, &|_| {}) {
-        Ok(s) => s,
-        Err(e) => panic!("load: {e}"),
-    }
-}
+use crate::common::argmax;
 
 /// `n` greedy tokens after `prompt`.
 pub fn generate(cluster: &mut Cluster, prompt: &[u32], n: usize) -> Result<Vec<u32>, ClusterError> {
