@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, ModelToLoad};
-use shardlab_engine::metrics::bandwidth::quantile;
+use shardlab_engine::metrics::quantile;
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::generate::Backend;
 use shardlab_engine::model::gguf::GgufFile;

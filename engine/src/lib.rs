@@ -8,13 +8,16 @@
 //! - [`net`]: wire frames, connections, authentication.
 //! - [`parallel`]: all-reduce and stage hand-off over peer connections.
 //! - [`cluster`]: the node daemon and the coordinator.
-//! - [`metrics`]: memory readings.
+//! - [`orchestrator`]: the one core every front end drives: nodes, the
+//!   open model, plans, loading, generation, and typed reports.
+//! - [`metrics`]: memory and bandwidth probes, the one percentile function.
 
 pub mod cluster;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod orchestrator;
 pub mod parallel;
 pub mod shard;
 

@@ -3,7 +3,7 @@
 //! for charts, application/json with the raw figures), or an error.
 
 use serde_json::{json, Map, Value};
-use shardlab_repl::output::{text, Table};
+use shardlab_repl::output::{text, Report, ReportOutput, Table};
 use shardlab_repl::Output;
 
 use crate::{html, svg};
@@ -35,11 +35,9 @@ fn collect(output: &Output, out: &mut Vec<Shown>) {
             let mut extra = Map::new();
             extra.insert("text/html".into(), html::table(t).into());
             extra.insert("application/json".into(), table_json(t));
-            if let Some(chart) = svg::bench(t) {
-                extra.insert("image/svg+xml".into(), chart.into());
-            }
             out.push(Shown::Data(bundle(output, extra)));
         }
+        Output::Report(r) => report(r, out),
         Output::Bars(b) => {
             let mut extra = Map::new();
             extra.insert("image/svg+xml".into(), svg::timeline(b).into());
@@ -48,6 +46,26 @@ fn collect(output: &Output, out: &mut Vec<Shown>) {
                 serde_json::to_value(b).unwrap_or(Value::Null),
             );
             out.push(Shown::Data(bundle(output, extra)));
+        }
+    }
+}
+
+/// A typed report: its view's parts, each carrying the report's own
+/// figures as JSON, and a chart drawn from those figures where one helps.
+fn report(r: &ReportOutput, out: &mut Vec<Shown>) {
+    let first = out.len();
+    collect(&r.view, out);
+    let data = serde_json::to_value(&r.report).unwrap_or(Value::Null);
+    let chart = match &r.report {
+        Report::Bench(b) => svg::bench(b),
+        _ => None,
+    };
+    for (i, shown) in out[first..].iter_mut().enumerate() {
+        if let Shown::Data(Value::Object(bundle)) = shown {
+            bundle.insert("application/json".into(), data.clone());
+            if let (0, Some(chart)) = (i, &chart) {
+                bundle.insert("image/svg+xml".into(), chart.clone().into());
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! decode rate by layout. Plain SVG with inline styles, so it shows in any
 //! front end and in a saved notebook.
 
-use shardlab_repl::output::{BarChart, BarKind, Table};
+use shardlab_engine::orchestrator::report::BenchReport;
+use shardlab_repl::output::{BarChart, BarKind};
 
 use crate::html::escape;
 
@@ -100,29 +101,18 @@ pub fn timeline(chart: &BarChart) -> String {
     s
 }
 
-/// The leading number of a cell such as "41.2 tok/s".
-fn leading_number(text: &str) -> Option<f64> {
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    text[..end].parse().ok()
-}
-
-/// Horizontal bars of the decode rate per layout, from a `:bench` table;
-/// `None` when the table has no decode column with numbers.
-pub fn bench(t: &Table) -> Option<String> {
-    let col = t.headers.iter().position(|h| h == "decode")?;
-    let nodes = t.headers.iter().position(|h| h == "nodes");
-    let bars: Vec<(String, f64)> = t
+/// Horizontal bars of the decode rate per layout, from a bench report;
+/// `None` when no layout ran.
+pub fn bench(report: &BenchReport) -> Option<String> {
+    let bars: Vec<(String, f64)> = report
         .rows
         .iter()
         .filter_map(|row| {
-            let rate = leading_number(&row.get(col)?.render(false))?;
-            let mut label = row.first()?.render(false);
-            if let Some(n) = nodes.and_then(|n| row.get(n)) {
-                label = format!("{label} ×{}", n.render(false));
-            }
-            Some((label, rate))
+            let figures = row.result.as_ref().ok()?;
+            Some((
+                format!("{} ×{}", row.layout, row.nodes.max(1)),
+                figures.decode_rate(),
+            ))
         })
         .collect();
     if bars.is_empty() {
@@ -157,7 +147,9 @@ pub fn bench(t: &Table) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardlab_repl::output::{BarRow, BarSegment, Rich};
+    use shardlab_engine::model::generate::{GenerationStats, StopReason};
+    use shardlab_engine::orchestrator::report::{BenchFigures, BenchLimits, BenchRow};
+    use shardlab_repl::output::{BarRow, BarSegment};
 
     #[test]
     fn timeline_draws_one_rect_per_segment_scaled_to_the_span() {
@@ -194,24 +186,54 @@ mod tests {
     }
 
     #[test]
-    fn bench_chart_reads_the_decode_column() {
-        let mut t = Table::new(&["layout", "nodes", "prefill", "decode"]);
-        t.row(vec![
-            "tensor".into(),
-            "2".into(),
-            "10 tok/s".into(),
-            Rich::from("40.0 tok/s"),
-        ]);
-        t.row(vec![
-            "pipeline".into(),
-            "2".into(),
-            "9 tok/s".into(),
-            Rich::from("20.0 tok/s"),
-        ]);
-        let s = bench(&t).unwrap();
+    fn bench_chart_draws_the_decode_rate_of_each_layout_that_ran() {
+        let stats = GenerationStats {
+            prompt_tokens: 8,
+            reused_tokens: 0,
+            generated_tokens: 5,
+            prefill_seconds: 1.0,
+            decode_seconds: 0.1,
+            time_to_first_token: 1.0,
+            stop: StopReason::MaxTokens,
+        };
+        let ran = |layout: &str, nodes| BenchRow {
+            layout: layout.into(),
+            nodes,
+            result: Ok(BenchFigures {
+                stats: stats.clone(),
+                aggregate: None,
+                comm_share: None,
+                allreduce_p50: None,
+                nodes: Vec::new(),
+            }),
+        };
+        let mut report = BenchReport {
+            model: "m".into(),
+            prompt_tokens: 8,
+            gen_tokens: 5,
+            threads: 1,
+            wire: "f64".into(),
+            link: None,
+            limits: BenchLimits {
+                weight_bytes: 1,
+                bandwidth: None,
+                raw_rtt: None,
+                payload: 8,
+            },
+            rows: vec![
+                ran("tensor", 2),
+                BenchRow {
+                    layout: "pipeline".into(),
+                    nodes: 2,
+                    result: Err("node1 failed".into()),
+                },
+            ],
+            restored: None,
+        };
+        let s = bench(&report).expect("one layout ran");
         assert!(s.contains("tensor ×2") && s.contains("40.0 tok/s"), "{s}");
-        assert_eq!(s.matches("fill=\"#4c78a8\"").count(), 2);
-        assert!(bench(&Table::new(&["command"])).is_none());
-        assert_eq!(leading_number("12.5 tok/s"), Some(12.5));
+        assert_eq!(s.matches("fill=\"#4c78a8\"").count(), 1);
+        report.rows.remove(0);
+        assert!(bench(&report).is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! prints the results.
 
 pub mod bench;
-pub mod cluster_run;
+pub mod cluster;
 pub mod kernel;
 pub mod models;
 pub mod node;

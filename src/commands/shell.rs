@@ -46,7 +46,7 @@ pub fn new_session_with_link(node_threads: usize, link: Option<LinkProfile>) -> 
 
 /// `SHARDLAB_STEP_TIMEOUT` (seconds): how long a generation step may take
 /// across the cluster before the node that went quiet is named.
-fn step_timeout_from_env() -> Result<std::time::Duration> {
+pub fn step_timeout_from_env() -> Result<std::time::Duration> {
     match std::env::var("SHARDLAB_STEP_TIMEOUT") {
         Err(_) => Ok(DEFAULT_STEP_TIMEOUT),
         Ok(text) => match text.trim().parse::<f64>() {

@@ -106,16 +106,6 @@ pub fn loopback_round_trips(payload: usize, count: usize) -> std::io::Result<Vec
     Ok(times)
 }
 
-/// The value at quantile `q` (0..=1) of `samples`.
-pub fn quantile(samples: &[f64], q: f64) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut s = samples.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    Some(s[((s.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,13 +119,5 @@ mod tests {
         let rtts = loopback_round_trips(1024, 5).unwrap_or_default();
         assert_eq!(rtts.len(), 5);
         assert!(rtts.iter().all(|&t| t > 0.0));
-    }
-
-    #[test]
-    fn quantiles() {
-        let s = [5.0, 1.0, 3.0, 2.0, 4.0];
-        assert_eq!(quantile(&s, 0.5), Some(3.0));
-        assert_eq!(quantile(&s, 1.0), Some(5.0));
-        assert_eq!(quantile(&[], 0.5), None);
     }
 }

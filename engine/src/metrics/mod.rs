@@ -1,5 +1,8 @@
-//! Measurements of this process: memory now. Per-step spans and cluster
-//! snapshots join this module with the cluster work.
+//! Measurements of this process and this machine: memory now, memory and
+//! loopback bandwidth probes, and the percentile every report uses.
 
 pub mod bandwidth;
 pub mod memory;
+mod quantile;
+
+pub use quantile::quantile;

@@ -9,11 +9,15 @@
 
 mod rich;
 pub mod text;
+pub mod views;
 
 pub use rich::{Fragment, Rich, Varies};
 
 use serde::Serialize;
 use shardlab_engine::model::generate::GenerationStats;
+use shardlab_engine::orchestrator::report::{
+    BenchReport, LinksReport, NodesReport, PlanReport, StatsReport, TraceReport,
+};
 
 /// The result of one command.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +31,10 @@ pub enum Output {
     Generation(GenerationReport),
     /// Horizontal timelines, one row per node (`:trace`).
     Bars(BarChart),
+    /// A typed report from the engine, with how this crate draws it.
+    /// Renderers that want the figures themselves (JSON, charts) read
+    /// `report`; the others draw `view`.
+    Report(Box<ReportOutput>),
     /// The command failed; the session goes on.
     Error(Rich),
     /// Several parts in order, e.g. a plan followed by what loading did.
@@ -66,6 +74,25 @@ impl Table {
     pub fn note(&mut self, line: impl Into<Rich>) {
         self.notes.push(line.into());
     }
+}
+
+/// The engine's typed results, one variant per report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum Report {
+    Nodes(NodesReport),
+    Links(LinksReport),
+    Plan(PlanReport),
+    Stats(StatsReport),
+    Trace(TraceReport),
+    Bench(BenchReport),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportOutput {
+    pub report: Report,
+    /// The report as tables or timelines.
+    pub view: Output,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,9 +144,15 @@ impl Output {
         Output::Error(t.into())
     }
 
+    /// `report` drawn as `view`.
+    pub fn report(report: Report, view: Output) -> Self {
+        Output::Report(Box::new(ReportOutput { report, view }))
+    }
+
     pub fn is_error(&self) -> bool {
         match self {
             Output::Error(_) => true,
+            Output::Report(r) => r.view.is_error(),
             Output::Many(parts) => parts.iter().any(Output::is_error),
             _ => false,
         }

@@ -29,6 +29,7 @@ fn render_into(output: &Output, masked: bool, out: &mut String) {
         Output::Table(t) => line(table(t, masked)),
         Output::Generation(g) => line(summary(g).render(masked)),
         Output::Bars(b) => line(bars(b, masked)),
+        Output::Report(r) => render_into(&r.view, masked, out),
         Output::Many(parts) => {
             for p in parts {
                 render_into(p, masked, out);

@@ -1,30 +1,15 @@
 //! Why a command failed. Each message says what to do next where there is
 //! something to do.
 
-use shardlab_engine::cluster::coordinator::ClusterError;
-use shardlab_engine::model::error::ModelError;
-use shardlab_engine::model::loader::LoadError;
-use shardlab_engine::model::store::StoreError;
-use shardlab_engine::shard::plan::PlanError;
+use shardlab_engine::orchestrator::OrchestratorError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("no model is open: `:load smollm2` (or a .gguf path) first")]
-    NoModel,
-    #[error("no nodes are connected: `:connect local 2` starts two on this machine")]
-    NoNodes,
     #[error("{0}")]
     State(String),
+    /// Everything about nodes, models, plans and generation.
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
+    Core(#[from] OrchestratorError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1,8 +1,10 @@
-//! A session: the state behind the commands (nodes, the open model, the
-//! layout in place, settings, chat turns, the last generation) and
+//! A session: the command language over the engine's
+//! [`Orchestrator`], which owns the nodes, the open model, the layout in
+//! place and the figures. The session adds what belongs to the shell, the
+//! notebook and transcripts: settings, chat turns, recording, and
 //! [`Session::exec`], which applies one [`Command`] and returns an
-//! [`Output`]. Every front end (shell, script, transcript, notebook) goes
-//! through here, so a command behaves the same everywhere.
+//! [`Output`]. Every command front end (shell, script, transcript,
+//! notebook) goes through here, so a command behaves the same everywhere.
 //!
 //! One file per group of commands: `nodes` (connect, nodes, links, kill),
 //! `model` (load, model), `layout` (plan, shard), `prompt` (generation),
@@ -26,18 +28,15 @@ use std::sync::Arc;
 
 use shardlab_engine::cluster::coordinator::LoadProgress;
 use shardlab_engine::model::chat::ChatMessage;
-use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::model::store::{ModelStore, PullEvent};
-use shardlab_engine::model::transformer::Transformer;
-use shardlab_engine::shard::plan::LayoutRequest;
+use shardlab_engine::orchestrator::{Monitor, Orchestrator, OrchestratorConfig};
 
 pub use error::SessionError;
 pub use settings::Settings;
+pub use shardlab_engine::orchestrator::DEFAULT_STEP_TIMEOUT;
 
 use crate::command::{parse, Command};
 use crate::output::{Output, Rich, Varies};
-use model::OpenModel;
-use nodes::Nodes;
 use record::Recorder;
 
 /// Where streamed text and progress go while a command runs.
@@ -78,58 +77,41 @@ pub struct SessionConfig {
     pub link: Option<shardlab_engine::net::LinkProfile>,
 }
 
-/// The coordinator's step deadline unless configured.
-pub const DEFAULT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// What runs prompts right now.
-enum Runner {
-    /// Nothing loaded yet (or unloaded).
-    Idle,
-    /// The whole model in this process.
-    InProcess(Box<Transformer>),
-    /// Sharded across the connected nodes with this layout.
-    Cluster(LayoutRequest),
-}
-
 pub struct Session {
     config: SessionConfig,
     settings: Settings,
-    nodes: Option<Nodes>,
-    model: Option<OpenModel>,
-    runner: Runner,
-    /// Token ids the runner's KV cache holds.
-    cached: Vec<u32>,
+    /// Nodes, the open model, the layout in place and the figures.
+    core: Orchestrator,
     /// Chat turns so far (chat mode).
     chat: Vec<ChatMessage>,
-    last: Option<GenerationStats>,
-    /// Tokens run through the cluster since the last `:shard`, for per-token traffic.
-    tokens_since_load: u64,
     recorder: Option<Recorder>,
     cancel: Arc<AtomicBool>,
-    /// Node addresses used this session, for completion.
-    addresses_used: Vec<String>,
-    /// The link emulated on the cluster's connections (`:links emulate`).
-    link: Option<shardlab_engine::net::LinkProfile>,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
-        let link = config.link.clone();
+        let mut core = Orchestrator::new(OrchestratorConfig {
+            store: config.store.clone(),
+            node_exe: config.node_exe.clone(),
+            threads_per_node: config.threads_per_node,
+            step_timeout: config.step_timeout,
+            client_name: "shell".into(),
+        });
+        // No nodes yet: this only records the link for later connects.
+        let _ = core.emulate_links(config.link.clone());
         Session {
             config,
             settings: Settings::default(),
-            nodes: None,
-            model: None,
-            runner: Runner::Idle,
-            cached: Vec::new(),
+            core,
             chat: Vec::new(),
-            last: None,
-            tokens_since_load: 0,
             recorder: None,
             cancel: Arc::new(AtomicBool::new(false)),
-            addresses_used: Vec::new(),
-            link,
         }
+    }
+
+    /// Reads live figures while a generation runs (another thread's view).
+    pub fn monitor(&self) -> Monitor {
+        self.core.monitor()
     }
 
     /// Setting this flag stops the generation in progress (Ctrl-C); the
@@ -176,6 +158,9 @@ impl Session {
     /// Runs one command. Failures come back as [`Output::Error`]; the
     /// session is always usable afterwards.
     pub fn exec(&mut self, cmd: Command, sink: &mut dyn Sink) -> Output {
+        // What the settings say about planning applies from the next plan on.
+        self.core.context = self.settings.context;
+        self.core.wire = self.settings.wire;
         let result = match cmd {
             Command::Nothing => Ok(Output::Empty),
             Command::Prompt(text) => self.prompt(&text, sink),
@@ -204,22 +189,18 @@ impl Session {
 
     /// Releases the nodes (local node processes stop) and stops recording.
     pub fn shutdown(&mut self) {
-        self.runner = Runner::Idle;
-        self.nodes = None;
+        self.core.shutdown();
         self.recorder = None;
     }
 
     /// Addresses of nodes used this session, newest last.
     pub fn addresses_used(&self) -> &[String] {
-        &self.addresses_used
+        self.core.addresses_used()
     }
 
     /// Names of the connected nodes ("node0", ...).
     pub fn node_names(&self) -> Vec<String> {
-        self.nodes
-            .as_ref()
-            .map(|n| n.cluster.nodes().iter().map(|h| h.name.clone()).collect())
-            .unwrap_or_default()
+        self.core.node_names()
     }
 
     /// `text` with what varies between runs (node addresses, the model's
@@ -230,15 +211,15 @@ impl Session {
 
     fn literals(&self) -> Vec<(String, Varies)> {
         let mut lits: Vec<(String, Varies)> = Vec::new();
-        if let Some(n) = &self.nodes {
-            for h in n.cluster.nodes() {
+        if let Some(c) = self.core.cluster() {
+            for h in c.nodes() {
                 lits.push((h.addr.clone(), Varies::Addr));
             }
         }
-        for a in &self.addresses_used {
+        for a in self.core.addresses_used() {
             lits.push((a.clone(), Varies::Addr));
         }
-        if let Some(m) = &self.model {
+        if let Some(m) = self.core.model() {
             lits.push((m.path.display().to_string(), Varies::Path));
         }
         lits.push((self.config.store.home().display().to_string(), Varies::Path));

@@ -3,58 +3,15 @@
 //! the weights load at `:shard` (or at the first prompt with no nodes).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use shardlab_engine::model::chat::ChatTemplate;
-use shardlab_engine::model::config::ModelConfig;
-use shardlab_engine::model::loader::{OpenedModel, DEFAULT_CONTEXT};
-use shardlab_engine::model::store::ModelSource;
-use shardlab_engine::model::tokenizer::Tokenizer;
-use shardlab_engine::shard::plan::ModelSummary;
-
-use super::{Runner, Session, SessionError, Sink};
+use super::{Session, SessionError, Sink};
 use crate::output::text::bytes;
 use crate::output::{Output, Rich, Table, Varies};
 
-pub(super) struct OpenModel {
-    /// What the user typed: `smollm2`, a path.
-    pub name: String,
-    pub source: ModelSource,
-    pub path: PathBuf,
-    pub opened: OpenedModel,
-    pub config: ModelConfig,
-    /// Tensor types and shapes, for planning (GGUF files only).
-    pub summary: Option<ModelSummary>,
-    pub tokenizer: Tokenizer,
-    pub template: Option<ChatTemplate>,
-    pub file_bytes: u64,
-}
-
 impl Session {
-    /// KV positions every node plans for.
-    pub(super) fn context(&self, config: &ModelConfig) -> usize {
-        self.settings
-            .context
-            .unwrap_or(DEFAULT_CONTEXT)
-            .min(config.train_context.max(1))
-    }
-
     pub(super) fn load(&mut self, name: &str, sink: &mut dyn Sink) -> Result<Output, SessionError> {
-        let source = self
-            .config
-            .store
-            .resolve(name, &mut |event| sink.pull(&event))?;
-        let (opened, config) = OpenedModel::open(&source)?;
-        let tokenizer = opened.tokenizer()?;
-        let template = opened.chat_template(&tokenizer)?;
-        let summary = match &opened {
-            OpenedModel::Gguf(file) => Some(ModelSummary::from_gguf(file)?),
-            OpenedModel::Hf { .. } => None,
-        };
-        let path = opened.path().to_path_buf();
-        let file_bytes = dir_or_file_bytes(&path);
-        // A new model replaces the old one everywhere.
-        let had = self.unload_runner();
+        let model = self.core.open_model(name, &mut |event| sink.pull(&event))?;
+        let config = &model.config;
         let line = Rich::from(format!(
             "opened {name}: {} {}, {} layers, {} heads / {} KV heads, {} weights (",
             config.arch.name(),
@@ -62,28 +19,17 @@ impl Session {
             config.n_layers,
             config.n_heads,
             config.n_kv_heads,
-            summary
-                .as_ref()
-                .map_or_else(|| bytes(file_bytes), |s| bytes(s.total_weight_bytes())),
+            bytes(model.weight_bytes()),
         ))
-        .push_varies(Varies::Path, path.display().to_string())
+        .push_varies(Varies::Path, model.path.display().to_string())
         .push(")");
-        self.chat.clear();
-        if self.settings.chat && template.is_none() {
+        if self.settings.chat && model.template.is_none() {
             self.settings.chat = false;
         }
-        self.model = Some(OpenModel {
-            name: name.to_string(),
-            source,
-            path,
-            opened,
-            config,
-            summary,
-            tokenizer,
-            template,
-            file_bytes,
-        });
-        let next = if self.nodes.is_some() {
+        // A new model replaces the old one everywhere.
+        let had = self.core.set_model(model);
+        self.chat.clear();
+        let next = if self.core.nodes().is_some() {
             "next: `:plan tensor` to see a split, `:shard tensor` to apply it"
         } else {
             "next: type a prompt to run it in this process, or `:connect local 2` for nodes"
@@ -95,22 +41,9 @@ impl Session {
         Ok(out.then(Output::text(next)))
     }
 
-    /// Drops whatever runs the model; true when something was loaded.
-    pub(super) fn unload_runner(&mut self) -> bool {
-        let was = !matches!(self.runner, Runner::Idle);
-        if let (Runner::Cluster(_), Some(n)) = (&self.runner, self.nodes.as_mut()) {
-            n.cluster.unload();
-        }
-        self.runner = Runner::Idle;
-        self.cached.clear();
-        self.tokens_since_load = 0;
-        was
-    }
-
     pub(super) fn unload(&mut self) -> Output {
-        let had_weights = self.unload_runner();
-        match self.model.take() {
-            Some(m) => Output::text(format!(
+        match self.core.close_model() {
+            (Some(m), had_weights) => Output::text(format!(
                 "closed {}{}",
                 m.name,
                 if had_weights {
@@ -119,12 +52,12 @@ impl Session {
                     ""
                 }
             )),
-            None => Output::text("no model was open"),
+            (None, _) => Output::text("no model was open"),
         }
     }
 
     pub(super) fn model_info(&self) -> Result<Output, SessionError> {
-        let m = self.model.as_ref().ok_or(SessionError::NoModel)?;
+        let m = self.core.require_model()?;
         let c = &m.config;
         let mut t = Table::new(&["", ""]).titled(format!("model {}", m.name));
         let mut row = |k: &str, v: Rich| t.row(vec![k.into(), v]);
@@ -153,7 +86,12 @@ impl Session {
         row("vocabulary", c.vocab.to_string().into());
         row(
             "context",
-            format!("{} trained, {} planned", c.train_context, self.context(c)).into(),
+            format!(
+                "{} trained, {} planned",
+                c.train_context,
+                m.context(self.settings.context)
+            )
+            .into(),
         );
         row(
             "output head",
@@ -184,21 +122,5 @@ impl Session {
             if m.template.is_some() { "yes" } else { "no" }.into(),
         );
         Ok(Output::Table(t))
-    }
-}
-
-fn dir_or_file_bytes(path: &std::path::Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::read_dir(path)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0),
-        Ok(m) => m.len(),
-        Err(_) => 0,
     }
 }

@@ -102,7 +102,7 @@ impl Session {
                 note = Some("takes effect at the next :shard");
             }
             Setting::Chat(on) => {
-                if on && self.model.as_ref().is_some_and(|m| m.template.is_none()) {
+                if on && self.core.model().is_some_and(|m| m.template.is_none()) {
                     return Err(SessionError::state(
                         "the open model has no chat template; chat mode needs one",
                     ));

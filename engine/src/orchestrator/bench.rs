@@ -1,0 +1,249 @@
+//! One workload (a prompt of N tokens, M greedy tokens) under several
+//! layouts, with what the rates are judged against measured in the same
+//! run: the memory bandwidth one node's cores read here (the roofline) and
+//! a raw loopback TCP round trip of one all-reduce payload. `:bench` and
+//! `shardlab bench` both come here. The layout in place before is put back.
+
+use crate::metrics::bandwidth::{loopback_round_trips, BandwidthProbe};
+use crate::metrics::quantile;
+use crate::model::generate::{generate, GenerateOptions, GenerationStats};
+use crate::model::loader;
+use crate::model::sampling::SamplingParams;
+use crate::shard::plan::LayoutRequest;
+
+use super::report::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
+use super::stats::node_rows;
+use super::{Orchestrator, OrchestratorError, Runner};
+
+/// Bytes the bandwidth probe reads per pass.
+const PROBE_BYTES: usize = 256 << 20;
+/// Round trips behind the raw RTT figure.
+const RTT_SAMPLES: usize = 400;
+
+#[derive(Debug, Clone)]
+pub struct BenchRequest {
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    /// Measure the whole model in this process with this many threads
+    /// first, as the baseline the layouts are compared with.
+    pub baseline_threads: Option<usize>,
+    /// Layouts to measure across the connected nodes.
+    pub layouts: Vec<LayoutRequest>,
+    /// Sequences in flight at once on the nodes (decode is then the
+    /// aggregate rate).
+    pub parallel: usize,
+    /// Threads whose memory bandwidth is the roofline; `None`: no probe.
+    pub probe_threads: Option<usize>,
+}
+
+/// Where a benchmark is, for front ends that show progress.
+#[derive(Debug, Clone)]
+pub enum BenchEvent<'a> {
+    /// Measuring the whole model in this process with this many threads.
+    Baseline { threads: usize },
+    /// Loading and measuring this layout.
+    Layout(&'a LayoutRequest),
+}
+
+impl Orchestrator {
+    pub fn bench(
+        &mut self,
+        request: &BenchRequest,
+        on_event: &mut dyn FnMut(BenchEvent),
+    ) -> Result<BenchReport, OrchestratorError> {
+        let m = self.require_model()?;
+        let ids = m.filler(request.prompt_tokens)?;
+        let context = m.context(self.context);
+        if ids.len() + request.gen_tokens >= context {
+            return Err(OrchestratorError::BenchTooLong {
+                prompt: ids.len(),
+                generate: request.gen_tokens,
+                context,
+            });
+        }
+        let opts = GenerateOptions {
+            max_tokens: request.gen_tokens,
+            sampling: SamplingParams::greedy(),
+            stop_strings: Vec::new(),
+            stop_at_eos: false,
+        };
+        let limits = self.measure_limits(request.probe_threads);
+        let mut rows = Vec::new();
+        if let Some(threads) = request.baseline_threads {
+            on_event(BenchEvent::Baseline { threads });
+            let stats = self.bench_in_process(&ids, &opts, threads)?;
+            rows.push(BenchRow {
+                layout: format!("single (this process, {threads} threads)"),
+                nodes: 1,
+                result: Ok(BenchFigures {
+                    stats,
+                    aggregate: None,
+                    comm_share: None,
+                    allreduce_p50: None,
+                    nodes: Vec::new(),
+                }),
+            });
+        }
+        let previous = match &self.runner {
+            Runner::Cluster(l) => Some(l.clone()),
+            _ => None,
+        };
+        for layout in &request.layouts {
+            on_event(BenchEvent::Layout(layout));
+            let nodes = self.nodes.as_ref().map_or(0, |n| n.cluster.budgets().len());
+            let result = self
+                .bench_layout(layout, &ids, &opts, request.parallel)
+                .map_err(|e| e.to_string());
+            rows.push(BenchRow {
+                layout: layout.to_string(),
+                nodes,
+                result,
+            });
+        }
+        let mut restored = None;
+        if !request.layouts.is_empty() {
+            self.unload();
+            if let Some(prev) = previous {
+                let error = self.reshard(&prev).err().map(|e| e.to_string());
+                restored = Some(Restored {
+                    layout: prev.to_string(),
+                    error,
+                });
+            }
+        }
+        Ok(BenchReport {
+            model: self.require_model()?.name.clone(),
+            prompt_tokens: ids.len(),
+            gen_tokens: request.gen_tokens,
+            threads: self.bench_threads(),
+            wire: self.wire.to_string(),
+            link: self.link.as_ref().map(|l| l.describe()),
+            limits,
+            rows,
+            restored,
+        })
+    }
+
+    /// Worker threads of one node (the first's), or this process's default.
+    pub fn bench_threads(&self) -> usize {
+        self.nodes
+            .as_ref()
+            .and_then(|n| n.cluster.nodes().first().map(|h| h.info.threads))
+            .unwrap_or(self.config.threads_per_node)
+            .max(1)
+    }
+
+    fn measure_limits(&self, probe_threads: Option<usize>) -> BenchLimits {
+        let (weight_bytes, hidden) = self
+            .model
+            .as_ref()
+            .map_or((0, 0), |m| (m.weight_bytes(), m.config.hidden));
+        let bandwidth = probe_threads.map(|t| BandwidthProbe::new(PROBE_BYTES, t).measure(2));
+        // The all-reduce payload at the exact wire: one f64 per hidden unit,
+        // plus the frame header.
+        let payload = hidden * 8 + 24;
+        let raw_rtt = loopback_round_trips(payload, RTT_SAMPLES)
+            .ok()
+            .and_then(|t| quantile(&t, 0.5));
+        BenchLimits {
+            weight_bytes,
+            bandwidth,
+            raw_rtt,
+            payload,
+        }
+    }
+
+    /// The whole model in this process, with its own worker pool, warmed
+    /// up once so the first read of the file is not timed.
+    fn bench_in_process(
+        &self,
+        ids: &[u32],
+        opts: &GenerateOptions,
+        threads: usize,
+    ) -> Result<GenerationStats, OrchestratorError> {
+        let m = self.require_model()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| {
+                OrchestratorError::setup(format!("starting {threads} worker threads"), e)
+            })?;
+        let mut loaded = loader::load(&m.source, m.context(self.context))?;
+        let warm = GenerateOptions {
+            max_tokens: 2,
+            ..opts.clone()
+        };
+        let g = pool.install(|| {
+            let t = &mut loaded.transformer;
+            generate(
+                t,
+                &m.tokenizer,
+                &mut Vec::new(),
+                &ids[..8.min(ids.len())],
+                &warm,
+                None,
+                &mut |_| {},
+            )?;
+            t.truncate(0);
+            generate(
+                t,
+                &m.tokenizer,
+                &mut Vec::new(),
+                ids,
+                opts,
+                None,
+                &mut |_| {},
+            )
+        })?;
+        Ok(g.stats)
+    }
+
+    fn bench_layout(
+        &mut self,
+        layout: &LayoutRequest,
+        ids: &[u32],
+        opts: &GenerateOptions,
+        parallel: usize,
+    ) -> Result<BenchFigures, OrchestratorError> {
+        self.shard(layout, &|_| {}, &mut |_| {})?;
+        self.warm_up(ids, opts)?;
+        let (stats, aggregate) = if parallel > 1 {
+            let prompts = vec![ids.to_vec(); parallel];
+            let many = self.generate_many(&prompts, opts, None)?;
+            let stats = many
+                .generations
+                .first()
+                .map(|g| g.stats.clone())
+                .ok_or(OrchestratorError::NothingLoaded)?;
+            let aggregate = AggregateRates {
+                sequences: parallel,
+                prefill_tokens_per_second: (parallel * ids.len()) as f64
+                    / many.prefill_wall_seconds.max(1e-9),
+                prefill_seconds: many.prefill_wall_seconds,
+                decode_tokens_per_second: many.decode_tokens_per_second(),
+                decode_tokens: many.steady_tokens,
+                decode_seconds: many.wall_seconds - many.prefill_wall_seconds,
+            };
+            (stats, Some(aggregate))
+        } else {
+            (self.generate(ids, opts, None, &mut |_| {})?.stats, None)
+        };
+        let n = self.nodes.as_mut().ok_or(OrchestratorError::NoNodes)?;
+        let (nodes, _) = node_rows(n);
+        let (mut compute, mut wait, mut p50) = (0.0, 0.0, None::<f64>);
+        for s in nodes.iter().filter_map(|r| r.stats.as_ref()) {
+            compute += s.compute_seconds;
+            wait += s.wait_seconds;
+            if let Some(a) = s.allreduce {
+                p50 = Some(p50.map_or(a.p50, |p| p.max(a.p50)));
+            }
+        }
+        Ok(BenchFigures {
+            stats,
+            aggregate,
+            comm_share: (compute + wait > 0.0).then(|| wait / (compute + wait)),
+            allreduce_p50: p50,
+            nodes,
+        })
+    }
+}

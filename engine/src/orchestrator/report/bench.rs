@@ -1,0 +1,116 @@
+//! `:bench` and `shardlab bench`: one workload under several layouts, with
+//! the physical limits the rates are judged against, measured in the same run.
+
+use serde::Serialize;
+
+use crate::model::generate::GenerationStats;
+
+/// One layout's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchFigures {
+    pub stats: GenerationStats,
+    /// Aggregate rates with several sequences in flight.
+    pub aggregate: Option<AggregateRates>,
+    /// Waiting on peers as a share of the nodes' step time.
+    pub comm_share: Option<f64>,
+    /// The slowest node's all-reduce p50, seconds.
+    pub allreduce_p50: Option<f64>,
+    /// Per node: label and its counters, for the detailed text form.
+    pub nodes: Vec<super::StatsRow>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AggregateRates {
+    pub sequences: usize,
+    pub prefill_tokens_per_second: f64,
+    pub prefill_seconds: f64,
+    pub decode_tokens_per_second: f64,
+    pub decode_tokens: usize,
+    pub decode_seconds: f64,
+}
+
+impl BenchFigures {
+    /// Decode tok/s: the aggregate with sequences in flight, else the one sequence's.
+    pub fn decode_rate(&self) -> f64 {
+        self.aggregate.map_or_else(
+            || self.stats.decode_tokens_per_second(),
+            |a| a.decode_tokens_per_second,
+        )
+    }
+
+    pub fn prefill_rate(&self) -> f64 {
+        self.aggregate.map_or_else(
+            || self.stats.prefill_tokens_per_second(),
+            |a| a.prefill_tokens_per_second,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    /// "single (this process, 1 threads)", "tensor", ...
+    pub layout: String,
+    pub nodes: usize,
+    /// The failure message when this layout could not run.
+    pub result: Result<BenchFigures, String>,
+}
+
+/// What the figures are judged against, measured on this machine.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BenchLimits {
+    pub weight_bytes: u64,
+    /// Bytes/s that one node's cores read here; `None` when not probed.
+    pub bandwidth: Option<f64>,
+    /// p50 of a raw loopback TCP round trip of one all-reduce payload.
+    pub raw_rtt: Option<f64>,
+    /// That payload's size in bytes.
+    pub payload: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub threads: usize,
+    pub wire: String,
+    pub link: Option<String>,
+    pub limits: BenchLimits,
+    /// The baseline first (when measured), then each layout.
+    pub rows: Vec<BenchRow>,
+    /// The layout in place before, loaded again afterwards.
+    pub restored: Option<Restored>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub layout: String,
+    /// Why it could not be loaded again.
+    pub error: Option<String>,
+}
+
+impl BenchReport {
+    /// Decode tok/s of the first row (the baseline), if it ran.
+    pub fn baseline_decode(&self) -> Option<f64> {
+        self.rows
+            .first()?
+            .result
+            .as_ref()
+            .ok()
+            .map(BenchFigures::decode_rate)
+    }
+
+    /// Weight bytes x decode tok/s over the bandwidth of `nodes` nodes' cores.
+    pub fn roofline(&self, figures: &BenchFigures, nodes: usize) -> Option<f64> {
+        let bw = self.limits.bandwidth?;
+        Some(self.limits.weight_bytes as f64 * figures.decode_rate() / (bw * nodes.max(1) as f64))
+    }
+
+    /// The all-reduce p50 over the raw round trip.
+    pub fn allreduce_vs_rtt(&self, figures: &BenchFigures) -> Option<f64> {
+        match (figures.allreduce_p50, self.limits.raw_rtt) {
+            (Some(a), Some(r)) if r > 0.0 => Some(a / r),
+            _ => None,
+        }
+    }
+}

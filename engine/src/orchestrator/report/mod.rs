@@ -1,0 +1,19 @@
+//! Typed results of the orchestration core. Front ends render these into
+//! text tables, HTML, SVG charts or JSON; nothing here is pre-formatted
+//! text, and no renderer reads another renderer's output.
+//!
+//! Times are seconds, sizes bytes, rates per second.
+
+mod bench;
+mod links;
+mod nodes;
+mod plan;
+mod stats;
+mod trace;
+
+pub use bench::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
+pub use links::{CoordinatorLink, LinkSetting, LinksReport, PeerLink};
+pub use nodes::{NodeRow, NodeState, NodesReport};
+pub use plan::{PlanReport, PlanRow};
+pub use stats::{NodeStats, Percentiles, StatsReport, StatsRow, Straggler};
+pub use trace::{TraceNode, TraceReport};

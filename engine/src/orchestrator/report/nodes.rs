@@ -1,0 +1,35 @@
+//! `:nodes`: who is connected and what each has.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NodeState {
+    Up,
+    /// Failed (a dead process, a broken connection, a missed deadline).
+    Lost,
+    /// Disconnected on purpose.
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    /// "node0", "node1", ... in connection order.
+    pub name: String,
+    pub addr: String,
+    pub state: NodeState,
+    pub cores: usize,
+    pub threads: usize,
+    pub mem_total: u64,
+    pub mem_free: u64,
+    pub budget: u64,
+    /// The budget was given (`--mem-limit`) rather than measured.
+    pub budget_fixed: bool,
+    pub version: String,
+    /// Round trip of the last ping; `None` when the node is not up.
+    pub rtt: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodesReport {
+    pub nodes: Vec<NodeRow>,
+}

@@ -1,0 +1,87 @@
+//! `:bench`: one row per layout, with the rates' ratio to the baseline,
+//! the roofline fraction, the communication share and the all-reduce
+//! against a raw round trip.
+
+use shardlab_engine::orchestrator::report::BenchReport;
+
+use super::Literals;
+use crate::output::text::{duration, rate};
+use crate::output::{Rich, Table, Varies};
+
+pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
+    let mut t = Table::new(&[
+        "layout",
+        "nodes",
+        "prefill",
+        "decode",
+        "TTFT",
+        "decode vs 1 node",
+        "roofline",
+        "comm share",
+        "all-reduce / raw RTT",
+    ]);
+    let base = report.baseline_decode();
+    let float = |s: String| Rich::varies(Varies::Float, s);
+    for row in &report.rows {
+        match &row.result {
+            Ok(f) => {
+                let s = &f.stats;
+                let decode = f.decode_rate();
+                t.row(vec![
+                    row.layout.clone().into(),
+                    row.nodes.max(1).to_string().into(),
+                    Rich::varies(Varies::Rate, rate(f.prefill_rate())),
+                    Rich::varies(Varies::Rate, rate(decode)),
+                    Rich::varies(Varies::Time, duration(s.time_to_first_token)),
+                    float(match base {
+                        Some(b) if b > 0.0 => format!("{:.2}x", decode / b),
+                        _ => "-".into(),
+                    }),
+                    // Each node reads its own share of the weights from its own cores.
+                    report
+                        .roofline(f, row.nodes)
+                        .map_or("-".into(), |r| float(format!("{:.0}%", 100.0 * r))),
+                    f.comm_share
+                        .map_or("-".into(), |c| float(format!("{:.0}%", 100.0 * c))),
+                    match (f.allreduce_p50, report.allreduce_vs_rtt(f)) {
+                        (Some(_), Some(r)) => float(format!("{r:.2}x")),
+                        (Some(_), None) => float("-".into()),
+                        _ => "-".into(),
+                    },
+                ])
+            }
+            Err(e) => {
+                let mut cells: Vec<Rich> = vec![
+                    row.layout.clone().into(),
+                    row.nodes.to_string().into(),
+                    "failed".into(),
+                ];
+                cells.resize(t.headers.len(), "-".into());
+                t.row(cells);
+                t.note(Rich::from(format!("{}: ", row.layout)).append(Rich::masking(e, lits)));
+            }
+        }
+    }
+    let limits = &report.limits;
+    t.note(
+        Rich::from(
+            "roofline: weight bytes x decode tok/s / the memory bandwidth one node's cores read here (",
+        )
+        .append(Rich::varies(
+            Varies::Rate,
+            limits
+                .bandwidth
+                .map_or("-".to_string(), |b| format!("{:.1} GB/s", b / 1e9)),
+        ))
+        .append(Rich::from(
+            "); raw RTT: a loopback TCP round trip of one all-reduce payload, p50 ",
+        ))
+        .append(Rich::varies(
+            Varies::Time,
+            limits
+                .raw_rtt
+                .map_or("-".to_string(), |r| format!("{:.0} µs", r * 1e6)),
+        )),
+    );
+    t
+}

@@ -1,0 +1,56 @@
+//! `:plan`: one row per node with its share of the model and its predicted memory.
+
+use shardlab_engine::orchestrator::report::PlanReport;
+
+use super::{range, Literals};
+use crate::output::text::bytes;
+use crate::output::{Rich, Table, Varies};
+
+pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
+    let p = &report.plan;
+    let mut t = Table::new(&[
+        "node",
+        "stage/rank",
+        "layers",
+        "Q heads",
+        "KV heads",
+        "FFN cols",
+        "vocab",
+        "weights",
+        "KV cache",
+        "other",
+        "predicted",
+        "budget",
+    ])
+    .titled(format!(
+        "plan: {} over {} node{}, context {} tokens",
+        p.request,
+        p.nodes.len(),
+        if p.nodes.len() == 1 { "" } else { "s" },
+        p.context
+    ));
+    for (np, row) in p.nodes.iter().zip(&report.rows) {
+        let l = &np.layout;
+        let m = &np.memory;
+        t.row(vec![
+            Rich::masking(&np.name, lits),
+            format!("{}/{}", np.stage, np.rank).into(),
+            range(&l.layers).into(),
+            range(&l.q_heads).into(),
+            range(&row.kv_heads).into(),
+            range(&l.ffn).into(),
+            range(&l.vocab).into(),
+            bytes(m.weights).into(),
+            bytes(m.kv_cache).into(),
+            bytes(m.scratch + m.overhead).into(),
+            bytes(m.total()).into(),
+            if row.budget_fixed || np.budget_bytes == u64::MAX {
+                bytes(np.budget_bytes).into()
+            } else {
+                Rich::varies(Varies::Bytes, bytes(np.budget_bytes))
+            },
+        ]);
+    }
+    t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order)");
+    t
+}

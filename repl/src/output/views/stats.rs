@@ -1,0 +1,125 @@
+//! `:stats`, and the per-node table `shardlab run` prints after a
+//! generation across nodes: the same table in both places.
+
+use shardlab_engine::orchestrator::report::{NodeStats, Percentiles, StatsReport};
+
+use super::Literals;
+use crate::output::text::{bytes, duration, rate};
+use crate::output::{Rich, Table, Varies};
+
+pub fn stats(report: &StatsReport, lits: &Literals) -> Table {
+    let mut t = Table::new(&[
+        "node",
+        "RSS",
+        "weights",
+        "KV cache",
+        "budget",
+        "compute",
+        "wait",
+        "sent/token",
+        "recv/token",
+        "all-reduce p50/p99",
+        "hop p50/p99",
+    ]);
+    t.title = Some(if report.in_process {
+        "stats: single, this process".into()
+    } else {
+        format!("stats: {}, counters since :shard", report.layout).into()
+    });
+    for row in &report.rows {
+        let name = Rich::masking(&row.label, lits);
+        match (&row.stats, report.in_process) {
+            (Some(s), true) => t.row(in_process_row(name, s)),
+            (Some(s), false) => t.row(node_row(name, s, report.tokens)),
+            (None, _) => {
+                let mut cells = vec![name, "lost".into()];
+                cells.resize(t.headers.len(), "-".into());
+                t.row(cells);
+            }
+        }
+    }
+    if let Some(s) = &report.straggler {
+        t.note(
+            Rich::from("straggler: ")
+                .push_varies(Varies::Any, s.label.clone())
+                .push(": its peers waited ")
+                .push_varies(Varies::Time, duration(s.waited_on))
+                .push(" on it, against a median of ")
+                .push_varies(Varies::Time, duration(s.median_others))
+                .push(" for the others"),
+        );
+    }
+    match &report.last {
+        Some(s) => t.note(
+            Rich::from("last generation: prefill ")
+                .push_varies(Varies::Rate, rate(s.prefill_tokens_per_second()))
+                .push(" · decode ")
+                .push_varies(Varies::Rate, rate(s.decode_tokens_per_second()))
+                .push(" · TTFT ")
+                .push_varies(Varies::Time, duration(s.time_to_first_token))
+                .push(format!(
+                    " · {} prompt + {} generated tokens",
+                    s.prompt_tokens, s.generated_tokens
+                )),
+        ),
+        None => t.note("no generation yet"),
+    }
+    t
+}
+
+/// This process does all the work and sends nothing.
+fn in_process_row(name: Rich, s: &NodeStats) -> Vec<Rich> {
+    vec![
+        name,
+        if s.rss > 0 {
+            Rich::varies(Varies::Bytes, bytes(s.rss))
+        } else {
+            "-".into()
+        },
+        bytes(s.weight_bytes).into(),
+        bytes(s.kv_bytes).into(),
+        "-".into(),
+        "100%".into(),
+        "0%".into(),
+        "0 B".into(),
+        "0 B".into(),
+        "-".into(),
+        "-".into(),
+    ]
+}
+
+fn node_row(name: Rich, s: &NodeStats, tokens: u64) -> Vec<Rich> {
+    let share = |x: Option<f64>| {
+        Rich::varies(
+            Varies::Float,
+            x.map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+        )
+    };
+    vec![
+        name,
+        Rich::varies(Varies::Bytes, bytes(s.rss)),
+        bytes(s.weight_bytes).into(),
+        Rich::varies(Varies::Bytes, bytes(s.kv_bytes)),
+        if s.budget_fixed {
+            bytes(s.budget).into()
+        } else {
+            Rich::varies(Varies::Bytes, bytes(s.budget))
+        },
+        share(s.compute_share()),
+        share(s.wait_share()),
+        Rich::varies(Varies::Bytes, bytes(s.bytes_sent / tokens.max(1))),
+        Rich::varies(Varies::Bytes, bytes(s.bytes_received / tokens.max(1))),
+        percentiles(s.allreduce),
+        percentiles(s.hop),
+    ]
+}
+
+/// "120 µs / 1 ms", or "-" with no samples.
+fn percentiles(p: Option<Percentiles>) -> Rich {
+    p.map_or("-".into(), |p| {
+        Rich::varies(
+            Varies::Time,
+            format!("{} / {}", duration(p.p50), duration(p.p99)),
+        )
+    })
+}

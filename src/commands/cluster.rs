@@ -1,0 +1,195 @@
+//! What `run` and `bench` share: the cluster flags, and putting the open
+//! model on the cluster they name (connect, plan, shard) with progress on
+//! stderr. The work itself is the orchestrator's.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use shardlab_engine::cluster::coordinator::LoadProgress;
+use shardlab_engine::net::LinkProfile;
+use shardlab_engine::orchestrator::{NodesSpec, Orchestrator, OrchestratorConfig};
+use shardlab_engine::parallel::WireDtype;
+use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
+use shardlab_repl::output::{text, views, Output};
+
+use super::shell::step_timeout_from_env;
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Run across nodes: `local:N` starts N node processes here, or give
+    /// `ADDR,ADDR,...` of running `shardlab node`s. Left out: one process.
+    #[arg(long)]
+    pub nodes: Option<String>,
+    /// tensor, pipeline, or hybrid:TxP.
+    #[arg(long, default_value = "tensor")]
+    pub layout: String,
+    /// Pipeline layer ranges by hand, e.g. 0..12,12..30.
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// The nodes' shared token (required with node addresses).
+    #[arg(long = "token-file")]
+    pub token_file: Option<PathBuf>,
+    /// With --nodes, emulate a slower link on every connection of the
+    /// cluster: a profile (tb5, 10gbe, 1gbe, wifi) or
+    /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
+    #[arg(long)]
+    pub link: Option<LinkProfile>,
+    /// Precision of activations between nodes: f64 (exact), f32, f16, bf16, q8.
+    #[arg(long, default_value = "f64")]
+    pub wire: WireDtype,
+}
+
+impl ClusterArgs {
+    /// `--layout`, with `--layers` applied to a pipeline.
+    pub fn layout(&self) -> Result<LayoutRequest> {
+        let layout: LayoutRequest = self.layout.parse()?;
+        let Some(layers) = &self.layers else {
+            return Ok(layout);
+        };
+        match layout {
+            LayoutRequest::Pipeline { .. } => Ok(LayoutRequest::Pipeline {
+                layers: Some(parse_layers(layers)?),
+            }),
+            other => bail!("--layers applies to --layout pipeline, not {other}"),
+        }
+    }
+
+    /// `--nodes local:N` or `ADDR,ADDR,...`.
+    fn spec(&self, nodes: &str, threads: usize, pin: bool) -> Result<NodesSpec> {
+        if let Some(n) = nodes.strip_prefix("local:") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| anyhow!("--nodes local:N needs a number, got '{n}'"))?;
+            if n == 0 {
+                bail!("--nodes local:N needs at least 1 node");
+            }
+            return Ok(NodesSpec::Local {
+                nodes: n,
+                mem_limits: Vec::new(),
+                threads: Some(threads),
+                pin,
+            });
+        }
+        let addrs: Vec<String> = nodes
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            bail!("--nodes takes local:N or a comma-separated list of ADDR:PORT");
+        }
+        Ok(NodesSpec::Remote {
+            addrs,
+            token_file: self.token_file.clone(),
+        })
+    }
+}
+
+/// An orchestrator configured from the environment, here at the edge.
+pub fn orchestrator(client_name: &str, threads_per_node: usize) -> Result<Orchestrator> {
+    let store = shardlab_engine::model::store::ModelStore::from_env()?;
+    let node_exe = std::env::current_exe()?;
+    Ok(Orchestrator::new(OrchestratorConfig {
+        store,
+        node_exe,
+        threads_per_node: threads_per_node.max(1),
+        step_timeout: step_timeout_from_env()?,
+        client_name: client_name.into(),
+    }))
+}
+
+/// Connects the nodes `args` names, prints the plan, and shards the open
+/// model over them, printing each node's progress.
+pub fn start(
+    core: &mut Orchestrator,
+    args: &ClusterArgs,
+    nodes: &str,
+    threads: usize,
+    pin: bool,
+) -> Result<()> {
+    let layout = args.layout()?;
+    let spec = args.spec(nodes, threads, pin)?;
+    if let NodesSpec::Local { nodes, .. } = &spec {
+        eprintln!("starting {nodes} local node processes");
+    }
+    if let Some(link) = &args.link {
+        // Before the connect, so weights cross the emulated link too.
+        eprintln!("emulating link {} on every connection", link.describe());
+    }
+    core.emulate_links(args.link.clone())?;
+    core.wire = args.wire;
+    core.connect(spec)?;
+    let plan = core.plan(&layout)?;
+    let model = core.require_model()?.name.clone();
+    eprintln!(
+        "loading {model} as {layout} (activations on the wire: {})",
+        args.wire
+    );
+    eprint!(
+        "{}",
+        text::render(&Output::Table(views::plan(&plan, &[])), false)
+    );
+    if let Some(refusal) = plan.refusal {
+        bail!("{refusal}");
+    }
+    let last_print = Mutex::new(Instant::now());
+    core.shard(&layout, &|p| print_progress(p, &last_print), &mut |_| {})?;
+    Ok(())
+}
+
+fn print_progress(p: LoadProgress, last_print: &Mutex<Instant>) {
+    match p {
+        LoadProgress::Sending {
+            node,
+            sent,
+            total,
+            seconds,
+        } => {
+            let Ok(mut last) = last_print.lock() else {
+                return;
+            };
+            if sent == total || last.elapsed() > Duration::from_millis(500) {
+                *last = Instant::now();
+                let rate = if seconds > 0.0 {
+                    sent as f64 / seconds / 1e6
+                } else {
+                    0.0
+                };
+                if total == 0 {
+                    eprintln!("  {node}: shard already cached, nothing to send");
+                } else {
+                    eprintln!(
+                        "  {node}: {:.1}/{:.1} MiB  {rate:.0} MB/s",
+                        sent as f64 / 1048576.0,
+                        total as f64 / 1048576.0
+                    );
+                }
+            }
+        }
+        LoadProgress::Loaded { node, report } => eprintln!(
+            "  {node}: loaded {:.1} MiB of weights in {:.2} s{}",
+            report.weight_bytes as f64 / 1048576.0,
+            report.seconds,
+            if report.from_cache {
+                " (from its shard cache)"
+            } else if report.from_local_file {
+                " (sliced from its local model file)"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// The per-node table `:stats` shows, on stderr.
+pub fn print_stats(core: &mut Orchestrator) -> Result<()> {
+    let report = core.stats()?;
+    eprint!(
+        "{}",
+        text::render(&Output::Table(views::stats(&report, &[])), false)
+    );
+    Ok(())
+}
