@@ -32,12 +32,11 @@ fn tcp_pair(a_calls_b: &str, b_calls_a: &str) -> (Connection, Connection) {
 fn group(n: usize, wire: WireDtype) -> Vec<PeerLinks> {
     let mut conns: Vec<Vec<Option<(String, Connection)>>> =
         (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-    for i in 0..n {
-        for j in i + 1..n {
-            let (to_j, to_i) = tcp_pair(&format!("node{j}"), &format!("node{i}"));
-            conns[i][j] = Some((format!("node{j}"), to_j));
-            conns[j][i] = Some((format!("node{i}"), to_i));
-        }
+    let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j)));
+    for (i, j) in pairs {
+        let (to_j, to_i) = tcp_pair(&format!("node{j}"), &format!("node{i}"));
+        conns[i][j] = Some((format!("node{j}"), to_j));
+        conns[j][i] = Some((format!("node{i}"), to_i));
     }
     conns
         .into_iter()
