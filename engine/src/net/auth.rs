@@ -24,7 +24,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 
-use super::connection::{Connection, Deadline};
+use super::connection::Connection;
+use super::deadline::Deadline;
 use super::error::NetError;
 use super::frame::{FrameLimits, PROTOCOL_VERSION};
 use super::token::{from_hex, to_hex};

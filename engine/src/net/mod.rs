@@ -1,24 +1,29 @@
 //! The wire protocol between the coordinator and nodes: length-prefixed
-//! binary frames over blocking TCP.
+//! binary frames over a blocking byte transport (TCP today).
 //!
 //! - [`frame`]: bytes <-> [`Frame`] (header, caps, tensor headers); pure and
 //!   fuzzable.
 //! - [`tensor`]: the dtype + shape + tag header in front of tensor data.
 //! - [`connection`]: a [`Connection`] to one named peer, where every receive
 //!   has a deadline and every error names the peer.
+//! - [`transport`]: the [`Transport`] trait under a connection (bytes in
+//!   order to one peer) and [`transport::TcpTransport`], its implementation.
 //! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
 //!   every connection.
 //! - [`token`]: the shared secret, which never prints.
-//! - [`link`]: link emulation (latency, jitter, bandwidth) on the send path.
+//! - [`link`]: link emulation (latency, jitter, bandwidth) on the send path,
+//!   as a transport layer ([`link::ShapedTransport`]).
 //! - [`error`]: [`FrameError`] (bytes) and [`NetError`] (a peer).
 
 pub mod auth;
 pub mod connection;
+mod deadline;
 pub mod error;
 pub mod frame;
 pub mod link;
 pub mod tensor;
 pub mod token;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -31,3 +36,4 @@ pub use frame::{
 };
 pub use link::{LinkProfile, LinkSpecError};
 pub use token::Token;
+pub use transport::{Dialer, Listener, Transport};

@@ -223,7 +223,10 @@ impl PeerLinks {
         Ok(())
     }
 
-    fn exchange(&mut self, partial: &mut [f64]) -> Result<(), NetError> {
+    /// Replaces `partial` with the sum of every group member's partials,
+    /// added in rank order so all members get the same bits. An error
+    /// names the peer that failed.
+    pub fn all_reduce_partials(&mut self, partial: &mut [f64]) -> Result<(), NetError> {
         let n = self.group.len();
         if n <= 1 {
             return Ok(());
@@ -308,7 +311,7 @@ impl PeerLinks {
 
 impl AllReduce for PeerLinks {
     fn all_reduce(&mut self, buf: &mut [f64]) -> Result<(), ModelError> {
-        self.exchange(buf)
+        self.all_reduce_partials(buf)
             .map_err(|e| ModelError::Collective(e.to_string()))
     }
 }

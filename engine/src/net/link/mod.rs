@@ -6,13 +6,19 @@
 //! - [`profile`]: [`LinkProfile`] (latency, jitter, bandwidth), its spec
 //!   syntax and the named profiles.
 //! - [`shaper`]: [`Shaper`], the delivery thread behind one emulated
-//!   sending direction; [`super::Connection::emulate`] installs one.
+//!   sending direction.
+//! - [`shaped`]: [`ShapedTransport`], the transport layer that sends
+//!   through a shaper; every [`super::Connection`] holds one, and
+//!   [`super::Connection::emulate`] sets its profile. It works over any
+//!   [`super::transport::Transport`].
 //!
 //! Emulation acts on sends only: each side of a link emulates its own
 //! outgoing frames, so a link is emulated both ways when both ends are.
 
 pub mod profile;
+pub mod shaped;
 pub mod shaper;
 
 pub use profile::{LinkProfile, LinkSpecError, NamedProfile, PROFILES};
-pub use shaper::{ShapeFail, Shaper};
+pub use shaped::{ShapedTransport, SwitchFail};
+pub use shaper::Shaper;

@@ -1,6 +1,6 @@
 //! The sending half of an emulated link: frames are stamped with the time
 //! they would arrive over the emulated link and a delivery thread writes
-//! each to the socket when it is due.
+//! each to the transport (its [`FrameSink`]) when it is due.
 //!
 //! Why a thread and not a sleep in the sender: two frames sent back to back
 //! share one latency, as on a real wire (the second waits only for the
@@ -16,13 +16,13 @@
 //! deadlines and end-of-stream work as without emulation.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::net::TcpStream;
+use std::io::IoSlice;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::profile::LinkProfile;
+use crate::net::transport::{FrameSink, SendFail};
 
 /// Bytes queued on one emulated link before a sender waits (a generous
 /// socket send buffer). One frame larger than this still goes, alone.
@@ -31,15 +31,6 @@ pub const QUEUE_BYTES: usize = 16 << 20;
 /// Longest a dropped shaper waits for its queue to drain before leaving the
 /// delivery thread to finish on its own.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-
-/// Why a frame could not be queued.
-#[derive(Debug)]
-pub enum ShapeFail {
-    /// An earlier delivery failed; the link is unusable.
-    Delivery(io::Error),
-    /// The queue stayed full past the write timeout: the peer is not reading.
-    Full { queued: usize },
-}
 
 struct Pending {
     due: Instant,
@@ -54,7 +45,8 @@ struct State {
     closing: bool,
     /// The delivery thread has stopped.
     finished: bool,
-    failed: Option<(io::ErrorKind, String)>,
+    /// Why a delivery failed; the link is unusable from then on.
+    failed: Option<SendFail>,
 }
 
 struct Shared {
@@ -91,9 +83,13 @@ impl std::fmt::Debug for Shaper {
 }
 
 impl Shaper {
-    /// Starts the delivery thread, which writes to `stream` (a clone of the
-    /// connection's socket, sharing its write timeout).
-    pub fn start(profile: LinkProfile, stream: TcpStream, peer: &str) -> io::Result<Self> {
+    /// Starts the delivery thread, which writes to `sink` (the transport's
+    /// second sending handle, sharing its write timeout).
+    pub fn start(
+        profile: LinkProfile,
+        sink: Box<dyn FrameSink>,
+        peer: &str,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -104,7 +100,7 @@ impl Shaper {
                 "link to {}",
                 peer.chars().take(40).collect::<String>()
             ))
-            .spawn(move || deliver(&for_thread, stream))?;
+            .spawn(move || deliver(&for_thread, sink))?;
         let now = Instant::now();
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -124,14 +120,11 @@ impl Shaper {
         &self.profile
     }
 
-    /// Queues one whole frame, made of `parts` (`total` bytes). Waits at
-    /// most `patience` for room in the queue.
-    pub fn send(
-        &mut self,
-        parts: &[IoSlice<'_>],
-        total: usize,
-        patience: Duration,
-    ) -> Result<(), ShapeFail> {
+    /// Queues one whole frame, made of `parts`. Waits at most `patience`
+    /// for room in the queue. A failed earlier delivery is returned as
+    /// [`SendFail::Earlier`].
+    pub fn send(&mut self, parts: &[IoSlice<'_>], patience: Duration) -> Result<(), SendFail> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut bytes = Vec::with_capacity(total);
         for p in parts {
             bytes.extend_from_slice(p);
@@ -140,15 +133,15 @@ impl Shaper {
         let mut st = shared.lock();
         let give_up = Instant::now() + patience;
         loop {
-            if let Some((kind, msg)) = &st.failed {
-                return Err(ShapeFail::Delivery(io::Error::new(*kind, msg.clone())));
+            if let Some(failed) = &st.failed {
+                return Err(SendFail::Earlier(Box::new(failed.duplicate())));
             }
             if st.queued_bytes == 0 || st.queued_bytes + total <= QUEUE_BYTES {
                 break;
             }
             let left = give_up.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ShapeFail::Full {
+                return Err(SendFail::Backlog {
                     queued: st.queued_bytes,
                 });
             }
@@ -202,11 +195,11 @@ impl Shaper {
 
     /// Delivers everything queued, then stops the thread. Returns the
     /// delivery error, if one happened. Waits at most `limit`.
-    pub fn drain(mut self, limit: Duration) -> Result<(), ShapeFail> {
+    pub fn drain(mut self, limit: Duration) -> Result<(), SendFail> {
         self.finish(limit)
     }
 
-    fn finish(&mut self, limit: Duration) -> Result<(), ShapeFail> {
+    fn finish(&mut self, limit: Duration) -> Result<(), SendFail> {
         let shared = self.shared.clone();
         let mut st = shared.lock();
         st.closing = true;
@@ -217,7 +210,7 @@ impl Shaper {
             if left.is_zero() {
                 // The thread finishes (or fails its write) on its own.
                 self.thread = None;
-                return Err(ShapeFail::Full {
+                return Err(SendFail::Backlog {
                     queued: st.queued_bytes,
                 });
             }
@@ -234,7 +227,7 @@ impl Shaper {
             let _ = t.join();
         }
         match failed {
-            Some((kind, msg)) => Err(ShapeFail::Delivery(io::Error::new(kind, msg))),
+            Some(fail) => Err(SendFail::Earlier(Box::new(fail))),
             None => Ok(()),
         }
     }
@@ -251,7 +244,7 @@ impl Drop for Shaper {
 }
 
 /// The delivery thread: writes each frame when it is due.
-fn deliver(shared: &Shared, mut stream: TcpStream) {
+fn deliver(shared: &Shared, mut sink: Box<dyn FrameSink>) {
     let mut st = shared.lock();
     loop {
         let Some(front) = st.queue.front() else {
@@ -275,11 +268,11 @@ fn deliver(shared: &Shared, mut stream: TcpStream) {
             continue;
         };
         drop(st);
-        let written = stream.write_all(&frame.bytes);
+        let written = sink.write_frame(&mut [IoSlice::new(&frame.bytes)]);
         st = shared.lock();
         st.queued_bytes -= frame.bytes.len();
-        if let Err(e) = written {
-            st.failed = Some((e.kind(), e.to_string()));
+        if let Err(fail) = written {
+            st.failed = Some(fail);
             st.queue.clear();
             st.queued_bytes = 0;
             break;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{pair, PATIENCE};
 use crate::net::link::Shaper;
+use crate::net::transport::{TcpConfig, TcpTransport};
 use crate::net::{LinkProfile, NetError, TensorDtype, TensorHeader};
 
 fn profile(spec: &str) -> LinkProfile {
@@ -39,12 +40,13 @@ fn back_to_back_frames_share_one_latency() {
     // Due times are computed, not slept: two frames queued together are due
     // within their serialization of each other, not a latency apart.
     let (raw, _keep) = super::raw_pair();
-    let mut shaper = Shaper::start(profile("latency=1s,bandwidth=8mbit"), raw, "test").unwrap();
+    let sink = Box::new(TcpTransport::new(raw, TcpConfig::default()).unwrap());
+    let mut shaper = Shaper::start(profile("latency=1s,bandwidth=8mbit"), sink, "test").unwrap();
     let frame = [0u8; 1000]; // 1 ms at 8 Mbit/s
     let parts = [std::io::IoSlice::new(&frame)];
     let first = Instant::now();
-    shaper.send(&parts, frame.len(), PATIENCE).unwrap();
-    shaper.send(&parts, frame.len(), PATIENCE).unwrap();
+    shaper.send(&parts, PATIENCE).unwrap();
+    shaper.send(&parts, PATIENCE).unwrap();
     let (d1, d2) = shaper.due_times_for_tests();
     assert!(d1 >= first + Duration::from_secs(1));
     let gap = d2.saturating_duration_since(d1);

@@ -4,6 +4,8 @@
 mod connection;
 mod handshake;
 mod link;
+mod pipe;
+mod transport;
 
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
