@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn byte_slices_view_as_blocks_at_any_offset() {
-        let mut bytes = vec![0u8; 1 + 2 * BlockQ4_0::BYTES];
+        let mut bytes = [0u8; 1 + 2 * BlockQ4_0::BYTES];
         bytes[1..3].copy_from_slice(&half::f16::from_f32(1.5).to_le_bytes());
         bytes[3] = 0xab;
         // Offset 1: GGUF rows need not be aligned to anything.
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn writes_through_blocks_land_in_the_bytes() {
-        let mut bytes = vec![0u8; BlockQ8K::BYTES];
+        let mut bytes = [0u8; BlockQ8K::BYTES];
         let b = &mut as_blocks_mut::<BlockQ8K>(&mut bytes)[0];
         b.d = F32Le::from_f32(2.0);
         b.qs[0] = -3;
