@@ -21,6 +21,9 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::mem::{offset_of, size_of};
+
+use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
 
 /// Which 32-value format a kernel is compiled for (a const parameter, so
 /// each format gets its own straight-line body).
@@ -31,11 +34,26 @@ pub(super) const Q8_0: u8 = 3;
 
 /// (weight block bytes, activation block bytes, offset of the activation quants).
 const fn layout(f: u8) -> (usize, usize, usize) {
+    const Q8_0_QS: usize = offset_of!(BlockQ8_0, qs);
     match f {
-        Q4_0 => (18, 34, 2),
-        Q4_1 => (20, 36, 4),
-        Q5_0 => (22, 34, 2),
-        _ => (34, 34, 2),
+        Q4_0 => (size_of::<BlockQ4_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
+        Q4_1 => (
+            size_of::<BlockQ4_1>(),
+            size_of::<BlockQ8_1>(),
+            offset_of!(BlockQ8_1, qs),
+        ),
+        Q5_0 => (size_of::<BlockQ5_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
+        _ => (size_of::<BlockQ8_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
+    }
+}
+
+/// Offset of the weight block's f16 scale `d` (and Q4_1's minimum `m`).
+const fn scale_offsets(f: u8) -> (usize, usize) {
+    match f {
+        Q4_0 => (offset_of!(BlockQ4_0, d), 0),
+        Q4_1 => (offset_of!(BlockQ4_1, d), offset_of!(BlockQ4_1, m)),
+        Q5_0 => (offset_of!(BlockQ5_0, d), 0),
+        _ => (offset_of!(BlockQ8_0, d), 0),
     }
 }
 
@@ -90,14 +108,18 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack<const F: u8>(b: *const u8) -> __m256i {
     match F {
-        Q4_0 => _mm256_sub_epi8(unpack_nibbles(b.add(2)), _mm256_set1_epi8(8)),
-        Q4_1 => unpack_nibbles(b.add(4)),
+        Q4_0 => _mm256_sub_epi8(
+            unpack_nibbles(b.add(offset_of!(BlockQ4_0, qs))),
+            _mm256_set1_epi8(8),
+        ),
+        Q4_1 => unpack_nibbles(b.add(offset_of!(BlockQ4_1, qs))),
         Q5_0 => {
-            let high = bits_to_0x10(rd16(b.add(2)) as u32 | (rd16(b.add(4)) as u32) << 16);
-            let q = _mm256_or_si256(unpack_nibbles(b.add(6)), high);
+            let qh = b.add(offset_of!(BlockQ5_0, qh));
+            let high = bits_to_0x10(u32::from_le((qh as *const u32).read_unaligned()));
+            let q = _mm256_or_si256(unpack_nibbles(b.add(offset_of!(BlockQ5_0, qs))), high);
             _mm256_sub_epi8(q, _mm256_set1_epi8(16))
         }
-        _ => _mm256_loadu_si256(b.add(2) as *const __m256i),
+        _ => _mm256_loadu_si256(b.add(offset_of!(BlockQ8_0, qs)) as *const __m256i),
     }
 }
 
@@ -143,10 +165,14 @@ unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usi
     let mut d = Vec::with_capacity(tokens * nb);
     let mut s = Vec::with_capacity(if F == Q4_1 { tokens * nb } else { 0 });
     for row in acts.chunks_exact(act_row_bytes).take(tokens) {
-        for blk in row.chunks_exact(ab) {
-            d.push(f16_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
-            if F == Q4_1 {
-                s.push(f16_to_f32(u16::from_le_bytes([blk[2], blk[3]])));
+        if F == Q4_1 {
+            for blk in as_blocks::<BlockQ8_1>(row) {
+                d.push(f16_to_f32(blk.d.bits()));
+                s.push(f16_to_f32(blk.s.bits()));
+            }
+        } else {
+            for blk in as_blocks::<BlockQ8_0>(row) {
+                d.push(f16_to_f32(blk.d.bits()));
             }
         }
     }
@@ -283,9 +309,9 @@ macro_rules! block32_kernels {
                 if signed(F) {
                     qabs[k] = _mm256_sign_epi8(q[k], q[k]);
                 }
-                wd[k] = rd16(p);
+                wd[k] = rd16(p.add(scale_offsets(F).0));
                 if F == Q4_1 {
-                    wm[k] = rd16(p.add(2));
+                    wm[k] = rd16(p.add(scale_offsets(F).1));
                 }
             }
             let f16x4 = |h: [u16; 4]| {

@@ -12,19 +12,21 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::mem::{offset_of, size_of};
 
 use super::avx2::{f16_to_f32, hsum_epi32};
+use super::blocks::{as_blocks, BlockQ4K, BlockQ6K, BlockQ8K};
 use super::dequant::scale_min_k4;
-use crate::model::gguf::QK_K;
 
-/// Bytes of one Q8_K activation super-block: f32 scale, 256 quants, 16 i16 group sums.
-const Q8K_BYTES: usize = 4 + QK_K + 32;
-const Q8K_BSUMS: usize = 4 + QK_K;
+/// Bytes of one Q8_K activation super-block, and where its parts start.
+const Q8K_BYTES: usize = size_of::<BlockQ8K>();
+const Q8K_QS: usize = offset_of!(BlockQ8K, qs);
+const Q8K_BSUMS: usize = offset_of!(BlockQ8K, bsums);
 
 #[inline(always)]
 unsafe fn act_scale(a: *const u8) -> f64 {
     // SAFETY (caller): a Q8_K block starts at a.
-    (a as *const f32).read_unaligned() as f64
+    (a.add(offset_of!(BlockQ8K, d)) as *const f32).read_unaligned() as f64
 }
 
 /// Asks for the `len` bytes a kilobyte past `p` (decode streams each weight
@@ -53,18 +55,17 @@ pub(super) unsafe fn rows_q4k(
     tokens: usize,
     out: &mut [f64],
 ) {
-    const BB: usize = 144;
     let mask = _mm256_set1_epi8(0x0f);
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         o.fill(0.0);
-        for (i, wb) in row.chunks_exact(BB).enumerate() {
-            prefetch_ahead(wb.as_ptr(), BB);
-            let d = f16_to_f32(u16::from_le_bytes([wb[0], wb[1]])) as f64;
-            let dmin = f16_to_f32(u16::from_le_bytes([wb[2], wb[3]])) as f64;
+        for (i, wb) in as_blocks::<BlockQ4K>(row).iter().enumerate() {
+            prefetch_ahead((wb as *const BlockQ4K).cast(), size_of::<BlockQ4K>());
+            let d = f16_to_f32(wb.d.bits()) as f64;
+            let dmin = f16_to_f32(wb.dmin.bits()) as f64;
             let mut sc = [_mm256_setzero_si256(); 8];
             let mut m = [0i16; 16];
             for j in 0..8 {
-                let (s, mj) = scale_min_k4(j, &wb[4..16]);
+                let (s, mj) = scale_min_k4(j, &wb.scales);
                 sc[j] = _mm256_set1_epi16(s as i16);
                 m[2 * j] = mj as i16;
                 m[2 * j + 1] = mj as i16;
@@ -72,7 +73,7 @@ pub(super) unsafe fn rows_q4k(
             let mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
             let mut q = [_mm256_setzero_si256(); 8];
             for c in 0..4 {
-                let v = _mm256_loadu_si256(wb.as_ptr().add(16 + 32 * c) as *const __m256i);
+                let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
                 q[2 * c] = _mm256_and_si256(v, mask);
                 q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
             }
@@ -80,7 +81,7 @@ pub(super) unsafe fn rows_q4k(
                 let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
                 let mut accv = _mm256_setzero_si256();
                 for j in 0..8 {
-                    let y = _mm256_loadu_si256(a.add(4 + 32 * j) as *const __m256i);
+                    let y = _mm256_loadu_si256(a.add(Q8K_QS + 32 * j) as *const __m256i);
                     let p = _mm256_maddubs_epi16(q[j], y);
                     accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[j]));
                 }
@@ -108,23 +109,21 @@ pub(super) unsafe fn rows_q6k(
     tokens: usize,
     out: &mut [f64],
 ) {
-    const BB: usize = 210;
     let low = _mm256_set1_epi8(0x0f);
     let high = _mm256_set1_epi8(0x30);
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         o.fill(0.0);
-        for (i, wb) in row.chunks_exact(BB).enumerate() {
-            prefetch_ahead(wb.as_ptr(), BB);
-            let p = wb.as_ptr();
-            let d = f16_to_f32(u16::from_le_bytes([wb[208], wb[209]])) as f64;
-            let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
+        for (i, wb) in as_blocks::<BlockQ6K>(row).iter().enumerate() {
+            prefetch_ahead((wb as *const BlockQ6K).cast(), size_of::<BlockQ6K>());
+            let d = f16_to_f32(wb.d.bits()) as f64;
+            let s8 = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);
             let sc16 = _mm256_cvtepi8_epi16(s8);
             let mut q = [_mm256_setzero_si256(); 8];
             let mut sc = [_mm256_setzero_si256(); 8];
             for h in 0..2 {
-                let l0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
-                let l1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
-                let hb = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                let l0 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h) as *const __m256i);
+                let l1 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h + 32) as *const __m256i);
+                let hb = _mm256_loadu_si256(wb.qh.as_ptr().add(32 * h) as *const __m256i);
                 let lo = |v: __m256i| _mm256_and_si256(v, low);
                 let hi4 = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
                 q[4 * h] =
@@ -136,15 +135,15 @@ pub(super) unsafe fn rows_q6k(
                     _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
             }
             for (k, s) in sc.iter_mut().enumerate() {
-                let g0 = wb[192 + 2 * k] as i8 as i16;
-                let g1 = wb[193 + 2 * k] as i8 as i16;
+                let g0 = wb.scales[2 * k] as i16;
+                let g1 = wb.scales[2 * k + 1] as i16;
                 *s = _mm256_set_m128i(_mm_set1_epi16(g1), _mm_set1_epi16(g0));
             }
             for (t, o) in o.iter_mut().enumerate() {
                 let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
                 let mut accv = _mm256_setzero_si256();
                 for k in 0..8 {
-                    let y = _mm256_loadu_si256(a.add(4 + 32 * k) as *const __m256i);
+                    let y = _mm256_loadu_si256(a.add(Q8K_QS + 32 * k) as *const __m256i);
                     let p = _mm256_maddubs_epi16(q[k], y);
                     accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[k]));
                 }

@@ -4,103 +4,105 @@
 //! format conversion and as the reference the dot-product kernels are tested
 //! against; matmuls never dequantize whole weights.
 
-use half::{bf16, f16};
-
-use crate::model::gguf::{GgmlType, QK_K};
-
-#[inline(always)]
-pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
-}
-
-#[inline(always)]
-pub(crate) fn f32_at(b: &[u8], at: usize) -> f32 {
-    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
+use super::blocks::{
+    as_blocks, Bf16Le, Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, F16Le, F32Le, K_SCALE_SIZE,
+};
+use super::QuantType;
 
 /// Dequantizes `src` (a whole number of blocks of `dtype`) into `dst`.
 /// `dst.len()` must equal the number of values `src` holds.
-pub fn dequantize_row(dtype: GgmlType, src: &[u8], dst: &mut [f32]) {
-    let bl = dtype.block_len();
-    let bb = dtype.block_bytes();
-    debug_assert_eq!(src.len() / bb * bl, dst.len());
-    for (block, out) in src.chunks_exact(bb).zip(dst.chunks_exact_mut(bl)) {
-        dequantize_block(dtype, block, out);
+pub fn dequantize_row(dtype: QuantType, src: &[u8], dst: &mut [f32]) {
+    debug_assert_eq!(
+        src.len() / dtype.block_bytes() * dtype.block_len(),
+        dst.len()
+    );
+    match dtype {
+        QuantType::F32 => each::<F32Le>(src, dst, |b, y| y[0] = b.get()),
+        QuantType::F16 => each::<F16Le>(src, dst, |b, y| y[0] = b.to_f32()),
+        QuantType::BF16 => each::<Bf16Le>(src, dst, |b, y| y[0] = b.to_f32()),
+        QuantType::Q4_0 => each(src, dst, dequant_q4_0),
+        QuantType::Q4_1 => each(src, dst, dequant_q4_1),
+        QuantType::Q5_0 => each(src, dst, dequant_q5_0),
+        QuantType::Q5_1 => each(src, dst, dequant_q5_1),
+        QuantType::Q8_0 => each::<BlockQ8_0>(src, dst, |b, y| {
+            let d = b.d.to_f32();
+            for (y, &q) in y.iter_mut().zip(&b.qs) {
+                *y = q as f32 * d;
+            }
+        }),
+        QuantType::Q8_1 => each::<BlockQ8_1>(src, dst, |b, y| {
+            let d = b.d.to_f32();
+            for (y, &q) in y.iter_mut().zip(&b.qs) {
+                *y = q as f32 * d;
+            }
+        }),
+        QuantType::Q2K => each(src, dst, dequant_q2k),
+        QuantType::Q3K => each(src, dst, dequant_q3k),
+        QuantType::Q4K => each(src, dst, dequant_q4k),
+        QuantType::Q5K => each(src, dst, dequant_q5k),
+        QuantType::Q6K => each(src, dst, dequant_q6k),
+        QuantType::Q8K => each::<BlockQ8K>(src, dst, |b, y| {
+            let d = b.d.get();
+            for (y, &q) in y.iter_mut().zip(&b.qs) {
+                *y = q as f32 * d;
+            }
+        }),
     }
 }
 
-fn dequantize_block(dtype: GgmlType, b: &[u8], y: &mut [f32]) {
-    match dtype {
-        GgmlType::F32 => y[0] = f32_at(b, 0),
-        GgmlType::F16 => y[0] = f16_at(b, 0),
-        GgmlType::BF16 => y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
-        GgmlType::Q4_0 => {
-            let d = f16_at(b, 0);
-            let qs = &b[2..18];
-            for j in 0..16 {
-                y[j] = ((qs[j] & 0x0f) as i32 - 8) as f32 * d;
-                y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
-            }
-        }
-        GgmlType::Q4_1 => {
-            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-            let qs = &b[4..20];
-            for j in 0..16 {
-                y[j] = (qs[j] & 0x0f) as f32 * d + m;
-                y[j + 16] = (qs[j] >> 4) as f32 * d + m;
-            }
-        }
-        GgmlType::Q5_0 => {
-            let d = f16_at(b, 0);
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let qs = &b[6..22];
-            for j in 0..16 {
-                let h0 = ((qh >> j) << 4) & 0x10;
-                let h1 = (qh >> (j + 12)) & 0x10;
-                y[j] = (((qs[j] & 0x0f) as u32 | h0) as i32 - 16) as f32 * d;
-                y[j + 16] = (((qs[j] >> 4) as u32 | h1) as i32 - 16) as f32 * d;
-            }
-        }
-        GgmlType::Q5_1 => {
-            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-            let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-            let qs = &b[8..24];
-            for j in 0..16 {
-                let h0 = ((qh >> j) << 4) & 0x10;
-                let h1 = (qh >> (j + 12)) & 0x10;
-                y[j] = ((qs[j] & 0x0f) as u32 | h0) as f32 * d + m;
-                y[j + 16] = ((qs[j] >> 4) as u32 | h1) as f32 * d + m;
-            }
-        }
-        GgmlType::Q8_0 => {
-            let d = f16_at(b, 0);
-            for j in 0..32 {
-                y[j] = (b[2 + j] as i8) as f32 * d;
-            }
-        }
-        GgmlType::Q8_1 => {
-            let d = f16_at(b, 0);
-            for j in 0..32 {
-                y[j] = (b[4 + j] as i8) as f32 * d;
-            }
-        }
-        GgmlType::Q2K => dequant_q2k(b, y),
-        GgmlType::Q3K => dequant_q3k(b, y),
-        GgmlType::Q4K => dequant_q4k(b, y),
-        GgmlType::Q5K => dequant_q5k(b, y),
-        GgmlType::Q6K => dequant_q6k(b, y),
-        GgmlType::Q8K => {
-            let d = f32_at(b, 0);
-            for j in 0..QK_K {
-                y[j] = (b[4 + j] as i8) as f32 * d;
-            }
-        }
+/// Runs `block` on each block of `src` with its `B::VALUES` outputs.
+#[inline(always)]
+fn each<B: Block>(src: &[u8], dst: &mut [f32], block: impl Fn(&B, &mut [f32])) {
+    for (b, y) in as_blocks::<B>(src)
+        .iter()
+        .zip(dst.chunks_exact_mut(B::VALUES))
+    {
+        block(b, y);
+    }
+}
+
+fn dequant_q4_0(b: &BlockQ4_0, y: &mut [f32]) {
+    let d = b.d.to_f32();
+    for (j, &q) in b.qs.iter().enumerate() {
+        y[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
+        y[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+fn dequant_q4_1(b: &BlockQ4_1, y: &mut [f32]) {
+    let (d, m) = (b.d.to_f32(), b.m.to_f32());
+    for (j, &q) in b.qs.iter().enumerate() {
+        y[j] = (q & 0x0f) as f32 * d + m;
+        y[j + 16] = (q >> 4) as f32 * d + m;
+    }
+}
+
+fn dequant_q5_0(b: &BlockQ5_0, y: &mut [f32]) {
+    let d = b.d.to_f32();
+    let qh = b.high_bits();
+    for (j, &q) in b.qs.iter().enumerate() {
+        let h0 = ((qh >> j) << 4) & 0x10;
+        let h1 = (qh >> (j + 12)) & 0x10;
+        y[j] = (((q & 0x0f) as u32 | h0) as i32 - 16) as f32 * d;
+        y[j + 16] = (((q >> 4) as u32 | h1) as i32 - 16) as f32 * d;
+    }
+}
+
+fn dequant_q5_1(b: &BlockQ5_1, y: &mut [f32]) {
+    let (d, m) = (b.d.to_f32(), b.m.to_f32());
+    let qh = b.high_bits();
+    for (j, &q) in b.qs.iter().enumerate() {
+        let h0 = ((qh >> j) << 4) & 0x10;
+        let h1 = (qh >> (j + 12)) & 0x10;
+        y[j] = ((q & 0x0f) as u32 | h0) as f32 * d + m;
+        y[j + 16] = ((q >> 4) as u32 | h1) as f32 * d + m;
     }
 }
 
 /// The 6-bit (scale, min) pair `j` of a Q4_K/Q5_K super-block.
 #[inline(always)]
-pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -111,11 +113,9 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-// Q2_K: scales[16] | qs[64] | d | dmin
-fn dequant_q2k(b: &[u8], y: &mut [f32]) {
-    let scales = &b[0..16];
-    let qs = &b[16..80];
-    let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+fn dequant_q2k(b: &BlockQ2K, y: &mut [f32]) {
+    let (scales, qs) = (&b.scales, &b.qs);
+    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
     let mut out = 0;
     let mut is = 0;
     for half in 0..2 {
@@ -135,7 +135,7 @@ fn dequant_q2k(b: &[u8], y: &mut [f32]) {
 }
 
 /// Unpacks Q3_K's twelve scale bytes into sixteen signed 6-bit scales.
-pub(crate) fn q3k_scales(packed: &[u8]) -> [i8; 16] {
+pub(crate) fn q3k_scales(packed: &[u8; K_SCALE_SIZE]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for (j, o) in out.iter_mut().enumerate() {
         let low = if j < 8 {
@@ -149,12 +149,10 @@ pub(crate) fn q3k_scales(packed: &[u8]) -> [i8; 16] {
     out
 }
 
-// Q3_K: hmask[32] | qs[64] | scales[12] | d
-fn dequant_q3k(b: &[u8], y: &mut [f32]) {
-    let hmask = &b[0..32];
-    let qs = &b[32..96];
-    let scales = q3k_scales(&b[96..108]);
-    let d = f16_at(b, 108);
+fn dequant_q3k(b: &BlockQ3K, y: &mut [f32]) {
+    let (hmask, qs) = (&b.hmask, &b.qs);
+    let scales = q3k_scales(&b.scales);
+    let d = b.d.to_f32();
     let mut out = 0;
     let mut is = 0;
     let mut m = 1u8;
@@ -177,11 +175,9 @@ fn dequant_q3k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-// Q4_K: d | dmin | scales[12] | qs[128]
-fn dequant_q4k(b: &[u8], y: &mut [f32]) {
-    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-    let scales = &b[4..16];
-    let qs = &b[16..144];
+fn dequant_q4k(b: &BlockQ4K, y: &mut [f32]) {
+    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
+    let (scales, qs) = (&b.scales, &b.qs);
     for chunk in 0..4 {
         let q = &qs[chunk * 32..chunk * 32 + 32];
         let (sc1, m1) = scale_min_k4(2 * chunk, scales);
@@ -196,12 +192,9 @@ fn dequant_q4k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-// Q5_K: d | dmin | scales[12] | qh[32] | qs[128]
-fn dequant_q5k(b: &[u8], y: &mut [f32]) {
-    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-    let scales = &b[4..16];
-    let qh = &b[16..48];
-    let qs = &b[48..176];
+fn dequant_q5k(b: &BlockQ5K, y: &mut [f32]) {
+    let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
+    let (scales, qh, qs) = (&b.scales, &b.qh, &b.qs);
     for chunk in 0..4 {
         let q = &qs[chunk * 32..chunk * 32 + 32];
         let (sc1, m1) = scale_min_k4(2 * chunk, scales);
@@ -219,13 +212,12 @@ fn dequant_q5k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-// Q6_K: ql[128] | qh[64] | scales[16] (i8) | d
-fn dequant_q6k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 208);
+fn dequant_q6k(b: &BlockQ6K, y: &mut [f32]) {
+    let d = b.d.to_f32();
     for half in 0..2 {
-        let ql = &b[half * 64..half * 64 + 64];
-        let qh = &b[128 + half * 32..128 + half * 32 + 32];
-        let sc = &b[192 + half * 8..192 + half * 8 + 8];
+        let ql = &b.ql[half * 64..half * 64 + 64];
+        let qh = &b.qh[half * 32..half * 32 + 32];
+        let sc = &b.scales[half * 8..half * 8 + 8];
         let base = half * 128;
         for l in 0..32 {
             let is = l / 16;
@@ -233,10 +225,10 @@ fn dequant_q6k(b: &[u8], y: &mut [f32]) {
             let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
             let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
             let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            y[base + l] = d * (sc[is] as i8) as f32 * q1 as f32;
-            y[base + l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-            y[base + l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-            y[base + l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+            y[base + l] = d * sc[is] as f32 * q1 as f32;
+            y[base + l + 32] = d * sc[is + 2] as f32 * q2 as f32;
+            y[base + l + 64] = d * sc[is + 4] as f32 * q3 as f32;
+            y[base + l + 96] = d * sc[is + 6] as f32 * q4 as f32;
         }
     }
 }

@@ -12,17 +12,20 @@
 //! `avx2_k.rs`) where one exists, else these bodies compiled a second time
 //! with AVX2 enabled, else these bodies as they are.
 
-use half::{bf16, f16};
-
-use super::dequant::{f16_at, f32_at, q3k_scales, scale_min_k4};
-use crate::model::gguf::{GgmlType, QK_K};
+use super::blocks::{
+    as_blocks, Bf16Le, Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, F16Le, F32Le, QK_K,
+};
+use super::dequant::{q3k_scales, scale_min_k4};
+use super::quantize::activation_type;
+use super::QuantType;
 
 /// Dots consecutive weight rows in `w` against `tokens` activation rows.
 /// `acts` holds the activation rows back to back, each `act_row_bytes` long,
 /// in `activation_type(dtype)`'s format. `out[r * tokens + t]` receives
 /// dot(weight row r, activation row t).
 pub fn dot_rows(
-    dtype: GgmlType,
+    dtype: QuantType,
     w: &[u8],
     row_bytes: usize,
     acts: &[u8],
@@ -66,7 +69,7 @@ impl Isa {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dot_rows_isa(
     isa: Isa,
-    dtype: GgmlType,
+    dtype: QuantType,
     w: &[u8],
     row_bytes: usize,
     acts: &[u8],
@@ -93,7 +96,7 @@ pub(crate) fn dot_rows_isa(
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn dot_rows_avx2(
-    dtype: GgmlType,
+    dtype: QuantType,
     vnni: bool,
     w: &[u8],
     row_bytes: usize,
@@ -106,17 +109,18 @@ unsafe fn dot_rows_avx2(
     use super::avx2_k;
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
     let pick = |p: Rows, q: Rows| if vnni { q } else { p };
-    let kernel: Option<(Rows, usize, usize)> = match dtype {
-        GgmlType::Q4_0 => Some((pick(plain::rows::<Q4_0>, v::rows::<Q4_0>), 18, 34)),
-        GgmlType::Q4_1 => Some((pick(plain::rows::<Q4_1>, v::rows::<Q4_1>), 20, 36)),
-        GgmlType::Q5_0 => Some((pick(plain::rows::<Q5_0>, v::rows::<Q5_0>), 22, 34)),
-        GgmlType::Q8_0 => Some((pick(plain::rows::<Q8_0>, v::rows::<Q8_0>), 34, 34)),
-        GgmlType::Q4K => Some((avx2_k::rows_q4k, 144, 292)),
-        GgmlType::Q6K => Some((avx2_k::rows_q6k, 210, 292)),
+    let kernel: Option<Rows> = match dtype {
+        QuantType::Q4_0 => Some(pick(plain::rows::<Q4_0>, v::rows::<Q4_0>)),
+        QuantType::Q4_1 => Some(pick(plain::rows::<Q4_1>, v::rows::<Q4_1>)),
+        QuantType::Q5_0 => Some(pick(plain::rows::<Q5_0>, v::rows::<Q5_0>)),
+        QuantType::Q8_0 => Some(pick(plain::rows::<Q8_0>, v::rows::<Q8_0>)),
+        QuantType::Q4K => Some(avx2_k::rows_q4k),
+        QuantType::Q6K => Some(avx2_k::rows_q6k),
         _ => None,
     };
+    let (wb, ab) = (dtype.block_bytes(), activation_type(dtype).block_bytes());
     match kernel {
-        Some((f, wb, ab))
+        Some(f)
             if row_bytes > 0
                 && row_bytes.is_multiple_of(wb)
                 && w.len().is_multiple_of(row_bytes)
@@ -132,7 +136,7 @@ unsafe fn dot_rows_avx2(
 
 #[inline(always)]
 fn dot_rows_portable(
-    dtype: GgmlType,
+    dtype: QuantType,
     w: &[u8],
     row_bytes: usize,
     acts: &[u8],
@@ -149,238 +153,235 @@ fn dot_rows_portable(
 
 /// One weight row against one activation row.
 #[inline(always)]
-pub fn dot_row(dtype: GgmlType, w: &[u8], a: &[u8]) -> f64 {
+pub fn dot_row(dtype: QuantType, w: &[u8], a: &[u8]) -> f64 {
     match dtype {
-        GgmlType::Q4_0 => dot_q4_0(w, a),
-        GgmlType::Q4_1 => dot_q4_1(w, a),
-        GgmlType::Q5_0 => dot_q5_0(w, a),
-        GgmlType::Q5_1 => dot_q5_1(w, a),
-        GgmlType::Q8_0 => dot_q8_0(w, a),
-        GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-            dot_k(dtype, w, a)
-        }
-        GgmlType::F32 => dot_f32(w, a),
-        GgmlType::F16 => dot_f16(w, a),
-        GgmlType::BF16 => dot_bf16(w, a),
+        QuantType::Q4_0 => blocks_dot(w, a, dot_q4_0),
+        QuantType::Q4_1 => blocks_dot(w, a, dot_q4_1),
+        QuantType::Q5_0 => blocks_dot(w, a, dot_q5_0),
+        QuantType::Q5_1 => blocks_dot(w, a, dot_q5_1),
+        QuantType::Q8_0 => blocks_dot(w, a, dot_q8_0),
+        QuantType::Q2K => k_dot(w, a, dot_q2k),
+        QuantType::Q3K => k_dot(w, a, dot_q3k),
+        QuantType::Q4K => k_dot(w, a, dot_q4k),
+        QuantType::Q5K => k_dot(w, a, dot_q5k),
+        QuantType::Q6K => k_dot(w, a, dot_q6k),
+        QuantType::F32 => float_dot(w, a, |x: &F32Le| x.get() as f64),
+        QuantType::F16 => float_dot(w, a, |x: &F16Le| x.to_f64()),
+        QuantType::BF16 => float_dot(w, a, |x: &Bf16Le| x.to_f64()),
         // Activation-only formats never appear as weights (the loader refuses them).
-        GgmlType::Q8_1 | GgmlType::Q8K => 0.0,
+        QuantType::Q8_1 | QuantType::Q8K => 0.0,
     }
+}
+
+/// Sums `block` over the weight blocks of `w` paired with the activation
+/// blocks of `a`, in order.
+#[inline(always)]
+fn blocks_dot<W: Block, A: Block>(w: &[u8], a: &[u8], mut block: impl FnMut(&W, &A) -> f64) -> f64 {
+    let mut sum = 0.0f64;
+    for (wb, ab) in as_blocks::<W>(w).iter().zip(as_blocks::<A>(a)) {
+        sum += block(wb, ab);
+    }
+    sum
+}
+
+/// Float weights against f32 activations, widened to f64 and summed by
+/// `Iterator::sum`.
+#[inline(always)]
+fn float_dot<W: Block>(w: &[u8], a: &[u8], widen: impl Fn(&W) -> f64) -> f64 {
+    as_blocks::<W>(w)
+        .iter()
+        .zip(as_blocks::<F32Le>(a))
+        .map(|(x, y)| widen(x) * y.get() as f64)
+        .sum()
 }
 
 /// The product of two f16 block scales, exact in f32 and widened.
 #[inline(always)]
-fn scale(w: &[u8], wat: usize, a: &[u8], aat: usize) -> f64 {
-    (f16_at(w, wat) * f16_at(a, aat)) as f64
+fn scale(w: F16Le, a: F16Le) -> f64 {
+    (w.to_f32() * a.to_f32()) as f64
 }
 
 #[inline(always)]
-fn i8s(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
-    b.iter().map(|&v| v as i8 as i32)
-}
-
-#[inline(always)]
-fn dot_q4_0(w: &[u8], a: &[u8]) -> f64 {
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
-        let (qs, y) = (&wb[2..18], &ab[2..34]);
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            sumi += ((qs[j] & 0x0f) as i32 - 8) * (y[j] as i8 as i32)
-                + ((qs[j] >> 4) as i32 - 8) * (y[j + 16] as i8 as i32);
-        }
-        sum += sumi as f64 * scale(wb, 0, ab, 0);
+fn dot_q4_0(wb: &BlockQ4_0, ab: &BlockQ8_0) -> f64 {
+    let (qs, y) = (&wb.qs, &ab.qs);
+    let mut sumi = 0i32;
+    for j in 0..16 {
+        sumi += ((qs[j] & 0x0f) as i32 - 8) * (y[j] as i32)
+            + ((qs[j] >> 4) as i32 - 8) * (y[j + 16] as i32);
     }
-    sum
+    sumi as f64 * scale(wb.d, ab.d)
 }
 
 #[inline(always)]
-fn dot_q4_1(w: &[u8], a: &[u8]) -> f64 {
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
-        let (qs, y) = (&wb[4..20], &ab[4..36]);
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            sumi += (qs[j] & 0x0f) as i32 * (y[j] as i8 as i32)
-                + (qs[j] >> 4) as i32 * (y[j + 16] as i8 as i32);
-        }
-        sum += sumi as f64 * scale(wb, 0, ab, 0) + scale(wb, 2, ab, 2);
+fn dot_q4_1(wb: &BlockQ4_1, ab: &BlockQ8_1) -> f64 {
+    let (qs, y) = (&wb.qs, &ab.qs);
+    let mut sumi = 0i32;
+    for j in 0..16 {
+        sumi += (qs[j] & 0x0f) as i32 * (y[j] as i32) + (qs[j] >> 4) as i32 * (y[j + 16] as i32);
     }
-    sum
+    sumi as f64 * scale(wb.d, ab.d) + scale(wb.m, ab.s)
 }
 
 #[inline(always)]
-fn dot_q5_0(w: &[u8], a: &[u8]) -> f64 {
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(22).zip(a.chunks_exact(34)) {
-        let qh = u32::from_le_bytes([wb[2], wb[3], wb[4], wb[5]]);
-        let (qs, y) = (&wb[6..22], &ab[2..34]);
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let h0 = ((qh >> j) << 4) & 0x10;
-            let h1 = (qh >> (j + 12)) & 0x10;
-            let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32 - 16;
-            let x1 = ((qs[j] >> 4) as u32 | h1) as i32 - 16;
-            sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
-        }
-        sum += sumi as f64 * scale(wb, 0, ab, 0);
+fn dot_q5_0(wb: &BlockQ5_0, ab: &BlockQ8_0) -> f64 {
+    let qh = wb.high_bits();
+    let (qs, y) = (&wb.qs, &ab.qs);
+    let mut sumi = 0i32;
+    for j in 0..16 {
+        let h0 = ((qh >> j) << 4) & 0x10;
+        let h1 = (qh >> (j + 12)) & 0x10;
+        let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32 - 16;
+        let x1 = ((qs[j] >> 4) as u32 | h1) as i32 - 16;
+        sumi += x0 * (y[j] as i32) + x1 * (y[j + 16] as i32);
     }
-    sum
+    sumi as f64 * scale(wb.d, ab.d)
 }
 
 #[inline(always)]
-fn dot_q5_1(w: &[u8], a: &[u8]) -> f64 {
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(24).zip(a.chunks_exact(36)) {
-        let qh = u32::from_le_bytes([wb[4], wb[5], wb[6], wb[7]]);
-        let (qs, y) = (&wb[8..24], &ab[4..36]);
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let h0 = ((qh >> j) << 4) & 0x10;
-            let h1 = (qh >> (j + 12)) & 0x10;
-            let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32;
-            let x1 = ((qs[j] >> 4) as u32 | h1) as i32;
-            sumi += x0 * (y[j] as i8 as i32) + x1 * (y[j + 16] as i8 as i32);
-        }
-        sum += sumi as f64 * scale(wb, 0, ab, 0) + scale(wb, 2, ab, 2);
+fn dot_q5_1(wb: &BlockQ5_1, ab: &BlockQ8_1) -> f64 {
+    let qh = wb.high_bits();
+    let (qs, y) = (&wb.qs, &ab.qs);
+    let mut sumi = 0i32;
+    for j in 0..16 {
+        let h0 = ((qh >> j) << 4) & 0x10;
+        let h1 = (qh >> (j + 12)) & 0x10;
+        let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32;
+        let x1 = ((qs[j] >> 4) as u32 | h1) as i32;
+        sumi += x0 * (y[j] as i32) + x1 * (y[j + 16] as i32);
     }
-    sum
+    sumi as f64 * scale(wb.d, ab.d) + scale(wb.m, ab.s)
 }
 
 #[inline(always)]
-fn dot_q8_0(w: &[u8], a: &[u8]) -> f64 {
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let sumi: i32 = i8s(&wb[2..34])
-            .zip(i8s(&ab[2..34]))
-            .map(|(x, y)| x * y)
-            .sum();
-        sum += sumi as f64 * scale(wb, 0, ab, 0);
-    }
-    sum
+fn dot_q8_0(wb: &BlockQ8_0, ab: &BlockQ8_0) -> f64 {
+    let sumi: i32 = wb
+        .qs
+        .iter()
+        .zip(&ab.qs)
+        .map(|(&x, &y)| x as i32 * y as i32)
+        .sum();
+    sumi as f64 * scale(wb.d, ab.d)
 }
 
-/// K-quants: unpack each super-block to 256 small integers plus per-group
-/// integer scales (and mins), then take integer dots per group.
+/// K-quants: unpack each super-block to 256 small integers (into the
+/// reused `q`) plus per-group integer scales (and mins), then take integer
+/// dots per group. `block` returns one super-block's product.
 #[inline(always)]
-fn dot_k(dtype: GgmlType, w: &[u8], a: &[u8]) -> f64 {
-    let bb = dtype.block_bytes();
+fn k_dot<W: Block>(
+    w: &[u8],
+    a: &[u8],
+    block: impl Fn(&W, &BlockQ8K, &mut [i8; QK_K]) -> f64,
+) -> f64 {
     let mut q = [0i8; QK_K];
-    let mut sum = 0.0f64;
-    for (wb, ab) in w.chunks_exact(bb).zip(a.chunks_exact(292)) {
-        let dy = f32_at(ab, 0) as f64;
-        let y = &ab[4..4 + QK_K];
-        let bsum =
-            |g: usize| i16::from_le_bytes([ab[4 + QK_K + 2 * g], ab[5 + QK_K + 2 * g]]) as i32;
-        match dtype {
-            GgmlType::Q2K => {
-                let scales = &wb[0..16];
-                let qs = &wb[16..80];
-                for (e, v) in q.iter_mut().enumerate() {
-                    let (half, r) = (e / 128, e % 128);
-                    *v = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
-                }
-                let (mut acc, mut mins) = (0i32, 0i32);
-                for (g, &sc) in scales.iter().enumerate() {
-                    acc += (sc & 0x0f) as i32 * group_dot(&q, y, g * 16, 16);
-                    mins += (sc >> 4) as i32 * bsum(g);
-                }
-                sum +=
-                    dy * (f16_at(wb, 80) as f64 * acc as f64 - f16_at(wb, 82) as f64 * mins as f64);
-            }
-            GgmlType::Q3K => {
-                let hmask = &wb[0..32];
-                let qs = &wb[32..96];
-                let scales = q3k_scales(&wb[96..108]);
-                for (e, v) in q.iter_mut().enumerate() {
-                    let (half, r) = (e / 128, e % 128);
-                    let low = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
-                    let bit = 1u8 << (half * 4 + r / 32);
-                    *v = low - if hmask[r % 32] & bit != 0 { 0 } else { 4 };
-                }
-                let mut acc = 0i32;
-                for (g, &s) in scales.iter().enumerate() {
-                    acc += s as i32 * group_dot(&q, y, g * 16, 16);
-                }
-                sum += dy * f16_at(wb, 108) as f64 * acc as f64;
-            }
-            GgmlType::Q4K | GgmlType::Q5K => {
-                let scales = &wb[4..16];
-                let (qh, qs) = if dtype == GgmlType::Q5K {
-                    (Some(&wb[16..48]), &wb[48..176])
-                } else {
-                    (None, &wb[16..144])
-                };
-                for (e, v) in q.iter_mut().enumerate() {
-                    let (chunk, hi, l) = (e / 64, (e % 64) / 32, e % 32);
-                    let byte = qs[chunk * 32 + l];
-                    let mut x = if hi == 0 { byte & 0x0f } else { byte >> 4 };
-                    if let Some(qh) = qh {
-                        if qh[l] & (1 << (e / 32)) != 0 {
-                            x += 16;
-                        }
-                    }
-                    *v = x as i8;
-                }
-                let (mut acc, mut mins) = (0i32, 0i32);
-                for j in 0..8 {
-                    let (sc, m) = scale_min_k4(j, scales);
-                    acc += sc as i32 * group_dot(&q, y, j * 32, 32);
-                    mins += m as i32 * (bsum(2 * j) + bsum(2 * j + 1));
-                }
-                sum +=
-                    dy * (f16_at(wb, 0) as f64 * acc as f64 - f16_at(wb, 2) as f64 * mins as f64);
-            }
-            GgmlType::Q6K => {
-                let (ql, qh, sc) = (&wb[0..128], &wb[128..192], &wb[192..208]);
-                for (e, v) in q.iter_mut().enumerate() {
-                    let (half, r) = (e / 128, e % 128);
-                    let (quad, l) = (r / 32, r % 32);
-                    let lo = ql[half * 64 + l + 32 * (quad & 1)];
-                    let lo = if quad < 2 { lo & 0x0f } else { lo >> 4 };
-                    let hi = (qh[half * 32 + l] >> (2 * quad)) & 3;
-                    *v = (lo | (hi << 4)) as i8 - 32;
-                }
-                let mut acc = 0i32;
-                for (g, &s) in sc.iter().enumerate() {
-                    acc += (s as i8) as i32 * group_dot(&q, y, g * 16, 16);
-                }
-                sum += dy * f16_at(wb, 208) as f64 * acc as f64;
-            }
-            _ => {}
-        }
-    }
-    sum
+    blocks_dot(w, a, |wb: &W, ab: &BlockQ8K| block(wb, ab, &mut q))
 }
 
 #[inline(always)]
-fn group_dot(q: &[i8; QK_K], y: &[u8], start: usize, len: usize) -> i32 {
+fn bsum(ab: &BlockQ8K, g: usize) -> i32 {
+    ab.bsums[g].get() as i32
+}
+
+#[inline(always)]
+fn dot_q2k(wb: &BlockQ2K, ab: &BlockQ8K, q: &mut [i8; QK_K]) -> f64 {
+    let qs = &wb.qs;
+    for (e, v) in q.iter_mut().enumerate() {
+        let (half, r) = (e / 128, e % 128);
+        *v = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
+    }
+    let (mut acc, mut mins) = (0i32, 0i32);
+    for (g, &sc) in wb.scales.iter().enumerate() {
+        acc += (sc & 0x0f) as i32 * group_dot(q, &ab.qs, g * 16, 16);
+        mins += (sc >> 4) as i32 * bsum(ab, g);
+    }
+    let dy = ab.d.get() as f64;
+    dy * (wb.d.to_f32() as f64 * acc as f64 - wb.dmin.to_f32() as f64 * mins as f64)
+}
+
+#[inline(always)]
+fn dot_q3k(wb: &BlockQ3K, ab: &BlockQ8K, q: &mut [i8; QK_K]) -> f64 {
+    let (hmask, qs) = (&wb.hmask, &wb.qs);
+    let scales = q3k_scales(&wb.scales);
+    for (e, v) in q.iter_mut().enumerate() {
+        let (half, r) = (e / 128, e % 128);
+        let low = ((qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3) as i8;
+        let bit = 1u8 << (half * 4 + r / 32);
+        *v = low - if hmask[r % 32] & bit != 0 { 0 } else { 4 };
+    }
+    let mut acc = 0i32;
+    for (g, &s) in scales.iter().enumerate() {
+        acc += s as i32 * group_dot(q, &ab.qs, g * 16, 16);
+    }
+    let dy = ab.d.get() as f64;
+    dy * wb.d.to_f32() as f64 * acc as f64
+}
+
+/// Q4_K and Q5_K share everything but Q5_K's fifth bit (`qh`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dot_q45k(
+    d: F16Le,
+    dmin: F16Le,
+    scales: &[u8; 12],
+    qh: Option<&[u8; 32]>,
+    qs: &[u8; 128],
+    ab: &BlockQ8K,
+    q: &mut [i8; QK_K],
+) -> f64 {
+    for (e, v) in q.iter_mut().enumerate() {
+        let (chunk, hi, l) = (e / 64, (e % 64) / 32, e % 32);
+        let byte = qs[chunk * 32 + l];
+        let mut x = if hi == 0 { byte & 0x0f } else { byte >> 4 };
+        if let Some(qh) = qh {
+            if qh[l] & (1 << (e / 32)) != 0 {
+                x += 16;
+            }
+        }
+        *v = x as i8;
+    }
+    let (mut acc, mut mins) = (0i32, 0i32);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, scales);
+        acc += sc as i32 * group_dot(q, &ab.qs, j * 32, 32);
+        mins += m as i32 * (bsum(ab, 2 * j) + bsum(ab, 2 * j + 1));
+    }
+    let dy = ab.d.get() as f64;
+    dy * (d.to_f32() as f64 * acc as f64 - dmin.to_f32() as f64 * mins as f64)
+}
+
+#[inline(always)]
+fn dot_q4k(wb: &BlockQ4K, ab: &BlockQ8K, q: &mut [i8; QK_K]) -> f64 {
+    dot_q45k(wb.d, wb.dmin, &wb.scales, None, &wb.qs, ab, q)
+}
+
+#[inline(always)]
+fn dot_q5k(wb: &BlockQ5K, ab: &BlockQ8K, q: &mut [i8; QK_K]) -> f64 {
+    dot_q45k(wb.d, wb.dmin, &wb.scales, Some(&wb.qh), &wb.qs, ab, q)
+}
+
+#[inline(always)]
+fn dot_q6k(wb: &BlockQ6K, ab: &BlockQ8K, q: &mut [i8; QK_K]) -> f64 {
+    let (ql, qh) = (&wb.ql, &wb.qh);
+    for (e, v) in q.iter_mut().enumerate() {
+        let (half, r) = (e / 128, e % 128);
+        let (quad, l) = (r / 32, r % 32);
+        let lo = ql[half * 64 + l + 32 * (quad & 1)];
+        let lo = if quad < 2 { lo & 0x0f } else { lo >> 4 };
+        let hi = (qh[half * 32 + l] >> (2 * quad)) & 3;
+        *v = (lo | (hi << 4)) as i8 - 32;
+    }
+    let mut acc = 0i32;
+    for (g, &s) in wb.scales.iter().enumerate() {
+        acc += s as i32 * group_dot(q, &ab.qs, g * 16, 16);
+    }
+    let dy = ab.d.get() as f64;
+    dy * wb.d.to_f32() as f64 * acc as f64
+}
+
+#[inline(always)]
+fn group_dot(q: &[i8; QK_K], y: &[i8; QK_K], start: usize, len: usize) -> i32 {
     q[start..start + len]
         .iter()
         .zip(&y[start..start + len])
-        .map(|(&a, &b)| a as i32 * (b as i8) as i32)
-        .sum()
-}
-
-#[inline(always)]
-fn dot_f32(w: &[u8], a: &[u8]) -> f64 {
-    w.chunks_exact(4)
-        .zip(a.chunks_exact(4))
-        .map(|(x, y)| f32_at(x, 0) as f64 * f32_at(y, 0) as f64)
-        .sum()
-}
-
-#[inline(always)]
-fn dot_f16(w: &[u8], a: &[u8]) -> f64 {
-    w.chunks_exact(2)
-        .zip(a.chunks_exact(4))
-        .map(|(x, y)| f16::from_le_bytes([x[0], x[1]]).to_f64() * f32_at(y, 0) as f64)
-        .sum()
-}
-
-#[inline(always)]
-fn dot_bf16(w: &[u8], a: &[u8]) -> f64 {
-    w.chunks_exact(2)
-        .zip(a.chunks_exact(4))
-        .map(|(x, y)| bf16::from_le_bytes([x[0], x[1]]).to_f64() * f32_at(y, 0) as f64)
+        .map(|(&a, &b)| a as i32 * b as i32)
         .sum()
 }

@@ -1,13 +1,17 @@
 //! Compute kernels: dequantization, activation quantization, quantized row dot
-//! products and the threaded matmul built on them. No model knowledge here.
+//! products and the threaded matmul built on them. No model knowledge here,
+//! and no file format: weights arrive as [`QuantType`] plus bytes, and the
+//! bytes are read through the typed block layouts in [`blocks`].
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
+pub mod blocks;
 pub mod dequant;
 pub mod dot;
 pub mod matmul;
+pub mod quant_type;
 pub mod quantize;
 pub mod quantize_weights;
 pub mod weight;
@@ -17,5 +21,7 @@ mod tests;
 #[cfg(test)]
 mod tests_simd;
 
+pub use blocks::{QK, QK_K};
 pub use matmul::{matmul, matmul_partial, MatmulScratch};
+pub use quant_type::QuantType;
 pub use weight::{Weight, WeightBytes};

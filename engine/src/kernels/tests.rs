@@ -11,22 +11,22 @@ use super::matmul::{matmul, MatmulScratch};
 use super::quantize::{activation_type, quantize_row};
 use super::quantize_weights::{quantize_weights, QuantizeError};
 use super::weight::{Weight, WeightBytes};
-use crate::model::gguf::GgmlType;
+use super::QuantType;
 
-const WEIGHT_TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2K,
-    GgmlType::Q3K,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
+const WEIGHT_TYPES: [QuantType; 13] = [
+    QuantType::F32,
+    QuantType::F16,
+    QuantType::BF16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q2K,
+    QuantType::Q3K,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
 ];
 
 /// Two K-quant super-blocks, sixteen 32-blocks.
@@ -81,7 +81,7 @@ fn cases(seed: u64) -> Vec<(&'static str, Vec<f32>)> {
     ]
 }
 
-fn dequant(dtype: GgmlType, q: &[u8], n: usize) -> Vec<f32> {
+fn dequant(dtype: QuantType, q: &[u8], n: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; n];
     dequantize_row(dtype, q, &mut out);
     out
@@ -89,16 +89,16 @@ fn dequant(dtype: GgmlType, q: &[u8], n: usize) -> Vec<f32> {
 
 /// Largest tolerated RMS error after a quantize/dequantize round trip, as a
 /// fraction of the row's RMS. Reference-quality rounding, with margin.
-fn rms_bound(dtype: GgmlType) -> f64 {
+fn rms_bound(dtype: QuantType) -> f64 {
     match dtype {
-        GgmlType::F32 => 0.0,
-        GgmlType::F16 => 1e-3,
-        GgmlType::BF16 => 5e-3,
-        GgmlType::Q8_0 => 0.01,
-        GgmlType::Q6K => 0.03,
-        GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q5K => 0.06,
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4K => 0.12,
-        GgmlType::Q3K => 0.25,
+        QuantType::F32 => 0.0,
+        QuantType::F16 => 1e-3,
+        QuantType::BF16 => 5e-3,
+        QuantType::Q8_0 => 0.01,
+        QuantType::Q6K => 0.03,
+        QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q5K => 0.06,
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q4K => 0.12,
+        QuantType::Q3K => 0.25,
         _ => 0.5,
     }
 }
@@ -106,19 +106,19 @@ fn rms_bound(dtype: GgmlType) -> f64 {
 /// Scales below f16's smallest step (6e-8) flush towards zero, so rows of
 /// tiny values lose up to one step per level of the block's scale: an
 /// absolute error floor that has nothing to do with the layout.
-fn underflow_floor(dtype: GgmlType) -> f64 {
+fn underflow_floor(dtype: QuantType) -> f64 {
     let levels = match dtype {
-        GgmlType::F32 | GgmlType::BF16 => return 0.0,
-        GgmlType::F16 => 1.0,
-        GgmlType::Q4_0 => 8.0,
-        GgmlType::Q4_1 => 15.0,
-        GgmlType::Q5_0 => 16.0,
-        GgmlType::Q5_1 => 31.0,
-        GgmlType::Q2K => 3.0 * 15.0,
-        GgmlType::Q3K => 4.0 * 32.0,
-        GgmlType::Q4K => 15.0 * 63.0,
-        GgmlType::Q5K => 31.0 * 63.0,
-        GgmlType::Q6K => 32.0 * 127.0,
+        QuantType::F32 | QuantType::BF16 => return 0.0,
+        QuantType::F16 => 1.0,
+        QuantType::Q4_0 => 8.0,
+        QuantType::Q4_1 => 15.0,
+        QuantType::Q5_0 => 16.0,
+        QuantType::Q5_1 => 31.0,
+        QuantType::Q2K => 3.0 * 15.0,
+        QuantType::Q3K => 4.0 * 32.0,
+        QuantType::Q4K => 15.0 * 63.0,
+        QuantType::Q5K => 31.0 * 63.0,
+        QuantType::Q6K => 32.0 * 127.0,
         _ => 127.0,
     };
     6e-8 * levels
@@ -161,11 +161,11 @@ fn largest_value_survives_symmetric_quantization() {
     let mut x = normal(&mut rng, COLS, 0.1);
     x[100] = -2.5;
     for dtype in [
-        GgmlType::Q4_0,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
-        GgmlType::Q3K,
-        GgmlType::Q6K,
+        QuantType::Q4_0,
+        QuantType::Q5_0,
+        QuantType::Q8_0,
+        QuantType::Q3K,
+        QuantType::Q6K,
     ] {
         let y = dequant(dtype, &quantize_weights(dtype, &x).expect("quantize"), COLS);
         assert!(
@@ -178,34 +178,34 @@ fn largest_value_survives_symmetric_quantization() {
 
 #[test]
 fn quantizer_errors_name_the_problem() {
-    let e = quantize_weights(GgmlType::Q4K, &[0.0; 300]).expect_err("partial block");
+    let e = quantize_weights(QuantType::Q4K, &[0.0; 300]).expect_err("partial block");
     assert_eq!(
         e.to_string(),
         "300 values are not a whole number of Q4_K blocks of 256"
     );
     let mut x = vec![0.0f32; 32];
     x[5] = f32::NAN;
-    let e = quantize_weights(GgmlType::Q8_0, &x).expect_err("NaN");
+    let e = quantize_weights(QuantType::Q8_0, &x).expect_err("NaN");
     assert!(
         matches!(e, QuantizeError::NotFinite { index: 5, .. }),
         "{e}"
     );
     x[5] = 1e9;
-    let e = quantize_weights(GgmlType::Q4_0, &x).expect_err("too large");
+    let e = quantize_weights(QuantType::Q4_0, &x).expect_err("too large");
     assert!(
         e.to_string().contains("index 5") && e.to_string().contains("Q4_0"),
         "{e}"
     );
     x[5] = 70000.0;
-    assert!(quantize_weights(GgmlType::F16, &x).is_err(), "beyond f16");
-    assert!(quantize_weights(GgmlType::BF16, &x).is_ok());
+    assert!(quantize_weights(QuantType::F16, &x).is_err(), "beyond f16");
+    assert!(quantize_weights(QuantType::BF16, &x).is_ok());
     assert!(matches!(
-        quantize_weights(GgmlType::Q8K, &[0.0; 256]),
+        quantize_weights(QuantType::Q8K, &[0.0; 256]),
         Err(QuantizeError::NotAWeightType { .. })
     ));
 }
 
-fn quantize_acts(dtype: GgmlType, x: &[f32]) -> Vec<u8> {
+fn quantize_acts(dtype: QuantType, x: &[f32]) -> Vec<u8> {
     let act = activation_type(dtype);
     let mut out = vec![0u8; act.row_bytes(x.len()).expect("whole blocks")];
     quantize_row(act, x, &mut out);
@@ -214,9 +214,9 @@ fn quantize_acts(dtype: GgmlType, x: &[f32]) -> Vec<u8> {
 
 /// The activation's quantization error bounds the dot's: half a level of the
 /// activation block's scale per element, times that element's weight.
-fn dot_tolerance(dtype: GgmlType, w: &[f32], x: &[f32]) -> f64 {
+fn dot_tolerance(dtype: QuantType, w: &[f32], x: &[f32]) -> f64 {
     let act = activation_type(dtype);
-    if act == GgmlType::F32 {
+    if act == QuantType::F32 {
         let mag: f64 = w
             .iter()
             .zip(x)
@@ -257,7 +257,7 @@ fn row_dot_matches_dequantized_float_dot() {
 }
 
 /// A weight whose rows are every case, repeated to `rows`.
-fn weight(dtype: GgmlType, rows: usize) -> Weight {
+fn weight(dtype: QuantType, rows: usize) -> Weight {
     let all = cases(4);
     let mut bytes = Vec::new();
     for r in 0..rows {

@@ -6,24 +6,30 @@
 //! 32-value formats, whose f64 sums are added in another order) and against
 //! dequantize-then-f64.
 
+use std::mem::offset_of;
+
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::blocks::{
+    as_blocks, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K,
+    BlockQ8_0, BlockQ8_1,
+};
 use super::dequant::dequantize_row;
 use super::dot::{dot_row, dot_rows, dot_rows_isa, Isa};
 use super::quantize::{activation_type, quantize_row};
-use crate::model::gguf::GgmlType;
+use super::QuantType;
 
-const TYPES: [GgmlType; 8] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
+const TYPES: [QuantType; 8] = [
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,16 +68,21 @@ fn any_scale(rng: &mut StdRng) -> f32 {
 
 /// Offsets of the f16 scales in a weight block (everything else is quants
 /// or packed scales, where any byte is valid).
-fn f16_offsets(dtype: GgmlType) -> &'static [usize] {
+fn f16_offsets(dtype: QuantType) -> Vec<usize> {
     match dtype {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
-        GgmlType::Q6K => &[208],
-        _ => &[],
+        QuantType::Q4_0 => vec![offset_of!(BlockQ4_0, d)],
+        QuantType::Q5_0 => vec![offset_of!(BlockQ5_0, d)],
+        QuantType::Q8_0 => vec![offset_of!(BlockQ8_0, d)],
+        QuantType::Q4_1 => vec![offset_of!(BlockQ4_1, d), offset_of!(BlockQ4_1, m)],
+        QuantType::Q5_1 => vec![offset_of!(BlockQ5_1, d), offset_of!(BlockQ5_1, m)],
+        QuantType::Q4K => vec![offset_of!(BlockQ4K, d), offset_of!(BlockQ4K, dmin)],
+        QuantType::Q5K => vec![offset_of!(BlockQ5K, d), offset_of!(BlockQ5K, dmin)],
+        QuantType::Q6K => vec![offset_of!(BlockQ6K, d)],
+        _ => vec![],
     }
 }
 
-fn weight_row(dtype: GgmlType, blocks: usize, edge: Edge, rng: &mut StdRng) -> Vec<u8> {
+fn weight_row(dtype: QuantType, blocks: usize, edge: Edge, rng: &mut StdRng) -> Vec<u8> {
     let bb = dtype.block_bytes();
     let mut row = vec![0u8; blocks * bb];
     for blk in row.chunks_exact_mut(bb) {
@@ -83,10 +94,10 @@ fn weight_row(dtype: GgmlType, blocks: usize, edge: Edge, rng: &mut StdRng) -> V
             };
         }
         // Q8_0's most negative weight is -128; keep one in every block.
-        if dtype == GgmlType::Q8_0 && edge != Edge::MaxQuants {
-            blk[2 + rng.random_range(0..32)] = 0x80;
+        if dtype == QuantType::Q8_0 && edge != Edge::MaxQuants {
+            blk[offset_of!(BlockQ8_0, qs) + rng.random_range(0..32)] = 0x80;
         }
-        for &at in f16_offsets(dtype) {
+        for at in f16_offsets(dtype) {
             let v = match edge {
                 Edge::ZeroScales => 0.0,
                 Edge::MaxQuants | Edge::MinQuants => 30.0,
@@ -100,7 +111,7 @@ fn weight_row(dtype: GgmlType, blocks: usize, edge: Edge, rng: &mut StdRng) -> V
 
 /// One activation row of `n` values in `act`'s format, quants in
 /// `lo..=hi`, with consistent sums (Q8_1's `d * sum`, Q8_K's group sums).
-fn act_row(act: GgmlType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u8> {
+fn act_row(act: QuantType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u8> {
     let bl = act.block_len();
     let mut out = Vec::new();
     for _ in 0..n / bl {
@@ -108,8 +119,8 @@ fn act_row(act: GgmlType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u
         // As the quantizers write: amax / 127, so Q8_1's d * sum stays finite in f16.
         let d = any_scale(rng).abs().min(1.0);
         match act {
-            GgmlType::Q8_0 => out.extend(f16_bytes(d)),
-            GgmlType::Q8_1 => {
+            QuantType::Q8_0 => out.extend(f16_bytes(d)),
+            QuantType::Q8_1 => {
                 let d16 = f16::from_f32(d).to_f32();
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
                 out.extend(f16_bytes(d16));
@@ -118,7 +129,7 @@ fn act_row(act: GgmlType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u
             _ => out.extend(d.to_le_bytes()),
         }
         out.extend(q.iter().map(|&v| v as u8));
-        if act == GgmlType::Q8K {
+        if act == QuantType::Q8K {
             for g in q.chunks_exact(16) {
                 let s: i32 = g.iter().map(|&v| v as i32).sum();
                 out.extend((s as i16).to_le_bytes());
@@ -131,23 +142,24 @@ fn act_row(act: GgmlType, n: usize, lo: i32, hi: i32, rng: &mut StdRng) -> Vec<u
 /// The largest magnitude any weight in the block can dequantize to, by
 /// format: the f32 dequantizer's rounding is relative to this, not to the
 /// (possibly cancelled) value.
-fn block_bound(dtype: GgmlType, blk: &[u8]) -> f64 {
+fn block_bound(dtype: QuantType, blk: &[u8]) -> f64 {
     let h = |at: usize| f16::from_le_bytes([blk[at], blk[at + 1]]).to_f64().abs();
+    let f = f16_offsets(dtype);
     match dtype {
-        GgmlType::Q4_0 => 8.0 * h(0),
-        GgmlType::Q4_1 => 15.0 * h(0) + h(2),
-        GgmlType::Q5_0 => 16.0 * h(0),
-        GgmlType::Q5_1 => 31.0 * h(0) + h(2),
-        GgmlType::Q8_0 => 128.0 * h(0),
-        GgmlType::Q4K => 63.0 * 15.0 * h(0) + 63.0 * h(2),
-        GgmlType::Q5K => 63.0 * 31.0 * h(0) + 63.0 * h(2),
-        _ => 128.0 * 32.0 * h(208),
+        QuantType::Q4_0 => 8.0 * h(f[0]),
+        QuantType::Q4_1 => 15.0 * h(f[0]) + h(f[1]),
+        QuantType::Q5_0 => 16.0 * h(f[0]),
+        QuantType::Q5_1 => 31.0 * h(f[0]) + h(f[1]),
+        QuantType::Q8_0 => 128.0 * h(f[0]),
+        QuantType::Q4K => 63.0 * 15.0 * h(f[0]) + 63.0 * h(f[1]),
+        QuantType::Q5K => 63.0 * 31.0 * h(f[0]) + 63.0 * h(f[1]),
+        _ => 128.0 * 32.0 * h(f[0]),
     }
 }
 
 /// Every kernel family this CPU runs must give the same bits; returns them.
 fn dispatched(
-    dtype: GgmlType,
+    dtype: QuantType,
     rows: &[u8],
     rb: usize,
     acts: &[u8],
@@ -171,7 +183,7 @@ fn dispatched(
 
 /// Checks every (row, token) of a `rows x tokens` product three ways.
 fn check(
-    dtype: GgmlType,
+    dtype: QuantType,
     blocks: usize,
     rows: usize,
     tokens: usize,
@@ -196,7 +208,7 @@ fn check(
         .collect();
     let arb = acts.len() / tokens;
     let got = dispatched(dtype, &w, rb, &acts, arb, tokens);
-    let exact = matches!(dtype, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
+    let exact = matches!(dtype, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K);
     let what =
         format!("{dtype} {edge:?} blocks={blocks} rows={rows} tokens={tokens} acts>={act_lo}");
     for r in 0..rows {
@@ -236,9 +248,10 @@ fn check(
                 let asum = abs_sum(ab);
                 // f32 dequantization: a few ulps of the block's largest term.
                 tol += block_bound(dtype, blk) * asum * 4.0 * f32::EPSILON as f64;
-                if matches!(dtype, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                if matches!(dtype, QuantType::Q4_1 | QuantType::Q5_1) {
                     // Q8_1 stores d * sum rounded to f16.
-                    tol += f16::from_le_bytes([blk[2], blk[3]]).to_f64().abs() * asum * 1e-3;
+                    let m = f16_offsets(dtype)[1];
+                    tol += f16::from_le_bytes([blk[m], blk[m + 1]]).to_f64().abs() * asum * 1e-3;
                 }
             }
             assert!(
@@ -290,7 +303,7 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
 /// so even -128 (which the quantizers never write) is handled.
 #[test]
 fn unsigned_weight_kernels_take_minus_128_activations() {
-    for (i, dtype) in [GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q6K]
+    for (i, dtype) in [QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K]
         .into_iter()
         .enumerate()
     {
@@ -304,7 +317,7 @@ fn unsigned_weight_kernels_take_minus_128_activations() {
 #[test]
 fn activation_quantizers_never_write_minus_128() {
     let mut rng = StdRng::seed_from_u64(7);
-    for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8K] {
+    for act in [QuantType::Q8_0, QuantType::Q8_1, QuantType::Q8K] {
         let n = 512;
         for case in 0..50 {
             let mut x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0f32)).collect();
@@ -313,17 +326,25 @@ fn activation_quantizers_never_write_minus_128() {
             x[(case * 7 + 1) % n] = -x[case % n];
             let mut out = vec![0u8; act.row_bytes(n).expect("whole blocks")];
             quantize_row(act, &x, &mut out);
-            let (bb, qs, len) = match act {
-                GgmlType::Q8_0 => (34, 2, 32),
-                GgmlType::Q8_1 => (36, 4, 32),
-                _ => (292, 4, 256),
+            let quants: Vec<i8> = match act {
+                QuantType::Q8_0 => as_blocks::<BlockQ8_0>(&out)
+                    .iter()
+                    .flat_map(|b| b.qs)
+                    .collect(),
+                QuantType::Q8_1 => as_blocks::<BlockQ8_1>(&out)
+                    .iter()
+                    .flat_map(|b| b.qs)
+                    .collect(),
+                _ => as_blocks::<BlockQ8K>(&out)
+                    .iter()
+                    .flat_map(|b| b.qs)
+                    .collect(),
             };
-            for blk in out.chunks_exact(bb) {
-                assert!(
-                    !blk[qs..qs + len].contains(&0x80),
-                    "{act} case {case}: quantizer wrote -128"
-                );
-            }
+            assert_eq!(quants.len(), n);
+            assert!(
+                !quants.contains(&-128),
+                "{act} case {case}: quantizer wrote -128"
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use crate::model::gguf::GgmlType;
+use super::QuantType;
 
 /// Bytes backing a weight.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ impl std::fmt::Debug for WeightBytes {
 /// A `rows x cols` matrix; `cols` is the input (contiguous) dimension.
 #[derive(Clone, Debug)]
 pub struct Weight {
-    pub dtype: GgmlType,
+    pub dtype: QuantType,
     pub rows: usize,
     pub cols: usize,
     pub data: WeightBytes,
@@ -102,7 +102,7 @@ impl Weight {
 
     /// Whether `cols` is a whole number of blocks and the bytes match the shape.
     pub fn check_shape(
-        dtype: GgmlType,
+        dtype: QuantType,
         rows: usize,
         cols: usize,
         bytes: usize,

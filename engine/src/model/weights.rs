@@ -68,7 +68,7 @@ impl TensorSource for GgufSource<'_> {
         let (rows, cols) = info.rows_cols();
         let start = (self.file.data_offset + info.offset) as usize;
         Ok(Some(Weight {
-            dtype: info.dtype,
+            dtype: info.dtype.into(),
             rows,
             cols,
             data: WeightBytes::Mapped {
@@ -397,10 +397,7 @@ impl Loader<'_> {
                 ),
             ));
         }
-        if matches!(
-            w.dtype,
-            crate::model::gguf::GgmlType::Q8_1 | crate::model::gguf::GgmlType::Q8K
-        ) {
+        if w.dtype.is_activation_only() {
             return Err(self.bad(
                 name,
                 format!("{} is an activation format, not a weight format", w.dtype),

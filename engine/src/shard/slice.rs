@@ -84,13 +84,13 @@ pub fn slice_cols(w: &Weight, range: Range<usize>) -> Result<Weight, SliceError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gguf::GgmlType;
+    use crate::kernels::QuantType;
 
     fn q8_matrix(rows: usize, cols: usize) -> Weight {
-        let rb = GgmlType::Q8_0.row_bytes(cols).unwrap_or(0);
+        let rb = QuantType::Q8_0.row_bytes(cols).unwrap_or(0);
         let bytes: Vec<u8> = (0..rows * rb).map(|i| (i % 251) as u8).collect();
         Weight {
-            dtype: GgmlType::Q8_0,
+            dtype: QuantType::Q8_0,
             rows,
             cols,
             data: WeightBytes::owned(bytes),

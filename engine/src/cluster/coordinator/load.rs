@@ -13,6 +13,7 @@ use crate::cluster::messages::{
 use crate::cluster::node::shard_cache::{hex, sha256_hex};
 use crate::kernels::Weight;
 use crate::model::config::ModelConfig;
+use crate::model::gguf::GgmlType;
 use crate::model::weights::{tensor_plan, TensorSource};
 use crate::net::{TensorDtype, TensorHeader};
 use crate::shard::plan::Plan;
@@ -82,7 +83,7 @@ fn build_shard(
         };
         tensors.push(TensorMeta {
             name: need.name.clone(),
-            dtype: w.dtype.id(),
+            dtype: GgmlType::from(w.dtype).id(),
             rows: w.rows as u64,
             cols: w.cols as u64,
             bytes: w.byte_len() as u64,

@@ -336,7 +336,7 @@ impl TensorSource for CachedShardData {
             problem: format!("unknown type id {}", meta.dtype),
         })?;
         Ok(Some(Weight {
-            dtype,
+            dtype: dtype.into(),
             rows: meta.rows as usize,
             cols: meta.cols as usize,
             data: WeightBytes::Mapped {

@@ -7,7 +7,7 @@ pub mod types;
 pub mod writer;
 
 pub use reader::{GgufError, GgufFile, TensorInfo};
-pub use types::{GgmlType, MetadataArray, MetadataValue, QK_K};
+pub use types::{GgmlType, MetadataArray, MetadataValue};
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,12 @@
 //! The element types GGUF files store, and the metadata value kinds.
 //!
-//! Block sizes and byte sizes follow GGML's `type_traits` table: a quantized
-//! row is a sequence of blocks, each covering `block_len()` consecutive values.
+//! A quantized row is a sequence of blocks, each covering `block_len()`
+//! consecutive values. Each element type maps onto the kernels' format
+//! ([`QuantType`]), whose block layouts give the sizes.
 
 use serde::Serialize;
+
+use crate::kernels::QuantType;
 
 /// A tensor element type as numbered in the GGUF spec (`ggml_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -24,9 +27,6 @@ pub enum GgmlType {
     Q8K,
     BF16,
 }
-
-/// Values per block for the K-quants ("super-blocks").
-pub const QK_K: usize = 256;
 
 impl GgmlType {
     /// The type for a GGUF type id, or `None` for ids this engine does not run
@@ -72,67 +72,50 @@ impl GgmlType {
         }
     }
 
+    /// The kernels' format for this type.
+    pub fn quant_type(self) -> QuantType {
+        match self {
+            Self::F32 => QuantType::F32,
+            Self::F16 => QuantType::F16,
+            Self::BF16 => QuantType::BF16,
+            Self::Q4_0 => QuantType::Q4_0,
+            Self::Q4_1 => QuantType::Q4_1,
+            Self::Q5_0 => QuantType::Q5_0,
+            Self::Q5_1 => QuantType::Q5_1,
+            Self::Q8_0 => QuantType::Q8_0,
+            Self::Q8_1 => QuantType::Q8_1,
+            Self::Q2K => QuantType::Q2K,
+            Self::Q3K => QuantType::Q3K,
+            Self::Q4K => QuantType::Q4K,
+            Self::Q5K => QuantType::Q5K,
+            Self::Q6K => QuantType::Q6K,
+            Self::Q8K => QuantType::Q8K,
+        }
+    }
+
     /// Values covered by one block.
     pub fn block_len(self) -> usize {
-        match self {
-            Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::Q8_1 => 32,
-            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K => QK_K,
-        }
+        self.quant_type().block_len()
     }
 
     /// Bytes taken by one block.
     pub fn block_bytes(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-            Self::Q5_0 => 22,
-            Self::Q5_1 => 24,
-            Self::Q8_0 => 34,
-            Self::Q8_1 => 36,
-            Self::Q2K => 84,
-            Self::Q3K => 110,
-            Self::Q4K => 144,
-            Self::Q5K => 176,
-            Self::Q6K => 210,
-            Self::Q8K => 292,
-        }
+        self.quant_type().block_bytes()
     }
 
     /// Bytes for a row of `len` values, or `None` when `len` is not a whole
     /// number of blocks.
     pub fn row_bytes(self, len: usize) -> Option<usize> {
-        if !len.is_multiple_of(self.block_len()) {
-            return None;
-        }
-        (len / self.block_len()).checked_mul(self.block_bytes())
+        self.quant_type().row_bytes(len)
     }
 
     pub fn is_quantized(self) -> bool {
-        self.block_len() > 1
+        self.quant_type().is_quantized()
     }
 
     /// The name llama.cpp prints for this type.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::Q4_0 => "Q4_0",
-            Self::Q4_1 => "Q4_1",
-            Self::Q5_0 => "Q5_0",
-            Self::Q5_1 => "Q5_1",
-            Self::Q8_0 => "Q8_0",
-            Self::Q8_1 => "Q8_1",
-            Self::Q2K => "Q2_K",
-            Self::Q3K => "Q3_K",
-            Self::Q4K => "Q4_K",
-            Self::Q5K => "Q5_K",
-            Self::Q6K => "Q6_K",
-            Self::Q8K => "Q8_K",
-            Self::BF16 => "BF16",
-        }
+        self.quant_type().name()
     }
 
     /// Parses a type name as `--quant` takes it (case-insensitive, `q4_k` or `q4k`).
@@ -160,6 +143,36 @@ impl GgmlType {
         Self::Q6K,
         Self::Q8K,
     ];
+}
+
+impl From<GgmlType> for QuantType {
+    fn from(t: GgmlType) -> Self {
+        t.quant_type()
+    }
+}
+
+/// Every kernel format has a GGUF type (for writing files and naming
+/// weights on the wire).
+impl From<QuantType> for GgmlType {
+    fn from(t: QuantType) -> Self {
+        match t {
+            QuantType::F32 => Self::F32,
+            QuantType::F16 => Self::F16,
+            QuantType::BF16 => Self::BF16,
+            QuantType::Q4_0 => Self::Q4_0,
+            QuantType::Q4_1 => Self::Q4_1,
+            QuantType::Q5_0 => Self::Q5_0,
+            QuantType::Q5_1 => Self::Q5_1,
+            QuantType::Q8_0 => Self::Q8_0,
+            QuantType::Q8_1 => Self::Q8_1,
+            QuantType::Q2K => Self::Q2K,
+            QuantType::Q3K => Self::Q3K,
+            QuantType::Q4K => Self::Q4K,
+            QuantType::Q5K => Self::Q5K,
+            QuantType::Q6K => Self::Q6K,
+            QuantType::Q8K => Self::Q8K,
+        }
+    }
 }
 
 impl std::fmt::Display for GgmlType {
@@ -319,6 +332,7 @@ mod tests {
         for t in GgmlType::ALL {
             assert_eq!(GgmlType::from_id(t.id()), Some(t));
             assert_eq!(GgmlType::from_name(t.name()), Some(t));
+            assert_eq!(GgmlType::from(t.quant_type()), t);
         }
         assert_eq!(GgmlType::from_id(16), None, "IQ2_XXS is not supported");
     }

@@ -288,7 +288,7 @@ fn write_shard(
                 None => r,
             };
             dequantize_row(
-                p.info.dtype,
+                p.info.dtype.into(),
                 &data[src * row_bytes..(src + 1) * row_bytes],
                 row,
             );

@@ -168,7 +168,7 @@ impl TensorSource for HfSource {
         // `file` indexes `files` by construction.
         let map = &self.files[t.file].1;
         Ok(Some(Weight {
-            dtype: t.dtype,
+            dtype: t.dtype.into(),
             rows: t.rows,
             cols: t.cols,
             data: WeightBytes::Mapped {

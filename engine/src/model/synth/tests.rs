@@ -183,7 +183,7 @@ fn weights_have_realistic_values() {
     let stats = |name: &str| {
         let t = f.tensor(name).expect(name);
         let mut x = vec![0f32; t.element_count() as usize];
-        dequantize_row(t.dtype, f.tensor_data(t), &mut x);
+        dequantize_row(t.dtype.into(), f.tensor_data(t), &mut x);
         let n = x.len() as f64;
         let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
         let std = (x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();

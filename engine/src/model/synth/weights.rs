@@ -98,7 +98,7 @@ pub fn random_matrix(
                         for v in x.iter_mut() {
                             *v = rng.normalish(std);
                         }
-                        quantize_weights_into(dtype, x, o).map_err(io::Error::other)
+                        quantize_weights_into(dtype.into(), x, o).map_err(io::Error::other)
                     },
                 )?;
             sink(out)?;
