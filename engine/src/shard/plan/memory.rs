@@ -1,7 +1,7 @@
 //! Predicted memory of one node for a layout: its weight slices, its KV
 //! cache at full context, prefill scratch and a runtime baseline. Loading
 //! compares this with the node's budget before anything is read, so a plan
-//! that would swap is refused up front (DESIGN.md, "Memory").
+//! that would swap is refused up front (docs/ARCHITECTURE.md, "Memory prediction").
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! Tensor parallelism within one group of nodes: who owns which Q heads,
-//! FFN columns and vocabulary rows (DESIGN.md, "Slicing rules").
+//! FFN columns and vocabulary rows (docs/ARCHITECTURE.md, "Slicing rules").
 //!
 //! Heads come in contiguous ranges whose boundaries, times head_dim, fall on
 //! block boundaries of `attn_output.weight` (its input dimension is cut,
