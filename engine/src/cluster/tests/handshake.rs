@@ -28,7 +28,7 @@ fn connecting_learns_every_nodes_info() {
 fn a_wrong_token_is_named_with_the_node_and_the_connect_phase() {
     let node = start_node("n0", &Token::generate());
     let addr = node.addr.to_string();
-    let Err(err) = Cluster::connect(&[addr.clone()], Token::generate(), "test") else {
+    let Err(err) = Cluster::connect(std::slice::from_ref(&addr), Token::generate(), "test") else {
         panic!("connected with the wrong token");
     };
     assert_eq!(err.node, format!("node0 ({addr})"));

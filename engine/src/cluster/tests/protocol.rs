@@ -176,7 +176,8 @@ fn babbling_node(token: &Token) -> String {
 fn an_undecodable_reply_is_named_with_the_node_and_phase() {
     let token = Token::generate();
     let addr = babbling_node(&token);
-    let mut cluster = Cluster::connect(&[addr.clone()], token, "test").expect("connects");
+    let mut cluster =
+        Cluster::connect(std::slice::from_ref(&addr), token, "test").expect("connects");
     assert_eq!(cluster.nodes()[0].info.name, "babbler");
     let err = cluster.refresh().expect_err("a babbled reply fails");
     assert_eq!(err.node, format!("node0 ({addr})"));
