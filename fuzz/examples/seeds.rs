@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use shardlab_engine::cluster::messages::{
     CachedShard, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo, NodeMetrics, PeerAddr,
-    PeerPlan, PeerTraffic, Span, SpanKind, StepMetrics, TensorMeta, ToNode,
+    PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, TensorMeta, ToNode,
 };
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
@@ -342,7 +342,7 @@ fn from_node() -> Vec<FromNode> {
         FromNode::Pong,
         FromNode::Ok,
         FromNode::Error {
-            phase: "load".into(),
+            phase: Phase::Load,
             message: "tensor 'x': \"quoted\" \u{1F600}".into(),
         },
     ]

@@ -85,9 +85,9 @@ pub enum FromNode {
     Metrics(NodeMetrics),
     Pong,
     Ok,
-    /// Something failed on the node; `phase` is load, prefill, decode, peers...
+    /// Something failed on the node, in `phase` of its conversation.
     Error {
-        phase: String,
+        phase: Phase,
         message: String,
     },
 }
@@ -258,8 +258,10 @@ pub struct PeerTraffic {
     pub waited_seconds: f64,
 }
 
-/// Which part of a conversation failed, for error messages.
+/// Which part of a conversation failed, for error messages. The serde
+/// names are the words nodes have always sent in `FromNode::Error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     Connect,
     Load,
@@ -267,6 +269,23 @@ pub enum Phase {
     Prefill,
     Decode,
     Control,
+    /// Turning link emulation on or off (`EmulateLinks`).
+    Links,
+    /// A link probe (`Absorb`, `Emit`).
+    #[serde(rename = "link probe")]
+    LinkProbe,
+}
+
+impl Phase {
+    /// The phase of a step: the first one of a sequence, or any that runs
+    /// several tokens, is a prefill; one token past the start is a decode.
+    pub fn of_step(tokens: usize, pos: usize) -> Self {
+        if tokens > 1 || pos == 0 {
+            Phase::Prefill
+        } else {
+            Phase::Decode
+        }
+    }
 }
 
 impl std::fmt::Display for Phase {
@@ -278,6 +297,45 @@ impl std::fmt::Display for Phase {
             Phase::Prefill => "prefill",
             Phase::Decode => "decode",
             Phase::Control => "control",
+            Phase::Links => "links",
+            Phase::LinkProbe => "link probe",
         })
+    }
+}
+
+/// What a tensor frame carries, in the low byte of its header's tag. The
+/// collectives put more above it (wire precision, sequence id) so a frame
+/// of the wrong kind or sequence is caught where it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TensorTag {
+    /// The payload of a link probe, after `Absorb` or `Emit`.
+    Probe = 0,
+    /// A tensor-group member's all-reduce partial sums.
+    Partial = 1,
+    /// Hidden states handed to the next pipeline stage.
+    Hidden = 2,
+    /// A head node's slice of the logits, after `StepDone`.
+    Logits = 3,
+    /// A chunk of weights, after the `TensorChunk` that says which.
+    Weights = 4,
+}
+
+impl TensorTag {
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The kind a received tag announces, if it is one of these.
+    pub fn of(tag: u32) -> Option<Self> {
+        [
+            Self::Probe,
+            Self::Partial,
+            Self::Hidden,
+            Self::Logits,
+            Self::Weights,
+        ]
+        .into_iter()
+        .find(|t| t.code() == tag & 0xff)
     }
 }

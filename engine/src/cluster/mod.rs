@@ -5,3 +5,6 @@
 pub mod coordinator;
 pub mod messages;
 pub mod node;
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! Errors from loading and running a model.
 
 use super::gguf::GgufError;
+use crate::cluster::coordinator::ClusterError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -22,6 +23,9 @@ pub enum ModelError {
     BadToken { id: u32, vocab: usize },
     #[error("{0}")]
     Collective(String),
+    /// A cluster step failed: which node, in which phase, and why.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("{0}")]
     Other(String),
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Cluster, ClusterError, LoadedModel, CONTROL_DEADLINE};
 use crate::cluster::messages::{
-    FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, ToNode,
+    FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, TensorTag, ToNode,
 };
 use crate::cluster::node::shard_cache::{hex, sha256_hex};
 use crate::kernels::Weight;
@@ -292,8 +292,12 @@ fn send_shard(
                     len: chunk.len() as u64,
                 })
                 .map_err(|e| err(&e))?;
-                let header = TensorHeader::new(TensorDtype::Bytes, &[chunk.len() as u64], i)
-                    .map_err(|e| err(&e))?;
+                let header = TensorHeader::new(
+                    TensorDtype::Bytes,
+                    &[chunk.len() as u64],
+                    TensorTag::Weights.code(),
+                )
+                .map_err(|e| err(&e))?;
                 conn.send_tensor(&header, chunk).map_err(|e| err(&e))?;
                 sent += chunk.len() as u64;
                 progress(LoadProgress::Sending {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub use load::{LoadProgress, LoadSummary, ModelToLoad};
 pub use spawn::{LocalNodeOptions, LocalNodes};
 
-use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, ToNode};
+use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, TensorTag, ToNode};
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
 use crate::net::{auth, Connection, LinkProfile, Token};
@@ -339,8 +339,12 @@ impl Cluster {
         let label = node.label();
         let phase = Phase::Control;
         let payload = vec![0u8; bytes as usize];
-        let header = crate::net::TensorHeader::new(crate::net::TensorDtype::Bytes, &[bytes], 0)
-            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let header = crate::net::TensorHeader::new(
+            crate::net::TensorDtype::Bytes,
+            &[bytes],
+            TensorTag::Probe.code(),
+        )
+        .map_err(|e| ClusterError::new(&label, phase, e))?;
         let started = Instant::now();
         let conn = node.conn(phase)?;
         conn.send_control(&ToNode::Absorb { bytes })

@@ -36,11 +36,7 @@ impl Cluster {
     /// pipeline stages work on them at once. [`Cluster::collect`] returns
     /// their logits in the order they were submitted.
     pub fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ClusterError> {
-        let phase = if tokens.len() > 1 || pos == 0 {
-            Phase::Prefill
-        } else {
-            Phase::Decode
-        };
+        let phase = Phase::of_step(tokens.len(), pos);
         if let Some(e) = &self.broken {
             return Err(ClusterError::new(
                 &e.node,
@@ -285,13 +281,11 @@ impl Cluster {
 
 impl Backend for Cluster {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
-        self.step(tokens, pos)
-            .map_err(|e| ModelError::Collective(e.to_string()))
+        Ok(self.step(tokens, pos)?)
     }
 
     fn truncate(&mut self, pos: usize) -> Result<(), ModelError> {
-        self.truncate_all(pos)
-            .map_err(|e| ModelError::Collective(e.to_string()))
+        Ok(self.truncate_all(pos)?)
     }
 
     fn context(&self) -> usize {
@@ -301,16 +295,15 @@ impl Backend for Cluster {
 
 impl SequenceBackend for Cluster {
     fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
-        Cluster::submit(self, seq, tokens, pos).map_err(|e| ModelError::Collective(e.to_string()))
+        Ok(Cluster::submit(self, seq, tokens, pos)?)
     }
 
     fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
-        Cluster::collect(self).map_err(|e| ModelError::Collective(e.to_string()))
+        Ok(Cluster::collect(self)?)
     }
 
     fn reset(&mut self, seq: u32) -> Result<(), ModelError> {
-        self.truncate_seq(seq, 0)
-            .map_err(|e| ModelError::Collective(e.to_string()))
+        Ok(self.truncate_seq(seq, 0)?)
     }
 
     fn context(&self) -> usize {

@@ -31,8 +31,43 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("shard cache {path}: {problem}")]
-    Corrupt { path: PathBuf, problem: String },
+    #[error("shard cache {path}: {source}")]
+    BadIndex {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("index does not match the requested tensors")]
+    IndexMismatch,
+    #[error("chunk for tensor #{index}, but the shard has {count}")]
+    NoSuchTensor { index: usize, count: usize },
+    #[error("chunk offset overflows")]
+    OffsetOverflow,
+    #[error("chunk {start}..{end} runs past the {bytes} bytes of tensor '{tensor}'")]
+    PastTheEnd {
+        start: u64,
+        end: u64,
+        bytes: u64,
+        tensor: String,
+    },
+    #[error("writing {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tensor '{tensor}' got {got} of its {bytes} bytes")]
+    Incomplete {
+        tensor: String,
+        got: u64,
+        bytes: u64,
+    },
+    #[error("data file has {len} bytes, expected {expected}")]
+    ShortData { len: u64, expected: u64 },
+    #[error("tensor '{tensor}' hashes to {digest}, expected {expected}")]
+    HashMismatch {
+        tensor: String,
+        digest: String,
+        expected: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,16 +159,21 @@ impl ShardCache {
         }
     }
 
-    fn open_verified(dir: &Path, tensors: &[TensorMeta]) -> Result<CachedShardData, String> {
-        let text = fs::read_to_string(dir.join(INDEX)).map_err(|e| e.to_string())?;
-        let index: Index = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    fn open_verified(dir: &Path, tensors: &[TensorMeta]) -> Result<CachedShardData, CacheError> {
+        let index_path = dir.join(INDEX);
+        let text = fs::read_to_string(&index_path).map_err(Self::io(&index_path))?;
+        let index: Index = serde_json::from_str(&text).map_err(|source| CacheError::BadIndex {
+            path: index_path.clone(),
+            source,
+        })?;
         if index.tensors != tensors {
-            return Err("index does not match the requested tensors".into());
+            return Err(CacheError::IndexMismatch);
         }
-        let file = File::open(dir.join(DATA)).map_err(|e| e.to_string())?;
+        let data_path = dir.join(DATA);
+        let file = File::open(&data_path).map_err(Self::io(&data_path))?;
         // SAFETY: read-only map of a file only this cache writes, and only
         // through a fresh temporary directory renamed into place.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        let map = unsafe { Mmap::map(&file) }.map_err(Self::io(&data_path))?;
         let data = CachedShardData {
             dir: dir.to_path_buf(),
             map: Arc::new(map),
@@ -201,68 +241,89 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
+    fn io(path: &Path, source: std::io::Error) -> CacheError {
+        CacheError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     pub fn tensors(&self) -> &[TensorMeta] {
         &self.index.tensors
     }
 
     /// Writes bytes `offset..offset+data.len()` of tensor `index`.
-    pub fn write(&mut self, index: usize, offset: u64, data: &[u8]) -> Result<(), String> {
-        let meta = self.index.tensors.get(index).ok_or_else(|| {
-            format!(
-                "chunk for tensor #{index}, but the shard has {}",
-                self.index.tensors.len()
-            )
-        })?;
+    pub fn write(&mut self, index: usize, offset: u64, data: &[u8]) -> Result<(), CacheError> {
+        let meta = self
+            .index
+            .tensors
+            .get(index)
+            .ok_or(CacheError::NoSuchTensor {
+                index,
+                count: self.index.tensors.len(),
+            })?;
         let end = offset
             .checked_add(data.len() as u64)
-            .ok_or("chunk offset overflows")?;
+            .ok_or(CacheError::OffsetOverflow)?;
         if end > meta.bytes {
-            return Err(format!(
-                "chunk {offset}..{end} runs past the {} bytes of tensor '{}'",
-                meta.bytes, meta.name
-            ));
+            return Err(CacheError::PastTheEnd {
+                start: offset,
+                end,
+                bytes: meta.bytes,
+                tensor: meta.name.clone(),
+            });
         }
         let at = self.index.offsets[index] + offset;
         self.file
             .seek(SeekFrom::Start(at))
             .and_then(|_| self.file.write_all(data))
-            .map_err(|e| format!("writing {}: {e}", self.tmp.display()))?;
+            .map_err(|source| CacheError::Write {
+                path: self.tmp.clone(),
+                source,
+            })?;
         self.written[index] += data.len() as u64;
         Ok(())
     }
 
     /// Checks every tensor arrived whole and hashes right, then moves the
     /// shard into the cache and maps it.
-    pub fn finish(self) -> Result<CachedShardData, String> {
-        for (meta, &w) in self.index.tensors.iter().zip(&self.written) {
-            if w != meta.bytes {
+    pub fn finish(self) -> Result<CachedShardData, CacheError> {
+        for (meta, &got) in self.index.tensors.iter().zip(&self.written) {
+            if got != meta.bytes {
                 let _ = fs::remove_dir_all(&self.tmp);
-                return Err(format!(
-                    "tensor '{}' got {w} of its {} bytes",
-                    meta.name, meta.bytes
-                ));
+                return Err(CacheError::Incomplete {
+                    tensor: meta.name.clone(),
+                    got,
+                    bytes: meta.bytes,
+                });
             }
         }
-        let fail = |tmp: &Path, e: String| {
-            let _ = fs::remove_dir_all(tmp);
+        // Whatever fails from here, the temporary directory goes.
+        let fail = |e: CacheError| {
+            let _ = fs::remove_dir_all(&self.tmp);
             e
         };
+        let (index_path, data_path) = (self.tmp.join(INDEX), self.tmp.join(DATA));
         self.file
             .sync_all()
-            .map_err(|e| fail(&self.tmp, e.to_string()))?;
-        let text =
-            serde_json::to_string(&self.index).map_err(|e| fail(&self.tmp, e.to_string()))?;
-        fs::write(self.tmp.join(INDEX), text).map_err(|e| fail(&self.tmp, e.to_string()))?;
-        let file = File::open(self.tmp.join(DATA)).map_err(|e| fail(&self.tmp, e.to_string()))?;
+            .map_err(|e| fail(Self::io(&data_path, e)))?;
+        let text = serde_json::to_string(&self.index).map_err(|source| {
+            fail(CacheError::BadIndex {
+                path: index_path.clone(),
+                source,
+            })
+        })?;
+        fs::write(&index_path, text).map_err(|e| fail(Self::io(&index_path, e)))?;
+        let file = File::open(&data_path).map_err(|e| fail(Self::io(&data_path, e)))?;
         // SAFETY: read-only map of the file just written by this process.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| fail(&self.tmp, e.to_string()))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| fail(Self::io(&data_path, e)))?;
         let data = CachedShardData {
             dir: self.tmp.clone(),
             map: Arc::new(map),
             tensors: self.index.tensors.clone(),
             offsets: self.index.offsets.clone(),
         };
-        data.verify().map_err(|e| fail(&self.tmp, e))?;
+        data.verify().map_err(fail)?;
         if fs::rename(&self.tmp, &self.final_dir).is_err() {
             // Another load of the same shard got there first; ours is
             // identical (same hashes) and stays valid through the map.
@@ -287,21 +348,22 @@ impl CachedShardData {
         &self.map[start..start + self.tensors[i].bytes as usize]
     }
 
-    fn verify(&self) -> Result<(), String> {
-        let expected_len = layout_offsets(&self.tensors).1;
-        if (self.map.len() as u64) < expected_len {
-            return Err(format!(
-                "data file has {} bytes, expected {expected_len}",
-                self.map.len()
-            ));
+    fn verify(&self) -> Result<(), CacheError> {
+        let expected = layout_offsets(&self.tensors).1;
+        if (self.map.len() as u64) < expected {
+            return Err(CacheError::ShortData {
+                len: self.map.len() as u64,
+                expected,
+            });
         }
         for (i, meta) in self.tensors.iter().enumerate() {
             let digest = hex(&Sha256::digest(self.bytes(i)));
             if digest != meta.sha256 {
-                return Err(format!(
-                    "tensor '{}' hashes to {digest}, expected {}",
-                    meta.name, meta.sha256
-                ));
+                return Err(CacheError::HashMismatch {
+                    tensor: meta.name.clone(),
+                    digest,
+                    expected: meta.sha256.clone(),
+                });
             }
         }
         Ok(())

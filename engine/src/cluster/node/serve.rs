@@ -1,0 +1,151 @@
+//! The message loop for one coordinator: reads each `ToNode`, hands it to
+//! the job that owns it (load, peers, step, probe) and answers. A failure
+//! the coordinator should hear about is an error reply and the loop goes
+//! on; only a broken connection ends it.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::listen::{Busy, PeerArrival};
+use super::load::{load, ShardLoadError};
+use super::peers::{connect_peers, PeerSetupError};
+use super::shard::Shard;
+use super::shard_cache::ShardCache;
+use super::step::{step, StepError};
+use super::{probe, NodeOptions};
+use crate::cluster::messages::{FromNode, NodeMetrics, Phase, ToNode};
+use crate::metrics::memory::current_rss_bytes;
+use crate::net::{Connection, NetError};
+
+/// An idle coordinator may think for a long time (a person at a shell).
+const IDLE_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The reply that reports `e` in `phase`.
+fn failure(phase: Phase, e: impl std::fmt::Display) -> FromNode {
+    FromNode::Error {
+        phase,
+        message: e.to_string(),
+    }
+}
+
+pub(super) fn serve_coordinator(
+    mut conn: Connection,
+    opts: &NodeOptions,
+    busy: &Arc<Mutex<Busy>>,
+    peers: Receiver<PeerArrival>,
+) -> Result<(), NetError> {
+    let cache = ShardCache::new(opts.cache_dir.clone());
+    let mut shard: Option<Shard> = None;
+    // The link every send emulates: `--link` until the coordinator says otherwise.
+    let mut link = opts.link.clone();
+    conn.emulate(link.as_ref())?;
+    loop {
+        let msg: ToNode = match conn.recv_control(IDLE_DEADLINE) {
+            Ok(m) => m,
+            Err(NetError::Closed { .. }) => return Ok(()),
+            // A whole control frame that is not a message this node knows:
+            // the stream is still in step, so say so and go on.
+            Err(e @ NetError::BadMessage { .. }) => {
+                conn.send_control(&failure(Phase::Control, e))?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match msg {
+            ToNode::Info => {
+                let mut info = super::node_info(opts);
+                info.link = link.clone();
+                conn.send_control(&FromNode::Info(info))?;
+            }
+            ToNode::EmulateLinks { link: wanted } => {
+                link = wanted;
+                let on_peers = match shard.as_mut().and_then(|s| s.links.as_mut()) {
+                    Some(links) => links.emulate(link.as_ref()),
+                    None => Ok(()),
+                };
+                conn.emulate(link.as_ref())?;
+                let reply = match on_peers {
+                    Ok(()) => FromNode::Ok,
+                    Err(e) => failure(Phase::Links, PeerSetupError::Emulate(e)),
+                };
+                conn.send_control(&reply)?;
+            }
+            ToNode::Ping => conn.send_control(&FromNode::Pong)?,
+            ToNode::Absorb { bytes } => probe::absorb(&mut conn, bytes)?,
+            ToNode::Emit { bytes } => probe::emit(&mut conn, bytes)?,
+            ToNode::Bye => return Ok(()),
+            ToNode::Unload => {
+                shard = None;
+                set_session(busy, None);
+                conn.send_control(&FromNode::Ok)?;
+            }
+            ToNode::Load(req) => {
+                // Free the old shard before the new one arrives.
+                drop(shard.take());
+                // Peers of this session may dial in as soon as the
+                // coordinator hears "Loaded", so accept them from now on.
+                set_session(busy, Some(req.session.clone()));
+                shard = load(&mut conn, opts, &cache, *req)?;
+            }
+            ToNode::ConnectPeers(plan) => {
+                let reply = match shard.as_mut() {
+                    None => failure(Phase::Peers, PeerSetupError::NotLoaded),
+                    Some(s) => match connect_peers(opts, &plan, &peers, link.as_ref()) {
+                        Ok(links) => {
+                            s.links = Some(links);
+                            FromNode::PeersReady
+                        }
+                        Err(e) => failure(Phase::Peers, e),
+                    },
+                };
+                conn.send_control(&reply)?;
+            }
+            ToNode::Step { pos, tokens, seq } => match shard.as_mut() {
+                None => conn.send_control(&failure(
+                    Phase::of_step(tokens.len(), pos as usize),
+                    StepError::NotLoaded,
+                ))?,
+                Some(s) => step(&mut conn, s, pos as usize, &tokens, seq)?,
+            },
+            ToNode::Truncate { pos, seq } => {
+                let reply = match shard.as_mut().map(|s| s.select(seq).map(|()| s)) {
+                    Some(Ok(s)) => {
+                        s.model.truncate(pos as usize);
+                        FromNode::Ok
+                    }
+                    Some(Err(e)) => failure(Phase::Control, e),
+                    None => FromNode::Ok,
+                };
+                conn.send_control(&reply)?;
+            }
+            ToNode::Metrics => {
+                let metrics = match shard.as_ref() {
+                    Some(s) => s.snapshot(opts),
+                    None => NodeMetrics {
+                        rss: current_rss_bytes().unwrap_or(0),
+                        budget: super::info::budget(opts),
+                        ..NodeMetrics::default()
+                    },
+                };
+                conn.send_control(&FromNode::Metrics(metrics))?;
+            }
+            ToNode::ResetMetrics => {
+                if let Some(s) = shard.as_mut() {
+                    s.reset_metrics();
+                }
+                conn.send_control(&FromNode::Ok)?;
+            }
+            ToNode::TensorChunk { .. } | ToNode::LoadFinish => {
+                conn.send_control(&failure(Phase::Load, ShardLoadError::NoLoadRequest))?;
+            }
+        }
+    }
+}
+
+/// Which session's peers the accept loop lets in.
+fn set_session(busy: &Mutex<Busy>, session: Option<String>) {
+    if let Ok(mut b) = busy.lock() {
+        b.session = session;
+    }
+}

@@ -1,0 +1,18 @@
+//! The coordinator and the node protocol in one process: nodes run as
+//! threads on loopback, a real [`Cluster`](super::coordinator::Cluster)
+//! drives them, and a tiny synthetic model keeps every load and step to
+//! milliseconds.
+//!
+//! - `harness`: the model, nodes, a relay that can cut a link, the reference.
+//! - `handshake`: connecting, node info, a wrong token.
+//! - `generate`: tensor and pipeline over two nodes equal one process, bit
+//!   for bit; a second load is served from the shard cache.
+//! - `faults`: a node cut off is named with the phase it failed in.
+//! - `protocol`: malformed, unknown and out-of-place messages get typed
+//!   error replies, both ways.
+
+mod faults;
+mod generate;
+mod handshake;
+mod harness;
+mod protocol;
