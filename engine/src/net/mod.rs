@@ -21,6 +21,7 @@ mod deadline;
 pub mod error;
 pub mod frame;
 pub mod link;
+mod tag;
 pub mod tensor;
 pub mod token;
 pub mod transport;
@@ -35,5 +36,6 @@ pub use frame::{
     parse_frame, Frame, FrameKind, FrameLimits, TensorDtype, TensorHeader, PROTOCOL_VERSION,
 };
 pub use link::{LinkProfile, LinkSpecError};
+pub use tag::TensorTag;
 pub use token::Token;
 pub use transport::{Dialer, Listener, Transport};

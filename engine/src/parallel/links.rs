@@ -6,11 +6,11 @@ use super::wire::{decode_hidden, decode_partials, encode_hidden, encode_partials
 use crate::cluster::messages::{PeerTraffic, Span, SpanKind};
 use crate::model::error::ModelError;
 use crate::model::transformer::AllReduce;
-use crate::net::{Connection, NetError, TensorDtype, TensorHeader};
+use crate::net::{Connection, NetError, TensorDtype, TensorHeader, TensorTag};
 
 /// Tags on activation tensor frames, so a frame arriving out of turn is caught.
-const TAG_PARTIAL: u32 = 1;
-const TAG_HIDDEN: u32 = 2;
+const TAG_PARTIAL: u32 = TensorTag::Partial.code();
+const TAG_HIDDEN: u32 = TensorTag::Hidden.code();
 
 /// Partials at or below this size are sent to every peer before receiving:
 /// they fit in socket buffers, so nobody blocks. Larger ones go pairwise in

@@ -103,7 +103,10 @@ fn a_model_in_this_process_plans_generates_and_reports() {
     }
     let shown = text::render(&stats, true);
     assert!(shown.contains("stats: single, this process"), "{shown}");
-    assert!(shown.contains("{rate}"), "measured rates are masked: {shown}");
+    assert!(
+        shown.contains("{rate}"),
+        "measured rates are masked: {shown}"
+    );
 
     let trace = run(&mut s, ":trace");
     assert!(text::render(&trace, false).contains("runs in this process"));
