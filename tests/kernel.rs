@@ -1,10 +1,14 @@
 //! The Jupyter kernel driven by real Jupyter clients: jupyter_client and
-//! nbclient, from the virtual environment `scripts/jupyter-venv` makes.
+//! nbclient, from the virtual environment `scripts/jupyter-venv` makes (once,
+//! even when several tests or test processes ask at the same time).
 //! Each test runs one script of tests/kernel/ against the built binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use shardlab_engine::model::store::ModelStore;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,14 +42,25 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String, String) {
     (status.is_some_and(|s| s.success()), stdout, stderr)
 }
 
-/// The venv's python, made on first use.
-fn python() -> PathBuf {
-    let (ok, stdout, stderr) = run_bounded(
-        Command::new(root().join("scripts/jupyter-venv")),
-        Duration::from_secs(600),
-    );
-    assert!(ok, "scripts/jupyter-venv failed:\n{stdout}\n{stderr}");
-    PathBuf::from(stdout.trim().lines().last().unwrap())
+/// The venv's python, made on first use in the model store's home. The
+/// tests of this binary ask once (the `OnceLock`); the script's own lock
+/// covers other processes making or using the same venv.
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let store = ModelStore::from_env().expect("the model store has a home");
+        let mut cmd = Command::new(root().join("scripts/jupyter-venv"));
+        cmd.arg(store.home().join("venv-jupyter"));
+        let (ok, stdout, stderr) = run_bounded(cmd, Duration::from_secs(600));
+        assert!(ok, "scripts/jupyter-venv failed:\n{stdout}\n{stderr}");
+        PathBuf::from(
+            stdout
+                .trim()
+                .lines()
+                .last()
+                .expect("the script prints the python"),
+        )
+    })
 }
 
 fn run_script(script: &str, args: &[&str], limit: Duration) -> String {

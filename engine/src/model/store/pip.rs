@@ -100,8 +100,8 @@ mod tests {
 
     #[test]
     fn a_missing_interpreter_is_pip_missing() {
-        let err =
-            pip_install(&["/nonexistent/python3".into()], "x==1", Path::new("/tmp")).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = pip_install(&["/nonexistent/python3".into()], "x==1", dir.path()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "/nonexistent/python3 -m pip is not available: install Python 3 with pip"

