@@ -3,7 +3,10 @@
 //! ZeroMQ, with rich output (HTML tables, SVG charts, JSON figures).
 //!
 //! - `connection`: the connection file
-//! - `wire`: message frames, HMAC-SHA256 signatures, headers
+//! - `wire`: message frames and their HMAC-SHA256 signatures
+//! - `request`: the typed requests a front end may send, parsed once
+//! - `message`: incoming messages, and the kernel's replies and broadcasts
+//!   (message types from the `jupyter-protocol` crate)
 //! - `server`: the five sockets and the message handlers
 //! - `executor`: the thread that owns the session and runs cells
 //! - `display`, `html`, `svg`: an [`shardlab_repl::Output`] as mime bundles
@@ -15,6 +18,8 @@ pub mod connection;
 pub mod display;
 pub mod executor;
 pub mod html;
+pub mod message;
+pub mod request;
 pub mod server;
 pub mod spec;
 pub mod svg;

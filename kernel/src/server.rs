@@ -8,7 +8,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use jupyter_protocol::{
+    CodeMirrorMode, CommClose, CommInfoReply, ExecuteRequest, ExecutionCount, ExecutionState,
+    HistoryReply, InterruptReply, JupyterMessage, JupyterMessageContent, KernelInfoReply,
+    LanguageInfo, ReplyStatus, ShutdownReply,
+};
 use shardlab_repl::shell::helper::ShellHelper;
 use shardlab_repl::Session;
 use tokio::sync::{oneshot, Notify};
@@ -16,8 +20,10 @@ use zeromq::{PubSocket, RepSocket, RouterSocket, Socket, SocketRecv, SocketSend,
 
 use crate::assist;
 use crate::connection::ConnectionInfo;
-use crate::executor::{self, Job, Publisher};
-use crate::wire::{decode, encode, Message, Signer, PROTOCOL_VERSION};
+use crate::executor::{self, CellError, Job, Publisher};
+use crate::message::{new_id, reply, Incoming, PROTOCOL_VERSION};
+use crate::request::{Request, RequestError};
+use crate::wire::{decode, encode, Signer};
 use crate::KernelError;
 
 /// What the shell and control tasks share.
@@ -46,7 +52,7 @@ fn frames_of(msg: ZmqMessage) -> Vec<Bytes> {
     msg.into_vec()
 }
 
-async fn send<S: SocketSend>(socket: &mut S, msg: &Message, signer: &Signer) {
+async fn send<S: SocketSend>(socket: &mut S, msg: &JupyterMessage, signer: &Signer) {
     let sent = match encode(msg, signer) {
         Ok(frames) => match ZmqMessage::try_from(frames) {
             Ok(m) => socket.send(m).await.map_err(|e| e.to_string()),
@@ -55,7 +61,7 @@ async fn send<S: SocketSend>(socket: &mut S, msg: &Message, signer: &Signer) {
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = sent {
-        eprintln!("shardlab kernel: sending {}: {e}", msg.msg_type());
+        eprintln!("shardlab kernel: sending {}: {e}", msg.header.msg_type);
     }
 }
 
@@ -67,7 +73,7 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
     let mut iopub = bind(PubSocket::new(), &info, info.iopub_port).await?;
     let mut hb = bind(RepSocket::new(), &info, info.hb_port).await?;
 
-    let (iopub_tx, mut iopub_rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+    let (iopub_tx, mut iopub_rx) = tokio::sync::mpsc::unbounded_channel::<JupyterMessage>();
     let iopub_signer = signer.clone();
     tokio::spawn(async move {
         while let Some(msg) = iopub_rx.recv().await {
@@ -84,7 +90,7 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
 
     let publisher = Publisher {
         tx: iopub_tx,
-        session_id: crate::wire::new_id(),
+        session_id: new_id(),
     };
     let shared = Arc::new(Shared {
         signer,
@@ -102,13 +108,26 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
 
     let control_shared = shared.clone();
     tokio::spawn(async move {
+        let helper = ShellHelper::new();
         loop {
             let Ok(raw) = control.recv().await else { break };
             let Some(msg) = verified(raw, &control_shared.signer) else {
                 continue;
             };
-            let reply = handle_control(&control_shared, &msg);
-            send(&mut control, &reply, &control_shared.signer).await;
+            let answer = match &msg.request {
+                Ok(Request::Execute(_)) => refuse(
+                    &control_shared,
+                    &msg,
+                    &RequestError::ShellOnly {
+                        msg_type: msg.header.msg_type.clone(),
+                    },
+                ),
+                Ok(request) => answer(&control_shared, &helper, &msg, request),
+                Err(e) => refuse(&control_shared, &msg, e),
+            };
+            if let Some(r) = answer {
+                send(&mut control, &r, &control_shared.signer).await;
+            }
             if control_shared.stopping.load(Ordering::SeqCst) {
                 control_shared.shutdown.notify_one();
             }
@@ -116,7 +135,7 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
     });
 
     let helper = ShellHelper::new();
-    let mut execution_count = 0u64;
+    let mut execution_count = ExecutionCount::new(0);
     loop {
         let raw = tokio::select! {
             r = shell.recv() => r,
@@ -126,40 +145,21 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
         let Some(msg) = verified(raw, &shared.signer) else {
             continue;
         };
-        publisher.status(&msg, "busy");
-        let reply = match msg.msg_type() {
-            "execute_request" => {
-                if !msg.content["silent"].as_bool().unwrap_or(false) {
-                    execution_count += 1;
+        publisher.status(&msg.header, ExecutionState::Busy);
+        let answer = match &msg.request {
+            Ok(Request::Execute(request)) => {
+                if !request.silent {
+                    execution_count.increment();
                 }
-                let (done, wait) = oneshot::channel();
-                let job = Job {
-                    request: msg.clone(),
-                    execution_count,
-                    done,
-                };
-                let content = if jobs_tx.send(job).is_ok() {
-                    wait.await.ok()
-                } else {
-                    None
-                };
-                let content = content.unwrap_or_else(|| {
-                    json!({"status": "error", "execution_count": execution_count,
-                           "ename": "KernelError", "evalue": "the session thread stopped",
-                           "traceback": ["the session thread stopped"]})
-                });
-                Some(reply(&shared, &msg, "execute_reply", content))
+                Some(execute(&shared, &jobs_tx, &msg, request, execution_count).await)
             }
-            "shutdown_request" => {
-                shared.stopping.store(true, Ordering::SeqCst);
-                Some(handle_control(&shared, &msg))
-            }
-            _ => common(&shared, &helper, &msg),
+            Ok(request) => answer(&shared, &helper, &msg, request),
+            Err(e) => refuse(&shared, &msg, e),
         };
-        if let Some(r) = reply {
+        if let Some(r) = answer {
             send(&mut shell, &r, &shared.signer).await;
         }
-        publisher.status(&msg, "idle");
+        publisher.status(&msg.header, ExecutionState::Idle);
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
@@ -173,8 +173,9 @@ pub async fn serve(info: ConnectionInfo, session: Session) -> Result<(), KernelE
     Ok(())
 }
 
-/// Decodes a message, dropping (and logging) it if the signature is bad.
-fn verified(raw: ZmqMessage, signer: &Signer) -> Option<Message> {
+/// Decodes a message, dropping (and logging) it if the signature is bad or
+/// its frames are not a message.
+fn verified(raw: ZmqMessage, signer: &Signer) -> Option<Incoming> {
     match decode(frames_of(raw), signer) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -184,88 +185,114 @@ fn verified(raw: ZmqMessage, signer: &Signer) -> Option<Message> {
     }
 }
 
-fn reply(shared: &Shared, msg: &Message, msg_type: &str, content: Value) -> Message {
-    msg.reply(&shared.publisher.session_id, msg_type, content)
+/// Runs a cell on the session thread and waits for its execute_reply.
+async fn execute(
+    shared: &Shared,
+    jobs: &mpsc::Sender<Job>,
+    msg: &Incoming,
+    request: &ExecuteRequest,
+    execution_count: ExecutionCount,
+) -> JupyterMessage {
+    let (done, wait) = oneshot::channel();
+    let job = Job {
+        parent: msg.header.clone(),
+        request: request.clone(),
+        execution_count,
+        done,
+    };
+    let content = if jobs.send(job).is_ok() {
+        wait.await.ok()
+    } else {
+        None
+    };
+    let content = content.unwrap_or_else(|| {
+        CellError {
+            ename: "KernelError".into(),
+            evalue: "the session thread stopped".into(),
+            traceback: vec!["the session thread stopped".into()],
+        }
+        .reply(execution_count)
+    });
+    reply(&shared.publisher.session_id, msg, content)
 }
 
-fn handle_control(shared: &Shared, msg: &Message) -> Message {
-    match msg.msg_type() {
-        "shutdown_request" => {
+/// The error reply for a message the kernel does not serve (none for
+/// messages that are not requests).
+fn refuse(shared: &Shared, msg: &Incoming, error: &RequestError) -> Option<JupyterMessage> {
+    eprintln!("shardlab kernel: {error}");
+    let content = error.reply()?;
+    Some(reply(&shared.publisher.session_id, msg, content))
+}
+
+/// Every request but execute, answered the same on shell and control.
+fn answer(
+    shared: &Shared,
+    helper: &ShellHelper,
+    msg: &Incoming,
+    request: &Request,
+) -> Option<JupyterMessage> {
+    let content: JupyterMessageContent = match request {
+        Request::KernelInfo => kernel_info().into(),
+        Request::Complete(r) => assist::complete(helper, &r.code, r.cursor_pos).into(),
+        Request::Inspect(r) => assist::inspect(&r.code, r.cursor_pos).into(),
+        Request::IsComplete(r) => assist::is_complete(&r.code).into(),
+        Request::CommInfo(_) => CommInfoReply::default().into(),
+        Request::History(_) => HistoryReply::default().into(),
+        Request::Shutdown(r) => {
             shared.stopping.store(true, Ordering::SeqCst);
             shared.cancel.store(true, Ordering::SeqCst);
-            let restart = msg.content["restart"].as_bool().unwrap_or(false);
-            reply(
-                shared,
-                msg,
-                "shutdown_reply",
-                json!({"status": "ok", "restart": restart}),
-            )
+            ShutdownReply {
+                restart: r.restart,
+                status: ReplyStatus::Ok,
+                error: None,
+            }
+            .into()
         }
-        "interrupt_request" => {
+        Request::Interrupt => {
             shared.cancel.store(true, Ordering::SeqCst);
-            reply(shared, msg, "interrupt_reply", json!({"status": "ok"}))
+            InterruptReply::new().into()
         }
-        _ => common(shared, &ShellHelper::new(), msg).unwrap_or_else(|| unknown(shared, msg)),
-    }
-}
-
-fn unknown(shared: &Shared, msg: &Message) -> Message {
-    let t = msg.msg_type();
-    let reply_type = t
-        .strip_suffix("_request")
-        .map_or_else(|| format!("{t}_reply"), |b| format!("{b}_reply"));
-    reply(
-        shared,
-        msg,
-        &reply_type,
-        json!({"status": "error", "ename": "NotImplemented",
-        "evalue": format!("shardlab's kernel does not handle {t}"), "traceback": []}),
-    )
-}
-
-/// Requests answered the same on shell and control.
-fn common(shared: &Shared, helper: &ShellHelper, msg: &Message) -> Option<Message> {
-    let code = msg.content["code"].as_str().unwrap_or("");
-    let cursor = msg.content["cursor_pos"].as_u64().unwrap_or(0) as usize;
-    let (t, content) = match msg.msg_type() {
-        "kernel_info_request" => ("kernel_info_reply", kernel_info()),
-        "complete_request" => ("complete_reply", assist::complete(helper, code, cursor)),
-        "inspect_request" => ("inspect_reply", assist::inspect(code, cursor)),
-        "is_complete_request" => ("is_complete_reply", assist::is_complete(code)),
-        "comm_info_request" => ("comm_info_reply", json!({"status": "ok", "comms": {}})),
-        "history_request" => ("history_reply", json!({"status": "ok", "history": []})),
-        "comm_open" => {
+        Request::CommOpen(open) => {
             // No comm targets: close it straight away, as the protocol asks.
-            let id = msg.content["comm_id"].clone();
-            shared
-                .publisher
-                .publish(msg, "comm_close", json!({"comm_id": id, "data": {}}));
+            shared.publisher.publish(
+                &msg.header,
+                CommClose {
+                    comm_id: open.comm_id.clone(),
+                    data: Default::default(),
+                },
+            );
             return None;
         }
-        "comm_msg" | "comm_close" => return None,
-        other => {
-            eprintln!("shardlab kernel: unhandled message type {other}");
-            return Some(unknown(shared, msg));
+        Request::CommMsg(_) | Request::CommClose(_) => return None,
+        Request::Execute(_) => {
+            let e = RequestError::ShellOnly {
+                msg_type: request.msg_type().to_string(),
+            };
+            return refuse(shared, msg, &e);
         }
     };
-    Some(reply(shared, msg, t, content))
+    Some(reply(&shared.publisher.session_id, msg, content))
 }
 
-pub fn kernel_info() -> Value {
-    json!({
-        "status": "ok",
-        "protocol_version": PROTOCOL_VERSION,
-        "implementation": "shardlab",
-        "implementation_version": env!("CARGO_PKG_VERSION"),
-        "language_info": {
-            "name": "shardlab",
-            "version": env!("CARGO_PKG_VERSION"),
-            "mimetype": "text/x-shardlab",
-            "file_extension": ".shardlab",
-            "pygments_lexer": "text",
-            "codemirror_mode": "text/plain",
+pub fn kernel_info() -> KernelInfoReply {
+    KernelInfoReply {
+        status: ReplyStatus::Ok,
+        protocol_version: PROTOCOL_VERSION.to_string(),
+        implementation: "shardlab".to_string(),
+        implementation_version: env!("CARGO_PKG_VERSION").to_string(),
+        language_info: LanguageInfo {
+            name: "shardlab".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mimetype: Some("text/x-shardlab".to_string()),
+            file_extension: Some(".shardlab".to_string()),
+            pygments_lexer: Some("text".to_string()),
+            codemirror_mode: Some(CodeMirrorMode::Simple("text/plain".to_string())),
+            nbconvert_exporter: None,
         },
-        "banner": "shardlab: one model split across machines. `:help` lists the commands.",
-        "help_links": [],
-    })
+        banner: "shardlab: one model split across machines. `:help` lists the commands."
+            .to_string(),
+        help_links: Vec::new(),
+        debugger: false,
+        error: None,
+    }
 }

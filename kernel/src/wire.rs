@@ -1,20 +1,19 @@
-//! Jupyter wire messages: the frames of one message on a ZeroMQ socket,
-//! their HMAC-SHA256 signature, and building replies. Every incoming
-//! message goes through [`decode`], which refuses a bad signature before
-//! anything reads the content.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Jupyter wire messages: the frames of one message on a ZeroMQ socket and
+//! their HMAC-SHA256 signature. Every incoming message goes through
+//! [`decode`], which refuses a bad signature before anything reads the
+//! content, and then parses the header and the typed [`Request`] once.
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use jupyter_protocol::{Header, JupyterMessage};
+use serde_json::Value;
 use sha2::Sha256;
+
+use crate::message::Incoming;
+use crate::request::Request;
 
 /// Separates routing identities from the signed parts of a message.
 pub const DELIMITER: &[u8] = b"<IDS|MSG>";
-/// The messaging protocol version this kernel speaks.
-pub const PROTOCOL_VERSION: &str = "5.3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -24,9 +23,15 @@ pub enum WireError {
     TooFewFrames(usize),
     #[error("message signature does not match (msg_type {msg_type:?}); dropped")]
     BadSignature { msg_type: String },
-    #[error("message {part} is not valid JSON: {source}")]
+    #[error("message {part} is not valid: {source}")]
     Json {
         part: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("encoding the {part} of a {msg_type} message: {source}")]
+    Encode {
+        part: &'static str,
+        msg_type: String,
         source: serde_json::Error,
     },
     #[error("signing key rejected: {0}")]
@@ -61,8 +66,7 @@ impl Signer {
         if self.key.is_empty() {
             return Ok(String::new());
         }
-        let digest = self.mac(parts)?.finalize().into_bytes();
-        Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hex::encode(self.mac(parts)?.finalize().into_bytes()))
     }
 
     /// Whether `signature` (hex) signs `parts`, compared in constant time.
@@ -70,133 +74,35 @@ impl Signer {
         if self.key.is_empty() {
             return Ok(true);
         }
-        let Some(raw) = unhex(signature) else {
+        let Ok(raw) = hex::decode(signature) else {
             return Ok(false);
         };
         Ok(self.mac(parts)?.verify_slice(&raw).is_ok())
     }
 }
 
-fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
+fn parse<T: serde::de::DeserializeOwned>(part: &'static str, bytes: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(bytes).map_err(|source| WireError::Json { part, source })
+}
+
+/// An empty object (the protocol's "no parent") is `None`.
+fn parse_parent(bytes: &[u8]) -> Result<Option<Header>, WireError> {
+    let value: Value = parse("parent_header", bytes)?;
+    if value.as_object().is_some_and(|o| o.is_empty()) || value.is_null() {
+        return Ok(None);
     }
-    text.chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|source| WireError::Json {
+            part: "parent_header",
+            source,
         })
-        .collect()
-}
-
-/// One decoded message.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// Routing frames before the delimiter (the ROUTER peer id first).
-    pub identities: Vec<Bytes>,
-    pub header: Value,
-    pub parent_header: Value,
-    pub metadata: Value,
-    pub content: Value,
-}
-
-impl Message {
-    pub fn msg_type(&self) -> &str {
-        self.header["msg_type"].as_str().unwrap_or("")
-    }
-
-    /// A message answering `self`: same routing, `self`'s header as parent.
-    pub fn reply(&self, session: &str, msg_type: &str, content: Value) -> Message {
-        Message {
-            identities: self.identities.clone(),
-            header: new_header(session, msg_type),
-            parent_header: self.header.clone(),
-            metadata: json!({}),
-            content,
-        }
-    }
-
-    /// A broadcast on iopub caused by `self` (routed by a topic frame).
-    pub fn publish(&self, session: &str, msg_type: &str, content: Value) -> Message {
-        Message {
-            identities: vec![Bytes::from(format!("kernel.{session}.{msg_type}"))],
-            header: new_header(session, msg_type),
-            parent_header: self.header.clone(),
-            metadata: json!({}),
-            content,
-        }
-    }
-}
-
-/// A fresh header for a message this kernel sends.
-pub fn new_header(session: &str, msg_type: &str) -> Value {
-    json!({
-        "msg_id": new_id(),
-        "session": session,
-        "username": "shardlab",
-        "date": iso_now(),
-        "msg_type": msg_type,
-        "version": PROTOCOL_VERSION,
-    })
-}
-
-/// A unique id: process id, time and a counter, hex, in uuid layout.
-pub fn new_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let hex = format!(
-        "{:016x}{:08x}{:08x}",
-        nanos as u64,
-        std::process::id(),
-        n as u32
-    );
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// The current UTC time as ISO 8601, as message headers carry it.
-pub fn iso_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Frames (as a ROUTER or SUB socket delivers them) to a verified message.
-pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<Message, WireError> {
+/// A content the kernel cannot serve is not an error here: it becomes the
+/// message's `request` error, which the server answers.
+pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<Incoming, WireError> {
     let split = frames
         .iter()
         .position(|f| f.as_ref() == DELIMITER)
@@ -206,42 +112,46 @@ pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<Message, WireError>
         return Err(WireError::TooFewFrames(rest.len()));
     }
     let parts: [&[u8]; 4] = [&rest[1], &rest[2], &rest[3], &rest[4]];
-    let parse = |part: &'static str, bytes: &[u8]| {
-        serde_json::from_slice::<Value>(bytes).map_err(|source| WireError::Json { part, source })
-    };
     if !signer.verify(&rest[0], &parts)? {
         // Read the type only to say what was dropped; nothing else is looked at.
-        let msg_type = parse("header", &rest[1])
+        let msg_type = parse::<Value>("header", &rest[1])
             .ok()
             .and_then(|h| h["msg_type"].as_str().map(str::to_string))
             .unwrap_or_default();
         return Err(WireError::BadSignature { msg_type });
     }
-    Ok(Message {
+    let header: Header = parse("header", &rest[1])?;
+    Ok(Incoming {
         identities: frames[..split].to_vec(),
-        header: parse("header", &rest[1])?,
-        parent_header: parse("parent_header", &rest[2])?,
+        parent_header: parse_parent(&rest[2])?,
         metadata: parse("metadata", &rest[3])?,
-        content: parse("content", &rest[4])?,
+        request: Request::parse(&header.msg_type, &rest[4]),
+        header,
     })
 }
 
 /// A message to signed frames, identities first.
-pub fn encode(msg: &Message, signer: &Signer) -> Result<Vec<Bytes>, WireError> {
+pub fn encode(msg: &JupyterMessage, signer: &Signer) -> Result<Vec<Bytes>, WireError> {
+    let json = |part: &'static str, value: Result<Vec<u8>, serde_json::Error>| {
+        value.map_err(|source| WireError::Encode {
+            part,
+            msg_type: msg.header.msg_type.clone(),
+            source,
+        })
+    };
+    let parent = match &msg.parent_header {
+        Some(h) => json("parent_header", serde_json::to_vec(h))?,
+        None => b"{}".to_vec(),
+    };
     let parts = [
-        msg.header.to_string(),
-        msg.parent_header.to_string(),
-        msg.metadata.to_string(),
-        msg.content.to_string(),
+        json("header", serde_json::to_vec(&msg.header))?,
+        parent,
+        json("metadata", serde_json::to_vec(&msg.metadata))?,
+        json("content", serde_json::to_vec(&msg.content))?,
     ];
-    let refs: [&[u8]; 4] = [
-        parts[0].as_bytes(),
-        parts[1].as_bytes(),
-        parts[2].as_bytes(),
-        parts[3].as_bytes(),
-    ];
+    let refs: [&[u8]; 4] = [&parts[0], &parts[1], &parts[2], &parts[3]];
     let signature = signer.sign(&refs)?;
-    let mut frames = msg.identities.clone();
+    let mut frames = msg.zmq_identities.clone();
     frames.push(Bytes::from_static(DELIMITER));
     frames.push(Bytes::from(signature));
     frames.extend(parts.into_iter().map(Bytes::from));
@@ -251,38 +161,121 @@ pub fn encode(msg: &Message, signer: &Signer) -> Result<Vec<Bytes>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::{new_header, publish, reply};
+    use crate::request::RequestError;
+    use jupyter_protocol::{ExecuteRequest, JupyterMessageContent, Status};
+    use serde_json::json;
 
-    fn sample() -> Message {
-        Message {
-            identities: vec![Bytes::from_static(b"peer")],
-            header: new_header("s1", "execute_request"),
-            parent_header: json!({}),
-            metadata: json!({}),
-            content: json!({"code": ":help"}),
-        }
+    /// An execute_request as a front end would send it, framed and signed.
+    fn request_frames(signer: &Signer, msg_type: &str, content: &[u8]) -> Vec<Bytes> {
+        let header = serde_json::to_vec(&new_header("client", msg_type)).unwrap();
+        let parts: [&[u8]; 4] = [&header, b"{}", b"{}", content];
+        let signature = signer.sign(&parts).unwrap();
+        let mut frames = vec![
+            Bytes::from_static(b"peer"),
+            Bytes::from_static(DELIMITER),
+            Bytes::from(signature),
+        ];
+        frames.extend(parts.iter().map(|p| Bytes::copy_from_slice(p)));
+        frames
+    }
+
+    fn execute_content(code: &str) -> Vec<u8> {
+        serde_json::to_vec(&JupyterMessageContent::ExecuteRequest(ExecuteRequest::new(
+            code.to_string(),
+        )))
+        .unwrap()
     }
 
     #[test]
-    fn signed_messages_round_trip_and_tampering_is_refused() {
+    fn a_signed_request_decodes_to_its_typed_request() {
         let signer = Signer::new("secret");
-        let frames = encode(&sample(), &signer).unwrap();
-        let back = decode(frames.clone(), &signer).unwrap();
-        assert_eq!(back.msg_type(), "execute_request");
-        assert_eq!(back.content["code"], ":help");
-        assert_eq!(back.identities, vec![Bytes::from_static(b"peer")]);
+        let frames = request_frames(&signer, "execute_request", &execute_content(":help"));
+        let msg = decode(frames, &signer).unwrap();
+        assert_eq!(msg.identities, vec![Bytes::from_static(b"peer")]);
+        assert_eq!(msg.header.msg_type, "execute_request");
+        assert!(msg.parent_header.is_none());
+        assert!(
+            matches!(msg.request, Ok(Request::Execute(ref e)) if e.code == ":help"),
+            "{:?}",
+            msg.request
+        );
+    }
 
-        let wrong = Signer::new("not the key");
+    #[test]
+    fn a_wrong_key_or_tampered_content_is_refused() {
+        let signer = Signer::new("secret");
+        let frames = request_frames(&signer, "execute_request", &execute_content(":help"));
         assert!(matches!(
-            decode(frames.clone(), &wrong),
+            decode(frames.clone(), &Signer::new("not the key")),
             Err(WireError::BadSignature { ref msg_type }) if msg_type == "execute_request"
         ));
         let mut tampered = frames;
         let last = tampered.len() - 1;
-        tampered[last] = Bytes::from_static(br#"{"code": ":set seed 77"}"#);
+        tampered[last] = Bytes::from(execute_content(":set seed 77"));
         assert!(matches!(
             decode(tampered, &signer),
             Err(WireError::BadSignature { .. })
         ));
+    }
+
+    #[test]
+    fn unknown_types_and_bad_content_decode_with_a_typed_request_error() {
+        let signer = Signer::new("k");
+        let msg = decode(
+            request_frames(&signer, "frobnicate_request", b"{}"),
+            &signer,
+        )
+        .unwrap();
+        assert!(matches!(msg.request, Err(RequestError::Unsupported { .. })));
+        let msg = decode(
+            request_frames(&signer, "execute_request", b"{oops"),
+            &signer,
+        )
+        .unwrap();
+        assert!(matches!(msg.request, Err(RequestError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_header_that_is_not_json_is_a_wire_error() {
+        let signer = Signer::new("k");
+        let parts: [&[u8]; 4] = [b"{not json", b"{}", b"{}", b"{}"];
+        let mut frames = vec![
+            Bytes::from_static(DELIMITER),
+            Bytes::from(signer.sign(&parts).unwrap()),
+        ];
+        frames.extend(parts.iter().map(|p| Bytes::copy_from_slice(p)));
+        assert!(matches!(
+            decode(frames, &signer),
+            Err(WireError::Json { part: "header", .. })
+        ));
+    }
+
+    #[test]
+    fn the_kernels_messages_encode_to_frames_that_decode_and_verify() {
+        let signer = Signer::new("secret");
+        let incoming = decode(
+            request_frames(&signer, "kernel_info_request", b"{}"),
+            &signer,
+        )
+        .unwrap();
+        let answer = reply("kernel", &incoming, Status::busy());
+        let frames = encode(&answer, &signer).unwrap();
+        assert_eq!(frames[0], Bytes::from_static(b"peer"));
+        assert_eq!(frames[1], Bytes::from_static(DELIMITER));
+        let parts: Vec<&[u8]> = frames[3..].iter().map(|f| f.as_ref()).collect();
+        assert!(signer.verify(&frames[2], &parts).unwrap());
+        let parent: Value = serde_json::from_slice(&frames[4]).unwrap();
+        assert_eq!(parent["msg_id"], json!(incoming.header.msg_id));
+        let content: Value = serde_json::from_slice(&frames[6]).unwrap();
+        assert_eq!(content, json!({"execution_state": "busy"}));
+
+        let no_parent = JupyterMessage {
+            parent_header: None,
+            ..publish("kernel", &incoming.header, Status::idle())
+        };
+        let frames = encode(&no_parent, &signer).unwrap();
+        assert_eq!(frames[4].as_ref(), b"{}".as_slice());
     }
 
     #[test]
@@ -297,16 +290,16 @@ mod tests {
         assert!(s
             .verify(sig.as_bytes(), &[b"what do ya want for nothing?"])
             .unwrap());
+        assert!(s
+            .verify(
+                sig.to_uppercase().as_bytes(),
+                &[b"what do ya want for nothing?"]
+            )
+            .unwrap());
         assert!(!s.verify(b"zz", &[b"x"]).unwrap());
-    }
-
-    #[test]
-    fn dates_are_iso_utc() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        let now = iso_now();
-        assert!(now.ends_with('Z') && now.len() == 27, "{now}");
+        assert!(!s.verify(b"abc", &[b"x"]).unwrap());
+        assert!(Signer::new("").verify(b"", &[b"x"]).unwrap());
+        assert_eq!(Signer::new("").sign(&[b"x"]).unwrap(), "");
     }
 
     #[test]

@@ -28,7 +28,6 @@ use super::connection::Connection;
 use super::deadline::Deadline;
 use super::error::NetError;
 use super::frame::{FrameLimits, PROTOCOL_VERSION};
-use super::token::{from_hex, to_hex};
 
 const CLIENT_LABEL: &[u8] = b"shardlab-client";
 const SERVER_LABEL: &[u8] = b"shardlab-server";
@@ -51,20 +50,21 @@ impl Bytes32 {
 
 impl std::fmt::Debug for Bytes32 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&to_hex(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
 impl Serialize for Bytes32 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(&self.0))
+        s.serialize_str(&hex::encode(self.0))
     }
 }
 
 impl<'de> Deserialize<'de> for Bytes32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        from_hex(&text)
+        hex::decode(&text)
+            .ok()
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
             .map(Bytes32)
             .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))

@@ -17,7 +17,7 @@ impl Token {
     /// 32 random bytes from the thread CSPRNG, as 64 hex digits.
     pub fn generate() -> Token {
         let bytes: [u8; 32] = rand::random();
-        Token(to_hex(&bytes).into_bytes())
+        Token(hex::encode(bytes).into_bytes())
     }
 
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Token {
@@ -77,49 +77,9 @@ impl fmt::Debug for Token {
     }
 }
 
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// Decodes hex (either case); `None` on an odd length or a non-hex digit.
-pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if s.len() & 1 == 1 {
-        return None;
-    }
-    s.chunks_exact(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trip_and_rejects() {
-        let bytes = [0u8, 1, 0x7f, 0x80, 0xff, 0xab];
-        let h = to_hex(&bytes);
-        assert_eq!(h, "00017f80ffab");
-        assert_eq!(from_hex(&h).unwrap(), bytes);
-        assert_eq!(from_hex("ABcd").unwrap(), vec![0xab, 0xcd]);
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zz"), None);
-    }
 
     #[test]
     fn generated_tokens_are_hex_and_distinct() {

@@ -10,7 +10,7 @@ use super::{Cluster, ClusterError, LoadedModel, CONTROL_DEADLINE};
 use crate::cluster::messages::{
     FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, TensorTag, ToNode,
 };
-use crate::cluster::node::shard_cache::{hex, sha256_hex};
+use crate::cluster::node::shard_cache::sha256_hex;
 use crate::kernels::Weight;
 use crate::model::config::ModelConfig;
 use crate::model::gguf::GgmlType;
@@ -107,7 +107,7 @@ fn build_shard(
             layout: np.layout.clone(),
             context: plan.context,
             tensors,
-            shard_key: hex(&key.finalize()),
+            shard_key: hex::encode(key.finalize()),
         },
         weights,
     })
@@ -124,7 +124,7 @@ impl Cluster {
     ) -> Result<LoadSummary, ClusterError> {
         self.unload();
         let started = Instant::now();
-        let session = hex(&rand::random::<[u8; 16]>());
+        let session = hex::encode(rand::random::<[u8; 16]>());
         let live: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_alive())
             .collect();

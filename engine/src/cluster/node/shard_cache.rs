@@ -357,7 +357,7 @@ impl CachedShardData {
             });
         }
         for (i, meta) in self.tensors.iter().enumerate() {
-            let digest = hex(&Sha256::digest(self.bytes(i)));
+            let digest = hex::encode(Sha256::digest(self.bytes(i)));
             if digest != meta.sha256 {
                 return Err(CacheError::HashMismatch {
                     tensor: meta.name.clone(),
@@ -415,11 +415,7 @@ impl TensorSource for CachedShardData {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Hex SHA-256 of a tensor slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }

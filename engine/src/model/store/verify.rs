@@ -34,11 +34,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, StoreError> {
         };
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Checks a freshly installed file against `alias`; deletes it when it fails,
@@ -188,10 +184,7 @@ mod tests {
         let big = dir.path().join("big");
         let data = vec![b'a'; (3 << 20) + 1];
         fs::write(&big, &data).unwrap();
-        let expect: String = Sha256::digest(&data)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expect = hex::encode(Sha256::digest(&data));
         assert_eq!(sha256_file(&big).unwrap(), expect);
     }
 
