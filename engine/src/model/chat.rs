@@ -142,145 +142,19 @@ fn strftime_now(format: String) -> Result<String, minijinja::Error> {
     strftime(&format, secs).map_err(|d| minijinja::Error::new(ErrorKind::InvalidOperation, d))
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const WEEKDAYS: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
-
-/// A UTC calendar date and time broken out of Unix seconds.
-struct DateTime {
-    year: i64,
-    month: u32, // 1..=12
-    day: u32,   // 1..=31
-    yday: u32,  // 1..=366
-    wday: u32,  // 0 = Sunday
-    hour: u32,
-    minute: u32,
-    second: u32,
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-impl DateTime {
-    fn from_unix(secs: i64) -> Self {
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400) as u32;
-        // Walk 400-year eras (146,097 days each), then years, then months.
-        let mut year = 1970 + 400 * days.div_euclid(146_097);
-        let mut left = days.rem_euclid(146_097);
-        loop {
-            let len = if is_leap(year) { 366 } else { 365 };
-            if left < len {
-                break;
-            }
-            left -= len;
-            year += 1;
-        }
-        let yday = left as u32 + 1;
-        let mut month = 1;
-        let mut day = left as u32;
-        for m in 1..=12u32 {
-            let len = match m {
-                2 if is_leap(year) => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            if day < len {
-                month = m;
-                break;
-            }
-            day -= len;
-        }
-        DateTime {
-            year,
-            month,
-            day: day + 1,
-            yday,
-            // 1970-01-01 was a Thursday.
-            wday: (days + 4).rem_euclid(7) as u32,
-            hour: rem / 3600,
-            minute: rem / 60 % 60,
-            second: rem % 60,
-        }
-    }
-}
-
-/// Python/C `strftime` for the directives chat templates use, plus glibc's
-/// `%-d`-style unpadded forms. An unknown directive is an error naming it.
+/// Python/C `strftime` through chrono (in UTC), which also takes glibc's
+/// `%-d`-style unpadded forms. An unknown directive is an error naming the format.
 fn strftime(format: &str, unix_secs: i64) -> Result<String, String> {
-    let t = DateTime::from_unix(unix_secs);
-    let month = MONTHS[(t.month - 1) as usize];
-    let weekday = WEEKDAYS[t.wday as usize];
-    let hour12 = match t.hour % 12 {
-        0 => 12,
-        h => h,
-    };
-    let mut out = String::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut spec = chars.next();
-        let unpadded = spec == Some('-');
-        if unpadded {
-            spec = chars.next();
-        }
-        let num = |n: u32, width: usize| {
-            if unpadded {
-                n.to_string()
-            } else {
-                format!("{n:0width$}")
-            }
-        };
-        let piece = match spec {
-            Some('Y') => t.year.to_string(),
-            Some('y') => num(t.year.rem_euclid(100) as u32, 2),
-            Some('m') => num(t.month, 2),
-            Some('d') => num(t.day, 2),
-            Some('e') => format!("{:>2}", t.day),
-            Some('j') => num(t.yday, 3),
-            Some('H') => num(t.hour, 2),
-            Some('I') => num(hour12, 2),
-            Some('M') => num(t.minute, 2),
-            Some('S') => num(t.second, 2),
-            Some('p') => (if t.hour < 12 { "AM" } else { "PM" }).to_string(),
-            Some('B') => month.to_string(),
-            Some('b') | Some('h') => month[..3].to_string(),
-            Some('A') => weekday.to_string(),
-            Some('a') => weekday[..3].to_string(),
-            Some('Z') => "UTC".to_string(),
-            Some('z') => "+0000".to_string(),
-            Some('%') => "%".to_string(),
-            Some(other) => return Err(format!("strftime_now: unsupported directive %{other}")),
-            None => return Err("strftime_now: format ends with a lone %".to_string()),
-        };
-        out.push_str(&piece);
+    use chrono::format::{Item, StrftimeItems};
+    let items: Vec<Item> = StrftimeItems::new(format).collect();
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "strftime_now: unsupported directive in '{format}'"
+        ));
     }
-    Ok(out)
+    let t = chrono::DateTime::from_timestamp(unix_secs, 0)
+        .ok_or_else(|| format!("strftime_now: {unix_secs} is out of range"))?;
+    Ok(t.format_with_items(items.into_iter()).to_string())
 }
 
 #[cfg(test)]

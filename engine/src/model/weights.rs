@@ -1,6 +1,6 @@
 //! The weights one process holds, looked up by GGUF tensor name and cut to
 //! its [`LocalLayout`]. [`tensor_plan`] lists every tensor a layout needs and
-//! how it is sliced; the loader and (later) the coordinator that streams
+//! how it is sliced; the loader and the coordinator that streams
 //! slices to nodes share it, so they cannot disagree.
 
 use std::ops::Range;

@@ -1,6 +1,6 @@
 //! The one table of commands. The parser dispatches through it, `:help`
 //! prints it, the shell completes and hints from it, and the notebook kernel
-//! will do the same.
+//! completes and shows help from it too.
 
 use super::args::Args;
 use super::parsers as p;

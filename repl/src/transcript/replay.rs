@@ -1,4 +1,4 @@
-//! Replaying a transcript: each command runs in a fresh session, its
+//! Replaying a transcript: each file runs in one fresh session; each command's
 //! output is rendered with placeholders and compared line by line with
 //! what the file expects. A mismatch yields a unified diff; `bless`
 //! rewrites the file with what the session printed.
