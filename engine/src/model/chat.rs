@@ -148,9 +148,7 @@ fn strftime(format: &str, unix_secs: i64) -> Result<String, String> {
     use chrono::format::{Item, StrftimeItems};
     let items: Vec<Item> = StrftimeItems::new(format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
-        return Err(format!(
-            "strftime_now: unsupported directive in '{format}'"
-        ));
+        return Err(format!("strftime_now: unsupported directive in '{format}'"));
     }
     let t = chrono::DateTime::from_timestamp(unix_secs, 0)
         .ok_or_else(|| format!("strftime_now: {unix_secs} is out of range"))?;
