@@ -8,9 +8,14 @@ use super::gguf::{GgufError, GgufFile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
+    /// Also Mistral, and Mixtral (llama with `llama.expert_count`).
     Llama,
     Qwen2,
     Qwen3,
+    /// Qwen1.5-MoE / Qwen2-MoE: qwen2 attention, experts plus a gated shared expert.
+    Qwen2Moe,
+    /// Qwen3-30B-A3B, Qwen3-235B-A22B: qwen3 attention, renormalised top-k experts.
+    Qwen3Moe,
 }
 
 impl Arch {
@@ -19,6 +24,8 @@ impl Arch {
             "llama" | "mistral" => Some(Self::Llama),
             "qwen2" => Some(Self::Qwen2),
             "qwen3" => Some(Self::Qwen3),
+            "qwen2moe" | "qwen2_moe" => Some(Self::Qwen2Moe),
+            "qwen3moe" | "qwen3_moe" => Some(Self::Qwen3Moe),
             _ => None,
         }
     }
@@ -28,10 +35,66 @@ impl Arch {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::Qwen2Moe => "qwen2moe",
+            Self::Qwen3Moe => "qwen3moe",
         }
     }
 
-    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3";
+    pub const SUPPORTED: &'static str =
+        "llama, mistral, mixtral (llama with experts), qwen2, qwen3, qwen2moe, qwen3moe";
+
+    /// Q/K/V projections carry biases.
+    pub fn has_attn_bias(self) -> bool {
+        matches!(self, Self::Qwen2 | Self::Qwen2Moe)
+    }
+
+    /// Per-head RMSNorm on Q and K before RoPE.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Self::Qwen3 | Self::Qwen3Moe)
+    }
+
+    /// GGUF llama weights were permuted by llama.cpp's converter for
+    /// interleaved RoPE; the Qwen families rotate halves.
+    pub fn gguf_rope_style(self) -> RopeStyle {
+        match self {
+            Self::Llama => RopeStyle::Interleaved,
+            _ => RopeStyle::Neox,
+        }
+    }
+
+    /// Whether llama.cpp divides the chosen experts' weights by their sum
+    /// for this arch (its `build_moe_ffn` `norm_w` argument).
+    pub fn default_norm_topk(self) -> bool {
+        !matches!(self, Self::Qwen2Moe)
+    }
+}
+
+/// The mixture-of-experts part of a model: which layers route, to how many
+/// experts, and how the router's scores become weights. Every routed layer
+/// has the same expert count and width (true of every family supported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoeConfig {
+    pub n_experts: usize,
+    /// Experts each token is sent to (top-k).
+    pub n_experts_used: usize,
+    /// Intermediate width of one expert's FFN.
+    pub expert_ffn: usize,
+    /// The top-k softmax weights are divided by their sum (qwen3moe,
+    /// mixtral) rather than used as they are (qwen2moe).
+    pub norm_topk: bool,
+    /// A shared expert of width [`ModelConfig::ffn`] runs on every token,
+    /// scaled by `sigmoid(gate_inp_shexp · x)` (qwen2moe).
+    pub shared_expert: bool,
+    /// Layers with a plain dense FFN of width [`ModelConfig::ffn`] instead
+    /// (Hugging Face `mlp_only_layers` and `decoder_sparse_step`).
+    pub dense_layers: Vec<usize>,
+}
+
+impl MoeConfig {
+    /// Whether `layer` routes to experts.
+    pub fn is_moe_layer(&self, layer: usize) -> bool {
+        !self.dense_layers.contains(&layer)
+    }
 }
 
 /// Which dimensions RoPE rotates together.
@@ -76,6 +139,8 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     /// The output head reuses the token embedding.
     pub tied_embeddings: bool,
+    /// Present for mixture-of-experts models.
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
@@ -85,6 +150,19 @@ impl ModelConfig {
 
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// Whether `layer` has a routed expert FFN.
+    pub fn is_moe_layer(&self, layer: usize) -> bool {
+        self.moe.as_ref().is_some_and(|m| m.is_moe_layer(layer))
+    }
+
+    /// Whether a layer of this model has a dense FFN (or shared expert) of width `ffn`.
+    pub fn has_dense_ffn(&self, layer: usize) -> bool {
+        match &self.moe {
+            None => true,
+            Some(m) => m.shared_expert || !m.is_moe_layer(layer),
+        }
     }
 
     /// Q heads per KV head.
@@ -119,6 +197,26 @@ impl ModelConfig {
                 "RoPE dimension {} must be even and at most the head dimension {}",
                 self.rope_dim, self.head_dim
             ));
+        }
+        if let Some(m) = &self.moe {
+            if m.n_experts == 0 || m.expert_ffn == 0 {
+                return Err(format!(
+                    "{} experts of width {}: both must be positive",
+                    m.n_experts, m.expert_ffn
+                ));
+            }
+            if m.n_experts_used == 0 || m.n_experts_used > m.n_experts {
+                return Err(format!(
+                    "{} experts used per token, of {} experts",
+                    m.n_experts_used, m.n_experts
+                ));
+            }
+            if let Some(&l) = m.dense_layers.iter().find(|&&l| l >= self.n_layers) {
+                return Err(format!(
+                    "dense layer {l} is past the {} layers",
+                    self.n_layers
+                ));
+            }
         }
         if let RopeScaling::FreqFactors(f) = &self.rope_scaling {
             if f.len() != self.rope_dim / 2 {
@@ -158,7 +256,15 @@ impl ModelConfig {
             None if n_heads > 0 => hidden / n_heads,
             None => 0,
         };
-        let ffn = req("feed_forward_length")?;
+        let moe = moe_from_gguf(file, arch, arch_name)?;
+        let ffn = match (&moe, file.get_u64(&key("expert_shared_feed_forward_length"))?) {
+            // qwen2moe: the one dense FFN is the shared expert.
+            (Some(m), Some(shared)) if m.shared_expert => shared as usize,
+            (Some(m), _) => file
+                .get_u64(&key("feed_forward_length"))?
+                .map_or(m.expert_ffn, |v| v as usize),
+            (None, _) => req("feed_forward_length")?,
+        };
         let vocab = match file.get_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
             None => match file.get_array("tokenizer.ggml.tokens")? {
@@ -234,18 +340,59 @@ impl ModelConfig {
             rms_eps,
             rope_theta,
             rope_dim,
-            rope_style: match arch {
-                Arch::Llama => RopeStyle::Interleaved,
-                Arch::Qwen2 | Arch::Qwen3 => RopeStyle::Neox,
-            },
+            rope_style: arch.gguf_rope_style(),
             rope_scaling,
-            attn_bias: arch == Arch::Qwen2,
-            qk_norm: arch == Arch::Qwen3,
+            attn_bias: arch.has_attn_bias(),
+            qk_norm: arch.has_qk_norm(),
             tied_embeddings: file.tensor("output.weight").is_none(),
+            moe,
         };
         config
             .validate()
             .map_err(|problem| file.metadata_error(&format!("{arch_name}.*"), problem))?;
         Ok(config)
     }
+}
+
+/// The `{arch}.expert_*` keys, as llama.cpp reads them. A llama file with
+/// experts is Mixtral, whose expert width is `llama.feed_forward_length`.
+fn moe_from_gguf(
+    file: &GgufFile,
+    arch: Arch,
+    arch_name: &str,
+) -> Result<Option<MoeConfig>, GgufError> {
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let n_experts = file.get_u64(&key("expert_count"))?.unwrap_or(0) as usize;
+    let is_moe_arch = matches!(arch, Arch::Qwen2Moe | Arch::Qwen3Moe);
+    if n_experts == 0 {
+        if is_moe_arch {
+            return Err(file.metadata_error(&key("expert_count"), "missing or 0 for a MoE arch"));
+        }
+        return Ok(None);
+    }
+    if matches!(arch, Arch::Qwen2 | Arch::Qwen3) {
+        return Err(file.metadata_error(
+            &key("expert_count"),
+            format!("{arch_name} with experts is not a known model (did you mean {arch_name}moe?)"),
+        ));
+    }
+    let n_experts_used = file.require_u64(&key("expert_used_count"))? as usize;
+    let expert_ffn = match file.get_u64(&key("expert_feed_forward_length"))? {
+        Some(v) => v as usize,
+        None if arch == Arch::Llama => file.require_u64(&key("feed_forward_length"))? as usize,
+        None => file.require_u64(&key("expert_feed_forward_length"))? as usize,
+    };
+    let norm_topk = match file.get_bool(&key("expert_weights_norm"))? {
+        Some(b) => b,
+        None => arch.default_norm_topk(),
+    };
+    Ok(Some(MoeConfig {
+        n_experts,
+        n_experts_used,
+        expert_ffn,
+        norm_topk,
+        shared_expert: file.tensor("blk.0.ffn_gate_inp_shexp.weight").is_some()
+            || file.get_u64(&key("expert_shared_feed_forward_length"))?.is_some(),
+        dense_layers: Vec::new(),
+    }))
 }

@@ -15,8 +15,15 @@ pub struct LocalLayout {
     pub layers: Range<usize>,
     /// Q heads this process owns (global indices), half-open.
     pub q_heads: Range<usize>,
-    /// FFN intermediate columns this process owns, half-open.
+    /// FFN intermediate columns this process owns, half-open: of the dense
+    /// FFN, or of a MoE model's shared expert and dense layers.
     pub ffn: Range<usize>,
+    /// Routed experts this process runs (global indices), half-open; empty
+    /// for a dense model. The expert layout gives each node some experts.
+    pub experts: Range<usize>,
+    /// Columns of each owned expert's FFN this process computes; the tensor
+    /// layout splits every expert this way.
+    pub expert_ffn: Range<usize>,
     /// Output-head rows (vocabulary entries) this process computes.
     pub vocab: Range<usize>,
     /// Whether this process turns token ids into embeddings.
@@ -31,6 +38,8 @@ impl LocalLayout {
             layers: 0..config.n_layers,
             q_heads: 0..config.n_heads,
             ffn: 0..config.ffn,
+            experts: 0..config.moe.as_ref().map_or(0, |m| m.n_experts),
+            expert_ffn: 0..config.moe.as_ref().map_or(0, |m| m.expert_ffn),
             vocab: 0..config.vocab,
             embed: true,
             head: true,
@@ -49,6 +58,10 @@ impl LocalLayout {
 
     /// Whether the tensor-parallel parts cover the whole model (no all-reduce needed).
     pub fn is_whole_width(&self, config: &ModelConfig) -> bool {
-        self.q_heads == (0..config.n_heads) && self.ffn == (0..config.ffn)
+        let whole = Self::whole(config);
+        self.q_heads == whole.q_heads
+            && self.ffn == whole.ffn
+            && self.experts == whole.experts
+            && self.expert_ffn == whole.expert_ffn
     }
 }

@@ -175,9 +175,10 @@ pub fn config_from_json(path: &Path, json: &Value, name: &str) -> Result<ModelCo
         rope_dim: head_dim,
         rope_style: RopeStyle::Neox,
         rope_scaling,
-        attn_bias: arch == Arch::Qwen2,
-        qk_norm: arch == Arch::Qwen3,
+        attn_bias: arch.has_attn_bias(),
+        qk_norm: arch.has_qk_norm(),
         tied_embeddings: keys.bool("tie_word_embeddings")?.unwrap_or(false),
+        moe: None,
     };
     config.validate().map_err(|problem| HfError::Json {
         path: path.to_path_buf(),
@@ -290,6 +291,8 @@ fn hf_arch_names(arch: Arch) -> (&'static str, &'static str) {
         Arch::Llama => ("LlamaForCausalLM", "llama"),
         Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
         Arch::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
+        Arch::Qwen2Moe => ("Qwen2MoeForCausalLM", "qwen2_moe"),
+        Arch::Qwen3Moe => ("Qwen3MoeForCausalLM", "qwen3_moe"),
     }
 }
 

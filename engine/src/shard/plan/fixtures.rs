@@ -48,6 +48,7 @@ pub fn config(
         attn_bias: false,
         qk_norm: false,
         tied_embeddings,
+        moe: None,
     }
 }
 

@@ -39,6 +39,8 @@ pub fn tensor_group(
             layers: layers.clone(),
             q_heads,
             ffn: 0..0,
+            experts: 0..model.config.moe.as_ref().map_or(0, |m| m.n_experts),
+            expert_ffn: 0..model.config.moe.as_ref().map_or(0, |m| m.expert_ffn),
             vocab,
             embed,
             head,
