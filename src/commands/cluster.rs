@@ -23,7 +23,7 @@ pub struct ClusterArgs {
     /// `ADDR,ADDR,...` of running `shardlab node`s. Left out: one process.
     #[arg(long)]
     pub nodes: Option<String>,
-    /// tensor, pipeline, or hybrid:TxP.
+    /// tensor, expert (mixture-of-experts models), pipeline, or hybrid:TxP.
     #[arg(long, default_value = "tensor")]
     pub layout: String,
     /// Pipeline layer ranges by hand, e.g. 0..12,12..30.

@@ -15,6 +15,7 @@ pub mod hf;
 pub mod kv_cache;
 pub mod layout;
 pub mod loader;
+pub mod moe;
 pub mod ops;
 pub mod sampling;
 pub mod stop;

@@ -12,6 +12,7 @@ use super::config::ModelConfig;
 use super::error::ModelError;
 use super::kv_cache::KvCache;
 use super::layout::LocalLayout;
+use super::moe::{moe_ffn, shared_expert_scales, ExpertLoad, MoeScratch};
 use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
 use super::weights::ModelWeights;
 use crate::kernels::{matmul, matmul_partial, MatmulScratch, Weight};
@@ -40,6 +41,9 @@ pub struct Transformer {
     cache: KvCache,
     rope: Rope,
     scratch: MatmulScratch,
+    moe_scratch: MoeScratch,
+    /// Tokens routed to this process's experts since it was made.
+    expert_load: ExpertLoad,
 }
 
 impl Transformer {
@@ -65,6 +69,8 @@ impl Transformer {
             weights,
             rope,
             scratch: MatmulScratch::default(),
+            moe_scratch: MoeScratch::default(),
+            expert_load: ExpertLoad::default(),
         }
     }
 
@@ -78,6 +84,12 @@ impl Transformer {
 
     pub fn weights(&self) -> &ModelWeights {
         &self.weights
+    }
+
+    /// (token, expert) pairs routed to this process's experts, and in all,
+    /// since it was made (zero for a dense model).
+    pub fn expert_load(&self) -> ExpertLoad {
+        self.expert_load
     }
 
     pub fn cache(&self) -> &KvCache {
@@ -207,12 +219,27 @@ impl Transformer {
             add_rounded(x, &proj);
 
             rms_norm(x, &lw.ffn_norm, c.rms_eps, &mut xn);
-            matmul(&lw.w_gate, &xn, tokens, &mut gate, s);
-            matmul(&lw.w_up, &xn, tokens, &mut up, s);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = silu(*g) * u;
+            proj.fill(0.0);
+            if let Some(ffn) = &lw.ffn {
+                matmul(&ffn.gate, &xn, tokens, &mut gate, s);
+                matmul(&ffn.up, &xn, tokens, &mut up, s);
+                for (g, u) in gate.iter_mut().zip(&up) {
+                    *g = silu(*g) * u;
+                }
+                matmul_partial(&ffn.down, &gate, tokens, &mut proj, s);
             }
-            matmul_partial(&lw.w_down, &gate, tokens, &mut proj, s);
+            if let (Some(moe), Some(mc)) = (&lw.moe, &c.moe) {
+                if let Some(g) = &moe.shared_gate {
+                    // qwen2moe: the shared expert's output, scaled per token.
+                    let scales = shared_expert_scales(g, &xn, h);
+                    for (row, scale) in proj.chunks_exact_mut(h).zip(scales) {
+                        row.iter_mut().for_each(|v| *v *= scale as f64);
+                    }
+                }
+                let load = moe_ffn(moe, mc, &xn, tokens, h, &mut proj, &mut self.moe_scratch, s);
+                self.expert_load.routed += load.routed;
+                self.expert_load.total += load.total;
+            }
             reduce.all_reduce(&mut proj)?;
             add_rounded(x, &proj);
         }

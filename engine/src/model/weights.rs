@@ -9,6 +9,7 @@ use super::config::ModelConfig;
 use super::error::ModelError;
 use super::gguf::GgufFile;
 use super::layout::LocalLayout;
+pub use super::moe::MoeWeights;
 use crate::kernels::{Weight, WeightBytes};
 use crate::shard::slice::{slice_cols, slice_rows};
 
@@ -20,6 +21,79 @@ pub enum SliceRule {
     Rows(Range<usize>),
     /// Input-dimension slice (row-parallel): whole blocks of each row.
     Cols(Range<usize>),
+    /// Of a 3-D expert tensor (experts stacked outermost, `per_expert` rows
+    /// each): experts `experts`, and rows `rows` of each. Whole experts are
+    /// one contiguous range of rows (a view); a row range within each copies.
+    ExpertRows {
+        experts: Range<usize>,
+        per_expert: usize,
+        rows: Range<usize>,
+    },
+    /// Experts `experts` (each `per_expert` rows), input columns `cols` of each row.
+    ExpertCols {
+        experts: Range<usize>,
+        per_expert: usize,
+        cols: Range<usize>,
+    },
+}
+
+impl SliceRule {
+    /// Applies the rule to a whole tensor `w`.
+    pub fn apply(&self, w: &Weight) -> Result<Weight, crate::shard::slice::SliceError> {
+        Ok(match self {
+            SliceRule::Whole => w.clone(),
+            // A vector (a bias) has one row: its output slice is a range of
+            // its values.
+            SliceRule::Rows(r) if w.rows == 1 => slice_cols(w, r.clone())?,
+            SliceRule::Rows(r) => slice_rows(w, r.clone())?,
+            SliceRule::Cols(r) => slice_cols(w, r.clone())?,
+            SliceRule::ExpertRows {
+                experts,
+                per_expert,
+                rows,
+            } => {
+                let whole = slice_rows(w, experts.start * per_expert..experts.end * per_expert)?;
+                if *rows == (0..*per_expert) {
+                    whole
+                } else {
+                    let parts = (0..experts.len())
+                        .map(|e| slice_rows(&whole, e * per_expert + rows.start..e * per_expert + rows.end))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    stack_rows(&parts)
+                }
+            }
+            SliceRule::ExpertCols {
+                experts,
+                per_expert,
+                cols,
+            } => {
+                let whole = slice_rows(w, experts.start * per_expert..experts.end * per_expert)?;
+                slice_cols(&whole, cols.clone())?
+            }
+        })
+    }
+}
+
+/// Row blocks of the same type and width, one after another (a copy).
+fn stack_rows(parts: &[Weight]) -> Weight {
+    let Some(first) = parts.first() else {
+        return Weight {
+            dtype: crate::kernels::QuantType::F32,
+            rows: 0,
+            cols: 0,
+            data: WeightBytes::owned(Vec::new()),
+        };
+    };
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.byte_len()).sum());
+    for p in parts {
+        bytes.extend_from_slice(&p.data);
+    }
+    Weight {
+        dtype: first.dtype,
+        rows: parts.iter().map(|p| p.rows).sum(),
+        cols: first.cols,
+        data: WeightBytes::owned(bytes),
+    }
 }
 
 /// Anything that can hand out tensors by GGUF name.
@@ -40,14 +114,7 @@ pub trait TensorSource {
             tensor: name.to_string(),
             problem: e.to_string(),
         };
-        Ok(Some(match rule {
-            SliceRule::Whole => w,
-            // A vector (a bias) has one row: its output slice is a range of
-            // its values.
-            SliceRule::Rows(r) if w.rows == 1 => slice_cols(&w, r.clone()).map_err(bad)?,
-            SliceRule::Rows(r) => slice_rows(&w, r.clone()).map_err(bad)?,
-            SliceRule::Cols(r) => slice_cols(&w, r.clone()).map_err(bad)?,
-        }))
+        Ok(Some(rule.apply(&w).map_err(bad)?))
     }
 }
 
@@ -171,21 +238,33 @@ pub fn tensor_plan(config: &ModelConfig, layout: &LocalLayout) -> Vec<TensorNeed
             out.push(need(p("attn_k_norm.weight"), SliceRule::Whole, false));
         }
         out.push(need(p("ffn_norm.weight"), SliceRule::Whole, false));
-        out.push(need(
-            p("ffn_gate.weight"),
-            rows(&layout.ffn, config.ffn),
-            false,
-        ));
-        out.push(need(
-            p("ffn_up.weight"),
-            rows(&layout.ffn, config.ffn),
-            false,
-        ));
-        out.push(need(
-            p("ffn_down.weight"),
-            cols(&layout.ffn, config.ffn),
-            false,
-        ));
+        if config.has_dense_ffn(l) && !layout.ffn.is_empty() {
+            let [gate, up, down] = dense_ffn_names(config, l);
+            out.push(need(p(gate), rows(&layout.ffn, config.ffn), false));
+            out.push(need(p(up), rows(&layout.ffn, config.ffn), false));
+            out.push(need(p(down), cols(&layout.ffn, config.ffn), false));
+        }
+        if let Some(m) = config.moe.as_ref().filter(|m| m.is_moe_layer(l)) {
+            if m.shared_expert {
+                out.push(need(p("ffn_gate_inp_shexp.weight"), SliceRule::Whole, false));
+            }
+            if !layout.experts.is_empty() && !layout.expert_ffn.is_empty() {
+                out.push(need(p("ffn_gate_inp.weight"), SliceRule::Whole, false));
+                let rows = SliceRule::ExpertRows {
+                    experts: layout.experts.clone(),
+                    per_expert: m.expert_ffn,
+                    rows: layout.expert_ffn.clone(),
+                };
+                out.push(need(p("ffn_gate_exps.weight"), rows.clone(), false));
+                out.push(need(p("ffn_up_exps.weight"), rows, false));
+                let cols = SliceRule::ExpertCols {
+                    experts: layout.experts.clone(),
+                    per_expert: config.hidden,
+                    cols: layout.expert_ffn.clone(),
+                };
+                out.push(need(p("ffn_down_exps.weight"), cols, false));
+            }
+        }
     }
     if layout.head {
         out.push(need("output_norm.weight".into(), SliceRule::Whole, false));
@@ -200,6 +279,16 @@ pub fn tensor_plan(config: &ModelConfig, layout: &LocalLayout) -> Vec<TensorNeed
     out
 }
 
+/// The dense FFN's gate, up and down tensors in layer `l`: a MoE layer's
+/// dense FFN is its shared expert.
+pub fn dense_ffn_names(config: &ModelConfig, l: usize) -> [&'static str; 3] {
+    if config.is_moe_layer(l) {
+        ["ffn_gate_shexp.weight", "ffn_up_shexp.weight", "ffn_down_shexp.weight"]
+    } else {
+        ["ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
+    }
+}
+
 pub struct LayerWeights {
     pub attn_norm: Vec<f32>,
     pub wq: Weight,
@@ -212,9 +301,25 @@ pub struct LayerWeights {
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
-    pub w_gate: Weight,
-    pub w_up: Weight,
-    pub w_down: Weight,
+    /// The dense FFN, or a MoE layer's shared expert (absent without one,
+    /// or when this process owns none of its columns).
+    pub ffn: Option<FfnWeights>,
+    /// A MoE layer's router and the experts this process owns.
+    pub moe: Option<MoeWeights>,
+}
+
+/// A SwiGLU FFN: `down(silu(gate x) * up x)`.
+#[derive(Clone)]
+pub struct FfnWeights {
+    pub gate: Weight,
+    pub up: Weight,
+    pub down: Weight,
+}
+
+impl FfnWeights {
+    fn byte_len(&self) -> usize {
+        self.gate.byte_len() + self.up.byte_len() + self.down.byte_len()
+    }
 }
 
 pub struct ModelWeights {
@@ -239,10 +344,12 @@ impl ModelWeights {
         }
         for l in &self.layers {
             n += v(&l.attn_norm) + v(&l.ffn_norm);
-            n += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+            n += [&l.wq, &l.wk, &l.wv, &l.wo]
                 .iter()
                 .map(|w| w.byte_len())
                 .sum::<usize>();
+            n += l.ffn.as_ref().map_or(0, FfnWeights::byte_len);
+            n += l.moe.as_ref().map_or(0, MoeWeights::byte_len);
             n += ov(&l.bq) + ov(&l.bk) + ov(&l.bv) + ov(&l.q_norm) + ov(&l.k_norm);
         }
         n
@@ -282,9 +389,45 @@ impl ModelWeights {
             let wk = m("attn_k.weight", nkv * hd, h)?;
             let wv = m("attn_v.weight", nkv * hd, h)?;
             let wo = m("attn_output.weight", h, nq * hd)?;
-            let w_gate = m("ffn_gate.weight", nf, h)?;
-            let w_up = m("ffn_up.weight", nf, h)?;
-            let w_down = m("ffn_down.weight", h, nf)?;
+            let ffn = if config.has_dense_ffn(l) && nf > 0 {
+                let [gate, up, down] = dense_ffn_names(config, l);
+                Some(FfnWeights {
+                    gate: m(gate, nf, h)?,
+                    up: m(up, nf, h)?,
+                    down: m(down, h, nf)?,
+                })
+            } else {
+                None
+            };
+            let moe = match config.moe.as_ref().filter(|m| m.is_moe_layer(l)) {
+                Some(mc) => {
+                    let (ne, nef) = (layout.experts.len(), layout.expert_ffn.len());
+                    let experts = if ne > 0 && nef > 0 {
+                        let router = m("ffn_gate_inp.weight", mc.n_experts, h)?;
+                        let gate = m("ffn_gate_exps.weight", ne * nef, h)?;
+                        let up = m("ffn_up_exps.weight", ne * nef, h)?;
+                        let down = m("ffn_down_exps.weight", ne * h, nef)?;
+                        Some((router, FfnWeights { gate, up, down }))
+                    } else {
+                        None
+                    };
+                    let shared_gate = if mc.shared_expert {
+                        let name = n("ffn_gate_inp_shexp.weight");
+                        loader.vector(&name, &SliceRule::Whole, h, false)?
+                    } else {
+                        None
+                    };
+                    Some(
+                        MoeWeights::new(layout.experts.clone(), experts, shared_gate, h)
+                            .map_err(|problem| ModelError::BadTensor {
+                                source_name: source.source_name(),
+                                tensor: n("ffn_gate_exps.weight"),
+                                problem,
+                            })?,
+                    )
+                }
+                None => None,
+            };
             let mut vec = |s: &str, len: usize, optional: bool| {
                 let name = n(s);
                 loader.vector(&name, &rule_of(&name), len, optional)
@@ -320,9 +463,8 @@ impl ModelWeights {
                 q_norm,
                 k_norm,
                 ffn_norm,
-                w_gate,
-                w_up,
-                w_down,
+                ffn,
+                moe,
             });
         }
         let (output_norm, output) = if layout.head {

@@ -39,7 +39,7 @@ pub struct CommandSpec {
     pub parse: fn(&Args) -> Result<Command, ParseError>,
 }
 
-pub const LAYOUTS: &[&str] = &["tensor", "pipeline", "hybrid", "single"];
+pub const LAYOUTS: &[&str] = &["tensor", "expert", "pipeline", "hybrid", "single"];
 
 pub const SETTINGS: &[&str] = &[
     "temperature",
@@ -144,7 +144,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "plan",
         aliases: &[],
-        usage: ":plan tensor|pipeline|hybrid TxP|single [--layers A..B,B..C]",
+        usage: ":plan tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C]",
         summary: "show how a layout would split the model over the nodes, and the memory it needs",
         help: "Nothing loads. Per node: layers, Q/KV heads, FFN columns, vocabulary rows, and predicted\n\
                memory (weights + KV cache + scratch + runtime) against the node's budget. A layout that does\n\
@@ -157,7 +157,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "shard",
         aliases: &[],
-        usage: ":shard tensor|pipeline|hybrid TxP|single [--layers A..B,B..C]",
+        usage: ":shard tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C]",
         summary: "apply a layout: load (or re-shard) the model across the nodes",
         help: "Plans, checks memory, then streams each node only its slices. Nodes that left the cluster\n\
                are dropped first, so after a failure `:shard` re-plans on the survivors.\n\

@@ -263,7 +263,7 @@ fn layout_errors_name_the_problem() {
     assert_eq!(
         error(":shard"),
         format!(
-            ":shard: which layout? tensor, pipeline, hybrid TxP or single; usage: {}",
+            ":shard: which layout? tensor, expert, pipeline, hybrid TxP or single; usage: {}",
             usage("shard")
         )
     );

@@ -227,7 +227,7 @@ mod tests {
         let h = ShellHelper::new();
         let hint = h.hint_for(":plan ").unwrap();
         assert!(
-            hint.display().starts_with("tensor|pipeline"),
+            hint.display().starts_with("tensor|expert|pipeline"),
             "{}",
             hint.display()
         );

@@ -30,6 +30,8 @@ pub enum PlanError {
         needed: usize,
         connected: usize,
     },
+    #[error("the expert layout places whole experts on nodes, but {model} is a dense model (use tensor, pipeline or hybrid)")]
+    ExpertNeedsMoe { model: String },
     #[error("the context must be at least 1 token")]
     ZeroContext,
     #[error("node '{node}' gets 0 layers: {stages} pipeline stages but the model has only {layers} layers")]

@@ -9,7 +9,7 @@ use super::error::PlanError;
 use super::memory::{predict, weight_bytes, weight_elements};
 use super::pipeline::{check_layers, weighted_layers, StageCost};
 use super::summary::ModelSummary;
-use super::tensor::tensor_group;
+use super::tensor::{tensor_group, ExpertSplit};
 use super::{NodeBudget, NodePlan};
 use crate::model::layout::LocalLayout;
 
@@ -21,6 +21,7 @@ pub fn grid(
     p: usize,
     layers: Option<&[Range<usize>]>,
     context: usize,
+    experts: ExpertSplit,
 ) -> Result<(Vec<NodePlan>, Vec<Vec<usize>>), PlanError> {
     let n_layers = model.config.n_layers;
     let stage_nodes = |s: usize| &nodes[s * t..(s + 1) * t];
@@ -64,7 +65,7 @@ pub fn grid(
     let mut plans = Vec::with_capacity(t * p);
     let mut stages = Vec::with_capacity(p);
     for (s, range) in layer_ranges.into_iter().enumerate() {
-        let layouts = tensor_group(model, t, range, s == 0, s + 1 == p)?;
+        let layouts = tensor_group(model, t, range, s == 0, s + 1 == p, experts)?;
         let mut members = Vec::with_capacity(t);
         for (rank, (layout, node)) in layouts.into_iter().zip(stage_nodes(s)).enumerate() {
             let index = s * t + rank;
@@ -95,7 +96,7 @@ fn fits(
 ) -> Result<bool, PlanError> {
     let p = ranges.len();
     for (s, range) in ranges.iter().enumerate() {
-        let layouts = tensor_group(model, t, range.clone(), s == 0, s + 1 == p)?;
+        let layouts = tensor_group(model, t, range.clone(), s == 0, s + 1 == p, ExpertSplit::Columns)?;
         for (layout, node) in layouts.iter().zip(&nodes[s * t..(s + 1) * t]) {
             if predict(model, layout, context)?.total() > node.budget_bytes {
                 return Ok(false);
@@ -123,7 +124,7 @@ fn stage_work(
         per_layer: 0.0,
         budget: budget as f64,
     };
-    for layout in tensor_group(model, t, 0..n_layers, false, s + 1 == p)? {
+    for layout in tensor_group(model, t, 0..n_layers, false, s + 1 == p, ExpertSplit::Columns)? {
         let all = weight_elements(model, &layout)?;
         let fixed = weight_elements(
             model,
@@ -155,7 +156,7 @@ fn stage_cost(
         per_layer: 0.0,
         budget: budget as f64,
     };
-    for layout in tensor_group(model, t, 0..n_layers, s == 0, s + 1 == p)? {
+    for layout in tensor_group(model, t, 0..n_layers, s == 0, s + 1 == p, ExpertSplit::Columns)? {
         let all = predict(model, &layout, context)?;
         let bare = weight_bytes(
             model,

@@ -79,6 +79,27 @@ pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, P
                 }
                 t.rows as u64 * t.row_bytes(r.len())
             }
+            SliceRule::ExpertRows { experts, rows, .. } => {
+                (experts.len() * rows.len()) as u64 * t.row_bytes(t.cols)
+            }
+            SliceRule::ExpertCols {
+                experts,
+                per_expert,
+                cols,
+            } => {
+                let block = t.dtype.block_len();
+                if !cols.start.is_multiple_of(block) || !cols.end.is_multiple_of(block) {
+                    return Err(PlanError::Misaligned {
+                        tensor: name.to_string(),
+                        dtype: t.dtype.name().to_string(),
+                        cols: t.cols,
+                        start: cols.start,
+                        end: cols.end,
+                        block,
+                    });
+                }
+                (experts.len() * per_expert) as u64 * t.row_bytes(cols.len())
+            }
         })
     })
 }
@@ -87,12 +108,27 @@ pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, P
 /// weight element it uses. The measure of work for balancing stages, since
 /// the kernels cost per element, whatever the bytes per element.
 pub fn weight_elements(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
+    let (used, n_experts) = model
+        .config
+        .moe
+        .as_ref()
+        .map_or((1, 1), |m| (m.n_experts_used as u64, m.n_experts.max(1) as u64));
     sum_over_tensors(model, layout, |_, t, rule| {
         let (rows, cols) = (t.rows as u64, t.cols as u64);
         Ok(match rule {
             SliceRule::Whole => rows * cols,
             SliceRule::Rows(r) => r.len() as u64 * cols,
             SliceRule::Cols(r) => rows * r.len() as u64,
+            // A token runs only the experts routed to it: count the
+            // expected share, `used / experts` of those held.
+            SliceRule::ExpertRows { experts, rows: r, .. } => {
+                experts.len() as u64 * r.len() as u64 * cols * used / n_experts
+            }
+            SliceRule::ExpertCols {
+                experts,
+                per_expert,
+                cols: c,
+            } => experts.len() as u64 * *per_expert as u64 * c.len() as u64 * used / n_experts,
         })
     })
 }

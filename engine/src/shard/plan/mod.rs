@@ -33,6 +33,7 @@ pub use memory::{predict, MemoryPrediction, RUNTIME_OVERHEAD_BYTES};
 pub use request::{parse_layers, LayoutRequest};
 pub use suggest::{check_fits, suggest};
 pub use summary::{ModelSummary, TensorSummary};
+pub use tensor::ExpertSplit;
 
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,14 +86,24 @@ pub fn plan(
     let no_nodes = || PlanError::NoNodes {
         layout: request.to_string(),
     };
+    let experts = if *request == LayoutRequest::Expert {
+        if model.config.moe.is_none() {
+            return Err(PlanError::ExpertNeedsMoe {
+                model: model.config.name.clone(),
+            });
+        }
+        ExpertSplit::Whole
+    } else {
+        ExpertSplit::Columns
+    };
     let (t, p, layers) = match request {
         LayoutRequest::Single => match n {
             0 => return Err(no_nodes()),
             1 => (1, 1, None),
             _ => return Err(PlanError::SingleNeedsOne { connected: n }),
         },
-        LayoutRequest::Tensor if n == 0 => return Err(no_nodes()),
-        LayoutRequest::Tensor => (n, 1, None),
+        LayoutRequest::Tensor | LayoutRequest::Expert if n == 0 => return Err(no_nodes()),
+        LayoutRequest::Tensor | LayoutRequest::Expert => (n, 1, None),
         LayoutRequest::Pipeline { .. } if n == 0 => return Err(no_nodes()),
         LayoutRequest::Pipeline { layers } => (1, n, layers.as_deref()),
         &LayoutRequest::Hybrid { tensor, pipeline } => {
@@ -107,7 +118,7 @@ pub fn plan(
             (tensor, pipeline, None)
         }
     };
-    let (nodes, stages) = hybrid::grid(model, nodes, t, p, layers, context)?;
+    let (nodes, stages) = hybrid::grid(model, nodes, t, p, layers, context, experts)?;
     Ok(Plan {
         request: request.clone(),
         context,

@@ -16,13 +16,17 @@ pub enum LayoutRequest {
     Single,
     /// Every node runs every layer on its share of heads, FFN and vocabulary.
     Tensor,
+    /// Mixture-of-experts models: as tensor, but whole experts per node
+    /// rather than a share of every expert's columns.
+    Expert,
     /// Each node runs a range of layers: given by hand, or weighted by budget.
     Pipeline { layers: Option<Vec<Range<usize>>> },
     /// `pipeline` stages of `tensor` nodes each.
     Hybrid { tensor: usize, pipeline: usize },
 }
 
-const EXPECTED: &str = "expected single, tensor, pipeline, pipeline:0..15,15..30 or hybrid:TxP";
+const EXPECTED: &str =
+    "expected single, tensor, expert, pipeline, pipeline:0..15,15..30 or hybrid:TxP";
 
 impl FromStr for LayoutRequest {
     type Err = PlanError;
@@ -40,6 +44,7 @@ impl FromStr for LayoutRequest {
         match (kind, arg) {
             ("single", None) => Ok(Self::Single),
             ("tensor", None) => Ok(Self::Tensor),
+            ("expert", None) => Ok(Self::Expert),
             ("pipeline", None) => Ok(Self::Pipeline { layers: None }),
             ("pipeline", Some(ranges)) => Ok(Self::Pipeline {
                 layers: Some(parse_layers(ranges)?),
@@ -62,7 +67,7 @@ impl FromStr for LayoutRequest {
             ("hybrid", None) => Err(bad(
                 "hybrid needs a shape: hybrid:TxP, e.g. hybrid:2x2 (2 tensor-parallel nodes per stage, 2 stages)".into(),
             )),
-            ("single" | "tensor", Some(extra)) => {
+            ("single" | "tensor" | "expert", Some(extra)) => {
                 Err(bad(format!("{kind} takes no argument, found '{extra}'")))
             }
             _ => Err(bad(format!("unknown layout '{kind}' ({EXPECTED})"))),
@@ -75,6 +80,7 @@ impl fmt::Display for LayoutRequest {
         match self {
             Self::Single => f.write_str("single"),
             Self::Tensor => f.write_str("tensor"),
+            Self::Expert => f.write_str("expert"),
             Self::Pipeline { layers: None } => f.write_str("pipeline"),
             Self::Pipeline {
                 layers: Some(layers),
@@ -126,6 +132,7 @@ mod tests {
         let cases = [
             ("single", LayoutRequest::Single),
             (" Tensor ", LayoutRequest::Tensor),
+            ("expert", LayoutRequest::Expert),
             ("pipeline", LayoutRequest::Pipeline { layers: None }),
             (
                 "pipeline:0..10,10-30",

@@ -121,9 +121,19 @@ impl ModelSummary {
     /// differ by layer, as in Q4_K_M), and the type with the widest block,
     /// for messages.
     pub(crate) fn input_block(&self, suffix: &str) -> Result<(usize, GgmlType), PlanError> {
+        let all: Vec<usize> = (0..self.config.n_layers).collect();
+        self.input_block_in(suffix, &all)
+    }
+
+    /// As [`Self::input_block`], over the given layers only.
+    pub(crate) fn input_block_in(
+        &self,
+        suffix: &str,
+        layers: &[usize],
+    ) -> Result<(usize, GgmlType), PlanError> {
         let mut block = 1;
         let mut widest = GgmlType::F32;
-        for l in 0..self.config.n_layers {
+        for &l in layers {
             let t = self.require(&format!("blk.{l}.{suffix}"))?;
             let b = t.dtype.block_len();
             block = lcm(block, b);

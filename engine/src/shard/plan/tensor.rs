@@ -16,6 +16,16 @@ use super::error::PlanError;
 use super::memory::weight_bytes;
 use super::summary::{gcd, lcm, ModelSummary};
 use crate::model::layout::LocalLayout;
+use crate::model::weights::dense_ffn_names;
+
+/// How a tensor group divides a mixture-of-experts layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertSplit {
+    /// Every node runs every expert on its share of each one's columns.
+    Columns,
+    /// Each node runs whole experts (the expert layout).
+    Whole,
+}
 
 /// The layouts of `n` tensor-parallel nodes running `layers`; `embed` and
 /// `head` say whether this group embeds tokens and computes logits.
@@ -25,6 +35,7 @@ pub fn tensor_group(
     layers: Range<usize>,
     embed: bool,
     head: bool,
+    experts: ExpertSplit,
 ) -> Result<Vec<LocalLayout>, PlanError> {
     let heads = split_heads(model, n)?;
     let vocab = if head {
@@ -32,6 +43,7 @@ pub fn tensor_group(
     } else {
         vec![0..0; n]
     };
+    let moe = model.config.moe.as_ref();
     let base: Vec<LocalLayout> = heads
         .into_iter()
         .zip(vocab)
@@ -39,19 +51,124 @@ pub fn tensor_group(
             layers: layers.clone(),
             q_heads,
             ffn: 0..0,
-            experts: 0..model.config.moe.as_ref().map_or(0, |m| m.n_experts),
-            expert_ffn: 0..model.config.moe.as_ref().map_or(0, |m| m.expert_ffn),
+            experts: 0..0,
+            expert_ffn: 0..moe.map_or(0, |m| m.expert_ffn),
             vocab,
             embed,
             head,
         })
         .collect();
+    // Experts first (the bulk of a MoE layer), then the dense FFN levels
+    // what is left.
+    let base = match (moe, experts) {
+        (None, _) => base,
+        (Some(_), ExpertSplit::Columns) => {
+            let all = |l: &LocalLayout| LocalLayout {
+                experts: 0..moe.map_or(0, |m| m.n_experts),
+                ..l.clone()
+            };
+            let base: Vec<LocalLayout> = base.iter().map(all).collect();
+            let cols = split_expert_ffn(model, &base)?;
+            base.into_iter()
+                .zip(cols)
+                .map(|(l, expert_ffn)| LocalLayout { expert_ffn, ..l })
+                .collect()
+        }
+        (Some(_), ExpertSplit::Whole) => {
+            let owned = split_experts(model, &base)?;
+            base.into_iter()
+                .zip(owned)
+                .map(|(l, experts)| LocalLayout { experts, ..l })
+                .collect()
+        }
+    };
     let ffn = split_ffn(model, &base)?;
     Ok(base
         .into_iter()
         .zip(ffn)
         .map(|(layout, ffn)| LocalLayout { ffn, ..layout })
         .collect())
+}
+
+/// Units of `unit_layout`'s extra bytes each node takes so weight bytes
+/// come out level: the node with the lighter rest takes more.
+fn level_units(
+    model: &ModelSummary,
+    base: &[LocalLayout],
+    one_unit: impl Fn(&LocalLayout) -> LocalLayout,
+    units: usize,
+) -> Result<Vec<usize>, PlanError> {
+    let n = base.len();
+    let mut rest = Vec::with_capacity(n);
+    for layout in base {
+        rest.push(weight_bytes(model, layout)? as f64);
+    }
+    let cost = weight_bytes(model, &one_unit(&base[0]))? as f64 - rest[0];
+    let ideal = level_shares(&rest, &vec![1.0; n], cost, units as f64);
+    // A node may own none of a tensor narrower than one unit per node.
+    let min = usize::from(units >= n);
+    Ok(round_shares(&ideal, units, min))
+}
+
+/// Whole experts per node, contiguous, balanced by bytes (every expert of
+/// a layer weighs the same, so by count where nothing else differs).
+fn split_experts(
+    model: &ModelSummary,
+    base: &[LocalLayout],
+) -> Result<Vec<Range<usize>>, PlanError> {
+    let n_experts = model.config.moe.as_ref().map_or(0, |m| m.n_experts);
+    if base.len() <= 1 {
+        return Ok(vec![0..n_experts; base.len()]);
+    }
+    let counts = level_units(
+        model,
+        base,
+        |l| LocalLayout {
+            experts: 0..1,
+            ..l.clone()
+        },
+        n_experts,
+    )?;
+    Ok(ranges(&counts))
+}
+
+/// Columns of every expert's FFN per node, in whole blocks of
+/// `ffn_down_exps`; when there are fewer blocks than nodes some own none.
+fn split_expert_ffn(
+    model: &ModelSummary,
+    base: &[LocalLayout],
+) -> Result<Vec<Range<usize>>, PlanError> {
+    let width = model.config.moe.as_ref().map_or(0, |m| m.expert_ffn);
+    if base.len() <= 1 {
+        return Ok(vec![0..width; base.len()]);
+    }
+    let moe_layers: Vec<usize> = (0..model.config.n_layers)
+        .filter(|&l| model.config.is_moe_layer(l))
+        .collect();
+    let (block, dtype) = model.input_block_in("ffn_down_exps.weight", &moe_layers)?;
+    if !width.is_multiple_of(block) {
+        return Err(PlanError::FfnAlignment {
+            tensor: "ffn_down_exps.weight".into(),
+            dtype: dtype.name().to_string(),
+            block,
+            ffn: width,
+        });
+    }
+    let none = |l: &LocalLayout| LocalLayout {
+        expert_ffn: 0..0,
+        ..l.clone()
+    };
+    let bare: Vec<LocalLayout> = base.iter().map(none).collect();
+    let counts = level_units(
+        model,
+        &bare,
+        |l| LocalLayout {
+            expert_ffn: 0..block,
+            ..l.clone()
+        },
+        width / block,
+    )?;
+    Ok(ranges(&counts.iter().map(|k| k * block).collect::<Vec<_>>()))
 }
 
 /// Contiguous Q-head ranges covering `0..n_heads` for `n` nodes.
@@ -101,7 +218,8 @@ pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, 
 
 /// FFN column ranges for layouts that are complete except for `ffn`: whole
 /// blocks, the node with the lighter rest taking more, so weight bytes come
-/// out even to within one block's worth (largest-remainder rounding).
+/// out even to within one block's worth (largest-remainder rounding). A MoE
+/// model's dense FFN is its shared expert and its dense layers, if any.
 pub fn split_ffn(
     model: &ModelSummary,
     base: &[LocalLayout],
@@ -111,29 +229,30 @@ pub fn split_ffn(
     if n <= 1 {
         return Ok(vec![0..c.ffn; n]);
     }
-    let (block, dtype) = model.input_block("ffn_down.weight")?;
+    let dense_layers: Vec<usize> = (0..c.n_layers).filter(|&l| c.has_dense_ffn(l)).collect();
+    if dense_layers.is_empty() {
+        return Ok(vec![0..0; n]);
+    }
+    let down = dense_ffn_names(c, dense_layers[0])[2];
+    let (block, dtype) = model.input_block_in(down, &dense_layers)?;
     if !c.ffn.is_multiple_of(block) {
         return Err(PlanError::FfnAlignment {
-            tensor: "ffn_down.weight".into(),
+            tensor: down.into(),
             dtype: dtype.name().to_string(),
             block,
             ffn: c.ffn,
         });
     }
-    let blocks = c.ffn / block;
-    let mut rest = Vec::with_capacity(n);
-    for layout in base {
-        rest.push(weight_bytes(model, layout)? as f64);
-    }
-    let one_block = LocalLayout {
-        ffn: 0..block,
-        ..base[0].clone()
-    };
-    let cost = weight_bytes(model, &one_block)? as f64 - rest[0];
-    let ideal = level_shares(&rest, &vec![1.0; n], cost, blocks as f64);
-    let counts = round_shares(&ideal, blocks, 1);
-    let cols: Vec<usize> = counts.iter().map(|k| k * block).collect();
-    Ok(ranges(&cols))
+    let counts = level_units(
+        model,
+        base,
+        |l| LocalLayout {
+            ffn: 0..block,
+            ..l.clone()
+        },
+        c.ffn / block,
+    )?;
+    Ok(ranges(&counts.iter().map(|k| k * block).collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
@@ -156,7 +275,7 @@ mod tests {
     }
 
     fn group(model: &ModelSummary, n: usize) -> Vec<LocalLayout> {
-        tensor_group(model, n, 0..model.config.n_layers, true, true).unwrap()
+        tensor_group(model, n, 0..model.config.n_layers, true, true, ExpertSplit::Columns).unwrap()
     }
 
     /// Bytes of one FFN block across every layer (gate, up and down).
@@ -311,7 +430,7 @@ mod tests {
             config("tiny-k", 2, 512, (8, 8, 64), 512, 1000, true),
             GgmlType::Q4K,
         );
-        let err = tensor_group(&model, 3, 0..2, true, true)
+        let err = tensor_group(&model, 3, 0..2, true, true, ExpertSplit::Columns)
             .unwrap_err()
             .to_string();
         assert!(
@@ -321,7 +440,7 @@ mod tests {
                 && err.contains("at most 2 nodes"),
             "{err}"
         );
-        assert!(tensor_group(&model, 2, 0..2, true, true).is_ok());
+        assert!(tensor_group(&model, 2, 0..2, true, true, ExpertSplit::Columns).is_ok());
     }
 
     #[test]
@@ -330,7 +449,7 @@ mod tests {
         // split 16+12 and share a KV head.
         let c = config("gqa7-k", 2, 1792, (28, 4, 64), 1024, 1000, true);
         let model = ModelSummary::synthetic(c, GgmlType::Q4K);
-        let ls = tensor_group(&model, 2, 0..2, true, true).unwrap();
+        let ls = tensor_group(&model, 2, 0..2, true, true, ExpertSplit::Columns).unwrap();
         assert_eq!(ls[0].q_heads, 0..16);
         assert_eq!(ls[1].q_heads, 16..28);
         assert_eq!(ls[0].kv_heads(&model.config), 0..3);
@@ -340,7 +459,7 @@ mod tests {
     #[test]
     fn groups_without_head_hold_no_vocab() {
         let model = smollm2_summary();
-        let ls = tensor_group(&model, 2, 0..10, true, false).unwrap();
+        let ls = tensor_group(&model, 2, 0..10, true, false, ExpertSplit::Columns).unwrap();
         assert!(ls
             .iter()
             .all(|l| l.vocab.is_empty() && !l.head && l.layers == (0..10)));
