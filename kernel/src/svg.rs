@@ -15,6 +15,7 @@ const TOP: f64 = 30.0;
 fn colour(kind: BarKind) -> &'static str {
     match kind {
         BarKind::Compute => "#4c78a8",
+        BarKind::Expert => "#72b7b2",
         BarKind::Send => "#f58518",
         BarKind::Wait => "#d0d0d0",
         BarKind::Receive => "#54a24b",
@@ -24,6 +25,7 @@ fn colour(kind: BarKind) -> &'static str {
 fn kind_name(kind: BarKind) -> &'static str {
     match kind {
         BarKind::Compute => "compute",
+        BarKind::Expert => "experts",
         BarKind::Send => "send",
         BarKind::Wait => "wait",
         BarKind::Receive => "receive",
@@ -78,15 +80,21 @@ pub fn timeline(chart: &BarChart) -> String {
         chart.span * 1e3
     ));
     let legend_y = axis + 34.0;
-    for (i, kind) in [
+    let has_experts = chart
+        .rows
+        .iter()
+        .flat_map(|r| &r.segments)
+        .any(|seg| seg.kind == BarKind::Expert);
+    let mut kinds = vec![
         BarKind::Compute,
         BarKind::Send,
         BarKind::Receive,
         BarKind::Wait,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    if has_experts {
+        kinds.push(BarKind::Expert);
+    }
+    for (i, kind) in kinds.into_iter().enumerate() {
         let x = LABEL + 100.0 * i as f64;
         s.push_str(&format!(
             "<rect x=\"{x}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\

@@ -224,6 +224,8 @@ pub struct Span {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum SpanKind {
     Compute,
+    /// The routed experts' share of compute (mixture-of-experts layers).
+    Expert,
     Send,
     Wait,
     Receive,
@@ -245,6 +247,20 @@ pub struct NodeMetrics {
     pub allreduce_seconds: Vec<f64>,
     /// Hidden-state hand-off latencies to the next stage (bounded).
     pub hop_seconds: Vec<f64>,
+    /// Mixture-of-experts models: this node's experts and what was routed to them.
+    #[serde(default)]
+    pub experts: Option<ExpertMetrics>,
+}
+
+/// What the router sent to one process's experts since the load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExpertMetrics {
+    /// Experts this process owns (global indices).
+    pub owned: std::ops::Range<usize>,
+    /// (token, expert) choices that fell on the owned experts, summed over layers.
+    pub routed: u64,
+    /// (token, expert) choices made, summed over layers.
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

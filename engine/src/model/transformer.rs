@@ -7,6 +7,8 @@
 //! [`Transformer::head`] (logits out). One process running the whole model
 //! composes them in [`Transformer::forward`].
 
+use std::time::Instant;
+
 use super::attention::{attend, AttnShape};
 use super::config::ModelConfig;
 use super::error::ModelError;
@@ -44,6 +46,8 @@ pub struct Transformer {
     moe_scratch: MoeScratch,
     /// Tokens routed to this process's experts since it was made.
     expert_load: ExpertLoad,
+    /// When each MoE FFN of the last call started, and its seconds.
+    expert_spans: Vec<(Instant, f64)>,
 }
 
 impl Transformer {
@@ -71,6 +75,7 @@ impl Transformer {
             scratch: MatmulScratch::default(),
             moe_scratch: MoeScratch::default(),
             expert_load: ExpertLoad::default(),
+            expert_spans: Vec::new(),
         }
     }
 
@@ -90,6 +95,27 @@ impl Transformer {
     /// since it was made (zero for a dense model).
     pub fn expert_load(&self) -> ExpertLoad {
         self.expert_load
+    }
+
+    /// When each routed-expert FFN of the last [`Self::forward_layers`] call
+    /// started, and how many seconds it took (for `:trace`).
+    pub fn expert_spans(&self) -> &[(Instant, f64)] {
+        &self.expert_spans
+    }
+
+    /// Starts the expert counters again (with the other metrics).
+    pub fn reset_expert_load(&mut self) {
+        self.expert_load = ExpertLoad::default();
+    }
+
+    /// The expert counters as metrics, `None` for a dense model.
+    pub fn expert_metrics(&self) -> Option<crate::cluster::messages::ExpertMetrics> {
+        self.config.moe.as_ref()?;
+        Some(crate::cluster::messages::ExpertMetrics {
+            owned: self.layout.experts.clone(),
+            routed: self.expert_load.routed,
+            total: self.expert_load.total,
+        })
     }
 
     pub fn cache(&self) -> &KvCache {
@@ -160,6 +186,7 @@ impl Transformer {
                 self.cache.len()
             )));
         }
+        self.expert_spans.clear();
         let c = &self.config;
         let (h, hd) = (c.hidden, c.head_dim);
         let kv = self.layout.kv_heads(c);
@@ -236,7 +263,10 @@ impl Transformer {
                         row.iter_mut().for_each(|v| *v *= scale as f64);
                     }
                 }
+                let started = Instant::now();
                 let load = moe_ffn(moe, mc, &xn, tokens, h, &mut proj, &mut self.moe_scratch, s);
+                self.expert_spans
+                    .push((started, started.elapsed().as_secs_f64()));
                 self.expert_load.routed += load.routed;
                 self.expert_load.total += load.total;
             }

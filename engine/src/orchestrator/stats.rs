@@ -49,6 +49,7 @@ impl Orchestrator {
                     bytes_received: 0,
                     allreduce: None,
                     hop: None,
+                    experts: tr.expert_metrics(),
                 };
                 Ok(StatsReport {
                     layout: "single".into(),
@@ -111,6 +112,7 @@ pub(super) fn node_stats(m: &NodeMetrics, budget_fixed: bool) -> NodeStats {
         bytes_received: m.traffic.iter().map(|t| t.bytes_received).sum(),
         allreduce: Percentiles::of(&m.allreduce_seconds),
         hop: Percentiles::of(&m.hop_seconds),
+        experts: m.experts.clone(),
     }
 }
 

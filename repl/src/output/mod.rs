@@ -107,6 +107,7 @@ pub struct GenerationReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BarKind {
     Compute,
+    Expert,
     Send,
     Wait,
     Receive,

@@ -134,6 +134,10 @@ fn bars(b: &BarChart, masked: bool) -> String {
         s.push_str(&format!("\n{label:<width$} │{drawn}│"));
     }
     s.push_str("\n█ compute  ▒ wait  ▶ send  ◀ receive");
+    let experts = b.rows.iter().flat_map(|r| &r.segments);
+    if experts.into_iter().any(|seg| seg.kind == BarKind::Expert) {
+        s.push_str("  ▓ experts");
+    }
     for n in &b.notes {
         s.push('\n');
         s.push_str(&n.render(masked));
@@ -144,6 +148,7 @@ fn bars(b: &BarChart, masked: bool) -> String {
 fn glyph(kind: BarKind) -> char {
     match kind {
         BarKind::Compute => '█',
+        BarKind::Expert => '▓',
         BarKind::Wait => '▒',
         BarKind::Send => '▶',
         BarKind::Receive => '◀',

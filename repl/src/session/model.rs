@@ -82,7 +82,35 @@ impl Session {
             .into(),
         );
         row("hidden", c.hidden.to_string().into());
-        row("ffn", c.ffn.to_string().into());
+        match &c.moe {
+            None => row("ffn", c.ffn.to_string().into()),
+            Some(moe) => {
+                row(
+                    "experts",
+                    format!(
+                        "{} experts, {} used per token{}, expert ffn {}",
+                        moe.n_experts,
+                        moe.n_experts_used,
+                        if moe.norm_topk {
+                            " (weights renormalised)"
+                        } else {
+                            ""
+                        },
+                        moe.expert_ffn
+                    )
+                    .into(),
+                );
+                if moe.shared_expert {
+                    row("shared expert", format!("ffn {}, sigmoid-gated", c.ffn).into());
+                }
+                if !moe.dense_layers.is_empty() {
+                    row(
+                        "dense layers",
+                        format!("{:?}, ffn {}", moe.dense_layers, c.ffn).into(),
+                    );
+                }
+            }
+        }
         row("vocabulary", c.vocab.to_string().into());
         row(
             "context",

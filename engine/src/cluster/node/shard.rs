@@ -69,6 +69,7 @@ impl Shard {
                 .map(|(_, c)| c.used_bytes())
                 .sum::<usize>()) as u64;
         m.budget = super::info::budget(opts);
+        m.experts = self.model.expert_metrics();
         if let Some(links) = &self.links {
             m.traffic = links.stats.traffic.clone();
             m.allreduce_seconds = links.stats.allreduce_seconds.clone();
@@ -80,6 +81,7 @@ impl Shard {
     /// Forgets counters (`ResetMetrics`).
     pub fn reset_metrics(&mut self) {
         self.metrics = NodeMetrics::default();
+        self.model.reset_expert_load();
         if let Some(links) = self.links.as_mut() {
             links.stats = Default::default();
         }

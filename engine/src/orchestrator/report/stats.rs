@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cluster::messages::ExpertMetrics;
 use crate::model::generate::GenerationStats;
 
 /// The 50th and 99th percentile of a set of samples, seconds.
@@ -37,6 +38,8 @@ pub struct NodeStats {
     pub bytes_received: u64,
     pub allreduce: Option<Percentiles>,
     pub hop: Option<Percentiles>,
+    /// Mixture-of-experts models: the node's experts and the routing they got.
+    pub experts: Option<ExpertMetrics>,
 }
 
 impl NodeStats {
@@ -80,4 +83,21 @@ pub struct StatsReport {
     pub tokens: u64,
     pub straggler: Option<Straggler>,
     pub last: Option<GenerationStats>,
+}
+
+impl StatsReport {
+    /// The busiest expert owner's routed choices over the mean of all
+    /// owners' (1.0 is even); `None` for dense models or before any token.
+    pub fn expert_imbalance(&self) -> Option<f64> {
+        let routed: Vec<f64> = self
+            .rows
+            .iter()
+            .filter_map(|r| r.stats.as_ref()?.experts.as_ref())
+            .filter(|e| !e.owned.is_empty())
+            .map(|e| e.routed as f64)
+            .collect();
+        let mean = routed.iter().sum::<f64>() / routed.len().max(1) as f64;
+        let max = routed.iter().copied().fold(0.0, f64::max);
+        (mean > 0.0).then(|| max / mean)
+    }
 }

@@ -29,10 +29,15 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
         if p.nodes.len() == 1 { "" } else { "s" },
         p.context
     ));
+    let moe = p.nodes.iter().any(|np| !np.layout.experts.is_empty());
+    if moe {
+        t.headers.insert(6, "experts".into());
+        t.headers.insert(7, "expert cols".into());
+    }
     for (np, row) in p.nodes.iter().zip(&report.rows) {
         let l = &np.layout;
         let m = &np.memory;
-        t.row(vec![
+        let mut cells = vec![
             Rich::masking(&np.name, lits),
             format!("{}/{}", np.stage, np.rank).into(),
             range(&l.layers).into(),
@@ -49,7 +54,12 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
             } else {
                 Rich::varies(Varies::Bytes, bytes(np.budget_bytes))
             },
-        ]);
+        ];
+        if moe {
+            cells.insert(6, range(&l.experts).into());
+            cells.insert(7, range(&l.expert_ffn).into());
+        }
+        t.row(cells);
     }
     t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order)");
     t

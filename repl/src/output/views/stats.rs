@@ -1,6 +1,7 @@
 //! `:stats`, and the per-node table `shardlab run` prints after a
 //! generation across nodes: the same table in both places.
 
+use shardlab_engine::cluster::messages::ExpertMetrics;
 use shardlab_engine::orchestrator::report::{NodeStats, Percentiles, StatsReport};
 
 use super::Literals;
@@ -36,6 +37,24 @@ pub fn stats(report: &StatsReport, lits: &Literals) -> Table {
                 cells.resize(t.headers.len(), "-".into());
                 t.row(cells);
             }
+        }
+    }
+    let moe = report
+        .rows
+        .iter()
+        .any(|r| r.stats.as_ref().is_some_and(|s| s.experts.is_some()));
+    if moe {
+        t.headers.push("experts: routed".into());
+        for (cells, row) in t.rows.iter_mut().zip(&report.rows) {
+            let e = row.stats.as_ref().and_then(|s| s.experts.as_ref());
+            cells.push(e.map_or("-".into(), expert_cell));
+        }
+        if let Some(x) = report.expert_imbalance() {
+            t.note(
+                Rich::from("expert load: the busiest node's experts got ")
+                    .push_varies(Varies::Float, format!("{x:.2}x"))
+                    .push(" the mean routed choices (1.00x is even)"),
+            );
         }
     }
     if let Some(s) = &report.straggler {
@@ -122,4 +141,16 @@ fn percentiles(p: Option<Percentiles>) -> Rich {
             format!("{} / {}", duration(p.p50), duration(p.p99)),
         )
     })
+}
+
+/// "0..32: 1,234 (51%)": the owned experts and the (token, expert) choices
+/// that fell on them, summed over layers, with their share of all choices.
+fn expert_cell(e: &ExpertMetrics) -> Rich {
+    let share = if e.total > 0 {
+        format!(" ({:.0}%)", 100.0 * e.routed as f64 / e.total as f64)
+    } else {
+        String::new()
+    };
+    Rich::from(format!("{}..{}: ", e.owned.start, e.owned.end))
+        .push_varies(Varies::Float, format!("{}{share}", e.routed))
 }

@@ -20,6 +20,7 @@ pub fn trace(report: &TraceReport, lits: &Literals) -> BarChart {
                 .map(|s| BarSegment {
                     kind: match s.kind {
                         SpanKind::Compute => BarKind::Compute,
+                        SpanKind::Expert => BarKind::Expert,
                         SpanKind::Send => BarKind::Send,
                         SpanKind::Wait => BarKind::Wait,
                         SpanKind::Receive => BarKind::Receive,
