@@ -257,7 +257,10 @@ impl ModelConfig {
             None => 0,
         };
         let moe = moe_from_gguf(file, arch, arch_name)?;
-        let ffn = match (&moe, file.get_u64(&key("expert_shared_feed_forward_length"))?) {
+        let ffn = match (
+            &moe,
+            file.get_u64(&key("expert_shared_feed_forward_length"))?,
+        ) {
             // qwen2moe: the one dense FFN is the shared expert.
             (Some(m), Some(shared)) if m.shared_expert => shared as usize,
             (Some(m), _) => file
@@ -392,7 +395,9 @@ fn moe_from_gguf(
         expert_ffn,
         norm_topk,
         shared_expert: file.tensor("blk.0.ffn_gate_inp_shexp.weight").is_some()
-            || file.get_u64(&key("expert_shared_feed_forward_length"))?.is_some(),
+            || file
+                .get_u64(&key("expert_shared_feed_forward_length"))?
+                .is_some(),
         dense_layers: Vec::new(),
     }))
 }

@@ -57,7 +57,12 @@ impl SliceRule {
                     whole
                 } else {
                     let parts = (0..experts.len())
-                        .map(|e| slice_rows(&whole, e * per_expert + rows.start..e * per_expert + rows.end))
+                        .map(|e| {
+                            slice_rows(
+                                &whole,
+                                e * per_expert + rows.start..e * per_expert + rows.end,
+                            )
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     stack_rows(&parts)
                 }
@@ -246,7 +251,11 @@ pub fn tensor_plan(config: &ModelConfig, layout: &LocalLayout) -> Vec<TensorNeed
         }
         if let Some(m) = config.moe.as_ref().filter(|m| m.is_moe_layer(l)) {
             if m.shared_expert {
-                out.push(need(p("ffn_gate_inp_shexp.weight"), SliceRule::Whole, false));
+                out.push(need(
+                    p("ffn_gate_inp_shexp.weight"),
+                    SliceRule::Whole,
+                    false,
+                ));
             }
             if !layout.experts.is_empty() && !layout.expert_ffn.is_empty() {
                 out.push(need(p("ffn_gate_inp.weight"), SliceRule::Whole, false));
@@ -283,7 +292,11 @@ pub fn tensor_plan(config: &ModelConfig, layout: &LocalLayout) -> Vec<TensorNeed
 /// dense FFN is its shared expert.
 pub fn dense_ffn_names(config: &ModelConfig, l: usize) -> [&'static str; 3] {
     if config.is_moe_layer(l) {
-        ["ffn_gate_shexp.weight", "ffn_up_shexp.weight", "ffn_down_shexp.weight"]
+        [
+            "ffn_gate_shexp.weight",
+            "ffn_up_shexp.weight",
+            "ffn_down_shexp.weight",
+        ]
     } else {
         ["ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
     }
@@ -418,12 +431,13 @@ impl ModelWeights {
                         None
                     };
                     Some(
-                        MoeWeights::new(layout.experts.clone(), experts, shared_gate, h)
-                            .map_err(|problem| ModelError::BadTensor {
+                        MoeWeights::new(layout.experts.clone(), experts, shared_gate, h).map_err(
+                            |problem| ModelError::BadTensor {
                                 source_name: source.source_name(),
                                 tensor: n("ffn_gate_exps.weight"),
                                 problem,
-                            })?,
+                            },
+                        )?,
                     )
                 }
                 None => None,

@@ -148,7 +148,9 @@ pub fn load(a: &Args) -> Result<Command, ParseError> {
 fn layout(a: &Args) -> Result<LayoutRequest, ParseError> {
     a.check()?;
     if a.positional.is_empty() {
-        return Err(err("which layout? tensor, expert, pipeline, hybrid TxP or single"));
+        return Err(err(
+            "which layout? tensor, expert, pipeline, hybrid TxP or single",
+        ));
     }
     let text = a.positional.join(" ");
     let mut request: LayoutRequest = text.parse().map_err(|e| ParseError {

@@ -101,7 +101,10 @@ impl Session {
                     .into(),
                 );
                 if moe.shared_expert {
-                    row("shared expert", format!("ffn {}, sigmoid-gated", c.ffn).into());
+                    row(
+                        "shared expert",
+                        format!("ffn {}, sigmoid-gated", c.ffn).into(),
+                    );
                 }
                 if !moe.dense_layers.is_empty() {
                     row(

@@ -102,11 +102,17 @@ fn step_metrics(shard: &mut Shard, tokens: usize, started: Instant) -> StepMetri
             seconds: total,
         },
     );
-    spans.extend(shard.model.expert_spans().iter().map(|&(at, seconds)| Span {
-        kind: SpanKind::Expert,
-        start: at.saturating_duration_since(started).as_secs_f64(),
-        seconds,
-    }));
+    spans.extend(
+        shard
+            .model
+            .expert_spans()
+            .iter()
+            .map(|&(at, seconds)| Span {
+                kind: SpanKind::Expert,
+                start: at.saturating_duration_since(started).as_secs_f64(),
+                seconds,
+            }),
+    );
     let metrics = StepMetrics {
         tokens: tokens as u32,
         compute_seconds: (total - wait).max(0.0),

@@ -96,7 +96,14 @@ fn fits(
 ) -> Result<bool, PlanError> {
     let p = ranges.len();
     for (s, range) in ranges.iter().enumerate() {
-        let layouts = tensor_group(model, t, range.clone(), s == 0, s + 1 == p, ExpertSplit::Columns)?;
+        let layouts = tensor_group(
+            model,
+            t,
+            range.clone(),
+            s == 0,
+            s + 1 == p,
+            ExpertSplit::Columns,
+        )?;
         for (layout, node) in layouts.iter().zip(&nodes[s * t..(s + 1) * t]) {
             if predict(model, layout, context)?.total() > node.budget_bytes {
                 return Ok(false);
@@ -124,7 +131,14 @@ fn stage_work(
         per_layer: 0.0,
         budget: budget as f64,
     };
-    for layout in tensor_group(model, t, 0..n_layers, false, s + 1 == p, ExpertSplit::Columns)? {
+    for layout in tensor_group(
+        model,
+        t,
+        0..n_layers,
+        false,
+        s + 1 == p,
+        ExpertSplit::Columns,
+    )? {
         let all = weight_elements(model, &layout)?;
         let fixed = weight_elements(
             model,
@@ -156,7 +170,14 @@ fn stage_cost(
         per_layer: 0.0,
         budget: budget as f64,
     };
-    for layout in tensor_group(model, t, 0..n_layers, s == 0, s + 1 == p, ExpertSplit::Columns)? {
+    for layout in tensor_group(
+        model,
+        t,
+        0..n_layers,
+        s == 0,
+        s + 1 == p,
+        ExpertSplit::Columns,
+    )? {
         let all = predict(model, &layout, context)?;
         let bare = weight_bytes(
             model,

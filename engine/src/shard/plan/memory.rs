@@ -108,11 +108,9 @@ pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, P
 /// weight element it uses. The measure of work for balancing stages, since
 /// the kernels cost per element, whatever the bytes per element.
 pub fn weight_elements(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
-    let (used, n_experts) = model
-        .config
-        .moe
-        .as_ref()
-        .map_or((1, 1), |m| (m.n_experts_used as u64, m.n_experts.max(1) as u64));
+    let (used, n_experts) = model.config.moe.as_ref().map_or((1, 1), |m| {
+        (m.n_experts_used as u64, m.n_experts.max(1) as u64)
+    });
     sum_over_tensors(model, layout, |_, t, rule| {
         let (rows, cols) = (t.rows as u64, t.cols as u64);
         Ok(match rule {
@@ -121,9 +119,9 @@ pub fn weight_elements(model: &ModelSummary, layout: &LocalLayout) -> Result<u64
             SliceRule::Cols(r) => rows * r.len() as u64,
             // A token runs only the experts routed to it: count the
             // expected share, `used / experts` of those held.
-            SliceRule::ExpertRows { experts, rows: r, .. } => {
-                experts.len() as u64 * r.len() as u64 * cols * used / n_experts
-            }
+            SliceRule::ExpertRows {
+                experts, rows: r, ..
+            } => experts.len() as u64 * r.len() as u64 * cols * used / n_experts,
             SliceRule::ExpertCols {
                 experts,
                 per_expert,

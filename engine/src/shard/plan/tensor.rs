@@ -168,7 +168,9 @@ fn split_expert_ffn(
         },
         width / block,
     )?;
-    Ok(ranges(&counts.iter().map(|k| k * block).collect::<Vec<_>>()))
+    Ok(ranges(
+        &counts.iter().map(|k| k * block).collect::<Vec<_>>(),
+    ))
 }
 
 /// Contiguous Q-head ranges covering `0..n_heads` for `n` nodes.
@@ -252,7 +254,9 @@ pub fn split_ffn(
         },
         c.ffn / block,
     )?;
-    Ok(ranges(&counts.iter().map(|k| k * block).collect::<Vec<_>>()))
+    Ok(ranges(
+        &counts.iter().map(|k| k * block).collect::<Vec<_>>(),
+    ))
 }
 
 #[cfg(test)]
@@ -275,7 +279,15 @@ mod tests {
     }
 
     fn group(model: &ModelSummary, n: usize) -> Vec<LocalLayout> {
-        tensor_group(model, n, 0..model.config.n_layers, true, true, ExpertSplit::Columns).unwrap()
+        tensor_group(
+            model,
+            n,
+            0..model.config.n_layers,
+            true,
+            true,
+            ExpertSplit::Columns,
+        )
+        .unwrap()
     }
 
     /// Bytes of one FFN block across every layer (gate, up and down).

@@ -259,3 +259,6 @@ mod tests {
         assert!((s[1] - 1.0 / (1.0 + 2.0f32.exp())).abs() < 1e-6);
     }
 }
+
+#[cfg(test)]
+mod forward_tests;
