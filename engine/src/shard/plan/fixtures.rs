@@ -101,3 +101,39 @@ pub fn nodes_mib(budgets: &[f64]) -> Vec<NodeBudget> {
         })
         .collect()
 }
+
+/// A qwen3moe config: `experts` of width `expert_ffn`, `used` per token.
+pub fn moe_config(
+    name: &str,
+    hidden: usize,
+    experts: usize,
+    used: usize,
+    expert_ffn: usize,
+) -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Qwen3Moe,
+        qk_norm: true,
+        rope_style: RopeStyle::Neox,
+        moe: Some(crate::model::config::MoeConfig {
+            n_experts: experts,
+            n_experts_used: used,
+            expert_ffn,
+            norm_topk: true,
+            shared_expert: false,
+            dense_layers: Vec::new(),
+        }),
+        ..config(name, 4, hidden, (16, 4, 128), 6144, 2048, false)
+    }
+}
+
+/// Nodes with budgets in bytes, named node1, node2, ...
+pub fn budgets(bytes: &[u64]) -> Vec<NodeBudget> {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| NodeBudget {
+            name: format!("node{}", i + 1),
+            budget_bytes: b,
+        })
+        .collect()
+}

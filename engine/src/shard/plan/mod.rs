@@ -22,6 +22,8 @@ pub mod tensor;
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
+mod moe_tests;
+#[cfg(test)]
 mod tests;
 
 use serde::Serialize;

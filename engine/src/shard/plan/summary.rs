@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::error::PlanError;
 use crate::model::config::ModelConfig;
 use crate::model::gguf::{GgmlType, GgufFile};
+use crate::model::weights::dense_ffn_names;
 
 /// One tensor as a matrix: `cols` is the contiguous (innermost) dimension,
 /// `rows` the product of the others (1 for a vector).
@@ -89,9 +90,22 @@ impl ModelSummary {
                 add(p("attn_k_norm.weight"), GgmlType::F32, 1, config.head_dim);
             }
             add(p("ffn_norm.weight"), GgmlType::F32, 1, h);
-            add(p("ffn_gate.weight"), weights, f, h);
-            add(p("ffn_up.weight"), weights, f, h);
-            add(p("ffn_down.weight"), weights, h, f);
+            if config.has_dense_ffn(l) {
+                let [gate, up, down] = dense_ffn_names(&config, l);
+                add(p(gate), weights, f, h);
+                add(p(up), weights, f, h);
+                add(p(down), weights, h, f);
+            }
+            if let Some(m) = config.moe.as_ref().filter(|m| m.is_moe_layer(l)) {
+                let (e, ef) = (m.n_experts, m.expert_ffn);
+                add(p("ffn_gate_inp.weight"), GgmlType::F32, e, h);
+                add(p("ffn_gate_exps.weight"), weights, e * ef, h);
+                add(p("ffn_up_exps.weight"), weights, e * ef, h);
+                add(p("ffn_down_exps.weight"), weights, e * h, ef);
+                if m.shared_expert {
+                    add(p("ffn_gate_inp_shexp.weight"), GgmlType::F32, 1, h);
+                }
+            }
         }
         add("output_norm.weight".into(), GgmlType::F32, 1, h);
         if !config.tied_embeddings {
