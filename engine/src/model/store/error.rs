@@ -39,6 +39,8 @@ pub enum StoreError {
     UnknownModel { name: String, known: String },
     #[error("no alias '{name}': known aliases are {known}")]
     UnknownAlias { name: String, known: String },
+    #[error("{name}: {problem}")]
+    Synth { name: String, problem: String },
     #[error("{path}: no such file or directory")]
     PathNotFound { path: PathBuf },
     #[error("{path}: directory has no config.json, so it is not a Hugging Face model directory")]

@@ -29,6 +29,7 @@ mod pull;
 mod pull_race_tests;
 mod resolve;
 mod scratch;
+mod synthetic;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod verify;

@@ -20,6 +20,9 @@ impl ModelStore {
         model: &str,
         progress: &mut dyn FnMut(PullEvent),
     ) -> Result<ModelSource, StoreError> {
+        if model.starts_with(super::synthetic::PREFIX) {
+            return self.synthetic(model, progress);
+        }
         if alias::lookup(model).is_some() {
             return self.pull(model, progress).map(ModelSource::Gguf);
         }
