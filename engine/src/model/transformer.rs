@@ -264,7 +264,7 @@ impl Transformer {
                     }
                 }
                 let started = Instant::now();
-                let load = moe_ffn(moe, mc, &xn, tokens, h, &mut proj, &mut self.moe_scratch, s);
+                let load = moe_ffn(moe, mc, &xn, tokens, &mut proj, &mut self.moe_scratch, s);
                 self.expert_spans
                     .push((started, started.elapsed().as_secs_f64()));
                 self.expert_load.routed += load.routed;

@@ -154,7 +154,6 @@ pub fn moe_ffn(
     config: &MoeConfig,
     xn: &[f32],
     tokens: usize,
-    hidden: usize,
     out: &mut [f64],
     s: &mut MoeScratch,
     mm: &mut MatmulScratch,
@@ -166,6 +165,7 @@ pub fn moe_ffn(
     let Some(router) = &w.router else {
         return load;
     };
+    let hidden = xn.len() / tokens.max(1);
     s.logits.resize(tokens * config.n_experts, 0.0);
     matmul(router, xn, tokens, &mut s.logits, mm);
     // Per owned expert, the (token, weight) pairs routed to it.
