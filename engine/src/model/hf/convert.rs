@@ -3,7 +3,9 @@
 //! files, safetensors, sharded with an index when asked).
 //!
 //! Tensors are streamed row by row, so memory stays at one row per tensor
-//! whatever the model size. Everything is written into a hidden sibling
+//! whatever the model size. A stacked GGUF expert tensor
+//! (`blk.N.ffn_up_exps.weight`) becomes one HF tensor per expert, each a
+//! run of its rows. Everything is written into a hidden sibling
 //! directory that is renamed into place only once complete: a failure
 //! leaves no half-written model behind.
 
@@ -16,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{config_to_json, SpecialIds, CONFIG_FILE};
 use super::error::HfError;
-use super::names::gguf_name_to_hf;
+use super::names::{gguf_expert_name_to_hf, gguf_name_to_hf, is_gguf_expert_name, MoeNames};
 use super::safetensors::{dtype_name, write_header, StEntry};
 use super::source::{INDEX_FILE, SINGLE_FILE};
 use crate::kernels::dequant::dequantize_row;
@@ -80,10 +82,13 @@ pub struct ConvertReport {
     pub files: Vec<(String, u64)>,
 }
 
-/// One GGUF tensor to write under its HF name.
+/// One GGUF tensor, or one expert's rows of a stacked one, to write under
+/// its HF name.
 struct Planned<'a> {
     info: &'a TensorInfo,
     entry: StEntry,
+    /// The first GGUF row written (an expert's offset in a stacked tensor).
+    first_row: usize,
     rows: usize,
     cols: usize,
     /// Rows per head when Q/K rows must be put back in HF order.
@@ -107,7 +112,16 @@ pub fn gguf_to_hf(
             problem: "already exists; choose a new directory".into(),
         });
     }
-    let gguf_config = ModelConfig::from_gguf(gguf)?;
+    let mut gguf_config = ModelConfig::from_gguf(gguf)?;
+    if let Some(m) = gguf_config.moe.as_mut() {
+        // A layer without a router has a dense FFN: HF's `mlp_only_layers`.
+        m.dense_layers = (0..gguf_config.n_layers)
+            .filter(|l| {
+                gguf.tensor(&format!("blk.{l}.ffn_gate_inp.weight"))
+                    .is_none()
+            })
+            .collect();
+    }
     let ids = SpecialIds {
         bos: gguf.get_u64("tokenizer.ggml.bos_token_id")?,
         eos: gguf.get_u64("tokenizer.ggml.eos_token_id")?,
@@ -182,16 +196,66 @@ fn plan_tensors<'a>(
     config: &ModelConfig,
     dtype: HfDtype,
 ) -> Result<Vec<Planned<'a>>, HfError> {
+    let moe_names = MoeNames::for_arch(config.arch);
     let mut plan = Vec::with_capacity(gguf.tensors.len());
+    let entry = |name: String, shape: Vec<usize>| -> Result<StEntry, HfError> {
+        let len = shape
+            .iter()
+            .try_fold(dtype.bytes(), |n, &d| n.checked_mul(d as u64))
+            .ok_or_else(|| gguf.tensor_error(&name, "size overflows"))?;
+        Ok(StEntry {
+            name,
+            // F32, F16 and BF16 all have safetensors names.
+            dtype: dtype_name(dtype.ggml()).unwrap_or("F32"),
+            shape,
+            len,
+        })
+    };
     for info in &gguf.tensors {
-        let hf_name = gguf_name_to_hf(&info.name).ok_or_else(|| {
+        let (rows, cols) = info.rows_cols();
+        if is_gguf_expert_name(&info.name) {
+            // dims are (cols, rows per expert, experts), innermost first.
+            let &[_, per, n] = info.dims.as_slice() else {
+                return Err(gguf
+                    .tensor_error(
+                        &info.name,
+                        format!(
+                            "expected 3 dimensions (experts outermost), found {:?}",
+                            info.dims
+                        ),
+                    )
+                    .into());
+            };
+            let (per, n) = (per as usize, n as usize);
+            for e in 0..n {
+                let name = gguf_expert_name_to_hf(&info.name, e, moe_names).ok_or_else(|| {
+                    gguf.tensor_error(
+                        &info.name,
+                        "has no Hugging Face counterpart; cannot convert",
+                    )
+                })?;
+                plan.push(Planned {
+                    info,
+                    entry: entry(name, vec![per, cols])?,
+                    first_row: e * per,
+                    rows: per,
+                    cols,
+                    unpermute_head_dim: None,
+                });
+            }
+            continue;
+        }
+        let hf_name = gguf_name_to_hf(&info.name, moe_names).ok_or_else(|| {
             gguf.tensor_error(
                 &info.name,
                 "has no Hugging Face counterpart; cannot convert",
             )
         })?;
-        let (rows, cols) = info.rows_cols();
-        let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        let mut shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        if info.name.ends_with(".ffn_gate_inp_shexp.weight") && shape.len() == 1 {
+            // qwen2_moe's shared_expert_gate is a Linear(hidden, 1).
+            shape.insert(0, 1);
+        }
         let permuted = config.arch == Arch::Llama
             && (info.name.ends_with(".attn_q.weight") || info.name.ends_with(".attn_k.weight"));
         let unpermute_head_dim = if permuted {
@@ -208,19 +272,10 @@ fn plan_tensors<'a>(
         } else {
             None
         };
-        let len = (rows as u64)
-            .checked_mul(cols as u64)
-            .and_then(|n| n.checked_mul(dtype.bytes()))
-            .ok_or_else(|| gguf.tensor_error(&info.name, "size overflows"))?;
         plan.push(Planned {
             info,
-            entry: StEntry {
-                name: hf_name,
-                // F32, F16 and BF16 all have safetensors names.
-                dtype: dtype_name(dtype.ggml()).unwrap_or("F32"),
-                shape,
-                len,
-            },
+            entry: entry(hf_name, shape)?,
+            first_row: 0,
             rows,
             cols,
             unpermute_head_dim,
@@ -268,14 +323,14 @@ fn write_shard(
             .info
             .dtype
             .row_bytes(p.cols)
-            .filter(|rb| rb * p.rows == data.len())
+            .filter(|rb| rb * info_rows(p.info) == data.len())
             .ok_or_else(|| {
                 gguf.tensor_error(
                     &p.info.name,
                     format!(
                         "{} bytes do not hold {}x{} {}",
                         data.len(),
-                        p.rows,
+                        info_rows(p.info),
                         p.cols,
                         p.info.dtype
                     ),
@@ -283,10 +338,11 @@ fn write_shard(
             })?;
         row.resize(p.cols, 0.0);
         for r in 0..p.rows {
-            let src = match p.unpermute_head_dim {
-                Some(hd) => unpermuted_source_row(r, hd),
-                None => r,
-            };
+            let src = p.first_row
+                + match p.unpermute_head_dim {
+                    Some(hd) => unpermuted_source_row(r, hd),
+                    None => r,
+                };
             dequantize_row(
                 p.info.dtype.into(),
                 &data[src * row_bytes..(src + 1) * row_bytes],
@@ -299,6 +355,11 @@ fn write_shard(
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     let size = file.metadata().map_err(io)?.len();
     Ok(size)
+}
+
+/// Rows of a GGUF tensor as a matrix (all experts of a stacked one).
+fn info_rows(info: &TensorInfo) -> usize {
+    info.rows_cols().0
 }
 
 /// `tokenizer_config.json`: the chat template and special tokens, as text.

@@ -7,7 +7,8 @@
 //!
 //! - `config`: `config.json` to and from the engine's config.
 //! - `safetensors`: the container format, parsed and written by hand.
-//! - `names`: HF tensor names to GGUF names and back.
+//! - `names`: HF tensor names to GGUF names and back (per-expert HF tensors
+//!   to stacked GGUF expert tensors, Qwen and Mixtral naming).
 //! - `source`: the loader ([`HfSource`], [`open_hf_dir`]).
 //! - `convert`: the GGUF converter ([`gguf_to_hf`]).
 
@@ -18,6 +19,8 @@ pub mod names;
 pub mod safetensors;
 pub mod source;
 
+#[cfg(test)]
+mod moe_tests;
 #[cfg(test)]
 mod tests;
 
