@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::GgufModel;
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
 
 mod common;
@@ -66,7 +66,7 @@ fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let gguf = GgufFile::open(&path).expect("opens");
+    let gguf = GgufModel::open(&path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     let m = Model { gguf, summary };
     let prompt = [3u32, 100, 200, 300, 17];

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::gguf::{GgufError, GgufFile};
+use super::gguf::{GgufError, GgufModel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
@@ -231,7 +231,7 @@ impl ModelConfig {
     }
 
     /// Reads llama.cpp's `{arch}.*` keys.
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, GgufError> {
+    pub fn from_gguf(file: &GgufModel) -> Result<Self, GgufError> {
         let arch_name = file.require_str("general.architecture")?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             file.metadata_error(
@@ -257,7 +257,10 @@ impl ModelConfig {
             None => 0,
         };
         let moe = moe_from_gguf(file, arch, arch_name)?;
-        let ffn = match (&moe, file.get_u64(&key("expert_shared_feed_forward_length"))?) {
+        let ffn = match (
+            &moe,
+            file.get_u64(&key("expert_shared_feed_forward_length"))?,
+        ) {
             // qwen2moe: the one dense FFN is the shared expert.
             (Some(m), Some(shared)) if m.shared_expert => shared as usize,
             (Some(m), _) => file
@@ -357,7 +360,7 @@ impl ModelConfig {
 /// The `{arch}.expert_*` keys, as llama.cpp reads them. A llama file with
 /// experts is Mixtral, whose expert width is `llama.feed_forward_length`.
 fn moe_from_gguf(
-    file: &GgufFile,
+    file: &GgufModel,
     arch: Arch,
     arch_name: &str,
 ) -> Result<Option<MoeConfig>, GgufError> {
@@ -392,7 +395,9 @@ fn moe_from_gguf(
         expert_ffn,
         norm_topk,
         shared_expert: file.tensor("blk.0.ffn_gate_inp_shexp.weight").is_some()
-            || file.get_u64(&key("expert_shared_feed_forward_length"))?.is_some(),
+            || file
+                .get_u64(&key("expert_shared_feed_forward_length"))?
+                .is_some(),
         dense_layers: Vec::new(),
     }))
 }

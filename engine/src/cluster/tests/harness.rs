@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use crate::cluster::coordinator::{Cluster, LoadSummary, ModelToLoad};
 use crate::cluster::node::{serve, NodeOptions};
 use crate::model::config::ModelConfig;
-use crate::model::gguf::{GgmlType, GgufFile};
+use crate::model::gguf::{GgmlType, GgufModel};
 use crate::model::layout::LocalLayout;
 use crate::model::synth::{synth, SynthArch, SynthOptions};
 use crate::model::transformer::Transformer;
@@ -29,7 +29,7 @@ pub const PROMPT: [u32; 4] = [3, 100, 200, 17];
 /// A 2-layer Llama of hidden size 64: loads and steps in milliseconds.
 pub struct TinyModel {
     _dir: TempDir,
-    pub gguf: GgufFile,
+    pub gguf: GgufModel,
     pub summary: ModelSummary,
 }
 
@@ -49,7 +49,7 @@ pub fn tiny_model() -> TinyModel {
         context: CONTEXT,
     };
     synth(&opts, &path, &mut |_, _| {}).expect("writes the tiny model");
-    let gguf = GgufFile::open(&path).expect("opens");
+    let gguf = GgufModel::open(&path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     TinyModel {
         _dir: dir,

@@ -1,5 +1,6 @@
 //! Listing what is under `<home>/models`: pulled aliases and any GGUF files
-//! or Hugging Face folders the user put there.
+//! (a split one once, as its first shard) or Hugging Face folders the user
+//! put there.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
@@ -11,6 +12,7 @@ use super::resolve::has_safetensors;
 use super::verify::is_marker;
 use super::{CachedModel, ModelStore};
 use crate::model::gguf::reader::GGUF_MAGIC;
+use crate::model::gguf::split::listed_bytes;
 
 /// How deep below `models/` to look: `models/<org>/<name>/model.gguf` is as
 /// far as anyone nests by hand.
@@ -58,6 +60,10 @@ impl ModelStore {
                     self.walk(&path, depth + 1, found)?;
                 }
             } else if !is_marker(&path) && starts_with_gguf_magic(&path)? {
+                // A split model is listed once, as its first shard.
+                let Some(bytes) = listed_bytes(&path, meta.len()) else {
+                    continue;
+                };
                 let alias = ALIASES
                     .iter()
                     .find(|a| self.alias_path(a) == path)
@@ -65,7 +71,7 @@ impl ModelStore {
                 found.push(CachedModel {
                     alias,
                     path,
-                    bytes: meta.len(),
+                    bytes,
                     kind: "gguf",
                 });
             }
