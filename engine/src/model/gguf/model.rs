@@ -32,9 +32,8 @@ impl GgufModel {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
         let given = GgufFile::open(path)?;
-        let (no, count) = match split_keys(&given)? {
-            Some((no, count)) if count > 1 => (no, count),
-            _ => return Self::from_shards(vec![given]),
+        let Some((no, count)) = split_keys(&given)? else {
+            return Self::from_shards(vec![given]);
         };
         let name = SplitName::parse(path)
             .filter(|n| n.no == no && n.count == count)
@@ -90,11 +89,16 @@ impl GgufModel {
             }
             .into());
         }
-        for (i, shard) in shards.iter().enumerate() {
+        for (i, shard) in shards.iter().enumerate().filter(|_| count > 1) {
             let (no, found) = match split_keys(shard)? {
                 Some(keys) => keys,
-                None if count == 1 => (0, 1),
-                None => return Err(shard.metadata_error(SPLIT_COUNT, "missing in a split file")),
+                // Not a shard of several: no split.count, or 0 or 1.
+                None => match shard.get_u64(SPLIT_COUNT)? {
+                    None => {
+                        return Err(shard.metadata_error(SPLIT_COUNT, "missing in a split file"))
+                    }
+                    Some(c) => (0, c as usize),
+                },
             };
             if found != count {
                 return Err(SplitError::CountMismatch {
@@ -131,10 +135,10 @@ impl GgufModel {
                 index.insert(info.name.clone(), (s, t));
             }
         }
-        // llama.cpp requires the total of a real split; a split of one file
-        // may leave it out.
+        // A plain file's split keys, if any, are not checked (llama.cpp
+        // reads them only for a split of several files).
         let declared = match count {
-            1 => first.get_u64(SPLIT_TENSORS_COUNT)?,
+            1 => None,
             _ => Some(first.require_u64(SPLIT_TENSORS_COUNT)?),
         };
         if let Some(declared) = declared.filter(|&d| d != index.len() as u64) {

@@ -94,22 +94,22 @@ pub fn listed_bytes(path: &Path, len: u64) -> Option<u64> {
     )
 }
 
-/// `(split.no, split.count)` of a file that says it is one of a split.
-/// `None` for a plain file: no `split.count`, or 0 (what `--merge` leaves).
-/// A count of 1 is a split of one file, i.e. a plain file with split keys.
+/// `(split.no, split.count)` of a file that says it is one shard of
+/// several. `None` for a plain file: no `split.count`, or one of 0 (what
+/// `--merge` leaves) or 1; as in llama.cpp, split keys matter only when
+/// there is more than one file.
 pub fn split_keys(file: &GgufFile) -> Result<Option<(usize, usize)>, GgufError> {
     let count = match file.get_u64(SPLIT_COUNT)? {
-        None | Some(0) => return Ok(None),
+        None | Some(0 | 1) => return Ok(None),
         Some(c) if c > MAX_SPLITS as u64 => {
             return Err(file.metadata_error(SPLIT_COUNT, format!("{c} is over {MAX_SPLITS}")))
         }
         Some(c) => c as usize,
     };
-    let no = match (file.get_u64(SPLIT_NO)?, count) {
-        (Some(no), _) => no as usize,
-        (None, 1) => 0,
-        (None, _) => return Err(file.metadata_error(SPLIT_NO, "missing in a split file")),
-    };
+    let no = file
+        .get_u64(SPLIT_NO)?
+        .ok_or_else(|| file.metadata_error(SPLIT_NO, "missing in a split file"))?
+        as usize;
     if no >= count {
         return Err(
             file.metadata_error(SPLIT_NO, format!("{no} is not below {SPLIT_COUNT} {count}"))
@@ -165,7 +165,7 @@ pub enum SplitError {
         found: usize,
         count: usize,
     },
-    #[error("{path}: shard {} of {count} on its own; open the first shard's path so every shard is found", .no + 1)]
+    #[error("{path}: shard {} of {count} on its own; open it from disk so the other shards are found", .no + 1)]
     Alone {
         path: PathBuf,
         no: usize,

@@ -407,9 +407,8 @@ fn shards_out_of_place_and_renamed_shards_are_refused() {
     let alone = GgufFile::open(&paths[0]).unwrap();
     let e = GgufModel::from_file(alone).unwrap_err();
     assert!(
-        e.to_string().ends_with(
-            "shard 1 of 3 on its own; open the first shard's path so every shard is found"
-        ),
+        e.to_string()
+            .ends_with("shard 1 of 3 on its own; open it from disk so the other shards are found"),
         "{e}"
     );
 }
@@ -480,6 +479,26 @@ fn duplicate_tensors_and_a_wrong_total_are_refused() {
         msg.ends_with("metadata key 'split.no': missing in a split file"),
         "{msg}"
     );
+    // A later shard that says it is a file of its own.
+    hand_shard(&p(1), 0, 1, 3, &["c"]);
+    let (e, _) = open_err(&p(0));
+    assert!(
+        matches!(
+            e,
+            GgufError::Split(SplitError::CountMismatch { found: 1, .. })
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_plain_file_with_split_keys_of_one_opens_as_before() {
+    // As in llama.cpp, split keys of a single file are not checked.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x-00003-of-00007.gguf");
+    hand_shard(&path, 5, 1, 99, &["a", "b"]);
+    let m = GgufModel::open(&path).unwrap();
+    assert_eq!((m.tensor_count(), m.path()), (2, path.as_path()));
 }
 
 #[test]
