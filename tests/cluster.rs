@@ -1,11 +1,11 @@
 //! The cluster over real node processes on loopback: every layout gives the
-//! same greedy tokens as one process, memory refusal, the shard cache,
-//! hostile input and a node dying mid-decode.
+//! same greedy tokens as one process (a split GGUF too), memory refusal, the
+//! shard cache, hostile input and a node dying mid-decode.
 
 use std::time::{Duration, Instant};
 
 use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::GgufModel;
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary};
 
 mod common;
@@ -66,7 +66,7 @@ fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let gguf = GgufFile::open(&path).expect("opens");
+    let gguf = GgufModel::open(&path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     let m = Model { gguf, summary };
     let prompt = [3u32, 100, 200, 300, 17];
@@ -86,6 +86,57 @@ fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
         kv.windows(2).any(|w| w[0].end > w[1].start),
         "a KV head is replicated: {kv:?}"
     );
+    let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
+    assert_eq!(got, expected);
+}
+
+/// `shardlab synth --preset tiny` (seed 3) into `out`, with any extra flags.
+fn synth_tiny(out: &std::path::Path, extra: &[&str]) -> String {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_shardlab"))
+        .args([
+            "synth", "--preset", "tiny", "--quant", "q8_0", "--seed", "3",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs synth");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).to_string()
+}
+
+#[test]
+fn a_split_gguf_runs_tensor_parallel_on_two_nodes_as_on_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let said = synth_tiny(&dir.path().join("tiny.gguf"), &["--split", "3"]);
+    let first = dir.path().join("tiny-00001-of-00003.gguf");
+    assert!(said.contains("first of 3 files"), "{said}");
+    assert!(said.contains(&first.display().to_string()), "{said}");
+    // Opened by its last shard: the whole model, named by the first.
+    let gguf = GgufModel::open(dir.path().join("tiny-00003-of-00003.gguf")).expect("opens");
+    assert_eq!((gguf.path(), gguf.shards().len()), (first.as_path(), 3));
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let m = Model { gguf, summary };
+    let prompt = [3u32, 100, 200, 300, 17];
+    let expected = single_node(&m, &prompt);
+
+    // The same model in one file decodes the same.
+    let whole = dir.path().join("whole.gguf");
+    synth_tiny(&whole, &[]);
+    let gguf = GgufModel::open(&whole).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    assert_eq!(summary, m.summary);
+    assert_eq!(single_node(&Model { gguf, summary }, &prompt), expected);
+
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cluster =
+        Cluster::spawn_local(2, &local(home.path(), Vec::new()), "test").expect("spawns");
+    let loaded = load(&mut cluster, &m, &LayoutRequest::Tensor);
+    assert_eq!(loaded.nodes.len(), 2);
     let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
     assert_eq!(got, expected);
 }

@@ -12,7 +12,7 @@ use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, ModelToLo
 use shardlab_engine::metrics::quantile;
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::generate::Backend;
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::GgufModel;
 use shardlab_engine::model::layout::LocalLayout;
 use shardlab_engine::model::store::default_model_path;
 use shardlab_engine::model::transformer::Transformer;
@@ -75,7 +75,7 @@ fn allreduce_p50(cluster: &mut Cluster) -> f64 {
 #[test]
 fn emulated_latency_and_jitter_slow_the_all_reduce_but_change_no_token() {
     let path = default_model_path().expect("SmolLM2 installs into the model cache");
-    let gguf = GgufFile::open(path).expect("opens");
+    let gguf = GgufModel::open(path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let layout = LocalLayout::whole(&config);

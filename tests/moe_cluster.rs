@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use shardlab_engine::cluster::coordinator::Cluster;
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::GgufModel;
 use shardlab_engine::shard::plan::{check_fits, plan, LayoutRequest, ModelSummary, NodeBudget};
 
 mod common;
@@ -31,7 +31,7 @@ fn synth(dir: &Path, name: &str, args: &[&str]) -> Model {
         "synth {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let gguf = GgufFile::open(&path).expect("opens");
+    let gguf = GgufModel::open(&path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     Model { gguf, summary }
 }

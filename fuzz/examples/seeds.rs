@@ -15,7 +15,7 @@ use shardlab_engine::cluster::messages::{
 };
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
-use shardlab_engine::model::gguf::{GgmlType, GgufFile, MetadataArray, MetadataValue};
+use shardlab_engine::model::gguf::{GgmlType, GgufModel, MetadataArray, MetadataValue};
 use shardlab_engine::model::hf::config::{config_to_json, SpecialIds};
 use shardlab_engine::model::hf::safetensors::{write_header, StEntry};
 use shardlab_engine::model::layout::LocalLayout;
@@ -126,11 +126,11 @@ fn gguf_and_tokenizer_seeds(out: &Out, tmp: &Path) -> Result<ModelConfig> {
     ] {
         let (bytes, path) = small_model(arch, quant, tmp)?;
         out.put("gguf", &format!("{arch}-{}.gguf", quant.name()), &bytes)?;
-        let file = GgufFile::open(&path)?;
+        let file = GgufModel::open(&path)?;
         config.get_or_insert(ModelConfig::from_gguf(&file)?);
         if arch == SynthArch::Llama {
             let tok: Vec<(String, MetadataValue)> = file
-                .metadata
+                .metadata()
                 .iter()
                 .filter(|(k, _)| k.starts_with("tokenizer."))
                 .map(|(k, v)| (k.clone(), v.clone()))

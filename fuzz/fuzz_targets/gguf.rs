@@ -1,13 +1,14 @@
 //! The GGUF reader (`model::gguf::reader`) on a whole file image: parse the
 //! header, metadata and tensor table, then touch every tensor's data range
 //! (and dequantize the first row of small tensors), and read the model
-//! config from the metadata. Corrupt input must be an error, never a panic.
+//! config from the metadata (through `GgufModel`, which checks split keys).
+//! Corrupt input must be an error, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use shardlab_engine::kernels::dequant::dequantize_row;
 use shardlab_engine::model::config::ModelConfig;
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::{GgufFile, GgufModel};
 
 /// Rows longer than this are not dequantized: the point is the bounds, and a
 /// fuzzed shape can claim billions of columns backed by few bytes.
@@ -27,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
             dequantize_row(t.dtype, &bytes[..row_bytes], &mut out);
         }
     }
-    if let Ok(config) = ModelConfig::from_gguf(&file) {
+    // As one model: split keys are checked (a shard alone is refused).
+    let Ok(model) = GgufModel::from_file(file) else {
+        return;
+    };
+    if let Ok(config) = ModelConfig::from_gguf(&model) {
         let _ = config.validate();
     }
 });

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(file) = GgufFile::from_bytes("fuzz.gguf", gguf) else {
         return;
     };
-    let Ok(tok) = Tokenizer::from_gguf(&file) else {
+    let Ok(tok) = Tokenizer::from_metadata(&file.metadata) else {
         return;
     };
     let vocab = tok.vocab_size();

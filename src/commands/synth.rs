@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use shardlab_engine::model::gguf::GgmlType;
-use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions, PRESETS};
+use shardlab_engine::model::gguf::SplitOptions;
+use shardlab_engine::model::synth::{synth, synth_split, SynthArch, SynthOptions, PRESETS};
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
@@ -37,6 +38,10 @@ pub struct SynthArgs {
     /// Where to write the .gguf file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write N files instead of one, as llama-gguf-split does: --out m.gguf
+    /// gives m-00001-of-0000N.gguf ... (load the model by any of them).
+    #[arg(long, value_name = "N")]
+    pub split: Option<usize>,
 }
 
 pub fn run(args: SynthArgs) -> Result<()> {
@@ -87,7 +92,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     opts.seed = args.seed;
     let started = Instant::now();
     let mut last_percent = u64::MAX;
-    let report = synth(&opts, &args.out, &mut |done, total| {
+    let mut show = |done: u64, total: u64| {
         let percent = (done * 100).checked_div(total).unwrap_or(100);
         if percent != last_percent {
             last_percent = percent;
@@ -98,10 +103,19 @@ pub fn run(args: SynthArgs) -> Result<()> {
             );
             let _ = std::io::stderr().flush();
         }
-    })?;
+    };
+    let report = match args.split {
+        None => synth(&opts, &args.out, &mut show)?,
+        Some(0) => return Err(anyhow!("--split needs at least 1 file")),
+        Some(n) => synth_split(&opts, &args.out, &SplitOptions::files(n), &mut show)?,
+    };
     eprintln!();
+    let files = match report.files {
+        1 => String::new(),
+        n => format!(", first of {n} files"),
+    };
     println!(
-        "wrote {} ({} {}, {} tensors, {:.2} B parameters, {:.1} MiB) in {:.1} s",
+        "wrote {}{files} ({} {}, {} tensors, {:.2} B parameters, {:.1} MiB) in {:.1} s",
         report.path.display(),
         arch.name(),
         quant,

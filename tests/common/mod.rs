@@ -9,7 +9,7 @@ use shardlab_engine::cluster::coordinator::{
     Cluster, ClusterError, LoadProgress, LoadSummary, LocalNodeOptions, ModelToLoad,
 };
 use shardlab_engine::model::config::ModelConfig;
-use shardlab_engine::model::gguf::GgufFile;
+use shardlab_engine::model::gguf::GgufModel;
 use shardlab_engine::model::layout::LocalLayout;
 use shardlab_engine::model::store::default_model_path;
 use shardlab_engine::model::transformer::Transformer;
@@ -23,13 +23,13 @@ pub const TOKENS: usize = 32;
 pub const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
 
 pub struct Model {
-    pub gguf: GgufFile,
+    pub gguf: GgufModel,
     pub summary: ModelSummary,
 }
 
 pub fn smollm2() -> Model {
     let path = default_model_path().expect("SmolLM2 installs into the model cache");
-    let gguf = GgufFile::open(path).expect("opens");
+    let gguf = GgufModel::open(path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     Model { gguf, summary }
 }

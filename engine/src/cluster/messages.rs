@@ -122,12 +122,15 @@ pub struct CachedShard {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LocalModel {
+    /// The file's name; a split GGUF's first shard's.
     pub file_name: String,
+    /// Its size; every shard's together for a split GGUF.
     pub bytes: u64,
 }
 
 impl LocalModel {
-    /// How a node with `--model-dir` recognises its own copy of `path`.
+    /// How a node with `--model-dir` recognises its own copy of `path`
+    /// (`bytes`: see the field).
     pub fn describe(path: &std::path::Path, bytes: u64) -> Self {
         Self {
             file_name: path

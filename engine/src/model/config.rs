@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::gguf::{GgufError, GgufFile};
+use super::gguf::{GgufError, GgufModel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
@@ -231,7 +231,7 @@ impl ModelConfig {
     }
 
     /// Reads llama.cpp's `{arch}.*` keys.
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, GgufError> {
+    pub fn from_gguf(file: &GgufModel) -> Result<Self, GgufError> {
         let arch_name = file.require_str("general.architecture")?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             file.metadata_error(
@@ -360,7 +360,7 @@ impl ModelConfig {
 /// The `{arch}.expert_*` keys, as llama.cpp reads them. A llama file with
 /// experts is Mixtral, whose expert width is `llama.feed_forward_length`.
 fn moe_from_gguf(
-    file: &GgufFile,
+    file: &GgufModel,
     arch: Arch,
     arch_name: &str,
 ) -> Result<Option<MoeConfig>, GgufError> {

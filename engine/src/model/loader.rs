@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::chat::ChatTemplate;
 use super::config::ModelConfig;
 use super::error::ModelError;
-use super::gguf::GgufFile;
+use super::gguf::GgufModel;
 use super::hf;
 use super::layout::LocalLayout;
 use super::store::ModelSource;
@@ -40,8 +40,12 @@ pub enum LoadError {
 
 /// A model file opened and described, before any weights are loaded.
 pub enum OpenedModel {
-    Gguf(GgufFile),
-    Hf { dir: PathBuf, source: hf::HfSource },
+    /// One GGUF file, or every shard of a split one.
+    Gguf(GgufModel),
+    Hf {
+        dir: PathBuf,
+        source: hf::HfSource,
+    },
 }
 
 pub struct LoadedModel {
@@ -55,7 +59,7 @@ impl OpenedModel {
     pub fn open(source: &ModelSource) -> Result<(Self, ModelConfig), LoadError> {
         match source {
             ModelSource::Gguf(path) => {
-                let file = GgufFile::open(path)?;
+                let file = GgufModel::open(path)?;
                 let config = ModelConfig::from_gguf(&file)?;
                 Ok((Self::Gguf(file), config))
             }
@@ -72,9 +76,10 @@ impl OpenedModel {
         }
     }
 
+    /// The file (the first shard of a split GGUF) or the directory.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Gguf(f) => &f.path,
+            Self::Gguf(f) => f.path(),
             Self::Hf { dir, .. } => dir,
         }
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::config::ModelConfig;
 use super::error::ModelError;
-use super::gguf::GgufFile;
+use super::gguf::GgufModel;
 use super::layout::LocalLayout;
 pub use super::moe::MoeWeights;
 use crate::kernels::{Weight, WeightBytes};
@@ -123,28 +123,29 @@ pub trait TensorSource {
     }
 }
 
-/// Tensors straight from a mapped GGUF file (no copies).
+/// Tensors straight from a mapped GGUF model, each from the shard that holds
+/// it when the model is split (no copies).
 pub struct GgufSource<'a> {
-    pub file: &'a GgufFile,
+    pub file: &'a GgufModel,
 }
 
 impl TensorSource for GgufSource<'_> {
     fn source_name(&self) -> String {
-        self.file.path.display().to_string()
+        self.file.describe()
     }
 
     fn tensor(&self, name: &str) -> Result<Option<Weight>, ModelError> {
-        let Some(info) = self.file.tensor(name) else {
+        let Some((shard, info)) = self.file.locate(name) else {
             return Ok(None);
         };
         let (rows, cols) = info.rows_cols();
-        let start = (self.file.data_offset + info.offset) as usize;
+        let start = (shard.data_offset + info.offset) as usize;
         Ok(Some(Weight {
             dtype: info.dtype.into(),
             rows,
             cols,
             data: WeightBytes::Mapped {
-                map: self.file.map().clone(),
+                map: shard.map().clone(),
                 start,
                 len: info.size as usize,
             },
@@ -152,8 +153,8 @@ impl TensorSource for GgufSource<'_> {
     }
 }
 
-/// A GGUF file is a source by itself (through [`GgufSource`]).
-impl TensorSource for GgufFile {
+/// A GGUF model is a source by itself (through [`GgufSource`]).
+impl TensorSource for GgufModel {
     fn source_name(&self) -> String {
         GgufSource { file: self }.source_name()
     }

@@ -25,8 +25,11 @@ pub struct OpenModel {
     pub summary: Option<ModelSummary>,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
-    /// Size on disk (the file, or every file of a directory).
+    /// Size on disk (the file, every shard of a split GGUF, or every file
+    /// of a directory).
     pub file_bytes: u64,
+    /// Files a split GGUF is stored in; 1 for anything else.
+    pub split_files: usize,
 }
 
 impl Orchestrator {
@@ -54,7 +57,10 @@ impl OpenModel {
             OpenedModel::Hf { .. } => None,
         };
         let path = opened.path().to_path_buf();
-        let file_bytes = dir_or_file_bytes(&path);
+        let (file_bytes, split_files) = match &opened {
+            OpenedModel::Gguf(file) => (file.file_bytes(), file.shards().len()),
+            OpenedModel::Hf { .. } => (dir_or_file_bytes(&path), 1),
+        };
         Ok(Self {
             name: name.to_string(),
             source,
@@ -65,6 +71,7 @@ impl OpenModel {
             tokenizer,
             template,
             file_bytes,
+            split_files,
         })
     }
 

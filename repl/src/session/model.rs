@@ -65,6 +65,12 @@ impl Session {
             "file",
             Rich::varies(Varies::Path, m.path.display().to_string()),
         );
+        if m.split_files > 1 {
+            row(
+                "split",
+                format!("{} files; this is the first", m.split_files).into(),
+            );
+        }
         row(
             "architecture",
             format!("{} ({})", c.arch.name(), c.name).into(),

@@ -5,6 +5,7 @@
 use super::shard_cache::ShardCache;
 use super::NodeOptions;
 use crate::cluster::messages::{LocalModel, NodeInfo};
+use crate::model::gguf::split::listed_bytes;
 
 pub(crate) fn node_info(opts: &NodeOptions) -> NodeInfo {
     let (total, free) = crate::metrics::memory::system_memory_bytes().unwrap_or((0, 0));
@@ -47,9 +48,11 @@ fn local_models(opts: &NodeOptions) -> Vec<LocalModel> {
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "gguf"))
         .filter_map(|e| {
+            // A split model is one entry: its first shard, all shards' bytes.
+            let bytes = listed_bytes(&e.path(), e.metadata().ok()?.len())?;
             Some(LocalModel {
                 file_name: e.file_name().to_string_lossy().to_string(),
-                bytes: e.metadata().ok()?.len(),
+                bytes,
             })
         })
         .collect()

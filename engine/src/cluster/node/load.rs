@@ -12,7 +12,7 @@ use super::NodeOptions;
 use crate::cluster::messages::{FromNode, LoadRequest, LoadedReport, Phase, ToNode};
 use crate::metrics::memory::current_rss_bytes;
 use crate::model::error::ModelError;
-use crate::model::gguf::GgufFile;
+use crate::model::gguf::GgufModel;
 use crate::model::layout::LocalLayout;
 use crate::model::transformer::Transformer;
 use crate::model::weights::{tensor_plan, GgufSource, ModelWeights, TensorSource};
@@ -201,20 +201,20 @@ fn wait_finish(conn: &mut Connection) -> Result<(), NetError> {
     }
 }
 
-/// With `--model-dir` holding the same file, cut the slices locally.
-/// Any mismatch (missing file, other size, other hashes) means "receive
-/// them instead".
+/// With `--model-dir` holding the same file (every shard of it, for a
+/// split model: the name is the first shard's, the size all of theirs), cut
+/// the slices locally. Any mismatch (missing file, other size, other hashes)
+/// means "receive them instead".
 fn local_slices(
     opts: &NodeOptions,
     cache: &ShardCache,
     req: &LoadRequest,
 ) -> Option<CachedShardData> {
     let (dir, file) = (opts.model_dir.as_ref()?, req.model_file.as_ref()?);
-    let path = dir.join(&file.file_name);
-    if std::fs::metadata(&path).ok()?.len() != file.bytes {
+    let gguf = GgufModel::open(dir.join(&file.file_name)).ok()?;
+    if gguf.file_bytes() != file.bytes {
         return None;
     }
-    let gguf = GgufFile::open(&path).ok()?;
     let source = GgufSource { file: &gguf };
     let plan = tensor_plan(&req.config, &req.layout);
     let mut writer = cache

@@ -13,9 +13,10 @@ use tempfile::TempDir;
 use crate::cluster::coordinator::{Cluster, LoadSummary, ModelToLoad};
 use crate::cluster::node::{serve, NodeOptions};
 use crate::model::config::ModelConfig;
-use crate::model::gguf::{GgmlType, GgufFile};
+use crate::model::gguf::SplitOptions;
+use crate::model::gguf::{GgmlType, GgufModel};
 use crate::model::layout::LocalLayout;
-use crate::model::synth::{synth, SynthArch, SynthOptions};
+use crate::model::synth::{synth, synth_split, SynthArch, SynthOptions};
 use crate::model::transformer::Transformer;
 use crate::model::weights::ModelWeights;
 use crate::net::Token;
@@ -28,15 +29,46 @@ pub const PROMPT: [u32; 4] = [3, 100, 200, 17];
 
 /// A 2-layer Llama of hidden size 64: loads and steps in milliseconds.
 pub struct TinyModel {
-    _dir: TempDir,
-    pub gguf: GgufFile,
+    dir: TempDir,
+    pub gguf: GgufModel,
     pub summary: ModelSummary,
 }
 
 pub fn tiny_model() -> TinyModel {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
-    let opts = SynthOptions {
+    synth(&tiny_options(), &path, &mut |_, _| {}).expect("writes the tiny model");
+    let gguf = GgufModel::open(&path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    TinyModel { dir, gguf, summary }
+}
+
+/// The same model written as a split GGUF of `files` shards (in the
+/// folder [`TinyModel::dir`] names), opened by its first shard.
+pub fn tiny_model_split(files: usize) -> TinyModel {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("tiny.gguf");
+    let report = synth_split(
+        &tiny_options(),
+        &out,
+        &SplitOptions::files(files),
+        &mut |_, _| {},
+    )
+    .expect("writes the split tiny model");
+    let gguf = GgufModel::open(&report.path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    TinyModel { dir, gguf, summary }
+}
+
+impl TinyModel {
+    /// The folder its file(s) are in.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn tiny_options() -> SynthOptions {
+    SynthOptions {
         arch: SynthArch::Llama,
         layers: 2,
         hidden: 64,
@@ -47,14 +79,6 @@ pub fn tiny_model() -> TinyModel {
         quant: GgmlType::Q8_0,
         seed: 11,
         context: CONTEXT,
-    };
-    synth(&opts, &path, &mut |_, _| {}).expect("writes the tiny model");
-    let gguf = GgufFile::open(&path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    TinyModel {
-        _dir: dir,
-        gguf,
-        summary,
     }
 }
 
@@ -66,6 +90,15 @@ pub struct TestNode {
 }
 
 pub fn start_node(name: &str, token: &Token) -> TestNode {
+    start_node_with_models(name, token, None)
+}
+
+/// A node that may slice model files of its own (`--model-dir`).
+pub fn start_node_with_models(
+    name: &str,
+    token: &Token,
+    model_dir: Option<std::path::PathBuf>,
+) -> TestNode {
     let cache = tempfile::tempdir().expect("tempdir");
     let opts = NodeOptions {
         listen: "127.0.0.1:0".parse().expect("loopback"),
@@ -74,7 +107,7 @@ pub fn start_node(name: &str, token: &Token) -> TestNode {
         mem_limit: None,
         threads: 1,
         cache_dir: cache.path().to_path_buf(),
-        model_dir: None,
+        model_dir,
         step_deadline: Duration::from_secs(10),
         link: None,
     };

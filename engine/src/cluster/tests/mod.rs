@@ -10,9 +10,12 @@
 //! - `faults`: a node cut off is named with the phase it failed in.
 //! - `protocol`: malformed, unknown and out-of-place messages get typed
 //!   error replies, both ways.
+//! - `split`: a split GGUF streams like one file, and nodes holding its
+//!   shards in `--model-dir` slice them themselves.
 
 mod faults;
 mod generate;
 mod handshake;
 mod harness;
 mod protocol;
+mod split;

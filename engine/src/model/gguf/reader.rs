@@ -56,6 +56,9 @@ pub enum GgufError {
         tensor: String,
         problem: String,
     },
+    /// Shards that do not make one model (`split.rs`).
+    #[error(transparent)]
+    Split(#[from] super::split::SplitError),
 }
 
 /// Where one tensor lives in the file.

@@ -52,11 +52,11 @@ impl std::fmt::Debug for TensorSource {
     }
 }
 
-struct PendingTensor {
-    name: String,
-    dims: Vec<u64>,
-    dtype: GgmlType,
-    source: TensorSource,
+pub(super) struct PendingTensor {
+    pub(super) name: String,
+    pub(super) dims: Vec<u64>,
+    pub(super) dtype: GgmlType,
+    pub(super) source: TensorSource,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +84,16 @@ pub enum GgufWriteError {
         key: String,
         problem: String,
     },
+    /// A split that cannot be made (`split_writer`).
+    #[error("{prefix}: cannot split: {problem}")]
+    Split { prefix: PathBuf, problem: String },
 }
 
 /// Collects metadata and tensors, then writes them as one GGUF file.
 #[derive(Default)]
 pub struct GgufWriter {
-    metadata: Vec<(String, MetadataValue)>,
-    tensors: Vec<PendingTensor>,
+    pub(super) metadata: Vec<(String, MetadataValue)>,
+    pub(super) tensors: Vec<PendingTensor>,
 }
 
 /// Where each tensor's data lands, computed once before writing.
@@ -343,7 +346,7 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn data_size(dims: &[u64], dtype: GgmlType) -> Result<u64, String> {
+pub(super) fn data_size(dims: &[u64], dtype: GgmlType) -> Result<u64, String> {
     if dims.is_empty() || dims.len() > MAX_DIMS as usize {
         return Err(format!(
             "{} dimensions (GGML allows 1 to {MAX_DIMS})",

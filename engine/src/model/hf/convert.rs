@@ -23,7 +23,7 @@ use super::safetensors::{dtype_name, write_header, StEntry};
 use super::source::{INDEX_FILE, SINGLE_FILE};
 use crate::kernels::dequant::dequantize_row;
 use crate::model::config::{Arch, ModelConfig, RopeStyle};
-use crate::model::gguf::{GgmlType, GgufFile, MetadataArray, TensorInfo};
+use crate::model::gguf::{GgmlType, GgufModel, MetadataArray, TensorInfo};
 
 /// The element type the converter writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ struct Planned<'a> {
 /// tensor data (a larger single tensor gets a file of its own).
 /// `tokenizer_json` is written verbatim as `tokenizer.json`.
 pub fn gguf_to_hf(
-    gguf: &GgufFile,
+    gguf: &GgufModel,
     out_dir: &Path,
     dtype: HfDtype,
     max_shard_bytes: Option<u64>,
@@ -127,7 +127,7 @@ pub fn gguf_to_hf(
         eos: gguf.get_u64("tokenizer.ggml.eos_token_id")?,
         pad: gguf.get_u64("tokenizer.ggml.padding_token_id")?,
     };
-    let config_json = config_to_json(&gguf.path, &gguf_config, dtype.torch_name(), ids)?;
+    let config_json = config_to_json(gguf.path(), &gguf_config, dtype.torch_name(), ids)?;
     let tokenizer_config = tokenizer_config_json(gguf, &gguf_config, ids)?;
     let plan = plan_tensors(gguf, &gguf_config, dtype)?;
     let shards = split_shards(&plan, max_shard_bytes);
@@ -192,12 +192,12 @@ pub fn unpermuted_source_row(r: usize, head_dim: usize) -> usize {
 }
 
 fn plan_tensors<'a>(
-    gguf: &'a GgufFile,
+    gguf: &'a GgufModel,
     config: &ModelConfig,
     dtype: HfDtype,
 ) -> Result<Vec<Planned<'a>>, HfError> {
     let moe_names = MoeNames::for_arch(config.arch);
-    let mut plan = Vec::with_capacity(gguf.tensors.len());
+    let mut plan = Vec::with_capacity(gguf.tensor_count());
     let entry = |name: String, shape: Vec<usize>| -> Result<StEntry, HfError> {
         let len = shape
             .iter()
@@ -211,7 +211,7 @@ fn plan_tensors<'a>(
             len,
         })
     };
-    for info in &gguf.tensors {
+    for info in gguf.tensors() {
         let (rows, cols) = info.rows_cols();
         if is_gguf_expert_name(&info.name) {
             // dims are (cols, rows per expert, experts), innermost first.
@@ -305,7 +305,7 @@ fn split_shards<'p, 'a>(plan: &'p [Planned<'a>], max: Option<u64>) -> Vec<Vec<&'
 }
 
 fn write_shard(
-    gguf: &GgufFile,
+    gguf: &GgufModel,
     path: &Path,
     shard: &[&Planned],
     dtype: HfDtype,
@@ -364,7 +364,7 @@ fn info_rows(info: &TensorInfo) -> usize {
 
 /// `tokenizer_config.json`: the chat template and special tokens, as text.
 fn tokenizer_config_json(
-    gguf: &GgufFile,
+    gguf: &GgufModel,
     config: &ModelConfig,
     ids: SpecialIds,
 ) -> Result<Value, HfError> {

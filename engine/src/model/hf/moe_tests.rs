@@ -17,7 +17,7 @@ use super::*;
 use crate::kernels::{Weight, WeightBytes};
 use crate::model::config::{ModelConfig, RopeStyle};
 use crate::model::gguf::writer::{GgufWriter, TensorSource as WriteSource};
-use crate::model::gguf::{GgmlType, GgufFile, MetadataValue};
+use crate::model::gguf::{GgmlType, GgufFile, GgufModel, MetadataValue};
 use crate::model::layout::LocalLayout;
 use crate::model::synth::{synth, SynthArch, SynthOptions};
 use crate::model::transformer::Transformer;
@@ -247,7 +247,7 @@ fn bytes_of(w: &Weight) -> &[u8] {
 fn convert_and_compare(case: &Case) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let gguf_path = moe_gguf(tmp.path(), case);
-    let gguf = GgufFile::open(&gguf_path).expect("open moe gguf");
+    let gguf = GgufModel::open(&gguf_path).expect("open moe gguf");
     let mut gguf_config = ModelConfig::from_gguf(&gguf).expect("gguf config");
     // GGUF metadata has no dense layers; the converter finds them by their
     // missing router.
@@ -469,7 +469,7 @@ fn expert_slices_are_cut_before_stacking() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let gguf_path = moe_gguf(tmp.path(), &case);
-    let gguf = GgufFile::open(&gguf_path).unwrap();
+    let gguf = GgufModel::open(&gguf_path).unwrap();
     let out = tmp.path().join("hf");
     gguf_to_hf(&gguf, &out, HfDtype::F32, None, None).unwrap();
     let (config, source) = open_hf_dir(&out).unwrap();
@@ -622,7 +622,7 @@ fn refuses_missing_mismatched_and_miscounted_experts() {
         dense_layers: vec![],
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let gguf = GgufFile::open(moe_gguf(tmp.path(), &case)).unwrap();
+    let gguf = GgufModel::open(moe_gguf(tmp.path(), &case)).unwrap();
     let out = tmp.path().join("hf");
     gguf_to_hf(&gguf, &out, HfDtype::F32, None, None).unwrap();
     let original = read_tensors(&out);

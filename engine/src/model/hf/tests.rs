@@ -10,7 +10,7 @@ use super::safetensors::file_bytes;
 use super::*;
 use crate::kernels::WeightBytes;
 use crate::model::config::{ModelConfig, RopeStyle};
-use crate::model::gguf::{GgufFile, MetadataArray};
+use crate::model::gguf::{GgufModel, MetadataArray};
 use crate::model::layout::LocalLayout;
 use crate::model::store::testutil::smollm2_path;
 use crate::model::transformer::Transformer;
@@ -88,7 +88,7 @@ fn run(config: &ModelConfig, source: &dyn TensorSource) -> Run {
 }
 
 struct Reference {
-    gguf: GgufFile,
+    gguf: GgufModel,
     config: ModelConfig,
     run: Run,
 }
@@ -97,7 +97,7 @@ struct Reference {
 fn reference() -> &'static Reference {
     static REF: OnceLock<Reference> = OnceLock::new();
     REF.get_or_init(|| {
-        let gguf = GgufFile::open(smollm2_path()).unwrap();
+        let gguf = GgufModel::open(smollm2_path()).unwrap();
         let config = ModelConfig::from_gguf(&gguf).unwrap();
         let run = run(&config, &GgufSource { file: &gguf });
         Reference { gguf, config, run }
@@ -197,7 +197,7 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn token_text(gguf: &GgufFile, id: usize) -> String {
+fn token_text(gguf: &GgufModel, id: usize) -> String {
     match gguf.get_array("tokenizer.ggml.tokens").unwrap() {
         Some(MetadataArray::String(t)) => t[id].clone(),
         other => panic!("no token list: {other:?}"),
@@ -212,7 +212,7 @@ fn smollm2_f32_conversion_matches_the_gguf_path() {
     let tokenizer = r#"{"version":"1.0","model":{"type":"BPE"}}"#;
     let report = gguf_to_hf(&r.gguf, &out, HfDtype::F32, None, Some(tokenizer)).unwrap();
     eprintln!("F32 conversion: peak RSS so far {:?} MiB", peak_rss_mib());
-    assert_eq!(report.tensors, r.gguf.tensors.len());
+    assert_eq!(report.tensors, r.gguf.tensor_count());
     let names: Vec<&str> = report.files.iter().map(|(n, _)| n.as_str()).collect();
     for want in [
         "model.safetensors",
@@ -250,7 +250,7 @@ fn smollm2_f32_conversion_matches_the_gguf_path() {
     // The reference safetensors crate accepts what we wrote.
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     let st = ::safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.len(), r.gguf.tensors.len());
+    assert_eq!(st.len(), r.gguf.tensor_count());
     assert_eq!(
         st.tensor("model.embed_tokens.weight").unwrap().shape(),
         &[49152, 576]
@@ -346,7 +346,7 @@ fn smollm2_bf16_sharded_conversion_matches_the_gguf_path() {
     assert_eq!(index["metadata"]["total_size"], report.data_bytes);
     assert_eq!(
         index["weight_map"].as_object().unwrap().len(),
-        r.gguf.tensors.len()
+        r.gguf.tensor_count()
     );
     assert_eq!(
         read_json(&out.join("config.json"))["torch_dtype"],

@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use crate::model::config::ModelConfig;
 use crate::model::error::ModelError;
 use crate::model::gguf::writer::{GgufWriter, TensorSource as WriteSource};
-use crate::model::gguf::{GgmlType, GgufFile, MetadataValue};
+use crate::model::gguf::{GgmlType, GgufFile, GgufModel, MetadataValue};
 use crate::model::layout::LocalLayout;
 use crate::model::loader;
 use crate::model::store::ModelSource;
@@ -83,7 +83,7 @@ fn identical_experts_compute_the_dense_ffn() {
     let dir = tempfile::tempdir().expect("tempdir");
     for quant in [GgmlType::Q8_0, GgmlType::Q4K] {
         let (dense, moe) = dense_and_moe(dir.path(), quant);
-        let file = GgufFile::open(&moe).expect("open");
+        let file = GgufModel::open(&moe).expect("open");
         let config = ModelConfig::from_gguf(&file).expect("config");
         let m = config
             .moe
@@ -150,7 +150,7 @@ impl AllReduce for ThreadReduce {
 /// Greedy tokens from `layouts` run together, one thread each; the last
 /// layout holds the whole output head.
 fn greedy_across(path: &Path, layouts: Vec<LocalLayout>, prompt: &[u32], n: usize) -> Vec<u32> {
-    let file = GgufFile::open(path).expect("open");
+    let file = GgufModel::open(path).expect("open");
     let config = ModelConfig::from_gguf(&file).expect("config");
     let ranks = layouts.len();
     let slots = Arc::new(Mutex::new(vec![Vec::new(); ranks]));
@@ -199,7 +199,7 @@ fn expert_and_tensor_splits_match_one_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, moe) = dense_and_moe(dir.path(), GgmlType::Q8_0);
     // Different experts per token, so the expert split really divides work.
-    let file = GgufFile::open(&moe).expect("open");
+    let file = GgufModel::open(&moe).expect("open");
     let config = ModelConfig::from_gguf(&file).expect("config");
     let prompt = [5, 77, 200, 31];
     let whole = LocalLayout::whole(&config);

@@ -1,5 +1,6 @@
 //! Listing what is under `<home>/models`: pulled aliases and any GGUF files
-//! or Hugging Face folders the user put there.
+//! (a split one once, as its first shard) or Hugging Face folders the user
+//! put there.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
@@ -11,6 +12,7 @@ use super::resolve::has_safetensors;
 use super::verify::is_marker;
 use super::{CachedModel, ModelStore};
 use crate::model::gguf::reader::GGUF_MAGIC;
+use crate::model::gguf::split::listed_bytes;
 
 /// How deep below `models/` to look: `models/<org>/<name>/model.gguf` is as
 /// far as anyone nests by hand.
@@ -58,6 +60,10 @@ impl ModelStore {
                     self.walk(&path, depth + 1, found)?;
                 }
             } else if !is_marker(&path) && starts_with_gguf_magic(&path)? {
+                // A split model is listed once, as its first shard.
+                let Some(bytes) = listed_bytes(&path, meta.len()) else {
+                    continue;
+                };
                 let alias = ALIASES
                     .iter()
                     .find(|a| self.alias_path(a) == path)
@@ -65,7 +71,7 @@ impl ModelStore {
                 found.push(CachedModel {
                     alias,
                     path,
-                    bytes: meta.len(),
+                    bytes,
                     kind: "gguf",
                 });
             }
@@ -108,6 +114,28 @@ mod tests {
         assert_eq!(
             ModelStore::new(dir.path().join("absent")).list().unwrap(),
             []
+        );
+    }
+
+    #[test]
+    fn a_split_gguf_is_listed_once_with_every_shards_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path().to_path_buf());
+        let big = dir.path().join("models").join("big");
+        fs::create_dir_all(&big).unwrap();
+        for (i, len) in [(1, 10), (2, 20), (3, 30)] {
+            let mut bytes = b"GGUF\x03\0\0\0".to_vec();
+            bytes.resize(len, 0);
+            fs::write(big.join(format!("m-{i:05}-of-00003.gguf")), bytes).unwrap();
+        }
+        assert_eq!(
+            store.list().unwrap(),
+            [CachedModel {
+                alias: None,
+                path: big.join("m-00001-of-00003.gguf"),
+                bytes: 60,
+                kind: "gguf",
+            }]
         );
     }
 

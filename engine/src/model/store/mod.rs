@@ -123,7 +123,8 @@ pub struct CachedModel {
     /// The alias it was pulled as; `None` for files the user placed there.
     pub alias: Option<String>,
     pub path: PathBuf,
-    /// The file's size, or the sum of a Hugging Face folder's files.
+    /// The file's size, the sum of a split GGUF's shards, or the sum of a
+    /// Hugging Face folder's files.
     pub bytes: u64,
     /// "gguf" or "hf".
     pub kind: &'static str,

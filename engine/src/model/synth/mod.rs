@@ -15,6 +15,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+use crate::model::gguf::split_writer::{split_prefix, SplitOptions};
 use crate::model::gguf::writer::{GgufWriteError, GgufWriter, TensorSource};
 use crate::model::gguf::{GgmlType, MetadataValue};
 
@@ -65,8 +66,12 @@ pub enum SynthError {
 /// What `synth` wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthReport {
+    /// The file (the first shard of a split).
     pub path: PathBuf,
+    /// Every file's bytes together.
     pub bytes: u64,
+    /// Files written: 1, or the shards of a split.
+    pub files: usize,
     pub tensors: usize,
     /// Weight values, norms and biases included.
     pub parameters: u64,
@@ -233,6 +238,26 @@ pub fn synth(
     Ok(SynthReport {
         path: out.to_path_buf(),
         bytes,
+        files: 1,
+        tensors,
+        parameters,
+    })
+}
+
+/// Like [`synth`], written as a split GGUF named after `out` the way
+/// llama-gguf-split names shards (`m.gguf` -> `m-00001-of-00003.gguf`, ...).
+pub fn synth_split(
+    opts: &SynthOptions,
+    out: &Path,
+    split: &SplitOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthReport, SynthError> {
+    let (w, tensors, parameters) = build_writer(opts)?;
+    let files = w.write_split(&split_prefix(out), split, progress)?;
+    Ok(SynthReport {
+        path: files[0].0.clone(),
+        bytes: files.iter().map(|(_, b)| b).sum(),
+        files: files.len(),
         tensors,
         parameters,
     })

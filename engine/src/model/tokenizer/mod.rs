@@ -24,7 +24,7 @@ pub use error::TokenizerError;
 pub use gguf_vocab::{GgufVocab, TokenType};
 pub use stream::TokenStream;
 
-use crate::model::gguf::{GgufFile, MetadataValue};
+use crate::model::gguf::{GgufModel, MetadataValue};
 
 /// A tokenizer plus the special ids generation needs.
 #[derive(Debug, Clone)]
@@ -42,9 +42,10 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// From the `tokenizer.ggml.*` metadata of a GGUF file.
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, TokenizerError> {
-        Self::from_metadata(&file.metadata).map_err(|e| e.in_file(&file.path))
+    /// From the `tokenizer.ggml.*` metadata of a GGUF model (its first
+    /// shard's, when it is split).
+    pub fn from_gguf(file: &GgufModel) -> Result<Self, TokenizerError> {
+        Self::from_metadata(file.metadata()).map_err(|e| e.in_file(file.path()))
     }
 
     /// From GGUF-style metadata held in memory (a file's, or one built by hand).

@@ -8,9 +8,9 @@ use super::*;
 use crate::model::gguf::MetadataArray;
 use crate::model::store::testutil::smollm2_path;
 
-fn smollm2_file() -> &'static GgufFile {
-    static FILE: OnceLock<GgufFile> = OnceLock::new();
-    FILE.get_or_init(|| GgufFile::open(smollm2_path()).unwrap())
+fn smollm2_file() -> &'static GgufModel {
+    static FILE: OnceLock<GgufModel> = OnceLock::new();
+    FILE.get_or_init(|| GgufModel::open(smollm2_path()).unwrap())
 }
 
 fn smollm2_tok() -> &'static Tokenizer {
@@ -172,7 +172,7 @@ fn decode_refuses_ids_outside_the_vocabulary() {
 }
 
 fn with_key(key: &str, value: MetadataValue) -> BTreeMap<String, MetadataValue> {
-    let mut meta = smollm2_file().metadata.clone();
+    let mut meta = smollm2_file().metadata().clone();
     meta.insert(key.to_string(), value);
     meta
 }
@@ -199,7 +199,7 @@ fn unknown_pre_falls_back_to_gpt2_with_a_warning() {
 
 #[test]
 fn missing_pre_uses_llama_cpp_default_with_a_warning() {
-    let mut meta = smollm2_file().metadata.clone();
+    let mut meta = smollm2_file().metadata().clone();
     meta.remove("tokenizer.ggml.pre");
     let tok = Tokenizer::from_metadata(&meta).unwrap();
     assert!(
@@ -237,8 +237,9 @@ fn unsupported_model_is_named() {
 
 #[test]
 fn gguf_errors_name_the_file() {
-    let mut file = smollm2_file().clone();
+    let mut file = crate::model::gguf::GgufFile::open(smollm2_path()).unwrap();
     file.metadata.remove("tokenizer.ggml.tokens");
+    let file = GgufModel::from_file(file).unwrap();
     let err = Tokenizer::from_gguf(&file).unwrap_err();
     let msg = err.to_string();
     assert!(

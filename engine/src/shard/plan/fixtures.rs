@@ -6,14 +6,14 @@ use std::sync::OnceLock;
 use super::summary::ModelSummary;
 use super::NodeBudget;
 use crate::model::config::{Arch, ModelConfig, RopeScaling, RopeStyle};
-use crate::model::gguf::{GgmlType, GgufFile};
+use crate::model::gguf::{GgmlType, GgufModel};
 use crate::model::store::testutil::smollm2_path;
 
 pub fn smollm2_summary() -> ModelSummary {
     static SUMMARY: OnceLock<ModelSummary> = OnceLock::new();
     SUMMARY
         .get_or_init(|| {
-            let file = GgufFile::open(smollm2_path()).unwrap();
+            let file = GgufModel::open(smollm2_path()).unwrap();
             ModelSummary::from_gguf(&file).unwrap()
         })
         .clone()

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::error::PlanError;
 use crate::model::config::ModelConfig;
-use crate::model::gguf::{GgmlType, GgufFile};
+use crate::model::gguf::{GgmlType, GgufModel};
 use crate::model::weights::dense_ffn_names;
 
 /// One tensor as a matrix: `cols` is the contiguous (innermost) dimension,
@@ -40,11 +40,10 @@ pub struct ModelSummary {
 }
 
 impl ModelSummary {
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, PlanError> {
+    pub fn from_gguf(file: &GgufModel) -> Result<Self, PlanError> {
         let config = ModelConfig::from_gguf(file)?;
         let tensors = file
-            .tensors
-            .iter()
+            .tensors()
             .map(|t| {
                 let (rows, cols) = t.rows_cols();
                 TensorSummary {
