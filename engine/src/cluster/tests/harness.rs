@@ -47,6 +47,8 @@ pub fn tiny_model() -> TinyModel {
         quant: GgmlType::Q8_0,
         seed: 11,
         context: CONTEXT,
+        head_dim: None,
+        moe: None,
     };
     synth(&opts, &path, &mut |_, _| {}).expect("writes the tiny model");
     let gguf = GgufFile::open(&path).expect("opens");
