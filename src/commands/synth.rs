@@ -1,4 +1,5 @@
-//! `shardlab synth`: random-weight GGUF files in real model shapes.
+//! `shardlab synth`: random-weight GGUF files in real model shapes, dense or
+//! mixture-of-experts.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,14 +9,19 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use shardlab_engine::model::gguf::GgmlType;
 use shardlab_engine::model::gguf::SplitOptions;
-use shardlab_engine::model::synth::{synth, synth_split, SynthArch, SynthOptions, PRESETS};
+use shardlab_engine::model::synth::{
+    default_arch, synth, synth_split, SynthArch, SynthMoe, SynthOptions, PRESETS,
+};
 
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    /// llama, qwen2 or qwen3.
-    #[arg(long, default_value = "llama")]
-    pub arch: String,
-    /// A named shape: tiny, 1b, 8b (Llama-3-8B), 70b (Llama-3-70B).
+    /// llama, qwen2, qwen3, qwen2moe or qwen3moe; llama with experts is
+    /// Mixtral. Default: qwen3moe with experts (a MoE preset or --experts),
+    /// llama without.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// A named shape: tiny, 1b, 8b (Llama-3-8B), 70b (Llama-3-70B); with
+    /// experts: moe-tiny, 7b-a1b (OLMoE-1B-7B), 30b-a3b (Qwen3-30B-A3B).
     #[arg(long)]
     pub preset: Option<String>,
     #[arg(long)]
@@ -26,10 +32,26 @@ pub struct SynthArgs {
     pub heads: Option<usize>,
     #[arg(long = "kv-heads")]
     pub kv_heads: Option<usize>,
+    /// Dimension of one attention head (default hidden / heads).
+    #[arg(long = "head-dim")]
+    pub head_dim: Option<usize>,
+    /// Dense FFN width (not used with experts).
     #[arg(long)]
     pub ffn: Option<usize>,
     #[arg(long)]
     pub vocab: Option<usize>,
+    /// Experts per layer (a mixture-of-experts model).
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// Experts each token is routed to (top-k).
+    #[arg(long = "experts-used")]
+    pub experts_used: Option<usize>,
+    /// FFN width of one expert.
+    #[arg(long = "expert-ffn")]
+    pub expert_ffn: Option<usize>,
+    /// qwen2moe's shared expert width (default 4 x --expert-ffn).
+    #[arg(long = "shared-ffn")]
+    pub shared_ffn: Option<usize>,
     /// Weight type: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k..q6_k, f16, bf16, f32.
     #[arg(long, default_value = "q4_0")]
     pub quant: String,
@@ -44,52 +66,85 @@ pub struct SynthArgs {
     pub split: Option<usize>,
 }
 
-pub fn run(args: SynthArgs) -> Result<()> {
-    let arch = SynthArch::from_name(&args.arch).ok_or_else(|| {
-        anyhow!(
-            "unknown --arch '{}' (choose llama, qwen2 or qwen3)",
-            args.arch
-        )
-    })?;
+impl SynthArgs {
+    fn moe_flags_given(&self) -> bool {
+        self.experts.is_some()
+            || self.experts_used.is_some()
+            || self.expert_ffn.is_some()
+            || self.shared_ffn.is_some()
+    }
+}
+
+/// The options the flags describe: a preset (or, without one, the flags
+/// alone) with every given flag overriding its field.
+fn options(args: &SynthArgs) -> Result<SynthOptions> {
+    let arch = match &args.arch {
+        Some(name) => SynthArch::from_name(name).ok_or_else(|| {
+            anyhow!("unknown --arch '{name}' (choose llama, qwen2, qwen3, qwen2moe or qwen3moe)")
+        })?,
+        None if args.experts.is_some() => SynthArch::Qwen3Moe,
+        None => default_arch(args.preset.as_deref().unwrap_or("")),
+    };
     let quant = GgmlType::from_name(&args.quant).ok_or_else(|| {
         anyhow!(
             "unknown --quant '{}' (choose q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, f16, bf16, f32)",
             args.quant
         )
     })?;
+    let need = |v: Option<usize>, flag: &str, why: &str| {
+        v.ok_or_else(|| anyhow!("--{flag} is required {why}"))
+    };
+    let without_preset = format!("without --preset (presets: {})", PRESETS.join(", "));
     let mut opts = match &args.preset {
         Some(name) => SynthOptions::preset(arch, name)?,
-        None => {
-            let need = |v: Option<usize>, flag: &str| {
-                v.ok_or_else(|| {
-                    anyhow!(
-                        "--{flag} is required without --preset (presets: {})",
-                        PRESETS.join(", ")
-                    )
-                })
-            };
-            SynthOptions {
-                layers: need(args.layers, "layers")?,
-                hidden: need(args.hidden, "hidden")?,
-                heads: need(args.heads, "heads")?,
-                kv_heads: need(args.kv_heads, "kv-heads")?,
-                ffn: need(args.ffn, "ffn")?,
-                vocab: need(args.vocab, "vocab")?,
-                ..SynthOptions::preset(arch, "tiny")?
-            }
-        }
+        None => SynthOptions {
+            layers: need(args.layers, "layers", &without_preset)?,
+            hidden: need(args.hidden, "hidden", &without_preset)?,
+            heads: need(args.heads, "heads", &without_preset)?,
+            kv_heads: need(args.kv_heads, "kv-heads", &without_preset)?,
+            ffn: match args.experts {
+                // No dense FFN; the field is unused.
+                Some(_) => args.ffn.or(args.expert_ffn).unwrap_or(0),
+                None => need(args.ffn, "ffn", &without_preset)?,
+            },
+            vocab: need(args.vocab, "vocab", &without_preset)?,
+            ..SynthOptions::preset(SynthArch::Llama, "tiny")?
+        },
     };
-    // Flags given alongside a preset override its fields.
-    if args.preset.is_some() {
-        opts.layers = args.layers.unwrap_or(opts.layers);
-        opts.hidden = args.hidden.unwrap_or(opts.hidden);
-        opts.heads = args.heads.unwrap_or(opts.heads);
-        opts.kv_heads = args.kv_heads.unwrap_or(opts.kv_heads);
-        opts.ffn = args.ffn.unwrap_or(opts.ffn);
-        opts.vocab = args.vocab.unwrap_or(opts.vocab);
-    }
+    opts.arch = arch;
+    opts.layers = args.layers.unwrap_or(opts.layers);
+    opts.hidden = args.hidden.unwrap_or(opts.hidden);
+    opts.heads = args.heads.unwrap_or(opts.heads);
+    opts.kv_heads = args.kv_heads.unwrap_or(opts.kv_heads);
+    opts.head_dim = args.head_dim.or(opts.head_dim);
+    opts.ffn = args.ffn.unwrap_or(opts.ffn);
+    opts.vocab = args.vocab.unwrap_or(opts.vocab);
     opts.quant = quant;
     opts.seed = args.seed;
+    if args.moe_flags_given() {
+        let why = "with --experts (or a MoE preset)";
+        let base = opts.moe;
+        opts.moe = Some(SynthMoe {
+            experts: need(args.experts.or(base.map(|m| m.experts)), "experts", why)?,
+            experts_used: need(
+                args.experts_used.or(base.map(|m| m.experts_used)),
+                "experts-used",
+                why,
+            )?,
+            expert_ffn: need(
+                args.expert_ffn.or(base.map(|m| m.expert_ffn)),
+                "expert-ffn",
+                why,
+            )?,
+            shared_ffn: args.shared_ffn.or(base.and_then(|m| m.shared_ffn)),
+        });
+    }
+    opts.validate()?;
+    Ok(opts)
+}
+
+pub fn run(args: SynthArgs) -> Result<()> {
+    let opts = options(&args)?;
     let started = Instant::now();
     let mut last_percent = u64::MAX;
     let mut show = |done: u64, total: u64| {
@@ -114,11 +169,15 @@ pub fn run(args: SynthArgs) -> Result<()> {
         1 => String::new(),
         n => format!(", first of {n} files"),
     };
+    let experts = match &opts.moe {
+        Some(m) => format!(", {} of {} experts per token", m.experts_used, m.experts),
+        None => String::new(),
+    };
     println!(
-        "wrote {}{files} ({} {}, {} tensors, {:.2} B parameters, {:.1} MiB) in {:.1} s",
+        "wrote {}{files} ({} {}{experts}, {} tensors, {:.2} B parameters, {:.1} MiB) in {:.1} s",
         report.path.display(),
-        arch.name(),
-        quant,
+        opts.arch.name(),
+        opts.quant,
         report.tensors,
         report.parameters as f64 / 1e9,
         report.bytes as f64 / 1048576.0,

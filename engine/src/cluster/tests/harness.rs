@@ -79,6 +79,8 @@ fn tiny_options() -> SynthOptions {
         quant: GgmlType::Q8_0,
         seed: 11,
         context: CONTEXT,
+        head_dim: None,
+        moe: None,
     }
 }
 
