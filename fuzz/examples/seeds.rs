@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use shardlab_engine::cluster::messages::{
-    CachedShard, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo, NodeMetrics, PeerAddr,
-    PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, TensorMeta, ToNode,
+    CachedShard, ExpertMetrics, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo,
+    NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, TensorMeta,
+    ToNode,
 };
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
@@ -21,6 +22,7 @@ use shardlab_engine::model::hf::safetensors::{write_header, StEntry};
 use shardlab_engine::model::layout::LocalLayout;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 use shardlab_engine::net::frame::{Frame, TensorDtype, TensorHeader};
+use shardlab_engine::parallel::WireDtype;
 use shardlab_repl::command::COMMANDS;
 
 struct Out {
@@ -256,12 +258,14 @@ fn to_node(config: &ModelConfig) -> Vec<ToNode> {
                 name: "node2".into(),
                 addr: "[::1]:7002".into(),
             }),
+            wire: WireDtype::F16,
         }),
         ToNode::Step {
             pos: 7,
             tokens: vec![1, 2, 3],
+            seq: 1,
         },
-        ToNode::Truncate { pos: 4 },
+        ToNode::Truncate { pos: 4, seq: 1 },
         ToNode::Metrics,
         ToNode::ResetMetrics,
         ToNode::Ping,
@@ -294,6 +298,7 @@ fn from_node() -> Vec<FromNode> {
                 file_name: "tiny.gguf".into(),
                 bytes: 123_456,
             }],
+            link: None,
         }),
         FromNode::NeedTensors {
             missing: vec![0, 5],
@@ -335,9 +340,15 @@ fn from_node() -> Vec<FromNode> {
                 peer: "node1".into(),
                 bytes_sent: 8,
                 bytes_received: 9,
+                waited_seconds: 0.5,
             }],
             allreduce_seconds: vec![0.001, 0.002],
             hop_seconds: vec![0.003],
+            experts: Some(ExpertMetrics {
+                owned: 0..4,
+                routed: 10,
+                total: 16,
+            }),
         }),
         FromNode::Pong,
         FromNode::Ok,

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         if rows > 0 && cols > 0 && cols <= MAX_ROW {
             let row_bytes = bytes.len() / rows;
             let mut out = vec![0f32; cols];
-            dequantize_row(t.dtype, &bytes[..row_bytes], &mut out);
+            dequantize_row(t.dtype.into(), &bytes[..row_bytes], &mut out);
         }
     }
     // As one model: split keys are checked (a shard alone is refused).
