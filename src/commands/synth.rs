@@ -174,14 +174,23 @@ pub fn run(args: SynthArgs) -> Result<()> {
         None => String::new(),
     };
     println!(
-        "wrote {}{files} ({} {}{experts}, {} tensors, {:.2} B parameters, {:.1} MiB) in {:.1} s",
+        "wrote {}{files} ({} {}{experts}, {} tensors, {} parameters, {:.1} MiB) in {:.1} s",
         report.path.display(),
         opts.arch.name(),
         opts.quant,
         report.tensors,
-        report.parameters as f64 / 1e9,
+        parameter_count(report.parameters),
         report.bytes as f64 / 1048576.0,
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A parameter count for people: billions, or millions for the small presets.
+fn parameter_count(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} B", n as f64 / 1e9)
+    } else {
+        format!("{:.1} M", n as f64 / 1e6)
+    }
 }
