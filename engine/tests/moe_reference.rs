@@ -97,12 +97,11 @@ fn model_file(dir: &Path, name: &str, entry: &Value) -> Option<PathBuf> {
     Some(converted)
 }
 
-/// The llama-quantize `bench/llamacpp.sh build` leaves in the cache, if any.
+/// The llama-quantize `bench/llamacpp.sh build` leaves in the model store's
+/// home (the same place the script uses), if any.
 fn llama_quantize() -> Option<PathBuf> {
-    let home = std::env::var_os("SHARDLAB_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/shardlab")))?;
-    let bin = home.join("llama.cpp/build/bin/llama-quantize");
+    let store = shardlab_engine::model::store::ModelStore::from_env().ok()?;
+    let bin = store.home().join("llama.cpp/build/bin/llama-quantize");
     bin.exists().then_some(bin)
 }
 
