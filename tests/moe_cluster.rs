@@ -1,8 +1,9 @@
 //! Mixture-of-experts models over real node processes on loopback: the
 //! expert, tensor, pipeline and hybrid layouts give one process's greedy
 //! tokens (qwen3moe, qwen2moe with its shared expert, Mixtral in K-quants
-//! too narrow to give every node a block), the routed choices add up across
-//! the expert owners, and a MoE too big for one node runs on two.
+//! too narrow to split its heads, where the expert layout replicates
+//! attention), the routed choices add up across the expert owners, and a
+//! MoE too big for one node runs on two.
 
 use std::path::{Path, PathBuf};
 
@@ -92,9 +93,9 @@ fn qwen2moe_shared_expert_and_mixtral_k_quants_split_cleanly() {
         .is_some_and(|m| m.shared_expert && !m.norm_topk));
     matches_one_node(&qwen2, &[(2, "expert"), (3, "tensor")]);
 
-    // Q4_K: attention is one 256-wide block (4 heads x 64), so the tensor
-    // and expert layouts (whose attention is split by heads) are refused
-    // past one node, as the planner says; a 2-stage pipeline runs.
+    // Q4_K: attention is one 256-wide block (4 heads x 64). The tensor
+    // layout, which splits heads, is refused past one node; the expert
+    // layout replicates attention instead, and a pipeline runs as ever.
     let mixtral = synth(
         dir.path(),
         "mixtral.gguf",
@@ -103,7 +104,38 @@ fn qwen2moe_shared_expert_and_mixtral_k_quants_split_cleanly() {
         ],
     );
     assert_eq!(mixtral.summary.config.arch.name(), "llama");
-    matches_one_node(&mixtral, &[(2, "pipeline")]);
+    let refused = plan(
+        &mixtral.summary,
+        &unlimited(3),
+        &LayoutRequest::Tensor,
+        CONTEXT,
+    )
+    .expect_err("Q4_K heads cannot split over 3");
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot split 4 attention heads over 3 nodes"),
+        "{refused}"
+    );
+    let expert = plan(
+        &mixtral.summary,
+        &unlimited(3),
+        &LayoutRequest::Expert,
+        CONTEXT,
+    )
+    .expect("the expert layout plans");
+    assert!(expert.nodes.iter().all(|n| n.layout.replicated_attention));
+    matches_one_node(&mixtral, &[(2, "pipeline"), (2, "expert"), (3, "expert")]);
+}
+
+/// Budgets no model exceeds, for `n` nodes.
+fn unlimited(n: usize) -> Vec<NodeBudget> {
+    (1..=n)
+        .map(|i| NodeBudget {
+            name: format!("node{i}"),
+            budget_bytes: u64::MAX,
+        })
+        .collect()
 }
 
 #[test]

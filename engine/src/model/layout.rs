@@ -30,6 +30,11 @@ pub struct LocalLayout {
     pub embed: bool,
     /// Whether this process applies the final norm and output head.
     pub head: bool,
+    /// Every node of the tensor group computes all heads, so the attention
+    /// output is already whole and is not all-reduced. The expert layout
+    /// falls back to this when block alignment forbids splitting the heads.
+    #[serde(default)]
+    pub replicated_attention: bool,
 }
 
 impl LocalLayout {
@@ -43,6 +48,7 @@ impl LocalLayout {
             vocab: 0..config.vocab,
             embed: true,
             head: true,
+            replicated_attention: false,
         }
     }
 

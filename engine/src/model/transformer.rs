@@ -242,7 +242,9 @@ impl Transformer {
             let (kc, vc) = self.cache.layer(li, end);
             attend(&shape, &q, kc, vc, pos, &mut attn);
             matmul_partial(&lw.wo, &attn, tokens, &mut proj, s);
-            reduce.all_reduce(&mut proj)?;
+            if !self.layout.replicated_attention {
+                reduce.all_reduce(&mut proj)?;
+            }
             add_rounded(x, &proj);
 
             rms_norm(x, &lw.ffn_norm, c.rms_eps, &mut xn);

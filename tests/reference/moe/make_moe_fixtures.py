@@ -52,7 +52,7 @@ FILES = [
 PROMPT = "She sells sea shells"
 N_GEN = 16
 # Committed only below this size (random weights do not compress).
-MAX_COMMITTED_GGUF = 2 << 20
+MAX_COMMITTED_GGUF = 4 << 20
 CONTEXT = {"type_k": C.GGML_TYPE_F32, "type_v": C.GGML_TYPE_F32,
            "flash_attn_type": C.LLAMA_FLASH_ATTN_TYPE_DISABLED}
 CLI_FLAGS = ["-fa", "off", "-ctk", "f32", "-ctv", "f32"]

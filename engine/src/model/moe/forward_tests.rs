@@ -238,6 +238,20 @@ fn expert_and_tensor_splits_match_one_process() {
         8,
     );
     assert_eq!(by_cols, one, "tensor layout");
+    // Expert layout with every head on every node: attention is not summed.
+    let replicated: Vec<LocalLayout> =
+        split(vec![0..4, 0..4], vec![0..3, 3..4], vec![0..512, 0..512])
+            .into_iter()
+            .map(|l| LocalLayout {
+                replicated_attention: true,
+                ..l
+            })
+            .collect();
+    let by_expert_replicated = greedy_across(&moe, replicated, &prompt, 8);
+    assert_eq!(
+        by_expert_replicated, one,
+        "expert layout, attention replicated"
+    );
 }
 
 /// The first index of the largest logit.

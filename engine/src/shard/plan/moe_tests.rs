@@ -129,3 +129,46 @@ fn expert_layout_of_a_dense_model_is_a_clear_error() {
     .to_string();
     assert!(err.contains("dense is a dense model"), "{err}");
 }
+
+#[test]
+fn expert_layout_replicates_attention_whose_heads_cannot_split() {
+    // 4 heads of 64 in Q4_K are one 256-wide block: no two nodes can share them.
+    let model = ModelSummary::synthetic(
+        crate::model::config::ModelConfig {
+            n_heads: 4,
+            n_kv_heads: 4,
+            head_dim: 64,
+            rope_dim: 64,
+            ..moe_config("moe-tiny-k", 256, 8, 2, 256)
+        },
+        GgmlType::Q4K,
+    );
+    let err = plan(
+        &model,
+        &budgets(&[u64::MAX; 2]),
+        &LayoutRequest::Tensor,
+        256,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cannot split 4 attention heads over 2 nodes"),
+        "{err}"
+    );
+    for n in 2..=3 {
+        let p = plan_of(&model, n, LayoutRequest::Expert);
+        for np in &p.nodes {
+            assert!(np.layout.replicated_attention, "over {n}");
+            assert_eq!(
+                np.layout.q_heads,
+                0..4,
+                "over {n}: every node has all heads"
+            );
+        }
+        assert_eq!(expert_ranges(&p).iter().map(|r| r.len()).sum::<usize>(), 8);
+    }
+    // Where heads do split, the expert layout still splits them.
+    let split = ModelSummary::synthetic(moe_config("moe", 2048, 8, 2, 768), GgmlType::Q4_0);
+    let p = plan_of(&split, 2, LayoutRequest::Expert);
+    assert!(p.nodes.iter().all(|np| !np.layout.replicated_attention));
+}

@@ -7,7 +7,9 @@
 //! group stays whole; beyond that Q heads are spread evenly and the KV heads
 //! they read are replicated. The FFN is cut in whole blocks of
 //! `ffn_down.weight` and sized so every node's weight bytes come out even.
-//! The vocabulary is cut evenly (rows, any granularity).
+//! The vocabulary is cut evenly (rows, any granularity). The expert layout,
+//! whose nodes hold whole experts, replicates attention when its heads
+//! cannot be split.
 
 use std::ops::Range;
 
@@ -37,7 +39,15 @@ pub fn tensor_group(
     head: bool,
     experts: ExpertSplit,
 ) -> Result<Vec<LocalLayout>, PlanError> {
-    let heads = split_heads(model, n)?;
+    // Whole experts on each node need no split heads: when the blocks of
+    // attn_output forbid one, every node computes all heads instead.
+    let (heads, replicated_attention) = match (split_heads(model, n), experts) {
+        (Ok(heads), _) => (heads, false),
+        (Err(PlanError::HeadAlignment { .. }), ExpertSplit::Whole) if n > 1 => {
+            (vec![0..model.config.n_heads; n], true)
+        }
+        (Err(e), _) => return Err(e),
+    };
     let vocab = if head {
         ranges(&even_shares(model.config.vocab, n))
     } else {
@@ -56,6 +66,7 @@ pub fn tensor_group(
             vocab,
             embed,
             head,
+            replicated_attention,
         })
         .collect();
     // Experts first (the bulk of a MoE layer), then the dense FFN levels

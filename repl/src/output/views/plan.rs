@@ -61,6 +61,9 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
         }
         t.row(cells);
     }
+    if p.nodes.iter().any(|np| np.layout.replicated_attention) {
+        t.note("attention replicated: its heads cannot be split on these blocks, so every node computes all of them and holds the whole KV cache");
+    }
     t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order)");
     t
 }
