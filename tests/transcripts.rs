@@ -30,6 +30,7 @@ fn every_transcript_replays_without_a_diff() {
         "too-big",
         "bad-input",
         "node-killed",
+        "moe",
     ] {
         assert!(
             names.iter().any(|n| n == required),

@@ -54,8 +54,13 @@ impl Session {
                     .push("; ")
                     .push_varies(Varies::Int, cached.to_string())
                     .push(format!(
-                        " of {} nodes had the shard cached)",
-                        summary.nodes.len()
+                        " of {} {} the shard cached)",
+                        summary.nodes.len(),
+                        if summary.nodes.len() == 1 {
+                            "node had"
+                        } else {
+                            "nodes had"
+                        }
                     ))
             }
             None => Rich::from(" (this process)"),

@@ -7,6 +7,11 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// "1 node", "3 nodes".
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn suggestion_text(s: &Option<String>) -> String {
     s.as_ref().map_or(String::new(), |s| format!("; {s}"))
 }
@@ -45,7 +50,9 @@ pub enum PlanError {
     #[error(
         "cannot split {heads} attention heads over {nodes} nodes: {tensor} is {dtype}, so each \
          node's heads x head_dim {head_dim} must be a multiple of {block} ({unit} heads); at most \
-         {max_nodes} nodes can hold heads"
+         {} can hold heads{}",
+        count(*.max_nodes, "node"),
+        if *.moe { "; the expert layout runs it over more by replicating attention" } else { "" }
     )]
     HeadAlignment {
         heads: usize,
@@ -56,6 +63,8 @@ pub enum PlanError {
         block: usize,
         unit: usize,
         max_nodes: usize,
+        /// A mixture of experts, whose expert layout can replicate attention.
+        moe: bool,
     },
     #[error("cannot split the FFN: {tensor} is {dtype} (blocks of {block}) but the FFN has {ffn} columns")]
     FfnAlignment {

@@ -226,6 +226,7 @@ pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, 
         block,
         unit,
         max_nodes: heads.div_ceil(unit),
+        moe: c.moe.is_some(),
     })
 }
 
