@@ -6,7 +6,9 @@ measurement prints its raw output (so the numbers can be checked), then the
 table at the end compares ratios taken in this one run: the machine is
 shared and noisy, so only figures from the same run are compared.
 
-Usage: bench/goals.py SHARDLAB LLAMA_BIN_DIR SMOLLM2_GGUF Q4_0_8B Q4_K_8B [--quick]
+Usage: bench/goals.py SHARDLAB LLAMA_BIN_DIR SMOLLM2_GGUF Q4_0_8B Q4_K_8B MOE_7B_A1B MOE_30B_A3B
+                      [--quick] [--moe]
+--moe measures the mixture-of-experts goals only (with the bandwidth probe).
 """
 
 import re
@@ -15,10 +17,11 @@ import sys
 import time
 
 QUICK = "--quick" in sys.argv
-args = [a for a in sys.argv[1:] if a != "--quick"]
-if len(args) != 5:
+MOE_ONLY = "--moe" in sys.argv
+args = [a for a in sys.argv[1:] if a not in ("--quick", "--moe")]
+if len(args) != 7:
     sys.exit(__doc__)
-SHARDLAB, LLAMA, SMOL, BIG_Q4_0, BIG_Q4_K = args
+SHARDLAB, LLAMA, SMOL, BIG_Q4_0, BIG_Q4_K, MOE_7B, MOE_30B = args
 
 rows = []  # (goal, measured, target, verdict)
 
@@ -81,6 +84,16 @@ def shardlab_bench(model, threads, p, n, extra=(), cores=None):
     return pp, tg, out
 
 
+def refused(cmd):
+    """Runs a command that must fail; returns its stderr."""
+    print("$ " + " ".join(cmd) + "    (expected to be refused)", flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print(out.stderr.rstrip()[-1500:])
+    if out.returncode == 0:
+        raise SystemExit(f"expected a refusal: {' '.join(cmd)}")
+    return out.stderr
+
+
 def probe(groups, cores_per_group):
     out = sh([SHARDLAB, "probe", "--groups", str(groups),
               "--cores-per-group", str(cores_per_group), "--mib", "1024"])
@@ -118,68 +131,114 @@ bw2, _ = probe(1, 2)
 rows.append(("Ideal 2-node speedup (2 pinned probes at once / one alone)", f"{ideal2:.2f}x",
              "(reference)", ""))
 
-reps = 2 if QUICK else 3
-print("## SmolLM2 Q4_1, one process")
-for t in (1, 2):
-    against_llama("SmolLM2 Q4_1", SMOL, t, 128, 64, reps)
+def dense():
+    reps = 2 if QUICK else 3
+    print("## SmolLM2 Q4_1, one process")
+    for t in (1, 2):
+        against_llama("SmolLM2 Q4_1", SMOL, t, 128, 64, reps)
 
-big_p, big_n = (8, 8) if QUICK else (32, 16)
-print("## synthetic 8b, one process, one thread")
-big_rates = {}
-for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
-    big_rates[name] = against_llama(name, model, 1, big_p, big_n, 1 if QUICK else 2)
+    big_p, big_n = (8, 8) if QUICK else (32, 16)
+    print("## synthetic 8b, one process, one thread")
+    big_rates = {}
+    for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
+        big_rates[name] = against_llama(name, model, 1, big_p, big_n, 1 if QUICK else 2)
 
-print("## roofline of the 8b decode (weight bytes per token x tok/s / one core's bandwidth)")
-for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
-    out = sh([SHARDLAB, "bench", "--model", model, "--threads", "1",
-              "--prompt-tokens", "4", "--gen", str(big_n)], "0")
-    frac = number(r"= ([0-9.]+)% of one core", out, "roofline fraction") / 100
-    rows.append((f"{name} decode, 1 thread: fraction of measured bandwidth", f"{100 * frac:.0f}%",
-                 ">= 80%", verdict(frac, 0.8)))
+    print("## roofline of the 8b decode (weight bytes per token x tok/s / one core's bandwidth)")
+    for name, model in (("8b Q4_0", BIG_Q4_0), ("8b Q4_K", BIG_Q4_K)):
+        out = sh([SHARDLAB, "bench", "--model", model, "--threads", "1",
+                  "--prompt-tokens", "4", "--gen", str(big_n)], "0")
+        frac = number(r"= ([0-9.]+)% of one core", out, "roofline fraction") / 100
+        rows.append((f"{name} decode, 1 thread: fraction of measured bandwidth", f"{100 * frac:.0f}%",
+                     ">= 80%", verdict(frac, 0.8)))
 
-print("## cluster: one core per node, pinned; one node on one core as the baseline")
-_, single8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n, ["--no-probe"], "0")
-_, tensor8, out = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
-                                 ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
-speedup = tensor8 / single8
-rpc8 = llama_rpc(BIG_Q4_0, 8, big_n, 1)
-rows.append(("8b Q4_0 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
-             f"{tensor8:.2f} / {rpc8:.2f} = {tensor8 / rpc8:.2f}x", "(no goal)", ""))
-rows.append(("8b Q4_0 tensor over 2 nodes / one node (decode)",
-             f"{tensor8:.2f} / {single8:.2f} = {speedup:.2f}x = {100 * speedup / ideal2:.0f}% of ideal",
-             f">= 90% of {ideal2:.2f}x", verdict(speedup / ideal2, 0.9)))
-ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
-if ratios:
-    worst = max(ratios)
-    rows.append(("All-reduce p50 / raw loopback TCP round trip of the same size (8b, tensor 2)",
-                 f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
+    print("## cluster: one core per node, pinned; one node on one core as the baseline")
+    _, single8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n, ["--no-probe"], "0")
+    _, tensor8, out = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
+                                     ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
+    speedup = tensor8 / single8
+    rpc8 = llama_rpc(BIG_Q4_0, 8, big_n, 1)
+    rows.append(("8b Q4_0 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
+                 f"{tensor8:.2f} / {rpc8:.2f} = {tensor8 / rpc8:.2f}x", "(no goal)", ""))
+    rows.append(("8b Q4_0 tensor over 2 nodes / one node (decode)",
+                 f"{tensor8:.2f} / {single8:.2f} = {speedup:.2f}x = {100 * speedup / ideal2:.0f}% of ideal",
+                 f">= 90% of {ideal2:.2f}x", verdict(speedup / ideal2, 0.9)))
+    ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
+    if ratios:
+        worst = max(ratios)
+        rows.append(("All-reduce p50 / raw loopback TCP round trip of the same size (8b, tensor 2)",
+                     f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
 
-_, single_s, _ = shardlab_bench(SMOL, 1, 32, 64, ["--no-probe"], "0")
-_, tensor_s, out = shardlab_bench(SMOL, 1, 32, 64,
-                                  ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
-rows.append(("SmolLM2 tensor over 2 nodes / one node (decode)",
-             f"{tensor_s:.1f} / {single_s:.1f} = {tensor_s / single_s:.2f}x", "(no goal)", ""))
-ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
-if ratios:
-    worst = max(ratios)
-    rows.append(("All-reduce p50 / raw loopback TCP round trip (SmolLM2, tensor 2)",
-                 f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
-rpc_s = llama_rpc(SMOL, 32, 64, reps)
-rows.append(("SmolLM2 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
-             f"{tensor_s:.1f} / {rpc_s:.1f} = {tensor_s / rpc_s:.2f}x", "(no goal)", ""))
-_, pipe_s, _ = shardlab_bench(SMOL, 1, 32, 64,
-                              ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
-                               "--parallel", "4"])
-rows.append(("SmolLM2 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
-             f"{pipe_s:.1f} / {single_s:.1f} = {pipe_s / single_s:.2f}x", ">= 1.7x",
-             verdict(pipe_s / single_s, 1.7)))
+    _, single_s, _ = shardlab_bench(SMOL, 1, 32, 64, ["--no-probe"], "0")
+    _, tensor_s, out = shardlab_bench(SMOL, 1, 32, 64,
+                                      ["--nodes", "local:2", "--layout", "tensor", "--pin", "--no-probe"])
+    rows.append(("SmolLM2 tensor over 2 nodes / one node (decode)",
+                 f"{tensor_s:.1f} / {single_s:.1f} = {tensor_s / single_s:.2f}x", "(no goal)", ""))
+    ratios = [float(x) for x in re.findall(r"\(([0-9.]+)x raw RTT\)", out)]
+    if ratios:
+        worst = max(ratios)
+        rows.append(("All-reduce p50 / raw loopback TCP round trip (SmolLM2, tensor 2)",
+                     f"{worst:.2f}x", "<= 1.5x", verdict(worst, 1.5, higher_is_better=False)))
+    rpc_s = llama_rpc(SMOL, 32, 64, reps)
+    rows.append(("SmolLM2 over 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)",
+                 f"{tensor_s:.1f} / {rpc_s:.1f} = {tensor_s / rpc_s:.2f}x", "(no goal)", ""))
+    _, pipe_s, _ = shardlab_bench(SMOL, 1, 32, 64,
+                                  ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
+                                   "--parallel", "4"])
+    rows.append(("SmolLM2 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
+                 f"{pipe_s:.1f} / {single_s:.1f} = {pipe_s / single_s:.2f}x", ">= 1.7x",
+                 verdict(pipe_s / single_s, 1.7)))
 
-_, pipe8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
-                             ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
-                              "--parallel", "4"])
-rows.append(("8b Q4_0 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
-             f"{pipe8:.2f} / {single8:.2f} = {pipe8 / single8:.2f}x", ">= 1.7x",
-             verdict(pipe8 / single8, 1.7)))
+    _, pipe8, _ = shardlab_bench(BIG_Q4_0, 1, 8, big_n,
+                                 ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--no-probe",
+                                  "--parallel", "4"])
+    rows.append(("8b Q4_0 pipeline over 2 nodes, 4 sequences in flight / one node, one sequence",
+                 f"{pipe8:.2f} / {single8:.2f} = {pipe8 / single8:.2f}x", ">= 1.7x",
+                 verdict(pipe8 / single8, 1.7)))
+
+
+
+def moe():
+    """The mixture-of-experts goals: one node against llama.cpp, expert and
+    tensor over 2 nodes against the probe's ideal, and a budget that one
+    node cannot meet."""
+    reps = 1 if QUICK else 2
+    p, n = (8, 8) if QUICK else (32, 16)
+    print("## mixture of experts, one process, one thread")
+    for name, model in (("7b-a1b Q4_0", MOE_7B), ("30b-a3b Q4_0", MOE_30B)):
+        against_llama(name, model, 1, p, n, reps)
+    print("## 7b-a1b over 2 nodes, one core each, pinned; one node on one core as the baseline")
+    _, one, _ = shardlab_bench(MOE_7B, 1, 8, n, ["--no-probe"], "0")
+    rates = {}
+    for layout in ("expert", "tensor"):
+        _, rates[layout], _ = shardlab_bench(
+            MOE_7B, 1, 8, n, ["--nodes", "local:2", "--layout", layout, "--pin", "--no-probe"])
+        rows.append((f"7b-a1b Q4_0 {layout} over 2 nodes / one node (decode)",
+                     f"{rates[layout]:.2f} / {one:.2f} = {rates[layout] / one:.2f}x", "(see below)", ""))
+    best = max(rates, key=rates.get)
+    speedup = rates[best] / one
+    rows.append((f"7b-a1b Q4_0 over 2 nodes, the better layout ({best}) / one node",
+                 f"{speedup:.2f}x = {100 * speedup / ideal2:.0f}% of ideal",
+                 f">= 90% of {ideal2:.2f}x", verdict(speedup / ideal2, 0.9)))
+    print("## 7b-a1b with 3 GiB per node: refused on one node, runs on 2 and 3")
+    budget = ["--layout", "expert", "--mem-limit", "3G", "--no-probe"]
+    err = refused([SHARDLAB, "bench", "--model", MOE_7B, "--threads", "1", "--prompt-tokens", "8",
+                   "--gen", str(n), "--nodes", "local:1", *budget])
+    if "does not fit" not in err:
+        raise SystemExit("the one-node refusal did not say what does not fit")
+    fits = []
+    for nodes in (2, 3):
+        # Three pinned nodes would need three cores: unpinned there.
+        pin = ["--pin"] if nodes <= 2 else []
+        _, r, _ = shardlab_bench(MOE_7B, 1, 8, n, ["--nodes", f"local:{nodes}", *budget, *pin])
+        fits.append(f"{nodes} nodes {r:.2f} tok/s")
+    rows.append(("7b-a1b Q4_0 (3.9 GB) with a 3 GiB budget per node, expert layout",
+                 "refused on 1 node; " + ", ".join(fits), "refused, then runs",
+                 "met"))
+
+
+if not MOE_ONLY:
+    dense()
+moe()
 
 print("\n## goals (this run)\n")
 print(f"memory bandwidth: one core {bw1 / 1:.1f} GB/s, two cores in one process {bw2:.1f} GB/s\n")

@@ -50,6 +50,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.parallel > 1 && args.cluster.nodes.is_none() {
         bail!("--parallel runs sequences across nodes: add --nodes (one process runs them one after another at its single-sequence rate)");
     }
+    args.cluster.check_one_process()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build()

@@ -40,9 +40,25 @@ pub struct ClusterArgs {
     /// Precision of activations between nodes: f64 (exact), f32, f16, bf16, q8.
     #[arg(long, default_value = "f64")]
     pub wire: WireDtype,
+    /// With --nodes local:N, the memory budget of each node (e.g. 3G): a
+    /// layout that does not fit is refused before anything loads.
+    #[arg(long = "mem-limit", value_parser = parse_mem_limit)]
+    pub mem_limit: Option<u64>,
+}
+
+fn parse_mem_limit(text: &str) -> Result<u64, String> {
+    shardlab_repl::size::parse_size(text)
 }
 
 impl ClusterArgs {
+    /// Refuses the node-only flags when there are no nodes (one process).
+    pub fn check_one_process(&self) -> Result<()> {
+        if self.nodes.is_none() && self.mem_limit.is_some() {
+            bail!("--mem-limit is a node's budget: add --nodes local:N");
+        }
+        Ok(())
+    }
+
     /// `--layout`, with `--layers` applied to a pipeline.
     pub fn layout(&self) -> Result<LayoutRequest> {
         let layout: LayoutRequest = self.layout.parse()?;
@@ -68,10 +84,13 @@ impl ClusterArgs {
             }
             return Ok(NodesSpec::Local {
                 nodes: n,
-                mem_limits: Vec::new(),
+                mem_limits: self.mem_limit.into_iter().collect(),
                 threads: Some(threads),
                 pin,
             });
+        }
+        if self.mem_limit.is_some() {
+            bail!("--mem-limit applies to --nodes local:N; give remote nodes theirs with `shardlab node --mem-limit`");
         }
         let addrs: Vec<String> = nodes
             .split(',')

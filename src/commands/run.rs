@@ -82,6 +82,7 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     if k > 1 && args.cluster.nodes.is_none() {
         bail!("several prompts or --parallel run across nodes: add --nodes (e.g. local:2)");
     }
+    args.cluster.check_one_process()?;
     let node_threads = args.threads.unwrap_or(1);
     let mut core = cluster::orchestrator("run", node_threads)?;
     core.context = Some(args.ctx);
