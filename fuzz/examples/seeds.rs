@@ -330,6 +330,7 @@ fn from_node() -> Vec<FromNode> {
         },
         FromNode::Metrics(NodeMetrics {
             rss: 1,
+            peak_rss: 2,
             weight_bytes: 2,
             kv_bytes: 3,
             budget: 4,

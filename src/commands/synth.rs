@@ -21,7 +21,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// A named shape: tiny, 1b, 8b (Llama-3-8B), 70b (Llama-3-70B); with
-    /// experts: moe-tiny, 7b-a1b (OLMoE-1B-7B), 30b-a3b (Qwen3-30B-A3B).
+    /// experts: moe-tiny, moe-small (57 MB, for demos), 7b-a1b (OLMoE-1B-7B), 30b-a3b (Qwen3-30B-A3B).
     #[arg(long)]
     pub preset: Option<String>,
     #[arg(long)]

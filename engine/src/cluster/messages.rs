@@ -238,6 +238,9 @@ pub enum SpanKind {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeMetrics {
     pub rss: u64,
+    /// The most resident memory this process has held (`VmHWM`).
+    #[serde(default)]
+    pub peak_rss: u64,
     pub weight_bytes: u64,
     pub kv_bytes: u64,
     pub budget: u64,

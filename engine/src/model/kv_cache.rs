@@ -1,7 +1,9 @@
 //! Keys and values of past positions, per layer, for the KV heads this
 //! process owns. Stored f32, position-major: `[pos][kv_head][head_dim]`.
-//! Memory grows with the sequence up to the context limit instead of being
-//! reserved up front, so a short session on a long-context model stays small.
+//! The whole context is reserved up front as address space, so the cache
+//! never moves or doubles; a page becomes resident memory only when a
+//! position on it is written, so a short session on a long-context model
+//! stays small and a full one takes exactly what the plan predicts.
 
 pub struct KvCache {
     layers: Vec<LayerCache>,
@@ -21,8 +23,8 @@ impl KvCache {
         Self {
             layers: (0..n_layers)
                 .map(|_| LayerCache {
-                    k: Vec::new(),
-                    v: Vec::new(),
+                    k: Vec::with_capacity(context * row),
+                    v: Vec::with_capacity(context * row),
                 })
                 .collect(),
             row,
@@ -78,11 +80,8 @@ impl KvCache {
         self.layers.len() * self.context * self.row * 2 * 4
     }
 
-    /// Bytes held now.
+    /// Bytes of the positions held now (the resident part of the cache).
     pub fn used_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| (l.k.capacity() + l.v.capacity()) * 4)
-            .sum()
+        self.layers.len() * self.len * self.row * 2 * 4
     }
 }

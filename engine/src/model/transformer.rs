@@ -19,6 +19,10 @@ use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
 use super::weights::ModelWeights;
 use crate::kernels::{matmul, matmul_partial, MatmulScratch, Weight};
 
+/// The most prompt tokens one pass through the layers takes at once (as
+/// llama.cpp's default batch); longer prompts run in batches of this size.
+pub const PREFILL_BATCH: usize = 512;
+
 /// Sums partial activations across the processes sharing a layer. The sum
 /// must come out bit-identical on every participant. Partials are the f64
 /// sums of row-parallel matmuls, rounded to f32 only after the reduction,
@@ -165,7 +169,10 @@ impl Transformer {
     }
 
     /// Runs the owned layers on `x` (`tokens x hidden`, positions `pos..`) in
-    /// place, appending to the KV cache.
+    /// place, appending to the KV cache. A long prompt runs in batches of
+    /// [`PREFILL_BATCH`] tokens, so its working buffers stay that size
+    /// whatever the prompt's length (what the memory prediction counts);
+    /// every member of a tensor group cuts the same batches.
     pub fn forward_layers(
         &mut self,
         x: &mut [f32],
@@ -187,6 +194,23 @@ impl Transformer {
             )));
         }
         self.expert_spans.clear();
+        let h = self.config.hidden;
+        for (i, batch) in x.chunks_mut(PREFILL_BATCH * h).enumerate() {
+            let n = batch.len() / h;
+            self.forward_batch(batch, n, pos + i * PREFILL_BATCH, reduce)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::forward_layers`] for at most [`PREFILL_BATCH`] tokens.
+    fn forward_batch(
+        &mut self,
+        x: &mut [f32],
+        tokens: usize,
+        pos: usize,
+        reduce: &mut dyn AllReduce,
+    ) -> Result<(), ModelError> {
+        let end = pos + tokens;
         let c = &self.config;
         let (h, hd) = (c.hidden, c.head_dim);
         let kv = self.layout.kv_heads(c);

@@ -2,7 +2,7 @@
 //! traffic per token, all-reduce and hop latencies, and the straggler.
 
 use crate::cluster::messages::NodeMetrics;
-use crate::metrics::memory::current_rss_bytes;
+use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
 use crate::model::layout::LocalLayout;
 use crate::shard::plan::memory::kv_cache_bytes;
 
@@ -38,6 +38,7 @@ impl Orchestrator {
                 );
                 let stats = NodeStats {
                     rss: current_rss_bytes().unwrap_or(0),
+                    peak_rss: peak_rss_bytes().unwrap_or(0),
                     weight_bytes: m.weight_bytes(),
                     kv_bytes: kv,
                     budget: 0,
@@ -101,6 +102,7 @@ pub(super) fn node_rows(n: &mut NodeSet) -> (Vec<StatsRow>, Option<Straggler>) {
 pub(super) fn node_stats(m: &NodeMetrics, budget_fixed: bool) -> NodeStats {
     NodeStats {
         rss: m.rss,
+        peak_rss: m.peak_rss,
         weight_bytes: m.weight_bytes,
         kv_bytes: m.kv_bytes,
         budget: m.budget,

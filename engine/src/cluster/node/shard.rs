@@ -4,7 +4,7 @@
 use super::step::StepError;
 use super::NodeOptions;
 use crate::cluster::messages::NodeMetrics;
-use crate::metrics::memory::current_rss_bytes;
+use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
 use crate::model::kv_cache::KvCache;
 use crate::model::transformer::Transformer;
 use crate::parallel::PeerLinks;
@@ -61,6 +61,7 @@ impl Shard {
     pub fn snapshot(&self, opts: &NodeOptions) -> NodeMetrics {
         let mut m = self.metrics.clone();
         m.rss = current_rss_bytes().unwrap_or(0);
+        m.peak_rss = peak_rss_bytes().unwrap_or(0);
         m.weight_bytes = self.model.weights().byte_len() as u64;
         m.kv_bytes = (self.model.cache().used_bytes()
             + self

@@ -151,10 +151,19 @@ impl SynthMoe {
 }
 
 /// Preset names: dense ones smallest first, then mixture-of-experts ones.
-pub const PRESETS: [&str; 7] = ["tiny", "1b", "8b", "70b", "moe-tiny", "7b-a1b", "30b-a3b"];
+pub const PRESETS: [&str; 8] = [
+    "tiny",
+    "1b",
+    "8b",
+    "70b",
+    "moe-tiny",
+    "moe-small",
+    "7b-a1b",
+    "30b-a3b",
+];
 
 /// The presets with experts; they default to qwen3moe.
-pub const MOE_PRESETS: [&str; 3] = ["moe-tiny", "7b-a1b", "30b-a3b"];
+pub const MOE_PRESETS: [&str; 4] = ["moe-tiny", "moe-small", "7b-a1b", "30b-a3b"];
 
 /// The architecture a preset is written as when none is asked for: qwen3moe
 /// for the mixture-of-experts presets, llama for the rest (and for names
@@ -177,7 +186,10 @@ impl SynthOptions {
     /// every quant type, K-quants included, is valid for them. `1b`, `8b` and
     /// `70b` are Llama 3.2 1B, Llama 3 8B and Llama 3 70B; the Qwen
     /// architectures take the same shapes so scaling runs compare like with
-    /// like. `7b-a1b` is OLMoE-1B-7B's shape and `30b-a3b` Qwen3-30B-A3B's.
+    /// like. `moe-small` (32 experts, 57 MB at Q4_0, a second to write) is
+    /// a mixture of experts whose weights, not the runtime, decide whether
+    /// it fits: for transcripts and notebooks. `7b-a1b` is OLMoE-1B-7B's
+    /// shape and `30b-a3b` Qwen3-30B-A3B's.
     ///
     /// The MoE presets need an arch with experts: qwen2moe, qwen3moe, or
     /// llama (which with experts is Mixtral). qwen2 and qwen3 are refused
@@ -213,6 +225,7 @@ impl SynthOptions {
         let (layers, hidden, heads, kv_heads, head_dim, experts, used, expert_ffn, vocab, context) =
             match lower.as_str() {
                 "moe-tiny" => (2, 256, 4, 2, None, 8, 2, 256, 320, 512),
+                "moe-small" => (4, 512, 8, 4, None, 32, 4, 512, 320, 2048),
                 "7b-a1b" => (16, 2048, 16, 16, None, 64, 8, 1024, 50_304, 4096),
                 "30b-a3b" => (48, 2048, 32, 4, Some(128), 128, 8, 768, 151_936, 40_960),
                 _ => {

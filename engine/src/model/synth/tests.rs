@@ -280,7 +280,7 @@ fn bad_shapes_are_refused_with_a_suggestion() {
     let e = SynthOptions::preset(SynthArch::Llama, "13b").expect_err("unknown");
     assert_eq!(
         e.to_string(),
-        "unknown preset '13b' (known: tiny, 1b, 8b, 70b, moe-tiny, 7b-a1b, 30b-a3b)"
+        "unknown preset '13b' (known: tiny, 1b, 8b, 70b, moe-tiny, moe-small, 7b-a1b, 30b-a3b)"
     );
 }
 
@@ -613,7 +613,7 @@ fn moe_shapes_are_refused_with_a_reason() {
     use SynthArch::*;
     assert_eq!(
         invalid_moe(Qwen3Moe, |o| o.moe = None),
-        "qwen3moe routes every layer to experts: set experts, experts_used and expert_ffn, or use a MoE preset (moe-tiny, 7b-a1b, 30b-a3b)"
+        "qwen3moe routes every layer to experts: set experts, experts_used and expert_ffn, or use a MoE preset (moe-tiny, moe-small, 7b-a1b, 30b-a3b)"
     );
     assert!(tiny(Qwen2Moe, GgmlType::Q4_0)
         .validate()

@@ -27,6 +27,8 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStats {
     pub rss: u64,
+    /// The most resident memory the process has held.
+    pub peak_rss: u64,
     pub weight_bytes: u64,
     pub kv_bytes: u64,
     pub budget: u64,

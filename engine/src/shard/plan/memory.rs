@@ -13,14 +13,14 @@ use crate::model::config::ModelConfig;
 use crate::model::layout::LocalLayout;
 use crate::model::weights::{tensor_plan, SliceRule};
 
-/// The process's baseline resident memory before any weight loads: the
-/// binary, the tokenizer, the rayon pool, allocator arenas. A first guess,
-/// to be calibrated against measured RSS.
-pub const RUNTIME_OVERHEAD_BYTES: u64 = 48 << 20;
+/// A node's resident memory with a shard loaded, before any prompt: the
+/// binary's touched pages, the worker threads' stacks, allocator arenas,
+/// the connection buffers. Measured: 9.5-10 MiB for a SmolLM2 node (idle,
+/// before a load, 6 MiB).
+pub const RUNTIME_OVERHEAD_BYTES: u64 = 10 << 20;
 
-/// The largest prefill batch the scratch estimate allows for: tokens whose
-/// activations are alive at once.
-pub const PREFILL_BATCH: usize = 512;
+/// The largest prefill batch: tokens whose activations are alive at once.
+pub use crate::model::transformer::PREFILL_BATCH;
 
 /// Attention keeps one score row of `context` f32 per worker thread; this
 /// is the thread count the estimate assumes.
@@ -161,37 +161,49 @@ pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize
     kv * config.head_dim as u64 * 2 * layout.layers.len() as u64 * context as u64 * KV_BYTES
 }
 
-/// Activations alive during a prefill of `b = min(PREFILL_BATCH, context)`
-/// tokens, all f32, following the forward pass's buffers:
+/// Activations alive during a prefill batch of `b = min(PREFILL_BATCH,
+/// context)` tokens, following the forward pass's buffers:
 ///
-/// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols)`
-/// `+ 4 (vocab + hidden) + 4 context SCORE_THREADS`
+/// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols + moe)`
+/// `+ 8 b hidden (1 + 2 r) + 4 (vocab + hidden) + 4 context SCORE_THREADS`
 ///
 /// where q, kv and ffn are the local widths; the three hidden rows are the
-/// residual, its norm and a projection; `max_rows` is the matmul's
-/// transposed output and `max_cols` bounds its quantized activations (4
-/// bytes a value covers f32 weights too); `vocab` is the local logits row of
-/// a head node. Nothing is counted for a node that runs no layers and no head.
+/// input, its norm and the residual; `max_rows` is the matmul's transposed
+/// output and `max_cols` bounds its quantized activations (4 bytes a value
+/// covers f32 weights too); `moe` is a MoE layer's router scores and the
+/// gate and up rows of the chosen experts. The f64 rows are the partial sums
+/// of the row-parallel projections, and, in a tensor group (`r` = 1), the
+/// all-reduce's send and receive buffers. `vocab` is the local logits row of
+/// a head node. Nothing is counted for a node that runs no layers and no
+/// head. Checked against measured peak RSS in tests/memory.rs.
 pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
     let b = PREFILL_BATCH.min(context) as u64;
     let hd = config.head_dim;
     let h = config.hidden;
     let q = layout.q_heads.len() * hd;
     let kv = layout.kv_heads(config).len() * hd;
-    let f = layout.ffn.len();
-    let mut values = 0u64;
+    // A dense FFN exists where some layer has one (a MoE model may have none).
+    let dense = (0..config.n_layers).any(|l| config.has_dense_ffn(l));
+    let f = if dense { layout.ffn.len() } else { 0 };
+    let moe = config.moe.as_ref().map_or(0, |m| {
+        m.n_experts + 2 * m.n_experts_used * layout.expert_ffn.len()
+    });
+    let mut bytes = 0u64;
     if !layout.layers.is_empty() {
         let max_rows = h.max(q).max(kv).max(f);
         let max_cols = h.max(q).max(f);
-        let per_token = 3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols;
-        values += b * per_token as u64 + context as u64 * SCORE_THREADS;
+        let per_token =
+            3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols + moe;
+        let reduced = if layout.is_whole_width(config) { 1 } else { 3 };
+        bytes += 4 * b * per_token as u64 + 8 * b * (reduced * h) as u64;
+        bytes += 4 * context as u64 * SCORE_THREADS;
     } else if layout.embed {
-        values += b * h as u64;
+        bytes += 4 * b * h as u64;
     }
     if layout.head {
-        values += (layout.vocab.len() + h) as u64;
+        bytes += 4 * (layout.vocab.len() + h) as u64;
     }
-    values * 4
+    bytes
 }
 
 #[cfg(test)]
@@ -210,7 +222,7 @@ mod tests {
         assert_eq!(m.kv_cache, 3 * 64 * 2 * 30 * 2048 * 4);
         assert_eq!(m.overhead, RUNTIME_OVERHEAD_BYTES);
         let per_token = 3 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 64 + 1536 + 1536;
-        let want = 4 * (512 * per_token + 2048 * 16 + 49152 + 576);
+        let want = 4 * (512 * per_token + 2048 * 16 + 49152 + 576) + 8 * 512 * 576;
         assert_eq!(m.scratch, want as u64);
         assert_eq!(m.total(), m.weights + m.kv_cache + m.scratch + m.overhead);
     }

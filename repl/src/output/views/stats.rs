@@ -12,6 +12,7 @@ pub fn stats(report: &StatsReport, lits: &Literals) -> Table {
     let mut t = Table::new(&[
         "node",
         "RSS",
+        "peak RSS",
         "weights",
         "KV cache",
         "budget",
@@ -95,6 +96,11 @@ fn in_process_row(name: Rich, s: &NodeStats) -> Vec<Rich> {
         } else {
             "-".into()
         },
+        if s.peak_rss > 0 {
+            Rich::varies(Varies::Bytes, bytes(s.peak_rss))
+        } else {
+            "-".into()
+        },
         bytes(s.weight_bytes).into(),
         bytes(s.kv_bytes).into(),
         "-".into(),
@@ -117,6 +123,7 @@ fn node_row(name: Rich, s: &NodeStats, tokens: u64) -> Vec<Rich> {
     vec![
         name,
         Rich::varies(Varies::Bytes, bytes(s.rss)),
+        Rich::varies(Varies::Bytes, bytes(s.peak_rss)),
         bytes(s.weight_bytes).into(),
         Rich::varies(Varies::Bytes, bytes(s.kv_bytes)),
         if s.budget_fixed {
