@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod quant_type;
 pub mod quantize;
 pub mod quantize_weights;
+pub mod vector;
 pub mod weight;
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::vector::{axpy, dot};
+
 /// Shapes for one attention call.
 pub struct AttnShape {
     pub head_dim: usize,
@@ -45,15 +47,7 @@ pub fn attend(shape: &AttnShape, q: &[f32], k: &[f32], v: &[f32], pos: usize, ou
             o.fill(0.0);
             for (j, &w) in scores.iter().enumerate() {
                 let vj = &v[j * kv_row + kvh * hd..j * kv_row + kvh * hd + hd];
-                let w = w * inv;
-                for (o, &x) in o.iter_mut().zip(vj) {
-                    *o += w * x;
-                }
+                axpy(o, w * inv, vj);
             }
         });
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

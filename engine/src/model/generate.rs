@@ -14,7 +14,7 @@ use super::error::ModelError;
 use super::sampling::{Sampler, SamplingParams};
 use super::stop::StopMatcher;
 use super::tokenizer::Tokenizer;
-use super::transformer::Transformer;
+use super::transformer::{Transformer, PREFILL_BATCH};
 
 /// One model, wherever it runs: ids in at a position, last logits out.
 pub trait Backend {
@@ -279,6 +279,9 @@ struct Running<'a> {
     ids: Vec<u32>,
     text: String,
     pos: usize,
+    /// Prompt tokens submitted so far: a long prompt goes in batches of
+    /// [`PREFILL_BATCH`], one step each.
+    submitted: usize,
     first: Option<f64>,
     stop: Option<StopReason>,
 }
@@ -318,6 +321,7 @@ pub fn generate_many(
             ids: Vec::new(),
             text: String::new(),
             pos: prompt.len(),
+            submitted: 0,
             first: None,
             stop: None,
         });
@@ -326,8 +330,8 @@ pub fn generate_many(
     for seq in 0..runs.len() {
         backend.reset(seq as u32)?;
     }
-    for (seq, run) in runs.iter().enumerate() {
-        backend.submit(seq as u32, run.prompt, 0)?;
+    for (seq, run) in runs.iter_mut().enumerate() {
+        submit_prompt_batch(backend, seq as u32, run)?;
     }
     let mut in_flight = runs.len();
     let mut prefilled = 0;
@@ -339,6 +343,11 @@ pub fn generate_many(
         let run = runs
             .get_mut(seq as usize)
             .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
+        if run.submitted < run.prompt.len() {
+            submit_prompt_batch(backend, seq, run)?;
+            in_flight += 1;
+            continue;
+        }
         if run.first.is_none() {
             run.first = Some(started.elapsed().as_secs_f64());
             prefilled += 1;
@@ -385,6 +394,18 @@ pub fn generate_many(
         prefill_wall_seconds: prefill_wall,
         steady_tokens: steady,
     })
+}
+
+/// Submits the next batch of `run`'s prompt as one step.
+fn submit_prompt_batch(
+    backend: &mut dyn SequenceBackend,
+    seq: u32,
+    run: &mut Running,
+) -> Result<(), ModelError> {
+    let end = (run.submitted + PREFILL_BATCH).min(run.prompt.len());
+    backend.submit(seq, &run.prompt[run.submitted..end], run.submitted)?;
+    run.submitted = end;
+    Ok(())
 }
 
 /// Samples one sequence's next token; `None` once it stops.

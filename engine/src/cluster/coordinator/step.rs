@@ -6,6 +6,7 @@ use super::{recv_error, Cluster, ClusterError, CONTROL_DEADLINE};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::model::error::ModelError;
 use crate::model::generate::{Backend, SequenceBackend};
+use crate::model::transformer::PREFILL_BATCH;
 use crate::net::TensorDtype;
 
 /// After the step deadline has passed, a reply already on its way still
@@ -20,10 +21,21 @@ fn left(end: Instant) -> Duration {
 }
 
 impl Cluster {
-    /// Runs one step of sequence 0 on every node; returns the gathered logits.
+    /// Runs `tokens` of sequence 0 on every node; returns the gathered
+    /// logits of the last. A long prompt goes as steps of at most
+    /// [`PREFILL_BATCH`] tokens, so each step's deadline covers one batch
+    /// however long the prompt is.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
-        self.submit(0, tokens, pos)?;
-        self.collect().map(|(_, logits)| logits)
+        let mut logits = Vec::new();
+        for (i, batch) in tokens.chunks(PREFILL_BATCH.max(1)).enumerate() {
+            self.submit(0, batch, pos + i * PREFILL_BATCH)?;
+            logits = self.collect().map(|(_, logits)| logits)?;
+        }
+        if tokens.is_empty() {
+            self.submit(0, tokens, pos)?;
+            logits = self.collect().map(|(_, logits)| logits)?;
+        }
+        Ok(logits)
     }
 
     /// Steps sent with [`Cluster::submit`] and not yet collected.

@@ -1,0 +1,97 @@
+//! A prompt longer than one prefill batch (`PREFILL_BATCH` = 512 tokens)
+//! over real node processes: the coordinator sends it as several steps, so
+//! no step's deadline has to cover the whole prompt, and the tokens are one
+//! process's, for a single sequence (tensor) and for two in flight at once
+//! (pipeline, where each sequence's prompt batches interleave).
+
+use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
+use shardlab_engine::model::generate::{generate_many, GenerateOptions};
+use shardlab_engine::model::gguf::GgufModel;
+use shardlab_engine::model::loader::load;
+use shardlab_engine::model::sampling::SamplingParams;
+use shardlab_engine::model::store::ModelSource;
+use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
+use shardlab_engine::model::transformer::PREFILL_BATCH;
+use shardlab_engine::shard::plan::{plan, LayoutRequest, ModelSummary};
+
+mod common;
+
+use common::{argmax, local};
+
+const CONTEXT: usize = 2048;
+const PROMPT_TOKENS: usize = 2 * PREFILL_BATCH + 300;
+const GEN: usize = 8;
+
+#[test]
+fn a_prompt_of_several_batches_gives_one_process_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    let mut opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("preset");
+    opts.context = CONTEXT;
+    opts.seed = 21;
+    synth(&opts, &path, &mut |_, _| {}).expect("synth");
+    let prompts: Vec<Vec<u32>> = (0..2u32)
+        .map(|s| {
+            (0..PROMPT_TOKENS as u32)
+                .map(|i| 3 + (i * 7 + s * 11) % 300)
+                .collect()
+        })
+        .collect();
+
+    // One process: Transformer::forward batches the prompt itself.
+    let mut one = load(&ModelSource::Gguf(path.clone()), CONTEXT).expect("loads");
+    let expected: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|prompt| {
+            let t = &mut one.transformer;
+            t.truncate(0);
+            let mut logits = t.forward(prompt, 0).expect("prefill");
+            let mut out = Vec::new();
+            for pos in prompt.len()..prompt.len() + GEN {
+                let next = argmax(&logits);
+                out.push(next);
+                logits = t.forward(&[next], pos).expect("decode");
+            }
+            out
+        })
+        .collect();
+
+    let gguf = GgufModel::open(&path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let model = ModelToLoad {
+        name: "tiny-long".into(),
+        config: &summary.config,
+        source: &gguf,
+        file: None,
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    for layout in ["tensor", "pipeline"] {
+        let mut cluster =
+            Cluster::spawn_local(2, &local(home.path(), Vec::new()), "test").expect("spawns");
+        let request: LayoutRequest = layout.parse().expect("layout");
+        let p = plan(&summary, &cluster.budgets(), &request, CONTEXT).expect("plans");
+        cluster.load(&model, &p, &|_| {}).expect("loads");
+        if layout == "tensor" {
+            let mut logits = cluster.step(&prompts[0], 0).expect("prefill");
+            let mut got = Vec::new();
+            for pos in PROMPT_TOKENS..PROMPT_TOKENS + GEN {
+                let next = argmax(&logits);
+                got.push(next);
+                logits = cluster.step(&[next], pos).expect("decode");
+            }
+            assert_eq!(got, expected[0], "tensor over 2");
+        } else {
+            let opts = GenerateOptions {
+                max_tokens: GEN,
+                sampling: SamplingParams::greedy(),
+                stop_strings: Vec::new(),
+                stop_at_eos: false,
+            };
+            let many = generate_many(&mut cluster, &one.tokenizer, &prompts, &opts, None)
+                .expect("generates");
+            for (g, want) in many.generations.iter().zip(&expected) {
+                assert_eq!(&g.ids, want, "pipeline over 2, two sequences in flight");
+            }
+        }
+    }
+}
