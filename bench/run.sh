@@ -28,9 +28,11 @@ model=$("$bin" models pull smollm2 2>/dev/null | tail -1)
 bench/llamacpp.sh build >/dev/null
 llama=$(bench/llamacpp.sh path)
 mkdir -p "$home/synth"
+moe_only=false
+for a in "$@"; do [ "$a" = --moe ] && moe_only=true; done
 for q in q4_0 q4_k; do
   f="$home/synth/llama-8b-$q.gguf"
-  [ -f "$f" ] || "$bin" synth --arch llama --preset 8b --quant "$q" --out "$f"
+  $moe_only || [ -f "$f" ] || "$bin" synth --arch llama --preset 8b --quant "$q" --out "$f"
 done
 # Mixtures of experts (qwen3moe): the OLMoE-1B-7B and Qwen3-30B-A3B shapes.
 for preset in 7b-a1b 30b-a3b; do

@@ -9,8 +9,10 @@
 
 const LANES: usize = 8;
 
+/// The dot product's body, for kernels that compile it into their own
+/// AVX2 functions (so it inlines there); [`dot`] dispatches by itself.
 #[inline(always)]
-fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; LANES];
@@ -27,8 +29,9 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
+/// `y += a x`'s body, as [`dot_body`].
 #[inline(always)]
-fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
+pub(crate) fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
@@ -46,8 +49,9 @@ unsafe fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
     axpy_body(y, a, x)
 }
 
+/// Whether this CPU runs the AVX2 copies (checked once).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
 }
