@@ -111,10 +111,14 @@ fn reduced_precision_wires_stay_close_to_the_exact_logits() {
     assert_eq!(exact_tokens, single_node(&m, &prompt));
     // Measured on SmolLM2 (see docs/ARCHITECTURE.md), bounds at about twice
     // that: (wire, max |Δlogit|, mean |Δlogit|, greedy positions of 32 equal).
-    // Position 14 is a near tie that even the f32 wire flips.
+    // Position 14 is a near tie that even the f32 wire flips. One rounding
+    // that lands differently is amplified through 30 layers, so a figure is
+    // one sample: after the attention's dot product went to 8 lanes the f16
+    // mean here moved from 0.14 to 0.47 (0.19 on "The quick brown fox jumps
+    // over"), while its greedy tokens went from 14 to 32 equal.
     let bounds = [
         (WireDtype::F32, 1e-3, 1e-4, 28),
-        (WireDtype::F16, 1.5, 0.3, 12),
+        (WireDtype::F16, 1.5, 0.7, 12),
         (WireDtype::Bf16, 3.0, 1.0, 3),
         (WireDtype::Q8, 4.0, 1.2, 12),
     ];
