@@ -118,14 +118,16 @@ fn abs_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 
 /// Logit differences between the GGUF path and an HF path. The GGUF path
 /// rounds every matmul input to 8 bits (Q8_1 blocks of 32); the HF F32 path
-/// does not. Measured on SmolLM2 (3 prompts): max 0.66-1.51, mean 0.19-0.47,
-/// for both F32 and BF16 conversions (the last prompt is the sensitive one:
-/// its top-2 lead is 0.63). The same F32 weights run with the
+/// does not. Measured on SmolLM2 (3 prompts): max 0.85-1.61, mean 0.20-0.74,
+/// for both F32 and BF16 conversions (before attention's dot product went
+/// to 8 lanes: max 0.66-1.51, mean 0.19-0.47; the roundings that differ are
+/// amplified through 30 layers, so one prompt's figure moves with any change
+/// of summation order). The same F32 weights run with the
 /// wrong RoPE pairing (what a missing or wrong Q/K un-permutation amounts
 /// to) differ from a float64 reference by max 5.7-11.6, mean 1.0-4.7, so
 /// these bounds separate rounding from a wrong conversion.
 const MAX_LOGIT_DIFF: f32 = 2.0;
-const MEAN_LOGIT_DIFF: f32 = 0.6;
+const MEAN_LOGIT_DIFF: f32 = 0.85;
 /// A greedy step whose top-2 lead is under this may flip between the paths:
 /// the two candidates' logits each move by up to about one unit above.
 const NEAR_TIE: f32 = 0.5;
