@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::vector::{axpy_body, dot_body};
+use crate::kernels::dot::Isa;
+use crate::kernels::vector::{axpy, dot};
 
 /// Shapes for one attention call.
 pub struct AttnShape {
@@ -101,7 +102,7 @@ fn units(shape: &AttnShape, tokens: usize) -> Vec<Unit> {
 
 fn run_unit(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::vector::has_avx2() {
+    if Isa::detected().contains(&Isa::Avx2) {
         // SAFETY: the CPU has AVX2, the only feature the function enables.
         return unsafe { unit_avx2(inputs, u, scores, out) };
     }
@@ -133,7 +134,7 @@ fn unit_body(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
     for j in 0..n {
         let kj = row(inputs.k, at(j), hd);
         for h in 0..heads {
-            scores[h * n + j] = dot_body(&q[h * hd..(h + 1) * hd], kj) * scale;
+            scores[h * n + j] = dot(&q[h * hd..(h + 1) * hd], kj) * scale;
         }
     }
     for h in 0..heads {
@@ -151,7 +152,7 @@ fn unit_body(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
     for j in 0..n {
         let vj = row(inputs.v, at(j), hd);
         for h in 0..heads {
-            axpy_body(&mut out[h * hd..(h + 1) * hd], scores[h * n + j], vj);
+            axpy(&mut out[h * hd..(h + 1) * hd], scores[h * n + j], vj);
         }
     }
 }

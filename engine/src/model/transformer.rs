@@ -193,8 +193,14 @@ impl Transformer {
                 self.cache.len()
             )));
         }
-        self.expert_spans.clear();
         let h = self.config.hidden;
+        if x.len() != tokens * h {
+            return Err(ModelError::Other(format!(
+                "{} activations for {tokens} tokens of width {h}",
+                x.len()
+            )));
+        }
+        self.expert_spans.clear();
         for (i, batch) in x.chunks_mut(PREFILL_BATCH * h).enumerate() {
             let n = batch.len() / h;
             self.forward_batch(batch, n, pos + i * PREFILL_BATCH, reduce)?;

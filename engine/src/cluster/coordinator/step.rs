@@ -26,16 +26,16 @@ impl Cluster {
     /// [`PREFILL_BATCH`] tokens, so each step's deadline covers one batch
     /// however long the prompt is.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
-        let mut logits = Vec::new();
-        for (i, batch) in tokens.chunks(PREFILL_BATCH.max(1)).enumerate() {
-            self.submit(0, batch, pos + i * PREFILL_BATCH)?;
-            logits = self.collect().map(|(_, logits)| logits)?;
+        let mut start = 0;
+        loop {
+            let end = (start + PREFILL_BATCH).min(tokens.len());
+            self.submit(0, &tokens[start..end], pos + start)?;
+            let (_, logits) = self.collect()?;
+            if end == tokens.len() {
+                return Ok(logits);
+            }
+            start = end;
         }
-        if tokens.is_empty() {
-            self.submit(0, tokens, pos)?;
-            logits = self.collect().map(|(_, logits)| logits)?;
-        }
-        Ok(logits)
     }
 
     /// Steps sent with [`Cluster::submit`] and not yet collected.
