@@ -1,6 +1,5 @@
 //! f32 vector primitives for attention: `y += a x`, the scores of one query
-//! against a tile of keys stored dimension-major, and an exponential that
-//! vectorizes.
+//! against a tile of keys, and an exponential that vectorizes.
 //!
 //! All are `#[inline(always)]` so a caller compiles them into its own AVX2
 //! function, where LLVM widens them to 256-bit vectors, and into its
@@ -18,21 +17,39 @@ pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// Keys per [`scores_tile`] call: 32 lanes, four 8-wide registers.
 pub(crate) const SCORE_TILE: usize = 32;
 
-/// `out[j] = scale * sum_d q[d] keys_t[d][j]` for the [`SCORE_TILE`] keys of
-/// a tile stored dimension-major (`keys_t[d * SCORE_TILE + j]`). Summing
-/// along d for all keys at once needs no horizontal adds, so each key costs
-/// one multiply and one add per dimension in 8-wide registers.
+const LANES: usize = 8;
+
+/// `out[j] = scale * q . keys[j]` for the [`SCORE_TILE`] keys of a tile
+/// stored row after row (`keys[j * q.len()..]`). Eight keys at a time, each
+/// with 8 lanes of partial sums that the head dimension streams through,
+/// added in a fixed tree at the end: the loads of `q` are shared by eight
+/// keys, and the sums vectorize (a single running sum per key would be a
+/// chain of dependent adds). A head size that is not a multiple of 8 adds
+/// its last values into the first lanes.
 #[inline(always)]
-pub(crate) fn scores_tile(q: &[f32], keys_t: &[f32], scale: f32, out: &mut [f32; SCORE_TILE]) {
-    let mut acc = [0.0f32; SCORE_TILE];
-    for (d, &qd) in q.iter().enumerate() {
-        let k = &keys_t[d * SCORE_TILE..][..SCORE_TILE];
-        for j in 0..SCORE_TILE {
-            acc[j] += qd * k[j];
+pub(crate) fn scores_tile(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32; SCORE_TILE]) {
+    let hd = q.len();
+    let whole = hd - hd % LANES;
+    for (group, o) in out.chunks_exact_mut(LANES).enumerate() {
+        let rows = &keys[group * LANES * hd..][..LANES * hd];
+        let mut acc = [[0.0f32; LANES]; LANES];
+        for c in (0..whole).step_by(LANES) {
+            let qc = &q[c..c + LANES];
+            for (j, a) in acc.iter_mut().enumerate() {
+                let k = &rows[j * hd + c..][..LANES];
+                for l in 0..LANES {
+                    a[l] += qc[l] * k[l];
+                }
+            }
         }
-    }
-    for j in 0..SCORE_TILE {
-        out[j] = acc[j] * scale;
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, d) in (whole..hd).enumerate() {
+                a[l] += q[d] * rows[j * hd + d];
+            }
+        }
+        for (o, a) in o.iter_mut().zip(&acc) {
+            *o = (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))) * scale;
+        }
     }
 }
 
@@ -90,14 +107,9 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mut kt = vec![0.0f32; hd * SCORE_TILE];
-        for (j, k) in keys.iter().enumerate() {
-            for d in 0..hd {
-                kt[d * SCORE_TILE + j] = k[d];
-            }
-        }
+        let rows: Vec<f32> = keys.concat();
         let mut out = [0.0f32; SCORE_TILE];
-        scores_tile(&q, &kt, 0.5, &mut out);
+        scores_tile(&q, &rows, 0.5, &mut out);
         for (j, k) in keys.iter().enumerate() {
             let want: f64 = q
                 .iter()

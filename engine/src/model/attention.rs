@@ -62,7 +62,7 @@ struct Inputs<'a> {
 }
 
 /// Bytes attention allocates at most with a `context`-token cache and
-/// `threads` workers: per worker three decoded tiles (keys both ways) and one
+/// `threads` workers: per worker two decoded tiles (keys, values) and one
 /// token block's chunk partials for a group of `group` Q heads, plus the
 /// few-token path's partials of all `n_q` heads.
 pub fn scratch_bytes(
@@ -73,7 +73,7 @@ pub fn scratch_bytes(
     threads: usize,
 ) -> u64 {
     let chunks = context.div_ceil(CHUNK);
-    let per_thread = 3 * TILE * head_dim + chunks * TOKEN_BLOCK * group * (head_dim + 2);
+    let per_thread = 2 * TILE * head_dim + chunks * TOKEN_BLOCK * group * (head_dim + 2);
     let few_tokens = chunks * TOKEN_BLOCK * n_q * (head_dim + 2);
     4 * (threads * per_thread + few_tokens) as u64
 }
@@ -82,8 +82,6 @@ pub fn scratch_bytes(
 #[derive(Default)]
 struct Scratch {
     keys: Vec<f32>,
-    /// The key tile dimension-major, as [`scores_tile`] reads it.
-    keys_t: Vec<f32>,
     values: Vec<f32>,
     /// Chunk partials of one block (the block-parallel path).
     partial: Vec<f32>,
@@ -259,7 +257,6 @@ fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
         p[2..].fill(0.0);
     }
     s.keys.resize(TILE * hd, 0.0);
-    s.keys_t.resize(TILE * hd, 0.0);
     s.values.resize(TILE * hd, 0.0);
     let mut scores = [0.0f32; TILE];
     let mut j0 = t.positions.start;
@@ -269,11 +266,6 @@ fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
         inputs.v.head_rows(row, hd, t.kv, j0..j1, &mut s.values);
         // Past a short tile's end the tiles hold earlier, finite rows:
         // their scores are computed and never used.
-        for (j, k) in s.keys.chunks_exact(hd).enumerate() {
-            for (d, &x) in k.iter().enumerate() {
-                s.keys_t[d * TILE + j] = x;
-            }
-        }
         for (bi, tok) in t.tokens.clone().enumerate() {
             // Positions this token may see: up to and including its own.
             let seen = (inputs.pos + tok + 1).min(j1);
@@ -283,7 +275,7 @@ fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
             let n = seen - j0;
             for (hi, h) in t.heads.clone().enumerate() {
                 let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
-                scores_tile(q, &s.keys_t, scale, &mut scores);
+                scores_tile(q, &s.keys, scale, &mut scores);
                 let scores = &mut scores[..n];
                 let p = &mut slot[(bi * heads + hi) * stride..][..stride];
                 let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));

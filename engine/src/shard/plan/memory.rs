@@ -232,9 +232,9 @@ mod tests {
         assert_eq!(q8_cache.kv_cache, 6 * 34 * 2 * 30 * 2048);
         assert_eq!(m.overhead, RUNTIME_OVERHEAD_BYTES);
         let per_token = 3 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 64 + 1536 + 1536;
-        // Attention: 16 threads x (three 32x64 tiles + 8 chunks x 8 tokens x
+        // Attention: 16 threads x (two 32x64 tiles + 8 chunks x 8 tokens x
         // 3 heads x 66), and the few-token path's 8 x 8 x 9 x 66.
-        let attention = 16 * (3 * 32 * 64 + 8 * 8 * 3 * 66) + 8 * 8 * 9 * 66;
+        let attention = 16 * (2 * 32 * 64 + 8 * 8 * 3 * 66) + 8 * 8 * 9 * 66;
         let want = 4 * (512 * per_token + attention + 49152 + 576) + 8 * 512 * 576;
         assert_eq!(m.scratch, want as u64);
         assert_eq!(m.total(), m.weights + m.kv_cache + m.scratch + m.overhead);
