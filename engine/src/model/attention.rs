@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
 use crate::kernels::dot::Isa;
 use crate::kernels::vector::{axpy, dot};
 
