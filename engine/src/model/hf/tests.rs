@@ -186,13 +186,7 @@ fn compare(label: &str, hf: &Run) -> Vec<Option<usize>> {
 }
 
 fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace()
-        .nth(1)?
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb / 1024)
+    crate::metrics::memory::peak_rss_bytes().map(|b| b / (1024 * 1024))
 }
 
 fn read_json(path: &Path) -> Value {
