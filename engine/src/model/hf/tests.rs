@@ -358,9 +358,9 @@ fn smollm2_bf16_sharded_conversion_matches_the_gguf_path() {
 
 #[test]
 fn converter_refuses_an_existing_directory() {
-    let r = reference();
+    let gguf = GgufModel::open(smollm2_path()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let e = gguf_to_hf(&r.gguf, tmp.path(), HfDtype::F16, None, None)
+    let e = gguf_to_hf(&gguf, tmp.path(), HfDtype::F16, None, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("already exists"), "{e}");
