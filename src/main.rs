@@ -32,6 +32,8 @@ enum Command {
     Synth(commands::synth::SynthArgs),
     /// Measure prefill and decode speed of one layout.
     Bench(commands::bench::BenchArgs),
+    /// Perplexity and KL divergence of a KV or wire precision against an exact reference, on a text.
+    Perplexity(commands::perplexity::PerplexityArgs),
     /// Measure the memory bandwidth N pinned core groups get at once: the ideal cluster speedup.
     Probe(commands::probe::ProbeArgs),
     /// Serve a shard of a model to a coordinator (the node daemon).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => commands::bench::run(args),
         Some(Command::Node(args)) => commands::node::run(args),
         Some(Command::Probe(args)) => commands::probe::run(args),
+        Some(Command::Perplexity(args)) => commands::perplexity::run(args),
         Some(Command::Models(cmd)) => commands::models::run(cmd),
         Some(Command::Kernel(args)) => commands::kernel::run(args),
     };

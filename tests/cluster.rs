@@ -2,6 +2,8 @@
 //! same greedy tokens as one process (a split GGUF too), memory refusal, the
 //! shard cache, hostile input and a node dying mid-decode.
 
+use shardlab_engine::model::kv_type::KvType;
+use shardlab_engine::shard::plan::KvSpec;
 use std::time::{Duration, Instant};
 
 use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
@@ -153,7 +155,7 @@ fn a_model_too_big_for_one_node_is_refused_there_and_runs_on_two() {
             budget_bytes: u64::MAX,
         }],
         &LayoutRequest::Single,
-        CONTEXT,
+        KvSpec::new(CONTEXT, KvType::F16),
     )
     .expect("plan");
     let limit = whole.nodes[0].memory.total() * 8 / 10;
@@ -161,7 +163,13 @@ fn a_model_too_big_for_one_node_is_refused_there_and_runs_on_two() {
     let one =
         Cluster::spawn_local(1, &local(home.path(), vec![Some(limit)]), "test").expect("spawns");
     let budgets = one.budgets();
-    let p = plan(&m.summary, &budgets, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let p = plan(
+        &m.summary,
+        &budgets,
+        &LayoutRequest::Single,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     let err = check_fits(&m.summary, &p, &budgets).expect_err("one node is too small");
     let msg = err.to_string();
     assert!(msg.contains("node0"), "{msg}");
@@ -195,7 +203,13 @@ fn a_node_refuses_a_shard_over_its_own_budget_even_when_asked() {
         name: "node0".into(),
         budget_bytes: u64::MAX,
     }];
-    let p = plan(&m.summary, &generous, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let p = plan(
+        &m.summary,
+        &generous,
+        &LayoutRequest::Single,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     let model = ModelToLoad {
         name: "smollm2".into(),
         config: &m.summary.config,

@@ -4,6 +4,8 @@
 //! changes no token, and the shell's `:links emulate` reaches every link.
 //! Only lower bounds are asserted: sleeping makes them deterministic.
 
+use shardlab_engine::model::kv_type::KvType;
+use shardlab_engine::shard::plan::KvSpec;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -80,7 +82,7 @@ fn emulated_latency_and_jitter_slow_the_all_reduce_but_change_no_token() {
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let layout = LocalLayout::whole(&config);
     let weights = ModelWeights::load(&config, &layout, &gguf).expect("weights");
-    let mut one = Transformer::new(config, layout, weights, CONTEXT);
+    let mut one = Transformer::new(config, layout, weights, CONTEXT, KvType::F16);
     let expected = greedy(|ids, pos| one.forward(ids, pos).expect("forward"));
 
     let home = tempfile::tempdir().expect("tempdir");
@@ -90,7 +92,13 @@ fn emulated_latency_and_jitter_slow_the_all_reduce_but_change_no_token() {
         .expect("nodes accept");
     let budgets = cluster.budgets();
     let request: LayoutRequest = "tensor".parse().expect("layout");
-    let p = plan(&summary, &budgets, &request, CONTEXT).expect("plan");
+    let p = plan(
+        &summary,
+        &budgets,
+        &request,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     check_fits(&summary, &p, &budgets).expect("fits");
     let model = ModelToLoad {
         name: "smollm2".into(),

@@ -7,11 +7,13 @@
 use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
 use shardlab_engine::model::generate::{generate_many, GenerateOptions};
 use shardlab_engine::model::gguf::GgufModel;
+use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::loader::load;
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::model::store::ModelSource;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 use shardlab_engine::model::transformer::PREFILL_BATCH;
+use shardlab_engine::shard::plan::KvSpec;
 use shardlab_engine::shard::plan::{plan, LayoutRequest, ModelSummary};
 
 mod common;
@@ -39,7 +41,7 @@ fn a_prompt_of_several_batches_gives_one_process_tokens() {
         .collect();
 
     // One process: Transformer::forward batches the prompt itself.
-    let mut one = load(&ModelSource::Gguf(path.clone()), CONTEXT).expect("loads");
+    let mut one = load(&ModelSource::Gguf(path.clone()), CONTEXT, KvType::F16).expect("loads");
     let expected: Vec<Vec<u32>> = prompts
         .iter()
         .map(|prompt| {
@@ -69,7 +71,13 @@ fn a_prompt_of_several_batches_gives_one_process_tokens() {
         let mut cluster =
             Cluster::spawn_local(2, &local(home.path(), Vec::new()), "test").expect("spawns");
         let request: LayoutRequest = layout.parse().expect("layout");
-        let p = plan(&summary, &cluster.budgets(), &request, CONTEXT).expect("plans");
+        let p = plan(
+            &summary,
+            &cluster.budgets(),
+            &request,
+            KvSpec::new(CONTEXT, KvType::F16),
+        )
+        .expect("plans");
         cluster.load(&model, &p, &|_| {}).expect("loads");
         if layout == "tensor" {
             let mut logits = cluster.step(&prompts[0], 0).expect("prefill");

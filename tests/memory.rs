@@ -7,7 +7,9 @@
 
 use shardlab_engine::cluster::coordinator::{Cluster, ModelToLoad};
 use shardlab_engine::model::gguf::GgufModel;
+use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
+use shardlab_engine::shard::plan::KvSpec;
 use shardlab_engine::shard::plan::{plan, LayoutRequest, ModelSummary};
 
 mod common;
@@ -27,7 +29,13 @@ fn prediction_holds_for(m: &Model, n: usize, layout: &str) {
     let mut cluster =
         Cluster::spawn_local(n, &local(home.path(), Vec::new()), "test").expect("spawns");
     let request: LayoutRequest = layout.parse().expect("layout");
-    let p = plan(&m.summary, &cluster.budgets(), &request, CONTEXT).expect("plans");
+    let p = plan(
+        &m.summary,
+        &cluster.budgets(),
+        &request,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plans");
     let model = ModelToLoad {
         name: m.summary.config.name.clone(),
         config: &m.summary.config,

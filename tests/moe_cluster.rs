@@ -5,6 +5,8 @@
 //! attention), the routed choices add up across the expert owners, and a
 //! MoE too big for one node runs on two.
 
+use shardlab_engine::model::kv_type::KvType;
+use shardlab_engine::shard::plan::KvSpec;
 use std::path::{Path, PathBuf};
 
 use shardlab_engine::cluster::coordinator::Cluster;
@@ -108,7 +110,7 @@ fn qwen2moe_shared_expert_and_mixtral_k_quants_split_cleanly() {
         &mixtral.summary,
         &unlimited(3),
         &LayoutRequest::Tensor,
-        CONTEXT,
+        KvSpec::new(CONTEXT, KvType::F16),
     )
     .expect_err("Q4_K heads cannot split over 3");
     assert!(
@@ -121,7 +123,7 @@ fn qwen2moe_shared_expert_and_mixtral_k_quants_split_cleanly() {
         &mixtral.summary,
         &unlimited(3),
         &LayoutRequest::Expert,
-        CONTEXT,
+        KvSpec::new(CONTEXT, KvType::F16),
     )
     .expect("the expert layout plans");
     assert!(expert.nodes.iter().all(|n| n.layout.replicated_attention));
@@ -214,13 +216,25 @@ fn a_moe_too_big_for_one_node_is_refused_there_and_runs_on_two_and_three() {
         name: "probe".into(),
         budget_bytes: u64::MAX,
     }];
-    let whole = plan(&m.summary, &probe, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let whole = plan(
+        &m.summary,
+        &probe,
+        &LayoutRequest::Single,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     let limit = whole.nodes[0].memory.total() * 7 / 10;
     let home = tempfile::tempdir().expect("tempdir");
     let one =
         Cluster::spawn_local(1, &local(home.path(), vec![Some(limit)]), "test").expect("spawns");
     let budgets = one.budgets();
-    let p = plan(&m.summary, &budgets, &LayoutRequest::Single, CONTEXT).expect("plan");
+    let p = plan(
+        &m.summary,
+        &budgets,
+        &LayoutRequest::Single,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     let err = check_fits(&m.summary, &p, &budgets).expect_err("one node is too small");
     assert!(err.to_string().contains("short by"), "{err}");
     drop(one);

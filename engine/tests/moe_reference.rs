@@ -5,6 +5,7 @@
 //! last-position prefill logits and 16 greedy tokens are compared. The
 //! fixtures and how they were made: tests/reference/README.md, "MoE fixtures".
 
+use shardlab_engine::model::kv_type::KvType;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -104,7 +105,7 @@ fn cases() -> Vec<Case> {
         .map(|(name, entry, dir, path)| Case {
             name: name.clone(),
             entry: entry.clone(),
-            model: load(&ModelSource::Gguf(path), 512)
+            model: load(&ModelSource::Gguf(path), 512, KvType::F32)
                 .unwrap_or_else(|e| panic!("{name}: the engine cannot load it: {e}")),
             _dir: dir,
         })

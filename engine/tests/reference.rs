@@ -2,6 +2,7 @@
 //! 32 greedy tokens and last-position logits for three prompts. The
 //! fixtures and how they were made: tests/reference/README.md.
 
+use shardlab_engine::model::kv_type::KvType;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -22,7 +23,7 @@ fn json(name: &str) -> Value {
 
 fn smollm2() -> LoadedModel {
     let path = default_model_path().expect("SmolLM2 installs into the model cache");
-    load(&ModelSource::Gguf(path), 512).expect("SmolLM2 loads")
+    load(&ModelSource::Gguf(path), 512, KvType::F32).expect("SmolLM2 loads")
 }
 
 fn ids(v: &Value) -> Vec<u32> {

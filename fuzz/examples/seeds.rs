@@ -19,6 +19,7 @@ use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
 use shardlab_engine::model::gguf::{GgmlType, GgufModel, MetadataArray, MetadataValue};
 use shardlab_engine::model::hf::config::{config_to_json, SpecialIds};
 use shardlab_engine::model::hf::safetensors::{write_header, StEntry};
+use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::layout::LocalLayout;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 use shardlab_engine::net::frame::{Frame, TensorDtype, TensorHeader};
@@ -228,6 +229,7 @@ fn to_node(config: &ModelConfig) -> Vec<ToNode> {
             config: config.clone(),
             layout,
             context: 64,
+            kv: KvType::Q8_0,
             tensors: vec![TensorMeta {
                 name: "blk.0.attn_q.weight".into(),
                 dtype: 8,

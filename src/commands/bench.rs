@@ -61,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn bench(args: &BenchArgs) -> Result<()> {
     let mut core = cluster::orchestrator("bench", args.threads)?;
     core.context = Some((args.prompt_tokens + args.gen + 8).max(256));
+    core.kv = args.cluster.kv;
     let model = core.open_model(&args.model, &mut print_pull_event)?;
     core.set_model(model);
     let layouts = match &args.cluster.nodes {

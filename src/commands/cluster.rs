@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use shardlab_engine::cluster::coordinator::LoadProgress;
+use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::net::LinkProfile;
 use shardlab_engine::orchestrator::{NodesSpec, Orchestrator, OrchestratorConfig};
 use shardlab_engine::parallel::WireDtype;
@@ -40,6 +41,10 @@ pub struct ClusterArgs {
     /// Precision of activations between nodes: f64 (exact), f32, f16, bf16, q8.
     #[arg(long, default_value = "f64")]
     pub wire: WireDtype,
+    /// Precision of the KV cache: f16 (the default, as llama.cpp's), f32
+    /// or q8_0. Applies to one process too.
+    #[arg(long, default_value = "f16")]
+    pub kv: KvType,
     /// With --nodes local:N, the memory budget of each node (e.g. 3G): a
     /// layout that does not fit is refused before anything loads.
     #[arg(long = "mem-limit", value_parser = parse_mem_limit)]

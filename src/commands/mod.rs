@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod kernel;
 pub mod models;
 pub mod node;
+pub mod perplexity;
 pub mod probe;
 pub mod progress;
 pub mod replay;

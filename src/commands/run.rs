@@ -86,6 +86,7 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     let node_threads = args.threads.unwrap_or(1);
     let mut core = cluster::orchestrator("run", node_threads)?;
     core.context = Some(args.ctx);
+    core.kv = args.cluster.kv;
     let model = core
         .open_model(&args.model, &mut print_pull_event)
         .with_context(|| format!("opening {}", args.model))?;

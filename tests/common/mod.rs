@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+use shardlab_engine::model::kv_type::KvType;
+use shardlab_engine::shard::plan::KvSpec;
 use std::path::PathBuf;
 
 use shardlab_engine::cluster::coordinator::{
@@ -54,7 +56,13 @@ pub fn try_load(
     progress: &(dyn Fn(LoadProgress) + Sync),
 ) -> Result<LoadSummary, ClusterError> {
     let budgets = cluster.budgets();
-    let p = plan(&m.summary, &budgets, layout, CONTEXT).expect("plan");
+    let p = plan(
+        &m.summary,
+        &budgets,
+        layout,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plan");
     check_fits(&m.summary, &p, &budgets).expect("fits");
     let model = ModelToLoad {
         name: "smollm2".into(),
@@ -105,6 +113,6 @@ pub fn single_node(m: &Model, prompt: &[u32]) -> Vec<u32> {
     let config = ModelConfig::from_gguf(&m.gguf).expect("config");
     let layout = LocalLayout::whole(&config);
     let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
-    let mut t = Transformer::new(config, layout, weights, CONTEXT);
+    let mut t = Transformer::new(config, layout, weights, CONTEXT, KvType::F16);
     greedy(prompt, |ids, pos| t.forward(ids, pos).expect("forward"))
 }

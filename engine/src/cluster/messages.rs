@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::config::ModelConfig;
+use crate::model::kv_type::KvType;
 use crate::model::layout::LocalLayout;
 use crate::net::LinkProfile;
 use crate::parallel::WireDtype;
@@ -164,6 +165,8 @@ pub struct LoadRequest {
     pub config: ModelConfig,
     pub layout: LocalLayout,
     pub context: usize,
+    /// The precision the KV cache stores.
+    pub kv: KvType,
     pub tensors: Vec<TensorMeta>,
     /// Content hash of the whole shard (layout + every tensor hash).
     pub shard_key: String,

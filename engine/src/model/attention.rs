@@ -1,10 +1,35 @@
-//! Causal multi-head attention with grouped KV heads over the cache.
+//! Causal multi-head attention with grouped KV heads over the cache, in
+//! the flash-attention way: keys and values are read in tiles of [`TILE`]
+//! positions (decoded from the cache's precision once per tile), and the
+//! softmax is computed online, so no score row as long as the context is
+//! ever built and the cache is streamed once per block of tokens.
+//!
+//! Work is split into tasks of (block of up to [`TOKEN_BLOCK`] tokens, KV
+//! head, chunk of [`CHUNK`] positions). The Q heads that read one KV head
+//! share every tile, and so do the tokens of a block, so each tile is
+//! decoded once for all of them. A long context is split into chunks so a
+//! single decoded token still keeps every thread busy; the chunks' partial
+//! results are merged in position order afterwards.
+//!
+//! Tile and chunk boundaries are fixed multiples of position, never of the
+//! thread count or the batch: a token gets the same bits whether it came in
+//! a prompt batch or alone, on any node, with any number of threads.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::kv_cache::KvRows;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::dot::Isa;
-use crate::kernels::vector::{axpy, dot};
+use crate::kernels::vector::{axpy, exp, scores_tile, SCORE_TILE};
+
+/// Positions decoded and scored at once.
+const TILE: usize = SCORE_TILE;
+/// Positions one task covers at most.
+const CHUNK: usize = 256;
+/// Tokens that share the tiles one task decodes.
+const TOKEN_BLOCK: usize = 8;
 
 /// Shapes for one attention call.
 pub struct AttnShape {
@@ -18,50 +43,65 @@ pub struct AttnShape {
     pub group: usize,
 }
 
-/// One token's owned Q heads that read one KV head: they share every K and
-/// V row, so each row is read once for all of them.
-#[derive(Clone, Copy)]
-struct Unit {
-    token: usize,
-    /// Local index of the KV head.
+/// One task: tokens `tokens` of the call, the owned Q heads `heads`
+/// (contiguous) that read local KV head `kv`, over positions `positions`.
+#[derive(Clone)]
+struct Task {
+    tokens: Range<usize>,
     kv: usize,
-    /// Local Q heads `first..end`, contiguous.
-    first: usize,
-    end: usize,
+    heads: Range<usize>,
+    positions: Range<usize>,
 }
 
-/// What every unit of one call reads.
+/// What every task of one call reads.
 struct Inputs<'a> {
     shape: &'a AttnShape,
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    k: KvRows<'a>,
+    v: KvRows<'a>,
     pos: usize,
 }
 
+/// Bytes attention allocates at most with a `context`-token cache and
+/// `threads` workers: per worker two decoded tiles (keys, values) and one
+/// token block's chunk partials for a group of `group` Q heads, plus the
+/// few-token path's partials of all `n_q` heads.
+pub fn scratch_bytes(
+    head_dim: usize,
+    n_q: usize,
+    group: usize,
+    context: usize,
+    threads: usize,
+) -> u64 {
+    let chunks = context.div_ceil(CHUNK);
+    let per_thread = 2 * TILE * head_dim + chunks * TOKEN_BLOCK * group * (head_dim + 2);
+    let few_tokens = chunks * TOKEN_BLOCK * n_q * (head_dim + 2);
+    4 * (threads * per_thread + few_tokens) as u64
+}
+
+/// Per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    /// Chunk partials of one block (the block-parallel path).
+    partial: Vec<f32>,
+}
+
 /// `q` is `tokens x n_q x head_dim` for positions `pos..pos+tokens`;
-/// `k`/`v` hold positions `0..pos+tokens`, `[pos][n_kv][head_dim]`.
-/// Writes `tokens x n_q x head_dim` into `out`.
+/// `k`/`v` hold positions `0..pos+tokens` (`[pos][n_kv][head_dim]` at the
+/// cache's precision). Writes `tokens x n_q x head_dim` into `out`.
 ///
-/// Work is split by (token, KV head): the scores of all Q heads of a group
-/// are computed from one pass over the K rows, then the outputs from one
-/// pass over the V rows. Each head's arithmetic is the same as computing it
-/// alone (same dot products, same order of sums), so the split changes
-/// speed, not bits.
-pub fn attend(shape: &AttnShape, q: &[f32], k: &[f32], v: &[f32], pos: usize, out: &mut [f32]) {
+/// A prompt batch runs its token blocks in parallel, each block working
+/// through its chunks in turn; a few tokens (decode) run their chunks in
+/// parallel instead. Both compute every chunk's partial the same way and
+/// merge them the same way, so both give the same bits.
+pub fn attend(shape: &AttnShape, q: &[f32], k: KvRows, v: KvRows, pos: usize, out: &mut [f32]) {
     let hd = shape.head_dim;
     if hd == 0 || shape.n_q == 0 {
         return;
     }
     let tokens = q.len() / (shape.n_q * hd);
-    let units = units(shape, tokens);
-    let mut outputs = Vec::with_capacity(units.len());
-    let mut rest = out;
-    for u in &units {
-        let (mine, after) = rest.split_at_mut((u.end - u.first) * hd);
-        outputs.push(mine);
-        rest = after;
-    }
     let inputs = Inputs {
         shape,
         q,
@@ -69,91 +109,232 @@ pub fn attend(shape: &AttnShape, q: &[f32], k: &[f32], v: &[f32], pos: usize, ou
         v,
         pos,
     };
-    units
-        .into_par_iter()
-        .zip(outputs)
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (u, o)| {
-            run_unit(&inputs, u, scores, o)
+    if tokens > TOKEN_BLOCK {
+        by_block(&inputs, out);
+    } else {
+        by_chunk(&inputs, tokens, out);
+    }
+}
+
+/// The runs of owned Q heads that read one KV head: (local KV head, heads).
+fn groups(shape: &AttnShape) -> Vec<(usize, Range<usize>)> {
+    let kv_of = |h: usize| (shape.q_start + h) / shape.group - shape.kv_start;
+    let mut groups = Vec::new();
+    let mut first = 0;
+    while first < shape.n_q {
+        let kv = kv_of(first);
+        let mut end = first + 1;
+        while end < shape.n_q && kv_of(end) == kv {
+            end += 1;
+        }
+        groups.push((kv, first..end));
+        first = end;
+    }
+    groups
+}
+
+/// The chunks of positions that tokens `tokens` see, in order.
+fn chunks(pos: usize, tokens: &Range<usize>) -> impl Iterator<Item = Range<usize>> {
+    let seen = pos + tokens.end;
+    (0..seen)
+        .step_by(CHUNK)
+        .map(move |c| c..(c + CHUNK).min(seen))
+}
+
+/// Floats of one chunk's partial for `tokens` tokens and `heads` heads:
+/// per token and head, the running maximum, the running sum of
+/// exponentials, and `head_dim` outputs.
+fn partial_len(tokens: usize, heads: usize, hd: usize) -> usize {
+    tokens * heads * (hd + 2)
+}
+
+/// Prompt batches: one task per block of tokens, whose output rows are
+/// contiguous.
+fn by_block(inputs: &Inputs, out: &mut [f32]) {
+    let sh = inputs.shape;
+    let width = sh.n_q * sh.head_dim;
+    let groups = groups(sh);
+    out.par_chunks_mut(TOKEN_BLOCK * width)
+        .enumerate()
+        .for_each_init(Scratch::default, |s, (b, o)| {
+            let t0 = b * TOKEN_BLOCK;
+            let tokens = t0..t0 + o.len() / width;
+            for (kv, heads) in &groups {
+                let per = partial_len(tokens.len(), heads.len(), sh.head_dim);
+                let mut partial = std::mem::take(&mut s.partial);
+                partial.clear();
+                for c in chunks(inputs.pos, &tokens) {
+                    let at = partial.len();
+                    partial.resize(at + per, 0.0);
+                    let task = Task {
+                        tokens: tokens.clone(),
+                        kv: *kv,
+                        heads: heads.clone(),
+                        positions: c,
+                    };
+                    run_task(inputs, &task, s, &mut partial[at..]);
+                }
+                merge(sh, &tokens, heads, &partial, t0, o);
+                s.partial = partial;
+            }
         });
 }
 
-/// The units of `tokens` tokens, in output order.
-fn units(shape: &AttnShape, tokens: usize) -> Vec<Unit> {
-    let kv_of = |h: usize| (shape.q_start + h) / shape.group - shape.kv_start;
-    let mut units = Vec::new();
-    for token in 0..tokens {
-        let mut first = 0;
-        while first < shape.n_q {
-            let kv = kv_of(first);
-            let mut end = first + 1;
-            while end < shape.n_q && kv_of(end) == kv {
-                end += 1;
-            }
-            units.push(Unit {
-                token,
+/// A few tokens: one task per (KV head, chunk), merged afterwards.
+fn by_chunk(inputs: &Inputs, tokens: usize, out: &mut [f32]) {
+    let sh = inputs.shape;
+    let hd = sh.head_dim;
+    let all = 0..tokens;
+    let mut tasks = Vec::new();
+    for (kv, heads) in groups(sh) {
+        for c in chunks(inputs.pos, &all) {
+            tasks.push(Task {
+                tokens: all.clone(),
                 kv,
-                first,
-                end,
+                heads: heads.clone(),
+                positions: c,
             });
-            first = end;
         }
     }
-    units
+    let len = |t: &Task| partial_len(t.tokens.len(), t.heads.len(), hd);
+    let mut partial = vec![0.0f32; tasks.iter().map(len).sum()];
+    let mut slots = Vec::with_capacity(tasks.len());
+    let mut rest = partial.as_mut_slice();
+    for t in &tasks {
+        let (mine, after) = rest.split_at_mut(len(t));
+        slots.push(mine);
+        rest = after;
+    }
+    tasks
+        .par_iter()
+        .zip(slots)
+        .for_each_init(Scratch::default, |s, (t, slot)| {
+            run_task(inputs, t, s, slot)
+        });
+    let mut at = 0;
+    let mut i = 0;
+    while i < tasks.len() {
+        // Tasks i..e are the chunks of one KV head.
+        let e = i + tasks[i..]
+            .iter()
+            .take_while(|t| t.kv == tasks[i].kv)
+            .count();
+        let n: usize = tasks[i..e].iter().map(len).sum();
+        merge(sh, &all, &tasks[i].heads, &partial[at..at + n], 0, out);
+        at += n;
+        i = e;
+    }
 }
 
-fn run_unit(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
+fn run_task(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if Isa::detected().contains(&Isa::Avx2) {
         // SAFETY: the CPU has AVX2, the only feature the function enables.
-        return unsafe { unit_avx2(inputs, u, scores, out) };
+        return unsafe { task_avx2(inputs, t, s, slot) };
     }
-    unit_body(inputs, u, scores, out)
+    task_body(inputs, t, s, slot)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn unit_avx2(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
-    unit_body(inputs, u, scores, out)
+unsafe fn task_avx2(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
+    task_body(inputs, t, s, slot)
 }
 
-/// Scores, softmax and weighted values for one unit.
+/// One chunk: for each tile of its positions, the scores of every (token,
+/// head), the online-softmax update, and the weighted values. `slot` gets
+/// `[max, sum, out...]` per (token, head), token-major.
 #[inline(always)]
-fn unit_body(inputs: &Inputs, u: Unit, scores: &mut Vec<f32>, out: &mut [f32]) {
-    let s = inputs.shape;
-    let hd = s.head_dim;
-    let kv_row = s.n_kv * hd;
+fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
+    let sh = inputs.shape;
+    let hd = sh.head_dim;
+    let row = sh.n_kv * hd;
+    let heads = t.heads.len();
     let scale = 1.0 / (hd as f32).sqrt();
-    let heads = u.end - u.first;
-    let n = inputs.pos + u.token + 1;
-    let q = &inputs.q[(u.token * s.n_q + u.first) * hd..(u.token * s.n_q + u.end) * hd];
-    fn row(m: &[f32], at: usize, hd: usize) -> &[f32] {
-        &m[at..at + hd]
+    let stride = hd + 2;
+    for p in slot.chunks_exact_mut(stride) {
+        p[0] = f32::NEG_INFINITY;
+        p[1] = 0.0;
+        p[2..].fill(0.0);
     }
-    let at = |j: usize| j * kv_row + u.kv * hd;
-    scores.clear();
-    scores.resize(heads * n, 0.0);
-    for j in 0..n {
-        let kj = row(inputs.k, at(j), hd);
-        for h in 0..heads {
-            scores[h * n + j] = dot(&q[h * hd..(h + 1) * hd], kj) * scale;
+    s.keys.resize(TILE * hd, 0.0);
+    s.values.resize(TILE * hd, 0.0);
+    let mut scores = [0.0f32; TILE];
+    let mut j0 = t.positions.start;
+    while j0 < t.positions.end {
+        let j1 = (j0 + TILE).min(t.positions.end);
+        inputs.k.head_rows(row, hd, t.kv, j0..j1, &mut s.keys);
+        inputs.v.head_rows(row, hd, t.kv, j0..j1, &mut s.values);
+        // Past a short tile's end the tiles hold earlier, finite rows:
+        // their scores are computed and never used.
+        for (bi, tok) in t.tokens.clone().enumerate() {
+            // Positions this token may see: up to and including its own.
+            let seen = (inputs.pos + tok + 1).min(j1);
+            if seen <= j0 {
+                continue;
+            }
+            let n = seen - j0;
+            for (hi, h) in t.heads.clone().enumerate() {
+                let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
+                scores_tile(q, &s.keys, scale, &mut scores);
+                let scores = &mut scores[..n];
+                let p = &mut slot[(bi * heads + hi) * stride..][..stride];
+                let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let max = p[0].max(tile_max);
+                if max > p[0] {
+                    // Rescale what earlier tiles added (exp(-inf) = 0 first).
+                    let shrink = exp(p[0] - max);
+                    p[1] *= shrink;
+                    p[2..].iter_mut().for_each(|o| *o *= shrink);
+                    p[0] = max;
+                }
+                let mut sum = 0.0f32;
+                for sc in scores.iter_mut() {
+                    *sc = exp(*sc - max);
+                    sum += *sc;
+                }
+                p[1] += sum;
+                for (j, &w) in scores.iter().enumerate() {
+                    axpy(&mut p[2..], w, &s.values[j * hd..][..hd]);
+                }
+            }
         }
+        j0 = j1;
     }
-    for h in 0..heads {
-        let sc = &mut scores[h * n..(h + 1) * n];
-        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0.0f64;
-        for x in sc.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        sc.iter_mut().for_each(|x| *x *= inv);
-    }
-    out.fill(0.0);
-    for j in 0..n {
-        let vj = row(inputs.v, at(j), hd);
-        for h in 0..heads {
-            axpy(&mut out[h * hd..(h + 1) * hd], scores[h * n + j], vj);
+}
+
+/// Merges the chunk partials of `tokens` x `heads` (chunk after chunk in
+/// `partial`) into the output rows; `out` starts at token `first`.
+fn merge(
+    shape: &AttnShape,
+    tokens: &Range<usize>,
+    heads: &Range<usize>,
+    partial: &[f32],
+    first: usize,
+    out: &mut [f32],
+) {
+    let hd = shape.head_dim;
+    let stride = hd + 2;
+    let per = partial_len(tokens.len(), heads.len(), hd);
+    let n_chunks = partial.len() / per;
+    for (bi, tok) in tokens.clone().enumerate() {
+        for (hi, h) in heads.clone().enumerate() {
+            let of = |c: usize| &partial[c * per + (bi * heads.len() + hi) * stride..][..stride];
+            let max = (0..n_chunks).fold(f32::NEG_INFINITY, |m, c| m.max(of(c)[0]));
+            let o = &mut out[((tok - first) * shape.n_q + h) * hd..][..hd];
+            o.fill(0.0);
+            let mut sum = 0.0f32;
+            for c in 0..n_chunks {
+                let p = of(c);
+                if p[1] == 0.0 {
+                    continue; // no position of this chunk is visible to the token
+                }
+                let w = exp(p[0] - max);
+                sum += p[1] * w;
+                axpy(o, w, &p[2..]);
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
         }
     }
 }
@@ -201,6 +382,19 @@ mod tests {
             .collect()
     }
 
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    }
+
+    fn run(s: &AttnShape, q: &[f32], k: &[f32], v: &[f32], pos: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; q.len()];
+        attend(s, q, KvRows::F32(k), KvRows::F32(v), pos, &mut out);
+        out
+    }
+
     #[test]
     fn grouped_heads_match_the_definition_also_when_a_split_starts_mid_group() {
         // 6 Q heads in groups of 3 over 2 KV heads; then a tensor-split
@@ -219,19 +413,75 @@ mod tests {
             ..whole
         };
         for s in [&whole, &part] {
-            let (tokens, pos) = (5, 7);
-            let q = values(tokens * s.n_q * s.head_dim, 1);
-            let k = values((pos + tokens) * s.n_kv * s.head_dim, 2);
-            let v = values((pos + tokens) * s.n_kv * s.head_dim, 3);
+            // Past one chunk, with a token block cut by the batch's end.
+            for (tokens, pos) in [(5, 7), (11, 300), (1, 700)] {
+                let q = values(tokens * s.n_q * s.head_dim, 1);
+                let k = values((pos + tokens) * s.n_kv * s.head_dim, 2);
+                let v = values((pos + tokens) * s.n_kv * s.head_dim, 3);
+                let out = run(s, &q, &k, &v, pos);
+                let want = reference(s, &q, &k, &v, pos);
+                let w = worst(&out, &want);
+                assert!(w < 1e-5, "q_start {} pos {pos}: off by {w}", s.q_start);
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_gets_the_same_bits_alone_as_in_a_batch() {
+        let s = AttnShape {
+            head_dim: 32,
+            n_q: 4,
+            n_kv: 2,
+            q_start: 0,
+            kv_start: 0,
+            group: 2,
+        };
+        let (tokens, pos) = (20, 290);
+        let width = s.n_q * s.head_dim;
+        let q = values(tokens * width, 4);
+        let k = values((pos + tokens) * s.n_kv * s.head_dim, 5);
+        let v = values((pos + tokens) * s.n_kv * s.head_dim, 6);
+        let batch = run(&s, &q, &k, &v, pos);
+        for t in [0, 7, 8, 19] {
+            let kv_len = (pos + t + 1) * s.n_kv * s.head_dim;
+            let alone = run(
+                &s,
+                &q[t * width..][..width],
+                &k[..kv_len],
+                &v[..kv_len],
+                pos + t,
+            );
+            assert_eq!(alone, batch[t * width..][..width], "token {t}");
+        }
+    }
+
+    #[test]
+    fn reduced_precision_caches_stay_close_to_f32() {
+        use crate::model::kv_cache::KvCache;
+        use crate::model::kv_type::KvType;
+        let s = AttnShape {
+            head_dim: 32,
+            n_q: 4,
+            n_kv: 2,
+            q_start: 0,
+            kv_start: 0,
+            group: 2,
+        };
+        let (tokens, pos) = (3, 40);
+        let row = s.n_kv * s.head_dim;
+        let q = values(tokens * s.n_q * s.head_dim, 7);
+        let k = values((pos + tokens) * row, 8);
+        let v = values((pos + tokens) * row, 9);
+        let exact = run(&s, &q, &k, &v, pos);
+        for (kind, bound) in [(KvType::F16, 2e-3), (KvType::Q8_0, 2e-2)] {
+            let mut c = KvCache::new(1, row, pos + tokens, kind);
+            c.append(0, 0, &k, &v);
+            c.commit(pos + tokens);
+            let (kc, vc) = c.layer(0, pos + tokens);
             let mut out = vec![0.0f32; q.len()];
-            attend(s, &q, &k, &v, pos, &mut out);
-            let want = reference(s, &q, &k, &v, pos);
-            let worst = out
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "q_start {}: off by {worst}", s.q_start);
+            attend(&s, &q, kc, vc, pos, &mut out);
+            let w = worst(&out, &exact);
+            assert!(w > 0.0 && w < bound, "{kind}: off by {w}");
         }
     }
 }

@@ -8,6 +8,7 @@ use super::config::ModelConfig;
 use super::error::ModelError;
 use super::gguf::GgufModel;
 use super::hf;
+use super::kv_type::KvType;
 use super::layout::LocalLayout;
 use super::store::ModelSource;
 use super::tokenizer::Tokenizer;
@@ -122,15 +123,17 @@ impl OpenedModel {
 }
 
 /// Loads the whole model into this process.
-pub fn load(source: &ModelSource, context: usize) -> Result<LoadedModel, LoadError> {
+pub fn load(source: &ModelSource, context: usize, kv: KvType) -> Result<LoadedModel, LoadError> {
     let (opened, config) = OpenedModel::open(source)?;
+    kv.check_head_dim(config.head_dim)
+        .map_err(|e| LoadError::Model(ModelError::Config(e)))?;
     let tokenizer = opened.tokenizer()?;
     let chat_template = opened.chat_template(&tokenizer)?;
     let layout = LocalLayout::whole(&config);
     let weights = ModelWeights::load(&config, &layout, opened.tensors())?;
     let context = context.min(config.train_context.max(1));
     Ok(LoadedModel {
-        transformer: Transformer::new(config, layout, weights, context),
+        transformer: Transformer::new(config, layout, weights, context, kv),
         tokenizer,
         chat_template,
         path: opened.path().to_path_buf(),

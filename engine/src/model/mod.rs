@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
+pub mod kv_type;
 pub mod layout;
 pub mod loader;
 pub mod moe;

@@ -13,6 +13,7 @@ use super::attention::{attend, AttnShape};
 use super::config::ModelConfig;
 use super::error::ModelError;
 use super::kv_cache::KvCache;
+use super::kv_type::KvType;
 use super::layout::LocalLayout;
 use super::moe::{moe_ffn, shared_expert_scales, ExpertLoad, MoeScratch};
 use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
@@ -55,12 +56,14 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// `context` caps the sequence length (KV cache positions).
+    /// `context` caps the sequence length (KV cache positions), stored at
+    /// precision `kv`.
     pub fn new(
         config: ModelConfig,
         layout: LocalLayout,
         weights: ModelWeights,
         context: usize,
+        kv: KvType,
     ) -> Self {
         let kv_row = layout.kv_heads(&config).len() * config.head_dim;
         let rope = Rope::new(
@@ -71,7 +74,7 @@ impl Transformer {
             &config.rope_scaling,
         );
         Self {
-            cache: KvCache::new(layout.layers.len(), kv_row, context),
+            cache: KvCache::new(layout.layers.len(), kv_row, context, kv),
             config,
             layout,
             weights,
@@ -135,7 +138,12 @@ impl Transformer {
     /// An empty KV cache shaped like this process's own.
     pub fn new_cache(&self) -> KvCache {
         let kv_row = self.layout.kv_heads(&self.config).len() * self.config.head_dim;
-        KvCache::new(self.layout.layers.len(), kv_row, self.cache.context())
+        KvCache::new(
+            self.layout.layers.len(),
+            kv_row,
+            self.cache.context(),
+            self.cache.kind(),
+        )
     }
 
     /// Positions already in the KV cache.

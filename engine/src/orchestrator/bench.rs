@@ -168,7 +168,7 @@ impl Orchestrator {
             .map_err(|e| {
                 OrchestratorError::setup(format!("starting {threads} worker threads"), e)
             })?;
-        let mut loaded = loader::load(&m.source, m.context(self.context))?;
+        let mut loaded = loader::load(&m.source, m.context(self.context), self.kv)?;
         let warm = GenerateOptions {
             max_tokens: 2,
             ..opts.clone()

@@ -14,6 +14,7 @@ use crate::model::loader::OpenedModel;
 use crate::model::transformer::Transformer;
 
 use super::monitor::Monitor;
+use super::nodes::NodeSet;
 use super::{Orchestrator, OrchestratorError, Runner};
 
 impl Orchestrator {
@@ -54,14 +55,7 @@ impl Orchestrator {
     ) -> Result<Generation, OrchestratorError> {
         let m = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
         let monitor = self.monitor.clone();
-        let mut backend: Box<dyn Backend + '_> = match (&mut self.runner, self.nodes.as_mut()) {
-            (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
-            (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
-                cluster: &mut n.cluster,
-                monitor: &monitor,
-            }),
-            _ => return Err(OrchestratorError::NothingLoaded),
-        };
+        let mut backend = sequence_backend(&mut self.runner, self.nodes.as_mut(), &monitor)?;
         monitor.generation_started();
         let result = generate(
             backend.as_mut(),
@@ -167,6 +161,22 @@ impl Orchestrator {
             .as_ref()
             .is_some_and(|m| matches!(m.opened, OpenedModel::Gguf(_)))
     }
+}
+
+/// What runs sequence 0 now, with each cluster step reported to `monitor`.
+pub(super) fn sequence_backend<'a>(
+    runner: &'a mut Runner,
+    nodes: Option<&'a mut NodeSet>,
+    monitor: &'a Monitor,
+) -> Result<Box<dyn Backend + 'a>, OrchestratorError> {
+    Ok(match (runner, nodes) {
+        (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
+        (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
+            cluster: &mut n.cluster,
+            monitor,
+        }),
+        _ => return Err(OrchestratorError::NothingLoaded),
+    })
 }
 
 /// The whole model in this process.

@@ -50,7 +50,7 @@ impl Orchestrator {
         let m = self.require_model()?;
         let summary = m.summary()?;
         let budgets = self.budgets(request)?;
-        let p = plan(summary, &budgets, request, m.context(self.context))?;
+        let p = plan(summary, &budgets, request, self.kv_spec()?)?;
         let refusal = check_fits(summary, &p, &budgets)
             .err()
             .map(|e| e.to_string());
@@ -100,10 +100,10 @@ impl Orchestrator {
         }
         let m = self.require_model()?;
         let budgets = self.budgets(request)?;
-        let context = m.context(self.context);
+        let cache = self.kv_spec()?;
         let p = match &m.summary {
             Some(summary) => {
-                let p = plan(summary, &budgets, request, context)?;
+                let p = plan(summary, &budgets, request, cache)?;
                 check_fits(summary, &p, &budgets)?;
                 Some(p)
             }
@@ -128,7 +128,8 @@ impl Orchestrator {
             None => self.plan_report(
                 Plan {
                     request: request.clone(),
-                    context,
+                    context: cache.context,
+                    kv: cache.kv,
                     nodes: Vec::new(),
                     stages: Vec::new(),
                 },
@@ -176,7 +177,7 @@ impl Orchestrator {
     fn load_in_process(&mut self, on_load: &mut dyn FnMut(&str)) -> Result<(), OrchestratorError> {
         let m = self.require_model()?;
         on_load(&m.name);
-        let loaded = loader::load(&m.source, m.context(self.context))?;
+        let loaded = loader::load(&m.source, m.context(self.context), self.kv)?;
         self.runner = Runner::InProcess(Box::new(loaded.transformer));
         Ok(())
     }

@@ -26,6 +26,7 @@ mod model;
 mod monitor;
 mod nodes;
 pub mod report;
+mod score;
 mod stats;
 mod trace;
 
@@ -34,11 +35,12 @@ use std::time::Duration;
 
 use crate::cluster::coordinator::Cluster;
 use crate::model::generate::GenerationStats;
+use crate::model::kv_type::KvType;
 use crate::model::store::ModelStore;
 use crate::model::transformer::Transformer;
 use crate::net::LinkProfile;
 use crate::parallel::WireDtype;
-use crate::shard::plan::LayoutRequest;
+use crate::shard::plan::{KvSpec, LayoutRequest};
 
 pub use bench::{BenchEvent, BenchRequest};
 pub use error::OrchestratorError;
@@ -86,6 +88,8 @@ pub struct Orchestrator {
     pub context: Option<usize>,
     /// Precision of activations between nodes, applied at each shard.
     pub wire: WireDtype,
+    /// Precision of the KV cache, applied at each shard.
+    pub kv: KvType,
     /// The link emulated on the cluster's connections, now and after later connects.
     link: Option<LinkProfile>,
     last: Option<GenerationStats>,
@@ -106,6 +110,7 @@ impl Orchestrator {
             cached: Vec::new(),
             context: None,
             wire: WireDtype::default(),
+            kv: KvType::default(),
             link: None,
             last: None,
             tokens_since_load: 0,
@@ -170,6 +175,11 @@ impl Orchestrator {
     /// KV positions every node plans for with the open model.
     pub fn planned_context(&self) -> Result<usize, OrchestratorError> {
         Ok(self.require_model()?.context(self.context))
+    }
+
+    /// The KV cache the next shard reserves: positions and precision.
+    pub(crate) fn kv_spec(&self) -> Result<KvSpec, OrchestratorError> {
+        Ok(KvSpec::new(self.planned_context()?, self.kv))
     }
 
     /// Makes `model` the open one; the previous model's weights are freed.

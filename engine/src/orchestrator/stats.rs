@@ -5,6 +5,7 @@ use crate::cluster::messages::NodeMetrics;
 use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
 use crate::model::layout::LocalLayout;
 use crate::shard::plan::memory::kv_cache_bytes;
+use crate::shard::plan::KvSpec;
 
 use super::layout::THIS_PROCESS;
 use super::nodes::NodeSet;
@@ -34,7 +35,7 @@ impl Orchestrator {
                 let kv = kv_cache_bytes(
                     &m.config,
                     &LocalLayout::whole(&m.config),
-                    tr.cache().context(),
+                    KvSpec::new(tr.cache().context(), tr.cache().kind()),
                 );
                 let stats = NodeStats {
                     rss: current_rss_bytes().unwrap_or(0),

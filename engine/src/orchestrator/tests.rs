@@ -3,6 +3,7 @@
 //! directly, live metrics, and the errors each misuse gets. The cluster
 //! side runs in `cluster/tests` and the process tests under `tests/`.
 
+use crate::model::kv_type::KvType;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -103,7 +104,7 @@ fn single_in_process_generates_what_the_transformer_does() {
         .expect("generates");
     assert_eq!(g.text, streamed);
 
-    let mut direct = loader::load(&ModelSource::Gguf(path), 64).expect("loads");
+    let mut direct = loader::load(&ModelSource::Gguf(path), 64, KvType::F32).expect("loads");
     let expected = generate(
         &mut direct.transformer,
         &direct.tokenizer,

@@ -76,6 +76,8 @@ pub enum Setting {
     IgnoreEos(bool),
     /// Precision of activations between nodes, from the next `:shard`.
     Wire(shardlab_engine::parallel::WireDtype),
+    /// Precision of the KV cache, from the next `:shard`.
+    Kv(shardlab_engine::model::kv_type::KvType),
     /// `None` clears it.
     System(Option<String>),
 }
@@ -96,6 +98,7 @@ impl Setting {
             Setting::IgnoreEos(_) => "ignore_eos",
             Setting::System(_) => "system",
             Setting::Wire(_) => "wire",
+            Setting::Kv(_) => "kv",
         }
     }
 }

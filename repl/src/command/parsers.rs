@@ -226,6 +226,7 @@ pub fn set(a: &Args) -> Result<Command, ParseError> {
         },
         "chat" => Setting::Chat(on_off(value, "chat")?),
         "wire" => Setting::Wire(value.parse().map_err(|e: String| err(e))?),
+        "kv" => Setting::Kv(value.parse().map_err(|e: String| err(e))?),
         _ => Setting::IgnoreEos(on_off(value, "ignore_eos")?),
     };
     Ok(Command::Set(Some(setting)))

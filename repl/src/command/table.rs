@@ -54,6 +54,7 @@ pub const SETTINGS: &[&str] = &[
     "system",
     "ignore_eos",
     "wire",
+    "kv",
 ];
 
 pub static COMMANDS: &[CommandSpec] = &[
@@ -170,13 +171,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT | wire f64|f32|f16|bf16|q8]",
+        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT | wire f64|f32|f16|bf16|q8 | kv f16|f32|q8_0]",
         summary: "change a generation setting; alone, list them",
         help: "temperature 0 decodes greedily (deterministic). context takes effect at the next :shard.\n\
                chat on renders prompts through the model's chat template and keeps the turns until :reset.\n\
                `:set system` with no text clears the system message. ignore_eos on generates past end of text.\n\
                wire sets the precision of activations between nodes from the next :shard: f64 is exact\n\
-               (every layout gives one node's tokens); f32, f16, bf16 and q8 send fewer bytes.",
+               (every layout gives one node's tokens); f32, f16, bf16 and q8 send fewer bytes.\n\
+               kv sets the KV cache's precision from the next :shard: f16 (default, as llama.cpp), f32 or q8_0.",
         flags: &[],
         completion: Completion::Words(SETTINGS),
         debug: false,

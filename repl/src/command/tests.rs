@@ -299,6 +299,10 @@ fn set_alone_lists_and_each_setting_parses_its_value() {
     assert_eq!(set(":set ignore_eos 0"), Setting::IgnoreEos(false));
     assert_eq!(set(":set wire q8"), Setting::Wire(WireDtype::Q8));
     assert_eq!(set(":set wire f64"), Setting::Wire(WireDtype::F64));
+    assert_eq!(
+        set(":set kv f32"),
+        Setting::Kv(shardlab_engine::model::kv_type::KvType::F32)
+    );
 }
 
 #[test]
@@ -321,6 +325,7 @@ fn every_setting_reports_its_key_back() {
         let value = match *key {
             "chat" | "ignore_eos" => "on",
             "wire" => "f32",
+            "kv" => "q8_0",
             "system" => "hi",
             _ => "1",
         };

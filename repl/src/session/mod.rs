@@ -161,6 +161,7 @@ impl Session {
         // What the settings say about planning applies from the next plan on.
         self.core.context = self.settings.context;
         self.core.wire = self.settings.wire;
+        self.core.kv = self.settings.kv;
         let result = match cmd {
             Command::Nothing => Ok(Output::Empty),
             Command::Prompt(text) => self.prompt(&text, sink),

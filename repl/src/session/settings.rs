@@ -1,6 +1,7 @@
 //! `:set`: the generation settings, and `:reset` of the chat turns.
 
 use shardlab_engine::model::generate::GenerateOptions;
+use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::parallel::WireDtype;
 
@@ -21,6 +22,8 @@ pub struct Settings {
     pub ignore_eos: bool,
     /// Precision of activations between nodes, applied at each `:shard`.
     pub wire: WireDtype,
+    /// Precision of the KV cache, applied at each `:shard`.
+    pub kv: KvType,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
             system: None,
             ignore_eos: false,
             wire: WireDtype::default(),
+            kv: KvType::default(),
         }
     }
 }
@@ -72,6 +76,7 @@ impl Settings {
                 if self.ignore_eos { "on" } else { "off" }.to_string(),
             ),
             ("wire", self.wire.to_string()),
+            ("kv", self.kv.to_string()),
         ]
     }
 }
@@ -116,6 +121,10 @@ impl Session {
             Setting::IgnoreEos(on) => next.ignore_eos = on,
             Setting::Wire(w) => {
                 next.wire = w;
+                note = Some("takes effect at the next :shard");
+            }
+            Setting::Kv(k) => {
+                next.kv = k;
                 note = Some("takes effect at the next :shard");
             }
         }

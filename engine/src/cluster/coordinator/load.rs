@@ -106,6 +106,7 @@ fn build_shard(
             config: model.config.clone(),
             layout: np.layout.clone(),
             context: plan.context,
+            kv: plan.kv,
             tensors,
             shard_key: hex::encode(key.finalize()),
         },

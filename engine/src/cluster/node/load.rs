@@ -91,7 +91,13 @@ pub(super) fn load(
             return Ok(None);
         }
     };
-    let model = Transformer::new(req.config.clone(), req.layout.clone(), weights, req.context);
+    let model = Transformer::new(
+        req.config.clone(),
+        req.layout.clone(),
+        weights,
+        req.context,
+        req.kv,
+    );
     let report = LoadedReport {
         weight_bytes: shard.weight_bytes(),
         received_bytes: received,
@@ -116,12 +122,8 @@ pub(super) fn failure(e: ShardLoadError) -> FromNode {
 /// that the request describes a model it can build.
 fn check_request(opts: &NodeOptions, req: &LoadRequest) -> Result<(), ShardLoadError> {
     let weights: u64 = req.tensors.iter().map(|t| t.bytes).sum();
-    let kv = (req.layout.kv_heads(&req.config).len()
-        * req.config.head_dim
-        * 2
-        * req.layout.layers.len()
-        * req.context
-        * 4) as u64;
+    let row = req.layout.kv_heads(&req.config).len() * req.config.head_dim;
+    let kv = (req.kv.row_bytes(row) * 2 * req.layout.layers.len() * req.context) as u64;
     let budget = super::info::budget(opts);
     if weights + kv > budget {
         return Err(ShardLoadError::OverBudget {
@@ -133,6 +135,9 @@ fn check_request(opts: &NodeOptions, req: &LoadRequest) -> Result<(), ShardLoadE
         });
     }
     req.config.validate().map_err(ShardLoadError::BadConfig)?;
+    req.kv
+        .check_head_dim(req.config.head_dim)
+        .map_err(ShardLoadError::BadConfig)?;
     let (c, l) = (&req.config, &req.layout);
     if l.layers.end > c.n_layers
         || l.q_heads.end > c.n_heads

@@ -2,6 +2,8 @@
 //! nodes served from threads, a relay that can cut one node off, and the
 //! one-process reference.
 
+use crate::model::kv_type::KvType;
+use crate::shard::plan::KvSpec;
 use std::io::copy;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::channel;
@@ -150,7 +152,13 @@ pub fn cluster_of(n: usize) -> (Cluster, Vec<TestNode>) {
 
 /// Plans `layout` over the cluster's nodes and loads the tiny model.
 pub fn load(cluster: &mut Cluster, m: &TinyModel, layout: &LayoutRequest) -> LoadSummary {
-    let p = plan(&m.summary, &cluster.budgets(), layout, CONTEXT).expect("plans");
+    let p = plan(
+        &m.summary,
+        &cluster.budgets(),
+        layout,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plans");
     let model = ModelToLoad {
         name: "tiny".into(),
         config: &m.summary.config,
@@ -165,7 +173,7 @@ pub fn reference(m: &TinyModel) -> Transformer {
     let config = ModelConfig::from_gguf(&m.gguf).expect("config");
     let layout = LocalLayout::whole(&config);
     let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
-    Transformer::new(config, layout, weights, CONTEXT)
+    Transformer::new(config, layout, weights, CONTEXT, KvType::F16)
 }
 
 pub fn argmax(x: &[f32]) -> u32 {

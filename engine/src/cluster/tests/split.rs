@@ -7,8 +7,10 @@ use super::harness::{
 };
 use crate::cluster::coordinator::{Cluster, ModelToLoad};
 use crate::cluster::messages::LocalModel;
+use crate::model::kv_type::KvType;
 use crate::net::Token;
 use crate::parallel::WireDtype;
+use crate::shard::plan::KvSpec;
 use crate::shard::plan::{plan, LayoutRequest};
 
 fn bits(steps: &[Vec<f32>]) -> Vec<Vec<u32>> {
@@ -47,7 +49,7 @@ fn nodes_slice_a_split_model_from_their_own_model_dir() {
         &m.summary,
         &cluster.budgets(),
         &LayoutRequest::Tensor,
-        CONTEXT,
+        KvSpec::new(CONTEXT, KvType::F16),
     )
     .expect("plans");
     let model = ModelToLoad {

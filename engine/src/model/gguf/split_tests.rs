@@ -3,6 +3,7 @@
 //! wrong, and models (dense and MoE) that read and run exactly as their
 //! unsplit files.
 
+use crate::model::kv_type::KvType;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -527,7 +528,8 @@ fn tiny(quant: GgmlType) -> SynthOptions {
 
 /// Prefill logits and 8 greedy tokens of a model file, loaded whole.
 fn run(path: &Path) -> (Vec<Vec<f32>>, Vec<u32>) {
-    let loaded = loader::load(&ModelSource::Gguf(path.to_path_buf()), 64).expect("loads");
+    let loaded =
+        loader::load(&ModelSource::Gguf(path.to_path_buf()), 64, KvType::F32).expect("loads");
     let mut t = loaded.transformer;
     let prompt = [1u32, 40, 300, 7, 99];
     let mut logits = vec![t.forward(&prompt, 0).expect("prefill")];

@@ -7,6 +7,7 @@
 //! the bit, llama (whose GGUF Q/K rows are permuted for interleaved RoPE)
 //! to float rounding in the attention sums.
 
+use crate::model::kv_type::KvType;
 use std::path::{Path, PathBuf};
 
 use half::f16;
@@ -220,7 +221,7 @@ fn argmax(v: &[f32]) -> u32 {
 fn run(config: &ModelConfig, source: &dyn TensorSource) -> Run {
     let layout = LocalLayout::whole(config);
     let weights = ModelWeights::load(config, &layout, source).expect("weights");
-    let mut t = Transformer::new(config.clone(), layout, weights, 64);
+    let mut t = Transformer::new(config.clone(), layout, weights, 64, KvType::F32);
     let mut last = t.forward(&PROMPT, 0).expect("forward");
     let mut out = Run {
         logits: Vec::new(),

@@ -1,6 +1,7 @@
 //! Tests across the module: SmolLM2 converted to HF and run against the
 //! GGUF path, and hand-built directories that must be refused by name.
 
+use crate::model::kv_type::KvType;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -57,7 +58,7 @@ fn top2(v: &[f32]) -> (u32, u32, f32) {
 fn transformer(config: &ModelConfig, source: &dyn TensorSource) -> Transformer {
     let layout = LocalLayout::whole(config);
     let weights = ModelWeights::load(config, &layout, source).unwrap();
-    Transformer::new(config.clone(), layout, weights, 64)
+    Transformer::new(config.clone(), layout, weights, 64, KvType::F32)
 }
 
 fn run(config: &ModelConfig, source: &dyn TensorSource) -> Run {
@@ -489,7 +490,7 @@ fn tiny_models_of_each_arch_load_and_run() {
         let weights = ModelWeights::load(&config, &layout, &source).unwrap();
         assert_eq!(weights.layers[0].bq.is_some(), arch == "qwen2");
         assert_eq!(weights.layers[0].q_norm.is_some(), arch == "qwen3");
-        let mut t = Transformer::new(config, layout, weights, 8);
+        let mut t = Transformer::new(config, layout, weights, 8, KvType::F32);
         let logits = t.forward(&[1, 2, 3], 0).unwrap();
         assert_eq!(logits.len(), TINY_VOCAB);
         assert!(logits.iter().all(|x| x.is_finite()), "{arch}: {logits:?}");

@@ -8,6 +8,7 @@
 //! of every expert's columns (tensor), run in threads that sum their
 //! partials in rank order as the exact wire does, give one process's tokens.
 
+use crate::model::kv_type::KvType;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -74,7 +75,8 @@ fn dense_and_moe(dir: &Path, quant: GgmlType) -> (PathBuf, PathBuf) {
 }
 
 fn logits(path: &Path, tokens: &[u32]) -> Vec<f32> {
-    let mut m = loader::load(&ModelSource::Gguf(path.to_path_buf()), 64).expect("load");
+    let mut m =
+        loader::load(&ModelSource::Gguf(path.to_path_buf()), 64, KvType::F32).expect("load");
     m.transformer.forward(tokens, 0).expect("forward")
 }
 
@@ -106,7 +108,7 @@ fn identical_experts_compute_the_dense_ffn() {
 fn one_process_loads_expert_views_without_copying() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, moe) = dense_and_moe(dir.path(), GgmlType::Q4_0);
-    let m = loader::load(&ModelSource::Gguf(moe), 64).expect("load");
+    let m = loader::load(&ModelSource::Gguf(moe), 64, KvType::F32).expect("load");
     let layer = &m.transformer.weights().layers[0];
     let experts = layer.moe.as_ref().expect("MoE layer");
     assert!(layer.ffn.is_none(), "a MoE layer has no dense FFN");
@@ -160,7 +162,7 @@ fn greedy_across(path: &Path, layouts: Vec<LocalLayout>, prompt: &[u32], n: usiz
         .enumerate()
         .map(|(rank, layout)| {
             let weights = ModelWeights::load(&config, &layout, &file).expect("weights");
-            let mut t = Transformer::new(config.clone(), layout, weights, 64);
+            let mut t = Transformer::new(config.clone(), layout, weights, 64, KvType::F32);
             let mut reduce = ThreadReduce {
                 rank,
                 slots: slots.clone(),

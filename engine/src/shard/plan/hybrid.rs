@@ -10,7 +10,7 @@ use super::memory::{predict, weight_bytes, weight_elements};
 use super::pipeline::{check_layers, weighted_layers, StageCost};
 use super::summary::ModelSummary;
 use super::tensor::{tensor_group, ExpertSplit};
-use super::{NodeBudget, NodePlan};
+use super::{KvSpec, NodeBudget, NodePlan};
 use crate::model::layout::LocalLayout;
 
 /// Node plans and the node indices of each stage.
@@ -20,7 +20,7 @@ pub fn grid(
     t: usize,
     p: usize,
     layers: Option<&[Range<usize>]>,
-    context: usize,
+    cache: KvSpec,
     experts: ExpertSplit,
 ) -> Result<(Vec<NodePlan>, Vec<Vec<usize>>), PlanError> {
     let n_layers = model.config.n_layers;
@@ -47,7 +47,7 @@ pub fn grid(
                     .map(|n| n.budget_bytes)
                     .min()
                     .unwrap_or(0);
-                costs.push(stage_cost(model, t, s, p, context, budget)?);
+                costs.push(stage_cost(model, t, s, p, cache, budget)?);
                 work.push(stage_work(model, t, s, p, budget)?);
             }
             // Stages run one after another per token, so the split that
@@ -55,7 +55,7 @@ pub fn grid(
             // is taken when it fits every node, else the split that evens
             // out memory.
             let by_work = weighted_layers(&work, n_layers);
-            if fits(model, t, &by_work, nodes, context)? {
+            if fits(model, t, &by_work, nodes, cache)? {
                 by_work
             } else {
                 weighted_layers(&costs, n_layers)
@@ -73,7 +73,7 @@ pub fn grid(
             plans.push(NodePlan {
                 node: index,
                 name: node.name.clone(),
-                memory: predict(model, &layout, context)?,
+                memory: predict(model, &layout, cache)?,
                 layout,
                 stage: s,
                 rank,
@@ -92,7 +92,7 @@ fn fits(
     t: usize,
     ranges: &[Range<usize>],
     nodes: &[NodeBudget],
-    context: usize,
+    cache: KvSpec,
 ) -> Result<bool, PlanError> {
     let p = ranges.len();
     for (s, range) in ranges.iter().enumerate() {
@@ -105,7 +105,7 @@ fn fits(
             ExpertSplit::Columns,
         )?;
         for (layout, node) in layouts.iter().zip(&nodes[s * t..(s + 1) * t]) {
-            if predict(model, layout, context)?.total() > node.budget_bytes {
+            if predict(model, layout, cache)?.total() > node.budget_bytes {
                 return Ok(false);
             }
         }
@@ -161,7 +161,7 @@ fn stage_cost(
     t: usize,
     s: usize,
     p: usize,
-    context: usize,
+    cache: KvSpec,
     budget: u64,
 ) -> Result<StageCost, PlanError> {
     let n_layers = model.config.n_layers;
@@ -178,7 +178,7 @@ fn stage_cost(
         s + 1 == p,
         ExpertSplit::Columns,
     )? {
-        let all = predict(model, &layout, context)?;
+        let all = predict(model, &layout, cache)?;
         let bare = weight_bytes(
             model,
             &LocalLayout {

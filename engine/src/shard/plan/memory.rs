@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use super::error::PlanError;
 use super::summary::{ModelSummary, TensorSummary};
+use super::KvSpec;
+use crate::model::attention;
 use crate::model::config::ModelConfig;
 use crate::model::layout::LocalLayout;
 use crate::model::weights::{tensor_plan, SliceRule};
@@ -22,12 +24,9 @@ pub const RUNTIME_OVERHEAD_BYTES: u64 = 10 << 20;
 /// The largest prefill batch: tokens whose activations are alive at once.
 pub use crate::model::transformer::PREFILL_BATCH;
 
-/// Attention keeps one score row of `context` f32 per worker thread; this
-/// is the thread count the estimate assumes.
-pub const SCORE_THREADS: u64 = 16;
-
-/// The KV cache stores f32 keys and values.
-const KV_BYTES: u64 = 4;
+/// Attention keeps per-thread tiles and chunk partials; this is the thread
+/// count the estimate assumes.
+pub const SCORE_THREADS: usize = 16;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryPrediction {
@@ -43,16 +42,16 @@ impl MemoryPrediction {
     }
 }
 
-/// What one node running `layout` with a `context`-token cache will hold.
+/// What one node running `layout` with the KV cache `cache` will hold.
 pub fn predict(
     model: &ModelSummary,
     layout: &LocalLayout,
-    context: usize,
+    cache: KvSpec,
 ) -> Result<MemoryPrediction, PlanError> {
     Ok(MemoryPrediction {
         weights: weight_bytes(model, layout)?,
-        kv_cache: kv_cache_bytes(&model.config, layout, context),
-        scratch: scratch_bytes(&model.config, layout, context),
+        kv_cache: kv_cache_bytes(&model.config, layout, cache),
+        scratch: scratch_bytes(&model.config, layout, cache.context),
         overhead: RUNTIME_OVERHEAD_BYTES,
     })
 }
@@ -154,18 +153,21 @@ fn sum_over_tensors(
     Ok(total)
 }
 
-/// Owned KV heads x head_dim x 2 (K and V) x layers x context x 4 bytes.
-/// Replicated KV heads (more nodes than KV heads) count on every node.
-pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
-    let kv = layout.kv_heads(config).len() as u64;
-    kv * config.head_dim as u64 * 2 * layout.layers.len() as u64 * context as u64 * KV_BYTES
+/// Owned KV heads' row (heads x head_dim at the cache's precision) x 2 (K
+/// and V) x layers x context. Replicated KV heads (more nodes than KV
+/// heads) count on every node.
+pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, cache: KvSpec) -> u64 {
+    let row = cache
+        .kv
+        .row_bytes(layout.kv_heads(config).len() * config.head_dim) as u64;
+    row * 2 * layout.layers.len() as u64 * cache.context as u64
 }
 
 /// Activations alive during a prefill batch of `b = min(PREFILL_BATCH,
 /// context)` tokens, following the forward pass's buffers:
 ///
 /// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols + moe)`
-/// `+ 8 b hidden (1 + 2 r) + 4 (vocab + hidden) + 4 context SCORE_THREADS`
+/// `+ 8 b hidden (1 + 2 r) + 4 (vocab + hidden) + attention`
 ///
 /// where q, kv and ffn are the local widths; the three hidden rows are the
 /// input, its norm and the residual; `max_rows` is the matmul's transposed
@@ -174,7 +176,8 @@ pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize
 /// gate and up rows of the chosen experts. The f64 rows are the partial sums
 /// of the row-parallel projections, and, in a tensor group (`r` = 1), the
 /// all-reduce's send and receive buffers. `vocab` is the local logits row of
-/// a head node. Nothing is counted for a node that runs no layers and no
+/// a head node; `attention` is [`attention::scratch_bytes`] for
+/// [`SCORE_THREADS`] workers. Nothing is counted for a node that runs no layers and no
 /// head. Checked against measured peak RSS in tests/memory.rs.
 pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
     let b = PREFILL_BATCH.min(context) as u64;
@@ -196,7 +199,8 @@ pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize)
             3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols + moe;
         let reduced = if layout.is_whole_width(config) { 1 } else { 3 };
         bytes += 4 * b * per_token as u64 + 8 * b * (reduced * h) as u64;
-        bytes += 4 * context as u64 * SCORE_THREADS;
+        let group = config.group_size().min(layout.q_heads.len());
+        bytes += attention::scratch_bytes(hd, layout.q_heads.len(), group, context, SCORE_THREADS);
     } else if layout.embed {
         bytes += 4 * b * h as u64;
     }
@@ -209,20 +213,29 @@ pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kv_type::KvType;
     use crate::shard::plan::fixtures::{smollm2_summary, synthetic_llama};
 
     #[test]
     fn whole_model_weights_are_every_tensor_smollm2() {
         let model = smollm2_summary();
         let layout = LocalLayout::whole(&model.config);
-        let m = predict(&model, &layout, 2048).unwrap();
+        let m = predict(&model, &layout, KvSpec::new(2048, KvType::F16)).unwrap();
         assert_eq!(m.weights, model.total_weight_bytes());
         assert_eq!(m.weights, 96_576_768);
-        // 3 KV heads x 64 x 2 x 30 layers x 2048 positions x 4 bytes.
-        assert_eq!(m.kv_cache, 3 * 64 * 2 * 30 * 2048 * 4);
+        // 3 KV heads x 64 x 2 x 30 layers x 2048 positions x 2 bytes (f16).
+        assert_eq!(m.kv_cache, 3 * 64 * 2 * 30 * 2048 * 2);
+        let f32_cache = predict(&model, &layout, KvSpec::new(2048, KvType::F32)).unwrap();
+        assert_eq!(f32_cache.kv_cache, 2 * m.kv_cache);
+        let q8_cache = predict(&model, &layout, KvSpec::new(2048, KvType::Q8_0)).unwrap();
+        // 192 values a row: 6 blocks of 34 bytes.
+        assert_eq!(q8_cache.kv_cache, 6 * 34 * 2 * 30 * 2048);
         assert_eq!(m.overhead, RUNTIME_OVERHEAD_BYTES);
         let per_token = 3 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 64 + 1536 + 1536;
-        let want = 4 * (512 * per_token + 2048 * 16 + 49152 + 576) + 8 * 512 * 576;
+        // Attention: 16 threads x (two 32x64 tiles + 8 chunks x 8 tokens x
+        // 3 heads x 66), and the few-token path's 8 x 8 x 9 x 66.
+        let attention = 16 * (2 * 32 * 64 + 8 * 8 * 3 * 66) + 8 * 8 * 9 * 66;
+        let want = 4 * (512 * per_token + attention + 49152 + 576) + 8 * 512 * 576;
         assert_eq!(m.scratch, want as u64);
         assert_eq!(m.total(), m.weights + m.kv_cache + m.scratch + m.overhead);
     }

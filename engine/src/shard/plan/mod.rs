@@ -37,6 +37,21 @@ pub use suggest::{check_fits, suggest};
 pub use summary::{ModelSummary, TensorSummary};
 pub use tensor::ExpertSplit;
 
+use crate::model::kv_type::KvType;
+
+/// The KV cache a plan reserves on every node: positions and precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KvSpec {
+    pub context: usize,
+    pub kv: KvType,
+}
+
+impl KvSpec {
+    pub fn new(context: usize, kv: KvType) -> Self {
+        Self { context, kv }
+    }
+}
+
 /// A node as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeBudget {
@@ -51,6 +66,8 @@ pub struct Plan {
     pub request: LayoutRequest,
     /// Tokens of KV cache every node reserves for.
     pub context: usize,
+    /// The precision the KV cache stores.
+    pub kv: KvType,
     /// One per node, in the order the nodes were given.
     pub nodes: Vec<NodePlan>,
     /// Node indices of each pipeline stage, in order: tensor is one stage of
@@ -78,12 +95,16 @@ pub fn plan(
     model: &ModelSummary,
     nodes: &[NodeBudget],
     request: &LayoutRequest,
-    context: usize,
+    cache: KvSpec,
 ) -> Result<Plan, PlanError> {
-    if context == 0 {
+    if cache.context == 0 {
         return Err(PlanError::ZeroContext);
     }
     model.config.validate().map_err(PlanError::Config)?;
+    cache
+        .kv
+        .check_head_dim(model.config.head_dim)
+        .map_err(PlanError::Config)?;
     let n = nodes.len();
     let no_nodes = || PlanError::NoNodes {
         layout: request.to_string(),
@@ -120,10 +141,11 @@ pub fn plan(
             (tensor, pipeline, None)
         }
     };
-    let (nodes, stages) = hybrid::grid(model, nodes, t, p, layers, context, experts)?;
+    let (nodes, stages) = hybrid::grid(model, nodes, t, p, layers, cache, experts)?;
     Ok(Plan {
         request: request.clone(),
-        context,
+        context: cache.context,
+        kv: cache.kv,
         nodes,
         stages,
     })

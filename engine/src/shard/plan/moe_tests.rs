@@ -3,6 +3,8 @@
 //! and K-quant blocks wider than a node's share still plan, and memory
 //! counts the expert bytes each node holds.
 
+use crate::model::kv_type::KvType;
+use crate::shard::plan::KvSpec;
 use std::ops::Range;
 
 use super::fixtures::{budgets, config, moe_config};
@@ -11,7 +13,13 @@ use super::*;
 use crate::model::gguf::GgmlType;
 
 fn plan_of(model: &ModelSummary, n: usize, request: LayoutRequest) -> Plan {
-    plan(model, &budgets(&vec![u64::MAX; n]), &request, 256).expect("plans")
+    plan(
+        model,
+        &budgets(&vec![u64::MAX; n]),
+        &request,
+        KvSpec::new(256, KvType::F16),
+    )
+    .expect("plans")
 }
 
 fn expert_ranges(p: &Plan) -> Vec<Range<usize>> {
@@ -123,7 +131,7 @@ fn expert_layout_of_a_dense_model_is_a_clear_error() {
         &model,
         &budgets(&[u64::MAX, u64::MAX]),
         &LayoutRequest::Expert,
-        256,
+        KvSpec::new(256, KvType::F16),
     )
     .expect_err("dense")
     .to_string();
@@ -147,7 +155,7 @@ fn expert_layout_replicates_attention_whose_heads_cannot_split() {
         &model,
         &budgets(&[u64::MAX; 2]),
         &LayoutRequest::Tensor,
-        256,
+        KvSpec::new(256, KvType::F16),
     )
     .unwrap_err()
     .to_string();

@@ -4,7 +4,7 @@
 use super::error::{mib, PlanError};
 use super::request::LayoutRequest;
 use super::summary::ModelSummary;
-use super::{plan, NodeBudget, Plan};
+use super::{plan, KvSpec, NodeBudget, Plan};
 
 /// Refuses, naming the first node whose prediction exceeds its budget and by
 /// how much, with a layout over the same nodes that fits when there is one.
@@ -25,15 +25,16 @@ pub fn check_fits(
             .map_or(np.budget_bytes, |n| n.budget_bytes);
         let predicted = np.memory.total();
         if predicted > budget {
-            let suggestion = suggest(model, nodes, plan.context).map(|(request, fits)| {
-                let totals: Vec<String> =
-                    fits.nodes.iter().map(|n| mib(n.memory.total())).collect();
-                format!(
-                    "{request} over these {} nodes fits: {}",
-                    nodes.len(),
-                    join_and(&totals)
-                )
-            });
+            let suggestion =
+                suggest(model, nodes, KvSpec::new(plan.context, plan.kv)).map(|(request, fits)| {
+                    let totals: Vec<String> =
+                        fits.nodes.iter().map(|n| mib(n.memory.total())).collect();
+                    format!(
+                        "{request} over these {} nodes fits: {}",
+                        nodes.len(),
+                        join_and(&totals)
+                    )
+                });
             return Err(PlanError::DoesNotFit {
                 node: np.name.clone(),
                 predicted,
@@ -52,7 +53,7 @@ pub fn check_fits(
 pub fn suggest(
     model: &ModelSummary,
     nodes: &[NodeBudget],
-    context: usize,
+    cache: KvSpec,
 ) -> Option<(LayoutRequest, Plan)> {
     let n = nodes.len();
     let mut candidates = Vec::new();
@@ -69,7 +70,7 @@ pub fn suggest(
         }
     }
     candidates.into_iter().find_map(|request| {
-        let p = plan(model, nodes, &request, context).ok()?;
+        let p = plan(model, nodes, &request, cache).ok()?;
         fits(&p, nodes).then_some((request, p))
     })
 }

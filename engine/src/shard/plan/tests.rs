@@ -4,17 +4,30 @@
 use super::fixtures::{kquant_model, llama70b, nodes_mib, smollm2_summary};
 use super::memory::weight_bytes;
 use super::*;
+use crate::model::kv_type::KvType;
+use crate::shard::plan::KvSpec;
 
 const CTX: usize = 2048;
 
 fn plan_of(model: &ModelSummary, budgets: &[f64], request: &str) -> Plan {
-    plan(model, &nodes_mib(budgets), &request.parse().unwrap(), CTX).unwrap()
+    plan(
+        model,
+        &nodes_mib(budgets),
+        &request.parse().unwrap(),
+        KvSpec::new(CTX, KvType::F16),
+    )
+    .unwrap()
 }
 
 fn plan_err(model: &ModelSummary, budgets: &[f64], request: &str) -> String {
-    plan(model, &nodes_mib(budgets), &request.parse().unwrap(), CTX)
-        .unwrap_err()
-        .to_string()
+    plan(
+        model,
+        &nodes_mib(budgets),
+        &request.parse().unwrap(),
+        KvSpec::new(CTX, KvType::F16),
+    )
+    .unwrap_err()
+    .to_string()
 }
 
 /// Bytes of the tensors every tensor-parallel node holds whole.
@@ -87,7 +100,8 @@ fn tensor_nodes_together_hold_the_model_once_plus_replicas() {
 fn tensor_kv_cache_follows_owned_kv_heads() {
     let model = smollm2_summary();
     let p = plan_of(&model, &[1e6, 1e6], "tensor");
-    let per_head = 64 * 2 * 30 * CTX as u64 * 4;
+    // f16: 2 bytes a value.
+    let per_head = 64 * 2 * 30 * CTX as u64 * 2;
     assert_eq!(p.nodes[0].memory.kv_cache, 2 * per_head);
     assert_eq!(p.nodes[1].memory.kv_cache, per_head);
 }
@@ -219,7 +233,13 @@ fn shape_errors_are_specific() {
         "hybrid 2x2 needs 4 nodes, 3 connected"
     );
     assert!(plan_err(&model, &[1.0; 2], "single").contains("but 2 are connected"));
-    let err = plan(&model, &nodes_mib(&[1.0]), &LayoutRequest::Single, 0).unwrap_err();
+    let err = plan(
+        &model,
+        &nodes_mib(&[1.0]),
+        &LayoutRequest::Single,
+        KvSpec::new(0, KvType::F16),
+    )
+    .unwrap_err();
     assert!(matches!(err, PlanError::ZeroContext));
 }
 
@@ -262,7 +282,13 @@ fn too_small_a_node_is_refused_with_a_layout_that_fits() {
     // Neither node can hold the model alone, node 1 not even its tensor share...
     let budgets = [as_mib(whole) - 10.0, as_mib(half) - 1.0];
     let nodes = nodes_mib(&budgets);
-    let tensor = plan(&model, &nodes, &LayoutRequest::Tensor, CTX).unwrap();
+    let tensor = plan(
+        &model,
+        &nodes,
+        &LayoutRequest::Tensor,
+        KvSpec::new(CTX, KvType::F16),
+    )
+    .unwrap();
     let err = check_fits(&model, &tensor, &nodes).unwrap_err();
     let PlanError::DoesNotFit {
         node,
@@ -293,7 +319,7 @@ fn too_small_a_node_is_refused_with_a_layout_that_fits() {
         text.contains(" MiB and ") && text.ends_with(" MiB"),
         "{text}"
     );
-    let (request, fits) = suggest(&model, &nodes, CTX).unwrap();
+    let (request, fits) = suggest(&model, &nodes, KvSpec::new(CTX, KvType::F16)).unwrap();
     assert_eq!(request, LayoutRequest::Pipeline { layers: None });
     assert!(check_fits(&model, &fits, &nodes).is_ok());
     assert!(fits.nodes[0].layout.layers.len() > fits.nodes[1].layout.layers.len());
@@ -302,9 +328,19 @@ fn too_small_a_node_is_refused_with_a_layout_that_fits() {
 #[test]
 fn suggest_prefers_tensor_and_gives_up_when_nothing_fits() {
     let model = smollm2_summary();
-    let (request, _) = suggest(&model, &nodes_mib(&[1000.0, 1000.0]), CTX).unwrap();
+    let (request, _) = suggest(
+        &model,
+        &nodes_mib(&[1000.0, 1000.0]),
+        KvSpec::new(CTX, KvType::F16),
+    )
+    .unwrap();
     assert_eq!(request, LayoutRequest::Tensor);
-    assert!(suggest(&model, &nodes_mib(&[50.0, 50.0]), CTX).is_none());
+    assert!(suggest(
+        &model,
+        &nodes_mib(&[50.0, 50.0]),
+        KvSpec::new(CTX, KvType::F16)
+    )
+    .is_none());
     let single = plan_of(&model, &[50.0], "single");
     let err = check_fits(&model, &single, &nodes_mib(&[50.0]))
         .unwrap_err()

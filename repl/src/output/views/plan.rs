@@ -29,6 +29,9 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
         if p.nodes.len() == 1 { "" } else { "s" },
         p.context
     ));
+    // The cache's precision beside its bytes: the column a user reads when
+    // deciding whether `:set kv` would make it fit.
+    t.headers[8] = format!("KV cache ({})", p.kv);
     let moe = p.nodes.iter().any(|np| !np.layout.experts.is_empty());
     if moe {
         t.headers.insert(6, "experts".into());
