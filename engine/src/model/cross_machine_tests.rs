@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::model::config::ModelConfig;
 use crate::model::gguf::GgufModel;
+use crate::model::kv_type::KvType;
 use crate::model::layout::LocalLayout;
 use crate::model::store::testutil::smollm2_path;
 use crate::model::transformer::Transformer;
@@ -51,7 +52,7 @@ fn smollm2() -> (ModelConfig, GgufModel) {
 fn greedy(config: &ModelConfig, gguf: &GgufModel) -> Figures {
     let layout = LocalLayout::whole(config);
     let weights = ModelWeights::load(config, &layout, &GgufSource { file: gguf }).unwrap();
-    let mut t = Transformer::new(config.clone(), layout, weights, 64);
+    let mut t = Transformer::new(config.clone(), layout, weights, 64, KvType::F16);
     let mut last = t.forward(PROMPT, 0).unwrap();
     let mut out = Figures {
         tokens: Vec::new(),
