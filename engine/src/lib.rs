@@ -11,6 +11,8 @@
 //! - [`orchestrator`]: the one core every front end drives: nodes, the
 //!   open model, plans, loading, generation, and typed reports.
 //! - [`metrics`]: memory and bandwidth probes, the one percentile function.
+//! - [`platform`]: what the OS is asked beyond std (memory figures, host
+//!   name, core pinning), for Linux and macOS.
 
 pub mod cluster;
 pub mod kernels;
@@ -19,6 +21,7 @@ pub mod model;
 pub mod net;
 pub mod orchestrator;
 pub mod parallel;
+pub mod platform;
 pub mod shard;
 
 // Activations and weights travel as little-endian bytes, reinterpreted in

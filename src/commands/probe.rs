@@ -4,16 +4,18 @@
 //! alone. On a laptop that is N x; on one shared server the groups contend
 //! for the same memory controllers, and the ideal is lower.
 //!
-//! Each group is a separate process pinned like a node (`taskset`), so the
-//! figure is measured the same way the nodes run. The processes allocate
-//! and touch their buffers first, then all start reading at one signal.
+//! Each group is a separate process pinned like a node (`taskset` on
+//! Linux; macOS cannot pin), so the figure is measured the same way the
+//! nodes run. The processes allocate and touch their buffers first, then
+//! all start reading at one signal.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::metrics::bandwidth::BandwidthProbe;
+use shardlab_engine::platform::pinned_command;
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
@@ -105,10 +107,8 @@ fn run_groups(args: &ProbeArgs, n: usize) -> Result<Vec<f64>> {
     for i in 0..n {
         let first = i * args.cores_per_group;
         let last = first + args.cores_per_group - 1;
-        let mut child = Command::new("taskset")
-            .arg("-c")
-            .arg(format!("{first}-{last}"))
-            .arg(&exe)
+        let mut child = pinned_command(exe.as_os_str(), first, last)
+            .map_err(anyhow::Error::msg)?
             .args(["probe", "--worker"])
             .arg(format!("--cores-per-group={}", args.cores_per_group))
             .arg(format!("--mib={}", args.mib))
@@ -116,7 +116,9 @@ fn run_groups(args: &ProbeArgs, n: usize) -> Result<Vec<f64>> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting a probe process under taskset (is util-linux installed?)")?;
+            .context(
+                "starting a pinned probe process (on Linux: is util-linux's taskset installed?)",
+            )?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             bail!("probe process {i} has no pipes");
         };

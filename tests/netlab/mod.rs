@@ -68,6 +68,9 @@ pub struct Lab {
 impl Lab {
     /// `n` hosts on a fresh bridge.
     pub fn new(n: usize) -> Lab {
+        if !cfg!(target_os = "linux") {
+            panic!("test hosts are Linux network namespaces; this platform has none");
+        }
         assert!(n < 200, "a lab holds at most 199 hosts");
         remove_stale();
         let pid = std::process::id();

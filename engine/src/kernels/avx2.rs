@@ -21,41 +21,10 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
-use std::mem::{offset_of, size_of};
+use std::mem::offset_of;
 
+use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0};
 use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
-
-/// Which 32-value format a kernel is compiled for (a const parameter, so
-/// each format gets its own straight-line body).
-pub(super) const Q4_0: u8 = 0;
-pub(super) const Q4_1: u8 = 1;
-pub(super) const Q5_0: u8 = 2;
-pub(super) const Q8_0: u8 = 3;
-
-/// (weight block bytes, activation block bytes, offset of the activation quants).
-const fn layout(f: u8) -> (usize, usize, usize) {
-    const Q8_0_QS: usize = offset_of!(BlockQ8_0, qs);
-    match f {
-        Q4_0 => (size_of::<BlockQ4_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
-        Q4_1 => (
-            size_of::<BlockQ4_1>(),
-            size_of::<BlockQ8_1>(),
-            offset_of!(BlockQ8_1, qs),
-        ),
-        Q5_0 => (size_of::<BlockQ5_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
-        _ => (size_of::<BlockQ8_0>(), size_of::<BlockQ8_0>(), Q8_0_QS),
-    }
-}
-
-/// Offset of the weight block's f16 scale `d` (and Q4_1's minimum `m`).
-const fn scale_offsets(f: u8) -> (usize, usize) {
-    match f {
-        Q4_0 => (offset_of!(BlockQ4_0, d), 0),
-        Q4_1 => (offset_of!(BlockQ4_1, d), offset_of!(BlockQ4_1, m)),
-        Q5_0 => (offset_of!(BlockQ5_0, d), 0),
-        _ => (offset_of!(BlockQ8_0, d), 0),
-    }
-}
 
 /// Weights unpack to signed values (Q4_1's are unsigned, with a minimum).
 const fn signed(f: u8) -> bool {

@@ -9,8 +9,8 @@
 //!
 //! The bodies here are plain Rust and the reference for the hand-written
 //! kernels. [`dot_rows`] picks at run time: an AVX2 kernel (`avx2.rs`,
-//! `avx2_k.rs`) where one exists, else these bodies compiled a second time
-//! with AVX2 enabled, else these bodies as they are.
+//! `avx2_k.rs`) or a NEON one (`neon.rs`, `neon_k.rs`) where one exists for
+//! the type, else these bodies as they are.
 
 use super::blocks::{
     as_blocks, Bf16Le, Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -42,9 +42,17 @@ pub fn dot_rows(
 pub(crate) enum Isa {
     Portable,
     /// AVX2 with FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     /// The above plus AVX-512 VNNI on 256-bit vectors.
+    #[cfg(target_arch = "x86_64")]
     Avx2Vnni,
+    /// aarch64's base SIMD (always present there).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// NEON plus the dotprod extension (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 impl Isa {
@@ -58,6 +66,16 @@ impl Isa {
                     return &[Isa::Portable, Isa::Avx2, Isa::Avx2Vnni];
                 }
                 return &[Isa::Portable, Isa::Avx2];
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use std::arch::is_aarch64_feature_detected as has;
+            if has!("neon") {
+                if has!("dotprod") {
+                    return &[Isa::Portable, Isa::Neon, Isa::NeonDot];
+                }
+                return &[Isa::Portable, Isa::Neon];
             }
         }
         &[Isa::Portable]
@@ -87,7 +105,39 @@ pub(crate) fn dot_rows_isa(
             return;
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if isa != Isa::Portable && Isa::detected().contains(&isa) {
+            let sdot = isa == Isa::NeonDot;
+            // SAFETY: NEON is part of aarch64, and the dotprod kernels only
+            // run where the CPU reports the extension.
+            unsafe { dot_rows_neon(dtype, sdot, w, row_bytes, acts, act_row_bytes, tokens, out) };
+            return;
+        }
+    }
     dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+/// The buffer shapes the hand-written kernels rely on (they read through
+/// raw pointers): whole weight rows, activation rows with as many blocks,
+/// `tokens` of them, and one output per (row, token).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn kernel_shapes_fit(
+    dtype: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &[f64],
+) -> bool {
+    let (wb, ab) = (dtype.block_bytes(), activation_type(dtype).block_bytes());
+    row_bytes > 0
+        && row_bytes.is_multiple_of(wb)
+        && w.len().is_multiple_of(row_bytes)
+        && act_row_bytes == row_bytes / wb * ab
+        && acts.len() >= tokens * act_row_bytes
+        && out.len() == w.len() / row_bytes * tokens
 }
 
 /// The hand-written AVX2 kernel for `dtype`, if there is one and the
@@ -105,8 +155,9 @@ unsafe fn dot_rows_avx2(
     tokens: usize,
     out: &mut [f64],
 ) {
-    use super::avx2::{plain, vnni as v, Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::avx2::{plain, vnni as v};
     use super::avx2_k;
+    use super::block32::{Q4_0, Q4_1, Q5_0, Q8_0};
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
     let pick = |p: Rows, q: Rows| if vnni { q } else { p };
     let kernel: Option<Rows> = match dtype {
@@ -118,18 +169,50 @@ unsafe fn dot_rows_avx2(
         QuantType::Q6K => Some(avx2_k::rows_q6k),
         _ => None,
     };
-    let (wb, ab) = (dtype.block_bytes(), activation_type(dtype).block_bytes());
     match kernel {
-        Some(f)
-            if row_bytes > 0
-                && row_bytes.is_multiple_of(wb)
-                && w.len().is_multiple_of(row_bytes)
-                && act_row_bytes == row_bytes / wb * ab
-                && acts.len() >= tokens * act_row_bytes
-                && out.len() == w.len() / row_bytes * tokens =>
-        {
+        Some(f) if kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) => {
             f(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
+        _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
+    }
+}
+
+/// The hand-written NEON kernel for `dtype` (with `sdot` or without), if
+/// there is one and the buffers have the shapes it relies on.
+///
+/// # Safety
+/// With `sdot`, the CPU must have the dotprod extension.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_rows_neon(
+    dtype: QuantType,
+    sdot: bool,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    use super::block32::{Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::neon::{dot as d, plain as p};
+    use super::neon_k::{dot as dk, plain as pk};
+    type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
+    let pick = |plain: Rows, dot: Rows| if sdot { dot } else { plain };
+    let kernel: Option<Rows> = match dtype {
+        QuantType::Q4_0 => Some(pick(p::rows::<Q4_0>, d::rows::<Q4_0>)),
+        QuantType::Q4_1 => Some(pick(p::rows::<Q4_1>, d::rows::<Q4_1>)),
+        QuantType::Q5_0 => Some(pick(p::rows::<Q5_0>, d::rows::<Q5_0>)),
+        QuantType::Q8_0 => Some(pick(p::rows::<Q8_0>, d::rows::<Q8_0>)),
+        QuantType::Q4K => Some(pick(pk::rows_q4k, dk::rows_q4k)),
+        QuantType::Q6K => Some(pick(pk::rows_q6k, dk::rows_q6k)),
+        _ => None,
+    };
+    match kernel {
+        // SAFETY: the shapes are checked; the caller vouches for dotprod.
+        Some(f) if kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) => unsafe {
+            f(w, row_bytes, acts, act_row_bytes, tokens, out)
+        },
         _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
     }
 }

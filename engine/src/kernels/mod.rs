@@ -7,10 +7,16 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod block32;
 pub mod blocks;
 pub mod dequant;
 pub mod dot;
 pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_k;
 pub mod quant_type;
 pub mod quantize;
 pub mod quantize_weights;

@@ -1,10 +1,10 @@
-//! The dispatched kernels (AVX2 where the CPU has it) on raw blocks the
-//! quantizers would never write: random bit patterns, zero scales, all-max
-//! nibbles, extreme activations, odd row counts, rows of one block, and
-//! token counts that exercise every tile remainder. Checked against the
-//! portable dot (bitwise for the K-quants, within a stated bound for the
-//! 32-value formats, whose f64 sums are added in another order) and against
-//! dequantize-then-f64.
+//! The dispatched kernels (AVX2 or NEON where the CPU has them) on raw
+//! blocks the quantizers would never write: random bit patterns, zero
+//! scales, all-max nibbles, extreme activations, odd row counts, rows of one
+//! block, and token counts that exercise every tile remainder. Every kernel
+//! family the CPU runs is checked bitwise against the portable block
+//! products (summed in the kernels' documented order, see [`expected`]) and
+//! within a bound against dequantize-then-f64.
 
 use std::mem::offset_of;
 
@@ -157,7 +157,54 @@ fn block_bound(dtype: QuantType, blk: &[u8]) -> f64 {
     }
 }
 
-/// Every kernel family this CPU runs must give the same bits; returns them.
+/// The 32-value formats that have hand-written kernels.
+fn has_block32_kernel(dtype: QuantType) -> bool {
+    matches!(
+        dtype,
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q8_0
+    )
+}
+
+/// What `isa` must give, bit for bit, for one row pair. Block products are
+/// the portable bodies' (exact in f64). The portable path and the K-quant
+/// kernels add them in row order; the 32-value kernels (`avx2.rs`,
+/// `neon.rs`) into four lanes, lane k taking block k of each group of four,
+/// summed as `(l0 + l2) + (l1 + l3)`, with Q4_1's minimum terms in lanes of
+/// their own, added last.
+fn expected(isa: Isa, dtype: QuantType, wrow: &[u8], arow: &[u8]) -> f64 {
+    if isa == Isa::Portable || !has_block32_kernel(dtype) {
+        return dot_row(dtype, wrow, arow);
+    }
+    let (wbb, abb) = (dtype.block_bytes(), activation_type(dtype).block_bytes());
+    let (mut acc, mut mins) = ([0.0f64; 4], [0.0f64; 4]);
+    for (b, (wb, ab)) in wrow
+        .chunks_exact(wbb)
+        .zip(arow.chunks_exact(abb))
+        .enumerate()
+    {
+        if dtype == QuantType::Q4_1 {
+            // The integer part alone: the portable body with the minimum zeroed.
+            let m = offset_of!(BlockQ4_1, m);
+            let mut no_min = wb.to_vec();
+            no_min[m..m + 2].fill(0);
+            acc[b % 4] += dot_row(dtype, &no_min, ab);
+            let h = |v: &[u8], at: usize| f16::from_le_bytes([v[at], v[at + 1]]).to_f32();
+            mins[b % 4] += (h(wb, m) * h(ab, offset_of!(BlockQ8_1, s))) as f64;
+        } else {
+            acc[b % 4] += dot_row(dtype, wb, ab);
+        }
+    }
+    let hsum = |l: [f64; 4]| (l[0] + l[2]) + (l[1] + l[3]);
+    if dtype == QuantType::Q4_1 {
+        hsum(acc) + hsum(mins)
+    } else {
+        hsum(acc)
+    }
+}
+
+/// Runs every kernel family this CPU has on the product and checks each
+/// (row, token) bitwise against [`expected`]; returns what [`dot_rows`] gives
+/// (the fastest family's bits).
 fn dispatched(
     dtype: QuantType,
     rows: &[u8],
@@ -165,23 +212,39 @@ fn dispatched(
     acts: &[u8],
     arb: usize,
     t: usize,
+    what: &str,
 ) -> Vec<f64> {
-    let mut out = vec![f64::NAN; rows.len() / rb * t];
-    dot_rows(dtype, rows, rb, acts, arb, t, &mut out);
-    for &isa in Isa::detected().iter().filter(|&&i| i != Isa::Portable) {
-        let mut other = vec![f64::NAN; out.len()];
-        dot_rows_isa(isa, dtype, rows, rb, acts, arb, t, &mut other);
-        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&other),
-            bits(&out),
-            "{dtype}: {isa:?} differs from the dispatched kernel"
-        );
+    let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let n_rows = rows.len() / rb;
+    let mut last = Vec::new();
+    for &isa in Isa::detected() {
+        let mut out = vec![f64::NAN; n_rows * t];
+        dot_rows_isa(isa, dtype, rows, rb, acts, arb, t, &mut out);
+        for r in 0..n_rows {
+            for tok in 0..t {
+                let want = expected(isa, dtype, &rows[r * rb..][..rb], &acts[tok * arb..][..arb]);
+                let got = out[r * t + tok];
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{what} {isa:?} row {r} token {tok}: {got} vs portable {want}"
+                );
+            }
+        }
+        last = out;
     }
+    let mut out = vec![f64::NAN; n_rows * t];
+    dot_rows(dtype, rows, rb, acts, arb, t, &mut out);
+    assert_eq!(
+        bits(&out),
+        bits(&last),
+        "{what}: dot_rows is not the fastest family"
+    );
     out
 }
 
-/// Checks every (row, token) of a `rows x tokens` product three ways.
+/// Checks every (row, token) of a `rows x tokens` product: bitwise per
+/// kernel family, and against the dequantized values.
 fn check(
     dtype: QuantType,
     blocks: usize,
@@ -207,10 +270,9 @@ fn check(
         .flat_map(|_| act_row(act, n, lo, hi, &mut rng))
         .collect();
     let arb = acts.len() / tokens;
-    let got = dispatched(dtype, &w, rb, &acts, arb, tokens);
-    let exact = matches!(dtype, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K);
     let what =
         format!("{dtype} {edge:?} blocks={blocks} rows={rows} tokens={tokens} acts>={act_lo}");
+    let got = dispatched(dtype, &w, rb, &acts, arb, tokens, &what);
     for r in 0..rows {
         let wrow = &w[r * rb..(r + 1) * rb];
         let mut wf = vec![0.0f32; n];
@@ -218,30 +280,11 @@ fn check(
         for t in 0..tokens {
             let arow = &acts[t * arb..(t + 1) * arb];
             let g = got[r * tokens + t];
-            let p = dot_row(dtype, wrow, arow);
-            // Block products are exact; only the f64 additions differ.
             let mut af = vec![0.0f32; n];
             dequantize_row(act, arow, &mut af);
             let bl = dtype.block_len();
             let blocks_of = || wrow.chunks_exact(dtype.block_bytes()).zip(af.chunks(bl));
             let abs_sum = |ab: &[f32]| ab.iter().map(|&v| (v as f64).abs()).sum::<f64>();
-            // An upper bound on the sum of |block products|.
-            let mag: f64 = blocks_of()
-                .map(|(blk, ab)| block_bound(dtype, blk) * abs_sum(ab))
-                .sum();
-            if exact {
-                assert_eq!(
-                    g.to_bits(),
-                    p.to_bits(),
-                    "{what} row {r} token {t}: {g} vs portable {p}"
-                );
-            } else {
-                let tol = 1e-13 * mag + 1e-300;
-                assert!(
-                    (g - p).abs() <= tol,
-                    "{what} row {r} token {t}: {g} vs portable {p}"
-                );
-            }
             let reference: f64 = wf.iter().zip(&af).map(|(&a, &b)| a as f64 * b as f64).sum();
             let mut tol = 1e-30;
             for (blk, ab) in blocks_of() {
@@ -275,6 +318,17 @@ fn this_cpu_runs_the_kernels_it_has() {
     {
         assert!(isas.contains(&Isa::Avx2), "{isas:?}");
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(isas.contains(&Isa::Neon), "{isas:?}");
+        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        assert_eq!(isas.contains(&Isa::NeonDot), dotprod, "{isas:?}");
+    }
+    // Lets a run under an emulated CPU model prove which families it tested.
+    if let Ok(want) = std::env::var("SHARDLAB_EXPECT_KERNELS") {
+        let have: Vec<String> = isas.iter().map(|i| format!("{i:?}")).collect();
+        assert_eq!(have.join(","), want, "SHARDLAB_EXPECT_KERNELS");
+    }
 }
 
 #[test]
@@ -300,13 +354,23 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
 }
 
 /// Unsigned-weight kernels multiply activations with `maddubs` directly,
-/// so even -128 (which the quantizers never write) is handled.
+/// so even -128 (which the quantizers never write) is handled; the NEON
+/// products are exact for any pair of bytes, so there every kernel is.
 #[test]
-fn unsigned_weight_kernels_take_minus_128_activations() {
-    for (i, dtype) in [QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K]
-        .into_iter()
-        .enumerate()
-    {
+fn kernels_take_minus_128_activations() {
+    let types: &[QuantType] = if cfg!(target_arch = "aarch64") {
+        &[
+            QuantType::Q4_0,
+            QuantType::Q4_1,
+            QuantType::Q5_0,
+            QuantType::Q8_0,
+            QuantType::Q4K,
+            QuantType::Q6K,
+        ]
+    } else {
+        &[QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K]
+    };
+    for (i, &dtype) in types.iter().enumerate() {
         for edge in [Edge::Random, Edge::MinQuants, Edge::MaxQuants] {
             check(dtype, 2, 3, 6, edge, -128, 900 + i as u64);
         }

@@ -20,6 +20,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::kv_cache::KvRows;
+#[cfg(target_arch = "x86_64")]
 use crate::kernels::dot::Isa;
 use crate::kernels::vector::{axpy, exp, scores_tile, SCORE_TILE};
 

@@ -25,3 +25,6 @@ pub mod synth;
 pub mod tokenizer;
 pub mod transformer;
 pub mod weights;
+
+#[cfg(test)]
+mod cross_machine_tests;

@@ -18,7 +18,8 @@ pub struct LocalNodeOptions {
     pub threads_per_node: usize,
     /// Per-node `--mem-limit` in bytes (missing entries: none).
     pub mem_limits: Vec<Option<u64>>,
-    /// Pin node i to cores `[i*threads, (i+1)*threads)` with taskset.
+    /// Pin node i to cores `[i*threads, (i+1)*threads)` (taskset; refused
+    /// where the platform cannot pin).
     pub pin_cores: bool,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
@@ -79,11 +80,7 @@ impl LocalNodes {
         let threads = opts.threads_per_node.max(1);
         let mut cmd = if opts.pin_cores {
             let first = i * threads;
-            let mut c = Command::new("taskset");
-            c.arg("-c")
-                .arg(format!("{}-{}", first, first + threads - 1))
-                .arg(&opts.exe);
-            c
+            crate::platform::pinned_command(opts.exe.as_os_str(), first, first + threads - 1)?
         } else {
             Command::new(&opts.exe)
         };

@@ -32,9 +32,7 @@ pub(super) fn budget(opts: &NodeOptions) -> u64 {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    crate::platform::hostname().unwrap_or_else(|| "unknown".into())
 }
 
 fn local_models(opts: &NodeOptions) -> Vec<LocalModel> {

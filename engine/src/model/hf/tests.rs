@@ -187,13 +187,7 @@ fn compare(label: &str, hf: &Run) -> Vec<Option<usize>> {
 }
 
 fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace()
-        .nth(1)?
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb / 1024)
+    crate::metrics::memory::peak_rss_bytes().map(|b| b / (1024 * 1024))
 }
 
 fn read_json(path: &Path) -> Value {
@@ -365,9 +359,9 @@ fn smollm2_bf16_sharded_conversion_matches_the_gguf_path() {
 
 #[test]
 fn converter_refuses_an_existing_directory() {
-    let r = reference();
+    let gguf = GgufModel::open(smollm2_path()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let e = gguf_to_hf(&r.gguf, tmp.path(), HfDtype::F16, None, None)
+    let e = gguf_to_hf(&gguf, tmp.path(), HfDtype::F16, None, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("already exists"), "{e}");
