@@ -68,6 +68,20 @@ fn perplexity(args: &PerplexityArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.text.display()))?;
     let mut reference = open(args, "perplexity-reference", KvType::F32)?;
     reference.ensure_runner(&mut |_| {})?;
+    // The text is checked before any node starts.
+    let ids = reference.require_model()?.encode(&text)?;
+    let mut n_chunks = ids.len() / args.ctx;
+    if let Some(cap) = args.chunks {
+        n_chunks = n_chunks.min(cap);
+    }
+    if n_chunks == 0 {
+        bail!(
+            "{} is {} tokens, shorter than one chunk of --ctx {}",
+            args.text.display(),
+            ids.len(),
+            args.ctx
+        );
+    }
     let mut run = open(args, "perplexity", args.cluster.kv)?;
     let described = match &args.cluster.nodes {
         Some(nodes) => {
@@ -84,19 +98,6 @@ fn perplexity(args: &PerplexityArgs) -> Result<()> {
             format!("one process, KV {}", args.cluster.kv)
         }
     };
-    let ids = reference.require_model()?.encode(&text)?;
-    let mut n_chunks = ids.len() / args.ctx;
-    if let Some(cap) = args.chunks {
-        n_chunks = n_chunks.min(cap);
-    }
-    if n_chunks == 0 {
-        bail!(
-            "{} is {} tokens, shorter than one chunk of --ctx {}",
-            args.text.display(),
-            ids.len(),
-            args.ctx
-        );
-    }
     eprintln!(
         "{}: {} tokens, {n_chunks} chunks of {} | reference: one process, KV f32, exact | run: {described}",
         args.text.display(),
