@@ -245,6 +245,34 @@ pub trait SequenceBackend {
     fn reset(&mut self, seq: u32) -> Result<(), ModelError>;
     /// The most positions one sequence may hold.
     fn context(&self) -> usize;
+    /// Runs one step of each listed sequence (a sequence appears at most
+    /// once) and returns each one's last logits, in the order given. This
+    /// default submits the steps one after another and collects them; a
+    /// backend that can run them as one batched forward pass overrides it.
+    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        for step in steps {
+            self.submit(step.seq, &step.tokens, step.pos)?;
+        }
+        let mut logits: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
+        for _ in steps {
+            let (seq, l) = self.collect()?;
+            let slot = steps
+                .iter()
+                .position(|s| s.seq == seq)
+                .and_then(|i| logits.get_mut(i))
+                .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
+            *slot = Some(l);
+        }
+        Ok(logits.into_iter().flatten().collect())
+    }
+}
+
+/// One sequence's part of a step: `tokens` at positions `pos..`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqStep {
+    pub seq: u32,
+    pub tokens: Vec<u32>,
+    pub pos: usize,
 }
 
 /// What [`generate_many`] produced, with the figures of the run as a whole.

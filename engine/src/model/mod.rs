@@ -16,6 +16,7 @@ pub mod kv_cache;
 pub mod kv_type;
 pub mod layout;
 pub mod loader;
+pub mod local_sequences;
 pub mod moe;
 pub mod ops;
 pub mod sampling;

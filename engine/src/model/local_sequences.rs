@@ -1,0 +1,96 @@
+//! Several sequences on one in-process [`Transformer`]: each sequence has
+//! its own KV cache, parked while another one runs (as a node's shard does).
+
+use std::collections::VecDeque;
+
+use super::error::ModelError;
+use super::generate::SequenceBackend;
+use super::kv_cache::KvCache;
+use super::transformer::Transformer;
+
+/// Sequences one process keeps KV caches for at once.
+pub const MAX_LOCAL_SEQUENCES: u32 = 64;
+
+pub struct LocalSequences<'a> {
+    model: &'a mut Transformer,
+    /// The sequence whose KV cache is in `model`.
+    current: u32,
+    parked: Vec<(u32, KvCache)>,
+    /// Steps run but not yet collected, oldest first.
+    done: VecDeque<(u32, Vec<f32>)>,
+}
+
+impl<'a> LocalSequences<'a> {
+    /// Takes over `model`; its current cache becomes sequence 0's.
+    pub fn new(model: &'a mut Transformer) -> Self {
+        Self {
+            model,
+            current: 0,
+            parked: Vec::new(),
+            done: VecDeque::new(),
+        }
+    }
+
+    /// Puts sequence `seq`'s cache into the model (a fresh one the first time).
+    fn select(&mut self, seq: u32) -> Result<(), ModelError> {
+        if seq == self.current {
+            return Ok(());
+        }
+        if seq >= MAX_LOCAL_SEQUENCES {
+            return Err(ModelError::Other(format!(
+                "sequence id {seq} is out of range (at most {MAX_LOCAL_SEQUENCES} sequences)"
+            )));
+        }
+        let mut cache = match self.parked.iter().position(|(s, _)| *s == seq) {
+            Some(i) => self.parked.swap_remove(i).1,
+            None => self.model.new_cache(),
+        };
+        self.model.swap_cache(&mut cache);
+        self.parked.push((self.current, cache));
+        self.current = seq;
+        Ok(())
+    }
+
+    /// KV bytes held by every sequence.
+    pub fn kv_bytes(&self) -> usize {
+        self.model.cache().used_bytes()
+            + self
+                .parked
+                .iter()
+                .map(|(_, c)| c.used_bytes())
+                .sum::<usize>()
+    }
+}
+
+impl Drop for LocalSequences<'_> {
+    /// Leaves sequence 0's cache in the model, as it was handed over.
+    fn drop(&mut self) {
+        let _ = self.select(0);
+    }
+}
+
+impl SequenceBackend for LocalSequences<'_> {
+    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
+        self.select(seq)?;
+        self.model.truncate(pos);
+        let logits = self.model.forward(tokens, pos)?;
+        self.done.push_back((seq, logits));
+        Ok(())
+    }
+
+    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
+        self.done
+            .pop_front()
+            .ok_or_else(|| ModelError::Other("no step to collect".into()))
+    }
+
+    fn reset(&mut self, seq: u32) -> Result<(), ModelError> {
+        self.select(seq)?;
+        self.model.truncate(0);
+        Ok(())
+    }
+
+    fn context(&self) -> usize {
+        self.model.cache().context()
+    }
+}
