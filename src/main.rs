@@ -28,6 +28,8 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Generate text from a prompt.
     Run(commands::run::RunArgs),
+    /// Serve the model (one process or a cluster) over an OpenAI-compatible HTTP API.
+    Serve(commands::serve::ServeArgs),
     /// Write a GGUF file with random weights in a given Llama/Qwen shape, dense or mixture-of-experts.
     Synth(commands::synth::SynthArgs),
     /// Measure prefill and decode speed of one layout.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Shell(args)) => commands::shell::run(args),
         Some(Command::Replay(args)) => commands::replay::run(args),
         Some(Command::Run(args)) => commands::run::run(args),
+        Some(Command::Serve(args)) => commands::serve::run(args),
         Some(Command::Synth(args)) => commands::synth::run(args),
         Some(Command::Bench(args)) => commands::bench::run(args),
         Some(Command::Node(args)) => commands::node::run(args),

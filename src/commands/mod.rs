@@ -11,5 +11,6 @@ pub mod probe;
 pub mod progress;
 pub mod replay;
 pub mod run;
+pub mod serve;
 pub mod shell;
 pub mod synth;

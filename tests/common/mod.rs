@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod python;
+
 use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::shard::plan::KvSpec;
 use std::path::PathBuf;

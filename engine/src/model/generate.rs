@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use super::error::ModelError;
 use super::sampling::{Sampler, SamplingParams};
+use super::sequence::SequenceRun;
 use super::stop::StopMatcher;
 use super::tokenizer::Tokenizer;
-use super::transformer::{Transformer, PREFILL_BATCH};
+use super::transformer::Transformer;
 
 /// One model, wherever it runs: ids in at a position, last logits out.
 pub trait Backend {
@@ -297,23 +298,6 @@ impl ManyGenerations {
     }
 }
 
-/// One sequence's progress in [`generate_many`].
-struct Running<'a> {
-    prompt: &'a [u32],
-    sampler: Sampler,
-    stops: StopMatcher,
-    detok: super::tokenizer::TokenStream<'a>,
-    history: Vec<u32>,
-    ids: Vec<u32>,
-    text: String,
-    pos: usize,
-    /// Prompt tokens submitted so far: a long prompt goes in batches of
-    /// [`PREFILL_BATCH`], one step each.
-    submitted: usize,
-    first: Option<f64>,
-    stop: Option<StopReason>,
-}
-
 /// Generates a continuation of every prompt at once, sequence `i` for
 /// prompt `i`: each sequence's next step is submitted as soon as its logits
 /// arrive, so up to `prompts.len()` steps are in flight. Each sequence's
@@ -339,20 +323,7 @@ pub fn generate_many(
                 context: backend.context(),
             });
         }
-        runs.push(Running {
-            prompt,
-            sampler: Sampler::new(opts.sampling.clone())
-                .map_err(|e| ModelError::Other(e.to_string()))?,
-            stops: StopMatcher::new(opts.stop_strings.clone()),
-            detok: tokenizer.stream(),
-            history: prompt.clone(),
-            ids: Vec::new(),
-            text: String::new(),
-            pos: prompt.len(),
-            submitted: 0,
-            first: None,
-            stop: None,
-        });
+        runs.push(SequenceRun::new(prompt.clone(), tokenizer, opts)?);
     }
     let started = Instant::now();
     for seq in 0..runs.len() {
@@ -371,7 +342,7 @@ pub fn generate_many(
         let run = runs
             .get_mut(seq as usize)
             .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
-        if run.submitted < run.prompt.len() {
+        if run.prefilling() {
             submit_prompt_batch(backend, seq, run)?;
             in_flight += 1;
             continue;
@@ -385,9 +356,9 @@ pub fn generate_many(
         } else if prefilled == prompts.len() {
             steady += 1;
         }
-        if let Some(next) = advance(run, &logits, tokenizer, opts, backend.context(), cancel)? {
-            backend.submit(seq, &[next], run.pos)?;
-            run.pos += 1;
+        if let Some(next) = run.advance(&logits, tokenizer, opts, backend.context(), cancel)? {
+            let step = run.token_step(seq, next);
+            backend.submit(seq, &step.tokens, step.pos)?;
             in_flight += 1;
         }
     }
@@ -395,11 +366,7 @@ pub fn generate_many(
     let generations = runs
         .into_iter()
         .map(|mut run| {
-            let stop = run.stop.unwrap_or(StopReason::MaxTokens);
-            if stop != StopReason::StopString {
-                let rest = run.stops.finish();
-                run.text.push_str(&rest);
-            }
+            let stop = run.finish();
             let first = run.first.unwrap_or(0.0);
             Generation {
                 stats: GenerationStats {
@@ -428,54 +395,9 @@ pub fn generate_many(
 fn submit_prompt_batch(
     backend: &mut dyn SequenceBackend,
     seq: u32,
-    run: &mut Running,
+    run: &mut SequenceRun,
 ) -> Result<(), ModelError> {
-    let end = (run.submitted + PREFILL_BATCH).min(run.prompt.len());
-    backend.submit(seq, &run.prompt[run.submitted..end], run.submitted)?;
-    run.submitted = end;
+    let step = run.next_prompt_step(seq);
+    backend.submit(seq, &step.tokens, step.pos)?;
     Ok(())
-}
-
-/// Samples one sequence's next token; `None` once it stops.
-fn advance(
-    run: &mut Running,
-    logits: &[f32],
-    tokenizer: &Tokenizer,
-    opts: &GenerateOptions,
-    context: usize,
-    cancel: Option<&AtomicBool>,
-) -> Result<Option<u32>, ModelError> {
-    let stop = |run: &mut Running, why| {
-        run.stop = Some(why);
-        Ok(None)
-    };
-    if run.ids.len() >= opts.max_tokens {
-        return stop(run, StopReason::MaxTokens);
-    }
-    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-        return stop(run, StopReason::Cancelled);
-    }
-    let next = run.sampler.sample(logits, &run.history);
-    if opts.stop_at_eos && tokenizer.eos_ids().contains(&next) {
-        return stop(run, StopReason::Eos);
-    }
-    run.ids.push(next);
-    run.history.push(next);
-    let piece = run
-        .detok
-        .push(next)
-        .map_err(|e| ModelError::Other(format!("detokenizing id {next}: {e}")))?
-        .unwrap_or_default();
-    let (ready, stopped) = run.stops.push(&piece);
-    run.text.push_str(&ready);
-    if stopped {
-        return stop(run, StopReason::StopString);
-    }
-    if run.ids.len() >= opts.max_tokens {
-        return stop(run, StopReason::MaxTokens);
-    }
-    if run.pos + 1 >= context {
-        return stop(run, StopReason::ContextFull);
-    }
-    Ok(Some(next))
 }

@@ -11,6 +11,7 @@ use crate::model::generate::{
     generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SequenceBackend,
 };
 use crate::model::loader::OpenedModel;
+use crate::model::local_sequences::LocalSequences;
 use crate::model::transformer::Transformer;
 
 use super::monitor::Monitor;
@@ -171,6 +172,23 @@ pub(super) fn sequence_backend<'a>(
 ) -> Result<Box<dyn Backend + 'a>, OrchestratorError> {
     Ok(match (runner, nodes) {
         (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
+        (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
+            cluster: &mut n.cluster,
+            monitor,
+        }),
+        _ => return Err(OrchestratorError::NothingLoaded),
+    })
+}
+
+/// What runs several sequences now: the in-process model with one KV cache
+/// per sequence, or the cluster, each collected step reported to `monitor`.
+pub(super) fn sequences_backend<'a>(
+    runner: &'a mut Runner,
+    nodes: Option<&'a mut NodeSet>,
+    monitor: &'a Monitor,
+) -> Result<Box<dyn SequenceBackend + 'a>, OrchestratorError> {
+    Ok(match (runner, nodes) {
+        (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut())),
         (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
             cluster: &mut n.cluster,
             monitor,

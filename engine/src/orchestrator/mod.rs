@@ -27,6 +27,7 @@ mod monitor;
 mod nodes;
 pub mod report;
 mod score;
+pub mod serving;
 mod stats;
 mod trace;
 
@@ -45,7 +46,7 @@ use crate::shard::plan::{KvSpec, LayoutRequest};
 pub use bench::{BenchEvent, BenchRequest};
 pub use error::OrchestratorError;
 pub use model::OpenModel;
-pub use monitor::Monitor;
+pub use monitor::{LiveNode, LiveSnapshot, Monitor};
 pub use nodes::{NodeSet, NodesSpec};
 
 /// The coordinator's step deadline unless configured.

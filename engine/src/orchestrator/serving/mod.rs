@@ -1,0 +1,65 @@
+//! Serving many clients at once: requests wait in a bounded [`ServeQueue`];
+//! one scheduler (`Orchestrator::serve`, in `scheduler.rs`) owns the model
+//! and, step after step, runs every sequence in flight together, admitting
+//! new ones and retiring finished ones between steps. Front ends (the HTTP
+//! server) only queue jobs and turn [`ServeEvent`]s into responses.
+
+mod queue;
+mod scheduler;
+
+pub use queue::{PushError, QueueFull, ServeCounts, ServeQueue};
+
+use crate::model::chat::ChatMessage;
+use crate::model::generate::{GenerateOptions, GenerationStats};
+
+/// What a client asked to continue, before tokenizing.
+#[derive(Debug, Clone)]
+pub enum ServePrompt {
+    /// Rendered with the model's chat template, ready for the assistant's turn.
+    Chat(Vec<ChatMessage>),
+    /// Plain text, tokenized with the model's start-of-text token.
+    Text(String),
+}
+
+/// Receives a job's events in order; returns `false` once nobody listens
+/// (the client went away), which cancels the sequence and frees its KV.
+pub type EventSink = Box<dyn FnMut(ServeEvent) -> bool + Send>;
+
+/// One request to serve.
+pub struct ServeJob {
+    pub prompt: ServePrompt,
+    pub opts: GenerateOptions,
+    pub sink: EventSink,
+}
+
+/// What happens to a job, in order: `Started`, then `Text` pieces, then
+/// `Done`; or `Failed` at any point (then nothing more).
+#[derive(Debug, Clone)]
+pub enum ServeEvent {
+    /// The prompt is admitted and its first step is about to run.
+    Started {
+        prompt_tokens: usize,
+    },
+    /// Text that is final: whole UTF-8 characters, never part of a stop string.
+    Text(String),
+    Done(GenerationStats),
+    Failed(ServeFailure),
+}
+
+/// Why a job could not be served.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServeFailure {
+    #[error("the prompt has {prompt} tokens; the context holds {context}, and at least one must be left to generate")]
+    ContextLength { prompt: usize, context: usize },
+    #[error("{0}")]
+    BadPrompt(String),
+    /// The model or the cluster failed while running the job.
+    #[error("{0}")]
+    Engine(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! `shardlab serve`: the open model, on one process or a cluster, behind an
+//! OpenAI-compatible HTTP API. The HTTP side is the server crate's; the
+//! generation runs here, on the main thread, in the orchestrator's serving
+//! loop, until SIGINT or SIGTERM closes the queue.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use shardlab_engine::model::loader::DEFAULT_CONTEXT;
+use shardlab_engine::orchestrator::serving::ServeQueue;
+use shardlab_server::{Served, ServerOptions, DEFAULT_MAX_BODY};
+
+use super::cluster::{self, ClusterArgs};
+use super::progress::print_pull_event;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A model alias (smollm2), a .gguf file or a Hugging Face directory.
+    /// Requests name it by this, or by its file name.
+    #[arg(long, short = 'm', default_value = "smollm2")]
+    pub model: String,
+    /// Address to listen on. Loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A file holding the API key: requests must then send
+    /// `Authorization: Bearer KEY`. Without it any request is served.
+    #[arg(long = "api-key-file")]
+    pub api_key_file: Option<PathBuf>,
+    /// Sequences generated at once (each holds a KV cache); more requests
+    /// wait in the queue.
+    #[arg(long, default_value_t = 16)]
+    pub parallel: usize,
+    /// Requests that may wait for a slot; past that they get a 429.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Largest request body in bytes; larger ones get a 413.
+    #[arg(long = "max-body", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+    /// Context length (KV cache positions) of each sequence.
+    #[arg(long, default_value_t = DEFAULT_CONTEXT)]
+    pub ctx: usize,
+    /// Worker threads for the matmuls (default: all cores; per node with --nodes: 1).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.parallel == 0 || args.queue == 0 {
+        bail!("--parallel and --queue must be at least 1");
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let api_key = read_api_key(args.api_key_file.as_deref())?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the worker threads")?;
+    pool.install(|| serve_in_pool(args, api_key))
+}
+
+fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
+    args.cluster.check_one_process()?;
+    let node_threads = args.threads.unwrap_or(1);
+    let mut core = cluster::orchestrator("serve", node_threads)?;
+    core.context = Some(args.ctx);
+    core.kv = args.cluster.kv;
+    let model = core
+        .open_model(&args.model, &mut print_pull_event)
+        .with_context(|| format!("opening {}", args.model))?;
+    let file_name = model
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    core.set_model(model);
+    match &args.cluster.nodes {
+        Some(nodes) => cluster::start(&mut core, &args.cluster, nodes, node_threads, false)?,
+        None => core.ensure_runner(&mut |_| {})?,
+    }
+    let queue = Arc::new(ServeQueue::new(args.queue));
+    let served = Served {
+        id: args.model.clone(),
+        aliases: file_name.into_iter().collect(),
+        context: core.planned_context()?,
+    };
+    let server = shardlab_server::start(
+        ServerOptions {
+            listen: args.listen,
+            api_key,
+            served,
+            max_body: args.max_body,
+        },
+        queue.clone(),
+        core.monitor(),
+    )
+    .with_context(|| format!("listening on {}", args.listen))?;
+    shardlab_server::close_on_signal(queue.clone())?;
+    eprintln!(
+        "serving {} on http://{} (OpenAI API under /v1; {} sequences at once, {} may wait)",
+        args.model,
+        server.addr(),
+        args.parallel,
+        args.queue
+    );
+    core.serve(&queue, args.parallel)?;
+    eprintln!("stopping: the queue is closed and every request in flight has finished");
+    server.stop();
+    core.shutdown();
+    Ok(())
+}
+
+/// The key in `path`, without surrounding whitespace.
+fn read_api_key(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let key = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the API key file {}", path.display()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("the API key file {} is empty", path.display());
+    }
+    Ok(Some(key.to_string()))
+}

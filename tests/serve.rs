@@ -1,0 +1,359 @@
+//! `shardlab serve` as a real process on loopback, driven by real clients:
+//! curl for the raw HTTP (every error a client can cause, auth, the queue
+//! bound, a client that leaves), and the official `openai` Python package
+//! (tests/serve/openai_client.py) on one process and on 2 tensor nodes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::python::{python, run_bounded};
+use serde_json::Value;
+
+/// A `shardlab serve` process; stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    api: Client,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Requests to a server's address, with a key or without.
+#[derive(Clone)]
+struct Client {
+    base: String,
+    key: Option<String>,
+}
+
+impl Server {
+    fn start(args: &[&str], key: Option<&str>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlab"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "-t", "1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(key) = key {
+            let path = dir.path().join("key");
+            std::fs::write(&path, format!("{key}\n")).unwrap();
+            cmd.arg("--api-key-file").arg(&path);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split(" on http://").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(300))
+            .unwrap_or_else(|_| panic!("serve did not start:\n{}", stderr.lock().unwrap()));
+        Server {
+            child,
+            api: Client {
+                base: format!("http://{addr}"),
+                key: key.map(str::to_string),
+            },
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then the exit status once in-flight requests finish.
+    fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Client {
+    /// `curl` with the key (if any) and `extra` arguments: (status, body).
+    fn curl(&self, path: &str, extra: &[&str]) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "--max-time", "300", "-w", "\n%{http_code}"]);
+        if let Some(key) = &self.key {
+            cmd.args(["-H", &format!("Authorization: Bearer {key}")]);
+        }
+        let out = cmd
+            .args(extra)
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let (status, text) = self.curl(path, &["-H", "Content-Type: application/json", "-d", body]);
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    /// One sample of `/metrics`.
+    fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.curl("/metrics", &[]);
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+
+    /// Polls `/metrics` until `name` reaches `value` (bounded).
+    fn wait_metric(&self, name: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.metric(name) < value {
+            assert!(Instant::now() < deadline, "{name} never reached {value}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn curl_is_answered_and_every_bad_request_gets_an_openai_error() {
+    let server = Server::start(&["--ctx", "128", "--max-body", "4096"], Some("sk-test"));
+    let chat = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":8}"#;
+
+    let (status, text) = server
+        .api
+        .curl("/health", &["-H", "Authorization: Bearer wrong"]);
+    assert_eq!(status, 200, "health needs no key: {text}");
+    let anonymous = Client {
+        key: None,
+        ..server.api.clone()
+    };
+    let (status, text) = anonymous.curl("/v1/models", &[]);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("invalid_api_key"), "{text}");
+    let (status, text) = anonymous.curl("/v1/models", &["-H", "Authorization: Bearer sk-wrong"]);
+    assert_eq!(status, 401, "{text}");
+
+    let (status, text) = server.api.curl("/v1/models", &[]);
+    assert_eq!(status, 200, "{text}");
+    let models: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2");
+
+    let (status, body) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["usage"]["completion_tokens"], 8, "{body}");
+    assert!(!body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+
+    let (status, body) = server.api.post(
+        "/v1/completions",
+        r#"{"model":"smollm2","prompt":"Once upon a time","temperature":0}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "text_completion");
+    assert!(
+        body["usage"]["completion_tokens"].as_u64().unwrap() <= 16,
+        "{body}"
+    );
+
+    let cases: [(&str, &str, u16, &str); 7] = [
+        ("/v1/chat/completions", "{not json", 400, ""),
+        ("/v1/chat/completions", r#"{"model":"smollm2"}"#, 400, ""),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-9","messages":[{"role":"user","content":"Hi"}]}"#,
+            404,
+            "model_not_found",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"n":2}"#,
+            400,
+            "",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":7}"#,
+            400,
+            "",
+        ),
+        (
+            "/v1/completions",
+            r#"{"model":"smollm2","prompt":"Hi","max_tokens":0}"#,
+            400,
+            "",
+        ),
+        ("/v1/nowhere", "{}", 404, "unknown_url"),
+    ];
+    for (path, request, want, code) in cases {
+        let (status, body) = server.api.post(path, request);
+        assert_eq!(status, want, "{request} -> {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert!(body["error"]["type"].is_string(), "{body}");
+        if !code.is_empty() {
+            assert_eq!(error_code(&body), code, "{body}");
+        }
+    }
+    // Over the 128-position context, under the 4096-byte body cap.
+    let long = format!(
+        r#"{{"model":"smollm2","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "tell me more ".repeat(100)
+    );
+    let (status, body) = server.api.post("/v1/chat/completions", &long);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "context_length_exceeded", "{body}");
+    let huge = format!(
+        r#"{{"model":"smollm2","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(5000)
+    );
+    let (status, body) = server.api.post("/v1/chat/completions", &huge);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_code(&body), "request_too_large", "{body}");
+
+    // Still serving after all of that.
+    let (status, body) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        server
+            .api
+            .metric("shardlab_requests_total{outcome=\"done\"}"),
+        3.0
+    );
+    assert_eq!(
+        server
+            .api
+            .metric("shardlab_requests_total{outcome=\"failed\"}"),
+        1.0
+    );
+    let log = server.log();
+    assert!(server.stop(), "serve did not exit cleanly:\n{log}");
+}
+
+fn openai_client(server: &Server, key: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .arg(format!("{}/v1", server.api.base))
+        .arg(key)
+        .arg("smollm2");
+    let (ok, stdout, stderr) = run_bounded(cmd, Duration::from_secs(900));
+    assert!(
+        ok && stdout.lines().any(|l| l == "ok"),
+        "{stdout}\n{stderr}\nserver:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn the_openai_client_is_served_by_one_process() {
+    let server = Server::start(&["--parallel", "16"], None);
+    // Without --api-key-file any key is accepted: clients always send one.
+    openai_client(&server, "sk-anything");
+    assert!(server.stop());
+}
+
+#[test]
+fn the_openai_client_is_served_by_two_tensor_nodes() {
+    let server = Server::start(
+        &[
+            "--parallel",
+            "16",
+            "--nodes",
+            "local:2",
+            "--layout",
+            "tensor",
+        ],
+        Some("sk-cluster"),
+    );
+    openai_client(&server, "sk-cluster");
+    assert!(server.stop());
+}
+
+#[test]
+fn a_full_queue_gets_429_and_a_client_that_leaves_is_cancelled() {
+    let server = Server::start(&["--parallel", "1", "--queue", "1"], None);
+    let stream = r#"{"model":"smollm2","messages":[{"role":"user","content":"Write a long story."}],"max_tokens":2000,"stream":true}"#;
+    // The one slot: a stream whose client will leave.
+    let mut leaving = Command::new("curl")
+        .args(["-s", "-N", "-d", stream])
+        .arg(format!("{}/v1/chat/completions", server.api.base))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.api.wait_metric("shardlab_requests_in_flight", 1.0);
+    // The one place in the queue.
+    let waiting_body =
+        r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"max_tokens":4}"#;
+    let waiting = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-d", waiting_body])
+        .arg(format!("{}/v1/chat/completions", server.api.base))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.api.wait_metric("shardlab_requests_queued", 1.0);
+    let (status, body) = server.api.post("/v1/chat/completions", waiting_body);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(error_code(&body), "queue_full", "{body}");
+
+    leaving.kill().unwrap();
+    leaving.wait().unwrap();
+    server
+        .api
+        .wait_metric("shardlab_requests_total{outcome=\"cancelled\"}", 1.0);
+    let out = waiting.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n200"), "the queued request: {text}");
+    assert_eq!(
+        server
+            .api
+            .metric("shardlab_requests_total{outcome=\"done\"}"),
+        1.0
+    );
+    assert!(server.stop());
+}
