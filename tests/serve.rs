@@ -357,3 +357,67 @@ fn a_full_queue_gets_429_and_a_client_that_leaves_is_cancelled() {
     );
     assert!(server.stop());
 }
+
+/// The processes any thread of `pid` started (Linux: /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_dead_node_gets_a_503_naming_it_then_the_server_replans_on_the_survivor() {
+    let server = Server::start(&["--nodes", "local:2", "--layout", "tensor"], None);
+    let chat = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":8}"#;
+    let (status, before) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{before}");
+    let nodes = children(server.child.id());
+    assert_eq!(nodes.len(), 2, "two local node processes: {nodes:?}");
+    // Its name, from its command line (`--name nodeN`).
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", nodes[0])).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let name = args
+        .iter()
+        .position(|a| a == "--name")
+        .and_then(|i| args.get(i + 1))
+        .expect("a node has --name")
+        .clone();
+    Command::new("kill")
+        .args(["-KILL", &nodes[0].to_string()])
+        .status()
+        .unwrap();
+    let (status, body) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(&name), "{name}: {body}");
+    // The server re-plans on the survivor by itself and answers as before.
+    let (status, again) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{again}\n{}", server.log());
+    assert_eq!(
+        again["choices"][0]["message"]["content"], before["choices"][0]["message"]["content"],
+        "greedy text after the re-plan"
+    );
+    assert!(
+        server
+            .log()
+            .contains("re-planned tensor on 1 surviving nodes"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server
+            .api
+            .metric("shardlab_requests_total{outcome=\"failed\"}"),
+        1.0
+    );
+    assert!(server.stop());
+}

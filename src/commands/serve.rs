@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::model::loader::DEFAULT_CONTEXT;
-use shardlab_engine::orchestrator::serving::ServeQueue;
+use shardlab_engine::orchestrator::serving::{ServeEnd, ServeQueue};
+use shardlab_engine::orchestrator::Orchestrator;
 use shardlab_server::{Served, ServerOptions, DEFAULT_MAX_BODY};
 
 use super::cluster::{self, ClusterArgs};
@@ -110,11 +111,38 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
         args.parallel,
         args.queue
     );
-    core.serve(&queue, args.parallel)?;
+    while let ServeEnd::StepFailed(message) = core.serve(&queue, args.parallel)? {
+        eprintln!("a step failed: {message}");
+        replan(&mut core, &args.cluster);
+    }
     eprintln!("stopping: the queue is closed and every request in flight has finished");
     server.stop();
     core.shutdown();
     Ok(())
+}
+
+/// After a failed step on a cluster: the same layout again on the nodes
+/// still alive, when they can hold the model. Requests that arrive
+/// meanwhile wait in the queue. When the survivors cannot hold it, the
+/// server goes on answering 503 with the reason.
+fn replan(core: &mut Orchestrator, cluster: &ClusterArgs) {
+    if !core.is_sharded() {
+        return;
+    }
+    let layout = match cluster.layout() {
+        Ok(layout) => layout,
+        Err(e) => return eprintln!("not re-planning: {e:#}"),
+    };
+    let started = std::time::Instant::now();
+    match core.shard(&layout, &|_| {}, &mut |_| {}) {
+        Ok(_) => eprintln!(
+            "re-planned {layout} on {} surviving nodes ({}) in {:.2} s; serving again",
+            core.node_names().len(),
+            core.node_names().join(", "),
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("could not re-plan on the survivors: {e}; requests get a 503"),
+    }
 }
 
 /// The key in `path`, without surrounding whitespace.

@@ -1,7 +1,9 @@
 """Shared by the kernel test scripts: installs the kernelspec into a
 temporary prefix (JUPYTER_PATH points there) and starts the kernel with
 jupyter_client's KernelManager, as a front end would."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,6 +16,7 @@ TIMEOUT = 60
 
 def install_spec():
     prefix = tempfile.mkdtemp(prefix="shardlab-kernelspec-")
+    atexit.register(shutil.rmtree, prefix, ignore_errors=True)
     subprocess.run([EXE, "kernel", "install", "--prefix", prefix], check=True, timeout=30)
     os.environ["JUPYTER_PATH"] = os.path.join(prefix, "share", "jupyter")
     return prefix

@@ -8,6 +8,7 @@ mod queue;
 mod scheduler;
 
 pub use queue::{PushError, QueueFull, ServeCounts, ServeQueue};
+pub use scheduler::ServeEnd;
 
 use crate::model::chat::ChatMessage;
 use crate::model::generate::{GenerateOptions, GenerationStats};

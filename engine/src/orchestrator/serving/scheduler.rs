@@ -21,9 +21,15 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 impl Orchestrator {
     /// Serves `queue`'s jobs until it is closed and the sequences in flight
-    /// have finished. At most `parallel` sequences run at once, each with its
-    /// own KV cache; the other jobs wait in the queue.
-    pub fn serve(&mut self, queue: &ServeQueue, parallel: usize) -> Result<(), OrchestratorError> {
+    /// have finished, or until a step fails: then the sequences in flight
+    /// have been failed, the jobs still queued wait, and the caller decides
+    /// (re-plan on the survivors and serve again, say). At most `parallel`
+    /// sequences run at once, each with its own KV cache.
+    pub fn serve(
+        &mut self,
+        queue: &ServeQueue,
+        parallel: usize,
+    ) -> Result<ServeEnd, OrchestratorError> {
         let parallel = parallel.clamp(1, MAX_LOCAL_SEQUENCES as usize) as u32;
         // Sequence 0's cache is reused, so the chat-turn cache is stale after.
         self.cached.clear();
@@ -37,10 +43,20 @@ impl Orchestrator {
             queue,
             active: Vec::new(),
             free: (0..parallel).rev().collect(),
+            broken: None,
         };
-        scheduler.run();
-        Ok(())
+        Ok(scheduler.run())
     }
+}
+
+/// Why [`Orchestrator::serve`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// The queue was closed and everything in flight finished.
+    Closed,
+    /// A step (or resetting a sequence) failed with this message; the jobs
+    /// in flight were failed with it.
+    StepFailed(String),
 }
 
 struct Scheduler<'a> {
@@ -51,6 +67,8 @@ struct Scheduler<'a> {
     active: Vec<Active<'a>>,
     /// Sequence ids not in use.
     free: Vec<u32>,
+    /// Set when the backend failed: the loop ends after this turn.
+    broken: Option<String>,
 }
 
 /// A sequence in flight and the client it answers.
@@ -75,16 +93,20 @@ enum Ending {
 }
 
 impl<'a> Scheduler<'a> {
-    fn run(&mut self) {
+    fn run(&mut self) -> ServeEnd {
         loop {
+            if let Some(message) = self.broken.take() {
+                self.queue.set_in_flight(0);
+                return ServeEnd::StepFailed(message);
+            }
             if self.active.is_empty() {
                 match self.queue.take(IDLE_WAIT) {
-                    Err(()) => return,
+                    Err(()) => return ServeEnd::Closed,
                     Ok(Some(job)) => self.admit(job),
                     Ok(None) => continue,
                 }
             }
-            while !self.free.is_empty() {
+            while !self.free.is_empty() && self.broken.is_none() {
                 match self.queue.try_take() {
                     Some(job) => self.admit(job),
                     None => break,
@@ -120,6 +142,7 @@ impl<'a> Scheduler<'a> {
         };
         if let Err(e) = self.backend.reset(seq) {
             self.free.push(seq);
+            self.broken = Some(e.to_string());
             return self.refuse(&mut job.sink, ServeFailure::Engine(e.to_string()));
         }
         let prompt_tokens = run.prompt.len();
@@ -187,6 +210,7 @@ impl<'a> Scheduler<'a> {
                 for a in &mut self.active {
                     a.end = Some(Ending::Failed(failure.clone()));
                 }
+                self.broken = Some(e.to_string());
                 return;
             }
         };

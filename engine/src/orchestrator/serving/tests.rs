@@ -84,7 +84,7 @@ fn serve_until(o: &mut Orchestrator, queue: &Arc<ServeQueue>, n: u64) {
         }
         std::thread::sleep(Duration::from_millis(5));
     });
-    o.serve(queue, 4).expect("serves");
+    assert_eq!(o.serve(queue, 4).expect("serves"), ServeEnd::Closed);
     closer.join().unwrap();
 }
 
@@ -97,7 +97,9 @@ fn sequences_served_together_give_what_each_gives_alone() {
         .iter()
         .map(|p| {
             let ids = o.require_model().unwrap().encode(p).unwrap();
-            o.generate(&ids, &greedy(12), None, &mut |_| {}).unwrap().text
+            o.generate(&ids, &greedy(12), None, &mut |_| {})
+                .unwrap()
+                .text
         })
         .collect();
 
