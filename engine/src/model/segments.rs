@@ -141,30 +141,28 @@ impl Transformer {
         Ok(())
     }
 
-    /// The output head on the last row of each segment (`x` as after
-    /// [`Self::forward_layers_segments`]), [`HEAD_ROWS`] segments per
-    /// matmul; `each` receives every group's logits, `rows x` this
-    /// process's vocabulary slice, in segment order.
+    /// The output head on rows `last` of `x` (as after
+    /// [`Self::forward_layers_segments`]; a segment's last row each),
+    /// [`HEAD_ROWS`] rows per matmul; `each` receives every group's logits,
+    /// `rows x` this process's vocabulary slice, in order.
     pub fn head_segments(
         &mut self,
         x: &[f32],
-        rows: &[usize],
+        last: &[usize],
         each: &mut dyn FnMut(&[f32]) -> Result<(), ModelError>,
     ) -> Result<(), ModelError> {
         let h = self.config().hidden;
-        let mut last = Vec::with_capacity(rows.len() * h);
-        let mut end = 0;
-        for &n in rows {
-            end += n;
-            let row = x
-                .get((end - 1) * h..end * h)
-                .filter(|_| n > 0)
-                .ok_or_else(|| ModelError::Other("a segment without rows".into()))?;
-            last.extend_from_slice(row);
-        }
+        let mut rows = Vec::with_capacity(HEAD_ROWS * h);
         let mut logits = Vec::new();
-        for group in last.chunks(HEAD_ROWS * h) {
-            self.head_rows(group, &mut logits)?;
+        for group in last.chunks(HEAD_ROWS) {
+            rows.clear();
+            for &r in group {
+                let row = x
+                    .get(r * h..(r + 1) * h)
+                    .ok_or_else(|| ModelError::Other(format!("no hidden row {r}")))?;
+                rows.extend_from_slice(row);
+            }
+            self.head_rows(&rows, &mut logits)?;
             each(&logits)?;
         }
         Ok(())
@@ -196,15 +194,27 @@ impl Transformer {
             x.extend_from_slice(&e);
         }
         self.forward_layers_segments(&mut x, segments, &mut super::transformer::NoReduce)?;
-        let rows: Vec<usize> = segments.iter().map(|s| s.rows).collect();
+        let last = last_rows(segments.iter().map(|s| s.rows));
         let vocab = self.weights().output.as_ref().map_or(0, |w| w.rows);
-        let mut out = Vec::with_capacity(rows.len());
-        self.head_segments(&x, &rows, &mut |group| {
+        let mut out = Vec::with_capacity(last.len());
+        self.head_segments(&x, &last, &mut |group| {
             out.extend(group.chunks(vocab.max(1)).map(<[f32]>::to_vec));
             Ok(())
         })?;
         Ok(out)
     }
+}
+
+/// The index of each segment's last row, for segments of `rows` rows
+/// one after another.
+pub fn last_rows(rows: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut end = 0;
+    rows.into_iter()
+        .map(|n| {
+            end += n;
+            end.saturating_sub(1)
+        })
+        .collect()
 }
 
 /// Borrows the parked KV caches of `seqs` (distinct ids), in order; the
