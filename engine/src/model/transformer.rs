@@ -368,7 +368,7 @@ impl Transformer {
             ));
         };
         let h = self.config.hidden;
-        if rows.is_empty() || rows.len() % h != 0 {
+        if rows.is_empty() || !rows.len().is_multiple_of(h) {
             return Err(ModelError::Other(format!(
                 "{} values are not whole hidden rows of width {h}",
                 rows.len()
