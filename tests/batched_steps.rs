@@ -19,13 +19,30 @@ mod common;
 
 use common::{load, local, smollm2, Model, CONTEXT};
 
-/// Each step: (sequence, tokens it runs). Sequence 3 joins late, 1 leaves.
-const SCHEDULE: [&[(u32, usize)]; 4] = [
+/// Each step: (sequence, tokens it runs). Sequence 3 joins late, 1 leaves;
+/// the last step's 11 sequences take two groups of head rows.
+const SCHEDULE: [&[(u32, usize)]; 5] = [
     &[(0, 5), (1, 13), (2, 1)],
     &[(0, 1), (1, 1), (2, 7), (3, 20)],
     &[(2, 1), (0, 1), (3, 1)],
     &[(3, 1), (2, 1), (0, 1)],
+    &[
+        (4, 2),
+        (0, 1),
+        (5, 3),
+        (6, 1),
+        (2, 1),
+        (7, 2),
+        (8, 4),
+        (3, 1),
+        (9, 1),
+        (10, 2),
+        (11, 1),
+    ],
 ];
+
+/// Sequences the schedule uses.
+const SEQUENCES: u32 = 12;
 
 fn ids(seq: u32, n: usize) -> Vec<u32> {
     (0..n)
@@ -62,7 +79,7 @@ fn alone(m: &Model, plan: &[Vec<SeqStep>]) -> Vec<Vec<Vec<f32>>> {
     let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
     let mut t = Transformer::new(config, layout, weights, CONTEXT, KvType::F16);
     let mut out: Vec<Vec<Vec<f32>>> = plan.iter().map(|s| vec![Vec::new(); s.len()]).collect();
-    for seq in 0..4 {
+    for seq in 0..SEQUENCES {
         t.truncate(0);
         for (k, step) in plan.iter().enumerate() {
             if let Some(i) = step.iter().position(|s| s.seq == seq) {

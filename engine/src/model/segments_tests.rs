@@ -150,12 +150,17 @@ fn passes_hold_at_most_a_prefill_batch_and_cut_segments_in_order() {
 fn smollm2_batched_steps_equal_each_sequence_alone() {
     let path = smollm2_path();
     let (mut batched, mut alone) = (load(&path, 256), load(&path, 256));
-    // Prefills and decodes in one step; sequence 3 joins late, 1 leaves.
+    // Prefills and decodes in one step; sequence 3 joins late, 1 leaves;
+    // the last step's 10 sequences take two groups of head rows.
     let schedule: Schedule = vec![
         vec![(0, 5), (1, 13), (2, 1)],
         vec![(0, 1), (1, 1), (2, 7), (3, 20)],
         vec![(2, 1), (0, 1), (3, 1)],
         vec![(3, 1), (2, 1), (0, 1)],
+        (4..11)
+            .map(|s| (s, 1 + s as usize % 3))
+            .chain([(0, 1), (2, 1), (3, 1)])
+            .collect(),
     ];
     batched_equals_alone(&mut batched, &mut alone, &schedule);
 }
