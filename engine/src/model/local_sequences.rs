@@ -103,6 +103,9 @@ impl SequenceBackend for LocalSequences<'_> {
     /// One forward pass for every listed sequence (each at its own
     /// position, with its own cache). Nothing runs if any step is bad.
     fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
         if !self.done.is_empty() {
             return Err(ModelError::Other(
                 "submitted steps are waiting to be collected".into(),

@@ -28,6 +28,9 @@ impl Cluster {
         steps: &[SeqStep],
         on_step: &mut dyn FnMut(&[Option<StepMetrics>]),
     ) -> Result<Vec<Vec<f32>>, ClusterError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
         let phase = if steps
             .iter()
             .any(|s| Phase::of_step(s.tokens.len(), s.pos) == Phase::Prefill)
@@ -73,9 +76,6 @@ impl Cluster {
         let bad = |m: String| Err(ClusterError::cluster(phase, m));
         if !self.in_flight.is_empty() {
             return bad("steps are still in flight; collect them before a batched step".into());
-        }
-        if steps.is_empty() {
-            return bad("no sequences to run".into());
         }
         let seqs: Vec<u32> = steps.iter().map(|s| s.seq).collect();
         if let Some(seq) = repeated(&seqs) {
