@@ -97,9 +97,7 @@ fn sequences_served_together_give_what_each_gives_alone() {
         .iter()
         .map(|p| {
             let ids = o.require_model().unwrap().encode(p).unwrap();
-            o.generate(&ids, &greedy(12), None, &mut |_| {})
-                .unwrap()
-                .text
+            o.generate(&ids, &greedy(12), None, &mut |_| {}).unwrap().text
         })
         .collect();
 
