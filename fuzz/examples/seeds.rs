@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use shardlab_engine::cluster::messages::{
     CachedShard, ExpertMetrics, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo,
-    NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, TensorMeta,
-    ToNode,
+    NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, StepSegment,
+    TensorMeta, ToNode,
 };
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
@@ -267,6 +267,22 @@ fn to_node(config: &ModelConfig) -> Vec<ToNode> {
             tokens: vec![1, 2, 3],
             seq: 1,
         },
+        ToNode::StepMany {
+            segments: vec![
+                StepSegment {
+                    seq: 0,
+                    pos: 12,
+                    tokens: vec![9],
+                    logits: true,
+                },
+                StepSegment {
+                    seq: 2,
+                    pos: 0,
+                    tokens: vec![4, 5, 6],
+                    logits: false,
+                },
+            ],
+        },
         ToNode::Truncate { pos: 4, seq: 1 },
         ToNode::Metrics,
         ToNode::ResetMetrics,
@@ -353,6 +369,7 @@ fn from_node() -> Vec<FromNode> {
                 total: 16,
             }),
         }),
+        FromNode::LogitRows { rows: 2 },
         FromNode::Pong,
         FromNode::Ok,
         FromNode::Error {

@@ -36,6 +36,16 @@ pub enum ToNode {
         #[serde(default)]
         seq: u32,
     },
+    /// Run one step of several sequences as one forward pass (continuous
+    /// batching): the rows of every segment go through each matmul
+    /// together, each at its own positions with its own KV cache. Every
+    /// node gets the same list; a pipeline stage receives all segments'
+    /// hidden rows in one hand-off. A head node sends, before `StepDone`,
+    /// `LogitRows` and its tensor frame for each group of the segments
+    /// marked `logits`, in order. At most `PREFILL_BATCH` rows in all.
+    StepMany {
+        segments: Vec<StepSegment>,
+    },
     /// Forget KV positions of sequence `seq` from `pos` on.
     Truncate {
         pos: u32,
@@ -83,6 +93,12 @@ pub enum FromNode {
         logits: bool,
         metrics: StepMetrics,
     },
+    /// The next tensor frame holds `rows` logits rows (this node's
+    /// vocabulary slice of each), for the next `rows` segments of a
+    /// `StepMany` that want logits.
+    LogitRows {
+        rows: u32,
+    },
     Metrics(NodeMetrics),
     Pong,
     Ok,
@@ -91,6 +107,41 @@ pub enum FromNode {
         phase: Phase,
         message: String,
     },
+}
+
+/// One sequence's part of a `StepMany`: `tokens` at positions `pos..`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepSegment {
+    pub seq: u32,
+    pub pos: u32,
+    pub tokens: Vec<u32>,
+    /// Whether the head runs on this segment's last row (false for the
+    /// first part of a prompt cut across two steps).
+    pub logits: bool,
+}
+
+impl StepSegment {
+    /// The phase of a batched step: a prefill if any segment is one.
+    pub fn phase(segments: &[StepSegment]) -> Phase {
+        if segments
+            .iter()
+            .any(|s| Phase::of_step(s.tokens.len(), s.pos as usize) == Phase::Prefill)
+        {
+            Phase::Prefill
+        } else {
+            Phase::Decode
+        }
+    }
+
+    /// A digest of the segment list that a pipeline hand-off carries in its
+    /// tag, so a stage never takes rows cut for a different list.
+    pub fn digest(segments: &[StepSegment]) -> u32 {
+        segments.iter().fold(17u32, |h, s| {
+            [s.seq, s.pos, s.tokens.len() as u32]
+                .into_iter()
+                .fold(h, |h, v| h.wrapping_mul(31).wrapping_add(v))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

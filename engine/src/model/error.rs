@@ -23,6 +23,13 @@ pub enum ModelError {
     BadToken { id: u32, vocab: usize },
     #[error("{0}")]
     Collective(String),
+    /// One sequence of a batched step could not run (nothing of the step ran).
+    #[error("sequence {seq}: {source}")]
+    InSequence {
+        seq: u32,
+        #[source]
+        source: Box<ModelError>,
+    },
     /// A cluster step failed: which node, in which phase, and why.
     #[error(transparent)]
     Cluster(#[from] ClusterError),

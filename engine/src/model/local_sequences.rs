@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use super::error::ModelError;
-use super::generate::SequenceBackend;
+use super::generate::{SeqStep, SequenceBackend};
 use super::kv_cache::KvCache;
+use super::segments::{parked_caches, repeated, Segment};
 use super::transformer::Transformer;
 
 /// Sequences one process keeps KV caches for at once.
@@ -31,16 +32,21 @@ impl<'a> LocalSequences<'a> {
         }
     }
 
-    /// Puts sequence `seq`'s cache into the model (a fresh one the first time).
-    fn select(&mut self, seq: u32) -> Result<(), ModelError> {
-        if seq == self.current {
-            return Ok(());
-        }
+    fn check_id(seq: u32) -> Result<(), ModelError> {
         if seq >= MAX_LOCAL_SEQUENCES {
             return Err(ModelError::Other(format!(
                 "sequence id {seq} is out of range (at most {MAX_LOCAL_SEQUENCES} sequences)"
             )));
         }
+        Ok(())
+    }
+
+    /// Puts sequence `seq`'s cache into the model (a fresh one the first time).
+    fn select(&mut self, seq: u32) -> Result<(), ModelError> {
+        if seq == self.current {
+            return Ok(());
+        }
+        Self::check_id(seq)?;
         let mut cache = match self.parked.iter().position(|(s, _)| *s == seq) {
             Some(i) => self.parked.swap_remove(i).1,
             None => self.model.new_cache(),
@@ -92,5 +98,41 @@ impl SequenceBackend for LocalSequences<'_> {
 
     fn context(&self) -> usize {
         self.model.cache().context()
+    }
+
+    /// One forward pass for every listed sequence (each at its own
+    /// position, with its own cache). Nothing runs if any step is bad.
+    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.done.is_empty() {
+            return Err(ModelError::Other(
+                "submitted steps are waiting to be collected".into(),
+            ));
+        }
+        let seqs: Vec<u32> = steps.iter().map(|s| s.seq).collect();
+        for &seq in &seqs {
+            Self::check_id(seq)?;
+        }
+        if let Some(seq) = repeated(&seqs) {
+            return Err(ModelError::Other(format!(
+                "sequence {seq} appears twice in one step"
+            )));
+        }
+        let model = &mut *self.model;
+        let caches = parked_caches(&mut self.parked, self.current, &seqs, &|| model.new_cache());
+        let mut segments: Vec<Segment> = steps
+            .iter()
+            .zip(caches)
+            .map(|(s, cache)| Segment {
+                seq: s.seq,
+                rows: s.tokens.len(),
+                pos: s.pos,
+                cache,
+            })
+            .collect();
+        let tokens: Vec<&[u32]> = steps.iter().map(|s| s.tokens.as_slice()).collect();
+        model.forward_segments(&tokens, &mut segments)
     }
 }

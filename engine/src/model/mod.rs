@@ -20,6 +20,7 @@ pub mod local_sequences;
 pub mod moe;
 pub mod ops;
 pub mod sampling;
+pub mod segments;
 pub mod sequence;
 pub mod stop;
 pub mod store;

@@ -17,8 +17,9 @@ use super::kv_type::KvType;
 use super::layout::LocalLayout;
 use super::moe::{moe_ffn, shared_expert_scales, ExpertLoad, MoeScratch};
 use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
+use super::segments::{Piece, Segment};
 use super::weights::ModelWeights;
-use crate::kernels::{matmul, matmul_partial, MatmulScratch, Weight};
+use crate::kernels::{matmul, matmul_partial, MatmulScratch};
 
 /// The most prompt tokens one pass through the layers takes at once (as
 /// llama.cpp's default batch); longer prompts run in batches of this size.
@@ -209,22 +210,35 @@ impl Transformer {
             )));
         }
         self.expert_spans.clear();
-        for (i, batch) in x.chunks_mut(PREFILL_BATCH * h).enumerate() {
-            let n = batch.len() / h;
-            self.forward_batch(batch, n, pos + i * PREFILL_BATCH, reduce)?;
+        if tokens == 0 {
+            return Ok(());
         }
-        Ok(())
+        let mut own = [Segment {
+            seq: 0,
+            rows: tokens,
+            pos,
+            cache: None,
+        }];
+        self.run_segments(x, &mut own, reduce)
     }
 
-    /// [`Self::forward_layers`] for at most [`PREFILL_BATCH`] tokens.
-    fn forward_batch(
+    /// Forgets the expert spans of the last call (a new pass starts).
+    pub(super) fn clear_expert_spans(&mut self) {
+        self.expert_spans.clear();
+    }
+
+    /// Runs rows `pieces` (at most [`PREFILL_BATCH`] in all) through the
+    /// owned layers as one batch: every matmul over all rows at once, RoPE
+    /// at each row's own position, KV append and attention per piece on its
+    /// segment's cache. Checks were made by the caller.
+    pub(super) fn forward_chunk(
         &mut self,
         x: &mut [f32],
-        tokens: usize,
-        pos: usize,
+        pieces: &[Piece],
+        segments: &mut [Segment],
         reduce: &mut dyn AllReduce,
     ) -> Result<(), ModelError> {
-        let end = pos + tokens;
+        let tokens: usize = pieces.iter().map(|p| p.rows).sum();
         let c = &self.config;
         let (h, hd) = (c.hidden, c.head_dim);
         let kv = self.layout.kv_heads(c);
@@ -247,9 +261,10 @@ impl Transformer {
         let mut up = vec![0.0f32; tokens * nf];
         let half = c.rope_dim / 2;
         let (mut cos, mut sin) = (vec![0.0f32; tokens * half], vec![0.0f32; tokens * half]);
-        for t in 0..tokens {
+        let row_positions = pieces.iter().flat_map(|p| p.pos..p.pos + p.rows);
+        for (t, at) in row_positions.enumerate() {
             self.rope.angles(
-                pos + t,
+                at,
                 &mut cos[t * half..(t + 1) * half],
                 &mut sin[t * half..(t + 1) * half],
             );
@@ -276,9 +291,22 @@ impl Transformer {
                 self.rope.apply(&mut q[t * qd..(t + 1) * qd], cs, sn);
                 self.rope.apply(&mut k[t * kvd..(t + 1) * kvd], cs, sn);
             }
-            self.cache.append(li, pos, &k, &v);
-            let (kc, vc) = self.cache.layer(li, end);
-            attend(&shape, &q, kc, vc, pos, &mut attn);
+            let mut first = 0;
+            for p in pieces {
+                let cache: &mut KvCache = match segments[p.segment].cache.as_deref_mut() {
+                    Some(own) => own,
+                    None => &mut self.cache,
+                };
+                let rows = first..first + p.rows;
+                let (qr, kr) = (
+                    qd * rows.start..qd * rows.end,
+                    kvd * rows.start..kvd * rows.end,
+                );
+                cache.append(li, p.pos, &k[kr.clone()], &v[kr]);
+                let (kc, vc) = cache.layer(li, p.pos + p.rows);
+                attend(&shape, &q[qr.clone()], kc, vc, p.pos, &mut attn[qr]);
+                first = rows.end;
+            }
             matmul_partial(&lw.wo, &attn, tokens, &mut proj, s);
             if !self.layout.replicated_attention {
                 reduce.all_reduce(&mut proj)?;
@@ -313,21 +341,46 @@ impl Transformer {
             reduce.all_reduce(&mut proj)?;
             add_rounded(x, &proj);
         }
-        self.cache.commit(end);
+        for p in pieces {
+            match segments[p.segment].cache.as_deref_mut() {
+                Some(own) => own.commit(p.pos + p.rows),
+                None => self.cache.commit(p.pos + p.rows),
+            }
+        }
         Ok(())
     }
 
     /// Final norm and output head for one hidden row: this process's slice
     /// of the vocabulary logits.
     pub fn head(&mut self, x_last: &[f32]) -> Result<Vec<f32>, ModelError> {
-        let (Some(norm), Some(out)) = (&self.weights.output_norm, &self.weights.output) else {
+        let mut out = Vec::new();
+        self.head_rows(x_last, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::head`] for several hidden rows at once (one matmul, so the
+    /// head's weights are read once): `out` becomes `rows x` this process's
+    /// vocabulary slice, each row the bits [`Self::head`] gives it alone.
+    pub fn head_rows(&mut self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
+        let (Some(norm), Some(w)) = (&self.weights.output_norm, &self.weights.output) else {
             return Err(ModelError::Config(
                 "this process holds no output head".into(),
             ));
         };
-        let mut xn = vec![0.0f32; x_last.len()];
-        rms_norm(x_last, norm, self.config.rms_eps, &mut xn);
-        Ok(project(out, &xn, &mut self.scratch))
+        let h = self.config.hidden;
+        if rows.is_empty() || !rows.len().is_multiple_of(h) {
+            return Err(ModelError::Other(format!(
+                "{} values are not whole hidden rows of width {h}",
+                rows.len()
+            )));
+        }
+        let n = rows.len() / h;
+        let mut xn = vec![0.0f32; rows.len()];
+        rms_norm(rows, norm, self.config.rms_eps, &mut xn);
+        out.clear();
+        out.resize(n * w.rows, 0.0);
+        matmul(w, &xn, n, out, &mut self.scratch);
+        Ok(())
     }
 
     /// The whole model in this process: logits for the last of `tokens`.
@@ -341,12 +394,6 @@ impl Transformer {
         let last = &x[(tokens.len() - 1) * h..];
         self.head(last)
     }
-}
-
-fn project(w: &Weight, x: &[f32], scratch: &mut MatmulScratch) -> Vec<f32> {
-    let mut out = vec![0.0f32; w.rows];
-    matmul(w, x, 1, &mut out, scratch);
-    out
 }
 
 fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use crate::cluster::coordinator::Cluster;
 use crate::model::error::ModelError;
 use crate::model::generate::{
-    generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SequenceBackend,
+    generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SeqStep,
+    SequenceBackend,
 };
 use crate::model::loader::OpenedModel;
 use crate::model::local_sequences::LocalSequences;
@@ -243,6 +244,14 @@ impl SequenceBackend for Monitored<'_> {
     }
     fn reset(&mut self, seq: u32) -> Result<(), ModelError> {
         SequenceBackend::reset(self.cluster, seq)
+    }
+    /// One forward pass per step on each node; each step the nodes ran
+    /// reaches the monitor.
+    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let monitor = self.monitor;
+        Ok(self
+            .cluster
+            .step_many_observed(steps, &mut |metrics| monitor.record_step(metrics))?)
     }
     fn context(&self) -> usize {
         SequenceBackend::context(self.cluster)

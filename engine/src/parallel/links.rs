@@ -165,12 +165,37 @@ impl PeerLinks {
     /// Sends this stage's output hidden states of sequence `seq` to the
     /// next stage, in one frame.
     pub fn send_hidden(&mut self, x: &[f32], seq: u32) -> Result<(), NetError> {
+        self.send_hidden_tagged(x, hidden_tag(self.wire, seq))
+    }
+
+    /// Sends every segment's hidden rows of a batched step (`digest`: the
+    /// segment list's, `StepSegment::digest`) in one frame.
+    pub fn send_hidden_batch(&mut self, x: &[f32], digest: u32) -> Result<(), NetError> {
+        self.send_hidden_tagged(x, batch_tag(self.wire, digest))
+    }
+
+    /// Receives a batched step's hidden rows, `tokens` in all, sent with
+    /// [`Self::send_hidden_batch`] for the same segment list.
+    pub fn recv_hidden_batch(
+        &mut self,
+        x: &mut Vec<f32>,
+        tokens: usize,
+        hidden: usize,
+        digest: u32,
+    ) -> Result<(), NetError> {
+        let tag = batch_tag(self.wire, digest);
+        self.recv_hidden_tagged(x, tokens * hidden, tag, &|| {
+            format!("{tokens} rows of a batched step (segments {digest:#x})")
+        })
+    }
+
+    fn send_hidden_tagged(&mut self, x: &[f32], tag: u32) -> Result<(), NetError> {
         let Some(next) = self.next.as_mut() else {
             return Ok(());
         };
         let started = Instant::now();
         encode_hidden(self.wire, x, &mut self.hidden_buf);
-        let header = bytes_header(self.hidden_buf.len(), hidden_tag(self.wire, seq))?;
+        let header = bytes_header(self.hidden_buf.len(), tag)?;
         next.conn.send_tensor(&header, &self.hidden_buf)?;
         self.stats
             .record(&next.name, self.hidden_buf.len() as u64, 0, 0.0);
@@ -192,6 +217,19 @@ impl PeerLinks {
         hidden: usize,
         seq: u32,
     ) -> Result<(), NetError> {
+        let (n, wire) = (tokens * hidden, self.wire);
+        self.recv_hidden_tagged(x, n, hidden_tag(wire, seq), &|| {
+            format!("{n} hidden values of sequence {seq} as {wire}")
+        })
+    }
+
+    fn recv_hidden_tagged(
+        &mut self,
+        x: &mut Vec<f32>,
+        n: usize,
+        tag: u32,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), NetError> {
         let Some(prev) = self.prev.as_mut() else {
             return Err(NetError::Broken {
                 peer: "previous stage".into(),
@@ -199,18 +237,11 @@ impl PeerLinks {
             });
         };
         let started = Instant::now();
-        let n = tokens * hidden;
         let header = prev
             .conn
             .recv_tensor_into(self.deadline, &mut self.hidden_buf)?;
         let expected = self.wire.hidden_bytes(n);
-        check_frame(
-            &prev.name,
-            &header,
-            hidden_tag(self.wire, seq),
-            expected,
-            || format!("{n} hidden values of sequence {seq} as {}", self.wire),
-        )?;
+        check_frame(&prev.name, &header, tag, expected, what)?;
         decode_hidden(self.wire, &self.hidden_buf, n, x);
         self.stats.record(
             &prev.name,
@@ -324,6 +355,12 @@ fn partial_tag(wire: WireDtype) -> u32 {
 /// caught (pipelined sequences must arrive in the order they were issued).
 fn hidden_tag(wire: WireDtype, seq: u32) -> u32 {
     TAG_HIDDEN | wire.code() << 8 | (seq & 0xffff) << 16
+}
+
+/// A batched step's hand-off: the top bit of the upper half marks it (a
+/// sequence id stays below it), the segment list's digest fills the rest.
+fn batch_tag(wire: WireDtype, digest: u32) -> u32 {
+    TAG_HIDDEN | wire.code() << 8 | (0x8000 | (digest & 0x7fff)) << 16
 }
 
 fn bytes_header(len: usize, tag: u32) -> Result<TensorHeader, NetError> {

@@ -7,6 +7,7 @@
 mod load;
 mod spawn;
 mod step;
+mod step_many;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

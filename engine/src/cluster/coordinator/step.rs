@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::{recv_error, Cluster, ClusterError, CONTROL_DEADLINE};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::model::error::ModelError;
-use crate::model::generate::{Backend, SequenceBackend};
+use crate::model::generate::{Backend, SeqStep, SequenceBackend};
 use crate::model::transformer::PREFILL_BATCH;
 use crate::net::TensorDtype;
 
@@ -15,7 +15,7 @@ use crate::net::TensorDtype;
 const LATE_REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// The time left before `end`, never less than the grace.
-fn left(end: Instant) -> Duration {
+pub(super) fn left(end: Instant) -> Duration {
     end.saturating_duration_since(Instant::now())
         .max(LATE_REPLY_GRACE)
 }
@@ -49,6 +49,19 @@ impl Cluster {
     /// their logits in the order they were submitted.
     pub fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ClusterError> {
         let phase = Phase::of_step(tokens.len(), pos);
+        let msg = ToNode::Step {
+            pos: pos as u32,
+            tokens: tokens.to_vec(),
+            seq,
+        };
+        self.send_step(&msg, phase)?;
+        self.in_flight.push_back((seq, phase));
+        Ok(())
+    }
+
+    /// Sends a step message to every node, once the cluster is whole and
+    /// loaded; a failed send marks the cluster broken.
+    pub(super) fn send_step(&mut self, msg: &ToNode, phase: Phase) -> Result<(), ClusterError> {
         if let Some(e) = &self.broken {
             return Err(ClusterError::new(
                 &e.node,
@@ -66,16 +79,11 @@ impl Cluster {
             self.broken = Some(e.clone());
             return Err(e);
         }
-        let msg = ToNode::Step {
-            pos: pos as u32,
-            tokens: tokens.to_vec(),
-            seq,
-        };
         let mut errors: Vec<ClusterError> = Vec::new();
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
             let label = node.label();
             let sent = node.conn(phase).and_then(|c| {
-                c.send_control(&msg)
+                c.send_control(msg)
                     .map_err(|e| ClusterError::new(&label, phase, e))
             });
             if let Err(e) = sent {
@@ -88,7 +96,6 @@ impl Cluster {
             self.broken = Some(e.clone());
             return Err(e);
         }
-        self.in_flight.push_back((seq, phase));
         Ok(())
     }
 
@@ -207,7 +214,7 @@ impl Cluster {
 
     /// The error for a step on a cluster that lost a node: names the node
     /// that left, not "the cluster".
-    fn left_the_cluster(&self, phase: Phase) -> ClusterError {
+    pub(super) fn left_the_cluster(&self, phase: Phase) -> ClusterError {
         let gone = self
             .nodes
             .iter()
@@ -222,7 +229,7 @@ impl Cluster {
 
     /// Picks the error that names the node that actually failed: a node
     /// that is gone beats a survivor complaining about a peer.
-    fn root_cause(&mut self, errors: Vec<ClusterError>, phase: Phase) -> ClusterError {
+    pub(super) fn root_cause(&mut self, errors: Vec<ClusterError>, phase: Phase) -> ClusterError {
         // Probe the others quickly: a dead peer shows up as a dead connection.
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
             if node
@@ -320,5 +327,9 @@ impl SequenceBackend for Cluster {
 
     fn context(&self) -> usize {
         self.loaded.as_ref().map_or(0, |l| l.context)
+    }
+
+    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(Cluster::step_many(self, steps)?)
     }
 }

@@ -9,6 +9,7 @@
 //! - `load`: the shard-load protocol (budget, cache, local file, chunks).
 //! - `peers`: the peer mesh a loaded shard exchanges activations over.
 //! - `step`: step execution.
+//! - `step_many`: a batched step (several sequences in one forward pass).
 //! - `shard`: a loaded shard's state (model, links, per-sequence caches).
 //! - `probe`: link probes between the coordinator and this node.
 //! - `info`: what the node says about itself.
@@ -26,6 +27,7 @@ mod serve;
 mod shard;
 pub mod shard_cache;
 mod step;
+mod step_many;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ pub use listen::serve;
 pub use load::ShardLoadError;
 pub use peers::PeerSetupError;
 pub use probe::ProbeError;
+pub use shard::MAX_SEQUENCES;
 pub use step::StepError;
 
 /// How long an unauthenticated connection may take to finish the handshake.

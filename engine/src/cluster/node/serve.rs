@@ -13,8 +13,9 @@ use super::peers::{connect_peers, PeerSetupError};
 use super::shard::Shard;
 use super::shard_cache::ShardCache;
 use super::step::{step, StepError};
+use super::step_many::step_many;
 use super::{probe, NodeOptions};
-use crate::cluster::messages::{FromNode, NodeMetrics, Phase, ToNode};
+use crate::cluster::messages::{FromNode, NodeMetrics, Phase, StepSegment, ToNode};
 use crate::metrics::memory::current_rss_bytes;
 use crate::net::{Connection, NetError};
 
@@ -107,6 +108,13 @@ pub(super) fn serve_coordinator(
                     StepError::NotLoaded,
                 ))?,
                 Some(s) => step(&mut conn, s, pos as usize, &tokens, seq)?,
+            },
+            ToNode::StepMany { segments } => match shard.as_mut() {
+                None => conn.send_control(&failure(
+                    StepSegment::phase(&segments),
+                    StepError::NotLoaded,
+                ))?,
+                Some(s) => step_many(&mut conn, s, &segments)?,
             },
             ToNode::Truncate { pos, seq } => {
                 let reply = match shard.as_mut().map(|s| s.select(seq).map(|()| s)) {

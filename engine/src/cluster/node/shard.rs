@@ -4,13 +4,16 @@
 use super::step::StepError;
 use super::NodeOptions;
 use crate::cluster::messages::NodeMetrics;
+use crate::cluster::messages::StepSegment;
 use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
+use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
+use crate::model::segments::{parked_caches, repeated};
 use crate::model::transformer::Transformer;
 use crate::parallel::PeerLinks;
 
 /// Sequences one node keeps KV caches for at once (`--parallel`).
-const MAX_SEQUENCES: u32 = 64;
+pub const MAX_SEQUENCES: u32 = 64;
 
 pub(super) struct Shard {
     pub model: Transformer,
@@ -55,6 +58,76 @@ impl Shard {
         self.parked.push((self.current_seq, cache));
         self.current_seq = seq;
         Ok(())
+    }
+
+    /// Checks a batched step against the KV caches of its sequences before
+    /// anything runs (every node of every stage sees the same caches, so
+    /// all refuse alike and none waits on a hand-off that never comes).
+    pub fn check_batch(&self, segments: &[StepSegment]) -> Result<(), StepError> {
+        let seqs: Vec<u32> = segments.iter().map(|s| s.seq).collect();
+        if segments.is_empty() {
+            return Err(StepError::NoTokens);
+        }
+        if let Some(seq) = repeated(&seqs) {
+            return Err(StepError::RepeatedSequence { seq });
+        }
+        let context = self.model.cache().context();
+        for s in segments {
+            if s.seq >= MAX_SEQUENCES {
+                return Err(StepError::SequenceOutOfRange {
+                    seq: s.seq,
+                    max: MAX_SEQUENCES,
+                });
+            }
+            let held = if s.seq == self.current_seq {
+                self.model.cache().len()
+            } else {
+                self.parked
+                    .iter()
+                    .find(|(q, _)| *q == s.seq)
+                    .map_or(0, |(_, c)| c.len())
+            };
+            let (pos, n) = (s.pos as usize, s.tokens.len());
+            let why = if n == 0 {
+                Some(ModelError::Other("no tokens to run".into()))
+            } else if pos + n > context {
+                Some(ModelError::ContextFull {
+                    needed: pos + n,
+                    context,
+                })
+            } else if pos > held {
+                Some(ModelError::Other(format!(
+                    "position {pos} skips ahead of the {held} cached positions"
+                )))
+            } else {
+                None
+            };
+            if let Some(e) = why {
+                return Err(StepError::Model(ModelError::InSequence {
+                    seq: s.seq,
+                    source: Box::new(e),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model, the peer links and the KV cache of each of `seqs`
+    /// (checked with [`Self::check_batch`]), in order; `None` for the one
+    /// whose cache is in the model.
+    pub fn batch_parts(
+        &mut self,
+        seqs: &[u32],
+    ) -> (
+        &mut Transformer,
+        Option<&mut PeerLinks>,
+        Vec<Option<&mut KvCache>>,
+    ) {
+        let model = &mut self.model;
+        let caches = parked_caches(&mut self.parked, self.current_seq, seqs, &|| {
+            model.new_cache()
+        });
+        (model, self.links.as_mut(), caches)
     }
 
     /// Counters since the load, with memory as it is now.

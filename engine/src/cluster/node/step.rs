@@ -18,6 +18,8 @@ pub enum StepError {
     NotLoaded,
     #[error("no tokens to run")]
     NoTokens,
+    #[error("sequence {seq} appears twice in one step")]
+    RepeatedSequence { seq: u32 },
     #[error("sequence id {seq} is out of range (at most {max} sequences)")]
     SequenceOutOfRange { seq: u32, max: u32 },
     #[error("no link to the previous stage")]
@@ -83,7 +85,7 @@ pub(super) fn step(
 }
 
 /// What the step just run cost, added to the shard's totals too.
-fn step_metrics(shard: &mut Shard, tokens: usize, started: Instant) -> StepMetrics {
+pub(super) fn step_metrics(shard: &mut Shard, tokens: usize, started: Instant) -> StepMetrics {
     let total = started.elapsed().as_secs_f64();
     let (wait, sent, recv, mut spans) = match shard.links.as_mut() {
         Some(links) => (

@@ -22,6 +22,7 @@ use crate::model::weights::{tensor_plan, SliceRule};
 pub const RUNTIME_OVERHEAD_BYTES: u64 = 10 << 20;
 
 /// The largest prefill batch: tokens whose activations are alive at once.
+use crate::model::segments::HEAD_ROWS;
 pub use crate::model::transformer::PREFILL_BATCH;
 
 /// Attention keeps per-thread tiles and chunk partials; this is the thread
@@ -167,7 +168,7 @@ pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, cache: KvSpec)
 /// context)` tokens, following the forward pass's buffers:
 ///
 /// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols + moe)`
-/// `+ 8 b hidden (1 + 2 r) + 4 (vocab + hidden) + attention`
+/// `+ 8 b hidden (1 + 2 r) + 4 HEAD_ROWS (vocab + hidden) + attention`
 ///
 /// where q, kv and ffn are the local widths; the three hidden rows are the
 /// input, its norm and the residual; `max_rows` is the matmul's transposed
@@ -176,7 +177,9 @@ pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, cache: KvSpec)
 /// gate and up rows of the chosen experts. The f64 rows are the partial sums
 /// of the row-parallel projections, and, in a tensor group (`r` = 1), the
 /// all-reduce's send and receive buffers. `vocab` is the local logits row of
-/// a head node; `attention` is [`attention::scratch_bytes`] for
+/// a head node, [`HEAD_ROWS`] of them with their normed hidden rows (a
+/// batched step runs the head for that many sequences at once; its rows
+/// in all stay within the prefill batch); `attention` is [`attention::scratch_bytes`] for
 /// [`SCORE_THREADS`] workers. Nothing is counted for a node that runs no layers and no
 /// head. Checked against measured peak RSS in tests/memory.rs.
 pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize) -> u64 {
@@ -205,7 +208,7 @@ pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize)
         bytes += 4 * b * h as u64;
     }
     if layout.head {
-        bytes += 4 * (layout.vocab.len() + h) as u64;
+        bytes += 4 * (HEAD_ROWS * (layout.vocab.len() + h)) as u64;
     }
     bytes
 }
@@ -235,7 +238,8 @@ mod tests {
         // Attention: 16 threads x (two 32x64 tiles + 8 chunks x 8 tokens x
         // 3 heads x 66), and the few-token path's 8 x 8 x 9 x 66.
         let attention = 16 * (2 * 32 * 64 + 8 * 8 * 3 * 66) + 8 * 8 * 9 * 66;
-        let want = 4 * (512 * per_token + attention + 49152 + 576) + 8 * 512 * 576;
+        // The head: 8 logits rows of 49152 and their 8 normed hidden rows.
+        let want = 4 * (512 * per_token + attention + 8 * (49152 + 576)) + 8 * 512 * 576;
         assert_eq!(m.scratch, want as u64);
         assert_eq!(m.total(), m.weights + m.kv_cache + m.scratch + m.overhead);
     }

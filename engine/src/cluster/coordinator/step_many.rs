@@ -1,0 +1,225 @@
+//! Batched steps across the cluster: one `StepMany` carries a step of
+//! several sequences, and every node runs it as one forward pass. A batch
+//! of more than `PREFILL_BATCH` rows goes as several such steps (cut as
+//! the engine cuts passes), so each step's deadline covers one pass.
+
+use std::time::Instant;
+
+use super::step::left;
+use super::{recv_error, Cluster, ClusterError};
+use crate::cluster::messages::{FromNode, Phase, StepMetrics, StepSegment, ToNode};
+use crate::cluster::node::MAX_SEQUENCES;
+use crate::model::generate::SeqStep;
+use crate::model::segments::{passes, repeated};
+use crate::net::TensorDtype;
+
+impl Cluster {
+    /// Runs one step of every listed sequence (each at most once) as one
+    /// forward pass on each node; returns each one's last logits, in order.
+    pub fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ClusterError> {
+        self.step_many_observed(steps, &mut |_| {})
+    }
+
+    /// [`Self::step_many`], calling `on_step` with every node's metrics
+    /// after each step the nodes ran (one, unless the batch had more than
+    /// `PREFILL_BATCH` rows).
+    pub fn step_many_observed(
+        &mut self,
+        steps: &[SeqStep],
+        on_step: &mut dyn FnMut(&[Option<StepMetrics>]),
+    ) -> Result<Vec<Vec<f32>>, ClusterError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let phase = if steps
+            .iter()
+            .any(|s| Phase::of_step(s.tokens.len(), s.pos) == Phase::Prefill)
+        {
+            Phase::Prefill
+        } else {
+            Phase::Decode
+        };
+        self.check_steps(steps, phase)?;
+        let shape: Vec<(usize, usize)> = steps.iter().map(|s| (s.pos, s.tokens.len())).collect();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); steps.len()];
+        for pass in passes(&shape) {
+            let mut wanted = Vec::new();
+            let segments: Vec<StepSegment> = pass
+                .iter()
+                .map(|p| {
+                    let step = &steps[p.segment];
+                    let from = p.pos - step.pos;
+                    let logits = from + p.rows == step.tokens.len();
+                    if logits {
+                        wanted.push(p.segment);
+                    }
+                    StepSegment {
+                        seq: step.seq,
+                        pos: p.pos as u32,
+                        tokens: step.tokens[from..from + p.rows].to_vec(),
+                        logits,
+                    }
+                })
+                .collect();
+            self.send_step(&ToNode::StepMany { segments }, phase)?;
+            let rows = self.gather_rows(wanted.len(), phase)?;
+            on_step(&self.last_step);
+            for (i, row) in wanted.into_iter().zip(rows) {
+                out[i] = row;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a batch the nodes would refuse, before any node sees it.
+    fn check_steps(&self, steps: &[SeqStep], phase: Phase) -> Result<(), ClusterError> {
+        let bad = |m: String| Err(ClusterError::cluster(phase, m));
+        if !self.in_flight.is_empty() {
+            return bad("steps are still in flight; collect them before a batched step".into());
+        }
+        let seqs: Vec<u32> = steps.iter().map(|s| s.seq).collect();
+        if let Some(seq) = repeated(&seqs) {
+            return bad(format!("sequence {seq} appears twice in one step"));
+        }
+        let context = self.loaded.as_ref().map_or(0, |l| l.context);
+        for s in steps {
+            if s.seq >= MAX_SEQUENCES {
+                return bad(format!(
+                    "sequence id {} is out of range (at most {MAX_SEQUENCES} sequences)",
+                    s.seq
+                ));
+            }
+            if s.tokens.is_empty() {
+                return bad(format!("sequence {}: no tokens to run", s.seq));
+            }
+            if s.pos + s.tokens.len() > context {
+                return bad(format!(
+                    "sequence {}: position {} is past the context of {context} tokens",
+                    s.seq,
+                    s.pos + s.tokens.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers one batched step's answers: from each head node `rows`
+    /// logits rows (its vocabulary slice of each), then every node's
+    /// `StepDone`. Errors as [`Cluster::collect`]'s.
+    fn gather_rows(&mut self, rows: usize, phase: Phase) -> Result<Vec<Vec<f32>>, ClusterError> {
+        let Some(loaded) = &self.loaded else {
+            return Err(ClusterError::cluster(phase, "no model is loaded"));
+        };
+        let vocab = loaded.config.vocab;
+        let plan_nodes: Vec<(std::ops::Range<usize>, bool)> = loaded
+            .plan
+            .nodes
+            .iter()
+            .map(|np| (np.layout.vocab.clone(), np.layout.head))
+            .collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_alive())
+            .collect();
+        let mut errors: Vec<ClusterError> = Vec::new();
+        if live.len() != plan_nodes.len() {
+            errors.push(self.left_the_cluster(phase));
+        }
+        let mut out = vec![vec![f32::NEG_INFINITY; vocab]; rows];
+        let mut covered = 0usize;
+        let deadline = self.step_deadline;
+        let end = Instant::now() + deadline;
+        for (k, &i) in live.iter().enumerate() {
+            let Some((range, head)) = plan_nodes.get(k).cloned() else {
+                break;
+            };
+            let node = &mut self.nodes[i];
+            let label = node.label();
+            let buf = &mut self.recv_buf;
+            let last_step = &mut self.last_step;
+            // Err((error, transport)), as in `collect`.
+            let result = (|| -> Result<(), (ClusterError, bool)> {
+                let conn = node.conn(phase).map_err(|e| (e, true))?;
+                let fail = |m: String| (ClusterError::new(&label, phase, m), true);
+                let mut got = 0usize;
+                loop {
+                    let reply = conn
+                        .recv_control::<FromNode>(left(end))
+                        .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
+                    match reply {
+                        FromNode::LogitRows { rows: r } => {
+                            let r = r as usize;
+                            if !head || got + r > rows {
+                                return Err(fail(format!(
+                                    "sent {} logits rows, expected {rows}",
+                                    got + r
+                                )));
+                            }
+                            let h = conn
+                                .recv_tensor_into(left(end), &mut *buf)
+                                .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
+                            let n = range.len();
+                            if h.dtype() != TensorDtype::F32 || h.dims() != [r as u64, n as u64] {
+                                return Err(fail(format!(
+                                    "sent logits of shape {:?}, expected [{r}, {n}] for vocab {range:?}",
+                                    h.dims()
+                                )));
+                            }
+                            for (row, bytes) in
+                                out[got..got + r].iter_mut().zip(buf.chunks_exact(4 * n))
+                            {
+                                for (o, c) in
+                                    row[range.clone()].iter_mut().zip(bytes.chunks_exact(4))
+                                {
+                                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                                }
+                            }
+                            got += r;
+                        }
+                        FromNode::StepDone { metrics, .. } => {
+                            last_step[i] = Some(metrics);
+                            if head && got != rows {
+                                return Err(fail(format!(
+                                    "sent {got} logits rows, expected {rows}"
+                                )));
+                            }
+                            return Ok(());
+                        }
+                        FromNode::Error { message, .. } => {
+                            return Err((
+                                ClusterError {
+                                    node: label.clone(),
+                                    phase,
+                                    message,
+                                },
+                                false,
+                            ))
+                        }
+                        other => return Err(fail(format!("unexpected reply {other:?}"))),
+                    }
+                }
+            })();
+            match result {
+                Ok(()) if head => covered += range.len(),
+                Ok(()) => {}
+                Err((e, transport)) => {
+                    if transport {
+                        node.mark_failed(&e.message);
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            let e = self.root_cause(errors, phase);
+            self.broken = Some(e.clone());
+            return Err(e);
+        }
+        if covered != vocab {
+            return Err(ClusterError::cluster(
+                phase,
+                format!("the head nodes returned {covered} of {vocab} logits"),
+            ));
+        }
+        Ok(out)
+    }
+}
