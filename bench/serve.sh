@@ -29,8 +29,8 @@ done
 
 cargo build --release --quiet
 exe=target/release/shardlab
-bench/llamacpp.sh build
-bin=$(bench/llamacpp.sh path | awk '/^bin dir:/ {print $3}')
+bench/llamacpp.sh build >&2
+bin=$(bench/llamacpp.sh path)
 gguf=$model
 if [ ! -f "$gguf" ]; then
     gguf=$("$exe" models pull "$model" 2>/dev/null | tail -1 | awk '{print $NF}')
