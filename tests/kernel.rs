@@ -50,6 +50,11 @@ fn interrupt_stops_a_long_generation_and_the_session_goes_on() {
 }
 
 #[test]
+fn a_cell_starts_the_server_which_serves_between_cells_until_serve_off() {
+    run_script("serve.py", &[], Duration::from_secs(240));
+}
+
+#[test]
 fn restart_answers_again_and_shutdown_exits_and_stops_local_nodes() {
     run_script("lifecycle.py", &[], Duration::from_secs(120));
 }

@@ -6,13 +6,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::python::{python, run_bounded};
+use common::http::{error_code, run_openai_client, Client};
 use serde_json::Value;
 
 /// A `shardlab serve` process; stopped with SIGTERM when dropped.
@@ -20,13 +19,6 @@ struct Server {
     child: Child,
     api: Client,
     stderr: Arc<Mutex<String>>,
-}
-
-/// Requests to a server's address, with a key or without.
-#[derive(Clone)]
-struct Client {
-    base: String,
-    key: Option<String>,
 }
 
 impl Server {
@@ -97,60 +89,12 @@ impl Server {
     }
 }
 
-impl Client {
-    /// `curl` with the key (if any) and `extra` arguments: (status, body).
-    fn curl(&self, path: &str, extra: &[&str]) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "--max-time", "300", "-w", "\n%{http_code}"]);
-        if let Some(key) = &self.key {
-            cmd.args(["-H", &format!("Authorization: Bearer {key}")]);
-        }
-        let out = cmd
-            .args(extra)
-            .arg(format!("{}{path}", self.base))
-            .output()
-            .expect("curl runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (status.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let (status, text) = self.curl(path, &["-H", "Content-Type: application/json", "-d", body]);
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON ({e}): {text}"));
-        (status, value)
-    }
-
-    /// One sample of `/metrics`.
-    fn metric(&self, name: &str) -> f64 {
-        let (status, text) = self.curl("/metrics", &[]);
-        assert_eq!(status, 200, "{text}");
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-    }
-
-    /// Polls `/metrics` until `name` reaches `value` (bounded).
-    fn wait_metric(&self, name: &str, value: f64) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.metric(name) < value {
-            assert!(Instant::now() < deadline, "{name} never reached {value}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             self.terminate();
         }
     }
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("")
 }
 
 #[test]
@@ -276,18 +220,8 @@ fn curl_is_answered_and_every_bad_request_gets_an_openai_error() {
 }
 
 fn openai_client(server: &Server, key: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py");
-    let mut cmd = Command::new(python());
-    cmd.arg(script)
-        .arg(format!("{}/v1", server.api.base))
-        .arg(key)
-        .arg("smollm2");
-    let (ok, stdout, stderr) = run_bounded(cmd, Duration::from_secs(900));
-    assert!(
-        ok && stdout.lines().any(|l| l == "ok"),
-        "{stdout}\n{stderr}\nserver:\n{}",
-        server.log()
-    );
+    let (ok, stdout, stderr) = run_openai_client(&server.api.base, key, 16);
+    assert!(ok, "{stdout}\n{stderr}\nserver:\n{}", server.log());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! servers do; fields it cannot honour (`n` above 1) are refused.
 
 use serde::{Deserialize, Serialize};
+use shardlab_engine::model::generate::GenerationStats;
 
 /// `POST /v1/chat/completions`.
 #[derive(Debug, Deserialize)]
@@ -86,14 +87,26 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// `cached_tokens`: prompt tokens whose KV cache an earlier request left
+/// (a continued conversation), so they were not prefilled again.
+#[derive(Debug, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u64,
 }
 
 impl Usage {
-    pub fn new(prompt: usize, completion: usize) -> Self {
+    pub fn new(prompt: usize, stats: &GenerationStats) -> Self {
+        let completion = stats.generated_tokens;
         Self {
             prompt_tokens: prompt as u64,
             completion_tokens: completion as u64,
             total_tokens: (prompt + completion) as u64,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: stats.reused_tokens as u64,
+            },
         }
     }
 }

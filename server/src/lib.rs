@@ -10,6 +10,7 @@
 
 mod api;
 mod error;
+mod key;
 mod metrics;
 mod request;
 mod respond;
@@ -29,6 +30,7 @@ use shardlab_engine::orchestrator::serving::ServeQueue;
 use shardlab_engine::orchestrator::Monitor;
 use tokio::sync::oneshot;
 
+pub use key::{read_api_key, ApiKeyError};
 pub use request::Served;
 pub use signal::close_on_signal;
 

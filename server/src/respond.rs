@@ -76,7 +76,7 @@ pub async fn whole(answer: Answer, mut events: UnboundedReceiver<ServeEvent>) ->
             None => return ApiError::unavailable("the scheduler stopped").into_response(),
         }
     };
-    let usage = Usage::new(answer.prompt_tokens, stats.generated_tokens);
+    let usage = Usage::new(answer.prompt_tokens, &stats);
     let reason = finish_reason(stats.stop);
     match answer.endpoint {
         Endpoint::Chat => Json(ChatResponse {
@@ -193,7 +193,7 @@ impl Streaming {
         };
         self.ready.push_back(chunk(last));
         if self.include_usage {
-            let usage = Some(Usage::new(a.prompt_tokens, stats.generated_tokens));
+            let usage = Some(Usage::new(a.prompt_tokens, stats));
             let body = match a.endpoint {
                 Endpoint::Chat => to_json(&ChatChunk {
                     id: a.id.clone(),

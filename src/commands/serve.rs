@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::model::loader::DEFAULT_CONTEXT;
-use shardlab_engine::orchestrator::serving::{ServeEnd, ServeQueue};
+use shardlab_engine::orchestrator::serving::{ServeEnd, ServeQueue, MAX_PARALLEL};
 use shardlab_engine::orchestrator::Orchestrator;
 use shardlab_server::{Served, ServerOptions, DEFAULT_MAX_BODY};
 
@@ -54,13 +54,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.parallel == 0 || args.queue == 0 {
         bail!("--parallel and --queue must be at least 1");
     }
+    if args.parallel > MAX_PARALLEL {
+        bail!("--parallel may be at most {MAX_PARALLEL} (sequences one model keeps KV caches for)");
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let api_key = read_api_key(args.api_key_file.as_deref())?;
+    let api_key = args
+        .api_key_file
+        .as_deref()
+        .map(shardlab_server::read_api_key)
+        .transpose()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -143,16 +150,4 @@ fn replan(core: &mut Orchestrator, cluster: &ClusterArgs) {
         ),
         Err(e) => eprintln!("could not re-plan on the survivors: {e}; requests get a 503"),
     }
-}
-
-/// The key in `path`, without surrounding whitespace.
-fn read_api_key(path: Option<&std::path::Path>) -> Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let key = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the API key file {}", path.display()))?;
-    let key = key.trim();
-    if key.is_empty() {
-        bail!("the API key file {} is empty", path.display());
-    }
-    Ok(Some(key.to_string()))
 }

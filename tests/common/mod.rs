@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod http;
 pub mod python;
 
 use shardlab_engine::model::kv_type::KvType;

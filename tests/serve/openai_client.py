@@ -1,11 +1,13 @@
 """The official `openai` client against a running `shardlab serve`.
 
-    python openai_client.py BASE_URL API_KEY MODEL
+    python openai_client.py BASE_URL API_KEY MODEL [CLIENTS]
 
 Checks the model list, a chat completion, a streamed one whose joined
-deltas equal it (temperature 0), the usage chunk, a completion, and 16
-clients at once whose greedy answers equal the same prompts asked one at a
-time. Prints one line per check and `ok` at the end; any failure raises.
+deltas equal it (temperature 0), the usage chunk, a completion, a
+conversation whose second turn reuses the first one's KV cache, and
+CLIENTS (default 16) clients at once whose greedy answers equal the same
+prompts asked one at a time. Prints one line per check and `ok` at the
+end; any failure raises.
 """
 
 import sys
@@ -14,6 +16,7 @@ import threading
 import openai
 
 base_url, api_key, model = sys.argv[1], sys.argv[2], sys.argv[3]
+clients = int(sys.argv[4]) if len(sys.argv) > 4 else 16
 client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600)
 
 ids = [m.id for m in client.models.list().data]
@@ -62,6 +65,18 @@ except openai.NotFoundError as e:
     assert e.body["code"] == "model_not_found", e.body
 print("unknown model: 404")
 
+turn = [{"role": "user", "content": "Tell me about the Moon."}]
+first = client.chat.completions.create(model=model, messages=turn, temperature=0, max_tokens=16)
+turn += [
+    {"role": "assistant", "content": first.choices[0].message.content},
+    {"role": "user", "content": "And the Sun?"},
+]
+second = client.chat.completions.create(model=model, messages=turn, temperature=0, max_tokens=16)
+cached = second.usage.prompt_tokens_details.cached_tokens
+assert cached >= first.usage.prompt_tokens, (cached, first.usage, second.usage)
+assert cached < second.usage.prompt_tokens, (cached, second.usage)
+print("conversation: the second turn reused", cached, "of", second.usage.prompt_tokens, "prompt tokens")
+
 prompts = [
     "Name a colour.",
     "What is 2 + 2?",
@@ -79,7 +94,7 @@ prompts = [
     "Name a shape.",
     "What do cows drink?",
     "Name a sport.",
-]
+][:clients]
 
 
 def ask(prompt):
@@ -112,5 +127,5 @@ for t in threads:
 assert not errors, errors
 for p, a, b in zip(prompts, alone, together):
     assert a == b, (p, a, b)
-print("16 clients at once equal one at a time")
+print(len(prompts), "clients at once equal one at a time")
 print("ok")

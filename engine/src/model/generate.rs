@@ -191,7 +191,7 @@ pub fn generate(
         ids.push(next);
         history.push(next);
         let piece = detok
-            .push(next)
+            .push(tokenizer, next)
             .map_err(|e| ModelError::Other(format!("detokenizing id {next}: {e}")))?
             .unwrap_or_default();
         let (ready, stopped) = stops.push(&piece);

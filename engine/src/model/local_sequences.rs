@@ -12,22 +12,37 @@ use super::transformer::Transformer;
 /// Sequences one process keeps KV caches for at once.
 pub const MAX_LOCAL_SEQUENCES: u32 = 64;
 
+/// The KV caches of every sequence but 0 (whose cache stays in the model),
+/// kept while no [`LocalSequences`] is in use: between the server's turns.
+#[derive(Default)]
+pub struct ParkedCaches {
+    caches: Vec<(u32, KvCache)>,
+}
+
+impl ParkedCaches {
+    /// Drops every parked cache (the model they were made for is gone).
+    pub fn clear(&mut self) {
+        self.caches.clear();
+    }
+}
+
 pub struct LocalSequences<'a> {
     model: &'a mut Transformer,
     /// The sequence whose KV cache is in `model`.
     current: u32,
-    parked: Vec<(u32, KvCache)>,
+    parked: &'a mut Vec<(u32, KvCache)>,
     /// Steps run but not yet collected, oldest first.
     done: VecDeque<(u32, Vec<f32>)>,
 }
 
 impl<'a> LocalSequences<'a> {
-    /// Takes over `model`; its current cache becomes sequence 0's.
-    pub fn new(model: &'a mut Transformer) -> Self {
+    /// Takes over `model`, whose current cache is sequence 0's; the other
+    /// sequences' caches are `parked` ones, and stay there afterwards.
+    pub fn new(model: &'a mut Transformer, parked: &'a mut ParkedCaches) -> Self {
         Self {
             model,
             current: 0,
-            parked: Vec::new(),
+            parked: &mut parked.caches,
             done: VecDeque::new(),
         }
     }
@@ -121,7 +136,7 @@ impl SequenceBackend for LocalSequences<'_> {
             )));
         }
         let model = &mut *self.model;
-        let caches = parked_caches(&mut self.parked, self.current, &seqs, &|| model.new_cache());
+        let caches = parked_caches(self.parked, self.current, &seqs, &|| model.new_cache());
         let mut segments: Vec<Segment> = steps
             .iter()
             .zip(caches)

@@ -9,7 +9,7 @@ use crate::model::error::ModelError;
 use crate::model::generate::{SeqStep, SequenceBackend};
 use crate::model::kv_type::KvType;
 use crate::model::loader;
-use crate::model::local_sequences::LocalSequences;
+use crate::model::local_sequences::{LocalSequences, ParkedCaches};
 use crate::model::store::testutil::smollm2_path;
 use crate::model::store::ModelSource;
 use crate::model::synth::{synth, SynthArch, SynthOptions};
@@ -62,7 +62,8 @@ fn batched_equals_alone(batched: &mut Transformer, alone: &mut Transformer, sche
     let plan = steps(schedule, vocab);
     let mut got = Vec::new();
     {
-        let mut seqs = LocalSequences::new(batched);
+        let mut parked = ParkedCaches::default();
+        let mut seqs = LocalSequences::new(batched, &mut parked);
         for step in &plan {
             let logits = seqs.step_many(step).expect("batched step");
             assert_eq!(logits.len(), step.len());
@@ -195,7 +196,8 @@ fn a_bad_step_runs_nothing_and_names_its_sequence() {
         tokens: ids(seq, pos + n, vocab)[pos..].to_vec(),
         pos,
     };
-    let mut seqs = LocalSequences::new(&mut batched);
+    let mut parked = ParkedCaches::default();
+    let mut seqs = LocalSequences::new(&mut batched, &mut parked);
     seqs.step_many(&[step(0, 0, 4), step(1, 0, 30)])
         .expect("first step");
     // Sequence 1 would pass the context: nothing runs, sequence 0 included.

@@ -11,11 +11,11 @@ use super::stop::StopMatcher;
 use super::tokenizer::{TokenStream, Tokenizer};
 use super::transformer::PREFILL_BATCH;
 
-pub struct SequenceRun<'a> {
+pub struct SequenceRun {
     pub prompt: Vec<u32>,
     sampler: Sampler,
     stops: StopMatcher,
-    detok: TokenStream<'a>,
+    detok: TokenStream,
     /// Prompt and generated ids (what the repetition penalty looks at).
     history: Vec<u32>,
     /// Generated ids.
@@ -32,10 +32,10 @@ pub struct SequenceRun<'a> {
     pub stop: Option<StopReason>,
 }
 
-impl<'a> SequenceRun<'a> {
+impl SequenceRun {
     pub fn new(
         prompt: Vec<u32>,
-        tokenizer: &'a Tokenizer,
+        tokenizer: &Tokenizer,
         opts: &GenerateOptions,
     ) -> Result<Self, ModelError> {
         Ok(Self {
@@ -52,6 +52,15 @@ impl<'a> SequenceRun<'a> {
             stop: None,
             prompt,
         })
+    }
+
+    /// Counts the first `tokens` of the prompt as already in the sequence's
+    /// KV cache (a prefix it shares with what the cache held), so prefill
+    /// starts after them. At least the last prompt token is always run,
+    /// for the logits of the first sampled token.
+    pub fn reuse_prefix(&mut self, tokens: usize) -> usize {
+        self.submitted = tokens.min(self.prompt.len().saturating_sub(1));
+        self.submitted
     }
 
     /// Whether part of the prompt is still to be submitted.
@@ -107,7 +116,7 @@ impl<'a> SequenceRun<'a> {
         self.history.push(next);
         let piece = self
             .detok
-            .push(next)
+            .push(tokenizer, next)
             .map_err(|e| ModelError::Other(format!("detokenizing id {next}: {e}")))?
             .unwrap_or_default();
         let (ready, stopped) = self.stops.push(&piece);

@@ -12,7 +12,7 @@ use crate::model::generate::{
     SequenceBackend,
 };
 use crate::model::loader::OpenedModel;
-use crate::model::local_sequences::LocalSequences;
+use crate::model::local_sequences::{LocalSequences, ParkedCaches};
 use crate::model::transformer::Transformer;
 
 use super::monitor::Monitor;
@@ -185,11 +185,12 @@ pub(super) fn sequence_backend<'a>(
 /// per sequence, or the cluster, each collected step reported to `monitor`.
 pub(super) fn sequences_backend<'a>(
     runner: &'a mut Runner,
+    parked: &'a mut ParkedCaches,
     nodes: Option<&'a mut NodeSet>,
     monitor: &'a Monitor,
 ) -> Result<Box<dyn SequenceBackend + 'a>, OrchestratorError> {
     Ok(match (runner, nodes) {
-        (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut())),
+        (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut(), parked)),
         (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
             cluster: &mut n.cluster,
             monitor,

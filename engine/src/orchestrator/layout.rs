@@ -94,7 +94,7 @@ impl Orchestrator {
             dropped = n.cluster.remove_failed();
             if n.cluster.nodes().is_empty() {
                 self.nodes = None;
-                self.runner = Runner::Idle;
+                self.set_runner(Runner::Idle);
                 return Err(OrchestratorError::NoSurvivors);
             }
         }
@@ -116,7 +116,7 @@ impl Orchestrator {
         let load = if self.nodes.is_some() {
             let p = p.as_ref().ok_or(OrchestratorError::NoModel)?;
             let summary = self.load_on_cluster(p, progress)?;
-            self.runner = Runner::Cluster(request.clone());
+            self.set_runner(Runner::Cluster(request.clone()));
             Some(summary)
         } else {
             self.load_in_process(on_local_load)?;
@@ -178,7 +178,7 @@ impl Orchestrator {
         let m = self.require_model()?;
         on_load(&m.name);
         let loaded = loader::load(&m.source, m.context(self.context), self.kv)?;
-        self.runner = Runner::InProcess(Box::new(loaded.transformer));
+        self.set_runner(Runner::InProcess(Box::new(loaded.transformer)));
         Ok(())
     }
 

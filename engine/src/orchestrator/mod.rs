@@ -83,6 +83,9 @@ pub struct Orchestrator {
     nodes: Option<NodeSet>,
     model: Option<OpenModel>,
     runner: Runner,
+    /// Counts every change of runner, so state kept beside one (the
+    /// server's per-sequence caches) can tell it is gone.
+    runner_epoch: u64,
     /// Token ids the runner's KV cache holds (sequence 0).
     cached: Vec<u32>,
     /// KV positions to plan for; `None`: the model's own, capped.
@@ -108,6 +111,7 @@ impl Orchestrator {
             nodes: None,
             model: None,
             runner: Runner::Idle,
+            runner_epoch: 0,
             cached: Vec::new(),
             context: None,
             wire: WireDtype::default(),
@@ -204,7 +208,7 @@ impl Orchestrator {
         if let (Runner::Cluster(_), Some(n)) = (&self.runner, self.nodes.as_mut()) {
             n.cluster.unload();
         }
-        self.runner = Runner::Idle;
+        self.set_runner(Runner::Idle);
         self.cached.clear();
         self.tokens_since_load = 0;
         self.monitor.reset(0);
@@ -216,9 +220,14 @@ impl Orchestrator {
         self.cached.clear();
     }
 
+    fn set_runner(&mut self, runner: Runner) {
+        self.runner = runner;
+        self.runner_epoch += 1;
+    }
+
     /// Releases the nodes (local node processes stop).
     pub fn shutdown(&mut self) {
-        self.runner = Runner::Idle;
+        self.set_runner(Runner::Idle);
         self.nodes = None;
         self.cached.clear();
     }

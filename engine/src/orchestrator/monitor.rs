@@ -90,6 +90,14 @@ impl Monitor {
         live.generated += generated;
     }
 
+    /// Counts a serving step's tokens: `run` through the model, of which
+    /// `generated` were sampled tokens.
+    pub(crate) fn count_tokens(&self, run: u64, generated: u64) {
+        let mut live = self.lock();
+        live.tokens += run;
+        live.generated += generated;
+    }
+
     pub fn snapshot(&self) -> LiveSnapshot {
         self.lock().clone()
     }

@@ -127,7 +127,7 @@ impl Orchestrator {
     pub fn disconnect(&mut self) -> Result<usize, OrchestratorError> {
         let mut n = self.nodes.take().ok_or(OrchestratorError::NoNodes)?;
         if matches!(self.runner, Runner::Cluster(_)) {
-            self.runner = Runner::Idle;
+            self.set_runner(Runner::Idle);
             self.cached.clear();
         }
         let count = n.cluster.nodes().len();

@@ -23,6 +23,7 @@ impl Orchestrator {
                 let layout = layout.to_string();
                 let (rows, straggler) = node_rows(n);
                 Ok(StatsReport {
+                    serving: None,
                     layout,
                     in_process: false,
                     rows,
@@ -54,6 +55,7 @@ impl Orchestrator {
                     experts: tr.expert_metrics(),
                 };
                 Ok(StatsReport {
+                    serving: None,
                     layout: "single".into(),
                     in_process: true,
                     rows: vec![StatsRow {

@@ -44,6 +44,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// `None` stops recording.
     Record(Option<PathBuf>),
+    /// Start or stop the OpenAI-compatible server on this session's model.
+    Serve(ServeCommand),
     Help(Option<String>),
     Quit,
 }
@@ -102,6 +104,21 @@ impl Setting {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServeCommand {
+    On {
+        listen: std::net::SocketAddr,
+        /// Sequences generated at once (default [`DEFAULT_SERVE_PARALLEL`]).
+        parallel: usize,
+        api_key_file: Option<PathBuf>,
+    },
+    Off,
+}
+
+/// Where `:serve` listens unless told: loopback, as `shardlab serve` does.
+pub const DEFAULT_SERVE_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_SERVE_PARALLEL: usize = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchArgs {

@@ -8,7 +8,10 @@ use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
 
 use super::args::{number, Args};
 use super::table::{LAYOUTS, SETTINGS};
-use super::{closest, lookup, BenchArgs, Command, ConnectTarget, ParseError, Setting};
+use super::{
+    closest, lookup, BenchArgs, Command, ConnectTarget, ParseError, ServeCommand, Setting,
+    DEFAULT_SERVE_ADDR, DEFAULT_SERVE_PARALLEL,
+};
 use crate::size::parse_size;
 
 fn err(message: impl Into<String>) -> ParseError {
@@ -300,6 +303,34 @@ pub fn help(a: &Args) -> Result<Command, ParseError> {
     }
 }
 
+pub fn serve(a: &Args) -> Result<Command, ParseError> {
+    a.check()?;
+    a.at_most(1)?;
+    let first = a.positional.first().map(String::as_str);
+    if first == Some("off") {
+        if a.flag("parallel").is_some() || a.flag("api-key-file").is_some() {
+            return Err(err("`:serve off` takes no flags"));
+        }
+        return Ok(Command::Serve(ServeCommand::Off));
+    }
+    let text = first.unwrap_or(DEFAULT_SERVE_ADDR);
+    let listen = text.parse().map_err(|_| {
+        err(format!(
+            "'{text}' is not an address to listen on (IP:PORT, e.g. 127.0.0.1:8080), or `off`"
+        ))
+    })?;
+    let parallel = a.number_flag("parallel")?.unwrap_or(DEFAULT_SERVE_PARALLEL);
+    let most = shardlab_engine::orchestrator::serving::MAX_PARALLEL;
+    if parallel == 0 || parallel > most {
+        return Err(err(format!("--parallel must be 1 to {most}")));
+    }
+    Ok(Command::Serve(ServeCommand::On {
+        listen,
+        parallel,
+        api_key_file: a.flag("api-key-file").map(PathBuf::from),
+    }))
+}
+
 pub fn kill(a: &Args) -> Result<Command, ParseError> {
     a.at_most(1)?;
     match a.positional.first() {
@@ -327,6 +358,25 @@ mod tests {
         };
         assert_eq!(p.bandwidth_bps, 1_000_000_000);
         assert_eq!(parse(":links emulate off"), Ok(Command::EmulateLinks(None)));
+    }
+
+    #[test]
+    fn serve_takes_an_address_flags_or_off() {
+        use super::super::ServeCommand;
+        let on = |line: &str| match parse(line) {
+            Ok(Command::Serve(ServeCommand::On {
+                listen, parallel, ..
+            })) => (listen.to_string(), parallel),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(on(":serve"), ("127.0.0.1:8080".into(), 8));
+        assert_eq!(on(":serve 0.0.0.0:0 --parallel 4"), ("0.0.0.0:0".into(), 4));
+        assert_eq!(parse(":serve off"), Ok(Command::Serve(ServeCommand::Off)));
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        assert!(err(":serve localhost").contains("'localhost' is not an address"));
+        assert!(err(":serve --parallel 0").contains("--parallel must be 1 to 63"));
+        assert!(err(":serve off --parallel 2").contains("takes no flags"));
+        assert!(err(":serve 127.0.0.1:1 extra").contains("unexpected 'extra'"));
     }
 
     #[test]

@@ -233,6 +233,23 @@ pub static COMMANDS: &[CommandSpec] = &[
         parse: p::bench,
     },
     CommandSpec {
+        name: "serve",
+        aliases: &[],
+        usage: ":serve [ADDR] [--parallel N] [--api-key-file F] | :serve off",
+        summary: "serve this session's model over the OpenAI API while you keep working",
+        help: "Listens on ADDR (default 127.0.0.1:8080; port 0 picks a free one) with /v1/models,\n\
+               /v1/chat/completions, /v1/completions, /health and /metrics. Up to N requests (default 8)\n\
+               are generated together, a step of all of them at a time; more wait, and past 64 waiting get a 429.\n\
+               The server runs between your commands: :stats shows its requests, :trace and :links work as\n\
+               before, and a prompt you type runs while the clients wait. :shard re-plans (requests in flight\n\
+               fail); :load, :unload, :connect, :disconnect and :bench wait for `:serve off`, which stops\n\
+               taking requests, finishes those in flight and closes the port.",
+        flags: &["parallel", "api-key-file"],
+        completion: Completion::Words(&["off"]),
+        debug: false,
+        parse: p::serve,
+    },
+    CommandSpec {
         name: "record",
         aliases: &[],
         usage: ":record FILE | :record off",

@@ -18,6 +18,7 @@ mod model;
 mod nodes;
 mod prompt;
 mod record;
+mod serve;
 mod settings;
 mod stats;
 mod trace;
@@ -86,6 +87,10 @@ pub struct Session {
     chat: Vec<ChatMessage>,
     recorder: Option<Recorder>,
     cancel: Arc<AtomicBool>,
+    /// The OpenAI-compatible server, while `:serve` runs one.
+    server: Option<serve::WorkbenchServer>,
+    /// What happened to the server between commands, told at the next one.
+    server_notice: Option<String>,
 }
 
 impl Session {
@@ -106,6 +111,8 @@ impl Session {
             chat: Vec::new(),
             recorder: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            server: None,
+            server_notice: None,
         }
     }
 
@@ -135,6 +142,9 @@ impl Session {
                 inner: sink,
                 copy: recording.then_some(&mut copy),
             };
+            if let Some(notice) = self.server_notice.take() {
+                tee.note(&self.mask(&notice));
+            }
             match parsed {
                 Ok(cmd) => self.exec(cmd, &mut tee),
                 Err(e) => Output::error(e.to_string()),
@@ -162,6 +172,9 @@ impl Session {
         self.core.context = self.settings.context;
         self.core.wire = self.settings.wire;
         self.core.kv = self.settings.kv;
+        if let Err(e) = self.check_serving_allows(&cmd) {
+            return Output::Error(self.mask(&e.to_string()));
+        }
         let result = match cmd {
             Command::Nothing => Ok(Output::Empty),
             Command::Prompt(text) => self.prompt(&text, sink),
@@ -182,14 +195,17 @@ impl Session {
             Command::Trace => self.trace(),
             Command::Bench(args) => self.bench(&args, sink),
             Command::Record(path) => self.record(path),
+            Command::Serve(cmd) => self.serve(cmd, sink),
             Command::Help(name) => Ok(help::help(name.as_deref())),
             Command::Quit => Ok(Output::Quit),
         };
         result.unwrap_or_else(|e| Output::Error(self.mask(&e.to_string())))
     }
 
-    /// Releases the nodes (local node processes stop) and stops recording.
+    /// Stops the server (failing what is in flight), releases the nodes
+    /// (local node processes stop) and stops recording.
     pub fn shutdown(&mut self) {
+        self.stop_server_now();
         self.core.shutdown();
         self.recorder = None;
     }

@@ -6,7 +6,8 @@ use crate::output::{views, Output, Report};
 
 impl Session {
     pub(super) fn stats(&mut self) -> Result<Output, SessionError> {
-        let report = self.core.stats()?;
+        let mut report = self.core.stats()?;
+        report.serving = self.serving_figures();
         let table = views::stats(&report, &self.literals());
         Ok(Output::report(Report::Stats(report), Output::Table(table)))
     }

@@ -6,11 +6,14 @@ mod cancel;
 mod console;
 pub mod helper;
 mod progress;
+mod reader;
 mod typeahead;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::time::Duration;
 
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
@@ -21,6 +24,7 @@ use shardlab_engine::model::store::ModelStore;
 pub use cancel::CancelWatcher;
 pub use console::Console;
 use helper::ShellHelper;
+use reader::{Candidates, LineReader};
 
 use crate::lines::LineAssembler;
 use crate::output::Output;
@@ -62,14 +66,18 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
         .history_ignore_space(true)
         .build();
     let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)?;
-    let mut helper = ShellHelper::new();
-    refresh_helper(&mut helper, session);
-    editor.set_helper(Some(helper));
+    editor.set_helper(Some(ShellHelper::new()));
     if let Some(dir) = history.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     // A missing history file is the first run, not an error.
     let _ = editor.load_history(history);
+    // The editor reads on its own thread; meanwhile this one serves.
+    let reader =
+        LineReader::start(editor, history.to_path_buf()).map_err(|source| ShellError::Io {
+            path: history.to_path_buf(),
+            source,
+        })?;
     println!("{}", banner());
     let mut lines = LineAssembler::new();
     let stdout = std::io::stdout();
@@ -87,7 +95,15 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
                 println!("{prompt}{line}");
                 Ok(line)
             }
-            None => editor.readline_with_initial(prompt, (&std::mem::take(&mut prefill), "")),
+            None => reader.read(
+                prompt,
+                std::mem::take(&mut prefill),
+                candidates(session),
+                &mut |wait| {
+                    session.serve_turn(wait);
+                    session.is_serving()
+                },
+            ),
         };
         let line = match read {
             Ok(line) => line,
@@ -101,10 +117,6 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
                 return Err(e.into());
             }
         };
-        if !line.trim().is_empty() {
-            let _ = editor.add_history_entry(line.as_str());
-            let _ = editor.append_history(history);
-        }
         let Some(input) = lines.push(&line) else {
             continue;
         };
@@ -122,16 +134,14 @@ pub fn run_interactive(session: &mut Session, history: &Path) -> Result<(), Shel
         if matches!(output, Output::Quit) {
             break;
         }
-        if let Some(h) = editor.helper_mut() {
-            refresh_helper(h, session);
-        }
     }
     session.shutdown();
     println!("bye (nodes released)");
     Ok(())
 }
 
-fn refresh_helper(h: &mut ShellHelper, session: &Session) {
+/// What completion offers now: model names, node addresses and names.
+fn candidates(session: &Session) -> Candidates {
     let mut models: Vec<String> = ModelStore::aliases()
         .iter()
         .flat_map(|a| std::iter::once(a.name).chain(a.also.iter().copied()))
@@ -140,13 +150,18 @@ fn refresh_helper(h: &mut ShellHelper, session: &Session) {
     if let Ok(cached) = session.config().store.list() {
         models.extend(cached.into_iter().map(|m| m.path.display().to_string()));
     }
-    h.models = models;
-    h.addresses = session.addresses_used().to_vec();
-    h.node_names = session.node_names();
+    Candidates {
+        models,
+        addresses: session.addresses_used().to_vec(),
+        node_names: session.node_names(),
+    }
 }
 
 /// Runs the commands in `path` (or stdin for `-`), echoing each as `> `
 /// and printing its output. Returns whether every command succeeded.
+/// While `:serve` runs a server, it serves between lines (a script on a
+/// pipe keeps serving until its next line comes), and the end of the
+/// script stops the server as `:serve off` does.
 pub fn run_script(
     session: &mut Session,
     path: &Path,
@@ -156,16 +171,17 @@ pub fn run_script(
         path: path.to_path_buf(),
         source,
     };
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let reader: Box<dyn BufRead + Send> = if path == Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
             std::fs::File::open(path).map_err(io)?,
         ))
     };
+    let script_lines = read_on_a_thread(reader).map_err(io)?;
     let mut lines = LineAssembler::new();
     let mut ok = true;
-    for line in reader.lines() {
+    while let Some(line) = next_script_line(&script_lines, session) {
         let line = line.map_err(io)?;
         let _ = writeln!(out, "{MARKER}{line}");
         let Some(input) = lines.push(&line) else {
@@ -179,6 +195,44 @@ pub fn run_script(
             break;
         }
     }
+    if session.is_serving() {
+        let mut console = Console::new(out, false);
+        let output = session.exec_line(":serve off", &mut console);
+        console.finish(&output);
+        ok &= !output.is_error();
+    }
     session.shutdown();
     Ok(ok)
+}
+
+type ScriptLines = Receiver<std::io::Result<String>>;
+
+/// The lines of `reader`, read on their own thread so the session can
+/// serve while the next one is on its way.
+fn read_on_a_thread(reader: Box<dyn BufRead + Send>) -> std::io::Result<ScriptLines> {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("script-lines".into())
+        .spawn(move || {
+            for line in reader.lines() {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// The next line, serving meanwhile; `None` at the end of the script.
+fn next_script_line(lines: &ScriptLines, session: &mut Session) -> Option<std::io::Result<String>> {
+    loop {
+        if !session.is_serving() {
+            return lines.recv().ok();
+        }
+        match lines.try_recv() {
+            Ok(line) => return Some(line),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => session.serve_turn(Duration::from_millis(20)),
+        }
+    }
 }

@@ -91,13 +91,13 @@ impl Tokenizer {
     }
 
     /// Streaming detokenizer that leaves special tokens out of the text.
-    pub fn stream(&self) -> TokenStream<'_> {
-        TokenStream::new(self, true)
+    pub fn stream(&self) -> TokenStream {
+        TokenStream::new(true)
     }
 
     /// Streaming detokenizer; `skip_special = false` shows special tokens.
-    pub fn stream_with(&self, skip_special: bool) -> TokenStream<'_> {
-        TokenStream::new(self, skip_special)
+    pub fn stream_with(&self, skip_special: bool) -> TokenStream {
+        TokenStream::new(skip_special)
     }
 
     pub fn bos_id(&self) -> Option<u32> {

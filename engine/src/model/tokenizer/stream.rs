@@ -11,10 +11,11 @@ use super::{Tokenizer, TokenizerError};
 
 const REPLACEMENT: char = '\u{FFFD}';
 
-/// Built by [`Tokenizer::stream`].
+/// Built by [`Tokenizer::stream`]; each call takes the tokenizer it was
+/// built from, so a stream can live beside it (a served sequence, say)
+/// without borrowing it.
 #[derive(Debug)]
-pub struct TokenStream<'a> {
-    tokenizer: &'a Tokenizer,
+pub struct TokenStream {
     skip_special: bool,
     ids: Vec<u32>,
     /// Start of the window: ids before it are never decoded again.
@@ -23,10 +24,9 @@ pub struct TokenStream<'a> {
     read_offset: usize,
 }
 
-impl<'a> TokenStream<'a> {
-    pub(super) fn new(tokenizer: &'a Tokenizer, skip_special: bool) -> Self {
+impl TokenStream {
+    pub(super) fn new(skip_special: bool) -> Self {
         Self {
-            tokenizer,
             skip_special,
             ids: Vec::new(),
             prefix_offset: 0,
@@ -35,21 +35,29 @@ impl<'a> TokenStream<'a> {
     }
 
     /// Adds one id; returns the text it completes, if any.
-    pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizerError> {
-        self.tokenizer.check_id(id)?;
+    pub fn push(
+        &mut self,
+        tokenizer: &Tokenizer,
+        id: u32,
+    ) -> Result<Option<String>, TokenizerError> {
+        tokenizer.check_id(id)?;
         self.ids.push(id);
-        self.emit(false)
+        self.emit(tokenizer, false)
     }
 
     /// Text still held back (an unfinished character at the very end),
     /// flushed as it is.
-    pub fn finish(mut self) -> Result<Option<String>, TokenizerError> {
-        self.emit(true)
+    pub fn finish(mut self, tokenizer: &Tokenizer) -> Result<Option<String>, TokenizerError> {
+        self.emit(tokenizer, true)
     }
 
-    fn emit(&mut self, force: bool) -> Result<Option<String>, TokenizerError> {
-        let shown = self.decode(self.prefix_offset, self.read_offset)?;
-        let full = self.decode(self.prefix_offset, self.ids.len())?;
+    fn emit(
+        &mut self,
+        tokenizer: &Tokenizer,
+        force: bool,
+    ) -> Result<Option<String>, TokenizerError> {
+        let shown = self.decode(tokenizer, self.prefix_offset, self.read_offset)?;
+        let full = self.decode(tokenizer, self.prefix_offset, self.ids.len())?;
         if full.len() <= shown.len() || (!force && full.ends_with(REPLACEMENT)) {
             return Ok(None);
         }
@@ -68,7 +76,10 @@ impl<'a> TokenStream<'a> {
         // Slide the window, unless its text would be empty: a window that
         // decodes to nothing (say a lone '▁' a decoder strips) gives the next
         // step no context and would lose that space.
-        if !self.decode(self.read_offset, self.ids.len())?.is_empty() {
+        if !self
+            .decode(tokenizer, self.read_offset, self.ids.len())?
+            .is_empty()
+        {
             self.prefix_offset = self.read_offset;
             self.ids.drain(..self.prefix_offset);
             self.prefix_offset = 0;
@@ -77,8 +88,12 @@ impl<'a> TokenStream<'a> {
         Ok(Some(new_text))
     }
 
-    fn decode(&self, from: usize, to: usize) -> Result<String, TokenizerError> {
-        self.tokenizer
-            .decode(&self.ids[from..to], self.skip_special)
+    fn decode(
+        &self,
+        tokenizer: &Tokenizer,
+        from: usize,
+        to: usize,
+    ) -> Result<String, TokenizerError> {
+        tokenizer.decode(&self.ids[from..to], self.skip_special)
     }
 }

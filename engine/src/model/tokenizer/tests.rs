@@ -129,7 +129,7 @@ fn stream_emits_whole_characters_and_matches_decode() {
         let mut out = String::new();
         let mut held = 0;
         for &id in &ids {
-            match stream.push(id).unwrap() {
+            match stream.push(&tok, id).unwrap() {
                 Some(chunk) => {
                     assert!(!chunk.contains('\u{FFFD}'), "{s:?}: chunk {chunk:?}");
                     out.push_str(&chunk);
@@ -137,7 +137,7 @@ fn stream_emits_whole_characters_and_matches_decode() {
                 None => held += 1,
             }
         }
-        if let Some(rest) = stream.finish().unwrap() {
+        if let Some(rest) = stream.finish(&tok).unwrap() {
             out.push_str(&rest);
         }
         assert_eq!(out, *s);
@@ -157,7 +157,7 @@ fn stream_skips_special_tokens_by_default() {
     let mut stream = tok.stream();
     let text: String = ids
         .iter()
-        .filter_map(|&id| stream.push(id).unwrap())
+        .filter_map(|&id| stream.push(&tok, id).unwrap())
         .collect();
     assert_eq!(text, "Hi");
 }
@@ -460,12 +460,12 @@ fn spm_stream_keeps_spaces_and_whole_characters() {
         let mut stream = tok.stream();
         let mut out = String::new();
         for &id in &ids {
-            if let Some(chunk) = stream.push(id).unwrap() {
+            if let Some(chunk) = stream.push(&tok, id).unwrap() {
                 assert!(!chunk.contains('\u{FFFD}'), "{text:?}: {chunk:?}");
                 out.push_str(&chunk);
             }
         }
-        out.extend(stream.finish().unwrap());
+        out.extend(stream.finish(&tok).unwrap());
         assert_eq!(out, text);
     }
 }
@@ -479,7 +479,7 @@ fn spm_stream_keeps_a_lone_space_token() {
     let mut stream = tok.stream();
     let out: String = ids
         .iter()
-        .filter_map(|&i| stream.push(i).unwrap())
+        .filter_map(|&i| stream.push(&tok, i).unwrap())
         .collect();
     assert_eq!(out, tok.decode(&ids, true).unwrap());
     assert_eq!(out, "hello world");

@@ -15,5 +15,5 @@ pub use bench::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow
 pub use links::{CoordinatorLink, LinkSetting, LinksReport, PeerLink};
 pub use nodes::{NodeRow, NodeState, NodesReport};
 pub use plan::{PlanReport, PlanRow};
-pub use stats::{NodeStats, Percentiles, StatsReport, StatsRow, Straggler};
+pub use stats::{NodeStats, Percentiles, ServingFigures, StatsReport, StatsRow, Straggler};
 pub use trace::{TraceNode, TraceReport};

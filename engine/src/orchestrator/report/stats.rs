@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::cluster::messages::ExpertMetrics;
 use crate::model::generate::GenerationStats;
+use crate::orchestrator::serving::ServeCounts;
 
 /// The 50th and 99th percentile of a set of samples, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -85,6 +86,20 @@ pub struct StatsReport {
     pub tokens: u64,
     pub straggler: Option<Straggler>,
     pub last: Option<GenerationStats>,
+    /// The server running on this model, where a front end runs one.
+    pub serving: Option<ServingFigures>,
+}
+
+/// A server's requests, as `:stats` shows them beside the nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServingFigures {
+    /// Where it listens, `http://IP:PORT`.
+    pub url: String,
+    /// Sequences generated at once.
+    pub parallel: usize,
+    pub counts: ServeCounts,
+    /// Why requests are failed now, while a failed step waits for `:shard`.
+    pub broken: Option<String>,
 }
 
 impl StatsReport {

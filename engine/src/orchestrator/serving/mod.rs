@@ -1,14 +1,19 @@
 //! Serving many clients at once: requests wait in a bounded [`ServeQueue`];
-//! one scheduler (`Orchestrator::serve`, in `scheduler.rs`) owns the model
-//! and, step after step, runs every sequence in flight together, admitting
-//! new ones and retiring finished ones between steps. Front ends (the HTTP
-//! server) only queue jobs and turn [`ServeEvent`]s into responses.
+//! the scheduler (`Orchestrator::serve_turn`, in `scheduler.rs`), turn
+//! after turn, runs every sequence in flight together, admitting new ones
+//! and retiring finished ones between steps. Its state between turns is a
+//! [`Serving`], so the CLI server can loop over turns (`Orchestrator::serve`)
+//! while the workbench runs its commands between them. A new prompt takes
+//! the free sequence whose KV cache shares the longest prefix with it
+//! (`slots.rs`). Front ends (the HTTP server) only queue jobs and turn
+//! [`ServeEvent`]s into responses.
 
 mod queue;
 mod scheduler;
+mod slots;
 
 pub use queue::{PushError, QueueFull, ServeCounts, ServeQueue};
-pub use scheduler::ServeEnd;
+pub use scheduler::{ServeEnd, Serving, Turn, MAX_PARALLEL};
 
 use crate::model::chat::ChatMessage;
 use crate::model::generate::{GenerateOptions, GenerationStats};

@@ -1,17 +1,25 @@
-//! The serving loop. Each turn admits waiting jobs into free sequence
-//! slots, runs one step of every sequence in flight together (a prompt
-//! batch for those still prefilling, the sampled token for the others),
-//! hands each client its new text, and retires the sequences that stopped.
-//! Sequences join and leave between steps; none waits for another to end.
+//! The serving loop, one turn at a time. Each turn admits waiting jobs
+//! into free sequence slots, runs one step of every sequence in flight
+//! together (a prompt batch for those still prefilling, the sampled token
+//! for the others), hands each client its new text, and retires the
+//! sequences that stopped. Sequences join and leave between steps; none
+//! waits for another to end.
+//!
+//! Everything a turn needs between turns lives in [`Serving`], which owns
+//! it, so the orchestrator is free between turns: the workbench runs
+//! `:stats`, `:trace` or `:shard` there while the server keeps its clients.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::queue::JobEnd;
+use super::slots::{FreeSlots, Slot};
 use super::{EventSink, ServeEvent, ServeFailure, ServeJob, ServePrompt, ServeQueue};
-use crate::model::generate::{GenerateOptions, GenerationStats, SeqStep, SequenceBackend};
-use crate::model::local_sequences::MAX_LOCAL_SEQUENCES;
+use crate::model::generate::{
+    GenerateOptions, GenerationStats, SeqStep, SequenceBackend, StopReason,
+};
+use crate::model::local_sequences::{ParkedCaches, MAX_LOCAL_SEQUENCES};
 use crate::model::sequence::SequenceRun;
-use crate::model::tokenizer::Tokenizer;
 use crate::orchestrator::generation::sequences_backend;
 use crate::orchestrator::{OpenModel, Orchestrator, OrchestratorError};
 
@@ -19,35 +27,9 @@ use crate::orchestrator::{OpenModel, Orchestrator, OrchestratorError};
 /// (a pushed job wakes it at once; this only bounds noticing a close).
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
-impl Orchestrator {
-    /// Serves `queue`'s jobs until it is closed and the sequences in flight
-    /// have finished, or until a step fails: then the sequences in flight
-    /// have been failed, the jobs still queued wait, and the caller decides
-    /// (re-plan on the survivors and serve again, say). At most `parallel`
-    /// sequences run at once, each with its own KV cache.
-    pub fn serve(
-        &mut self,
-        queue: &ServeQueue,
-        parallel: usize,
-    ) -> Result<ServeEnd, OrchestratorError> {
-        let parallel = parallel.clamp(1, MAX_LOCAL_SEQUENCES as usize) as u32;
-        // Sequence 0's cache is reused, so the chat-turn cache is stale after.
-        self.cached.clear();
-        let monitor = self.monitor.clone();
-        let model = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
-        let backend = sequences_backend(&mut self.runner, self.nodes.as_mut(), &monitor)?;
-        let mut scheduler = Scheduler {
-            context: backend.context(),
-            backend,
-            model,
-            queue,
-            active: Vec::new(),
-            free: (0..parallel).rev().collect(),
-            broken: None,
-        };
-        Ok(scheduler.run())
-    }
-}
+/// The most sequences one server generates at once (sequence 0 is the
+/// workbench's own).
+pub const MAX_PARALLEL: usize = MAX_LOCAL_SEQUENCES as usize - 1;
 
 /// Why [`Orchestrator::serve`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,25 +41,45 @@ pub enum ServeEnd {
     StepFailed(String),
 }
 
-struct Scheduler<'a> {
-    backend: Box<dyn SequenceBackend + 'a>,
-    model: &'a OpenModel,
-    queue: &'a ServeQueue,
-    context: usize,
-    active: Vec<Active<'a>>,
-    /// Sequence ids not in use.
-    free: Vec<u32>,
-    /// Set when the backend failed: the loop ends after this turn.
+/// What one [`Orchestrator::serve_turn`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing to run: the queue stayed empty for the wait.
+    Idle,
+    /// Sequences in flight took a step.
+    Stepped,
+    /// The queue is closed and nothing is in flight.
+    Closed,
+    /// A step failed with this message; the sequences in flight were
+    /// failed with it. Until the runner changes (a re-plan), later turns
+    /// answer every job with it.
+    StepFailed(String),
+}
+
+/// The server's side of serving, kept between turns: the queue, the
+/// sequences in flight, the free slots and, for the in-process model, the
+/// parked KV caches. It belongs to one runner: when the orchestrator loads
+/// or re-shards, the next turn fails what was in flight and starts afresh.
+pub struct Serving {
+    queue: Arc<ServeQueue>,
+    parallel: u32,
+    active: Vec<Active>,
+    free: FreeSlots,
+    parked: ParkedCaches,
+    /// The orchestrator's runner epoch the slots and caches belong to.
+    epoch: Option<u64>,
+    /// Set when a step failed: jobs get this until the runner changes.
     broken: Option<String>,
 }
 
 /// A sequence in flight and the client it answers.
-struct Active<'a> {
-    seq: u32,
-    run: SequenceRun<'a>,
+struct Active {
+    slot: Slot,
+    run: SequenceRun,
     opts: GenerateOptions,
     sink: EventSink,
     started: Instant,
+    reused: usize,
     /// The token sampled last step, to run this step.
     pending: Option<u32>,
     /// Bytes of `run.text` already sent.
@@ -92,71 +94,288 @@ enum Ending {
     Failed(ServeFailure),
 }
 
-impl<'a> Scheduler<'a> {
-    fn run(&mut self) -> ServeEnd {
+impl Serving {
+    /// Serving `queue`'s jobs, at most `parallel` sequences at once, each
+    /// with its own KV cache.
+    pub fn new(queue: Arc<ServeQueue>, parallel: usize) -> Self {
+        let parallel = parallel.clamp(1, MAX_PARALLEL) as u32;
+        Self {
+            queue,
+            parallel,
+            active: Vec::new(),
+            free: FreeSlots::new(parallel),
+            parked: ParkedCaches::default(),
+            epoch: None,
+            broken: None,
+        }
+    }
+
+    pub fn queue(&self) -> &Arc<ServeQueue> {
+        &self.queue
+    }
+
+    /// Sequences generated at once.
+    pub fn parallel(&self) -> usize {
+        self.parallel as usize
+    }
+
+    /// Sequences in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Why jobs are being failed, while a failed step waits for a re-plan.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Fails every sequence in flight and every waiting job with `why`
+    /// (the server is stopping, or there is nothing to serve with).
+    pub fn fail_all(&mut self, why: ServeFailure) {
+        self.fail_all_in_flight(why.clone());
+        while let Some(mut job) = self.queue.try_take() {
+            self.refuse(&mut job.sink, why.clone());
+        }
+    }
+
+    /// Starts afresh on the runner of `epoch`: what was in flight belonged
+    /// to the runner before it.
+    fn renew(&mut self, epoch: u64) {
+        if self.epoch.is_some() {
+            self.fail_all_in_flight(ServeFailure::Engine(
+                "the model was re-planned while this request ran".into(),
+            ));
+        }
+        self.free = FreeSlots::new(self.parallel);
+        self.parked.clear();
+        self.broken = None;
+        self.epoch = Some(epoch);
+    }
+
+    fn fail_all_in_flight(&mut self, why: ServeFailure) {
+        for a in &mut self.active {
+            a.end = Some(Ending::Failed(why.clone()));
+        }
+        self.retire_ended();
+    }
+
+    fn refuse(&self, sink: &mut EventSink, failure: ServeFailure) {
+        sink(ServeEvent::Failed(failure));
+        self.queue.count_end(JobEnd::Failed);
+    }
+
+    /// Tells each ended sequence's client how it ended and frees its slot.
+    fn retire_ended(&mut self) {
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].end.is_none() {
+                i += 1;
+                continue;
+            }
+            let mut a = self.active.swap_remove(i);
+            let generated = a.run.ids.len();
+            self.queue.count_tokens(a.run.prompt.len(), generated);
+            let end = match a.end.take() {
+                Some(Ending::Finished) => {
+                    let stats = stats_of(&a, generated);
+                    if (a.sink)(ServeEvent::Done(stats)) {
+                        JobEnd::Done
+                    } else {
+                        JobEnd::Cancelled
+                    }
+                }
+                Some(Ending::ClientGone) => JobEnd::Cancelled,
+                Some(Ending::Failed(failure)) => {
+                    // The cache may hold part of a step that failed.
+                    a.slot.holds.clear();
+                    (a.sink)(ServeEvent::Failed(failure));
+                    JobEnd::Failed
+                }
+                None => JobEnd::Failed,
+            };
+            self.queue.count_end(end);
+            self.free.give_back(a.slot);
+        }
+        self.queue.set_in_flight(self.active.len());
+    }
+}
+
+fn stats_of(a: &Active, generated: usize) -> GenerationStats {
+    let wall = a.started.elapsed().as_secs_f64();
+    let first = a.run.first.unwrap_or(wall);
+    GenerationStats {
+        prompt_tokens: a.run.prompt.len(),
+        reused_tokens: a.reused,
+        generated_tokens: generated,
+        prefill_seconds: first,
+        decode_seconds: wall - first,
+        time_to_first_token: first,
+        stop: a.run.stop.unwrap_or(StopReason::MaxTokens),
+    }
+}
+
+impl Orchestrator {
+    /// Serves `queue`'s jobs until it is closed and the sequences in flight
+    /// have finished, or until a step fails: then the sequences in flight
+    /// have been failed, the jobs still queued wait, and the caller decides
+    /// (re-plan on the survivors and serve again, say). At most `parallel`
+    /// sequences run at once, each with its own KV cache.
+    pub fn serve(
+        &mut self,
+        queue: &Arc<ServeQueue>,
+        parallel: usize,
+    ) -> Result<ServeEnd, OrchestratorError> {
+        let mut serving = Serving::new(queue.clone(), parallel);
         loop {
-            if let Some(message) = self.broken.take() {
-                self.queue.set_in_flight(0);
-                return ServeEnd::StepFailed(message);
-            }
-            if self.active.is_empty() {
-                match self.queue.take(IDLE_WAIT) {
-                    Err(()) => return ServeEnd::Closed,
-                    Ok(Some(job)) => self.admit(job),
-                    Ok(None) => continue,
-                }
-            }
-            while !self.free.is_empty() && self.broken.is_none() {
-                match self.queue.try_take() {
-                    Some(job) => self.admit(job),
-                    None => break,
-                }
-            }
-            self.queue.set_in_flight(self.active.len());
-            if !self.active.is_empty() {
-                self.step();
-                self.retire_ended();
-                self.queue.set_in_flight(self.active.len());
+            match self.serve_turn(&mut serving, IDLE_WAIT)? {
+                Turn::Closed => return Ok(ServeEnd::Closed),
+                Turn::StepFailed(message) => return Ok(ServeEnd::StepFailed(message)),
+                Turn::Idle | Turn::Stepped => {}
             }
         }
     }
 
-    /// Tokenizes `job`'s prompt and gives it a sequence slot, or tells its
-    /// client why not.
-    fn admit(&mut self, mut job: ServeJob) {
+    /// One turn of serving: admits what waits, runs one step of every
+    /// sequence in flight, retires those that ended. With nothing in
+    /// flight it waits up to `wait` for a job. Errors only when there is
+    /// nothing to serve with (no model loaded).
+    pub fn serve_turn(
+        &mut self,
+        serving: &mut Serving,
+        wait: Duration,
+    ) -> Result<Turn, OrchestratorError> {
+        if serving.epoch != Some(self.runner_epoch) {
+            serving.renew(self.runner_epoch);
+        }
+        if let Some(message) = serving.broken.clone() {
+            return Ok(refuse_while_broken(serving, &message, wait));
+        }
+        let model = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
+        // Lent to the backend for the turn, and handed back after it.
+        let mut parked = std::mem::take(&mut serving.parked);
+        let turn = match sequences_backend(
+            &mut self.runner,
+            &mut parked,
+            self.nodes.as_mut(),
+            &self.monitor,
+        ) {
+            Ok(mut backend) => {
+                let mut run = TurnRun {
+                    context: backend.context(),
+                    serving: &mut *serving,
+                    model,
+                    tokens_run: 0,
+                    decoded: 0,
+                };
+                let turn = run.run(backend.as_mut(), wait);
+                // Per-token figures (`:stats`) count served tokens too.
+                self.tokens_since_load += run.tokens_run;
+                self.monitor.count_tokens(run.tokens_run, run.decoded);
+                Ok(turn)
+            }
+            Err(e) => Err(e),
+        };
+        serving.parked = parked;
+        turn
+    }
+}
+
+/// After a failed step: each job is answered with the failure until the
+/// runner changes.
+fn refuse_while_broken(serving: &mut Serving, message: &str, wait: Duration) -> Turn {
+    match serving.queue.take(wait) {
+        Err(()) => Turn::Closed,
+        Ok(Some(mut job)) => {
+            let why = ServeFailure::Engine(format!(
+                "{message}; no request is served until the model is re-planned"
+            ));
+            serving.refuse(&mut job.sink, why);
+            Turn::Idle
+        }
+        Ok(None) => Turn::Idle,
+    }
+}
+
+/// One turn's view: the serving state and the model it runs on.
+struct TurnRun<'t> {
+    serving: &'t mut Serving,
+    model: &'t OpenModel,
+    context: usize,
+    /// Tokens this turn ran through the model.
+    tokens_run: u64,
+    /// Of those, sampled tokens (not prompt).
+    decoded: u64,
+}
+
+impl TurnRun<'_> {
+    fn run(&mut self, backend: &mut dyn SequenceBackend, wait: Duration) -> Turn {
+        if self.serving.active.is_empty() {
+            match self.serving.queue.take(wait) {
+                Err(()) => return Turn::Closed,
+                Ok(Some(job)) => self.admit(job, backend),
+                Ok(None) => return Turn::Idle,
+            }
+        }
+        while !self.serving.free.is_empty() && self.serving.broken.is_none() {
+            match self.serving.queue.try_take() {
+                Some(job) => self.admit(job, backend),
+                None => break,
+            }
+        }
+        self.serving.queue.set_in_flight(self.serving.active.len());
+        if !self.serving.active.is_empty() {
+            self.step(backend);
+            self.serving.retire_ended();
+        }
+        match &self.serving.broken {
+            Some(message) => Turn::StepFailed(message.clone()),
+            None => Turn::Stepped,
+        }
+    }
+
+    /// Tokenizes `job`'s prompt and gives it a sequence slot (the one whose
+    /// cache shares the longest prefix with it), or tells its client why not.
+    fn admit(&mut self, mut job: ServeJob, backend: &mut dyn SequenceBackend) {
         let ids = match self.encode(&job.prompt) {
             Ok(ids) => ids,
-            Err(failure) => return self.refuse(&mut job.sink, failure),
+            Err(failure) => return self.serving.refuse(&mut job.sink, failure),
         };
-        let tokenizer: &'a Tokenizer = &self.model.tokenizer;
-        let run = match SequenceRun::new(ids, tokenizer, &job.opts) {
+        let mut run = match SequenceRun::new(ids, &self.model.tokenizer, &job.opts) {
             Ok(run) => run,
-            Err(e) => return self.refuse(&mut job.sink, ServeFailure::BadPrompt(e.to_string())),
+            Err(e) => {
+                let failure = ServeFailure::BadPrompt(e.to_string());
+                return self.serving.refuse(&mut job.sink, failure);
+            }
         };
-        let Some(seq) = self.free.pop() else {
+        let Some((mut slot, shared)) = self.serving.free.take_for(&run.prompt) else {
             // Only admitted while a slot is free.
-            return self.refuse(
-                &mut job.sink,
-                ServeFailure::Engine("no free sequence".into()),
-            );
+            let failure = ServeFailure::Engine("no free sequence".into());
+            return self.serving.refuse(&mut job.sink, failure);
         };
-        if let Err(e) = self.backend.reset(seq) {
-            self.free.push(seq);
-            self.broken = Some(e.to_string());
-            return self.refuse(&mut job.sink, ServeFailure::Engine(e.to_string()));
+        let reused = run.reuse_prefix(shared);
+        slot.holds.truncate(reused);
+        if reused == 0 {
+            if let Err(e) = backend.reset(slot.seq) {
+                self.serving.free.give_back(slot);
+                self.serving.broken = Some(e.to_string());
+                return self
+                    .serving
+                    .refuse(&mut job.sink, ServeFailure::Engine(e.to_string()));
+            }
         }
         let prompt_tokens = run.prompt.len();
         if !(job.sink)(ServeEvent::Started { prompt_tokens }) {
-            self.free.push(seq);
-            self.queue.count_end(JobEnd::Cancelled);
+            self.serving.free.give_back(slot);
+            self.serving.queue.count_end(JobEnd::Cancelled);
             return;
         }
-        self.active.push(Active {
-            seq,
+        self.serving.active.push(Active {
+            slot,
             run,
             opts: job.opts,
             sink: job.sink,
             started: Instant::now(),
+            reused,
             pending: None,
             sent: 0,
             end: None,
@@ -187,35 +406,39 @@ impl<'a> Scheduler<'a> {
         Ok(ids)
     }
 
-    fn refuse(&self, sink: &mut EventSink, failure: ServeFailure) {
-        sink(ServeEvent::Failed(failure));
-        self.queue.count_end(JobEnd::Failed);
-    }
-
     /// One step of every sequence in flight, then each one's new text.
-    fn step(&mut self) {
+    fn step(&mut self, backend: &mut dyn SequenceBackend) {
+        self.decoded += self
+            .serving
+            .active
+            .iter()
+            .filter(|a| a.pending.is_some())
+            .count() as u64;
         let steps: Vec<SeqStep> = self
+            .serving
             .active
             .iter_mut()
             .map(|a| match a.pending.take() {
-                Some(token) => a.run.token_step(a.seq, token),
-                None => a.run.next_prompt_step(a.seq),
+                Some(token) => a.run.token_step(a.slot.seq, token),
+                None => a.run.next_prompt_step(a.slot.seq),
             })
             .collect();
-        let logits = match self.backend.step_many(&steps) {
+        let logits = match backend.step_many(&steps) {
             Ok(logits) => logits,
             Err(e) => {
                 // A failed step leaves every sequence's cache in doubt.
                 let failure = ServeFailure::Engine(e.to_string());
-                for a in &mut self.active {
+                for a in &mut self.serving.active {
                     a.end = Some(Ending::Failed(failure.clone()));
                 }
-                self.broken = Some(e.to_string());
+                self.serving.broken = Some(e.to_string());
                 return;
             }
         };
-        let tokenizer: &'a Tokenizer = &self.model.tokenizer;
-        for (a, logits) in self.active.iter_mut().zip(logits) {
+        self.tokens_run += steps.iter().map(|s| s.tokens.len() as u64).sum::<u64>();
+        let tokenizer = &self.model.tokenizer;
+        for ((a, logits), step) in self.serving.active.iter_mut().zip(logits).zip(steps) {
+            a.slot.holds.extend_from_slice(&step.tokens);
             if a.run.prefilling() {
                 continue;
             }
@@ -239,51 +462,6 @@ impl<'a> Scheduler<'a> {
                 if !(a.sink)(ServeEvent::Text(piece)) {
                     a.end = Some(Ending::ClientGone);
                 }
-            }
-        }
-    }
-
-    /// Tells each ended sequence's client how it ended and frees its slot.
-    fn retire_ended(&mut self) {
-        let mut i = 0;
-        while i < self.active.len() {
-            if self.active[i].end.is_none() {
-                i += 1;
-                continue;
-            }
-            let mut a = self.active.swap_remove(i);
-            self.free.push(a.seq);
-            let generated = a.run.ids.len();
-            self.queue.count_tokens(a.run.prompt.len(), generated);
-            match a.end.take() {
-                Some(Ending::Finished) => {
-                    let wall = a.started.elapsed().as_secs_f64();
-                    let first = a.run.first.unwrap_or(wall);
-                    let stats = GenerationStats {
-                        prompt_tokens: a.run.prompt.len(),
-                        reused_tokens: 0,
-                        generated_tokens: generated,
-                        prefill_seconds: first,
-                        decode_seconds: wall - first,
-                        time_to_first_token: first,
-                        stop: a
-                            .run
-                            .stop
-                            .unwrap_or(crate::model::generate::StopReason::MaxTokens),
-                    };
-                    let end = if (a.sink)(ServeEvent::Done(stats)) {
-                        JobEnd::Done
-                    } else {
-                        JobEnd::Cancelled
-                    };
-                    self.queue.count_end(end);
-                }
-                Some(Ending::ClientGone) => self.queue.count_end(JobEnd::Cancelled),
-                Some(Ending::Failed(failure)) => {
-                    (a.sink)(ServeEvent::Failed(failure));
-                    self.queue.count_end(JobEnd::Failed);
-                }
-                None => {}
             }
         }
     }

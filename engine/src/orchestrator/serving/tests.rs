@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
+use crate::model::generate::GenerationStats;
 use crate::model::generate::StopReason;
 use crate::model::sampling::SamplingParams;
 use crate::model::store::{ModelSource, ModelStore};
 use crate::model::synth::{synth, SynthArch, SynthOptions};
-use crate::orchestrator::{OpenModel, Orchestrator, OrchestratorConfig};
+use crate::orchestrator::{OpenModel, Orchestrator, OrchestratorConfig, OrchestratorError};
 
 fn tiny_orchestrator(dir: &std::path::Path) -> Orchestrator {
     let opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("tiny preset");
@@ -166,4 +167,131 @@ fn a_full_queue_refuses_and_closing_fails_the_waiting_jobs() {
         [ServeEvent::Failed(ServeFailure::ShuttingDown)]
     ));
     assert_eq!(queue.counts().queued, 0);
+}
+
+/// Runs turns until `n` jobs have ended (bounded: a stuck scheduler fails
+/// the test instead of hanging it).
+fn turns_until(o: &mut Orchestrator, serving: &mut Serving, n: u64) {
+    for _ in 0..10_000 {
+        let c = serving.queue().counts();
+        if c.done + c.failed + c.cancelled >= n {
+            return;
+        }
+        o.serve_turn(serving, Duration::from_millis(10))
+            .expect("a turn runs");
+    }
+    panic!("jobs did not end: {:?}", serving.queue().counts());
+}
+
+fn done_stats(events: &Events) -> GenerationStats {
+    match events.lock().unwrap().last() {
+        Some(ServeEvent::Done(stats)) => stats.clone(),
+        other => panic!("not done: {other:?}"),
+    }
+}
+
+#[test]
+fn a_continued_conversation_prefills_only_what_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = tiny_orchestrator(dir.path());
+    let first = "The quick brown fox";
+    let first_ids = o.require_model().unwrap().encode(first).unwrap();
+    let answer = o
+        .generate(&first_ids, &greedy(6), None, &mut |_| {})
+        .unwrap()
+        .text;
+    let next = format!("{first}{answer} and then");
+    let next_ids = o.require_model().unwrap().encode(&next).unwrap();
+    let shared = first_ids
+        .iter()
+        .zip(&next_ids)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared >= 3, "the prompts share {shared} tokens");
+    let alone = o
+        .generate(&next_ids, &greedy(6), None, &mut |_| {})
+        .unwrap()
+        .text;
+
+    let queue = Arc::new(ServeQueue::new(4));
+    let mut serving = Serving::new(queue.clone(), 2);
+    let (job1, events1) = job(first, 6, None);
+    queue.push(job1).unwrap();
+    turns_until(&mut o, &mut serving, 1);
+    assert_eq!(text_of(&events1), answer);
+    assert_eq!(done_stats(&events1).reused_tokens, 0);
+
+    let (job2, events2) = job(&next, 6, None);
+    queue.push(job2).unwrap();
+    turns_until(&mut o, &mut serving, 2);
+    // The same answer as a fresh prefill, with the shared prefix reused.
+    assert_eq!(text_of(&events2), alone);
+    let stats = done_stats(&events2);
+    assert!(stats.reused_tokens >= shared, "{stats:?}");
+    assert!(stats.reused_tokens < next_ids.len(), "{stats:?}");
+
+    // An unrelated prompt shares at most the start-of-text token: it takes
+    // the other slot, and still gives its own answer.
+    let other = "Hello";
+    let other_ids = o.require_model().unwrap().encode(other).unwrap();
+    let other_alone = o
+        .generate(&other_ids, &greedy(6), None, &mut |_| {})
+        .unwrap()
+        .text;
+    let (job3, events3) = job(other, 6, None);
+    queue.push(job3).unwrap();
+    turns_until(&mut o, &mut serving, 3);
+    assert_eq!(text_of(&events3), other_alone);
+    assert_eq!(done_stats(&events3).reused_tokens, 0);
+    // The conversation's cache is still there for its next turn.
+    let (job4, events4) = job(&next, 6, None);
+    queue.push(job4).unwrap();
+    turns_until(&mut o, &mut serving, 4);
+    assert_eq!(text_of(&events4), alone);
+    assert_eq!(done_stats(&events4).reused_tokens, next_ids.len() - 1);
+}
+
+#[test]
+fn a_re_plan_between_turns_fails_what_was_in_flight_and_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = tiny_orchestrator(dir.path());
+    let queue = Arc::new(ServeQueue::new(4));
+    let mut serving = Serving::new(queue.clone(), 2);
+    let (long, long_events) = job("A long answer", 40, None);
+    queue.push(long).unwrap();
+    let turn = o
+        .serve_turn(&mut serving, Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(turn, Turn::Stepped);
+    assert_eq!(serving.in_flight(), 1);
+
+    // The workbench re-loads between turns.
+    o.unload();
+    o.ensure_runner(&mut |_| {}).expect("loads again");
+    let (after, after_events) = job("Hello", 3, None);
+    queue.push(after).unwrap();
+    turns_until(&mut o, &mut serving, 2);
+    assert!(
+        matches!(
+            long_events.lock().unwrap().last(),
+            Some(ServeEvent::Failed(ServeFailure::Engine(m))) if m.contains("re-planned")
+        ),
+        "{long_events:?}"
+    );
+    assert_eq!(done_stats(&after_events).generated_tokens, 3);
+
+    // With nothing loaded a turn says so, and the session can fail the jobs.
+    o.unload();
+    let (stranded, stranded_events) = job("Hello", 3, None);
+    queue.push(stranded).unwrap();
+    let err = o
+        .serve_turn(&mut serving, Duration::from_millis(10))
+        .unwrap_err();
+    assert!(matches!(err, OrchestratorError::NothingLoaded), "{err}");
+    serving.fail_all(ServeFailure::Engine(err.to_string()));
+    assert!(matches!(
+        stranded_events.lock().unwrap().as_slice(),
+        [ServeEvent::Failed(ServeFailure::Engine(_))]
+    ));
+    assert_eq!(queue.counts().failed, 2);
 }

@@ -2,7 +2,7 @@
 //! generation across nodes: the same table in both places.
 
 use shardlab_engine::cluster::messages::ExpertMetrics;
-use shardlab_engine::orchestrator::report::{NodeStats, Percentiles, StatsReport};
+use shardlab_engine::orchestrator::report::{NodeStats, Percentiles, ServingFigures, StatsReport};
 
 use super::Literals;
 use crate::output::text::{bytes, duration, rate};
@@ -84,7 +84,36 @@ pub fn stats(report: &StatsReport, lits: &Literals) -> Table {
         ),
         None => t.note("no generation yet"),
     }
+    if let Some(s) = &report.serving {
+        t.note(serving_note(s));
+    }
     t
+}
+
+/// One line for the server: where, and its requests so far.
+fn serving_note(s: &ServingFigures) -> Rich {
+    let c = &s.counts;
+    let line = Rich::from("server ")
+        .push_varies(Varies::Addr, s.url.clone())
+        .push(format!(" ({} at once): requests ", s.parallel))
+        .push_varies(Varies::Int, c.in_flight.to_string())
+        .push(" in flight · ")
+        .push_varies(Varies::Int, c.queued.to_string())
+        .push(" queued · ")
+        .push_varies(Varies::Int, c.done.to_string())
+        .push(" done · ")
+        .push_varies(Varies::Int, c.failed.to_string())
+        .push(" failed · ")
+        .push_varies(Varies::Int, c.cancelled.to_string())
+        .push(" cancelled · ")
+        .push_varies(Varies::Int, c.generated_tokens.to_string())
+        .push(" tokens generated");
+    match &s.broken {
+        Some(why) => line.push(format!(
+            "; a step failed ({why}): requests get a 503 until :shard re-plans"
+        )),
+        None => line,
+    }
 }
 
 /// This process does all the work and sends nothing.
