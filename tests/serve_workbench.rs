@@ -114,7 +114,8 @@ fn count_before(line: &str, label: &str) -> u64 {
 #[test]
 fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies() {
     let mut shell = Shell::start();
-    shell.run(":connect local 2", "connected 2 nodes");
+    // Budgets that leave KV room for a few thousand positions in all.
+    shell.run(":connect local 2 --mem-limit 300M", "connected 2 nodes");
     shell.run(":load smollm2", "opened smollm2");
     shell.run(":shard tensor", "sharded tensor over 2 nodes");
     let started = shell.run(
@@ -127,6 +128,10 @@ fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies()
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the address it listens on")
         .to_string();
+    assert!(
+        started.contains("positions for all requests together (node0 ("),
+        "{started}"
+    );
     let api = Client {
         base: format!("http://{addr}"),
         key: None,
@@ -147,6 +152,11 @@ fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies()
     assert_eq!(count_before(line, " failed"), 0, "{line}");
     assert_eq!(count_before(line, " in flight"), 0, "{line}");
     assert!(count_before(line, " tokens generated") >= 13 * 8, "{line}");
+    assert_eq!(
+        count_before(line, " of "),
+        0,
+        "nothing reserved when idle: {line}"
+    );
     // The nodes' per-token traffic counts the served tokens.
     assert!(stats.contains("node0"), "{stats}");
 

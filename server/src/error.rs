@@ -118,6 +118,9 @@ impl From<ServeFailure> for ApiError {
             ServeFailure::ContextLength { .. } => ApiError::invalid(message)
                 .code("context_length_exceeded")
                 .param("messages"),
+            ServeFailure::KvBudget { .. } => ApiError::invalid(message)
+                .code("context_length_exceeded")
+                .param("max_tokens"),
             ServeFailure::BadPrompt(_) => ApiError::invalid(message),
             ServeFailure::Engine(_) | ServeFailure::ShuttingDown => ApiError::unavailable(message),
         }

@@ -111,6 +111,12 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
     )
     .with_context(|| format!("listening on {}", args.listen))?;
     shardlab_server::close_on_signal(queue.clone())?;
+    if let Ok(room) = core.kv_room() {
+        eprintln!(
+            "KV memory holds {} positions for all requests together ({} limits it); requests wait until theirs fit",
+            room.positions, room.node
+        );
+    }
     eprintln!(
         "serving {} on http://{} (OpenAI API under /v1; {} sequences at once, {} may wait)",
         args.model,

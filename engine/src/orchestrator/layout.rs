@@ -31,7 +31,10 @@ pub struct ShardOutcome {
 impl Orchestrator {
     /// The nodes a plan is made over: the live cluster nodes, or this
     /// process (with its free memory as budget) when none are connected.
-    fn budgets(&self, request: &LayoutRequest) -> Result<Vec<NodeBudget>, OrchestratorError> {
+    pub(super) fn budgets(
+        &self,
+        request: &LayoutRequest,
+    ) -> Result<Vec<NodeBudget>, OrchestratorError> {
         match &self.nodes {
             Some(n) => Ok(n.cluster.budgets()),
             None if *request == LayoutRequest::Single => Ok(vec![NodeBudget {

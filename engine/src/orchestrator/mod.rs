@@ -21,6 +21,7 @@
 mod bench;
 mod error;
 mod generation;
+mod kv_room;
 mod layout;
 mod model;
 mod monitor;
@@ -45,6 +46,7 @@ use crate::shard::plan::{KvSpec, LayoutRequest};
 
 pub use bench::{BenchEvent, BenchRequest};
 pub use error::OrchestratorError;
+pub use kv_room::KvRoom;
 pub use model::OpenModel;
 pub use monitor::{LiveNode, LiveSnapshot, Monitor};
 pub use nodes::{NodeSet, NodesSpec};

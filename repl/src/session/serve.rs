@@ -37,6 +37,8 @@ impl WorkbenchServer {
             url: self.url.clone(),
             parallel: self.serving.parallel(),
             counts: self.serving.queue().counts(),
+            kv_room: self.serving.kv_room(),
+            kv_reserved: self.serving.kv_reserved(),
             broken: self.serving.broken().map(str::to_string),
         }
     }
@@ -102,6 +104,7 @@ impl Session {
             },
         )?;
         let url = format!("http://{}", http.addr());
+        let room = self.core.kv_room().ok();
         let line = Rich::from("serving ")
             .push(self.core.require_model()?.name.clone())
             .push(" on ")
@@ -109,6 +112,16 @@ impl Session {
             .push(format!(
                 " (OpenAI API under /v1; {parallel} requests at once, {QUEUE} may wait); `:serve off` stops it"
             ));
+        let line = match room {
+            Some(room) => line
+                .push("; KV memory holds ")
+                .push_varies(Varies::Int, room.positions.to_string())
+                .push(format!(
+                    " positions for all requests together ({} limits it)",
+                    room.node
+                )),
+            None => line,
+        };
         self.server = Some(WorkbenchServer {
             http,
             serving: Serving::new(queue, parallel),

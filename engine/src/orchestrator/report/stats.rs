@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::cluster::messages::ExpertMetrics;
 use crate::model::generate::GenerationStats;
 use crate::orchestrator::serving::ServeCounts;
+use crate::orchestrator::KvRoom;
 
 /// The 50th and 99th percentile of a set of samples, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -98,6 +99,10 @@ pub struct ServingFigures {
     /// Sequences generated at once.
     pub parallel: usize,
     pub counts: ServeCounts,
+    /// KV positions the requests in flight may fill together, and who limits it.
+    pub kv_room: Option<KvRoom>,
+    /// KV positions the requests in flight have reserved.
+    pub kv_reserved: usize,
     /// Why requests are failed now, while a failed step waits for `:shard`.
     pub broken: Option<String>,
 }

@@ -57,6 +57,14 @@ pub enum ServeEvent {
 pub enum ServeFailure {
     #[error("the prompt has {prompt} tokens; the context holds {context}, and at least one must be left to generate")]
     ContextLength { prompt: usize, context: usize },
+    /// The positions the request may fill (prompt plus `max_tokens`, up to
+    /// the context) are more than the nodes' memory holds for KV at all.
+    #[error("this request may fill {needed} KV positions (prompt plus max_tokens); the KV memory left on {node} holds {room} for all requests together. Ask for fewer max_tokens or a shorter prompt")]
+    KvBudget {
+        needed: usize,
+        room: usize,
+        node: String,
+    },
     #[error("{0}")]
     BadPrompt(String),
     /// The model or the cluster failed while running the job.

@@ -111,6 +111,12 @@ impl ServeQueue {
         }
     }
 
+    /// Puts back a job taken but not admitted yet (no KV room for it now):
+    /// it goes first next time, whatever the capacity.
+    pub(super) fn put_back(&self, job: ServeJob) {
+        self.lock().jobs.push_front(job);
+    }
+
     /// The next job without waiting.
     pub(super) fn try_take(&self) -> Option<ServeJob> {
         self.lock().jobs.pop_front()

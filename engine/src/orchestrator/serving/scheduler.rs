@@ -21,7 +21,7 @@ use crate::model::generate::{
 use crate::model::local_sequences::{ParkedCaches, MAX_LOCAL_SEQUENCES};
 use crate::model::sequence::SequenceRun;
 use crate::orchestrator::generation::sequences_backend;
-use crate::orchestrator::{OpenModel, Orchestrator, OrchestratorError};
+use crate::orchestrator::{KvRoom, OpenModel, Orchestrator, OrchestratorError};
 
 /// How long an idle scheduler sleeps before looking at the queue again
 /// (a pushed job wakes it at once; this only bounds noticing a close).
@@ -70,6 +70,11 @@ pub struct Serving {
     epoch: Option<u64>,
     /// Set when a step failed: jobs get this until the runner changes.
     broken: Option<String>,
+    /// KV positions the sequences in flight may fill together, from the
+    /// runner's memory (`None`: unknown, no limit).
+    kv_room: Option<KvRoom>,
+    /// At most this many, whatever memory allows.
+    kv_cap: Option<usize>,
 }
 
 /// A sequence in flight and the client it answers.
@@ -80,6 +85,8 @@ struct Active {
     sink: EventSink,
     started: Instant,
     reused: usize,
+    /// KV positions it may fill: prompt plus `max_tokens`, up to the context.
+    reserve: usize,
     /// The token sampled last step, to run this step.
     pending: Option<u32>,
     /// Bytes of `run.text` already sent.
@@ -107,7 +114,35 @@ impl Serving {
             parked: ParkedCaches::default(),
             epoch: None,
             broken: None,
+            kv_room: None,
+            kv_cap: None,
         }
+    }
+
+    /// Admits requests only while their KV positions together stay within
+    /// `positions`, even where memory holds more.
+    pub fn cap_kv_positions(mut self, positions: usize) -> Self {
+        self.kv_cap = Some(positions);
+        self
+    }
+
+    /// KV positions the requests in flight may fill together, and the node
+    /// that limits it; `None` when unknown.
+    pub fn kv_room(&self) -> Option<KvRoom> {
+        let cap = |positions| KvRoom {
+            positions,
+            node: "the cap set for this server".into(),
+        };
+        match (&self.kv_room, self.kv_cap) {
+            (Some(room), Some(c)) if c < room.positions => Some(cap(c)),
+            (None, Some(c)) => Some(cap(c)),
+            (room, _) => room.clone(),
+        }
+    }
+
+    /// KV positions reserved by the requests in flight.
+    pub fn kv_reserved(&self) -> usize {
+        self.active.iter().map(|a| a.reserve).sum()
     }
 
     pub fn queue(&self) -> &Arc<ServeQueue> {
@@ -138,9 +173,9 @@ impl Serving {
         }
     }
 
-    /// Starts afresh on the runner of `epoch`: what was in flight belonged
-    /// to the runner before it.
-    fn renew(&mut self, epoch: u64) {
+    /// Starts afresh on the runner of `epoch`, whose KV memory holds
+    /// `kv_room`: what was in flight belonged to the runner before it.
+    fn renew(&mut self, epoch: u64, kv_room: Option<KvRoom>) {
         if self.epoch.is_some() {
             self.fail_all_in_flight(ServeFailure::Engine(
                 "the model was re-planned while this request ran".into(),
@@ -150,6 +185,7 @@ impl Serving {
         self.parked.clear();
         self.broken = None;
         self.epoch = Some(epoch);
+        self.kv_room = kv_room;
     }
 
     fn fail_all_in_flight(&mut self, why: ServeFailure) {
@@ -245,7 +281,7 @@ impl Orchestrator {
         wait: Duration,
     ) -> Result<Turn, OrchestratorError> {
         if serving.epoch != Some(self.runner_epoch) {
-            serving.renew(self.runner_epoch);
+            serving.renew(self.runner_epoch, self.kv_room().ok());
         }
         if let Some(message) = serving.broken.clone() {
             return Ok(refuse_while_broken(serving, &message, wait));
@@ -312,14 +348,24 @@ impl TurnRun<'_> {
         if self.serving.active.is_empty() {
             match self.serving.queue.take(wait) {
                 Err(()) => return Turn::Closed,
-                Ok(Some(job)) => self.admit(job, backend),
+                // With nothing in flight, a job that fits the room at all fits now.
+                Ok(Some(job)) => {
+                    if let Some(job) = self.admit(job, backend) {
+                        self.serving.queue.put_back(job);
+                        return Turn::Idle;
+                    }
+                }
                 Ok(None) => return Turn::Idle,
             }
         }
         while !self.serving.free.is_empty() && self.serving.broken.is_none() {
-            match self.serving.queue.try_take() {
-                Some(job) => self.admit(job, backend),
-                None => break,
+            let Some(job) = self.serving.queue.try_take() else {
+                break;
+            };
+            if let Some(waits) = self.admit(job, backend) {
+                // First in line still, once sequences in flight free KV room.
+                self.serving.queue.put_back(waits);
+                break;
             }
         }
         self.serving.queue.set_in_flight(self.serving.active.len());
@@ -334,12 +380,43 @@ impl TurnRun<'_> {
     }
 
     /// Tokenizes `job`'s prompt and gives it a sequence slot (the one whose
-    /// cache shares the longest prefix with it), or tells its client why not.
-    fn admit(&mut self, mut job: ServeJob, backend: &mut dyn SequenceBackend) {
+    /// cache shares the longest prefix with it), or tells its client why
+    /// not. Hands the job back when its KV positions do not fit beside
+    /// those in flight yet.
+    fn admit(&mut self, mut job: ServeJob, backend: &mut dyn SequenceBackend) -> Option<ServeJob> {
         let ids = match self.encode(&job.prompt) {
             Ok(ids) => ids,
-            Err(failure) => return self.serving.refuse(&mut job.sink, failure),
+            Err(failure) => {
+                self.serving.refuse(&mut job.sink, failure);
+                return None;
+            }
         };
+        let reserve = (ids.len() + job.opts.max_tokens).min(self.context);
+        if let Some(room) = self.serving.kv_room() {
+            if reserve > room.positions {
+                let failure = ServeFailure::KvBudget {
+                    needed: reserve,
+                    room: room.positions,
+                    node: room.node,
+                };
+                self.serving.refuse(&mut job.sink, failure);
+                return None;
+            }
+            if self.serving.kv_reserved() + reserve > room.positions {
+                return Some(job);
+            }
+        }
+        self.start(job, ids, reserve, backend);
+        None
+    }
+
+    fn start(
+        &mut self,
+        mut job: ServeJob,
+        ids: Vec<u32>,
+        reserve: usize,
+        backend: &mut dyn SequenceBackend,
+    ) {
         let mut run = match SequenceRun::new(ids, &self.model.tokenizer, &job.opts) {
             Ok(run) => run,
             Err(e) => {
@@ -376,6 +453,7 @@ impl TurnRun<'_> {
             sink: job.sink,
             started: Instant::now(),
             reused,
+            reserve,
             pending: None,
             sent: 0,
             end: None,

@@ -295,3 +295,34 @@ fn a_re_plan_between_turns_fails_what_was_in_flight_and_serves_on() {
     ));
     assert_eq!(queue.counts().failed, 2);
 }
+
+#[test]
+fn requests_wait_for_kv_room_and_one_that_can_never_fit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = tiny_orchestrator(dir.path());
+    let queue = Arc::new(ServeQueue::new(4));
+    let mut serving = Serving::new(queue.clone(), 4).cap_kv_positions(40);
+    // Each may fill its prompt plus 20 positions: two do not fit in 40.
+    let (a, a_events) = job("The quick brown fox", 20, None);
+    let (b, b_events) = job("Once upon a time", 20, None);
+    let (huge, huge_events) = job("Hello", 60, None);
+    queue.push(a).unwrap();
+    queue.push(b).unwrap();
+    o.serve_turn(&mut serving, Duration::from_millis(10))
+        .unwrap();
+    assert_eq!(serving.in_flight(), 1, "the second waits for room");
+    assert_eq!(queue.counts().queued, 1);
+    assert!(serving.kv_reserved() <= 40);
+    queue.push(huge).unwrap();
+    turns_until(&mut o, &mut serving, 3);
+    assert_eq!(done_stats(&a_events).generated_tokens, 20);
+    assert_eq!(done_stats(&b_events).generated_tokens, 20);
+    let huge_events = huge_events.lock().unwrap();
+    assert!(
+        matches!(
+            huge_events.as_slice(),
+            [ServeEvent::Failed(ServeFailure::KvBudget { room: 40, needed, .. })] if *needed > 40
+        ),
+        "{huge_events:?}"
+    );
+}

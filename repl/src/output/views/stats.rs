@@ -108,6 +108,15 @@ fn serving_note(s: &ServingFigures) -> Rich {
         .push(" cancelled · ")
         .push_varies(Varies::Int, c.generated_tokens.to_string())
         .push(" tokens generated");
+    let line = match &s.kv_room {
+        Some(room) => line
+            .push(" · KV ")
+            .push_varies(Varies::Int, s.kv_reserved.to_string())
+            .push(" of ")
+            .push_varies(Varies::Int, room.positions.to_string())
+            .push(" positions reserved"),
+        None => line,
+    };
     match &s.broken {
         Some(why) => line.push(format!(
             "; a step failed ({why}): requests get a 503 until :shard re-plans"
