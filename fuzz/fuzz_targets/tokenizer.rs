@@ -39,11 +39,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut stream = tok.stream();
         for &id in &ids {
-            if let Err(e) = stream.push(id) {
+            if let Err(e) = stream.push(&tok, id) {
                 panic!("stream refused id {id} from encode: {e}");
             }
         }
-        let _ = stream.finish();
+        let _ = stream.finish(&tok);
     }
     // Arbitrary ids, some past the end of the vocabulary: errors, not panics.
     let ids: Vec<u32> = text
