@@ -344,6 +344,7 @@ fn from_node() -> Vec<FromNode> {
                     start: 0.001,
                     seconds: 1e-4,
                 }],
+                resident_bytes: 1 << 24,
             },
         },
         FromNode::Metrics(NodeMetrics {

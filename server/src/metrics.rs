@@ -1,5 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: requests, queue, tokens
-//! and tokens/s, and each node's compute, wait and traffic.
+//! and tokens/s, and each node's compute, wait, traffic and resident
+//! memory.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -100,6 +101,12 @@ pub fn render(counts: &ServeCounts, live: &LiveSnapshot, uptime: Duration) -> St
         "Bytes each node sent to its peers.",
         &per_node(&|n| n.bytes_sent as f64),
     );
+    metric(
+        "node_resident_bytes",
+        "gauge",
+        "Resident memory of each node process after its latest step (0 when unknown).",
+        &per_node(&|n| n.resident_bytes as f64),
+    );
     out
 }
 
@@ -109,4 +116,46 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardlab_engine::orchestrator::LiveNode;
+
+    fn node(name: &str, resident_bytes: u64) -> LiveNode {
+        LiveNode {
+            name: name.to_string(),
+            steps: 3,
+            resident_bytes,
+            ..LiveNode::default()
+        }
+    }
+
+    #[test]
+    fn each_node_has_its_own_resident_bytes_gauge() {
+        let live = LiveSnapshot {
+            nodes: vec![node("node0", 3_000_000_000), node("node1", 0)],
+            ..LiveSnapshot::default()
+        };
+        let text = render(&ServeCounts::default(), &live, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        let help = lines
+            .iter()
+            .position(|l| l.starts_with("# HELP shardlab_node_resident_bytes "))
+            .expect("a HELP line");
+        assert_eq!(lines[help + 1], "# TYPE shardlab_node_resident_bytes gauge");
+        assert_eq!(
+            lines[help + 2],
+            "shardlab_node_resident_bytes{node=\"node0\"} 3000000000"
+        );
+        assert_eq!(
+            lines[help + 3],
+            "shardlab_node_resident_bytes{node=\"node1\"} 0"
+        );
+        assert!(
+            text.contains("# TYPE shardlab_process_resident_bytes gauge"),
+            "the serving process's own gauge stays"
+        );
+    }
 }

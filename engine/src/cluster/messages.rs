@@ -268,6 +268,11 @@ pub struct StepMetrics {
     pub bytes_received: u64,
     /// Timeline of this step, for `:trace`.
     pub spans: Vec<Span>,
+    /// The node process's resident memory when the step ended; 0 where the
+    /// platform does not say. Defaults to 0 from a node that predates it,
+    /// so old and new nodes still speak the same protocol version.
+    #[serde(default)]
+    pub resident_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

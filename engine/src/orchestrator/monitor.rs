@@ -22,6 +22,9 @@ pub struct LiveNode {
     pub wait_seconds: f64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The node process's resident memory after its latest step (0 when
+    /// the node could not tell).
+    pub resident_bytes: u64,
     /// The last step this node answered, for the timeline.
     pub last_step: Option<StepMetrics>,
 }
@@ -75,6 +78,7 @@ impl Monitor {
             node.wait_seconds += step.wait_seconds;
             node.bytes_sent += step.bytes_sent;
             node.bytes_received += step.bytes_received;
+            node.resident_bytes = step.resident_bytes;
             node.last_step = Some(step.clone());
         }
     }
@@ -134,6 +138,7 @@ mod tests {
 
     fn step(compute: f64, end: f64) -> StepMetrics {
         StepMetrics {
+            resident_bytes: 1000,
             tokens: 1,
             compute_seconds: compute,
             wait_seconds: 0.5,
@@ -168,6 +173,24 @@ mod tests {
         assert_eq!(t.nodes.len(), 2);
         assert_eq!(t.span, 3.0);
         assert_eq!(t.nodes[1].label, "node1 (b)");
+    }
+
+    #[test]
+    fn resident_bytes_is_the_latest_reported_not_a_sum() {
+        let m = Monitor::default();
+        m.reset(2);
+        let with_rss = |rss| StepMetrics {
+            resident_bytes: rss,
+            ..step(1.0, 1.0)
+        };
+        m.record_step(&[Some(with_rss(5_000)), Some(with_rss(7_000))]);
+        m.record_step(&[Some(with_rss(3_000)), None]);
+        let s = m.snapshot();
+        assert_eq!(s.nodes[0].resident_bytes, 3_000, "the latest step wins");
+        assert_eq!(
+            s.nodes[1].resident_bytes, 7_000,
+            "kept when a node skips a step"
+        );
     }
 
     #[test]

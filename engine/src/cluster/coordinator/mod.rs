@@ -4,6 +4,7 @@
 //!
 //! Every failure is a [`ClusterError`] naming the node and the phase.
 
+mod gather;
 mod load;
 mod spawn;
 mod step;

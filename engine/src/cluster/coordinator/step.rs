@@ -1,24 +1,11 @@
 //! Generation steps across the cluster: the cluster as a [`Backend`].
 
-use std::time::{Duration, Instant};
-
-use super::{recv_error, Cluster, ClusterError, CONTROL_DEADLINE};
+use super::{Cluster, ClusterError, CONTROL_DEADLINE};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::model::error::ModelError;
 use crate::model::generate::{Backend, SeqStep, SequenceBackend};
 use crate::model::transformer::PREFILL_BATCH;
 use crate::net::TensorDtype;
-
-/// After the step deadline has passed, a reply already on its way still
-/// gets this long: a survivor's "my peer timed out" must not be mistaken for
-/// silence just because an earlier node used up the shared deadline.
-const LATE_REPLY_GRACE: Duration = Duration::from_millis(500);
-
-/// The time left before `end`, never less than the grace.
-pub(super) fn left(end: Instant) -> Duration {
-    end.saturating_duration_since(Instant::now())
-        .max(LATE_REPLY_GRACE)
-}
 
 impl Cluster {
     /// Runs `tokens` of sequence 0 on every node; returns the gathered
@@ -108,107 +95,40 @@ impl Cluster {
                 "no step is in flight to collect",
             ));
         };
-        let Some(loaded) = &self.loaded else {
-            return Err(ClusterError::cluster(phase, "no model is loaded"));
-        };
-        let vocab = loaded.config.vocab;
-        let plan_nodes: Vec<(std::ops::Range<usize>, bool)> = loaded
-            .plan
-            .nodes
-            .iter()
-            .map(|np| (np.layout.vocab.clone(), np.layout.head))
-            .collect();
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_alive())
-            .collect();
-        let mut errors: Vec<ClusterError> = Vec::new();
-        if live.len() != plan_nodes.len() {
-            errors.push(self.left_the_cluster(phase));
-        }
-        self.logits.clear();
-        self.logits.resize(vocab, f32::NEG_INFINITY);
-        let mut covered = 0usize;
-        // One deadline for the whole gather, not one per node: a cut-off
-        // node is named after the step deadline, not after N of them.
-        let deadline = self.step_deadline;
-        let end = Instant::now() + deadline;
-        for (k, &i) in live.iter().enumerate() {
-            let Some((vocab_range, head)) = plan_nodes.get(k).cloned() else {
-                break;
-            };
-            let node = &mut self.nodes[i];
-            let label = node.label();
-            // Err((error, transport)): `transport` when the connection itself
-            // failed, so the node is gone; otherwise the node reported it.
-            let result = (|| -> Result<(), (ClusterError, bool)> {
-                let conn = node.conn(phase).map_err(|e| (e, true))?;
-                let reply = conn
-                    .recv_control::<FromNode>(left(end))
-                    .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
-                match reply {
-                    FromNode::StepDone { logits, metrics } => {
-                        self.last_step[i] = Some(metrics);
-                        if logits {
-                            let h = conn
-                                .recv_tensor_into(left(end), &mut self.recv_buf)
-                                .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
-                            let n = vocab_range.len();
-                            if !head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64)
-                            {
-                                return Err((
-                                    ClusterError::new(
-                                        &label,
-                                        phase,
-                                        format!("sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}", h.dims()),
-                                    ),
-                                    true,
-                                ));
-                            }
-                            for (o, c) in self.logits[vocab_range.clone()]
-                                .iter_mut()
-                                .zip(self.recv_buf.chunks_exact(4))
-                            {
-                                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                            }
-                            covered += n;
-                        }
-                        Ok(())
-                    }
-                    FromNode::Error { message, .. } => Err((
-                        ClusterError {
-                            node: label.clone(),
-                            phase,
-                            message,
-                        },
-                        false,
-                    )),
-                    other => Err((
-                        ClusterError::new(&label, phase, format!("unexpected reply {other:?}")),
-                        true,
-                    )),
+        let vocab = self.loaded.as_ref().map_or(0, |l| l.config.vocab);
+        // Lent to the receive below and put back, so its allocation is
+        // reused step after step.
+        let mut logits = std::mem::take(&mut self.logits);
+        logits.clear();
+        logits.resize(vocab, f32::NEG_INFINITY);
+        let gathered = self.gather(phase, |turn| match turn.recv_control()? {
+            FromNode::StepDone {
+                logits: sent,
+                metrics,
+            } => {
+                *turn.last_step = Some(metrics);
+                if !sent {
+                    return Ok(0);
                 }
-            })();
-            if let Err((e, transport)) = result {
-                // A reply that never came means the node is gone (or out of
-                // step); an error reply means the node is fine but the step
-                // is lost.
-                if transport {
-                    node.mark_failed(&e.message);
+                let h = turn.recv_tensor()?;
+                let vocab_range = turn.vocab.clone();
+                let n = vocab_range.len();
+                if !turn.head || h.dtype() != TensorDtype::F32 || h.numel() != Some(n as u64) {
+                    return Err(turn.fail(format!(
+                        "sent logits of shape {:?}, expected {n} for vocab {vocab_range:?}",
+                        h.dims()
+                    )));
                 }
-                errors.push(e);
+                for (o, c) in logits[vocab_range].iter_mut().zip(turn.buf.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+                Ok(n)
             }
-        }
-        if !errors.is_empty() {
-            let e = self.root_cause(errors, phase);
-            self.broken = Some(e.clone());
-            return Err(e);
-        }
-        if covered != vocab {
-            return Err(ClusterError::cluster(
-                phase,
-                format!("the head nodes returned {covered} of {vocab} logits"),
-            ));
-        }
+            FromNode::Error { message, .. } => Err(turn.reported(message)),
+            other => Err(turn.fail(format!("unexpected reply {other:?}"))),
+        });
+        self.logits = logits;
+        gathered?;
         Ok((seq, self.logits.clone()))
     }
 

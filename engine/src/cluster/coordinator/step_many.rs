@@ -3,10 +3,7 @@
 //! of more than `PREFILL_BATCH` rows goes as several such steps (cut as
 //! the engine cuts passes), so each step's deadline covers one pass.
 
-use std::time::Instant;
-
-use super::step::left;
-use super::{recv_error, Cluster, ClusterError};
+use super::{Cluster, ClusterError};
 use crate::cluster::messages::{FromNode, Phase, StepMetrics, StepSegment, ToNode};
 use crate::cluster::node::MAX_SEQUENCES;
 use crate::model::generate::SeqStep;
@@ -107,119 +104,53 @@ impl Cluster {
     /// logits rows (its vocabulary slice of each), then every node's
     /// `StepDone`. Errors as [`Cluster::collect`]'s.
     fn gather_rows(&mut self, rows: usize, phase: Phase) -> Result<Vec<Vec<f32>>, ClusterError> {
-        let Some(loaded) = &self.loaded else {
-            return Err(ClusterError::cluster(phase, "no model is loaded"));
-        };
-        let vocab = loaded.config.vocab;
-        let plan_nodes: Vec<(std::ops::Range<usize>, bool)> = loaded
-            .plan
-            .nodes
-            .iter()
-            .map(|np| (np.layout.vocab.clone(), np.layout.head))
-            .collect();
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_alive())
-            .collect();
-        let mut errors: Vec<ClusterError> = Vec::new();
-        if live.len() != plan_nodes.len() {
-            errors.push(self.left_the_cluster(phase));
-        }
+        let vocab = self.loaded.as_ref().map_or(0, |l| l.config.vocab);
         let mut out = vec![vec![f32::NEG_INFINITY; vocab]; rows];
-        let mut covered = 0usize;
-        let deadline = self.step_deadline;
-        let end = Instant::now() + deadline;
-        for (k, &i) in live.iter().enumerate() {
-            let Some((range, head)) = plan_nodes.get(k).cloned() else {
-                break;
-            };
-            let node = &mut self.nodes[i];
-            let label = node.label();
-            let buf = &mut self.recv_buf;
-            let last_step = &mut self.last_step;
-            // Err((error, transport)), as in `collect`.
-            let result = (|| -> Result<(), (ClusterError, bool)> {
-                let conn = node.conn(phase).map_err(|e| (e, true))?;
-                let fail = |m: String| (ClusterError::new(&label, phase, m), true);
-                let mut got = 0usize;
-                loop {
-                    let reply = conn
-                        .recv_control::<FromNode>(left(end))
-                        .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
-                    match reply {
-                        FromNode::LogitRows { rows: r } => {
-                            let r = r as usize;
-                            if !head || got + r > rows {
-                                return Err(fail(format!(
-                                    "sent {} logits rows, expected {rows}",
-                                    got + r
-                                )));
-                            }
-                            let h = conn
-                                .recv_tensor_into(left(end), &mut *buf)
-                                .map_err(|e| (recv_error(&label, phase, deadline, e), true))?;
-                            let n = range.len();
-                            if h.dtype() != TensorDtype::F32 || h.dims() != [r as u64, n as u64] {
-                                return Err(fail(format!(
-                                    "sent logits of shape {:?}, expected [{r}, {n}] for vocab {range:?}",
-                                    h.dims()
-                                )));
-                            }
-                            for (row, bytes) in
-                                out[got..got + r].iter_mut().zip(buf.chunks_exact(4 * n))
-                            {
-                                for (o, c) in
-                                    row[range.clone()].iter_mut().zip(bytes.chunks_exact(4))
-                                {
-                                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                                }
-                            }
-                            got += r;
+        self.gather(phase, |turn| {
+            let (range, head) = (turn.vocab.clone(), turn.head);
+            let mut got = 0usize;
+            loop {
+                match turn.recv_control()? {
+                    FromNode::LogitRows { rows: r } => {
+                        let r = r as usize;
+                        if !head || got + r > rows {
+                            return Err(turn.fail(format!(
+                                "sent {} logits rows, expected {rows}",
+                                got + r
+                            )));
                         }
-                        FromNode::StepDone { metrics, .. } => {
-                            last_step[i] = Some(metrics);
-                            if head && got != rows {
-                                return Err(fail(format!(
-                                    "sent {got} logits rows, expected {rows}"
-                                )));
+                        let h = turn.recv_tensor()?;
+                        let n = range.len();
+                        if h.dtype() != TensorDtype::F32 || h.dims() != [r as u64, n as u64] {
+                            return Err(turn.fail(format!(
+                                "sent logits of shape {:?}, expected [{r}, {n}] for vocab {range:?}",
+                                h.dims()
+                            )));
+                        }
+                        for (row, bytes) in out[got..got + r]
+                            .iter_mut()
+                            .zip(turn.buf.chunks_exact(4 * n))
+                        {
+                            for (o, c) in row[range.clone()].iter_mut().zip(bytes.chunks_exact(4)) {
+                                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                             }
-                            return Ok(());
                         }
-                        FromNode::Error { message, .. } => {
-                            return Err((
-                                ClusterError {
-                                    node: label.clone(),
-                                    phase,
-                                    message,
-                                },
-                                false,
-                            ))
-                        }
-                        other => return Err(fail(format!("unexpected reply {other:?}"))),
+                        got += r;
                     }
-                }
-            })();
-            match result {
-                Ok(()) if head => covered += range.len(),
-                Ok(()) => {}
-                Err((e, transport)) => {
-                    if transport {
-                        node.mark_failed(&e.message);
+                    FromNode::StepDone { metrics, .. } => {
+                        *turn.last_step = Some(metrics);
+                        if head && got != rows {
+                            return Err(turn.fail(format!(
+                                "sent {got} logits rows, expected {rows}"
+                            )));
+                        }
+                        return Ok(if head { range.len() } else { 0 });
                     }
-                    errors.push(e);
+                    FromNode::Error { message, .. } => return Err(turn.reported(message)),
+                    other => return Err(turn.fail(format!("unexpected reply {other:?}"))),
                 }
             }
-        }
-        if !errors.is_empty() {
-            let e = self.root_cause(errors, phase);
-            self.broken = Some(e.clone());
-            return Err(e);
-        }
-        if covered != vocab {
-            return Err(ClusterError::cluster(
-                phase,
-                format!("the head nodes returned {covered} of {vocab} logits"),
-            ));
-        }
+        })?;
         Ok(out)
     }
 }

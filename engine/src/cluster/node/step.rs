@@ -84,7 +84,8 @@ pub(super) fn step(
     Ok(())
 }
 
-/// What the step just run cost, added to the shard's totals too.
+/// What the step just run cost, added to the shard's totals too, and the
+/// memory the node holds after it.
 pub(super) fn step_metrics(shard: &mut Shard, tokens: usize, started: Instant) -> StepMetrics {
     let total = started.elapsed().as_secs_f64();
     let (wait, sent, recv, mut spans) = match shard.links.as_mut() {
@@ -122,6 +123,7 @@ pub(super) fn step_metrics(shard: &mut Shard, tokens: usize, started: Instant) -
         bytes_sent: sent,
         bytes_received: recv,
         spans,
+        resident_bytes: crate::metrics::memory::current_rss_bytes().unwrap_or(0),
     };
     shard.metrics.steps += 1;
     shard.metrics.compute_seconds += metrics.compute_seconds;

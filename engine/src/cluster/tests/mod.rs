@@ -12,6 +12,7 @@
 //!   error replies, both ways.
 //! - `split`: a split GGUF streams like one file, and nodes holding its
 //!   shards in `--model-dir` slice them themselves.
+//! - `step_metrics`: what each node reports with a step (resident memory).
 
 mod faults;
 mod generate;
@@ -19,3 +20,4 @@ mod handshake;
 mod harness;
 mod protocol;
 mod split;
+mod step_metrics;
