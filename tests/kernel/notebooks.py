@@ -2,6 +2,8 @@
 there are no errors and the expected output types: a `:stats` cell shows
 an HTML table, a `:trace` or `:bench` cell an SVG chart. A cell tagged
 `raises-exception` must fail instead (a refusal the notebook documents).
+After a cell tagged `serve-clients` (its `:serve`), clients.py sends chat
+completions to the URL it printed, as another terminal would.
 
 usage: notebooks.py [--write] NOTEBOOK...   (--write saves the outputs back)"""
 import sys
@@ -9,6 +11,7 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
+from clients import serve_clients
 from common import install_spec, check
 
 EXPECT = {":stats": ("text/html", "<table>"), ":trace": ("image/svg+xml", "<svg"),
@@ -22,7 +25,8 @@ install_spec()
 for path in paths:
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = {"name": "shardlab", "display_name": "shardlab", "language": "shardlab"}
-    NotebookClient(nb, kernel_name="shardlab", timeout=600, allow_errors=True).execute()
+    NotebookClient(nb, kernel_name="shardlab", timeout=600, allow_errors=True,
+                   on_cell_executed=serve_clients).execute()
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
