@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,7 @@ pub fn ok_reply(execution_count: ExecutionCount) -> ExecuteReply {
 /// While `:serve` runs a server, its turns run between cells.
 pub fn serve(mut session: Session, jobs: Receiver<Job>, publisher: Publisher) {
     let cancel = session.cancel_flag();
-    while let Some(job) = next_job(&jobs, &mut session) {
+    while let Some(job) = session.recv_serving(&jobs) {
         let silent = job.request.silent;
         if !silent {
             publisher.publish(
@@ -124,20 +124,6 @@ pub fn serve(mut session: Session, jobs: Receiver<Job>, publisher: Publisher) {
         let _ = job.done.send(reply);
     }
     session.shutdown();
-}
-
-/// The next cell to run, serving meanwhile; `None` once the kernel stops.
-fn next_job(jobs: &Receiver<Job>, session: &mut Session) -> Option<Job> {
-    loop {
-        if !session.is_serving() {
-            return jobs.recv().ok();
-        }
-        match jobs.try_recv() {
-            Ok(job) => return Some(job),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => session.serve_turn(Duration::from_millis(20)),
-        }
-    }
 }
 
 /// A display.rs mime bundle as typed media. The bundle is always an object

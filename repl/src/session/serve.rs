@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ use shardlab_server::{RunningServer, Served, ServerOptions, DEFAULT_MAX_BODY};
 use super::{Session, SessionError, Sink};
 use crate::command::{Command, ServeCommand};
 use crate::output::{Output, Rich, Varies};
+
+/// How long an idle turn waits for a request before looking for the
+/// front end's next input again.
+const BETWEEN_TURNS: Duration = Duration::from_millis(20);
 
 /// Requests that may wait for a sequence; past that they get a 429.
 const QUEUE: usize = 64;
@@ -179,6 +184,21 @@ impl Session {
     /// [`Self::serve_turn`] whenever they would otherwise wait.
     pub fn is_serving(&self) -> bool {
         self.server.is_some()
+    }
+
+    /// The next item from `rx` (a line, a notebook cell), running the
+    /// server's turns while none has come; `None` once its sender is gone.
+    pub fn recv_serving<T>(&mut self, rx: &Receiver<T>) -> Option<T> {
+        loop {
+            if !self.is_serving() {
+                return rx.recv().ok();
+            }
+            match rx.try_recv() {
+                Ok(item) => return Some(item),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => self.serve_turn(BETWEEN_TURNS),
+            }
+        }
     }
 
     /// One turn of the server: with requests in flight, one step of all of

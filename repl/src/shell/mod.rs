@@ -12,8 +12,7 @@ mod typeahead;
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
-use std::time::Duration;
+use std::sync::mpsc::{channel, Receiver};
 
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
@@ -181,7 +180,7 @@ pub fn run_script(
     let script_lines = read_on_a_thread(reader).map_err(io)?;
     let mut lines = LineAssembler::new();
     let mut ok = true;
-    while let Some(line) = next_script_line(&script_lines, session) {
+    while let Some(line) = session.recv_serving(&script_lines) {
         let line = line.map_err(io)?;
         let _ = writeln!(out, "{MARKER}{line}");
         let Some(input) = lines.push(&line) else {
@@ -221,18 +220,4 @@ fn read_on_a_thread(reader: Box<dyn BufRead + Send>) -> std::io::Result<ScriptLi
             }
         })?;
     Ok(rx)
-}
-
-/// The next line, serving meanwhile; `None` at the end of the script.
-fn next_script_line(lines: &ScriptLines, session: &mut Session) -> Option<std::io::Result<String>> {
-    loop {
-        if !session.is_serving() {
-            return lines.recv().ok();
-        }
-        match lines.try_recv() {
-            Ok(line) => return Some(line),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => session.serve_turn(Duration::from_millis(20)),
-        }
-    }
 }
