@@ -9,7 +9,7 @@ use std::time::Instant;
 use shardlab_engine::model::generate::{SeqStep, SequenceBackend};
 use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::loader;
-use shardlab_engine::model::local_sequences::LocalSequences;
+use shardlab_engine::model::local_sequences::{LocalSequences, ParkedCaches};
 use shardlab_engine::model::store::{default_model_path, ModelSource};
 
 /// Any error, printed.
@@ -51,7 +51,8 @@ fn main() -> Result<()> {
     let steps: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let path = default_model_path()?;
     let mut model = loader::load(&ModelSource::Gguf(path), 256, KvType::F16)?.transformer;
-    let mut seqs = LocalSequences::new(&mut model);
+    let mut parked = ParkedCaches::default();
+    let mut seqs = LocalSequences::new(&mut model, &mut parked);
     // Warm the weights into memory first.
     rate(&mut seqs, k, 4, true)?;
     let one_by_one = rate(&mut seqs, k, steps, false)?;

@@ -129,7 +129,7 @@ fn stream_emits_whole_characters_and_matches_decode() {
         let mut out = String::new();
         let mut held = 0;
         for &id in &ids {
-            match stream.push(&tok, id).unwrap() {
+            match stream.push(tok, id).unwrap() {
                 Some(chunk) => {
                     assert!(!chunk.contains('\u{FFFD}'), "{s:?}: chunk {chunk:?}");
                     out.push_str(&chunk);
@@ -137,7 +137,7 @@ fn stream_emits_whole_characters_and_matches_decode() {
                 None => held += 1,
             }
         }
-        if let Some(rest) = stream.finish(&tok).unwrap() {
+        if let Some(rest) = stream.finish(tok).unwrap() {
             out.push_str(&rest);
         }
         assert_eq!(out, *s);
@@ -157,7 +157,7 @@ fn stream_skips_special_tokens_by_default() {
     let mut stream = tok.stream();
     let text: String = ids
         .iter()
-        .filter_map(|&id| stream.push(&tok, id).unwrap())
+        .filter_map(|&id| stream.push(tok, id).unwrap())
         .collect();
     assert_eq!(text, "Hi");
 }
