@@ -77,16 +77,24 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack<const F: u8>(b: *const u8) -> __m256i {
     match F {
-        Q4_0 => _mm256_sub_epi8(
-            unpack_nibbles(b.add(offset_of!(BlockQ4_0, qs))),
-            _mm256_set1_epi8(8),
-        ),
+        Q4_0 => _mm256_sub_epi8(unpack_codes::<F>(b), _mm256_set1_epi8(8)),
+        Q5_0 => _mm256_sub_epi8(unpack_codes::<F>(b), _mm256_set1_epi8(16)),
+        _ => unpack_codes::<F>(b),
+    }
+}
+
+/// A weight block's 32 stored codes as bytes: unsigned for the 4- and
+/// 5-bit formats (before Q4_0's and Q5_0's offset), signed for Q8_0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn unpack_codes<const F: u8>(b: *const u8) -> __m256i {
+    match F {
+        Q4_0 => unpack_nibbles(b.add(offset_of!(BlockQ4_0, qs))),
         Q4_1 => unpack_nibbles(b.add(offset_of!(BlockQ4_1, qs))),
         Q5_0 => {
             let qh = b.add(offset_of!(BlockQ5_0, qh));
             let high = bits_to_0x10(u32::from_le((qh as *const u32).read_unaligned()));
-            let q = _mm256_or_si256(unpack_nibbles(b.add(offset_of!(BlockQ5_0, qs))), high);
-            _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+            _mm256_or_si256(unpack_nibbles(b.add(offset_of!(BlockQ5_0, qs))), high)
         }
         _ => _mm256_loadu_si256(b.add(offset_of!(BlockQ8_0, qs)) as *const __m256i),
     }
@@ -153,14 +161,14 @@ unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usi
 /// can saturate: |q| <= 128 and |y| <= 127).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_pairs(u: __m256i, s: __m256i) -> __m256i {
+pub(super) unsafe fn dot_pairs(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
 /// As [`dot_pairs`] in one AVX-512 VNNI instruction (on 256-bit vectors).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
-unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
+pub(super) unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 

@@ -169,10 +169,27 @@ unsafe fn dot_rows_avx2(
         QuantType::Q6K => Some(avx2_k::rows_q6k),
         _ => None,
     };
-    match kernel {
-        Some(f) if kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out) => {
-            f(w, row_bytes, acts, act_row_bytes, tokens, out)
+    let fits = kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out);
+    // One token: rows four at a time (`avx2_gemv.rs`), the rest as below.
+    let mut done = 0;
+    if fits && tokens == 1 {
+        use super::avx2_gemv::{plain as gp, vnni as gv};
+        type Gemv = unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize;
+        let pick = |p: Gemv, q: Gemv| if vnni { q } else { p };
+        let gemv: Option<Gemv> = match dtype {
+            QuantType::Q4_0 => Some(pick(gp::rows::<Q4_0>, gv::rows::<Q4_0>)),
+            QuantType::Q4_1 => Some(pick(gp::rows::<Q4_1>, gv::rows::<Q4_1>)),
+            QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
+            QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
+            _ => None,
+        };
+        if let Some(f) = gemv {
+            done = f(w, row_bytes, acts, out);
         }
+    }
+    let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);
+    match kernel {
+        Some(f) if fits => f(w, row_bytes, acts, act_row_bytes, tokens, out),
         _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
     }
 }

@@ -6,6 +6,8 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemv;
+#[cfg(target_arch = "x86_64")]
 mod avx2_k;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod block32;

@@ -344,7 +344,18 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
         };
         for &blocks in lengths {
             for edge in EDGES {
-                for (rows, tokens) in [(1usize, 1usize), (3, 5), (5, 9), (2, 4), (1, 7)] {
+                // One token over 4 and 9 rows: the four-row decode kernel
+                // and its remainder.
+                let shapes = [
+                    (1usize, 1usize),
+                    (4, 1),
+                    (9, 1),
+                    (3, 5),
+                    (5, 9),
+                    (2, 4),
+                    (1, 7),
+                ];
+                for (rows, tokens) in shapes {
                     seed += 1;
                     check(dtype, blocks, rows, tokens, edge, -127, seed);
                 }

@@ -1,0 +1,81 @@
+//! Throughput of the quantized matmul on one thread, in two regimes:
+//! a weight far larger than the caches (memory-bound, as an 8b decode is)
+//! and one of 4.5 MiB that stays in L3 (compute-bound, as a laptop's faster memory
+//! makes every decode). Prints weight GB/s for 1 token and token-rows per
+//! second for a 32-token batch.
+//!
+//! `cargo run --release -p shardlab-engine --example kernel_speed [TYPE] [SECONDS]`
+//! (TYPE: q4_0, q4_1, q5_0, q8_0, q4_k, q6_k; default q4_0)
+
+use std::time::{Duration, Instant};
+
+use shardlab_engine::kernels::quantize_weights::quantize_weights;
+use shardlab_engine::kernels::{matmul, MatmulScratch, QuantType, Weight, WeightBytes};
+
+const COLS: usize = 4096;
+
+/// A `rows x COLS` weight of `dtype` with pseudo-random values.
+fn weight(dtype: QuantType, rows: usize) -> Weight {
+    let row: Vec<f32> = (0..COLS * 64)
+        .map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let block = quantize_weights(dtype, &row).expect("quantizable type");
+    let mut bytes = Vec::with_capacity(block.len() * rows.div_ceil(64));
+    while bytes.len() < block.len() * rows / 64 {
+        bytes.extend_from_slice(&block);
+    }
+    Weight {
+        dtype,
+        rows,
+        cols: COLS,
+        data: WeightBytes::owned(bytes),
+    }
+}
+
+/// Runs `matmul` of `tokens` rows for about `seconds`; returns calls per second.
+fn calls_per_second(w: &Weight, tokens: usize, seconds: f64) -> f64 {
+    let x: Vec<f32> = (0..tokens * COLS)
+        .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let mut out = vec![0.0f32; tokens * w.rows];
+    let mut scratch = MatmulScratch::default();
+    matmul(w, &x, tokens, &mut out, &mut scratch);
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < Duration::from_secs_f64(seconds) {
+        matmul(w, &x, tokens, &mut out, &mut scratch);
+        calls += 1;
+    }
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "q4_0".into());
+    let dtype = match name.as_str() {
+        "q4_0" => QuantType::Q4_0,
+        "q4_1" => QuantType::Q4_1,
+        "q5_0" => QuantType::Q5_0,
+        "q8_0" => QuantType::Q8_0,
+        "q4_k" => QuantType::Q4K,
+        "q6_k" => QuantType::Q6K,
+        other => panic!("unknown type {other}: q4_0, q4_1, q5_0, q8_0, q4_k or q6_k"),
+    };
+    let seconds: f64 = args.next().map_or(2.0, |s| s.parse().expect("seconds"));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("one thread");
+    for (regime, rows) in [("memory-bound", 64 * 1024), ("in cache", 2048)] {
+        let w = weight(dtype, rows);
+        let gb = w.byte_len() as f64 / 1e9;
+        let decode = calls_per_second(&w, 1, seconds);
+        let batch = calls_per_second(&w, 32, seconds);
+        println!(
+            "{dtype} {regime:>12} ({:>7.1} MiB): 1 token {:>6.2} GB/s | 32 tokens {:>7.1} Mrow-tokens/s",
+            w.byte_len() as f64 / 1048576.0,
+            gb * decode,
+            batch * 32.0 * rows as f64 / 1e6,
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Decode (one token) for the 32-value block formats on AVX2: four weight
+//! rows at a time, so each activation block is loaded once for four rows
+//! and the four rows' integer sums are reduced together.
+//!
+//! Q4_0 and Q5_0 weights are multiplied as their unsigned codes (0..15,
+//! 0..31), and the offset (8, 16) times the activation block's sum is
+//! taken off the integer sum afterwards: `Σ(q - o)·y = Σq·y - o·Σy`. That
+//! spares the two sign operations per block the signed product needs, and
+//! the integer is the same, so the result is too. Q8_0 keeps the signed
+//! product.
+//!
+//! Results are bit-equal to `avx2.rs`'s row kernel (and so to the portable
+//! reference in its order): block `b` of a row lands in f64 lane `b % 4`
+//! of that row's sum, with the same fused multiply-add, and the four lanes
+//! are added as `hsum_pd` adds them, `(l0 + l2) + (l1 + l3)`. Here each
+//! lane `k` is its own vector whose four elements are the four rows.
+//!
+//! Every function here requires AVX2, FMA and F16C; callers check at run time.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::avx2::{f16_to_f32, unpack_codes};
+use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::blocks::{as_blocks, BlockQ8_0, BlockQ8_1};
+
+/// Rows dotted together.
+pub(super) const ROWS: usize = 4;
+
+/// What the four-row kernel needs from the one activation row, per block.
+struct ActBlocks {
+    /// The block's scale.
+    d: Vec<f32>,
+    /// Q4_1: the activation's `d·Σy` (its f16 `s`), for the weights' minimum.
+    extra: Vec<f32>,
+    /// Q4_0/Q5_0: the weights' offset times `Σy`, taken off the integer sum.
+    correction: Vec<i32>,
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act_blocks<const F: u8>(acts: &[u8]) -> ActBlocks {
+    let offset = match F {
+        Q4_0 => 8,
+        Q5_0 => 16,
+        _ => 0,
+    };
+    let mut a = ActBlocks {
+        d: Vec::new(),
+        extra: Vec::new(),
+        correction: Vec::new(),
+    };
+    if F == Q4_1 {
+        for blk in as_blocks::<BlockQ8_1>(acts) {
+            a.d.push(f16_to_f32(blk.d.bits()));
+            a.extra.push(f16_to_f32(blk.s.bits()));
+        }
+    } else {
+        for blk in as_blocks::<BlockQ8_0>(acts) {
+            a.d.push(f16_to_f32(blk.d.bits()));
+            let sum: i32 = blk.qs.iter().map(|&v| v as i32).sum();
+            a.correction.push(offset * sum);
+        }
+    }
+    a
+}
+
+/// Eight i32 lanes each of four vectors to one i32 per vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn reduce4(s: [__m256i; 4]) -> __m128i {
+    let h01 = _mm256_hadd_epi32(s[0], s[1]);
+    let h23 = _mm256_hadd_epi32(s[2], s[3]);
+    let h = _mm256_hadd_epi32(h01, h23);
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+}
+
+#[inline(always)]
+unsafe fn rd16(p: *const u8) -> u64 {
+    // SAFETY (caller): two readable bytes at p.
+    (p as *const u16).read_unaligned() as u64
+}
+
+/// The four rows' f16 values at the same offset, as four f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_of_rows(p: [*const u8; ROWS], at: usize) -> __m128 {
+    let bits = rd16(p[0].add(at))
+        | rd16(p[1].add(at)) << 16
+        | rd16(p[2].add(at)) << 32
+        | rd16(p[3].add(at)) << 48;
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+macro_rules! gemv_kernels {
+    ($features:literal, $dot:path) => {
+        /// Dots the first `rows / 4 * 4` weight rows of `w` with the one
+        /// activation row `acts`; returns how many rows it did. `out[r]`
+        /// receives row r's dot.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C (and the features named above) must be
+        /// available. `w` holds whole rows of `row_bytes`, `acts` one row
+        /// with the same number of blocks, `out` one value per row.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            out: &mut [f64],
+        ) -> usize {
+            let (wb, _, _) = layout(F);
+            let nb = row_bytes / wb;
+            let a = act_blocks::<F>(acts);
+            let groups = w.len() / row_bytes / ROWS;
+            for g in 0..groups {
+                let base = w.as_ptr().add(g * ROWS * row_bytes);
+                let p = [0, 1, 2, 3].map(|i| base.add(i * row_bytes));
+                let sums = four_rows::<F>(p, nb, acts.as_ptr(), &a);
+                _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), sums);
+            }
+            groups * ROWS
+        }
+
+        /// The four rows at `p`, each `nb` blocks.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn four_rows<const F: u8>(
+            p: [*const u8; ROWS],
+            nb: usize,
+            acts: *const u8,
+            a: &ActBlocks,
+        ) -> __m256d {
+            let mut acc = [_mm256_setzero_pd(); 4];
+            let mut mins = [_mm256_setzero_pd(); 4];
+            let mut b = 0;
+            while b + 4 <= nb {
+                // The next four rows, one linear pass over them while these
+                // four are read: as many bytes as this step reads.
+                let next = p[0].wrapping_add(ROWS * nb * layout(F).0 + b * ROWS * layout(F).0);
+                for line in 0..(ROWS * 4 * layout(F).0).div_ceil(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
+                }
+                for k in 0..4 {
+                    block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
+                }
+                b += 4;
+            }
+            for k in 0..nb - b {
+                block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
+            }
+            let sum = |v: &[__m256d; 4]| {
+                _mm256_add_pd(_mm256_add_pd(v[0], v[2]), _mm256_add_pd(v[1], v[3]))
+            };
+            if F == Q4_1 {
+                _mm256_add_pd(sum(&acc), sum(&mins))
+            } else {
+                sum(&acc)
+            }
+        }
+
+        /// Block `b` of the four rows, into one f64 lane vector.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn block<const F: u8>(
+            p: [*const u8; ROWS],
+            b: usize,
+            acts: *const u8,
+            a: &ActBlocks,
+            acc: &mut __m256d,
+            mins: &mut __m256d,
+        ) {
+            let (wb, ab, aqs) = layout(F);
+            let y = _mm256_loadu_si256(acts.add(b * ab + aqs) as *const __m256i);
+            let s = p.map(|row| {
+                let q = unpack_codes::<F>(row.add(b * wb));
+                if F == Q8_0 {
+                    $dot(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+                } else {
+                    $dot(q, y)
+                }
+            });
+            let mut sums = reduce4(s);
+            if F == Q4_0 || F == Q5_0 {
+                sums = _mm_sub_epi32(sums, _mm_set1_epi32(*a.correction.get_unchecked(b)));
+            }
+            let wd = f16_of_rows(p, b * wb + scale_offsets(F).0);
+            let d = _mm256_cvtps_pd(_mm_mul_ps(wd, _mm_set1_ps(*a.d.get_unchecked(b))));
+            *acc = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), *acc);
+            if F == Q4_1 {
+                let wm = f16_of_rows(p, b * wb + scale_offsets(F).1);
+                let m = _mm_mul_ps(wm, _mm_set1_ps(*a.extra.get_unchecked(b)));
+                *mins = _mm256_add_pd(*mins, _mm256_cvtps_pd(m));
+            }
+        }
+    };
+}
+
+/// AVX2 only.
+pub(super) mod plain {
+    use super::*;
+    gemv_kernels!("avx2,fma,f16c", super::super::avx2::dot_pairs);
+}
+
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+pub(super) mod vnni {
+    use super::*;
+    gemv_kernels!(
+        "avx2,fma,f16c,avx512vl,avx512vnni",
+        super::super::avx2::dot_vnni
+    );
+}
