@@ -2,6 +2,7 @@
 //! rows at a time, so each activation block is loaded once for four rows
 //! and the four rows' integer sums are reduced together.
 //!
+//! For Q4_0, Q5_0 and Q8_0 (Q4_1 stays on the row kernel: see `dot.rs`).
 //! Q4_0 and Q5_0 weights are multiplied as their unsigned codes (0..15,
 //! 0..31), and the offset (8, 16) times the activation block's sum is
 //! taken off the integer sum afterwards: `Σ(q - o)·y = Σq·y - o·Σy`. That
@@ -22,8 +23,8 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{f16_to_f32, unpack_codes};
-use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
-use super::blocks::{as_blocks, BlockQ8_0, BlockQ8_1};
+use super::block32::{layout, scale_offsets, Q4_0, Q5_0, Q8_0};
+use super::blocks::{as_blocks, BlockQ8_0};
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
@@ -32,8 +33,6 @@ pub(super) const ROWS: usize = 4;
 struct ActBlocks {
     /// The block's scale.
     d: Vec<f32>,
-    /// Q4_1: the activation's `d·Σy` (its f16 `s`), for the weights' minimum.
-    extra: Vec<f32>,
     /// Q4_0/Q5_0: the weights' offset times `Σy`, taken off the integer sum.
     correction: Vec<i32>,
 }
@@ -47,20 +46,12 @@ unsafe fn act_blocks<const F: u8>(acts: &[u8]) -> ActBlocks {
     };
     let mut a = ActBlocks {
         d: Vec::new(),
-        extra: Vec::new(),
         correction: Vec::new(),
     };
-    if F == Q4_1 {
-        for blk in as_blocks::<BlockQ8_1>(acts) {
-            a.d.push(f16_to_f32(blk.d.bits()));
-            a.extra.push(f16_to_f32(blk.s.bits()));
-        }
-    } else {
-        for blk in as_blocks::<BlockQ8_0>(acts) {
-            a.d.push(f16_to_f32(blk.d.bits()));
-            let sum: i32 = blk.qs.iter().map(|&v| v as i32).sum();
-            a.correction.push(offset * sum);
-        }
+    for blk in as_blocks::<BlockQ8_0>(acts) {
+        a.d.push(f16_to_f32(blk.d.bits()));
+        let sum: i32 = blk.qs.iter().map(|&v| v as i32).sum();
+        a.correction.push(offset * sum);
     }
     a
 }
@@ -132,7 +123,6 @@ macro_rules! gemv_kernels {
             a: &ActBlocks,
         ) -> __m256d {
             let mut acc = [_mm256_setzero_pd(); 4];
-            let mut mins = [_mm256_setzero_pd(); 4];
             let mut b = 0;
             while b + 4 <= nb {
                 // The next four rows, one linear pass over them while these
@@ -142,21 +132,17 @@ macro_rules! gemv_kernels {
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
                 }
                 for k in 0..4 {
-                    block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
+                    block::<F>(p, b + k, acts, a, &mut acc[k]);
                 }
                 b += 4;
             }
             for k in 0..nb - b {
-                block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
+                block::<F>(p, b + k, acts, a, &mut acc[k]);
             }
             let sum = |v: &[__m256d; 4]| {
                 _mm256_add_pd(_mm256_add_pd(v[0], v[2]), _mm256_add_pd(v[1], v[3]))
             };
-            if F == Q4_1 {
-                _mm256_add_pd(sum(&acc), sum(&mins))
-            } else {
-                sum(&acc)
-            }
+            sum(&acc)
         }
 
         /// Block `b` of the four rows, into one f64 lane vector.
@@ -168,7 +154,6 @@ macro_rules! gemv_kernels {
             acts: *const u8,
             a: &ActBlocks,
             acc: &mut __m256d,
-            mins: &mut __m256d,
         ) {
             let (wb, ab, aqs) = layout(F);
             let y = _mm256_loadu_si256(acts.add(b * ab + aqs) as *const __m256i);
@@ -187,11 +172,6 @@ macro_rules! gemv_kernels {
             let wd = f16_of_rows(p, b * wb + scale_offsets(F).0);
             let d = _mm256_cvtps_pd(_mm_mul_ps(wd, _mm_set1_ps(*a.d.get_unchecked(b))));
             *acc = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), *acc);
-            if F == Q4_1 {
-                let wm = f16_of_rows(p, b * wb + scale_offsets(F).1);
-                let m = _mm_mul_ps(wm, _mm_set1_ps(*a.extra.get_unchecked(b)));
-                *mins = _mm256_add_pd(*mins, _mm256_cvtps_pd(m));
-            }
         }
     };
 }
