@@ -16,7 +16,6 @@ use std::mem::{offset_of, size_of};
 
 use super::avx2::{f16_to_f32, hsum_epi32};
 use super::blocks::{as_blocks, BlockQ4K, BlockQ6K, BlockQ8K};
-use super::dequant::scale_min_k4;
 
 /// Bytes of one Q8_K activation super-block, and where its parts start.
 const Q8K_BYTES: usize = size_of::<BlockQ8K>();
@@ -41,6 +40,37 @@ unsafe fn prefetch_ahead(p: *const u8, len: usize) {
     }
 }
 
+/// A Q4_K super-block's eight 6-bit group scales, each broadcast to the
+/// sixteen i16 lanes `madd` multiplies by, and its eight minimums as the
+/// pairs `[m0, m0, m1, m1, ..]` that line up with the activation's sixteen
+/// `bsums`. The same values as `dequant::scale_min_k4`, unpacked four bytes at a
+/// time: bytes 0-3 hold scales 0-3 (low 6 bits), bytes 4-7 minimums 0-3;
+/// bytes 8-11 hold the low 4 bits of scales 4-7 (low nibble) and of
+/// minimums 4-7 (high nibble), whose top 2 bits are the top bits of bytes
+/// 0-3 and 4-7.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_scales(q: &[u8; 12]) -> ([__m256i; 8], __m256i) {
+    let word = |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    let scales_hi = (c & LOW4) | ((a >> 6) & TOP2) << 4;
+    let mins_hi = ((c >> 4) & LOW4) | ((b >> 6) & TOP2) << 4;
+    let scales = (a & LOW6) as u64 | (scales_hi as u64) << 32;
+    let mins = (b & LOW6) as u64 | (mins_hi as u64) << 32;
+    let every = _mm256_set1_epi64x(scales as i64);
+    // Byte j into the low byte of each i16 lane, zero into the high byte.
+    let sc = std::array::from_fn(|j| {
+        let pick = _mm256_set1_epi16((0x8000u16 | j as u16) as i16);
+        _mm256_shuffle_epi8(every, pick)
+    });
+    let m = _mm_cvtsi64_si128(mins as i64);
+    let pairs = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    (sc, pairs)
+}
+
 /// Q4_K weights: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles.
 ///
 /// # Safety
@@ -62,15 +92,7 @@ pub(super) unsafe fn rows_q4k(
             prefetch_ahead((wb as *const BlockQ4K).cast(), size_of::<BlockQ4K>());
             let d = f16_to_f32(wb.d.bits()) as f64;
             let dmin = f16_to_f32(wb.dmin.bits()) as f64;
-            let mut sc = [_mm256_setzero_si256(); 8];
-            let mut m = [0i16; 16];
-            for j in 0..8 {
-                let (s, mj) = scale_min_k4(j, &wb.scales);
-                sc[j] = _mm256_set1_epi16(s as i16);
-                m[2 * j] = mj as i16;
-                m[2 * j + 1] = mj as i16;
-            }
-            let mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+            let (sc, mins) = q4k_scales(&wb.scales);
             let mut q = [_mm256_setzero_si256(); 8];
             for c in 0..4 {
                 let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
