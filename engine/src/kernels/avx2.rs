@@ -23,13 +23,8 @@
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
-use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0};
+use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
 use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
-
-/// Weights unpack to signed values (Q4_1's are unsigned, with a minimum).
-const fn signed(f: u8) -> bool {
-    f != Q4_1
-}
 
 #[inline(always)]
 unsafe fn rd16(p: *const u8) -> u16 {
@@ -103,7 +98,7 @@ pub(super) unsafe fn unpack_codes<const F: u8>(b: *const u8) -> __m256i {
 /// Four blocks' eight i32 lanes each to one i32 per block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn reduce4(s: [__m256i; 4]) -> __m128i {
+pub(super) unsafe fn reduce4(s: [__m256i; 4]) -> __m128i {
     let h01 = _mm256_hadd_epi32(s[0], s[1]);
     let h23 = _mm256_hadd_epi32(s[2], s[3]);
     let h = _mm256_hadd_epi32(h01, h23);
@@ -129,18 +124,36 @@ pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
 }
 
 /// Per-token activation block scales (and Q4_1's `d * sum`) as f32, so the
-/// inner loop loads four at once instead of converting f16 per row.
-struct ActScales {
-    d: Vec<f32>,
+/// inner loop loads four at once instead of converting f16 per row; for
+/// Q4_0 and Q5_0, the weights' offset (8, 16) times each block's `Σy`,
+/// taken off the integer sum of the unsigned codes: `Σ(q - o)·y = Σq·y - o·Σy`.
+pub(super) struct ActScales {
+    pub(super) d: Vec<f32>,
     s: Vec<f32>,
+    pub(super) correction: Vec<i32>,
+}
+
+/// The offset a format's stored codes carry (0 where they are the values).
+pub(super) const fn code_offset(f: u8) -> i32 {
+    match f {
+        Q4_0 => 8,
+        Q5_0 => 16,
+        _ => 0,
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usize) -> ActScales {
+pub(super) unsafe fn act_scales<const F: u8>(
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+) -> ActScales {
     let (_, ab, _) = layout(F);
     let nb = act_row_bytes / ab;
     let mut d = Vec::with_capacity(tokens * nb);
     let mut s = Vec::with_capacity(if F == Q4_1 { tokens * nb } else { 0 });
+    let offset = code_offset(F);
+    let mut correction = Vec::with_capacity(if offset != 0 { tokens * nb } else { 0 });
     for row in acts.chunks_exact(act_row_bytes).take(tokens) {
         if F == Q4_1 {
             for blk in as_blocks::<BlockQ8_1>(row) {
@@ -150,10 +163,13 @@ unsafe fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usi
         } else {
             for blk in as_blocks::<BlockQ8_0>(row) {
                 d.push(f16_to_f32(blk.d.bits()));
+                if offset != 0 {
+                    correction.push(offset * blk.qs.iter().map(|&v| v as i32).sum::<i32>());
+                }
             }
         }
     }
-    ActScales { d, s }
+    ActScales { d, s, correction }
 }
 
 /// Unsigned bytes times signed bytes, each four adjacent products summed
@@ -172,11 +188,36 @@ pub(super) unsafe fn dot_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 
+/// Four blocks' products of unsigned codes (at most 31) with activations,
+/// one exact i32 per block, block k in lane k. The i16 pair sums `maddubs`
+/// leaves are added pairwise twice more before widening (8 products per
+/// lane, at most 31 x 128 x 8 = 31744, so nothing wraps), which takes
+/// three horizontal adds and one widening per four blocks instead of four
+/// widenings and three horizontal adds of i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn sum4_codes(q: [__m256i; 4], y: [__m256i; 4]) -> __m128i {
+    let p = [0, 1, 2, 3].map(|k| _mm256_maddubs_epi16(q[k], y[k]));
+    let h01 = _mm256_hadd_epi16(p[0], p[1]);
+    let h23 = _mm256_hadd_epi16(p[2], p[3]);
+    // Per 128-bit half: two i16 lanes per block, in block order.
+    let h = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), _mm256_set1_epi16(1));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+}
+
+/// As [`sum4_codes`] with VNNI: one `vpdpbusd` per block, then the i32
+/// lanes reduced.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+pub(super) unsafe fn sum4_codes_vnni(q: [__m256i; 4], y: [__m256i; 4]) -> __m128i {
+    reduce4([0, 1, 2, 3].map(|k| dot_vnni(q[k], y[k])))
+}
+
 /// The row kernels, compiled once per instruction set: the target features
 /// are fixed per function, so the VNNI build is a second copy rather than a
 /// branch inside the loop.
 macro_rules! block32_kernels {
-    ($features:literal, $dot:ident) => {
+    ($features:literal, $dot:ident, $sum4:ident) => {
         /// Dots every weight row in `w` with `tokens` activation rows; see
         /// `dot::dot_rows` for the layout.
         ///
@@ -276,15 +317,19 @@ macro_rules! block32_kernels {
             mins: &mut [__m256d; T],
         ) {
             let (wb, ab, aqs) = layout(F);
+            // Q8_0 is multiplied signed (|q| by y with q's sign); the
+            // others as unsigned codes, summed by `$sum4`.
             let mut q = [_mm256_setzero_si256(); 4];
             let mut qabs = [_mm256_setzero_si256(); 4];
             let mut wd = [0u16; 4];
             let mut wm = [0u16; 4];
             for k in 0..N {
                 let p = row.add((b + k) * wb);
-                q[k] = unpack::<F>(p);
-                if signed(F) {
+                if F == Q8_0 {
+                    q[k] = unpack::<F>(p);
                     qabs[k] = _mm256_sign_epi8(q[k], q[k]);
+                } else {
+                    q[k] = unpack_codes::<F>(p);
                 }
                 wd[k] = rd16(p.add(scale_offsets(F).0));
                 if F == Q4_1 {
@@ -300,16 +345,25 @@ macro_rules! block32_kernels {
             let wm = f16x4(wm);
             for t in 0..T {
                 let a = a0.add(t * stride + b * ab);
-                let mut s = [_mm256_setzero_si256(); 4];
+                let mut y = [_mm256_setzero_si256(); 4];
                 for k in 0..N {
-                    let y = _mm256_loadu_si256(a.add(k * ab + aqs) as *const __m256i);
-                    s[k] = if signed(F) {
-                        $dot(qabs[k], _mm256_sign_epi8(y, q[k]))
-                    } else {
-                        $dot(q[k], y)
-                    };
+                    y[k] = _mm256_loadu_si256(a.add(k * ab + aqs) as *const __m256i);
                 }
                 let at = (t0 + t) * nb + b;
+                let sums = if F == Q8_0 {
+                    reduce4([0, 1, 2, 3].map(|k| $dot(qabs[k], _mm256_sign_epi8(y[k], q[k]))))
+                } else if code_offset(F) != 0 {
+                    let c = if N == 4 {
+                        _mm_loadu_si128(sc.correction.as_ptr().add(at) as *const __m128i)
+                    } else {
+                        let mut v = [0i32; 4];
+                        v[..N].copy_from_slice(&sc.correction[at..at + N]);
+                        _mm_loadu_si128(v.as_ptr() as *const __m128i)
+                    };
+                    _mm_sub_epi32($sum4(q, y), c)
+                } else {
+                    $sum4(q, y)
+                };
                 let ad = if N == 4 {
                     _mm_loadu_ps(sc.d.as_ptr().add(at))
                 } else {
@@ -319,7 +373,7 @@ macro_rules! block32_kernels {
                 };
                 // Missing blocks (N < 4) have zero weight scales and zero sums.
                 let d = _mm256_cvtps_pd(_mm_mul_ps(wd, ad));
-                acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(reduce4(s)), acc[t]);
+                acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), acc[t]);
                 if F == Q4_1 {
                     let am = if N == 4 {
                         _mm_loadu_ps(sc.s.as_ptr().add(at))
@@ -338,11 +392,15 @@ macro_rules! block32_kernels {
 /// AVX2 only.
 pub(super) mod plain {
     use super::*;
-    block32_kernels!("avx2,fma,f16c", dot_pairs);
+    block32_kernels!("avx2,fma,f16c", dot_pairs, sum4_codes);
 }
 
 /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
 pub(super) mod vnni {
     use super::*;
-    block32_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", dot_vnni);
+    block32_kernels!(
+        "avx2,fma,f16c,avx512vl,avx512vnni",
+        dot_vnni,
+        sum4_codes_vnni
+    );
 }

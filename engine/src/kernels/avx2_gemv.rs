@@ -22,49 +22,11 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{f16_to_f32, unpack_codes};
-use super::block32::{layout, scale_offsets, Q4_0, Q5_0, Q8_0};
-use super::blocks::{as_blocks, BlockQ8_0};
+use super::avx2::{act_scales, code_offset, reduce4, unpack_codes, ActScales};
+use super::block32::{layout, scale_offsets, Q8_0};
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
-
-/// What the four-row kernel needs from the one activation row, per block.
-struct ActBlocks {
-    /// The block's scale.
-    d: Vec<f32>,
-    /// Q4_0/Q5_0: the weights' offset times `Σy`, taken off the integer sum.
-    correction: Vec<i32>,
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn act_blocks<const F: u8>(acts: &[u8]) -> ActBlocks {
-    let offset = match F {
-        Q4_0 => 8,
-        Q5_0 => 16,
-        _ => 0,
-    };
-    let mut a = ActBlocks {
-        d: Vec::new(),
-        correction: Vec::new(),
-    };
-    for blk in as_blocks::<BlockQ8_0>(acts) {
-        a.d.push(f16_to_f32(blk.d.bits()));
-        let sum: i32 = blk.qs.iter().map(|&v| v as i32).sum();
-        a.correction.push(offset * sum);
-    }
-    a
-}
-
-/// Eight i32 lanes each of four vectors to one i32 per vector.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn reduce4(s: [__m256i; 4]) -> __m128i {
-    let h01 = _mm256_hadd_epi32(s[0], s[1]);
-    let h23 = _mm256_hadd_epi32(s[2], s[3]);
-    let h = _mm256_hadd_epi32(h01, h23);
-    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
-}
 
 #[inline(always)]
 unsafe fn rd16(p: *const u8) -> u64 {
@@ -84,7 +46,7 @@ unsafe fn f16_of_rows(p: [*const u8; ROWS], at: usize) -> __m128 {
 }
 
 macro_rules! gemv_kernels {
-    ($features:literal, $dot:path) => {
+    ($features:literal, $dot:path, $sum4:path) => {
         /// Dots the first `rows / 4 * 4` weight rows of `w` with the one
         /// activation row `acts`; returns how many rows it did. `out[r]`
         /// receives row r's dot.
@@ -102,7 +64,7 @@ macro_rules! gemv_kernels {
         ) -> usize {
             let (wb, _, _) = layout(F);
             let nb = row_bytes / wb;
-            let a = act_blocks::<F>(acts);
+            let a = act_scales::<F>(acts, acts.len(), 1);
             let groups = w.len() / row_bytes / ROWS;
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
@@ -120,7 +82,7 @@ macro_rules! gemv_kernels {
             p: [*const u8; ROWS],
             nb: usize,
             acts: *const u8,
-            a: &ActBlocks,
+            a: &ActScales,
         ) -> __m256d {
             let mut acc = [_mm256_setzero_pd(); 4];
             let mut b = 0;
@@ -152,23 +114,22 @@ macro_rules! gemv_kernels {
             p: [*const u8; ROWS],
             b: usize,
             acts: *const u8,
-            a: &ActBlocks,
+            a: &ActScales,
             acc: &mut __m256d,
         ) {
             let (wb, ab, aqs) = layout(F);
             let y = _mm256_loadu_si256(acts.add(b * ab + aqs) as *const __m256i);
-            let s = p.map(|row| {
-                let q = unpack_codes::<F>(row.add(b * wb));
-                if F == Q8_0 {
-                    $dot(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+            let q = p.map(|row| unpack_codes::<F>(row.add(b * wb)));
+            let sums = if F == Q8_0 {
+                reduce4(q.map(|q| $dot(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))))
+            } else {
+                let sums = $sum4(q, [y; 4]);
+                if code_offset(F) != 0 {
+                    _mm_sub_epi32(sums, _mm_set1_epi32(*a.correction.get_unchecked(b)))
                 } else {
-                    $dot(q, y)
+                    sums
                 }
-            });
-            let mut sums = reduce4(s);
-            if F == Q4_0 || F == Q5_0 {
-                sums = _mm_sub_epi32(sums, _mm_set1_epi32(*a.correction.get_unchecked(b)));
-            }
+            };
             let wd = f16_of_rows(p, b * wb + scale_offsets(F).0);
             let d = _mm256_cvtps_pd(_mm_mul_ps(wd, _mm_set1_ps(*a.d.get_unchecked(b))));
             *acc = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), *acc);
@@ -179,14 +140,17 @@ macro_rules! gemv_kernels {
 /// AVX2 only.
 pub(super) mod plain {
     use super::*;
-    gemv_kernels!("avx2,fma,f16c", super::super::avx2::dot_pairs);
+    use crate::kernels::avx2::{dot_pairs, sum4_codes};
+    gemv_kernels!("avx2,fma,f16c", dot_pairs, sum4_codes);
 }
 
 /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
 pub(super) mod vnni {
     use super::*;
+    use crate::kernels::avx2::{dot_vnni, sum4_codes_vnni};
     gemv_kernels!(
         "avx2,fma,f16c,avx512vl,avx512vnni",
-        super::super::avx2::dot_vnni
+        dot_vnni,
+        sum4_codes_vnni
     );
 }
