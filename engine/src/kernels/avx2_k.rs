@@ -116,6 +116,42 @@ pub(super) unsafe fn rows_q4k(
     }
 }
 
+/// A Q6_K super-block unpacked: its 256 quants as unsigned bytes (0..63)
+/// in eight vectors of 32, each group's scale broadcast to the i16 lanes of
+/// its half, and the sixteen scales widened to i16 (for the offset).
+struct Q6kUnpacked {
+    q: [__m256i; 8],
+    sc: [__m256i; 8],
+    sc16: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
+    let low = _mm256_set1_epi8(0x0f);
+    let high = _mm256_set1_epi8(0x30);
+    let s8 = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);
+    let sc16 = _mm256_cvtepi8_epi16(s8);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for h in 0..2 {
+        let l0 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h) as *const __m256i);
+        let l1 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h + 32) as *const __m256i);
+        let hb = _mm256_loadu_si256(wb.qh.as_ptr().add(32 * h) as *const __m256i);
+        let lo = |v: __m256i| _mm256_and_si256(v, low);
+        let hi4 = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        q[4 * h] = _mm256_or_si256(lo(l0), _mm256_and_si256(_mm256_slli_epi16(hb, 4), high));
+        q[4 * h + 1] = _mm256_or_si256(lo(l1), _mm256_and_si256(_mm256_slli_epi16(hb, 2), high));
+        q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
+        q[4 * h + 3] = _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
+    }
+    let sc = std::array::from_fn(|k| {
+        let g0 = wb.scales[2 * k] as i16;
+        let g1 = wb.scales[2 * k + 1] as i16;
+        _mm256_set_m128i(_mm_set1_epi16(g1), _mm_set1_epi16(g0))
+    });
+    Q6kUnpacked { q, sc, sc16 }
+}
+
 /// Q6_K weights: 128 bytes of low nibbles, 64 of high bit pairs, 16 i8
 /// group scales, f16 d. Quants are unpacked unsigned (0..63); the -32
 /// offset is taken off afterwards with the activation group sums.
@@ -131,36 +167,12 @@ pub(super) unsafe fn rows_q6k(
     tokens: usize,
     out: &mut [f64],
 ) {
-    let low = _mm256_set1_epi8(0x0f);
-    let high = _mm256_set1_epi8(0x30);
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         o.fill(0.0);
         for (i, wb) in as_blocks::<BlockQ6K>(row).iter().enumerate() {
             prefetch_ahead((wb as *const BlockQ6K).cast(), size_of::<BlockQ6K>());
             let d = f16_to_f32(wb.d.bits()) as f64;
-            let s8 = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);
-            let sc16 = _mm256_cvtepi8_epi16(s8);
-            let mut q = [_mm256_setzero_si256(); 8];
-            let mut sc = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let l0 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h) as *const __m256i);
-                let l1 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h + 32) as *const __m256i);
-                let hb = _mm256_loadu_si256(wb.qh.as_ptr().add(32 * h) as *const __m256i);
-                let lo = |v: __m256i| _mm256_and_si256(v, low);
-                let hi4 = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                q[4 * h] =
-                    _mm256_or_si256(lo(l0), _mm256_and_si256(_mm256_slli_epi16(hb, 4), high));
-                q[4 * h + 1] =
-                    _mm256_or_si256(lo(l1), _mm256_and_si256(_mm256_slli_epi16(hb, 2), high));
-                q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
-                q[4 * h + 3] =
-                    _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
-            }
-            for (k, s) in sc.iter_mut().enumerate() {
-                let g0 = wb.scales[2 * k] as i16;
-                let g1 = wb.scales[2 * k + 1] as i16;
-                *s = _mm256_set_m128i(_mm_set1_epi16(g1), _mm_set1_epi16(g0));
-            }
+            let Q6kUnpacked { q, sc, sc16 } = q6k_unpack(wb);
             for (t, o) in o.iter_mut().enumerate() {
                 let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
                 let mut accv = _mm256_setzero_si256();
@@ -242,6 +254,60 @@ pub(super) unsafe fn rows_q4k_one_token(
                 _mm256_mul_pd(f16x4(dmin), msum),
             );
             o = _mm256_add_pd(o, _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), step));
+        }
+        _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);
+    }
+    groups * ROWS
+}
+
+/// One token against Q6_K rows four at a time, as [`rows_q4k_one_token`]
+/// does for Q4_K; the same operations in the same order as [`rows_q6k`].
+///
+/// # Safety
+/// As [`rows_q6k`] with one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_q6k_one_token(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    out: &mut [f64],
+) -> usize {
+    const ROWS: usize = 4;
+    const SB: usize = size_of::<BlockQ6K>();
+    let supers = row_bytes / SB;
+    let groups = w.len() / row_bytes / ROWS;
+    for g in 0..groups {
+        let base = w.as_ptr().add(g * ROWS * row_bytes);
+        let mut o = _mm256_setzero_pd();
+        for i in 0..supers {
+            let next = base.wrapping_add(ROWS * row_bytes + i * ROWS * SB);
+            for line in 0..(ROWS * SB).div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
+            }
+            let a = acts.as_ptr().add(i * Q8K_BYTES);
+            let y: [__m256i; 8] = std::array::from_fn(|k| {
+                _mm256_loadu_si256(a.add(Q8K_QS + 32 * k) as *const __m256i)
+            });
+            let bs = _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i);
+            let mut sums = [_mm256_setzero_si256(); ROWS];
+            let mut offsets = [_mm256_setzero_si256(); ROWS];
+            let mut d = 0u64;
+            for r in 0..ROWS {
+                let wb = &*(base.add(r * row_bytes + i * SB) as *const BlockQ6K);
+                let Q6kUnpacked { q, sc, sc16 } = q6k_unpack(wb);
+                let mut accv = _mm256_setzero_si256();
+                for k in 0..8 {
+                    let p = _mm256_maddubs_epi16(q[k], y[k]);
+                    accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[k]));
+                }
+                sums[r] = accv;
+                offsets[r] = _mm256_madd_epi16(bs, sc16);
+                d |= (wb.d.bits() as u64) << (16 * r);
+            }
+            let acc = _mm_sub_epi32(reduce4(sums), _mm_slli_epi32(reduce4(offsets), 5));
+            let d = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128(d as i64)));
+            let scale = _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), d);
+            o = _mm256_add_pd(o, _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc)));
         }
         _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);
     }

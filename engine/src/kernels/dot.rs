@@ -183,6 +183,7 @@ unsafe fn dot_rows_avx2(
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
             QuantType::Q4K => Some(avx2_k::rows_q4k_one_token),
+            QuantType::Q6K => Some(avx2_k::rows_q6k_one_token),
             _ => None,
         };
         if let Some(f) = gemv {
