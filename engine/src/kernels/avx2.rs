@@ -129,7 +129,7 @@ pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
 /// taken off the integer sum of the unsigned codes: `Σ(q - o)·y = Σq·y - o·Σy`.
 pub(super) struct ActScales {
     pub(super) d: Vec<f32>,
-    s: Vec<f32>,
+    pub(super) s: Vec<f32>,
     pub(super) correction: Vec<i32>,
 }
 

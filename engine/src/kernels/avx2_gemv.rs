@@ -2,7 +2,8 @@
 //! rows at a time, so each activation block is loaded once for four rows
 //! and the four rows' integer sums are reduced together.
 //!
-//! For Q4_0, Q5_0 and Q8_0 (Q4_1 stays on the row kernel: see `dot.rs`).
+//! For Q4_0, Q4_1, Q5_0 and Q8_0. Q4_1's scale and minimum sit side by
+//! side, so one 32-bit read per row fetches both.
 //! Q4_0 and Q5_0 weights are multiplied as their unsigned codes (0..15,
 //! 0..31), and the offset (8, 16) times the activation block's sum is
 //! taken off the integer sum afterwards: `Σ(q - o)·y = Σq·y - o·Σy`. That
@@ -23,7 +24,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, reduce4, unpack_codes, ActScales};
-use super::block32::{layout, scale_offsets, Q8_0};
+use super::block32::{layout, scale_offsets, Q4_1, Q8_0};
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
@@ -43,6 +44,22 @@ unsafe fn f16_of_rows(p: [*const u8; ROWS], at: usize) -> __m128 {
         | rd16(p[2].add(at)) << 32
         | rd16(p[3].add(at)) << 48;
     _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+/// Q4_1: the four rows' scale and minimum, two f16 side by side, read as
+/// one u32 per row and converted together, as four f32 each.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_min_of_rows(p: [*const u8; ROWS], at: usize) -> (__m128, __m128) {
+    const _: () = assert!(scale_offsets(Q4_1).1 == scale_offsets(Q4_1).0 + 2);
+    let word = |i: usize| (p[i].add(at) as *const i32).read_unaligned();
+    let halves = _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
+    // d0 m0 d1 m1 d2 m2 d3 m3 -> d0 d1 d2 d3 | m0 m1 m2 m3
+    let split = _mm256_permutevar8x32_ps(halves, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    (
+        _mm256_castps256_ps128(split),
+        _mm256_extractf128_ps(split, 1),
+    )
 }
 
 macro_rules! gemv_kernels {
@@ -85,6 +102,7 @@ macro_rules! gemv_kernels {
             a: &ActScales,
         ) -> __m256d {
             let mut acc = [_mm256_setzero_pd(); 4];
+            let mut mins = [_mm256_setzero_pd(); 4];
             let mut b = 0;
             while b + 4 <= nb {
                 // The next four rows, one linear pass over them while these
@@ -94,17 +112,21 @@ macro_rules! gemv_kernels {
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
                 }
                 for k in 0..4 {
-                    block::<F>(p, b + k, acts, a, &mut acc[k]);
+                    block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
                 }
                 b += 4;
             }
             for k in 0..nb - b {
-                block::<F>(p, b + k, acts, a, &mut acc[k]);
+                block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
             }
             let sum = |v: &[__m256d; 4]| {
                 _mm256_add_pd(_mm256_add_pd(v[0], v[2]), _mm256_add_pd(v[1], v[3]))
             };
-            sum(&acc)
+            if F == Q4_1 {
+                _mm256_add_pd(sum(&acc), sum(&mins))
+            } else {
+                sum(&acc)
+            }
         }
 
         /// Block `b` of the four rows, into one f64 lane vector.
@@ -116,6 +138,7 @@ macro_rules! gemv_kernels {
             acts: *const u8,
             a: &ActScales,
             acc: &mut __m256d,
+            mins: &mut __m256d,
         ) {
             let (wb, ab, aqs) = layout(F);
             let y = _mm256_loadu_si256(acts.add(b * ab + aqs) as *const __m256i);
@@ -130,7 +153,14 @@ macro_rules! gemv_kernels {
                     sums
                 }
             };
-            let wd = f16_of_rows(p, b * wb + scale_offsets(F).0);
+            let wd = if F == Q4_1 {
+                let (wd, wm) = scale_min_of_rows(p, b * wb + scale_offsets(F).0);
+                let m = _mm_mul_ps(wm, _mm_set1_ps(*a.s.get_unchecked(b)));
+                *mins = _mm256_add_pd(*mins, _mm256_cvtps_pd(m));
+                wd
+            } else {
+                f16_of_rows(p, b * wb + scale_offsets(F).0)
+            };
             let d = _mm256_cvtps_pd(_mm_mul_ps(wd, _mm_set1_ps(*a.d.get_unchecked(b))));
             *acc = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), *acc);
         }

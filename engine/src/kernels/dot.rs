@@ -170,9 +170,8 @@ unsafe fn dot_rows_avx2(
         _ => None,
     };
     let fits = kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out);
-    // One token: rows four at a time (`avx2_gemv.rs`), the rest as below.
-    // Not Q4_1: gathering four rows' scale and minimum cost more than the
-    // shared activation saved (0.87-0.93x the row kernel, examples/kernel_speed).
+    // One token: rows four at a time (`avx2_gemv.rs`, `avx2_k.rs`), the
+    // rest as below.
     let mut done = 0;
     if fits && tokens == 1 {
         use super::avx2_gemv::{plain as gp, vnni as gv};
@@ -180,6 +179,7 @@ unsafe fn dot_rows_avx2(
         let pick = |p: Gemv, q: Gemv| if vnni { q } else { p };
         let gemv: Option<Gemv> = match dtype {
             QuantType::Q4_0 => Some(pick(gp::rows::<Q4_0>, gv::rows::<Q4_0>)),
+            QuantType::Q4_1 => Some(pick(gp::rows::<Q4_1>, gv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
             QuantType::Q4K => Some(avx2_k::rows_q4k_one_token),
