@@ -27,7 +27,7 @@ use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
 use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
 
 #[inline(always)]
-unsafe fn rd16(p: *const u8) -> u16 {
+pub(super) unsafe fn rd16(p: *const u8) -> u16 {
     // SAFETY (caller): two readable bytes at p.
     (p as *const u16).read_unaligned()
 }

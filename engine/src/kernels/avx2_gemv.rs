@@ -23,26 +23,18 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{act_scales, code_offset, reduce4, unpack_codes, ActScales};
+use super::avx2::{act_scales, code_offset, rd16, reduce4, unpack_codes, ActScales};
 use super::block32::{layout, scale_offsets, Q4_1, Q8_0};
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
 
-#[inline(always)]
-unsafe fn rd16(p: *const u8) -> u64 {
-    // SAFETY (caller): two readable bytes at p.
-    (p as *const u16).read_unaligned() as u64
-}
-
 /// The four rows' f16 values at the same offset, as four f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_of_rows(p: [*const u8; ROWS], at: usize) -> __m128 {
-    let bits = rd16(p[0].add(at))
-        | rd16(p[1].add(at)) << 16
-        | rd16(p[2].add(at)) << 32
-        | rd16(p[3].add(at)) << 48;
+    let half = |r: usize| rd16(p[r].add(at)) as u64;
+    let bits = half(0) | half(1) << 16 | half(2) << 32 | half(3) << 48;
     _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
 }
 

@@ -28,6 +28,53 @@ unsafe fn act_scale(a: *const u8) -> f64 {
     (a.add(offset_of!(BlockQ8K, d)) as *const f32).read_unaligned() as f64
 }
 
+/// Rows the one-token kernels take together.
+const ONE_TOKEN_ROWS: usize = 4;
+
+/// The activation super-block at `a`: its 256 quants as eight vectors of
+/// 32, and its sixteen group sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act_super_block(a: *const u8) -> ([__m256i; 8], __m256i) {
+    let y = std::array::from_fn(|k| _mm256_loadu_si256(a.add(Q8K_QS + 32 * k) as *const __m256i));
+    (y, _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i))
+}
+
+/// While super-block `i` of the four rows at `base` is read, asks for the
+/// same super-block of the next four rows: one linear pass over them, as
+/// many bytes as this step reads (past the weights' end is harmless).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn prefetch_next_rows(base: *const u8, row_bytes: usize, i: usize, super_bytes: usize) {
+    let rows = ONE_TOKEN_ROWS;
+    let next = base.wrapping_add(rows * row_bytes + i * rows * super_bytes);
+    for line in 0..(rows * super_bytes).div_ceil(64) {
+        _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
+    }
+}
+
+/// Four rows' f16 values (row r in bits 16r..16r+16) as four f64.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x4_to_f64(bits: u64) -> __m256d {
+    _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)))
+}
+
+/// A Q4_K super-block's 256 quants as unsigned bytes, eight vectors of 32
+/// (each 32-byte run of nibbles gives its low, then its high halves).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_quants(wb: &BlockQ4K) -> [__m256i; 8] {
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
+        q[2 * c] = _mm256_and_si256(v, mask);
+        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    }
+    q
+}
+
 /// Asks for the `len` bytes a kilobyte past `p` (decode streams each weight
 /// byte once; prefetches past the end of the weights do not fault).
 #[inline]
@@ -85,7 +132,6 @@ pub(super) unsafe fn rows_q4k(
     tokens: usize,
     out: &mut [f64],
 ) {
-    let mask = _mm256_set1_epi8(0x0f);
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         o.fill(0.0);
         for (i, wb) in as_blocks::<BlockQ4K>(row).iter().enumerate() {
@@ -93,12 +139,7 @@ pub(super) unsafe fn rows_q4k(
             let d = f16_to_f32(wb.d.bits()) as f64;
             let dmin = f16_to_f32(wb.dmin.bits()) as f64;
             let (sc, mins) = q4k_scales(&wb.scales);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for c in 0..4 {
-                let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
-                q[2 * c] = _mm256_and_si256(v, mask);
-                q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-            }
+            let q = q4k_quants(wb);
             for (t, o) in o.iter_mut().enumerate() {
                 let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
                 let mut accv = _mm256_setzero_si256();
@@ -206,52 +247,39 @@ pub(super) unsafe fn rows_q4k_one_token(
     acts: &[u8],
     out: &mut [f64],
 ) -> usize {
-    const ROWS: usize = 4;
+    const ROWS: usize = ONE_TOKEN_ROWS;
     const SB: usize = size_of::<BlockQ4K>();
-    let mask = _mm256_set1_epi8(0x0f);
     let supers = row_bytes / SB;
     let groups = w.len() / row_bytes / ROWS;
     for g in 0..groups {
         let base = w.as_ptr().add(g * ROWS * row_bytes);
         let mut o = _mm256_setzero_pd();
         for i in 0..supers {
-            let next = base.wrapping_add(ROWS * row_bytes + i * ROWS * SB);
-            for line in 0..(ROWS * SB).div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
-            }
+            prefetch_next_rows(base, row_bytes, i, SB);
             let a = acts.as_ptr().add(i * Q8K_BYTES);
-            let y: [__m256i; 8] = std::array::from_fn(|j| {
-                _mm256_loadu_si256(a.add(Q8K_QS + 32 * j) as *const __m256i)
-            });
-            let bs = _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i);
+            let (y, bs) = act_super_block(a);
             let mut sums = [_mm256_setzero_si256(); ROWS];
             let mut mins = [_mm256_setzero_si256(); ROWS];
-            let mut d = 0u64;
-            let mut dmin = 0u64;
+            let (mut d, mut dmin) = (0u64, 0u64);
             for r in 0..ROWS {
                 let wb = &*(base.add(r * row_bytes + i * SB) as *const BlockQ4K);
                 let (sc, m) = q4k_scales(&wb.scales);
+                let q = q4k_quants(wb);
                 let mut accv = _mm256_setzero_si256();
-                for c in 0..4 {
-                    let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
-                    let lo = _mm256_and_si256(v, mask);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y[2 * c]), sc[2 * c]);
-                    let p1 =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y[2 * c + 1]), sc[2 * c + 1]);
-                    accv = _mm256_add_epi32(accv, _mm256_add_epi32(p0, p1));
+                for j in 0..8 {
+                    let p = _mm256_maddubs_epi16(q[j], y[j]);
+                    accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[j]));
                 }
                 sums[r] = accv;
                 mins[r] = _mm256_madd_epi16(bs, m);
                 d |= (wb.d.bits() as u64) << (16 * r);
                 dmin |= (wb.dmin.bits() as u64) << (16 * r);
             }
-            let f16x4 = |bits: u64| _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)));
             let acc = _mm256_cvtepi32_pd(reduce4(sums));
             let msum = _mm256_cvtepi32_pd(reduce4(mins));
             let step = _mm256_sub_pd(
-                _mm256_mul_pd(f16x4(d), acc),
-                _mm256_mul_pd(f16x4(dmin), msum),
+                _mm256_mul_pd(f16x4_to_f64(d), acc),
+                _mm256_mul_pd(f16x4_to_f64(dmin), msum),
             );
             o = _mm256_add_pd(o, _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), step));
         }
@@ -272,7 +300,7 @@ pub(super) unsafe fn rows_q6k_one_token(
     acts: &[u8],
     out: &mut [f64],
 ) -> usize {
-    const ROWS: usize = 4;
+    const ROWS: usize = ONE_TOKEN_ROWS;
     const SB: usize = size_of::<BlockQ6K>();
     let supers = row_bytes / SB;
     let groups = w.len() / row_bytes / ROWS;
@@ -280,15 +308,9 @@ pub(super) unsafe fn rows_q6k_one_token(
         let base = w.as_ptr().add(g * ROWS * row_bytes);
         let mut o = _mm256_setzero_pd();
         for i in 0..supers {
-            let next = base.wrapping_add(ROWS * row_bytes + i * ROWS * SB);
-            for line in 0..(ROWS * SB).div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
-            }
+            prefetch_next_rows(base, row_bytes, i, SB);
             let a = acts.as_ptr().add(i * Q8K_BYTES);
-            let y: [__m256i; 8] = std::array::from_fn(|k| {
-                _mm256_loadu_si256(a.add(Q8K_QS + 32 * k) as *const __m256i)
-            });
-            let bs = _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i);
+            let (y, bs) = act_super_block(a);
             let mut sums = [_mm256_setzero_si256(); ROWS];
             let mut offsets = [_mm256_setzero_si256(); ROWS];
             let mut d = 0u64;
@@ -305,8 +327,7 @@ pub(super) unsafe fn rows_q6k_one_token(
                 d |= (wb.d.bits() as u64) << (16 * r);
             }
             let acc = _mm_sub_epi32(reduce4(sums), _mm_slli_epi32(reduce4(offsets), 5));
-            let d = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128(d as i64)));
-            let scale = _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), d);
+            let scale = _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), f16x4_to_f64(d));
             o = _mm256_add_pd(o, _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc)));
         }
         _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);

@@ -191,6 +191,11 @@ unsafe fn dot_rows_avx2(
         }
     }
     let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);
+    if w.is_empty() {
+        // Every row done above: the row kernels would still prepare the
+        // activation's scales for no rows.
+        return;
+    }
     match kernel {
         Some(f) if fits => f(w, row_bytes, acts, act_row_bytes, tokens, out),
         _ => dot_rows_portable(dtype, w, row_bytes, acts, act_row_bytes, tokens, out),
