@@ -1,10 +1,10 @@
-//! Throughput of the quantized matmul on one thread, in two regimes:
+//! Throughput of the quantized matmul on one thread (or THREADS), in two regimes:
 //! a weight far larger than the caches (memory-bound, as an 8b decode is)
 //! and one of 4.5 MiB that stays in L3 (compute-bound, as a laptop's faster memory
 //! makes every decode). Prints weight GB/s for 1 token and token-rows per
 //! second for a 32-token batch.
 //!
-//! `cargo run --release -p shardlab-engine --example kernel_speed [TYPE] [SECONDS]`
+//! `cargo run --release -p shardlab-engine --example kernel_speed [TYPE] [SECONDS] [THREADS]`
 //! (TYPE: q4_0, q4_1, q5_0, q8_0, q4_k, q6_k; default q4_0)
 
 use std::time::{Duration, Instant};
@@ -62,10 +62,11 @@ fn main() {
         other => panic!("unknown type {other}: q4_0, q4_1, q5_0, q8_0, q4_k or q6_k"),
     };
     let seconds: f64 = args.next().map_or(2.0, |s| s.parse().expect("seconds"));
+    let threads: usize = args.next().map_or(1, |s| s.parse().expect("threads"));
     rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build_global()
-        .expect("one thread");
+        .expect("thread pool");
     for (regime, rows) in [("memory-bound", 64 * 1024), ("in cache", 2048)] {
         let w = weight(dtype, rows);
         let gb = w.byte_len() as f64 / 1e9;

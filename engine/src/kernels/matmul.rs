@@ -82,8 +82,13 @@ fn compute(w: &Weight, x: &[f32], tokens: usize, scratch: &mut MatmulScratch) {
         });
 }
 
-/// About eight tasks per thread, and at least a few rows per task.
+/// About eight tasks per thread, so a thread slowed by a neighbour hands
+/// work to the others, and at least a few rows per task. One thread takes
+/// the whole matmul as one task: each task prepares the activation's block
+/// scales again, which a small model's decode would notice.
 fn rows_per_task(rows: usize) -> usize {
-    let tasks = rayon::current_num_threads().max(1) * 8;
-    rows.div_ceil(tasks).max(4)
+    match rayon::current_num_threads() {
+        0 | 1 => rows.max(1),
+        threads => rows.div_ceil(threads * 8).max(4),
+    }
 }

@@ -1,5 +1,6 @@
 //! f32 vector primitives for attention: `y += a x`, the scores of one query
-//! against a tile of keys, and an exponential that vectorizes.
+//! against a tile of keys, an exponential that vectorizes, and a tile's
+//! weighted sum of value rows.
 //!
 //! All are `#[inline(always)]` so a caller compiles them into its own AVX2
 //! function, where LLVM widens them to 256-bit vectors, and into its
@@ -71,9 +72,60 @@ pub(crate) fn exp(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n from its exponent bits; n is in -126..=127 after the clamp.
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * two_n
+    p * two_to(n)
+}
+
+/// `2^n` for a whole `n` in -126..=127, built from its exponent bits.
+/// Adding 2^23 + 127 puts `n + 127` (1..=254) in the low mantissa bits
+/// exactly, and the shift moves it into the exponent. This is what
+/// `(n as i32 + 127) << 23` gives, without the saturating float-to-int cast
+/// (a compare and two conditional moves per value) that keeps a loop of
+/// [`exp`] from vectorizing.
+#[inline(always)]
+fn two_to(n: f32) -> f32 {
+    const BIAS: f32 = 8_388_608.0 + 127.0;
+    f32::from_bits((n + BIAS).to_bits() << 23)
+}
+
+/// Replaces each score by `e^(score - max)` and returns their sum, added
+/// in order. The exponentials vectorize; the sum stays a chain so its bits
+/// do not depend on the vector width.
+#[inline(always)]
+pub(crate) fn exp_shifted(scores: &mut [f32], max: f32) -> f32 {
+    for s in scores.iter_mut() {
+        *s = exp(*s - max);
+    }
+    scores.iter().fold(0.0, |sum, &e| sum + e)
+}
+
+/// Dimensions of the output one pass of [`weighted_rows`] keeps in registers.
+const OUT_BLOCK: usize = 32;
+
+/// `out[d] += Σ_j weights[j] rows[j][d]` for rows of `out.len()` values
+/// stored one after another, each output added to in `j` order: the same
+/// bits as an [`axpy`] per row, but each block of outputs stays in
+/// registers while every row passes, instead of a load and a store of the
+/// whole output per row.
+#[inline(always)]
+pub(crate) fn weighted_rows(out: &mut [f32], weights: &[f32], rows: &[f32]) {
+    let n = out.len();
+    let whole = n - n % OUT_BLOCK;
+    for d0 in (0..whole).step_by(OUT_BLOCK) {
+        let mut acc = [0.0f32; OUT_BLOCK];
+        acc.copy_from_slice(&out[d0..d0 + OUT_BLOCK]);
+        for (j, &w) in weights.iter().enumerate() {
+            let row = &rows[j * n + d0..][..OUT_BLOCK];
+            for l in 0..OUT_BLOCK {
+                acc[l] += w * row[l];
+            }
+        }
+        out[d0..d0 + OUT_BLOCK].copy_from_slice(&acc);
+    }
+    if whole < n {
+        for (j, &w) in weights.iter().enumerate() {
+            axpy(&mut out[whole..], w, &rows[j * n + whole..][..n - whole]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +175,40 @@ mod tests {
                 out[j]
             );
         }
+    }
+
+    #[test]
+    fn two_to_is_the_exponent_bits_of_n() {
+        for n in -126..=127 {
+            let want = f32::from_bits(((n + 127) as u32) << 23);
+            assert_eq!(two_to(n as f32).to_bits(), want.to_bits(), "2^{n}");
+        }
+    }
+
+    #[test]
+    fn weighted_rows_gives_the_bits_of_one_axpy_per_row() {
+        // 70 values: two register blocks and a remainder of 6.
+        for n in [64, 70, 5] {
+            let rows: Vec<f32> = (0..n * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+            let weights: Vec<f32> = (0..9).map(|j| (j as f32 * 0.11).cos()).collect();
+            let start: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let mut want = start.clone();
+            for (j, &w) in weights.iter().enumerate() {
+                axpy(&mut want, w, &rows[j * n..][..n]);
+            }
+            let mut got = start;
+            weighted_rows(&mut got, &weights, &rows);
+            assert_eq!(got, want, "{n} values");
+        }
+    }
+
+    #[test]
+    fn exp_shifted_sums_in_order() {
+        let mut s: Vec<f32> = (0..37).map(|i| i as f32 * -0.3).collect();
+        let want: Vec<f32> = s.iter().map(|&x| exp(x - 0.5)).collect();
+        let sum = exp_shifted(&mut s, 0.5);
+        assert_eq!(s, want);
+        assert_eq!(sum, want.iter().fold(0.0, |a, &e| a + e));
     }
 
     #[test]

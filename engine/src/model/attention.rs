@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::kv_cache::KvRows;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::dot::Isa;
-use crate::kernels::vector::{axpy, exp, scores_tile, SCORE_TILE};
+use crate::kernels::vector::{axpy, exp, exp_shifted, scores_tile, weighted_rows, SCORE_TILE};
 
 /// Positions decoded and scored at once.
 const TILE: usize = SCORE_TILE;
@@ -229,14 +229,14 @@ fn by_chunk(inputs: &Inputs, tokens: usize, out: &mut [f32]) {
 fn run_task(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if Isa::detected().contains(&Isa::Avx2) {
-        // SAFETY: the CPU has AVX2, the only feature the function enables.
+        // SAFETY: Isa::Avx2 means AVX2, FMA and F16C, what the function enables.
         return unsafe { task_avx2(inputs, t, s, slot) };
     }
     task_body(inputs, t, s, slot)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn task_avx2(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
     task_body(inputs, t, s, slot)
 }
@@ -288,15 +288,8 @@ fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
                     p[2..].iter_mut().for_each(|o| *o *= shrink);
                     p[0] = max;
                 }
-                let mut sum = 0.0f32;
-                for sc in scores.iter_mut() {
-                    *sc = exp(*sc - max);
-                    sum += *sc;
-                }
-                p[1] += sum;
-                for (j, &w) in scores.iter().enumerate() {
-                    axpy(&mut p[2..], w, &s.values[j * hd..][..hd]);
-                }
+                p[1] += exp_shifted(scores, max);
+                weighted_rows(&mut p[2..], scores, &s.values[..n * hd]);
             }
         }
         j0 = j1;

@@ -107,7 +107,7 @@ impl KvRows<'_> {
             }
             KvRows::F16(v) => {
                 for (j, o) in positions.zip(dst) {
-                    v[j * row + head * hd..][..hd].convert_to_f32_slice(o);
+                    widen(&v[j * row + head * hd..][..hd], o);
                 }
             }
             KvRows::Q8(v) => {
@@ -120,6 +120,35 @@ impl KvRows<'_> {
                 }
             }
         }
+    }
+}
+
+/// f16 to f32. `half`'s slice conversion checks the CPU and calls out per
+/// eight values, a tenth of a small model's decode; with F16C this is one
+/// inlined instruction per eight.
+#[inline(always)]
+fn widen(src: &[f16], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU has F16C (and so AVX), all the function enables.
+        return unsafe { widen_f16c(src, dst) };
+    }
+    src.convert_to_f32_slice(dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn widen_f16c(src: &[f16], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let whole = n - n % 8;
+    for i in (0..whole).step_by(8) {
+        let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+    }
+    for i in whole..n {
+        dst[i] = src[i].to_f32();
     }
 }
 
