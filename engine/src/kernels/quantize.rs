@@ -39,36 +39,27 @@ unsafe fn quantize_row_avx2(target: QuantType, x: &[f32], out: &mut [u8]) {
     quantize_row_body(target, x, out)
 }
 
+/// Runs `$block` on each block's values and the block it fills. A macro
+/// rather than a helper taking the block function: a function or closure
+/// passed as `impl Fn` is compiled on its own, without the AVX2 copy's
+/// features, and would round with libm again.
+macro_rules! each_block {
+    ($x:expr, $out:expr, $ty:ty, $block:ident) => {
+        for (xb, ob) in $x
+            .chunks_exact(<$ty>::VALUES)
+            .zip(as_blocks_mut::<$ty>($out))
+        {
+            $block(xb, ob);
+        }
+    };
+}
+
 #[inline(always)]
 fn quantize_row_body(target: QuantType, x: &[f32], out: &mut [u8]) {
-    // Plain loops rather than a helper taking the block function: a
-    // function or closure passed as `impl Fn` is compiled on its own,
-    // without the AVX2 copy's features, and would round with libm again.
     match target {
-        QuantType::Q8_0 => {
-            for (xb, ob) in x
-                .chunks_exact(BlockQ8_0::VALUES)
-                .zip(as_blocks_mut::<BlockQ8_0>(out))
-            {
-                quantize_q8_0_block(xb, ob);
-            }
-        }
-        QuantType::Q8_1 => {
-            for (xb, ob) in x
-                .chunks_exact(BlockQ8_1::VALUES)
-                .zip(as_blocks_mut::<BlockQ8_1>(out))
-            {
-                quantize_q8_1_block(xb, ob);
-            }
-        }
-        QuantType::Q8K => {
-            for (xb, ob) in x
-                .chunks_exact(BlockQ8K::VALUES)
-                .zip(as_blocks_mut::<BlockQ8K>(out))
-            {
-                quantize_q8_k_block(xb, ob);
-            }
-        }
+        QuantType::Q8_0 => each_block!(x, out, BlockQ8_0, quantize_q8_0_block),
+        QuantType::Q8_1 => each_block!(x, out, BlockQ8_1, quantize_q8_1_block),
+        QuantType::Q8K => each_block!(x, out, BlockQ8K, quantize_q8_k_block),
         QuantType::F32 => {
             for (v, o) in x.iter().zip(as_blocks_mut::<F32Le>(out)) {
                 *o = F32Le::from_f32(*v);

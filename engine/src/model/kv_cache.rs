@@ -231,6 +231,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn widening_gives_halfs_value_for_every_f16() {
+        // All 65536 bit patterns, in a length that leaves a remainder
+        // past the eight-wide steps; a NaN need only stay a NaN.
+        let src: Vec<f16> = (0..=u16::MAX)
+            .map(f16::from_bits)
+            .chain([f16::ONE; 5])
+            .collect();
+        let mut got = vec![0.0f32; src.len()];
+        widen(&src, &mut got);
+        for (h, g) in src.iter().zip(&got) {
+            if h.is_nan() {
+                assert!(g.is_nan(), "{:#06x}", h.to_bits());
+            } else {
+                assert_eq!(g.to_bits(), h.to_f32().to_bits(), "{:#06x}", h.to_bits());
+            }
+        }
+    }
+
+    #[test]
     fn each_precision_gives_back_what_it_stored_within_its_rounding() {
         // 2 heads of 32 values, 3 positions.
         let (hd, heads, n) = (32, 2, 3);
