@@ -370,12 +370,11 @@ macro_rules! block32_kernels {
                 let sums = if F == Q8_0 {
                     // Written out: a closure here would not inherit the
                     // target features, and its call was a fifth of the time.
-                    let signed = |k: usize| _mm256_sign_epi8(y[k], q[k]);
                     reduce4([
-                        $dot(qabs[0], signed(0)),
-                        $dot(qabs[1], signed(1)),
-                        $dot(qabs[2], signed(2)),
-                        $dot(qabs[3], signed(3)),
+                        $dot(qabs[0], _mm256_sign_epi8(y[0], q[0])),
+                        $dot(qabs[1], _mm256_sign_epi8(y[1], q[1])),
+                        $dot(qabs[2], _mm256_sign_epi8(y[2], q[2])),
+                        $dot(qabs[3], _mm256_sign_epi8(y[3], q[3])),
                     ])
                 } else if code_offset(F) != 0 {
                     let c = if N == 4 {
