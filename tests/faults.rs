@@ -203,6 +203,28 @@ fn exec(session: &mut shardlab_repl::Session, line: &str) -> String {
     shardlab_repl::output::text::render(&out, false)
 }
 
+/// What a session streams: generated text, and notes on lines of their own.
+#[derive(Default)]
+struct Streamed(String);
+
+impl shardlab_repl::session::Sink for Streamed {
+    fn text(&mut self, piece: &str) {
+        self.0.push_str(piece);
+    }
+    fn note(&mut self, line: &shardlab_repl::output::Rich) {
+        self.0.push_str(&format!("\n{}\n", line.render(false)));
+    }
+}
+
+/// A prompt's streamed text and notes.
+fn ask(session: &mut shardlab_repl::Session, prompt: &str) -> String {
+    let mut streamed = Streamed::default();
+    let out = session.exec_line(prompt, &mut streamed);
+    let rendered = shardlab_repl::output::text::render(&out, false);
+    assert!(!rendered.contains("error"), "{rendered}");
+    streamed.0
+}
+
 #[test]
 fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -219,11 +241,14 @@ fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
         nodes.addrs().join(","),
         nodes.token_file.display()
     );
+    // Recovery off: this row is about naming the silent node
+    // (recovery itself: tests/recovery.rs and the transcripts).
     for line in [
         connect.as_str(),
         ":load smollm2",
         ":shard tensor",
         ":set max_tokens 6",
+        ":set recover off",
     ] {
         let out = exec(&mut session, line);
         assert!(!out.contains("error"), "{line}: {out}");
@@ -268,6 +293,80 @@ fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
     let out = exec(&mut session, "The capital of France is");
     assert!(out.contains("Paris") || out.len() > 10, "{out}");
     assert!(!out.contains("failed"), "{out}");
+}
+
+#[test]
+fn a_stopped_node_is_recovered_from_shut_out_when_it_wakes_and_admitted_again_at_the_next_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = Nodes::start(dir.path(), 3, 1.5, None);
+    let mut session = shardlab_repl::Session::new(shardlab_repl::SessionConfig {
+        store: shardlab_engine::model::store::ModelStore::from_env().expect("store"),
+        node_exe: PathBuf::from(netlab::EXE),
+        threads_per_node: 1,
+        step_timeout: Duration::from_secs(3),
+        link: None,
+    });
+    let connect = format!(
+        ":connect {} --token-file {}",
+        nodes.addrs().join(","),
+        nodes.token_file.display()
+    );
+    for line in [
+        connect.as_str(),
+        ":load smollm2",
+        ":shard tensor",
+        ":set max_tokens 8",
+        ":set temperature 0",
+    ] {
+        let out = exec(&mut session, line);
+        assert!(!out.contains("error"), "{line}: {out}");
+    }
+    let prompt = "The capital of France is";
+    let reference = ask(&mut session, prompt);
+    // The text without the recovery note.
+    let answer = |out: &str| {
+        out.lines()
+            .filter(|l| !l.starts_with("recovered: "))
+            .collect::<String>()
+    };
+
+    // Stopped: named when the step deadline passes, dropped, recovered
+    // from on the two others; the same text.
+    let node1 = nodes.procs[1].pid();
+    signal(node1, "STOP");
+    let out = exec(&mut session, ":reset");
+    assert!(!out.contains("error"), "{out}");
+    let stopped = ask(&mut session, prompt);
+    assert_eq!(answer(&stopped), answer(&reference), "{stopped}");
+    let label = format!("node1 ({})", nodes.procs[1].addr);
+    assert!(
+        stopped.contains(&format!("recovered: {label} left during")),
+        "{stopped}"
+    );
+    let table = exec(&mut session, ":nodes");
+    assert!(!table.contains("node1"), "node1 is out: {table}");
+
+    // Woken up: its connections were closed when it was declared dead, so
+    // nothing it sends reaches the session it left, which goes on.
+    signal(node1, "CONT");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = ask(&mut session, prompt);
+    assert_eq!(answer(&after), answer(&reference), "{after}");
+    let log = nodes.procs[1].log();
+    assert!(log.contains("left"), "node1 saw its session end:\n{log}");
+
+    // It answers at its address, so the next plan admits it again.
+    let replanned = exec(&mut session, ":shard tensor");
+    assert!(
+        replanned.contains(&format!("admitted again {label}")),
+        "{replanned}"
+    );
+    assert!(
+        replanned.contains("sharded tensor over 3 nodes"),
+        "{replanned}"
+    );
+    let again = ask(&mut session, prompt);
+    assert_eq!(answer(&again), answer(&reference), "{again}");
 }
 
 #[test]
@@ -543,13 +642,25 @@ fn a_node_failure_loses_no_chat_and_no_transcript_line() {
     nodes.procs[1].kill();
     shell.send("And of Germany?");
     let t = wait_for_file(&transcript, limit, |t| t.contains("> And of Germany?"));
-    // Transcripts mask addresses; the shell's own output shows them.
-    assert!(t.contains("error: node1 ({addr}) failed"), "{t}");
-    let named = format!("{victim} failed");
+    // Recovered from (the default): the turn is answered on the survivors
+    // and the line naming the node is recorded. Transcripts mask
+    // addresses; the shell's own output shows them.
+    assert!(t.contains("recovered: node1 ({addr}) left during"), "{t}");
+    let named = format!("recovered: {victim} left during");
     shell.wait_for(limit, |o| o.contains(&named));
     for line in &steps[1..] {
         assert!(t.contains(&format!("> {line}")), "{line} is on disk:\n{t}");
     }
+    // With recovery off, the next failure is an error naming the node,
+    // recorded too, and `:shard` re-plans by hand.
+    shell.send(":set recover off");
+    let victim = format!("node2 ({})", nodes.procs[2].addr);
+    nodes.procs[2].kill();
+    shell.send("And of Spain?");
+    let t = wait_for_file(&transcript, limit, |t| t.contains("> And of Spain?"));
+    let after = &t[t.find("> And of Spain?").expect("recorded")..];
+    assert!(after.contains("error: node2 ({addr}) failed"), "{t}");
+    shell.wait_for(limit, |o| o.contains(&format!("{victim} failed")));
     shell.send(":shard tensor");
     shell.send("And of Italy?");
     shell.send(":reset");
@@ -565,7 +676,10 @@ fn a_node_failure_loses_no_chat_and_no_transcript_line() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("`:reset` says how many messages it forgot");
-    assert!(forgot >= 4, "both answered turns survived: {forgot}\n{t}");
+    assert!(
+        forgot >= 6,
+        "the three answered turns survived: {forgot}\n{t}"
+    );
     shell.send(":quit");
     assert!(shell.finish().is_some(), "the shell ran to the end");
 }

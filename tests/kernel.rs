@@ -55,6 +55,11 @@ fn a_cell_starts_the_server_which_serves_between_cells_until_serve_off() {
 }
 
 #[test]
+fn a_node_killed_mid_generation_in_a_cell_is_recovered_from_with_the_same_text() {
+    run_script("recover.py", &[], Duration::from_secs(240));
+}
+
+#[test]
 fn restart_answers_again_and_shutdown_exits_and_stops_local_nodes() {
     run_script("lifecycle.py", &[], Duration::from_secs(120));
 }

@@ -305,16 +305,12 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn a_dead_node_gets_a_503_naming_it_then_the_server_replans_on_the_survivor() {
-    let server = Server::start(&["--nodes", "local:2", "--layout", "tensor"], None);
-    let chat = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":8}"#;
-    let (status, before) = server.api.post("/v1/chat/completions", chat);
-    assert_eq!(status, 200, "{before}");
+/// A local node process of the server and its name (`--name nodeN` on
+/// its command line).
+fn node_of(server: &Server, i: usize, count: usize) -> (u32, String) {
     let nodes = children(server.child.id());
-    assert_eq!(nodes.len(), 2, "two local node processes: {nodes:?}");
-    // Its name, from its command line (`--name nodeN`).
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", nodes[0])).unwrap();
+    assert_eq!(nodes.len(), count, "local node processes: {nodes:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", nodes[i])).unwrap();
     let args: Vec<String> = cmdline
         .split(|&b| b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -325,8 +321,97 @@ fn a_dead_node_gets_a_503_naming_it_then_the_server_replans_on_the_survivor() {
         .and_then(|i| args.get(i + 1))
         .expect("a node has --name")
         .clone();
+    (nodes[i], name)
+}
+
+#[test]
+fn a_node_killed_while_a_request_streams_is_recovered_from_and_the_answer_finishes() {
+    let server = Server::start(&["--nodes", "local:3", "--layout", "tensor"], None);
+    let body = |stream: bool| {
+        format!(
+            r#"{{"model":"smollm2","messages":[{{"role":"user","content":"Write a story about a lighthouse."}}],"temperature":0,"max_tokens":48,"stream":{stream}}}"#
+        )
+    };
+    let (status, whole) = server.api.post("/v1/chat/completions", &body(false));
+    assert_eq!(status, 200, "{whole}");
+    let expected = whole["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(whole["usage"]["completion_tokens"], 48, "{whole}");
+
+    let (pid, name) = node_of(&server, 1, 3);
+    let mut curl = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "300", "-d", &body(true)])
+        .arg(format!("{}/v1/chat/completions", server.api.base))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut content = String::new();
+    let mut chunks = 0;
+    let mut killed = false;
+    for line in BufReader::new(curl.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            content.push_str(piece);
+            chunks += 1;
+        }
+        // Mid-answer: a few pieces are out, most are still to come.
+        if chunks == 4 && !killed {
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            killed = true;
+        }
+    }
+    assert!(curl.wait().unwrap().success());
+    assert!(killed, "the stream ended before the kill: {content}");
+    assert_eq!(content, expected, "the streamed answer after the recovery");
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("recovered: "))
+        .unwrap_or_else(|| panic!("no recovery line:\n{log}"));
+    assert!(line.contains(&format!("{name} (")), "{line}");
+    assert!(line.contains("now tensor over 2 nodes"), "{line}");
+    assert_eq!(
+        server
+            .api
+            .metric("shardlab_requests_total{outcome=\"failed\"}"),
+        0.0
+    );
+    // Served by the survivors from now on.
+    let (status, again) = server.api.post("/v1/chat/completions", &body(false));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["choices"][0]["message"]["content"],
+        whole["choices"][0]["message"]["content"]
+    );
+    assert!(server.stop());
+}
+
+#[test]
+fn without_recovery_a_dead_node_gets_a_503_naming_it_then_the_server_replans_on_the_survivor() {
+    let server = Server::start(
+        &["--nodes", "local:2", "--layout", "tensor", "--no-recover"],
+        None,
+    );
+    let chat = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":8}"#;
+    let (status, before) = server.api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{before}");
+    let (pid, name) = node_of(&server, 0, 2);
     Command::new("kill")
-        .args(["-KILL", &nodes[0].to_string()])
+        .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
     let (status, body) = server.api.post("/v1/chat/completions", chat);

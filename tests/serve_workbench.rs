@@ -165,10 +165,42 @@ fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies()
     let refused = shell.run(":load smollm2", "error");
     assert!(refused.contains("`:serve off` first"), "{refused}");
 
-    // A node dies: the request that meets it gets a 503 naming it, and so
-    // does the next, until :shard re-plans on the survivor.
+    // A node dies: the request that meets it is answered anyway, by the
+    // survivor (recovery is on), and the next command tells what happened.
     shell.run(":kill node1", "killed node1");
     let chat = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"temperature":0,"max_tokens":6}"#;
+    let (status, body) = api.post("/v1/chat/completions", chat);
+    assert_eq!(status, 200, "{body}\n{}", shell.log());
+    assert_eq!(body["usage"]["completion_tokens"], 6, "{body}");
+    let told = shell.run(":nodes", "node0");
+    assert!(
+        told.contains("the server recovered: node1") && told.contains("now tensor over 1 node"),
+        "the next command tells what happened: {told}"
+    );
+
+    // With recovery off, a node that dies fails the request that meets it
+    // with a 503 naming it, until :shard re-plans.
+    let stopped = shell.run(":serve off", "stopped serving on");
+    assert!(stopped.contains("14 requests done, 0 failed"), "{stopped}");
+    shell.run(":set recover off", "recover = off");
+    shell.run(":disconnect", "released 1 node");
+    shell.run(":connect local 2 --mem-limit 300M", "connected 2 nodes");
+    shell.run(":shard tensor", "sharded tensor over 2 nodes");
+    let started = shell.run(
+        ":serve 127.0.0.1:0 --parallel 4",
+        "serving smollm2 on http://",
+    );
+    let addr = started
+        .split("on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address it listens on")
+        .to_string();
+    let api = Client {
+        base: format!("http://{addr}"),
+        key: None,
+    };
+    shell.run(":kill node1", "killed node1");
     let (status, body) = api.post("/v1/chat/completions", chat);
     assert_eq!(status, 503, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or("");
@@ -185,7 +217,7 @@ fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies()
     assert_eq!(body["usage"]["completion_tokens"], 6, "{body}");
 
     let stopped = shell.run(":serve off", "stopped serving on");
-    assert!(stopped.contains("14 requests done"), "{stopped}");
+    assert!(stopped.contains("1 requests done, 2 failed"), "{stopped}");
     let (status, _) = api.curl("/health", &[]);
     assert_eq!(status, 0, "the port is closed after :serve off");
 

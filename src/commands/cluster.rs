@@ -49,6 +49,10 @@ pub struct ClusterArgs {
     /// layout that does not fit is refused before anything loads.
     #[arg(long = "mem-limit", value_parser = parse_mem_limit)]
     pub mem_limit: Option<u64>,
+    /// When a node dies mid-generation, fail naming it instead of
+    /// re-planning on the survivors, replaying the caches and going on.
+    #[arg(long = "no-recover")]
+    pub no_recover: bool,
 }
 
 fn parse_mem_limit(text: &str) -> Result<u64, String> {
@@ -145,6 +149,9 @@ pub fn start(
     }
     core.emulate_links(args.link.clone())?;
     core.wire = args.wire;
+    core.set_recover(!args.no_recover);
+    // One line on stderr per recovery, so stdout holds only the text.
+    core.on_recovery(Some(Box::new(|r| eprintln!("{r}"))));
     core.connect(spec)?;
     let plan = core.plan(&layout)?;
     let model = core.require_model()?.name.clone();

@@ -54,6 +54,13 @@ pub enum ToNode {
     },
     Metrics,
     ResetMetrics,
+    /// What sequence `seq`'s KV cache holds, as a digest of its bits (see
+    /// `KvCache::digest`): shows that a cache rebuilt by replay equals the
+    /// one built step by step. The node answers `KvDigest`.
+    KvDigest {
+        #[serde(default)]
+        seq: u32,
+    },
     Ping,
     /// Link probe, coordinator to node: a tensor frame of `bytes` follows;
     /// the node answers `Ok` once it has it all.
@@ -100,6 +107,11 @@ pub enum FromNode {
         rows: u32,
     },
     Metrics(NodeMetrics),
+    /// Positions a sequence's KV cache holds and the hex SHA-256 of their bits.
+    KvDigest {
+        positions: u32,
+        sha256: String,
+    },
     Pong,
     Ok,
     /// Something failed on the node, in `phase` of its conversation.

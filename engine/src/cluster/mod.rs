@@ -7,4 +7,4 @@ pub mod messages;
 pub mod node;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -68,6 +68,15 @@ impl Stored {
         }
     }
 
+    /// The stored bits of the first `positions` rows, as bytes.
+    fn bytes(&self, positions: usize, row: usize) -> Vec<u8> {
+        match self.rows(positions, row) {
+            KvRows::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            KvRows::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            KvRows::Q8(v) => v.to_vec(),
+        }
+    }
+
     fn rows(&self, positions: usize, row: usize) -> KvRows<'_> {
         match self {
             Stored::F32(v) => KvRows::F32(&v[..positions * row]),
@@ -213,6 +222,21 @@ impl KvCache {
     pub fn layer(&self, layer: usize, upto: usize) -> (KvRows<'_>, KvRows<'_>) {
         let l = &self.layers[layer];
         (l.k.rows(upto, self.row), l.v.rows(upto, self.row))
+    }
+
+    /// SHA-256 of every held position's stored bits, layer by layer, keys
+    /// then values: two caches with equal digests hold the same bits. Shows
+    /// that a cache rebuilt by replaying its tokens at once equals the one
+    /// built a step at a time.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.len as u64).to_le_bytes());
+        for l in &self.layers {
+            h.update(l.k.bytes(self.len, self.row));
+            h.update(l.v.bytes(self.len, self.row));
+        }
+        h.finalize().into()
     }
 
     /// Bytes a full context would take (for memory prediction).

@@ -52,6 +52,8 @@ pub enum OrchestratorError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
+    Recovery(#[from] super::recovery::RecoveryFailed),
+    #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -8,15 +8,19 @@ use std::sync::atomic::AtomicBool;
 use crate::cluster::coordinator::Cluster;
 use crate::model::error::ModelError;
 use crate::model::generate::{
-    generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SeqStep,
-    SequenceBackend,
+    generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SequenceBackend,
 };
 use crate::model::loader::OpenedModel;
 use crate::model::local_sequences::{LocalSequences, ParkedCaches};
 use crate::model::transformer::Transformer;
+use crate::parallel::WireDtype;
+use crate::shard::plan::{KvSpec, LayoutRequest};
 
+use super::cluster_run::ClusterRun;
+use super::model::OpenModel;
 use super::monitor::Monitor;
 use super::nodes::NodeSet;
+use super::recovery::{RecoveryState, Reload};
 use super::{Orchestrator, OrchestratorError, Runner};
 
 impl Orchestrator {
@@ -55,20 +59,28 @@ impl Orchestrator {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, OrchestratorError> {
-        let m = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
         let monitor = self.monitor.clone();
-        let mut backend = sequence_backend(&mut self.runner, self.nodes.as_mut(), &monitor)?;
+        let mut cached = std::mem::take(&mut self.cached);
+        let parts = self.parts();
+        let tokenizer = parts
+            .model
+            .ok_or(OrchestratorError::NoModel)?
+            .tokenizer
+            .clone();
+        let mut backend = parts.sequence_backend()?;
         monitor.generation_started();
         let result = generate(
             backend.as_mut(),
-            &m.tokenizer,
-            &mut self.cached,
+            &tokenizer,
+            &mut cached,
             ids,
             opts,
             cancel,
             on_text,
         );
         drop(backend);
+        self.cached = cached;
+        self.adopt_recovery();
         match result {
             Ok(g) => {
                 let s = &g.stats;
@@ -82,7 +94,7 @@ impl Orchestrator {
             Err(e) => {
                 monitor.generation_finished(0, 0);
                 self.cached.clear();
-                Err(e.into())
+                Err(self.step_error(e))
             }
         }
     }
@@ -95,18 +107,23 @@ impl Orchestrator {
         opts: &GenerateOptions,
         cancel: Option<&AtomicBool>,
     ) -> Result<ManyGenerations, OrchestratorError> {
-        let m = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
-        let monitor = self.monitor.clone();
-        let (Runner::Cluster(_), Some(n)) = (&self.runner, self.nodes.as_mut()) else {
+        if !self.is_sharded() {
             return Err(OrchestratorError::NothingLoaded);
-        };
+        }
+        let monitor = self.monitor.clone();
         self.cached.clear();
+        let mut parked = ParkedCaches::default();
+        let parts = self.parts();
+        let tokenizer = parts
+            .model
+            .ok_or(OrchestratorError::NoModel)?
+            .tokenizer
+            .clone();
+        let mut backend = parts.sequences_backend(&mut parked)?;
         monitor.generation_started();
-        let mut backend = Monitored {
-            cluster: &mut n.cluster,
-            monitor: &monitor,
-        };
-        let result = generate_many(&mut backend, &m.tokenizer, prompts, opts, cancel);
+        let result = generate_many(backend.as_mut(), &tokenizer, prompts, opts, cancel);
+        drop(backend);
+        self.adopt_recovery();
         match result {
             Ok(many) => {
                 let tokens: u64 = many
@@ -128,7 +145,7 @@ impl Orchestrator {
             }
             Err(e) => {
                 monitor.generation_finished(0, 0);
-                Err(e.into())
+                Err(self.step_error(e))
             }
         }
     }
@@ -165,38 +182,94 @@ impl Orchestrator {
     }
 }
 
-/// What runs sequence 0 now, with each cluster step reported to `monitor`.
-pub(super) fn sequence_backend<'a>(
+/// Disjoint borrows of what a backend needs from the orchestrator, so a
+/// generation can hold the backend and the tokenizer at once.
+pub(super) struct Parts<'a> {
     runner: &'a mut Runner,
     nodes: Option<&'a mut NodeSet>,
     monitor: &'a Monitor,
-) -> Result<Box<dyn Backend + 'a>, OrchestratorError> {
-    Ok(match (runner, nodes) {
-        (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
-        (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
-            cluster: &mut n.cluster,
-            monitor,
-        }),
-        _ => return Err(OrchestratorError::NothingLoaded),
-    })
+    recovery: &'a mut RecoveryState,
+    pub model: Option<&'a OpenModel>,
+    kv: Option<KvSpec>,
+    wire: WireDtype,
 }
 
-/// What runs several sequences now: the in-process model with one KV cache
-/// per sequence, or the cluster, each collected step reported to `monitor`.
-pub(super) fn sequences_backend<'a>(
-    runner: &'a mut Runner,
-    parked: &'a mut ParkedCaches,
-    nodes: Option<&'a mut NodeSet>,
-    monitor: &'a Monitor,
-) -> Result<Box<dyn SequenceBackend + 'a>, OrchestratorError> {
-    Ok(match (runner, nodes) {
-        (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut(), parked)),
-        (Runner::Cluster(_), Some(n)) => Box::new(Monitored {
-            cluster: &mut n.cluster,
-            monitor,
-        }),
-        _ => return Err(OrchestratorError::NothingLoaded),
-    })
+impl Orchestrator {
+    pub(super) fn parts(&mut self) -> Parts<'_> {
+        let kv = self.kv_spec().ok();
+        Parts {
+            runner: &mut self.runner,
+            nodes: self.nodes.as_mut(),
+            monitor: &self.monitor,
+            recovery: &mut self.recovery,
+            model: self.model.as_ref(),
+            kv,
+            wire: self.wire,
+        }
+    }
+}
+
+impl<'a> Parts<'a> {
+    /// The cluster as a backend that reports to the monitor, tracks what
+    /// each sequence holds, and recovers when a node is lost.
+    fn cluster_run(
+        cluster: &'a mut Cluster,
+        layout: &LayoutRequest,
+        monitor: &'a Monitor,
+        recovery: &'a mut RecoveryState,
+        model: Option<&'a OpenModel>,
+        kv: Option<KvSpec>,
+        wire: WireDtype,
+    ) -> ClusterRun<'a> {
+        let reload = match (model, kv) {
+            (Some(model), Some(kv)) => Some(Reload {
+                model,
+                kv,
+                wire,
+                monitor,
+            }),
+            _ => None,
+        };
+        ClusterRun::new(cluster, monitor, recovery, reload, layout.clone())
+    }
+
+    /// What runs sequence 0 now.
+    pub fn sequence_backend(self) -> Result<Box<dyn Backend + 'a>, OrchestratorError> {
+        Ok(match (self.runner, self.nodes) {
+            (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
+            (Runner::Cluster(layout), Some(n)) => Box::new(Self::cluster_run(
+                &mut n.cluster,
+                layout,
+                self.monitor,
+                self.recovery,
+                self.model,
+                self.kv,
+                self.wire,
+            )),
+            _ => return Err(OrchestratorError::NothingLoaded),
+        })
+    }
+
+    /// What runs several sequences now: the in-process model with one KV
+    /// cache per sequence (`parked` holds the others), or the cluster.
+    pub fn sequences_backend(
+        self,
+        parked: &'a mut ParkedCaches,
+    ) -> Result<Box<dyn SequenceBackend + 'a>, OrchestratorError> {
+        Ok(match (self.runner, self.nodes) {
+            (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut(), parked)),
+            (Runner::Cluster(layout), Some(n)) => Box::new(Self::cluster_run(
+                &mut n.cluster,
+                layout,
+                self.monitor,
+                self.recovery,
+                self.model,
+                self.kv,
+                self.wire,
+            )),
+            _ => return Err(OrchestratorError::NothingLoaded),
+        })
+    }
 }
 
 /// The whole model in this process.
@@ -211,50 +284,5 @@ impl Backend for InProcess<'_> {
     }
     fn context(&self) -> usize {
         Backend::context(self.0)
-    }
-}
-
-/// The cluster, with every collected step reported to the monitor.
-struct Monitored<'a> {
-    cluster: &'a mut Cluster,
-    monitor: &'a Monitor,
-}
-
-impl Backend for Monitored<'_> {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
-        let logits = Backend::forward(self.cluster, tokens, pos)?;
-        self.monitor.record_step(&self.cluster.last_step);
-        Ok(logits)
-    }
-    fn truncate(&mut self, pos: usize) -> Result<(), ModelError> {
-        Backend::truncate(self.cluster, pos)
-    }
-    fn context(&self) -> usize {
-        Backend::context(self.cluster)
-    }
-}
-
-impl SequenceBackend for Monitored<'_> {
-    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
-        SequenceBackend::submit(self.cluster, seq, tokens, pos)
-    }
-    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
-        let out = SequenceBackend::collect(self.cluster)?;
-        self.monitor.record_step(&self.cluster.last_step);
-        Ok(out)
-    }
-    fn reset(&mut self, seq: u32) -> Result<(), ModelError> {
-        SequenceBackend::reset(self.cluster, seq)
-    }
-    /// One forward pass per step on each node; each step the nodes ran
-    /// reaches the monitor.
-    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let monitor = self.monitor;
-        Ok(self
-            .cluster
-            .step_many_observed(steps, &mut |metrics| monitor.record_step(metrics))?)
-    }
-    fn context(&self) -> usize {
-        SequenceBackend::context(self.cluster)
     }
 }

@@ -4,13 +4,12 @@
 
 use std::time::Instant;
 
-use crate::cluster::coordinator::{LoadProgress, LoadSummary, ModelToLoad};
-use crate::cluster::messages::LocalModel;
+use crate::cluster::coordinator::{LoadProgress, LoadSummary};
 use crate::metrics::memory::system_memory_bytes;
-use crate::model::loader::{self, OpenedModel};
-use crate::model::weights::GgufSource;
+use crate::model::loader;
 use crate::shard::plan::{check_fits, plan, LayoutRequest, NodeBudget, Plan};
 
+use super::recovery::load_plan;
 use super::report::{PlanReport, PlanRow};
 use super::{Orchestrator, OrchestratorError, Runner};
 
@@ -23,6 +22,8 @@ pub struct ShardOutcome {
     pub plan: PlanReport,
     /// Nodes dropped first because they had failed ("node1 (addr)").
     pub dropped: Vec<String>,
+    /// Nodes lost earlier that answered at their address again and joined.
+    pub readmitted: Vec<String>,
     /// What the nodes reported; `None` when the model loaded in this process.
     pub load: Option<LoadSummary>,
     pub seconds: f64,
@@ -93,8 +94,10 @@ impl Orchestrator {
     ) -> Result<ShardOutcome, OrchestratorError> {
         self.require_model()?;
         let mut dropped = Vec::new();
+        let mut readmitted = Vec::new();
         if let Some(n) = self.nodes.as_mut() {
             dropped = n.cluster.remove_failed();
+            readmitted = n.cluster.readmit();
             if n.cluster.nodes().is_empty() {
                 self.nodes = None;
                 self.set_runner(Runner::Idle);
@@ -142,6 +145,7 @@ impl Orchestrator {
         Ok(ShardOutcome {
             plan,
             dropped,
+            readmitted,
             load,
             seconds: started.elapsed().as_secs_f64(),
         })
@@ -162,19 +166,7 @@ impl Orchestrator {
         let (Some(m), Some(n)) = (self.model.as_ref(), self.nodes.as_mut()) else {
             return Err(OrchestratorError::NoModel);
         };
-        let (OpenedModel::Gguf(file), Some(summary)) = (&m.opened, &m.summary) else {
-            return Err(OrchestratorError::NotGguf {
-                model: m.name.clone(),
-            });
-        };
-        let model = ModelToLoad {
-            name: m.name.clone(),
-            config: &summary.config,
-            source: &GgufSource { file },
-            file: Some(LocalModel::describe(&m.path, m.file_bytes)),
-        };
-        n.cluster.wire = wire;
-        Ok(n.cluster.load(&model, p, progress)?)
+        load_plan(&mut n.cluster, m, p, wire, progress)
     }
 
     fn load_in_process(&mut self, on_load: &mut dyn FnMut(&str)) -> Result<(), OrchestratorError> {

@@ -19,6 +19,7 @@
 //! `stats`, `trace`, `bench`, `monitor`, `report` (the typed results).
 
 mod bench;
+mod cluster_run;
 mod error;
 mod generation;
 mod kv_room;
@@ -26,6 +27,7 @@ mod layout;
 mod model;
 mod monitor;
 mod nodes;
+mod recovery;
 pub mod report;
 mod score;
 pub mod serving;
@@ -50,6 +52,7 @@ pub use kv_room::KvRoom;
 pub use model::OpenModel;
 pub use monitor::{LiveNode, LiveSnapshot, Monitor};
 pub use nodes::{NodeSet, NodesSpec};
+pub use recovery::{survivor_layout, Recovery, RecoveryFailed, RecoveryHook};
 
 /// The coordinator's step deadline unless configured.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -104,6 +107,9 @@ pub struct Orchestrator {
     /// Node addresses used so far, newest last.
     addresses_used: Vec<String>,
     monitor: Monitor,
+    /// Whether a node lost mid-generation is recovered from, what each
+    /// sequence's cache holds for that, and the recoveries made.
+    recovery: recovery::RecoveryState,
 }
 
 impl Orchestrator {
@@ -123,6 +129,7 @@ impl Orchestrator {
             tokens_since_load: 0,
             addresses_used: Vec::new(),
             monitor: Monitor::default(),
+            recovery: recovery::RecoveryState::on(),
         }
     }
 
@@ -225,6 +232,58 @@ impl Orchestrator {
     fn set_runner(&mut self, runner: Runner) {
         self.runner = runner;
         self.runner_epoch += 1;
+        self.recovery.held.clear();
+    }
+
+    /// Whether a node lost during a generation is recovered from (on by
+    /// default): re-plan on the survivors, rebuild the caches by replay,
+    /// go on. Off, the generation fails naming the node, as before.
+    pub fn set_recover(&mut self, on: bool) {
+        self.recovery.enabled = on;
+    }
+
+    pub fn recovers(&self) -> bool {
+        self.recovery.enabled
+    }
+
+    /// Called with each recovery as it happens.
+    pub fn on_recovery(&mut self, hook: Option<RecoveryHook>) {
+        self.recovery.hook = hook;
+    }
+
+    /// The recoveries made since the last call, oldest first.
+    pub fn take_recoveries(&mut self) -> Vec<Recovery> {
+        std::mem::take(&mut self.recovery.log)
+    }
+
+    /// After a generation or a serving turn: the layout a recovery put in
+    /// place becomes the runner's. The epoch stays, because every
+    /// sequence's cache was rebuilt: what a server holds stays valid.
+    fn adopt_recovery(&mut self) {
+        if let Some(layout) = self.recovery.new_layout.take() {
+            self.runner = Runner::Cluster(layout);
+            self.tokens_since_load = 0;
+        }
+    }
+
+    /// The error a failed step gives: why the recovery failed, when one
+    /// was tried. The failed nodes are gone by then and nothing is loaded,
+    /// so the next prompt asks for a `:shard`.
+    fn step_error(&mut self, e: crate::model::error::ModelError) -> OrchestratorError {
+        match self.recovery.failed.take() {
+            Some(f) => {
+                self.set_runner(Runner::Idle);
+                if self
+                    .nodes
+                    .as_ref()
+                    .is_some_and(|n| n.cluster.nodes().is_empty())
+                {
+                    self.nodes = None;
+                }
+                OrchestratorError::Recovery(f)
+            }
+            None => e.into(),
+        }
     }
 
     /// Releases the nodes (local node processes stop).
@@ -235,5 +294,7 @@ impl Orchestrator {
     }
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

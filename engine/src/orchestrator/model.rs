@@ -23,7 +23,8 @@ pub struct OpenModel {
     pub config: ModelConfig,
     /// Tensor types and shapes, for planning (GGUF files only).
     pub summary: Option<ModelSummary>,
-    pub tokenizer: Tokenizer,
+    /// Shared, so a generation can hold it beside the orchestrator.
+    pub tokenizer: std::sync::Arc<Tokenizer>,
     pub template: Option<ChatTemplate>,
     /// Size on disk (the file, every shard of a split GGUF, or every file
     /// of a directory).
@@ -68,7 +69,7 @@ impl OpenModel {
             opened,
             config,
             summary,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             template,
             file_bytes,
             split_files,

@@ -8,6 +8,7 @@ use crate::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
 use crate::metrics::quantile;
 use crate::net::{LinkProfile, Token};
 
+use super::recovery::PlannedKill;
 use super::report::{
     CoordinatorLink, LinkSetting, LinksReport, NodeRow, NodeState, NodesReport, PeerLink,
 };
@@ -258,6 +259,33 @@ impl Orchestrator {
     /// Stops local node `which` ("node1" or "1") on purpose, to see how the
     /// cluster copes. Returns (its name, nodes alive, nodes known).
     pub fn kill(&mut self, which: &str) -> Result<(String, usize, usize), OrchestratorError> {
+        let (name, index) = self.local_node(which)?;
+        let n = self.node_set()?;
+        let local = n.cluster.local_nodes().ok_or(OrchestratorError::NotLocal)?;
+        local
+            .kill(index)
+            .map_err(|e| OrchestratorError::setup(format!("stopping {name}"), e))?;
+        // The failed ping marks the node out of the cluster.
+        let _ = n.cluster.refresh();
+        let alive = n.cluster.nodes().iter().filter(|h| h.is_alive()).count();
+        Ok((name, alive, n.cluster.nodes().len()))
+    }
+
+    /// Kills local node `which` once `steps` more generation steps have
+    /// run (the prompt's prefill is one), so a transcript can show a node
+    /// dying in the middle of a generation. Returns its name.
+    pub fn kill_after(&mut self, which: &str, steps: usize) -> Result<String, OrchestratorError> {
+        let (name, index) = self.local_node(which)?;
+        self.recovery.planned_kills.retain(|k| k.index != index);
+        self.recovery.planned_kills.push(PlannedKill {
+            index,
+            after_steps: steps,
+        });
+        Ok(name)
+    }
+
+    /// A connected node started here ("node1" or "1"): its name and index.
+    fn local_node(&mut self, which: &str) -> Result<(String, usize), OrchestratorError> {
         let n = self.node_set()?;
         let name = if which.chars().all(|c| c.is_ascii_digit()) {
             format!("node{which}")
@@ -271,14 +299,8 @@ impl Orchestrator {
                 known: known.join(", "),
             });
         };
-        let local = n.cluster.local_nodes().ok_or(OrchestratorError::NotLocal)?;
-        local
-            .kill(index)
-            .map_err(|e| OrchestratorError::setup(format!("stopping {name}"), e))?;
-        // The failed ping marks the node out of the cluster.
-        let _ = n.cluster.refresh();
-        let alive = n.cluster.nodes().iter().filter(|h| h.is_alive()).count();
-        Ok((name, alive, known.len()))
+        n.cluster.local_nodes().ok_or(OrchestratorError::NotLocal)?;
+        Ok((name, index))
     }
 
     /// Names of the connected nodes ("node0", ...).

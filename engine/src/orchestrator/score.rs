@@ -1,7 +1,6 @@
 //! Scoring a text: the logits the model gives for each next token, on
 //! whatever runs it now (`shardlab perplexity` compares precisions with it).
 
-use super::generation::sequence_backend;
 use super::{Orchestrator, OrchestratorError};
 
 impl Orchestrator {
@@ -25,8 +24,7 @@ impl Orchestrator {
             ));
         }
         self.cached.clear();
-        let monitor = self.monitor.clone();
-        let mut backend = sequence_backend(&mut self.runner, self.nodes.as_mut(), &monitor)?;
+        let mut backend = self.parts().sequence_backend()?;
         backend.truncate(0)?;
         let result = (|| {
             each(from, &backend.forward(&ids[..=from], 0)?);
@@ -36,7 +34,8 @@ impl Orchestrator {
             backend.truncate(0)
         })();
         drop(backend);
+        self.adopt_recovery();
         self.tokens_since_load += ids.len() as u64;
-        Ok(result?)
+        result.map_err(|e| self.step_error(e))
     }
 }

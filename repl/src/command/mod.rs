@@ -29,8 +29,12 @@ pub enum Command {
     Links,
     /// Emulate a link profile on every link of the cluster (`None`: off).
     EmulateLinks(Option<shardlab_engine::net::LinkProfile>),
-    /// Kill a local node process (debugging and fault demos).
-    Kill(String),
+    /// Kill a local node process (debugging and fault demos): now, or once
+    /// `after` steps of the next generation have run.
+    Kill {
+        node: String,
+        after: Option<usize>,
+    },
     Load(String),
     Unload,
     Model,
@@ -76,6 +80,8 @@ pub enum Setting {
     Context(usize),
     Chat(bool),
     IgnoreEos(bool),
+    /// Recover from a node lost mid-generation (on by default).
+    Recover(bool),
     /// Precision of activations between nodes, from the next `:shard`.
     Wire(shardlab_engine::parallel::WireDtype),
     /// Precision of the KV cache, from the next `:shard`.
@@ -98,6 +104,7 @@ impl Setting {
             Setting::Context(_) => "context",
             Setting::Chat(_) => "chat",
             Setting::IgnoreEos(_) => "ignore_eos",
+            Setting::Recover(_) => "recover",
             Setting::System(_) => "system",
             Setting::Wire(_) => "wire",
             Setting::Kv(_) => "kv",

@@ -228,6 +228,7 @@ pub fn set(a: &Args) -> Result<Command, ParseError> {
             c => Setting::Context(c),
         },
         "chat" => Setting::Chat(on_off(value, "chat")?),
+        "recover" => Setting::Recover(on_off(value, "recover")?),
         "wire" => Setting::Wire(value.parse().map_err(|e: String| err(e))?),
         "kv" => Setting::Kv(value.parse().map_err(|e: String| err(e))?),
         _ => Setting::IgnoreEos(on_off(value, "ignore_eos")?),
@@ -332,10 +333,27 @@ pub fn serve(a: &Args) -> Result<Command, ParseError> {
 }
 
 pub fn kill(a: &Args) -> Result<Command, ParseError> {
-    a.at_most(1)?;
-    match a.positional.first() {
-        Some(n) => Ok(Command::Kill(n.clone())),
-        None => Err(err("which node? e.g. `:kill node1`")),
+    // NODE [after STEPS]; also refuses malformed flags.
+    a.at_most(3)?;
+    let node = a
+        .positional
+        .first()
+        .ok_or_else(|| err("which node? e.g. `:kill node1`"))?
+        .clone();
+    match a.positional.get(1).map(String::as_str) {
+        None => Ok(Command::Kill { node, after: None }),
+        Some("after") => {
+            let steps = a
+                .positional
+                .get(2)
+                .ok_or_else(|| err("after how many steps? e.g. `:kill node1 after 4`"))?;
+            Ok(Command::Kill {
+                node,
+                after: Some(number(steps, "steps")?),
+            })
+        }
+        // Anything else after the node is one word too many.
+        Some(_) => a.at_most(1).map(|()| Command::Kill { node, after: None }),
     }
 }
 

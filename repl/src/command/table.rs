@@ -53,6 +53,7 @@ pub const SETTINGS: &[&str] = &[
     "chat",
     "system",
     "ignore_eos",
+    "recover",
     "wire",
     "kv",
 ];
@@ -171,14 +172,16 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "set",
         aliases: &[],
-        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos on|off | system TEXT | wire f64|f32|f16|bf16|q8 | kv f16|f32|q8_0]",
+        usage: ":set [temperature|top_k|top_p|min_p|repeat_penalty|seed|max_tokens|context VALUE | chat|ignore_eos|recover on|off | system TEXT | wire f64|f32|f16|bf16|q8 | kv f16|f32|q8_0]",
         summary: "change a generation setting; alone, list them",
         help: "temperature 0 decodes greedily (deterministic). context takes effect at the next :shard.\n\
                chat on renders prompts through the model's chat template and keeps the turns until :reset.\n\
                `:set system` with no text clears the system message. ignore_eos on generates past end of text.\n\
                wire sets the precision of activations between nodes from the next :shard: f64 is exact\n\
                (every layout gives one node's tokens); f32, f16, bf16 and q8 send fewer bytes.\n\
-               kv sets the KV cache's precision from the next :shard: f16 (default, as llama.cpp), f32 or q8_0.",
+               kv sets the KV cache's precision from the next :shard: f16 (default, as llama.cpp), f32 or q8_0.\n\
+               recover on (default): a node lost mid-generation is dropped, the layout re-planned on the\n\
+               survivors, the caches rebuilt by replaying their tokens, and the generation goes on.",
         flags: &[],
         completion: Completion::Words(SETTINGS),
         debug: false,
@@ -286,10 +289,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "kill",
         aliases: &[],
-        usage: ":kill NODE",
+        usage: ":kill NODE [after STEPS]",
         summary: "kill a local node process, to see how the session copes (local clusters only)",
         help: "A debugging aid: only nodes started by `:connect local` can be killed. The node drops out\n\
-               of the cluster; `:shard LAYOUT` then re-plans on the survivors.",
+               of the cluster. With recover on (`:set recover`, the default) the next step re-plans on the\n\
+               survivors, replays the caches and goes on; off, `:shard LAYOUT` re-plans by hand.\n\
+               `after STEPS` kills it once that many steps of the next generation have run (the prompt's\n\
+               prefill is one), to show a node dying mid-generation.",
         flags: &[],
         completion: Completion::NodeNames,
         debug: true,

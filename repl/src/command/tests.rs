@@ -323,7 +323,7 @@ fn set_system_keeps_the_rest_of_the_line() {
 fn every_setting_reports_its_key_back() {
     for key in table::SETTINGS {
         let value = match *key {
-            "chat" | "ignore_eos" => "on",
+            "chat" | "ignore_eos" | "recover" => "on",
             "wire" => "f32",
             "kv" => "q8_0",
             "system" => "hi",
@@ -412,7 +412,23 @@ fn help_names_a_command_by_name_or_alias() {
 
 #[test]
 fn kill_takes_one_node() {
-    assert_eq!(ok(":kill node1"), Command::Kill("node1".into()));
+    assert_eq!(
+        ok(":kill node1"),
+        Command::Kill {
+            node: "node1".into(),
+            after: None
+        }
+    );
+    assert_eq!(
+        ok(":kill 2 after 5"),
+        Command::Kill {
+            node: "2".into(),
+            after: Some(5)
+        }
+    );
+    assert!(error(":kill node1 after").contains("after how many steps?"));
+    assert!(error(":kill node1 after x").contains("steps must be a whole number"));
+    assert!(error(":kill node1 after 3 4").contains("unexpected '4'"));
     assert!(error(":kill").contains("which node? e.g. `:kill node1`"));
     assert!(error(":kill node1 node2").contains("unexpected 'node2'"));
 }

@@ -44,6 +44,13 @@ impl Session {
                 Rich::from("dropped ").append(Rich::masking(gone, &lits)),
             ));
         }
+        for back in &outcome.readmitted {
+            out = out.then(Output::Text(
+                Rich::from("admitted again ")
+                    .append(Rich::masking(back, &lits))
+                    .push(" (it answers at its address again)"),
+            ));
+        }
         let nodes = outcome.plan.plan.nodes.len().max(1);
         let done = match &outcome.load {
             Some(summary) => {

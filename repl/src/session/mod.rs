@@ -172,6 +172,7 @@ impl Session {
         self.core.context = self.settings.context;
         self.core.wire = self.settings.wire;
         self.core.kv = self.settings.kv;
+        self.core.set_recover(self.settings.recover);
         if let Err(e) = self.check_serving_allows(&cmd) {
             return Output::Error(self.mask(&e.to_string()));
         }
@@ -183,7 +184,7 @@ impl Session {
             Command::Nodes => self.nodes_table(),
             Command::Links => self.links(),
             Command::EmulateLinks(link) => self.emulate_links(link),
-            Command::Kill(node) => self.kill(&node),
+            Command::Kill { node, after } => self.kill(&node, after),
             Command::Load(name) => self.load(&name, sink),
             Command::Unload => Ok(self.unload()),
             Command::Model => self.model_info(),

@@ -82,10 +82,25 @@ impl Session {
         Ok(Output::report(Report::Links(report), view))
     }
 
-    pub(super) fn kill(&mut self, which: &str) -> Result<Output, SessionError> {
+    pub(super) fn kill(
+        &mut self,
+        which: &str,
+        after: Option<usize>,
+    ) -> Result<Output, SessionError> {
+        if let Some(steps) = after {
+            let name = self.core.kill_after(which, steps)?;
+            return Ok(Output::text(format!(
+                "{name} will be killed after {steps} steps of the next generation"
+            )));
+        }
         let (name, alive, known) = self.core.kill(which)?;
+        let next = if self.core.recovers() {
+            "The next prompt re-plans on the survivors (recover is on)."
+        } else {
+            "Prompts fail until `:shard LAYOUT` re-plans on the survivors."
+        };
         Ok(Output::text(format!(
-            "killed {name}; {alive} of {known} nodes left. Prompts fail until `:shard LAYOUT` re-plans on the survivors."
+            "killed {name}; {alive} of {known} nodes left. {next}"
         )))
     }
 }

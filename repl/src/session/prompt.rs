@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use shardlab_engine::model::chat::ChatMessage;
 
 use super::{Session, SessionError, Sink};
-use crate::output::{GenerationReport, Output, Rich};
+use crate::output::{GenerationReport, Output, Rich, Varies};
 
 impl Session {
     pub(super) fn prompt(
@@ -40,7 +40,14 @@ impl Session {
             .core
             .generate(&ids, &opts, Some(&self.cancel), &mut |piece| {
                 sink.text(piece)
-            })?;
+            });
+        // After the text, so the answer reads whole: one line per recovery.
+        for r in self.core.take_recoveries() {
+            let mut lits = self.literals();
+            lits.push((format!("{:.2} s", r.seconds), Varies::Time));
+            sink.note(&Rich::masking(&r.to_string(), &lits));
+        }
+        let generation = generation?;
         if self.settings.chat {
             messages.push(ChatMessage::new("assistant", generation.text.clone()));
             self.chat = messages;

@@ -203,12 +203,24 @@ impl Session {
 
     /// One turn of the server: with requests in flight, one step of all of
     /// them; otherwise waits up to `wait` for one. Returns at once when
-    /// not serving. A failed step is told at the next command.
+    /// not serving. A failed step, or a recovery, is told at the next
+    /// command.
     pub fn serve_turn(&mut self, wait: Duration) {
         let Some(server) = self.server.as_mut() else {
             return;
         };
-        match self.core.serve_turn(&mut server.serving, wait) {
+        let turn = self.core.serve_turn(&mut server.serving, wait);
+        for r in self.core.take_recoveries() {
+            let line = format!("the server {r}");
+            self.server_notice = Some(match self.server_notice.take() {
+                Some(before) => format!("{before}\n{line}"),
+                None => line,
+            });
+        }
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        match turn {
             Ok(Turn::StepFailed(message)) => {
                 self.server_notice = Some(format!(
                     "the server's step failed: {message}; requests get a 503 until `:shard` re-plans"

@@ -24,6 +24,8 @@ pub struct Settings {
     pub wire: WireDtype,
     /// Precision of the KV cache, applied at each `:shard`.
     pub kv: KvType,
+    /// Recover from a node lost mid-generation.
+    pub recover: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             ignore_eos: false,
             wire: WireDtype::default(),
             kv: KvType::default(),
+            recover: true,
         }
     }
 }
@@ -77,6 +80,10 @@ impl Settings {
             ),
             ("wire", self.wire.to_string()),
             ("kv", self.kv.to_string()),
+            (
+                "recover",
+                if self.recover { "on" } else { "off" }.to_string(),
+            ),
         ]
     }
 }
@@ -119,6 +126,7 @@ impl Session {
             }
             Setting::System(text) => next.system = text,
             Setting::IgnoreEos(on) => next.ignore_eos = on,
+            Setting::Recover(on) => next.recover = on,
             Setting::Wire(w) => {
                 next.wire = w;
                 note = Some("takes effect at the next :shard");

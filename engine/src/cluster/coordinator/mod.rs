@@ -27,6 +27,9 @@ use crate::shard::plan::{NodeBudget, Plan};
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 /// Replies to small control messages.
 pub const CONTROL_DEADLINE: Duration = Duration::from_secs(10);
+/// Trying a lost node's address again at the next plan: short, since the
+/// node is most likely still gone.
+pub const READMIT_DEADLINE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{node} failed during {phase}: {message}")]
@@ -153,6 +156,9 @@ pub struct LoadedModel {
 
 pub struct Cluster {
     nodes: Vec<NodeHandle>,
+    /// Nodes dropped after a failure, (name, address): tried again at the
+    /// next plan, and admitted back under the same name if they answer.
+    lost: Vec<(String, String)>,
     token: Token,
     client_name: String,
     local: Option<LocalNodes>,
@@ -181,6 +187,7 @@ impl Cluster {
     ) -> Result<Self, ClusterError> {
         let mut cluster = Self {
             nodes: Vec::new(),
+            lost: Vec::new(),
             token,
             client_name: client_name.to_string(),
             local: None,
@@ -194,10 +201,43 @@ impl Cluster {
             recv_buf: Vec::new(),
             link: None,
         };
-        for addr in addrs {
-            cluster.add_node(addr)?;
+        for (i, addr) in addrs.iter().enumerate() {
+            cluster.add_node(&format!("node{i}"), addr, CONNECT_DEADLINE)?;
         }
         Ok(cluster)
+    }
+
+    /// Dropped nodes (name, address) that may come back.
+    pub fn lost(&self) -> &[(String, String)] {
+        &self.lost
+    }
+
+    /// Tries each lost node's address again; those that answer and
+    /// authenticate join under their old names (a restarted node, or one
+    /// that was stopped and woke up: it starts a new session). Returns the
+    /// labels of the nodes admitted. Local nodes that were killed stay out:
+    /// their processes are gone.
+    pub fn readmit(&mut self) -> Vec<String> {
+        let mut admitted = Vec::new();
+        for (name, addr) in std::mem::take(&mut self.lost) {
+            match self.add_node(&name, &addr, READMIT_DEADLINE) {
+                Ok(()) => admitted.push(format!("{name} ({addr})")),
+                Err(_) => self.lost.push((name, addr)),
+            }
+        }
+        if !admitted.is_empty() {
+            // Names stay in connection order, so plans list them as before.
+            let order = |n: &NodeHandle| n.name.trim_start_matches("node").parse::<usize>().ok();
+            let mut paired: Vec<_> = std::mem::take(&mut self.nodes)
+                .into_iter()
+                .zip(std::mem::take(&mut self.last_step))
+                .collect();
+            paired.sort_by_key(|(n, _)| order(n));
+            (self.nodes, self.last_step) = paired.into_iter().unzip();
+            self.loaded = None;
+            self.broken = None;
+        }
+        admitted
     }
 
     /// Starts `n` node processes on loopback and connects to them.
@@ -213,12 +253,12 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn add_node(&mut self, addr: &str) -> Result<(), ClusterError> {
-        let name = format!("node{}", self.nodes.len());
+    fn add_node(&mut self, name: &str, addr: &str, deadline: Duration) -> Result<(), ClusterError> {
+        let name = name.to_string();
         let label = format!("{name} ({addr})");
         let phase = Phase::Connect;
         // The error already names the node; say only why it failed.
-        let mut conn = Connection::connect(addr, &name, CONNECT_DEADLINE).map_err(|e| match e {
+        let mut conn = Connection::connect(addr, &name, deadline).map_err(|e| match e {
             crate::net::NetError::Connect { source, .. } => {
                 ClusterError::new(&label, phase, format!("cannot connect: {source}"))
             }
@@ -231,7 +271,7 @@ impl Cluster {
             &mut conn,
             self.token.as_bytes(),
             &coordinator_client_name(&self.client_name),
-            CONNECT_DEADLINE,
+            deadline,
         )
         .map_err(|e| ClusterError::new(&label, phase, e))?;
         let info: NodeInfo = serde_json::from_value(welcome.info).map_err(|e| {
@@ -393,7 +433,8 @@ impl Cluster {
                 i += 1;
             } else {
                 removed.push(self.nodes[i].label());
-                self.nodes.remove(i);
+                let gone = self.nodes.remove(i);
+                self.lost.push((gone.name, gone.addr));
                 self.last_step.remove(i);
             }
         }

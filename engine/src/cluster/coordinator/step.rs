@@ -218,6 +218,28 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Each live node's KV cache for sequence `seq`: (node label, positions,
+    /// hex SHA-256 of the cached bits).
+    pub fn kv_digests(&mut self, seq: u32) -> Result<Vec<(String, u32, String)>, ClusterError> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let label = node.label();
+            match node.request(&ToNode::KvDigest { seq }, Phase::Control, CONTROL_DEADLINE)? {
+                FromNode::KvDigest { positions, sha256 } => out.push((label, positions, sha256)),
+                other => {
+                    return Err(ClusterError::new(
+                        &label,
+                        Phase::Control,
+                        format!("unexpected reply {other:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Backend for Cluster {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
         Ok(self.step(tokens, pos)?)

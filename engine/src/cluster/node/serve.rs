@@ -127,6 +127,17 @@ pub(super) fn serve_coordinator(
                 };
                 conn.send_control(&reply)?;
             }
+            ToNode::KvDigest { seq } => {
+                let reply = match shard.as_mut().map(|s| s.select(seq).map(|()| s)) {
+                    Some(Ok(s)) => FromNode::KvDigest {
+                        positions: s.model.cache().len() as u32,
+                        sha256: hex::encode(s.model.cache().digest()),
+                    },
+                    Some(Err(e)) => failure(Phase::Control, e),
+                    None => failure(Phase::Control, StepError::NotLoaded),
+                };
+                conn.send_control(&reply)?;
+            }
             ToNode::Metrics => {
                 let metrics = match shard.as_ref() {
                     Some(s) => s.snapshot(opts),

@@ -37,9 +37,14 @@ pub struct TinyModel {
 }
 
 pub fn tiny_model() -> TinyModel {
+    model_with(&tiny_options())
+}
+
+/// A synthetic model of another shape, as `tiny.gguf` in its own folder.
+pub fn model_with(opts: &SynthOptions) -> TinyModel {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
-    synth(&tiny_options(), &path, &mut |_, _| {}).expect("writes the tiny model");
+    synth(opts, &path, &mut |_, _| {}).expect("writes the tiny model");
     let gguf = GgufModel::open(&path).expect("opens");
     let summary = ModelSummary::from_gguf(&gguf).expect("summary");
     TinyModel { dir, gguf, summary }
@@ -69,7 +74,7 @@ impl TinyModel {
     }
 }
 
-fn tiny_options() -> SynthOptions {
+pub fn tiny_options() -> SynthOptions {
     SynthOptions {
         arch: SynthArch::Llama,
         layers: 2,
@@ -170,10 +175,15 @@ pub fn load(cluster: &mut Cluster, m: &TinyModel, layout: &LayoutRequest) -> Loa
 
 /// The whole model in this process.
 pub fn reference(m: &TinyModel) -> Transformer {
+    reference_with_kv(m, KvType::F16)
+}
+
+/// The whole model in this process, its KV cache at `kv`.
+pub fn reference_with_kv(m: &TinyModel, kv: KvType) -> Transformer {
     let config = ModelConfig::from_gguf(&m.gguf).expect("config");
     let layout = LocalLayout::whole(&config);
     let weights = ModelWeights::load(&config, &layout, &m.gguf).expect("weights");
-    Transformer::new(config, layout, weights, CONTEXT, KvType::F16)
+    Transformer::new(config, layout, weights, CONTEXT, kv)
 }
 
 pub fn argmax(x: &[f32]) -> u32 {

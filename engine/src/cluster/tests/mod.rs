@@ -17,7 +17,8 @@
 mod faults;
 mod generate;
 mod handshake;
-mod harness;
+pub(crate) mod harness;
 mod protocol;
+mod replay;
 mod split;
 mod step_metrics;

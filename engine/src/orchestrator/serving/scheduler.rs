@@ -20,7 +20,6 @@ use crate::model::generate::{
 };
 use crate::model::local_sequences::{ParkedCaches, MAX_LOCAL_SEQUENCES};
 use crate::model::sequence::SequenceRun;
-use crate::orchestrator::generation::sequences_backend;
 use crate::orchestrator::{KvRoom, OpenModel, Orchestrator, OrchestratorError};
 
 /// How long an idle scheduler sleeps before looking at the queue again
@@ -286,15 +285,13 @@ impl Orchestrator {
         if let Some(message) = serving.broken.clone() {
             return Ok(refuse_while_broken(serving, &message, wait));
         }
-        let model = self.model.as_ref().ok_or(OrchestratorError::NoModel)?;
         // Lent to the backend for the turn, and handed back after it.
         let mut parked = std::mem::take(&mut serving.parked);
-        let turn = match sequences_backend(
-            &mut self.runner,
-            &mut parked,
-            self.nodes.as_mut(),
-            &self.monitor,
-        ) {
+        let monitor = self.monitor.clone();
+        let parts = self.parts();
+        let model = parts.model.ok_or(OrchestratorError::NoModel)?;
+        let mut tokens_run = 0;
+        let turn = match parts.sequences_backend(&mut parked) {
             Ok(mut backend) => {
                 let mut run = TurnRun {
                     context: backend.context(),
@@ -305,13 +302,15 @@ impl Orchestrator {
                 };
                 let turn = run.run(backend.as_mut(), wait);
                 // Per-token figures (`:stats`) count served tokens too.
-                self.tokens_since_load += run.tokens_run;
-                self.monitor.count_tokens(run.tokens_run, run.decoded);
+                tokens_run = run.tokens_run;
+                monitor.count_tokens(run.tokens_run, run.decoded);
                 Ok(turn)
             }
             Err(e) => Err(e),
         };
         serving.parked = parked;
+        self.adopt_recovery();
+        self.tokens_since_load += tokens_run;
         turn
     }
 }

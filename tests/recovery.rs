@@ -1,0 +1,102 @@
+//! Recovery in `shardlab run` over real node processes: a node is SIGKILLed
+//! from outside while the answer streams, and the run finishes with the
+//! text an uninterrupted run on the same nodes gives. The recovery line
+//! goes to stderr, so stdout holds only the generated text. The shell's
+//! side (prefill and decode kills, 3 -> 2 -> 1 in one generation) is
+//! `transcripts/node-recovered.txt`; the server's is in `serve.rs`.
+
+mod common;
+mod netlab;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use netlab::{Nodes, EXE};
+
+const PROMPT: &str = "Once upon a time";
+
+fn run(nodes: &Nodes, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(EXE);
+    cmd.args(["run", "-p", PROMPT, "--temperature", "0", "-n", "40"])
+        .args(["--layout", "tensor", "--nodes", &nodes.addrs().join(",")])
+        .arg("--token-file")
+        .arg(&nodes.token_file)
+        .args(extra)
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn run_recovers_from_a_node_killed_mid_answer_and_prints_the_same_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Nodes::start(dir.path(), 3, 30.0, None);
+    let whole = run(&nodes, &[]).output().expect("runs");
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let expected = String::from_utf8(whole.stdout).expect("utf-8");
+    assert!(
+        expected.trim().len() > 40,
+        "a long enough answer: {expected}\n{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+
+    let mut child = run(&nodes, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    // The first pieces of the answer: the generation is under way.
+    while got.len() < 12 {
+        let n = stdout.read(&mut buf).expect("reads");
+        assert!(n > 0, "the answer ended before the kill");
+        got.extend_from_slice(&buf[..n]);
+    }
+    nodes.procs[1].kill();
+    stdout.read_to_end(&mut got).expect("reads the rest");
+    let out = child.wait_with_output().expect("finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&got), expected, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("recovered: "))
+        .unwrap_or_else(|| panic!("no recovery line on stderr:\n{stderr}"));
+    assert!(
+        line.contains(&format!("node1 ({})", nodes.procs[1].addr)),
+        "{line}"
+    );
+    assert!(line.contains("left during decode"), "{line}");
+    assert!(
+        line.contains("now tensor over 2 nodes (node0, node2)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn with_no_recover_run_fails_naming_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Nodes::start(dir.path(), 2, 30.0, None);
+    let mut child = run(&nodes, &["--no-recover"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut buf = [0u8; 64];
+    assert!(stdout.read(&mut buf).expect("reads") > 0);
+    nodes.procs[0].kill();
+    let out = child.wait_with_output().expect("finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("node0 ({})", nodes.procs[0].addr)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("recovered: "), "{stderr}");
+}
