@@ -296,7 +296,7 @@ fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
 }
 
 #[test]
-fn a_stopped_node_is_recovered_from_shut_out_when_it_wakes_and_admitted_again_at_the_next_plan() {
+fn a_stopped_node_is_recovered_from_shut_out_when_it_wakes_and_joins_again_by_connect() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = Nodes::start(dir.path(), 3, 1.5, None);
     let mut session = shardlab_repl::Session::new(shardlab_repl::SessionConfig {
@@ -355,12 +355,23 @@ fn a_stopped_node_is_recovered_from_shut_out_when_it_wakes_and_admitted_again_at
     let log = nodes.procs[1].log();
     assert!(log.contains("left"), "node1 saw its session end:\n{log}");
 
-    // It answers at its address, so the next plan admits it again.
-    let replanned = exec(&mut session, ":shard tensor");
-    assert!(
-        replanned.contains(&format!("admitted again {label}")),
-        "{replanned}"
+    // It answers at its address: `:connect` takes it back under its name,
+    // and the next plan spreads the model over all three again.
+    let joined = exec(
+        &mut session,
+        &format!(
+            ":connect {} --token-file {}",
+            nodes.procs[1].addr,
+            nodes.token_file.display()
+        ),
     );
+    assert!(
+        joined.contains(&format!("joined {label}; 3 nodes")),
+        "{joined}"
+    );
+    let twice = exec(&mut session, &format!(":connect {}", nodes.procs[0].addr));
+    assert!(twice.contains("is connected already"), "{twice}");
+    let replanned = exec(&mut session, ":shard tensor");
     assert!(
         replanned.contains("sharded tensor over 3 nodes"),
         "{replanned}"

@@ -79,6 +79,56 @@ fn run_recovers_from_a_node_killed_mid_answer_and_prints_the_same_text() {
 }
 
 #[test]
+fn sequences_in_flight_on_a_pipeline_survive_a_node_killed_mid_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Nodes::start(dir.path(), 3, 30.0, None);
+    let many = |nodes: &Nodes| {
+        let mut cmd = Command::new(EXE);
+        cmd.args(["run", "--temperature", "0", "-n", "120", "--parallel", "3"])
+            .args([
+                "-p",
+                PROMPT,
+                "-p",
+                "The capital of France is",
+                "-p",
+                "def fib(n):",
+            ])
+            .args(["--layout", "pipeline", "--nodes", &nodes.addrs().join(",")])
+            .arg("--token-file")
+            .arg(&nodes.token_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let whole = many(&nodes).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&whole.stderr);
+    assert!(whole.status.success(), "{stderr}");
+    let expected = String::from_utf8(whole.stdout).expect("utf-8");
+    assert_eq!(
+        expected.lines().filter(|l| l.starts_with('[')).count(),
+        3,
+        "{expected}"
+    );
+
+    // The answers print at the end, so the kill is timed: loading from the
+    // shard caches takes a fraction of a second, the answers about ten
+    // (the uninterrupted run above); the recovery line shows it landed.
+    let child = many(&nodes).spawn().expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    nodes.procs[1].kill();
+    let out = child.wait_with_output().expect("finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("recovered: node1 ({})", nodes.procs[1].addr)),
+        "the kill landed mid-run:\n{stderr}"
+    );
+    assert!(stderr.contains("now pipeline over 2 nodes"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{stderr}");
+}
+
+#[test]
 fn with_no_recover_run_fails_naming_the_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = Nodes::start(dir.path(), 2, 30.0, None);

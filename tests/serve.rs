@@ -324,59 +324,105 @@ fn node_of(server: &Server, i: usize, count: usize) -> (u32, String) {
     (nodes[i], name)
 }
 
+/// A streamed chat answer read on its own thread: the text so far and how
+/// many pieces, shared with the test.
+struct Streaming {
+    curl: std::process::Child,
+    reader: std::thread::JoinHandle<()>,
+    seen: Arc<Mutex<(String, usize)>>,
+}
+
+impl Streaming {
+    fn start(server: &Server, body: &str) -> Streaming {
+        let mut curl = Command::new("curl")
+            .args(["-s", "-N", "--max-time", "300", "-d", body])
+            .arg(format!("{}/v1/chat/completions", server.api.base))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = Arc::new(Mutex::new((String::new(), 0)));
+        let out = curl.stdout.take().unwrap();
+        let shared = seen.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let Some(data) = line.strip_prefix("data: ") else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    break;
+                }
+                let chunk: Value = serde_json::from_str(data).unwrap();
+                if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+                    let mut s = shared.lock().unwrap();
+                    s.0.push_str(piece);
+                    s.1 += 1;
+                }
+            }
+        });
+        Streaming { curl, reader, seen }
+    }
+
+    fn pieces(&self) -> usize {
+        self.seen.lock().unwrap().1
+    }
+
+    fn finish(mut self) -> String {
+        assert!(self.curl.wait().unwrap().success());
+        self.reader.join().unwrap();
+        let text = self.seen.lock().unwrap().0.clone();
+        text
+    }
+}
+
 #[test]
-fn a_node_killed_while_a_request_streams_is_recovered_from_and_the_answer_finishes() {
-    let server = Server::start(&["--nodes", "local:3", "--layout", "tensor"], None);
-    let body = |stream: bool| {
+fn a_node_killed_while_requests_stream_is_recovered_from_and_the_answers_finish() {
+    let server = Server::start(
+        &[
+            "--nodes",
+            "local:3",
+            "--layout",
+            "tensor",
+            "--parallel",
+            "4",
+        ],
+        None,
+    );
+    let body = |topic: &str, stream: bool| {
         format!(
-            r#"{{"model":"smollm2","messages":[{{"role":"user","content":"Write a story about a lighthouse."}}],"temperature":0,"max_tokens":48,"stream":{stream}}}"#
+            r#"{{"model":"smollm2","messages":[{{"role":"user","content":"Write a story about {topic}."}}],"temperature":0,"max_tokens":48,"stream":{stream}}}"#
         )
     };
-    let (status, whole) = server.api.post("/v1/chat/completions", &body(false));
-    assert_eq!(status, 200, "{whole}");
-    let expected = whole["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(whole["usage"]["completion_tokens"], 48, "{whole}");
+    let topics = ["a lighthouse", "a dragon"];
+    let expected: Vec<String> = topics
+        .iter()
+        .map(|t| {
+            let (status, whole) = server.api.post("/v1/chat/completions", &body(t, false));
+            assert_eq!(status, 200, "{whole}");
+            assert_eq!(whole["usage"]["completion_tokens"], 48, "{whole}");
+            whole["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
 
     let (pid, name) = node_of(&server, 1, 3);
-    let mut curl = Command::new("curl")
-        .args(["-s", "-N", "--max-time", "300", "-d", &body(true)])
-        .arg(format!("{}/v1/chat/completions", server.api.base))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut content = String::new();
-    let mut chunks = 0;
-    let mut killed = false;
-    for line in BufReader::new(curl.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            break;
-        }
-        let chunk: Value = serde_json::from_str(data).unwrap();
-        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
-            content.push_str(piece);
-            chunks += 1;
-        }
-        // Mid-answer: a few pieces are out, most are still to come.
-        if chunks == 4 && !killed {
-            Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()
-                .unwrap();
-            killed = true;
-        }
+    let streams: Vec<Streaming> = topics
+        .iter()
+        .map(|t| Streaming::start(&server, &body(t, true)))
+        .collect();
+    // Mid-answer: a few pieces of each are out, most are still to come.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while streams.iter().any(|s| s.pieces() < 4) {
+        assert!(Instant::now() < deadline, "the streams did not start");
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(curl.wait().unwrap().success());
-    assert!(killed, "the stream ended before the kill: {content}");
-    assert_eq!(content, expected, "the streamed answer after the recovery");
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let got: Vec<String> = streams.into_iter().map(Streaming::finish).collect();
+    assert_eq!(got, expected, "the streamed answers after the recovery");
     let log = server.log();
     let line = log
         .lines()
@@ -391,11 +437,13 @@ fn a_node_killed_while_a_request_streams_is_recovered_from_and_the_answer_finish
         0.0
     );
     // Served by the survivors from now on.
-    let (status, again) = server.api.post("/v1/chat/completions", &body(false));
+    let (status, again) = server
+        .api
+        .post("/v1/chat/completions", &body(topics[0], false));
     assert_eq!(status, 200, "{again}");
     assert_eq!(
         again["choices"][0]["message"]["content"],
-        whole["choices"][0]["message"]["content"]
+        expected[0].as_str()
     );
     assert!(server.stop());
 }

@@ -56,9 +56,7 @@ fn open(args: &PerplexityArgs, name: &str, kv: KvType) -> Result<Orchestrator> {
     let mut core = cluster::orchestrator(name, args.threads)?;
     core.context = Some(args.ctx);
     core.kv = kv;
-    let model = core
-        .open_model(&args.model, &mut print_pull_event)
-        .with_context(|| format!("opening {}", args.model))?;
+    let model = core.open_model(&args.model, &mut print_pull_event)?;
     core.set_model(model);
     Ok(core)
 }

@@ -87,9 +87,7 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     let mut core = cluster::orchestrator("run", node_threads)?;
     core.context = Some(args.ctx);
     core.kv = args.cluster.kv;
-    let model = core
-        .open_model(&args.model, &mut print_pull_event)
-        .with_context(|| format!("opening {}", args.model))?;
+    let model = core.open_model(&args.model, &mut print_pull_event)?;
     core.set_model(model);
     let load_started = Instant::now();
     match &args.cluster.nodes {

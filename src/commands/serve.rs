@@ -81,9 +81,7 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
     let mut core = cluster::orchestrator("serve", node_threads)?;
     core.context = Some(args.ctx);
     core.kv = args.cluster.kv;
-    let model = core
-        .open_model(&args.model, &mut print_pull_event)
-        .with_context(|| format!("opening {}", args.model))?;
+    let model = core.open_model(&args.model, &mut print_pull_event)?;
     let file_name = model
         .path
         .file_name()

@@ -64,7 +64,8 @@ fn node_index(name: &str) -> Option<usize> {
 }
 
 impl Orchestrator {
-    /// Connects the cluster; refuses when one is connected already.
+    /// Connects the cluster; refuses when one is connected already (to
+    /// add nodes at addresses, see [`Orchestrator::join`]).
     pub fn connect(&mut self, spec: NodesSpec) -> Result<&NodeSet, OrchestratorError> {
         if let Some(n) = &self.nodes {
             return Err(OrchestratorError::AlreadyConnected {
@@ -122,6 +123,55 @@ impl Orchestrator {
             cluster,
             mem_limits,
         }))
+    }
+
+    /// Adds nodes at `addrs` to the connected cluster (a node lost earlier
+    /// and restarted joins under its old name). They must share the
+    /// cluster's token: `token_file`, when given, must hold it. What was
+    /// loaded is dropped, since the plan no longer covers the nodes; the
+    /// next `shard` spreads the model over all of them. Returns the labels
+    /// joined.
+    pub fn join(
+        &mut self,
+        addrs: &[String],
+        token_file: Option<&std::path::Path>,
+    ) -> Result<Vec<String>, OrchestratorError> {
+        let n = self.node_set()?;
+        if let Some(path) = token_file {
+            let token = Token::from_file(path).map_err(|e| {
+                OrchestratorError::setup(format!("reading the token {}", path.display()), e)
+            })?;
+            if !n.cluster.uses_token(&token) {
+                return Err(OrchestratorError::setup(
+                    format!("joining {}", addrs.join(", ")),
+                    "the token file is not the connected cluster's token; nodes of one cluster share one token",
+                ));
+            }
+        }
+        let mut joined = Vec::new();
+        let mut failed = None;
+        for addr in addrs {
+            match n.cluster.join(addr) {
+                Ok(label) => joined.push(label),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        for addr in addrs {
+            if !self.addresses_used.contains(addr) {
+                self.addresses_used.push(addr.clone());
+            }
+        }
+        if !joined.is_empty() && self.is_sharded() {
+            self.set_runner(Runner::Idle);
+            self.cached.clear();
+        }
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(joined),
+        }
     }
 
     /// Releases the nodes; returns how many there were.

@@ -67,7 +67,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         help: "`:connect local 2` starts two `shardlab node` processes on loopback ports with a fresh token.\n\
                --mem-limit gives each local node a memory budget (one size for all, or one per node), e.g. 300M.\n\
                --threads sets worker threads per local node (default 1).\n\
-               With addresses, --token-file names the nodes' shared token (the node prints where it is).",
+               With addresses, --token-file names the nodes' shared token (the node prints where it is).\n\
+               Connected already, `:connect ADDR...` adds those nodes (a restarted node joins under its old\n\
+               name); what was loaded is dropped and the next `:shard` spreads the model over all of them.",
         flags: &["token-file", "mem-limit", "threads"],
         completion: Completion::Nodes,
         debug: false,

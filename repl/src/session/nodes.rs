@@ -6,7 +6,7 @@ use shardlab_engine::orchestrator::NodesSpec;
 
 use super::{Session, SessionError};
 use crate::command::ConnectTarget;
-use crate::output::{views, Output, Report};
+use crate::output::{views, Output, Report, Rich};
 
 impl Session {
     pub(super) fn connect(&mut self, target: ConnectTarget) -> Result<Output, SessionError> {
@@ -21,6 +21,19 @@ impl Session {
                 threads,
                 pin: false,
             },
+            // Connected already: these nodes join the cluster.
+            ConnectTarget::Remote { addrs, token_file } if self.core.nodes().is_some() => {
+                let joined = self.core.join(&addrs, token_file.as_deref())?;
+                let lits = self.literals();
+                let count = self.core.node_names().len();
+                return Ok(Output::Text(
+                    Rich::from("joined ")
+                        .append(Rich::masking(&joined.join(", "), &lits))
+                        .push(format!(
+                            "; {count} nodes. `:shard LAYOUT` spreads the model over them."
+                        )),
+                ));
+            }
             ConnectTarget::Remote { addrs, token_file } => NodesSpec::Remote { addrs, token_file },
         };
         let count = self.core.connect(spec)?.cluster.nodes().len();

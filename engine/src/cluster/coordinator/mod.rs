@@ -115,6 +115,32 @@ impl NodeHandle {
         self.conn = None;
     }
 
+    /// Pings and reads until the pong, dropping whatever comes before it
+    /// (replies to steps that were in flight when another failed, with
+    /// their tensors), so the conversation is in step again. Returns how
+    /// many frames were dropped.
+    fn resync(&mut self, phase: Phase, deadline: Duration) -> Result<usize, ClusterError> {
+        let label = self.label();
+        let conn = self.conn(phase)?;
+        conn.send_control(&ToNode::Ping)
+            .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let end = Instant::now() + deadline;
+        let mut dropped = 0;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match conn.recv_frame(left) {
+                Ok(crate::net::Frame::Control(bytes)) => {
+                    if let Ok(FromNode::Pong) = serde_json::from_slice(&bytes) {
+                        return Ok(dropped);
+                    }
+                    dropped += 1;
+                }
+                Ok(crate::net::Frame::Tensor { .. }) => dropped += 1,
+                Err(e) => return Err(recv_error(&label, phase, deadline, e)),
+            }
+        }
+    }
+
     /// Sends a control message and waits for its reply.
     fn request(
         &mut self,
@@ -205,6 +231,48 @@ impl Cluster {
             cluster.add_node(&format!("node{i}"), addr, CONNECT_DEADLINE)?;
         }
         Ok(cluster)
+    }
+
+    /// Connects one more node at `addr` with the cluster's token: a lost
+    /// node's address joins under its old name, a new one as the next
+    /// `nodeN`. Nothing loaded stays loaded (the plan no longer covers the
+    /// nodes). Returns its label.
+    pub fn join(&mut self, addr: &str) -> Result<String, ClusterError> {
+        if let Some(h) = self.nodes.iter().find(|h| h.addr == addr && h.is_alive()) {
+            return Err(ClusterError::new(
+                &h.label(),
+                Phase::Connect,
+                "is connected already",
+            ));
+        }
+        let name = match self.lost.iter().position(|(_, a)| a == addr) {
+            Some(i) => self.lost.remove(i).0,
+            None => {
+                let taken = self
+                    .nodes
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .chain(self.lost.iter().map(|(n, _)| n.as_str()))
+                    .filter_map(|n| n.strip_prefix("node")?.parse::<usize>().ok());
+                format!("node{}", taken.max().map_or(0, |m| m + 1))
+            }
+        };
+        // A failed node still listed at this address gives way to it.
+        self.nodes.retain(|h| h.addr != addr);
+        let label = format!("{name} ({addr})");
+        if let Err(e) = self.add_node(&name, addr, CONNECT_DEADLINE) {
+            self.lost.push((name, addr.to_string()));
+            return Err(e);
+        }
+        self.last_step = vec![None; self.nodes.len()];
+        self.loaded = None;
+        self.broken = None;
+        Ok(label)
+    }
+
+    /// Whether `token` is the one this cluster authenticates with.
+    pub fn uses_token(&self, token: &Token) -> bool {
+        self.token.as_bytes() == token.as_bytes()
     }
 
     /// Dropped nodes (name, address) that may come back.

@@ -150,15 +150,15 @@ impl Cluster {
     /// Picks the error that names the node that actually failed: a node
     /// that is gone beats a survivor complaining about a peer.
     pub(super) fn root_cause(&mut self, errors: Vec<ClusterError>, phase: Phase) -> ClusterError {
-        // Probe the others quickly: a dead peer shows up as a dead connection.
+        // Probe the others quickly: a dead peer shows up as a dead
+        // connection. The replies to steps still in flight come first; they
+        // are read and dropped, so each live connection is in step again.
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
-            if node
-                .request(&ToNode::Ping, phase, CONTROL_DEADLINE / 5)
-                .is_err()
-            {
+            if node.resync(phase, CONTROL_DEADLINE / 5).is_err() {
                 node.mark_failed("did not answer a ping after a failed step");
             }
         }
+        self.in_flight.clear();
         let dead: Vec<String> = self
             .nodes
             .iter()
