@@ -216,6 +216,29 @@ impl shardlab_repl::session::Sink for Streamed {
     }
 }
 
+/// A session in this process (step deadline 3 s) with SmolLM2 sharded
+/// tensor over `nodes`, then `settings` applied.
+fn sharded_session(nodes: &Nodes, settings: &[&str]) -> shardlab_repl::Session {
+    let mut session = shardlab_repl::Session::new(shardlab_repl::SessionConfig {
+        store: shardlab_engine::model::store::ModelStore::from_env().expect("store"),
+        node_exe: PathBuf::from(netlab::EXE),
+        threads_per_node: 1,
+        step_timeout: Duration::from_secs(3),
+        link: None,
+    });
+    let connect = format!(
+        ":connect {} --token-file {}",
+        nodes.addrs().join(","),
+        nodes.token_file.display()
+    );
+    let setup = [connect.as_str(), ":load smollm2", ":shard tensor"];
+    for line in setup.iter().chain(settings) {
+        let out = exec(&mut session, line);
+        assert!(!out.contains("error"), "{line}: {out}");
+    }
+    session
+}
+
 /// A prompt's streamed text and notes.
 fn ask(session: &mut shardlab_repl::Session, prompt: &str) -> String {
     let mut streamed = Streamed::default();
@@ -229,30 +252,9 @@ fn ask(session: &mut shardlab_repl::Session, prompt: &str) -> String {
 fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = Nodes::start(dir.path(), 3, 1.5, None);
-    let mut session = shardlab_repl::Session::new(shardlab_repl::SessionConfig {
-        store: shardlab_engine::model::store::ModelStore::from_env().expect("store"),
-        node_exe: PathBuf::from(netlab::EXE),
-        threads_per_node: 1,
-        step_timeout: Duration::from_secs(3),
-        link: None,
-    });
-    let connect = format!(
-        ":connect {} --token-file {}",
-        nodes.addrs().join(","),
-        nodes.token_file.display()
-    );
     // Recovery off: this row is about naming the silent node
     // (recovery itself: tests/recovery.rs and the transcripts).
-    for line in [
-        connect.as_str(),
-        ":load smollm2",
-        ":shard tensor",
-        ":set max_tokens 6",
-        ":set recover off",
-    ] {
-        let out = exec(&mut session, line);
-        assert!(!out.contains("error"), "{line}: {out}");
-    }
+    let mut session = sharded_session(&nodes, &[":set max_tokens 6", ":set recover off"]);
     // node1 on a slowed core: stopped 3/4 of the time while it generates.
     let node1 = nodes.procs[1].pid();
     let stop = Arc::new(AtomicBool::new(false));
@@ -299,28 +301,7 @@ fn a_slow_node_is_the_straggler_in_stats_and_a_stopped_one_times_out_by_name() {
 fn a_stopped_node_is_recovered_from_shut_out_when_it_wakes_and_joins_again_by_connect() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = Nodes::start(dir.path(), 3, 1.5, None);
-    let mut session = shardlab_repl::Session::new(shardlab_repl::SessionConfig {
-        store: shardlab_engine::model::store::ModelStore::from_env().expect("store"),
-        node_exe: PathBuf::from(netlab::EXE),
-        threads_per_node: 1,
-        step_timeout: Duration::from_secs(3),
-        link: None,
-    });
-    let connect = format!(
-        ":connect {} --token-file {}",
-        nodes.addrs().join(","),
-        nodes.token_file.display()
-    );
-    for line in [
-        connect.as_str(),
-        ":load smollm2",
-        ":shard tensor",
-        ":set max_tokens 8",
-        ":set temperature 0",
-    ] {
-        let out = exec(&mut session, line);
-        assert!(!out.contains("error"), "{line}: {out}");
-    }
+    let mut session = sharded_session(&nodes, &[":set max_tokens 8", ":set temperature 0"]);
     let prompt = "The capital of France is";
     let reference = ask(&mut session, prompt);
     // The text without the recovery note.

@@ -88,6 +88,26 @@ impl Shell {
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// `:serve` on a free port, four at once: what it printed, and a
+    /// client for the address it listens on.
+    fn serve(&mut self) -> (String, Client) {
+        let started = self.run(
+            ":serve 127.0.0.1:0 --parallel 4",
+            "serving smollm2 on http://",
+        );
+        let addr = started
+            .split("on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the address it listens on")
+            .to_string();
+        let api = Client {
+            base: format!("http://{addr}"),
+            key: None,
+        };
+        (started, api)
+    }
 }
 
 impl Drop for Shell {
@@ -112,30 +132,17 @@ fn count_before(line: &str, label: &str) -> u64 {
 }
 
 #[test]
-fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies() {
+fn the_workbench_serves_recovers_from_a_dead_node_and_without_recovery_waits_for_shard() {
     let mut shell = Shell::start();
     // Budgets that leave KV room for a few thousand positions in all.
     shell.run(":connect local 2 --mem-limit 300M", "connected 2 nodes");
     shell.run(":load smollm2", "opened smollm2");
     shell.run(":shard tensor", "sharded tensor over 2 nodes");
-    let started = shell.run(
-        ":serve 127.0.0.1:0 --parallel 4",
-        "serving smollm2 on http://",
-    );
-    let addr = started
-        .split("on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the address it listens on")
-        .to_string();
+    let (started, api) = shell.serve();
     assert!(
         started.contains("positions for all requests together (node0 ("),
         "{started}"
     );
-    let api = Client {
-        base: format!("http://{addr}"),
-        key: None,
-    };
 
     // The openai client, served between the shell's lines.
     let (ok, stdout, stderr) = run_openai_client(&api.base, "sk-any", 4);
@@ -186,20 +193,7 @@ fn the_workbench_serves_while_it_watches_and_waits_for_shard_after_a_node_dies()
     shell.run(":disconnect", "released 1 node");
     shell.run(":connect local 2 --mem-limit 300M", "connected 2 nodes");
     shell.run(":shard tensor", "sharded tensor over 2 nodes");
-    let started = shell.run(
-        ":serve 127.0.0.1:0 --parallel 4",
-        "serving smollm2 on http://",
-    );
-    let addr = started
-        .split("on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the address it listens on")
-        .to_string();
-    let api = Client {
-        base: format!("http://{addr}"),
-        key: None,
-    };
+    let (_, api) = shell.serve();
     shell.run(":kill node1", "killed node1");
     let (status, body) = api.post("/v1/chat/completions", chat);
     assert_eq!(status, 503, "{body}");

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::AtomicBool;
 
-use crate::cluster::coordinator::Cluster;
 use crate::model::error::ModelError;
 use crate::model::generate::{
     generate, generate_many, Backend, GenerateOptions, Generation, ManyGenerations, SequenceBackend,
@@ -14,7 +13,7 @@ use crate::model::loader::OpenedModel;
 use crate::model::local_sequences::{LocalSequences, ParkedCaches};
 use crate::model::transformer::Transformer;
 use crate::parallel::WireDtype;
-use crate::shard::plan::{KvSpec, LayoutRequest};
+use crate::shard::plan::KvSpec;
 
 use super::cluster_run::ClusterRun;
 use super::model::OpenModel;
@@ -209,44 +208,46 @@ impl Orchestrator {
     }
 }
 
+/// What runs the model now, borrowed for one generation.
+enum Target<'a> {
+    InProcess(&'a mut Transformer),
+    Cluster(ClusterRun<'a>),
+}
+
 impl<'a> Parts<'a> {
-    /// The cluster as a backend that reports to the monitor, tracks what
-    /// each sequence holds, and recovers when a node is lost.
-    fn cluster_run(
-        cluster: &'a mut Cluster,
-        layout: &LayoutRequest,
-        monitor: &'a Monitor,
-        recovery: &'a mut RecoveryState,
-        model: Option<&'a OpenModel>,
-        kv: Option<KvSpec>,
-        wire: WireDtype,
-    ) -> ClusterRun<'a> {
-        let reload = match (model, kv) {
-            (Some(model), Some(kv)) => Some(Reload {
-                model,
-                kv,
-                wire,
-                monitor,
-            }),
-            _ => None,
-        };
-        ClusterRun::new(cluster, monitor, recovery, reload, layout.clone())
+    /// The in-process model, or the cluster as a backend that reports to
+    /// the monitor, tracks what each sequence holds, and recovers when a
+    /// node is lost.
+    fn target(self) -> Result<Target<'a>, OrchestratorError> {
+        match (self.runner, self.nodes) {
+            (Runner::InProcess(t), _) => Ok(Target::InProcess(t.as_mut())),
+            (Runner::Cluster(layout), Some(n)) => {
+                let reload = match (self.model, self.kv) {
+                    (Some(model), Some(kv)) => Some(Reload {
+                        model,
+                        kv,
+                        wire: self.wire,
+                        monitor: self.monitor,
+                    }),
+                    _ => None,
+                };
+                Ok(Target::Cluster(ClusterRun::new(
+                    &mut n.cluster,
+                    self.monitor,
+                    self.recovery,
+                    reload,
+                    layout.clone(),
+                )))
+            }
+            _ => Err(OrchestratorError::NothingLoaded),
+        }
     }
 
     /// What runs sequence 0 now.
     pub fn sequence_backend(self) -> Result<Box<dyn Backend + 'a>, OrchestratorError> {
-        Ok(match (self.runner, self.nodes) {
-            (Runner::InProcess(t), _) => Box::new(InProcess(t.as_mut())),
-            (Runner::Cluster(layout), Some(n)) => Box::new(Self::cluster_run(
-                &mut n.cluster,
-                layout,
-                self.monitor,
-                self.recovery,
-                self.model,
-                self.kv,
-                self.wire,
-            )),
-            _ => return Err(OrchestratorError::NothingLoaded),
+        Ok(match self.target()? {
+            Target::InProcess(t) => Box::new(InProcess(t)),
+            Target::Cluster(c) => Box::new(c),
         })
     }
 
@@ -256,18 +257,9 @@ impl<'a> Parts<'a> {
         self,
         parked: &'a mut ParkedCaches,
     ) -> Result<Box<dyn SequenceBackend + 'a>, OrchestratorError> {
-        Ok(match (self.runner, self.nodes) {
-            (Runner::InProcess(t), _) => Box::new(LocalSequences::new(t.as_mut(), parked)),
-            (Runner::Cluster(layout), Some(n)) => Box::new(Self::cluster_run(
-                &mut n.cluster,
-                layout,
-                self.monitor,
-                self.recovery,
-                self.model,
-                self.kv,
-                self.wire,
-            )),
-            _ => return Err(OrchestratorError::NothingLoaded),
+        Ok(match self.target()? {
+            Target::InProcess(t) => Box::new(LocalSequences::new(t, parked)),
+            Target::Cluster(c) => Box::new(c),
         })
     }
 }
