@@ -50,6 +50,9 @@ impl<'a> ClusterRun<'a> {
     /// Counts a step toward the planned kills, and kills those due.
     fn count_step(&mut self) {
         let kills = &mut self.state.planned_kills;
+        if kills.is_empty() {
+            return;
+        }
         let due: Vec<usize> = kills
             .iter()
             .filter(|k| k.after_steps == 0)

@@ -58,15 +58,11 @@ impl Orchestrator {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, OrchestratorError> {
+        let tokenizer = self.require_model()?.tokenizer.clone();
         let monitor = self.monitor.clone();
         let mut cached = std::mem::take(&mut self.cached);
-        let parts = self.parts();
-        let tokenizer = parts
-            .model
-            .ok_or(OrchestratorError::NoModel)?
-            .tokenizer
-            .clone();
-        let mut backend = parts.sequence_backend()?;
+        // Fails only when nothing is loaded, when no cache is held anyway.
+        let mut backend = self.parts().sequence_backend()?;
         monitor.generation_started();
         let result = generate(
             backend.as_mut(),
@@ -109,16 +105,11 @@ impl Orchestrator {
         if !self.is_sharded() {
             return Err(OrchestratorError::NothingLoaded);
         }
+        let tokenizer = self.require_model()?.tokenizer.clone();
         let monitor = self.monitor.clone();
         self.cached.clear();
         let mut parked = ParkedCaches::default();
-        let parts = self.parts();
-        let tokenizer = parts
-            .model
-            .ok_or(OrchestratorError::NoModel)?
-            .tokenizer
-            .clone();
-        let mut backend = parts.sequences_backend(&mut parked)?;
+        let mut backend = self.parts().sequences_backend(&mut parked)?;
         monitor.generation_started();
         let result = generate_many(backend.as_mut(), &tokenizer, prompts, opts, cancel);
         drop(backend);

@@ -4,13 +4,10 @@
 //! survivors with the text an uninterrupted run gives.
 
 use std::cell::Cell;
-use std::path::PathBuf;
-use std::time::Duration;
 
+use super::tests::{greedy, orchestrator};
 use super::*;
 use crate::cluster::tests::harness::{model_with, start_nodes, tiny_options, Relay, TinyModel};
-use crate::model::generate::GenerateOptions;
-use crate::model::sampling::SamplingParams;
 use crate::model::store::ModelSource;
 
 const PROMPT: [u32; 4] = [3, 100, 200, 17];
@@ -26,15 +23,6 @@ fn three_way_model() -> TinyModel {
     model_with(&opts)
 }
 
-fn greedy(n: usize) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens: n,
-        sampling: SamplingParams::greedy(),
-        stop_strings: Vec::new(),
-        stop_at_eos: false,
-    }
-}
-
 /// An orchestrator connected to three thread nodes, the second behind a
 /// relay that can be cut, with the tiny model sharded `layout`.
 fn sharded(m: &TinyModel, layout: &LayoutRequest) -> (Orchestrator, Relay, Vec<impl Sized>) {
@@ -47,13 +35,7 @@ fn sharded(m: &TinyModel, layout: &LayoutRequest) -> (Orchestrator, Relay, Vec<i
         relay.addr.to_string(),
         nodes[2].addr.to_string(),
     ];
-    let mut o = Orchestrator::new(OrchestratorConfig {
-        store: ModelStore::new(m.dir().to_path_buf()),
-        node_exe: PathBuf::from("shardlab-not-used-here"),
-        threads_per_node: 1,
-        step_timeout: Duration::from_secs(10),
-        client_name: "test".into(),
-    });
+    let mut o = orchestrator(m.dir());
     o.connect(NodesSpec::Remote {
         addrs,
         token_file: Some(token_file),

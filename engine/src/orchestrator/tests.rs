@@ -21,7 +21,7 @@ fn tiny_model(dir: &std::path::Path) -> PathBuf {
     path
 }
 
-fn orchestrator(home: &std::path::Path) -> Orchestrator {
+pub(super) fn orchestrator(home: &std::path::Path) -> Orchestrator {
     Orchestrator::new(OrchestratorConfig {
         store: ModelStore::new(home.to_path_buf()),
         node_exe: PathBuf::from("shardlab-not-used-here"),
@@ -31,7 +31,7 @@ fn orchestrator(home: &std::path::Path) -> Orchestrator {
     })
 }
 
-fn greedy(n: usize) -> GenerateOptions {
+pub(super) fn greedy(n: usize) -> GenerateOptions {
     GenerateOptions {
         max_tokens: n,
         sampling: SamplingParams::greedy(),
