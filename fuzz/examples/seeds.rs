@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use shardlab_engine::cluster::heartbeat::Liveness;
 use shardlab_engine::cluster::messages::{
     CachedShard, ExpertMetrics, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo,
     NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, StepSegment,
@@ -261,6 +262,7 @@ fn to_node(config: &ModelConfig) -> Vec<ToNode> {
                 addr: "[::1]:7002".into(),
             }),
             wire: WireDtype::F16,
+            liveness: Liveness::After { ms: 1500 },
         }),
         ToNode::Step {
             pos: 7,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use shardlab_engine::cluster::coordinator::LoadProgress;
+use shardlab_engine::cluster::heartbeat::Liveness;
 use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::net::LinkProfile;
 use shardlab_engine::orchestrator::{NodesSpec, Orchestrator, OrchestratorConfig};
@@ -53,6 +54,18 @@ pub struct ClusterArgs {
     /// re-planning on the survivors, replaying the caches and going on.
     #[arg(long = "no-recover")]
     pub no_recover: bool,
+    /// Seconds a node, or a node's peer, may stay silent (stopped, or its
+    /// link cut) before it is named, however long the step it is in; 0
+    /// switches heartbeats off and leaves only the step deadline.
+    #[arg(long, default_value = "1.5", value_parser = parse_seconds)]
+    pub heartbeat: Duration,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("expected seconds, e.g. 1.5, got '{text}'"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("expected seconds >= 0, got '{text}'"))
 }
 
 fn parse_mem_limit(text: &str) -> Result<u64, String> {
@@ -150,6 +163,7 @@ pub fn start(
     core.emulate_links(args.link.clone())?;
     core.wire = args.wire;
     core.set_recover(!args.no_recover);
+    core.set_liveness(Liveness::from_silence(args.heartbeat))?;
     // One line on stderr per recovery, so stdout holds only the text.
     core.on_recovery(Some(Box::new(|r| eprintln!("{r}"))));
     core.connect(spec)?;

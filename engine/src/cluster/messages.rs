@@ -260,6 +260,9 @@ pub struct PeerPlan {
     /// Precision of activations between nodes for this load.
     #[serde(default)]
     pub wire: WireDtype,
+    /// How long a peer may stay silent before this node names it.
+    #[serde(default)]
+    pub liveness: crate::cluster::heartbeat::Liveness,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -107,6 +107,10 @@ pub enum NetError {
     Declined { peer: String, reason: String },
     #[error("the connection to {peer} is unusable after an earlier error: {reason}")]
     Broken { peer: String, reason: String },
+    /// Another thread cut the connection (the heartbeat, when the peer
+    /// fell silent); `reason` says why.
+    #[error("{peer} {reason}")]
+    Cut { peer: String, reason: String },
 }
 
 impl NetError {
@@ -125,7 +129,8 @@ impl NetError {
             | NetError::AuthFailed { peer, .. }
             | NetError::Refused { peer, .. }
             | NetError::Declined { peer, .. }
-            | NetError::Broken { peer, .. } => peer,
+            | NetError::Broken { peer, .. }
+            | NetError::Cut { peer, .. } => peer,
         }
     }
 }

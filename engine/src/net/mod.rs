@@ -11,6 +11,8 @@
 //! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
 //!   every connection.
 //! - [`token`]: the shared secret, which never prints.
+//! - [`heartbeat`]: liveness beside each working connection; a peer that
+//!   falls silent has its working connection cut, naming it.
 //! - [`link`]: link emulation (latency, jitter, bandwidth) on the send path,
 //!   as a transport layer ([`link::ShapedTransport`]).
 //! - [`error`]: [`FrameError`] (bytes) and [`NetError`] (a peer).
@@ -20,6 +22,7 @@ pub mod connection;
 mod deadline;
 pub mod error;
 pub mod frame;
+pub mod heartbeat;
 pub mod link;
 mod tag;
 pub mod tensor;

@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::coordinator::Cluster;
+use crate::cluster::heartbeat::Liveness;
 use crate::model::generate::GenerationStats;
 use crate::model::kv_type::KvType;
 use crate::model::store::ModelStore;
@@ -101,6 +102,8 @@ pub struct Orchestrator {
     pub kv: KvType,
     /// The link emulated on the cluster's connections, now and after later connects.
     link: Option<LinkProfile>,
+    /// Heartbeat silence on every connection of the cluster.
+    liveness: Liveness,
     last: Option<GenerationStats>,
     /// Tokens run through the runner since it loaded, for per-token traffic.
     tokens_since_load: u64,
@@ -125,6 +128,7 @@ impl Orchestrator {
             wire: WireDtype::default(),
             kv: KvType::default(),
             link: None,
+            liveness: Liveness::default(),
             last: None,
             tokens_since_load: 0,
             addresses_used: Vec::new(),

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
+use crate::cluster::heartbeat::Liveness;
 use crate::metrics::quantile;
 use crate::net::{LinkProfile, Token};
 
@@ -110,6 +111,9 @@ impl Orchestrator {
             }
         };
         cluster.step_deadline = self.config.step_timeout;
+        if cluster.liveness() != self.liveness {
+            cluster.set_liveness(self.liveness)?;
+        }
         if self.link.is_some() {
             // Before any load, so weights cross the emulated link too.
             cluster.emulate_links(self.link.clone())?;
@@ -227,6 +231,21 @@ impl Orchestrator {
             }
             None => Ok(false),
         }
+    }
+
+    /// How long a node, or a node's peer, may stay silent before it is
+    /// named (heartbeats; `Liveness::Off` leaves the step deadline alone),
+    /// now and after later connects.
+    pub fn set_liveness(&mut self, liveness: Liveness) -> Result<(), OrchestratorError> {
+        self.liveness = liveness;
+        if let Some(n) = self.nodes.as_mut() {
+            n.cluster.set_liveness(liveness)?;
+        }
+        Ok(())
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
     }
 
     /// Round trips and bandwidth to every node, and the node-to-node

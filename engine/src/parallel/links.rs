@@ -146,6 +146,22 @@ impl PeerLinks {
         Ok(())
     }
 
+    /// Cuts every link at once, with `reason`. After an exchange failed the
+    /// streams are out of step and the mesh is done for; closing it now
+    /// tells the peers that may be waiting on this node, instead of
+    /// leaving them to their deadline.
+    pub fn close(&mut self, reason: &str) {
+        let peers = self.group.iter_mut().flatten();
+        for peer in peers
+            .chain(self.prev.iter_mut())
+            .chain(self.next.iter_mut())
+        {
+            if let Ok(cutter) = peer.conn.cutter() {
+                cutter.cut(reason);
+            }
+        }
+    }
+
     pub fn group_size(&self) -> usize {
         self.group.len().max(1)
     }

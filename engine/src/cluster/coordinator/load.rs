@@ -219,6 +219,7 @@ impl Cluster {
                 prev: neighbour(np.stage.checked_sub(1)),
                 next: neighbour(Some(np.stage + 1)),
                 wire: self.wire,
+                liveness: self.liveness,
             });
         }
         // Send every plan first: the nodes connect to each other meanwhile.

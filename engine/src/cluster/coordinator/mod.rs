@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 pub use load::{LoadProgress, LoadSummary, ModelToLoad};
 pub use spawn::{LocalNodeOptions, LocalNodes};
 
+use super::heartbeat::{watch_node, Liveness};
 use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, TensorTag, ToNode};
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
+use crate::net::heartbeat::Watch;
 use crate::net::{auth, Connection, LinkProfile, Token};
 use crate::parallel::WireDtype;
 use crate::shard::plan::{NodeBudget, Plan};
@@ -68,6 +70,15 @@ fn recv_error(
             phase,
             format!("did not answer within {}s", deadline.as_secs_f64()),
         ),
+        other => net_error(label, phase, other),
+    }
+}
+
+/// A connection's error: the heartbeat's verdict says only why, since the
+/// error already names the node.
+fn net_error(label: &str, phase: Phase, e: crate::net::NetError) -> ClusterError {
+    match e {
+        crate::net::NetError::Cut { reason, .. } => ClusterError::new(label, phase, reason),
         other => ClusterError::new(label, phase, other),
     }
 }
@@ -81,6 +92,8 @@ pub struct NodeHandle {
     /// Round trip of the last ping, in seconds.
     pub rtt: Option<f64>,
     conn: Option<Connection>,
+    /// The heartbeat on `conn`: cuts it when the node falls silent.
+    watch: Option<Watch>,
     /// Why the node is out of the cluster, once it is.
     pub failed: Option<String>,
 }
@@ -113,6 +126,7 @@ impl NodeHandle {
             self.failed = Some(why.to_string());
         }
         self.conn = None;
+        self.watch = None;
     }
 
     /// Pings and reads until the pong, dropping whatever comes before it
@@ -123,7 +137,7 @@ impl NodeHandle {
         let label = self.label();
         let conn = self.conn(phase)?;
         conn.send_control(&ToNode::Ping)
-            .map_err(|e| ClusterError::new(&label, phase, e))?;
+            .map_err(|e| net_error(&label, phase, e))?;
         let end = Instant::now() + deadline;
         let mut dropped = 0;
         loop {
@@ -152,7 +166,7 @@ impl NodeHandle {
         let result = (|| {
             let conn = self.conn(phase)?;
             conn.send_control(msg)
-                .map_err(|e| ClusterError::new(&label, phase, e))?;
+                .map_err(|e| net_error(&label, phase, e))?;
             conn.recv_control::<FromNode>(deadline)
                 .map_err(|e| recv_error(&label, phase, deadline, e))
         })();
@@ -202,6 +216,8 @@ pub struct Cluster {
     recv_buf: Vec<u8>,
     /// The link emulated on every connection of this cluster, if any.
     link: Option<LinkProfile>,
+    /// How long a node (or a node's peer) may be silent before it is named.
+    liveness: Liveness,
 }
 
 impl Cluster {
@@ -226,6 +242,7 @@ impl Cluster {
             logits: Vec::new(),
             recv_buf: Vec::new(),
             link: None,
+            liveness: Liveness::default(),
         };
         for (i, addr) in addrs.iter().enumerate() {
             cluster.add_node(&format!("node{i}"), addr, CONNECT_DEADLINE)?;
@@ -347,12 +364,15 @@ impl Cluster {
         })?;
         conn.emulate(self.link.as_ref())
             .map_err(|e| ClusterError::new(&label, phase, e))?;
+        let watch = watch_node(addr, &name, &self.token, &conn, self.liveness, deadline)
+            .map_err(|e| ClusterError::new(&label, phase, format!("heartbeat: {e}")))?;
         self.nodes.push(NodeHandle {
             name,
             addr: addr.to_string(),
             info,
             rtt: None,
             conn: Some(conn),
+            watch,
             failed: None,
         });
         self.last_step.push(None);
@@ -386,6 +406,42 @@ impl Cluster {
                 budget_bytes: n.info.budget,
             })
             .collect()
+    }
+
+    /// How long a node may be silent before it is named.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    /// Watches every live node with `liveness` from now on (and has each
+    /// node watch its peers so from the next load). A node whose heartbeat
+    /// cannot be started is marked failed; the first such error is returned.
+    pub fn set_liveness(&mut self, liveness: Liveness) -> Result<(), ClusterError> {
+        self.liveness = liveness;
+        let mut first_error = None;
+        for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
+            let label = node.label();
+            node.watch = None;
+            let Some(conn) = node.conn.as_ref() else {
+                continue;
+            };
+            match watch_node(
+                &node.addr,
+                &node.name,
+                &self.token,
+                conn,
+                liveness,
+                CONNECT_DEADLINE,
+            ) {
+                Ok(watch) => node.watch = watch,
+                Err(e) => {
+                    let e = ClusterError::new(&label, Phase::Connect, format!("heartbeat: {e}"));
+                    node.mark_failed(&e.message);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The link emulated on this cluster's connections, if any.
@@ -564,6 +620,7 @@ impl Cluster {
                 let _ = conn.send_control(&ToNode::Bye);
             }
             node.conn = None;
+            node.watch = None;
         }
         self.loaded = None;
     }

@@ -1,7 +1,8 @@
 //! The accept loop: binds, authenticates every connection, and either
-//! serves it as the coordinator (one at a time) or hands it to the running
-//! session as a peer link. Owns who is being served (`Busy`) and how a
-//! client names its role.
+//! serves it as the coordinator (one at a time), hands it to the running
+//! session as a peer link, or echoes heartbeats on it (from a thread of its
+//! own, so a node busy computing still answers). Owns who is being served
+//! (`Busy`) and how a client names its role.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Sender};
@@ -10,7 +11,8 @@ use std::time::SystemTime;
 
 use super::serve::serve_coordinator;
 use super::{node_info, NodeError, NodeOptions, HANDSHAKE_DEADLINE};
-use crate::net::{auth, Connection, NetError};
+use crate::cluster::heartbeat::HEARTBEAT_CLIENT;
+use crate::net::{auth, heartbeat, Connection, NetError};
 
 /// A peer connection handed from the accept loop to the session.
 pub(super) struct PeerArrival {
@@ -135,6 +137,11 @@ fn handle(
             }
             Ok(())
         }
+        Some(Role::Heartbeat) => {
+            conn.set_peer_name(&format!("heartbeat watcher ({peer_addr})"));
+            heartbeat::answer(conn);
+            Ok(())
+        }
         None => Err(NetError::AuthFailed {
             peer: hello.client_name,
             reason: "handshake finished without a role".into(),
@@ -173,6 +180,8 @@ fn admit(role: &Role, peer_addr: &str, busy: &Mutex<Busy>) -> Result<(), Refusal
                 return Err(Refusal::NoSuchSession);
             }
         }
+        // Anyone holding the token may ask whether this node is alive.
+        Role::Heartbeat => {}
     }
     Ok(())
 }
@@ -180,13 +189,16 @@ fn admit(role: &Role, peer_addr: &str, busy: &Mutex<Busy>) -> Result<(), Refusal
 enum Role {
     Coordinator(String),
     Peer { session: String, from: usize },
+    Heartbeat,
 }
 
 impl Role {
-    /// Client names are "coordinator NAME" or "peer SESSION INDEX".
+    /// Client names are "coordinator NAME", "peer SESSION INDEX" or
+    /// "heartbeat".
     fn parse(client_name: &str) -> Result<Self, Refusal> {
         let mut parts = client_name.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
+            (Some(HEARTBEAT_CLIENT), None, None) => Ok(Role::Heartbeat),
             (Some("coordinator"), Some(name), None) => Ok(Role::Coordinator(name.to_string())),
             (Some("peer"), Some(session), Some(index)) => Ok(Role::Peer {
                 session: session.to_string(),

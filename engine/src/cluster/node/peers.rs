@@ -1,14 +1,16 @@
 //! The peer mesh: after `ConnectPeers`, a node dials the peers of its plan
 //! with a smaller cluster index and accepts the ones with a larger index
-//! (handed over by the accept loop), and builds the links its shard
-//! exchanges activations over.
+//! (handed over by the accept loop), builds the links its shard exchanges
+//! activations over, and watches each peer with a heartbeat.
 
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use super::listen::PeerArrival;
 use super::{peer_client_name, NodeOptions};
+use crate::cluster::heartbeat::watch_node;
 use crate::cluster::messages::{PeerAddr, PeerPlan};
+use crate::net::heartbeat::Watch;
 use crate::net::{auth, Connection, LinkProfile, NetError};
 use crate::parallel::PeerLinks;
 
@@ -26,18 +28,21 @@ pub enum PeerSetupError {
     Timeout { waiting: Vec<String> },
     #[error("emulating on peer links: {0}")]
     Emulate(NetError),
+    #[error("starting the heartbeat to a peer: {0}")]
+    Heartbeat(NetError),
 }
 
 /// A named connection to one peer.
 type Link = (String, Connection);
 
-/// Connects to every peer of `plan` and emulates `link` on the result.
+/// Connects to every peer of `plan`, emulates `link` on the result, and
+/// watches every peer (the watches live as long as the links).
 pub(super) fn connect_peers(
     opts: &NodeOptions,
     plan: &PeerPlan,
     arrivals: &Receiver<PeerArrival>,
     link: Option<&LinkProfile>,
-) -> Result<PeerLinks, PeerSetupError> {
+) -> Result<(PeerLinks, Vec<Watch>), PeerSetupError> {
     let me = plan.me;
     let mut expected: Vec<&PeerAddr> = Vec::new();
     let mut group: Vec<Option<Link>> = Vec::with_capacity(plan.group.len());
@@ -82,7 +87,7 @@ pub(super) fn connect_peers(
             .chain(plan.next.iter())
             .find(|p| p.index == from);
         if let Some(p) = known {
-            conn.set_peer_name(&label(p));
+            conn.set_peer_label(&label(p));
         }
         let name = known.map_or_else(|| format!("node{from}"), |p| p.name.clone());
         let slot = if let Some(rank) = plan.group.iter().position(|p| p.index == from) {
@@ -100,9 +105,29 @@ pub(super) fn connect_peers(
             pending -= 1;
         }
     }
+    let linked = plan
+        .group
+        .iter()
+        .zip(&group)
+        .chain(plan.prev.iter().zip([&prev]))
+        .chain(plan.next.iter().zip([&next]));
+    let mut watches = Vec::new();
+    for (p, slot) in linked {
+        if let Some((_, conn)) = slot {
+            let watch = watch_node(
+                &p.addr,
+                &p.name,
+                &opts.token,
+                conn,
+                plan.liveness,
+                PEER_DEADLINE,
+            );
+            watches.extend(watch.map_err(PeerSetupError::Heartbeat)?);
+        }
+    }
     let mut links = PeerLinks::new(my_rank, group, prev, next, opts.step_deadline, plan.wire);
     links.emulate(link).map_err(PeerSetupError::Emulate)?;
-    Ok(links)
+    Ok((links, watches))
 }
 
 /// "node1 (127.0.0.1:7071)"
@@ -113,7 +138,7 @@ fn label(p: &PeerAddr) -> String {
 /// Dials a peer with a smaller index and introduces this node to it.
 fn dial(opts: &NodeOptions, plan: &PeerPlan, p: &PeerAddr) -> Result<Link, PeerSetupError> {
     let mut conn =
-        Connection::connect(&p.addr, &label(p), PEER_DEADLINE).map_err(PeerSetupError::Dial)?;
+        Connection::connect(&p.addr, &p.name, PEER_DEADLINE).map_err(PeerSetupError::Dial)?;
     auth::client_handshake(
         &mut conn,
         opts.token.as_bytes(),

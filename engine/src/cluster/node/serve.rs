@@ -93,8 +93,9 @@ pub(super) fn serve_coordinator(
                 let reply = match shard.as_mut() {
                     None => failure(Phase::Peers, PeerSetupError::NotLoaded),
                     Some(s) => match connect_peers(opts, &plan, &peers, link.as_ref()) {
-                        Ok(links) => {
+                        Ok((links, watches)) => {
                             s.links = Some(links);
+                            s.peer_watches = watches;
                             FromNode::PeersReady
                         }
                         Err(e) => failure(Phase::Peers, e),

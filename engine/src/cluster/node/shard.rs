@@ -10,6 +10,7 @@ use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
 use crate::model::segments::{parked_caches, repeated};
 use crate::model::transformer::Transformer;
+use crate::net::heartbeat::Watch;
 use crate::parallel::PeerLinks;
 
 /// Sequences one node keeps KV caches for at once (`--parallel`).
@@ -18,6 +19,9 @@ pub const MAX_SEQUENCES: u32 = 64;
 pub(super) struct Shard {
     pub model: Transformer,
     pub links: Option<PeerLinks>,
+    /// Heartbeats on the peers of `links`: a peer that falls silent has
+    /// its link cut, so a step waiting on it fails naming it.
+    pub peer_watches: Vec<Watch>,
     pub metrics: NodeMetrics,
     /// Activations of the last step, kept for their allocation.
     pub hidden: Vec<f32>,
@@ -32,10 +36,27 @@ impl Shard {
         Self {
             model,
             links: None,
+            peer_watches: Vec::new(),
             metrics: NodeMetrics::default(),
             hidden: Vec::new(),
             current_seq: 0,
             parked: Vec::new(),
+        }
+    }
+
+    /// After a step failed: a failed exchange with a peer leaves the whole
+    /// mesh out of step, so every link is closed at once (peers waiting on
+    /// this node hear it now, not at their deadline). Other failures leave
+    /// the links alone.
+    pub fn after_failure(&mut self, e: &StepError) {
+        let exchange = matches!(
+            e,
+            StepError::Peer(_) | StepError::Model(ModelError::Collective(_))
+        );
+        if let (true, Some(links)) = (exchange, self.links.as_mut()) {
+            links.close(&format!(
+                "was cut off by this node after a failed exchange ({e})"
+            ));
         }
     }
 

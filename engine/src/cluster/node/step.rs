@@ -51,10 +51,11 @@ pub(super) fn step(
     {
         Ok(logits) => logits,
         Err(e) => {
+            shard.after_failure(&e);
             return conn.send_control(&FromNode::Error {
                 phase: Phase::of_step(tokens.len(), pos),
                 message: e.to_string(),
-            })
+            });
         }
     };
     let metrics = step_metrics(shard, tokens.len(), started);

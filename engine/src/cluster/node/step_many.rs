@@ -35,7 +35,10 @@ pub(super) fn step_many(
     };
     let x = match run_layers(shard, segments) {
         Ok(x) => x,
-        Err(e) => return fail(conn, &e),
+        Err(e) => {
+            shard.after_failure(&e);
+            return fail(conn, &e);
+        }
     };
     if shard.model.layout().head {
         if let Err(e) = send_logits(conn, shard, &x, segments) {

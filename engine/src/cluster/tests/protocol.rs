@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::harness::start_nodes;
 use crate::cluster::coordinator::Cluster;
+use crate::cluster::heartbeat::HEARTBEAT_CLIENT;
 use crate::cluster::messages::{FromNode, NodeInfo, Phase, ToNode};
 use crate::cluster::node::coordinator_client_name;
 use crate::net::{auth, Connection, Frame, Token};
@@ -146,30 +147,42 @@ fn babbling_node(token: &Token) -> String {
         link: None,
     };
     std::thread::spawn(move || {
-        let Some(Ok(stream)) = listener.incoming().next() else {
-            return;
-        };
-        let Ok(mut conn) = Connection::from_stream(stream, "coordinator") else {
-            return;
-        };
-        let welcome = serde_json::to_value(&info).map_err(|e| e.to_string());
-        if auth::server_handshake(&mut conn, token.as_bytes(), "babbler", DEADLINE, |_| {
-            welcome
-        })
-        .is_err()
-        {
-            return;
-        }
-        while conn.recv_frame(DEADLINE).is_ok() {
-            if conn
-                .send_frame(&Frame::Control(b"{\"Gossip\":42}".to_vec()))
-                .is_err()
-            {
-                return;
-            }
+        // The coordinator's connection, then its heartbeat connection.
+        for stream in listener.incoming().take(2) {
+            let Ok(stream) = stream else { return };
+            let (token, info) = (token.clone(), info.clone());
+            std::thread::spawn(move || babble(stream, &token, &info));
         }
     });
     addr
+}
+
+/// One connection to the babbling node: heartbeats are echoed properly,
+/// everything else is babbled at.
+fn babble(stream: std::net::TcpStream, token: &Token, info: &NodeInfo) {
+    let Ok(mut conn) = Connection::from_stream(stream, "coordinator") else {
+        return;
+    };
+    let mut heartbeat = false;
+    let welcome = serde_json::to_value(info).map_err(|e| e.to_string());
+    let hello = auth::server_handshake(&mut conn, token.as_bytes(), "babbler", DEADLINE, |h| {
+        heartbeat = h.client_name == HEARTBEAT_CLIENT;
+        welcome
+    });
+    if hello.is_err() {
+        return;
+    }
+    if heartbeat {
+        return crate::net::heartbeat::answer(conn);
+    }
+    while conn.recv_frame(DEADLINE).is_ok() {
+        if conn
+            .send_frame(&Frame::Control(b"{\"Gossip\":42}".to_vec()))
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 #[test]

@@ -29,10 +29,12 @@ mod send;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::error::NetError;
 use super::frame::{FrameLimits, HEADER_LEN};
+use super::heartbeat::LinkCutter;
 use super::link::{LinkProfile, ShapedTransport, SwitchFail};
 use super::transport::{Dialer, SetupError, TcpConfig, TcpDialer, TcpTransport, Transport};
 
@@ -85,6 +87,9 @@ pub struct Connection {
     write_broken: Option<String>,
     /// What sends may wait for a peer that is not reading.
     write_timeout: Duration,
+    /// Why another thread cut this connection, once one has (see
+    /// [`Connection::cutter`]): failures after it report this reason.
+    cut: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -169,6 +174,7 @@ impl Connection {
             read_broken: None,
             write_broken: None,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            cut: Arc::new(OnceLock::new()),
         };
         conn.set_write_timeout(DEFAULT_WRITE_TIMEOUT)?;
         Ok(conn)
@@ -186,6 +192,13 @@ impl Connection {
     /// Renames the peer (a server learns the client's name from its Hello).
     pub fn set_peer_name(&mut self, name: &str) {
         self.peer = described(name, self.addr);
+    }
+
+    /// Names the peer by a whole label, address included, in place of the
+    /// connection's own (an accepted peer is better known by the address
+    /// it listens on than by the port it dialled from).
+    pub fn set_peer_label(&mut self, label: &str) {
+        self.peer = clean_name(label);
     }
 
     /// The transport kind underneath ("tcp").
@@ -238,6 +251,22 @@ impl Connection {
             }
             Err(SwitchFail::Start(e)) => Err(self.setup_error(e)),
         }
+    }
+
+    /// A handle that cuts this connection from another thread, with a
+    /// reason: whatever this side is blocked on, or does next, fails with
+    /// [`NetError::Cut`] giving that reason.
+    pub fn cutter(&self) -> Result<LinkCutter, NetError> {
+        let cut = self.transport.cutter().map_err(|e| self.setup_error(e))?;
+        Ok(LinkCutter::new(cut, self.cut.clone()))
+    }
+
+    /// The error for a failure after the connection was cut, if it was.
+    fn cut_error(&self) -> Option<NetError> {
+        self.cut.get().map(|reason| NetError::Cut {
+            peer: self.peer.clone(),
+            reason: reason.clone(),
+        })
     }
 
     /// The link profile this side's sends are emulating, if any.

@@ -273,6 +273,9 @@ impl Connection {
         partial: Option<(u64, u64)>,
         mid_frame: bool,
     ) -> NetError {
+        if let Some(err) = self.cut_error() {
+            return self.break_read(err);
+        }
         let peer = self.peer.clone();
         match fail {
             RecvFail::Timeout => {

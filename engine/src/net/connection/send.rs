@@ -126,6 +126,9 @@ impl Connection {
         total: usize,
         started: Instant,
     ) -> NetError {
+        if let Some(err) = self.cut_error() {
+            return err;
+        }
         let timeout = |what: String| NetError::Timeout {
             peer: self.peer.clone(),
             what,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::profile::LinkProfile;
 use super::shaper::Shaper;
-use crate::net::transport::{FrameSink, RecvFail, SendFail, SetupError, ShortRead, Transport};
+use crate::net::transport::{Cut, FrameSink, RecvFail, SendFail, SetupError, ShortRead, Transport};
 
 /// Why emulation could not be switched.
 #[derive(Debug)]
@@ -123,5 +123,9 @@ impl Transport for ShapedTransport {
         // Writes straight to the inner transport: a second sender is not
         // itself emulated (nothing in shardlab stacks two emulated links).
         self.inner.sender()
+    }
+
+    fn cutter(&self) -> Result<Box<dyn Cut>, SetupError> {
+        self.inner.cutter()
     }
 }

@@ -3,6 +3,7 @@
 
 mod connection;
 mod handshake;
+mod heartbeat;
 mod link;
 mod pipe;
 mod transport;

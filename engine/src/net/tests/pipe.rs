@@ -7,7 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::net::transport::{
-    is_disconnect, is_timeout, write_frame_to, FrameSink, RecvFail, SendFail, SetupError, Transport,
+    is_disconnect, is_timeout, write_frame_to, Cut, FrameSink, RecvFail, SendFail, SetupError,
+    Transport,
 };
 
 pub(super) struct PipeTransport {
@@ -90,5 +91,21 @@ impl Transport for PipeTransport {
             .try_clone()
             .map_err(|e| SetupError::new("clone the stream", e))?;
         Ok(Box::new(PipeSender(clone)))
+    }
+
+    fn cutter(&self) -> Result<Box<dyn Cut>, SetupError> {
+        let clone = self
+            .stream
+            .try_clone()
+            .map_err(|e| SetupError::new("clone the stream", e))?;
+        Ok(Box::new(PipeCut(clone)))
+    }
+}
+
+struct PipeCut(UnixStream);
+
+impl Cut for PipeCut {
+    fn cut(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }

@@ -143,6 +143,17 @@ pub trait Transport: FrameSink {
     /// its sending side returns an error, and link emulation is then
     /// unavailable on it.
     fn sender(&self) -> Result<Box<dyn FrameSink>, SetupError>;
+
+    /// A handle another thread can use to cut this transport at once: a
+    /// receive or send blocked on it (or made later) fails as if the peer
+    /// had gone. The heartbeat uses it on a peer that stopped answering.
+    fn cutter(&self) -> Result<Box<dyn Cut>, SetupError>;
+}
+
+/// Cuts a transport from another thread (see [`Transport::cutter`]).
+pub trait Cut: Send + Sync {
+    /// Closes both directions now; calling it again does nothing more.
+    fn cut(&self);
 }
 
 /// Accepts incoming transports (the node side).

@@ -10,8 +10,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::{
-    is_disconnect, is_timeout, write_frame_to, Dialer, FrameSink, Listener, RecvFail, SendFail,
-    SetupError, Transport,
+    is_disconnect, is_timeout, write_frame_to, Cut, Dialer, FrameSink, Listener, RecvFail,
+    SendFail, SetupError, Transport,
 };
 
 /// TCP options applied to every stream a connection uses.
@@ -102,6 +102,25 @@ impl Transport for TcpTransport {
             .try_clone()
             .map_err(|e| SetupError::new("clone the socket", e))?;
         Ok(Box::new(TcpSender(clone)))
+    }
+
+    fn cutter(&self) -> Result<Box<dyn Cut>, SetupError> {
+        let clone = self
+            .stream
+            .try_clone()
+            .map_err(|e| SetupError::new("clone the socket", e))?;
+        Ok(Box::new(TcpCut(clone)))
+    }
+}
+
+/// A handle on a [`TcpTransport`]'s socket that shuts it down: a thread
+/// blocked reading it wakes at once with end-of-stream.
+struct TcpCut(TcpStream);
+
+impl Cut for TcpCut {
+    fn cut(&self) {
+        // Already shut down or closed: nothing more to do.
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }
 
