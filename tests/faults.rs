@@ -619,12 +619,29 @@ fn nodes_bind_loopback_unless_told_otherwise() {
     }
 }
 
-/// Forwards one connection to `to`, keeping what the client sent.
+/// Forwards connections to `to`, keeping what the client sent on the
+/// first (the coordinator's; its heartbeat connection follows it and is
+/// only forwarded).
 fn recording_proxy(to: String) -> (String, std::thread::JoinHandle<Vec<u8>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     let addr = listener.local_addr().expect("addr").to_string();
     let handle = std::thread::spawn(move || {
         let (mut client, _) = listener.accept().expect("accepts");
+        let also = to.clone();
+        std::thread::spawn(move || {
+            for other in listener.incoming().take(4) {
+                let (Ok(mut other), Ok(mut server)) = (other, TcpStream::connect(&also)) else {
+                    return;
+                };
+                let (Ok(mut other_back), Ok(mut server_back)) =
+                    (other.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                std::thread::spawn(move || std::io::copy(&mut server_back, &mut other_back));
+                std::thread::spawn(move || std::io::copy(&mut other, &mut server));
+            }
+        });
         let mut server = TcpStream::connect(&to).expect("connects to the node");
         let mut back = server.try_clone().expect("clone");
         let mut client_back = client.try_clone().expect("clone");
