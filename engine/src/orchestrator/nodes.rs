@@ -100,20 +100,23 @@ impl Orchestrator {
                         format!("{}", self.config.step_timeout.as_secs_f64() / 2.0),
                     ],
                 };
-                (Cluster::spawn_local(nodes, &opts, &client)?, limits)
+                (
+                    Cluster::spawn_local_with(nodes, &opts, &client, self.liveness)?,
+                    limits,
+                )
             }
             NodesSpec::Remote { addrs, token_file } => {
                 let path = token_file.ok_or(OrchestratorError::NeedsTokenFile)?;
                 let token = Token::from_file(&path).map_err(|e| {
                     OrchestratorError::setup(format!("reading the token {}", path.display()), e)
                 })?;
-                (Cluster::connect(&addrs, token, &client)?, Vec::new())
+                (
+                    Cluster::connect_with(&addrs, token, &client, self.liveness)?,
+                    Vec::new(),
+                )
             }
         };
         cluster.step_deadline = self.config.step_timeout;
-        if cluster.liveness() != self.liveness {
-            cluster.set_liveness(self.liveness)?;
-        }
         if self.link.is_some() {
             // Before any load, so weights cross the emulated link too.
             cluster.emulate_links(self.link.clone())?;

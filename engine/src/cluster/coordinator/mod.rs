@@ -221,11 +221,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to running nodes and authenticates with `token`.
+    /// Connects to running nodes and authenticates with `token`; each is
+    /// watched by a heartbeat of the default silence.
     pub fn connect(
         addrs: &[String],
         token: Token,
         client_name: &str,
+    ) -> Result<Self, ClusterError> {
+        Self::connect_with(addrs, token, client_name, Liveness::default())
+    }
+
+    /// [`Cluster::connect`] with the heartbeat's silence given (`Off`: no
+    /// heartbeat connection is opened at all).
+    pub fn connect_with(
+        addrs: &[String],
+        token: Token,
+        client_name: &str,
+        liveness: Liveness,
     ) -> Result<Self, ClusterError> {
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -242,7 +254,7 @@ impl Cluster {
             logits: Vec::new(),
             recv_buf: Vec::new(),
             link: None,
-            liveness: Liveness::default(),
+            liveness,
         };
         for (i, addr) in addrs.iter().enumerate() {
             cluster.add_node(&format!("node{i}"), addr, CONNECT_DEADLINE)?;
@@ -331,9 +343,20 @@ impl Cluster {
         opts: &LocalNodeOptions,
         client_name: &str,
     ) -> Result<Self, ClusterError> {
+        Self::spawn_local_with(n, opts, client_name, Liveness::default())
+    }
+
+    /// [`Cluster::spawn_local`] with the heartbeat's silence given.
+    pub fn spawn_local_with(
+        n: usize,
+        opts: &LocalNodeOptions,
+        client_name: &str,
+        liveness: Liveness,
+    ) -> Result<Self, ClusterError> {
         let local =
             LocalNodes::spawn(n, opts).map_err(|e| ClusterError::cluster(Phase::Connect, e))?;
-        let mut cluster = Self::connect(&local.addrs, local.token.clone(), client_name)?;
+        let mut cluster =
+            Self::connect_with(&local.addrs, local.token.clone(), client_name, liveness)?;
         cluster.local = Some(local);
         Ok(cluster)
     }
