@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shardlab_engine::cluster::coordinator::{Cluster, LocalNodeOptions, LocalNodes};
-use shardlab_engine::net::Token;
+use shardlab_engine::net::{Token, PROTOCOL_VERSION};
 
 fn one_node(home: &std::path::Path) -> LocalNodes {
     LocalNodes::spawn(
@@ -99,7 +99,7 @@ fn bad_clients_are_refused_and_the_node_keeps_serving() {
 
     // A newer protocol version: refused with a message naming both versions,
     // and nothing else (no node info, no shard data).
-    let mut frame = header(2, 1, 2);
+    let mut frame = header(PROTOCOL_VERSION + 1, 1, 2);
     frame.extend_from_slice(b"{}");
     let (reply, closed) = raw_exchange(&addr, &frame);
     assert!(closed, "the node hangs up on a version mismatch");
@@ -115,12 +115,12 @@ fn bad_clients_are_refused_and_the_node_keeps_serving() {
     still_serves(&nodes);
 
     // An oversized frame: a 1 GiB control message is refused from its header.
-    let (_, closed) = raw_exchange(&addr, &header(1, 1, 1 << 30));
+    let (_, closed) = raw_exchange(&addr, &header(PROTOCOL_VERSION, 1, 1 << 30));
     assert!(closed, "an oversized frame is dropped");
     still_serves(&nodes);
 
     // A truncated frame, then silence: the handshake deadline closes it.
-    let (_, closed) = raw_exchange(&addr, &header(1, 1, 100)[..7]);
+    let (_, closed) = raw_exchange(&addr, &header(PROTOCOL_VERSION, 1, 100)[..7]);
     assert!(closed, "a stalled handshake is closed by the deadline");
     still_serves(&nodes);
 

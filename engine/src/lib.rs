@@ -8,6 +8,7 @@
 //! - [`net`]: wire frames, connections, authentication.
 //! - [`parallel`]: all-reduce and stage hand-off over peer connections.
 //! - [`cluster`]: the node daemon and the coordinator.
+//! - [`discovery`]: nodes advertised and found on the LAN (mDNS).
 //! - [`orchestrator`]: the one core every front end drives: nodes, the
 //!   open model, plans, loading, generation, and typed reports.
 //! - [`metrics`]: memory and bandwidth probes, the one percentile function.
@@ -15,6 +16,7 @@
 //!   name, core pinning), for Linux and macOS.
 
 pub mod cluster;
+pub mod discovery;
 pub mod kernels;
 pub mod metrics;
 pub mod model;

@@ -24,6 +24,7 @@ use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::model::layout::LocalLayout;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 use shardlab_engine::net::frame::{Frame, TensorDtype, TensorHeader};
+use shardlab_engine::net::{Connection, LinkSecurity};
 use shardlab_engine::parallel::WireDtype;
 use shardlab_repl::command::COMMANDS;
 
@@ -263,6 +264,7 @@ fn to_node(config: &ModelConfig) -> Vec<ToNode> {
             }),
             wire: WireDtype::F16,
             liveness: Liveness::After { ms: 1500 },
+            security: LinkSecurity::Sealed,
         }),
         ToNode::Step {
             pos: 7,
@@ -422,6 +424,28 @@ fn message_and_frame_seeds(out: &Out, config: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
+/// What a sealed client sends (the `sealed` target's keys: its token and
+/// zero nonces): control messages, a tensor, then its close frame.
+fn sealed_seeds(out: &Out, config: &ModelConfig) -> Result<()> {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let stream = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (mut raw, _) = listener.accept()?;
+    let mut client = Connection::from_stream(stream, "seeds")?;
+    if !client.seal_with_fixed_nonces(b"fuzz-token", true) {
+        bail!("cannot seal with the fuzz token");
+    }
+    for m in to_node(config).iter().take(3) {
+        client.send_control(m)?;
+    }
+    let header = TensorHeader::new(TensorDtype::F32, &[2, 3], 7)?;
+    client.send_tensor(&header, &[1; 24])?;
+    drop(client);
+    let mut bytes = Vec::new();
+    raw.read_to_end(&mut bytes)?;
+    out.put("sealed", "stream", &bytes)
+}
+
 fn safetensors_seeds(out: &Out, config: &ModelConfig) -> Result<()> {
     let entries = [
         ("model.embed_tokens.weight", "F32", vec![4usize, 2], 32u64),
@@ -513,6 +537,7 @@ fn main() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let config = gguf_and_tokenizer_seeds(&out, tmp.path())?;
     message_and_frame_seeds(&out, &config)?;
+    sealed_seeds(&out, &config)?;
     safetensors_seeds(&out, &config)?;
     let transcripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../transcripts");
     repl_seeds(&out, &transcripts)?;

@@ -11,7 +11,7 @@ use clap::Args;
 use shardlab_engine::cluster::coordinator::LoadProgress;
 use shardlab_engine::cluster::heartbeat::Liveness;
 use shardlab_engine::model::kv_type::KvType;
-use shardlab_engine::net::LinkProfile;
+use shardlab_engine::net::{LinkProfile, LinkSecurity};
 use shardlab_engine::orchestrator::{NodesSpec, Orchestrator, OrchestratorConfig};
 use shardlab_engine::parallel::WireDtype;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
@@ -21,10 +21,14 @@ use super::shell::step_timeout_from_env;
 
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
-    /// Run across nodes: `local:N` starts N node processes here, or give
-    /// `ADDR,ADDR,...` of running `shardlab node`s. Left out: one process.
+    /// Run across nodes: `local:N` starts N node processes here, give
+    /// `ADDR,ADDR,...` of running `shardlab node`s, or `auto` to find them
+    /// on the LAN (mDNS) for --discover-for seconds. Left out: one process.
     #[arg(long)]
     pub nodes: Option<String>,
+    /// With --nodes auto, how long to browse the LAN for nodes, in seconds.
+    #[arg(long = "discover-for", default_value = "3", value_parser = parse_seconds)]
+    pub discover_for: Duration,
     /// tensor, expert (mixture-of-experts models), pipeline, or hybrid:TxP.
     #[arg(long, default_value = "tensor")]
     pub layout: String,
@@ -59,6 +63,12 @@ pub struct ClusterArgs {
     /// switches heartbeats off and leaves only the step deadline.
     #[arg(long, default_value = "1.5", value_parser = parse_seconds)]
     pub heartbeat: Duration,
+    /// Send frames between the coordinator and nodes, and between nodes,
+    /// in the clear after the token handshake, instead of sealed with
+    /// ChaCha20-Poly1305: for measuring what the sealing costs. Anyone on
+    /// the path can then read and rewrite them.
+    #[arg(long = "insecure-plaintext")]
+    pub insecure_plaintext: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -152,8 +162,12 @@ pub fn start(
     pin: bool,
 ) -> Result<()> {
     let layout = args.layout()?;
-    let spec = args.spec(nodes, threads, pin)?;
-    if let NodesSpec::Local { nodes, .. } = &spec {
+    // `auto`: no spec; the nodes are whatever answers on the LAN.
+    let spec = match nodes {
+        "auto" => None,
+        named => Some(args.spec(named, threads, pin)?),
+    };
+    if let Some(NodesSpec::Local { nodes, .. }) = &spec {
         eprintln!("starting {nodes} local node processes");
     }
     if let Some(link) = &args.link {
@@ -164,9 +178,19 @@ pub fn start(
     core.wire = args.wire;
     core.set_recover(!args.no_recover);
     core.set_liveness(Liveness::from_silence(args.heartbeat))?;
+    core.set_link_security(if args.insecure_plaintext {
+        LinkSecurity::Plaintext
+    } else {
+        LinkSecurity::Sealed
+    });
     // One line on stderr per recovery, so stdout holds only the text.
     core.on_recovery(Some(Box::new(|r| eprintln!("{r}"))));
-    core.connect(spec)?;
+    match spec {
+        Some(spec) => {
+            core.connect(spec)?;
+        }
+        None => discover(core, args)?,
+    }
     let plan = core.plan(&layout)?;
     let model = core.require_model()?.name.clone();
     eprintln!(
@@ -182,6 +206,24 @@ pub fn start(
     }
     let last_print = Mutex::new(Instant::now());
     core.shard(&layout, &|p| print_progress(p, &last_print), &mut |_| {})?;
+    Ok(())
+}
+
+/// `--nodes auto`: browses, then connects the nodes that accept the token;
+/// what was found, and what became of each, goes to stderr.
+fn discover(core: &mut Orchestrator, args: &ClusterArgs) -> Result<()> {
+    if args.mem_limit.is_some() {
+        bail!("--mem-limit applies to --nodes local:N; give remote nodes theirs with `shardlab node --mem-limit`");
+    }
+    eprintln!(
+        "looking for nodes on the LAN for {} s",
+        args.discover_for.as_secs_f64()
+    );
+    let report = core.connect_auto(args.discover_for, args.token_file.as_deref())?;
+    eprint!(
+        "{}",
+        text::render(&Output::Table(views::discovery(&report)), false)
+    );
     Ok(())
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::cluster::node::{serve, NodeOptions};
-use shardlab_engine::net::{LinkProfile, Token};
+use shardlab_engine::discovery::{advertise, NodeAdvert};
+use shardlab_engine::net::{LinkProfile, Token, PROTOCOL_VERSION};
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -41,6 +42,10 @@ pub struct NodeArgs {
     /// latency=200us,bandwidth=10gbit,jitter=20us. See docs/LINKS.md.
     #[arg(long)]
     pub link: Option<LinkProfile>,
+    /// Do not advertise this node on the LAN (mDNS, `_shardlab._tcp`). A
+    /// node on loopback is never advertised.
+    #[arg(long = "no-advertise")]
+    pub no_advertise: bool,
 }
 
 pub fn run(args: NodeArgs) -> Result<()> {
@@ -92,10 +97,35 @@ pub fn run(args: NodeArgs) -> Result<()> {
     if let Some(link) = &args.link {
         eprintln!("{}: emulating link {}", args.name, link.describe());
     }
+    // Held while the node serves; dropping it withdraws the advertisement.
+    let mut advertisement = None;
     serve(opts, |addr| {
         // Local clusters read this line to learn the port.
         println!("listening on {addr}");
-        eprintln!("{}: listening on {addr}", args.name);
+        let advertised = if args.no_advertise {
+            "not advertised on the LAN (--no-advertise)".to_string()
+        } else {
+            match advertise(addr, &node_advert(&args.name, threads)) {
+                Ok(a) => {
+                    let line = a.to_string();
+                    advertisement = Some(a);
+                    line
+                }
+                Err(e) => format!("not advertised on the LAN: {e}"),
+            }
+        };
+        eprintln!("{}: listening on {addr}; {advertised}", args.name);
     })?;
+    drop(advertisement);
     Ok(())
+}
+
+/// What this node tells browsers about itself (never the token).
+fn node_advert(name: &str, threads: usize) -> NodeAdvert {
+    NodeAdvert {
+        name: name.to_string(),
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        threads,
+    }
 }

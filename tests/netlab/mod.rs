@@ -224,6 +224,8 @@ pub struct NodeSpec {
     pub step_timeout: f64,
     /// Run inside this network namespace.
     pub ns: Option<String>,
+    /// More `shardlab node` flags (e.g. `--no-advertise`).
+    pub extra_args: Vec<String>,
 }
 
 /// A node process; killed when dropped.
@@ -278,6 +280,7 @@ impl NodeProc {
             .arg(spec.step_timeout.to_string())
             .arg("--cache-dir")
             .arg(&spec.cache_dir)
+            .args(&spec.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -375,6 +378,7 @@ impl Nodes {
                     log: dir.join(format!("node{i}.log")),
                     step_timeout,
                     ns,
+                    extra_args: Vec::new(),
                 })
             })
             .collect();

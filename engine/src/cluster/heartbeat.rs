@@ -77,6 +77,14 @@ pub(crate) fn watch_node(
     };
     let cutter = target.cutter()?;
     let mut beats = Connection::connect(addr, name, deadline)?;
-    auth::client_handshake(&mut beats, token.as_bytes(), HEARTBEAT_CLIENT, deadline)?;
+    // The same security as the connection it watches.
+    let security = target.security();
+    auth::client_handshake_with(
+        &mut beats,
+        token.as_bytes(),
+        HEARTBEAT_CLIENT,
+        deadline,
+        security,
+    )?;
     heartbeat::watch(beats, cutter, silence).map(Some)
 }

@@ -263,6 +263,9 @@ pub struct PeerPlan {
     /// How long a peer may stay silent before this node names it.
     #[serde(default)]
     pub liveness: crate::cluster::heartbeat::Liveness,
+    /// Whether this node's peer links are sealed (as the coordinator's are).
+    #[serde(default)]
+    pub security: crate::net::LinkSecurity,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

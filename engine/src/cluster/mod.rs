@@ -5,6 +5,7 @@
 
 pub mod coordinator;
 pub mod heartbeat;
+pub mod link_settings;
 pub mod messages;
 pub mod node;
 

@@ -2,12 +2,18 @@
 //! HMAC-SHA256 challenge–response over a shared token.
 //!
 //! ```text
-//! client -> Hello     { protocol, client_nonce, client_name }
+//! client -> Hello     { protocol, client_nonce, client_name, security }
 //! server -> Challenge { protocol, server_nonce, server_name }   | Refused { reason }
-//! client -> Proof     { mac = HMAC(token, "shardlab-client" || server_nonce || client_nonce) }
-//! server -> Welcome   { mac = HMAC(token, "shardlab-server" || client_nonce || server_nonce), info }
+//! client -> Proof     { mac = HMAC(token, "shardlab-client" || security || server_nonce || client_nonce) }
+//! server -> Welcome   { mac = HMAC(token, "shardlab-server" || security || client_nonce || server_nonce), info }
 //!                                                               | Refused { reason }
 //! ```
+//!
+//! The client chooses the link's security: sealed (the default) or, for
+//! measuring, plaintext. Both proofs cover that choice, so a peer on the
+//! path that rewrites it makes the handshake fail. From the frame after
+//! Welcome on, a sealed link encrypts and authenticates every frame under
+//! keys derived from the token and both nonces ([`super::seal`]).
 //!
 //! Both nonces are fresh per connection, so a recorded Proof is worthless
 //! against a new Challenge; the two directions use different labels, so one
@@ -16,9 +22,9 @@
 //! (`Mac::verify_slice`). Until the handshake ends, frames are capped at
 //! [`HANDSHAKE_LIMITS`], so an unauthenticated peer cannot make us allocate.
 //!
-//! Not covered: after the handshake, frames are neither encrypted nor
-//! MAC'd, so this keeps out peers that lack the token, not an attacker who
-//! can rewrite traffic on the path.
+//! Not covered: forward secrecy (the keys follow from the token and the
+//! nonces, which travel in the clear), and the handshake's own frames,
+//! which are readable (they carry names, nonces and MACs, never the token).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,6 +34,7 @@ use super::connection::Connection;
 use super::deadline::Deadline;
 use super::error::NetError;
 use super::frame::{FrameLimits, PROTOCOL_VERSION};
+use super::seal::{LinkSecurity, SessionKeys, Side};
 
 const CLIENT_LABEL: &[u8] = b"shardlab-client";
 const SERVER_LABEL: &[u8] = b"shardlab-server";
@@ -79,6 +86,8 @@ pub(crate) enum HandshakeMsg {
         protocol: u16,
         client_nonce: Bytes32,
         client_name: String,
+        #[serde(default)]
+        security: LinkSecurity,
     },
     Challenge {
         protocol: u16,
@@ -114,6 +123,8 @@ impl HandshakeMsg {
 pub struct ClientHello {
     pub protocol: u16,
     pub client_name: String,
+    /// What the client chose for the link after the handshake.
+    pub security: LinkSecurity,
 }
 
 /// What a client learns about the server it authenticated.
@@ -125,11 +136,12 @@ pub struct ServerWelcome {
     pub info: serde_json::Value,
 }
 
-/// HMAC-SHA256(token, label || a || b), as a keyed MAC ready to finalize
-/// or verify.
+/// HMAC-SHA256(token, label || security || a || b), as a keyed MAC ready
+/// to finalize or verify.
 fn keyed(
     token: &[u8],
     label: &[u8],
+    security: LinkSecurity,
     a: &Bytes32,
     b: &Bytes32,
     conn: &Connection,
@@ -148,6 +160,7 @@ fn keyed(
             reason: format!("cannot key HMAC-SHA256: {e}"),
         })?;
     mac.update(label);
+    mac.update(&[security.code()]);
     mac.update(&a.0);
     mac.update(&b.0);
     Ok(mac)
@@ -155,21 +168,39 @@ fn keyed(
 
 pub(crate) fn client_mac(
     token: &[u8],
+    security: LinkSecurity,
     server_nonce: &Bytes32,
     client_nonce: &Bytes32,
     conn: &Connection,
 ) -> Result<Bytes32, NetError> {
-    let tag = keyed(token, CLIENT_LABEL, server_nonce, client_nonce, conn)?.finalize();
+    let tag = keyed(
+        token,
+        CLIENT_LABEL,
+        security,
+        server_nonce,
+        client_nonce,
+        conn,
+    )?
+    .finalize();
     Ok(Bytes32(tag.into_bytes().into()))
 }
 
 fn server_mac(
     token: &[u8],
+    security: LinkSecurity,
     client_nonce: &Bytes32,
     server_nonce: &Bytes32,
     conn: &Connection,
 ) -> Result<Bytes32, NetError> {
-    let tag = keyed(token, SERVER_LABEL, client_nonce, server_nonce, conn)?.finalize();
+    let tag = keyed(
+        token,
+        SERVER_LABEL,
+        security,
+        client_nonce,
+        server_nonce,
+        conn,
+    )?
+    .finalize();
     Ok(Bytes32(tag.into_bytes().into()))
 }
 
@@ -196,29 +227,53 @@ fn with_handshake_limits<T>(
     result
 }
 
-/// Authenticates to a server and checks that it knows the token too.
-/// `deadline` bounds the whole exchange.
+/// Authenticates to a server and checks that it knows the token too; the
+/// link is sealed from then on. `deadline` bounds the whole exchange.
 pub fn client_handshake(
     conn: &mut Connection,
     token: &[u8],
     client_name: &str,
     deadline: std::time::Duration,
 ) -> Result<ServerWelcome, NetError> {
+    client_handshake_with(conn, token, client_name, deadline, LinkSecurity::Sealed)
+}
+
+/// [`client_handshake`] choosing the link's security.
+pub fn client_handshake_with(
+    conn: &mut Connection,
+    token: &[u8],
+    client_name: &str,
+    deadline: std::time::Duration,
+    security: LinkSecurity,
+) -> Result<ServerWelcome, NetError> {
     let dl = Deadline::after(deadline);
-    with_handshake_limits(conn, |conn| client_steps(conn, token, client_name, &dl))
+    let client = Client {
+        token,
+        name: client_name,
+        security,
+    };
+    with_handshake_limits(conn, |conn| client_steps(conn, &client, &dl))
+}
+
+/// Who the client is and what it asks for.
+struct Client<'a> {
+    token: &'a [u8],
+    name: &'a str,
+    security: LinkSecurity,
 }
 
 fn client_steps(
     conn: &mut Connection,
-    token: &[u8],
-    client_name: &str,
+    client: &Client<'_>,
     dl: &Deadline,
 ) -> Result<ServerWelcome, NetError> {
+    let (token, security) = (client.token, client.security);
     let client_nonce = Bytes32::random();
     conn.send_control(&HandshakeMsg::Hello {
         protocol: PROTOCOL_VERSION,
         client_nonce,
-        client_name: client_name.to_string(),
+        client_name: client.name.to_string(),
+        security,
     })?;
     let (protocol, server_nonce, server_name) = match conn.recv_control_by(dl)? {
         HandshakeMsg::Challenge {
@@ -241,18 +296,33 @@ fn client_steps(
             theirs: protocol,
         });
     }
-    let mac = client_mac(token, &server_nonce, &client_nonce, conn)?;
+    let mac = client_mac(token, security, &server_nonce, &client_nonce, conn)?;
     conn.send_control(&HandshakeMsg::Proof { mac })?;
     match conn.recv_control_by(dl)? {
         HandshakeMsg::Welcome { mac, info } => {
-            keyed(token, SERVER_LABEL, &client_nonce, &server_nonce, conn)?
-                .verify_slice(&mac.0)
-                .map_err(|_| NetError::AuthFailed {
-                    peer: conn.peer().to_string(),
-                    reason: "its proof does not match our token: it does not know the \
+            keyed(
+                token,
+                SERVER_LABEL,
+                security,
+                &client_nonce,
+                &server_nonce,
+                conn,
+            )?
+            .verify_slice(&mac.0)
+            .map_err(|_| NetError::AuthFailed {
+                peer: conn.peer().to_string(),
+                reason: "its proof does not match our token: it does not know the \
                              shared token"
-                        .to_string(),
-                })?;
+                    .to_string(),
+            })?;
+            seal_if_asked(
+                conn,
+                token,
+                security,
+                &client_nonce,
+                &server_nonce,
+                Side::Client,
+            )?;
             Ok(ServerWelcome {
                 protocol,
                 server_name,
@@ -265,6 +335,29 @@ fn client_steps(
         }),
         other => Err(unexpected(conn, "Welcome", &other)),
     }
+}
+
+/// Seals the link from the next frame on, unless plaintext was chosen.
+fn seal_if_asked(
+    conn: &mut Connection,
+    token: &[u8],
+    security: LinkSecurity,
+    client_nonce: &Bytes32,
+    server_nonce: &Bytes32,
+    side: Side,
+) -> Result<(), NetError> {
+    if security == LinkSecurity::Plaintext {
+        return Ok(());
+    }
+    let keys =
+        SessionKeys::derive(token, &client_nonce.0, &server_nonce.0, side).ok_or_else(|| {
+            NetError::AuthFailed {
+                peer: conn.peer().to_string(),
+                reason: "cannot derive the link's keys from the token".to_string(),
+            }
+        })?;
+    conn.start_sealing(&keys);
+    Ok(())
 }
 
 /// Sends a refusal and half-closes, so the client reads the reason before
@@ -310,6 +403,7 @@ fn recv_hello(
         protocol,
         client_nonce,
         client_name,
+        security,
     } = msg
     else {
         let err = unexpected(conn, "Hello", &msg);
@@ -329,6 +423,7 @@ fn recv_hello(
         ClientHello {
             protocol,
             client_name,
+            security,
         },
         client_nonce,
     ))
@@ -356,7 +451,15 @@ fn server_steps(
             return Err(err);
         }
     };
-    let expected = match keyed(token, CLIENT_LABEL, &server_nonce, &client_nonce, conn) {
+    let security = hello.security;
+    let expected = match keyed(
+        token,
+        CLIENT_LABEL,
+        security,
+        &server_nonce,
+        &client_nonce,
+        conn,
+    ) {
         Ok(m) => m,
         Err(e) => {
             refuse(conn, "this server has no usable token".to_string());
@@ -372,8 +475,16 @@ fn server_steps(
     }
     match on_authenticated(&hello) {
         Ok(info) => {
-            let mac = server_mac(token, &client_nonce, &server_nonce, conn)?;
+            let mac = server_mac(token, security, &client_nonce, &server_nonce, conn)?;
             conn.send_control(&HandshakeMsg::Welcome { mac, info })?;
+            seal_if_asked(
+                conn,
+                token,
+                security,
+                &client_nonce,
+                &server_nonce,
+                Side::Server,
+            )?;
             Ok(hello)
         }
         Err(reason) => {
@@ -400,10 +511,12 @@ pub fn refuse_client(
             HandshakeMsg::Hello {
                 protocol,
                 client_name,
+                security,
                 ..
             } => ClientHello {
                 protocol,
                 client_name,
+                security,
             },
             other => {
                 let err = unexpected(conn, "Hello", &other);

@@ -19,10 +19,21 @@ pub enum FrameError {
     BadMagic { found: Vec<u8> },
     #[error("frame uses wire protocol {found}, this side speaks {ours}")]
     UnsupportedVersion { found: u16, ours: u16 },
-    #[error("unknown frame kind {code} (known: 1 = control, 2 = tensor)")]
+    #[error("unknown frame kind {code} (known: 1 = control, 2 = tensor, 3 = close)")]
     UnknownKind { code: u8 },
-    #[error("frame flags {flags:#04x} are not defined in wire protocol 1 (must be 0)")]
+    #[error("frame flags {flags:#04x} are not defined (known: 0x01 = sealed)")]
     UnknownFlags { flags: u8 },
+    #[error("close frame of {len} bytes (a close frame has {expected})")]
+    BadClose { len: u32, expected: u32 },
+    #[error(
+        "sealed payload of {len} bytes is not a run of 64 KiB segments each followed by its \
+         16-byte tag"
+    )]
+    BadSealedLength { len: u32 },
+    #[error("a sealed frame: only the connection holding its keys can read it")]
+    SealedWithoutKey,
+    #[error("{}", seal_mismatch(*.sealed))]
+    SealMismatch { sealed: bool },
     #[error("{kind} frame of {len} bytes is over the {cap}-byte limit")]
     TooLarge { kind: FrameKind, len: u64, cap: u64 },
     #[error("unknown tensor dtype code {code} (known: 0 = f32, 1 = f16, 2 = bf16, 3 = bytes)")]
@@ -61,11 +72,15 @@ pub enum NetError {
         op: &'static str,
         source: std::io::Error,
     },
-    #[error("{peer} closed the connection{}", mid_frame_note(*.partial))]
+    #[error("{peer} closed the connection{}", closed_note(*.partial, *.cut_short))]
     Closed {
         peer: String,
         /// Bytes of an unfinished frame already received when it closed.
         partial: Option<(u64, u64)>,
+        /// A sealed link whose stream ended without the peer's close frame:
+        /// its process died, or someone cut the connection. (Plaintext
+        /// links send no close frames, so theirs is never known.)
+        cut_short: bool,
     },
     #[error("{peer}: timed out after {after:.1?} waiting for {what}")]
     Timeout {
@@ -111,6 +126,14 @@ pub enum NetError {
     /// fell silent); `reason` says why.
     #[error("{peer} {reason}")]
     Cut { peer: String, reason: String },
+    /// A sealed frame whose tag did not match: altered on the way,
+    /// replayed, reordered, or sealed under other keys. `segment` counts
+    /// the sealed segments this connection received (one per small frame).
+    #[error(
+        "{peer} sent a frame that failed authentication at sealed segment {segment} (altered, \
+         replayed, reordered or sealed under other keys); the connection is closed"
+    )]
+    Unauthentic { peer: String, segment: u64 },
 }
 
 impl NetError {
@@ -130,15 +153,27 @@ impl NetError {
             | NetError::Refused { peer, .. }
             | NetError::Declined { peer, .. }
             | NetError::Broken { peer, .. }
-            | NetError::Cut { peer, .. } => peer,
+            | NetError::Cut { peer, .. }
+            | NetError::Unauthentic { peer, .. } => peer,
         }
     }
 }
 
-fn mid_frame_note(partial: Option<(u64, u64)>) -> String {
+fn seal_mismatch(sealed: bool) -> &'static str {
+    if sealed {
+        "a sealed frame on a plaintext link"
+    } else {
+        "a plaintext frame on a sealed link (every frame after the handshake must be sealed)"
+    }
+}
+
+fn closed_note(partial: Option<(u64, u64)>, cut_short: bool) -> String {
     match partial {
         Some((got, total)) => {
             format!(" in the middle of a frame ({got} of {total} bytes received)")
+        }
+        None if cut_short => {
+            " without a close frame (its process ended or the connection was cut)".to_string()
         }
         None => String::new(),
     }

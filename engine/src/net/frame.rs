@@ -8,7 +8,14 @@
 //!
 //! A control payload is one JSON-serialized message. A tensor payload is a
 //! [`TensorHeader`] (dtype, shape, a caller-chosen tag) followed by the raw
-//! little-endian elements.
+//! little-endian elements. A close frame says the sender is done: the
+//! connection ended on purpose, not cut short.
+//!
+//! Flag [`FLAG_SEALED`] marks a frame sealed with the connection's keys
+//! (see [`super::seal`]): its payload is encrypted (a tensor's header stays
+//! readable) and followed by a [`TAG_LEN`]-byte tag, which the length
+//! counts. Only a connection holding the keys can read one, so
+//! [`parse_frame`] refuses them.
 //!
 //! Parsing is a pure function of a byte slice. "Not enough bytes yet" is the
 //! value `Ok(None)`, never an error, so the same code serves a socket reader
@@ -22,10 +29,14 @@ use super::error::FrameError;
 pub use super::tensor::{TensorDtype, TensorHeader, MAX_TENSOR_DIMS, TENSOR_HEADER_FIXED};
 
 pub const MAGIC: &[u8; 4] = b"SHLB";
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: frames after the handshake are sealed; close frames.
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 12;
 pub const DEFAULT_MAX_CONTROL: u32 = 4 << 20;
 pub const DEFAULT_MAX_TENSOR: u32 = 512 << 20;
+/// The one flag: the payload is sealed and ends in a tag.
+pub const FLAG_SEALED: u8 = 0x01;
+pub use super::seal::TAG_LEN;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,8 @@ pub const DEFAULT_MAX_TENSOR: u32 = 512 << 20;
 pub enum FrameKind {
     Control = 1,
     Tensor = 2,
+    /// The sender's last frame: no payload (a sealed one: only its tag).
+    Close = 3,
 }
 
 impl FrameKind {
@@ -40,6 +53,7 @@ impl FrameKind {
         match code {
             1 => Ok(FrameKind::Control),
             2 => Ok(FrameKind::Tensor),
+            3 => Ok(FrameKind::Close),
             _ => Err(FrameError::UnknownKind { code }),
         }
     }
@@ -50,6 +64,7 @@ impl fmt::Display for FrameKind {
         f.write_str(match self {
             FrameKind::Control => "control",
             FrameKind::Tensor => "tensor",
+            FrameKind::Close => "close",
         })
     }
 }
@@ -76,15 +91,18 @@ impl FrameLimits {
         match kind {
             FrameKind::Control => self.max_control,
             FrameKind::Tensor => self.max_tensor,
+            FrameKind::Close => TAG_LEN as u32,
         }
     }
 }
 
-/// A validated frame header: the payload that follows is `len` bytes of `kind`.
+/// A validated frame header: the payload that follows is `len` bytes of
+/// `kind`, the last [`TAG_LEN`] of them a tag when `sealed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub kind: FrameKind,
     pub len: u32,
+    pub sealed: bool,
 }
 
 impl FrameHeader {
@@ -93,9 +111,19 @@ impl FrameHeader {
         h[..4].copy_from_slice(MAGIC);
         h[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
         h[6] = self.kind as u8;
-        h[7] = 0; // flags: none defined in protocol 1
+        h[7] = if self.sealed { FLAG_SEALED } else { 0 };
         h[8..12].copy_from_slice(&self.len.to_le_bytes());
         h
+    }
+
+    /// Payload bytes once opened: all of them when not sealed, the
+    /// segments without their tags when sealed.
+    pub fn plain_len(&self) -> Result<usize, FrameError> {
+        if !self.sealed {
+            return Ok(self.len as usize);
+        }
+        super::seal::plain_len(self.len as usize)
+            .ok_or(FrameError::BadSealedLength { len: self.len })
     }
 }
 
@@ -120,10 +148,18 @@ pub fn parse_header(buf: &[u8], limits: &FrameLimits) -> Result<Option<FrameHead
         });
     }
     let kind = FrameKind::from_code(buf[6])?;
-    if buf[7] != 0 {
-        return Err(FrameError::UnknownFlags { flags: buf[7] });
-    }
+    let sealed = match buf[7] {
+        0 => false,
+        FLAG_SEALED => true,
+        flags => return Err(FrameError::UnknownFlags { flags }),
+    };
     let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    if kind == FrameKind::Close {
+        let expected = if sealed { TAG_LEN as u32 } else { 0 };
+        if len != expected {
+            return Err(FrameError::BadClose { len, expected });
+        }
+    }
     let cap = limits.cap(kind);
     if len > cap {
         return Err(FrameError::TooLarge {
@@ -132,7 +168,7 @@ pub fn parse_header(buf: &[u8], limits: &FrameLimits) -> Result<Option<FrameHead
             cap: u64::from(cap),
         });
     }
-    Ok(Some(FrameHeader { kind, len }))
+    Ok(Some(FrameHeader { kind, len, sealed }))
 }
 
 /// One whole frame, owning its payload.
@@ -144,6 +180,8 @@ pub enum Frame {
         header: TensorHeader,
         data: Vec<u8>,
     },
+    /// The sender is done (see [`FrameKind::Close`]).
+    Close,
 }
 
 impl Frame {
@@ -151,6 +189,7 @@ impl Frame {
         match self {
             Frame::Control(_) => FrameKind::Control,
             Frame::Tensor { .. } => FrameKind::Tensor,
+            Frame::Close => FrameKind::Close,
         }
     }
 
@@ -168,19 +207,22 @@ impl Frame {
                     FrameKind::Tensor,
                 )
             }
+            Frame::Close => (0, FrameKind::Close),
         };
         let unlimited = FrameLimits {
             max_control: u32::MAX,
             max_tensor: u32::MAX,
         };
         let len = checked_len(kind, payload_len, &unlimited)?;
-        out.extend_from_slice(&FrameHeader { kind, len }.encode());
+        let sealed = false;
+        out.extend_from_slice(&FrameHeader { kind, len, sealed }.encode());
         match self {
             Frame::Control(payload) => out.extend_from_slice(payload),
             Frame::Tensor { header, data } => {
                 header.encode(out);
                 out.extend_from_slice(data);
             }
+            Frame::Close => {}
         }
         Ok(())
     }
@@ -203,25 +245,46 @@ pub fn checked_len(kind: FrameKind, len: u64, limits: &FrameLimits) -> Result<u3
 /// bytes (`prefix`, possibly incomplete) and its full length `len`.
 /// `Ok(None)`: the tensor header is not all here yet.
 pub fn tensor_layout(prefix: &[u8], len: u32) -> Result<Option<(TensorHeader, usize)>, FrameError> {
+    Ok(tensor_layout_of(prefix, len, false)?.map(|(th, th_len, _)| (th, th_len)))
+}
+
+/// [`tensor_layout`] for a plaintext or a sealed payload: the tensor
+/// header, its length, and the data's length once opened.
+pub fn tensor_layout_of(
+    prefix: &[u8],
+    len: u32,
+    sealed: bool,
+) -> Result<Option<(TensorHeader, usize, usize)>, FrameError> {
     let len = len as usize;
     let prefix = &prefix[..prefix.len().min(len)];
     match TensorHeader::parse(prefix)? {
         Some((th, th_len)) => {
-            th.check_data_len((len - th_len) as u64)?;
-            Ok(Some((th, th_len)))
+            let rest = len - th_len;
+            let data_len = if sealed {
+                super::seal::plain_len(rest)
+                    .ok_or(FrameError::BadSealedLength { len: rest as u32 })?
+            } else {
+                rest
+            };
+            th.check_data_len(data_len as u64)?;
+            Ok(Some((th, th_len, data_len)))
         }
         None if prefix.len() == len => Err(FrameError::ShortTensorPayload { len }),
         None => Ok(None),
     }
 }
 
-/// Parses one frame from the front of `buf`. `Ok(None)` means the bytes so
-/// far are a valid beginning and more are needed; `Ok(Some((frame, n)))`
-/// consumed the first `n` bytes.
+/// Parses one plaintext frame from the front of `buf`. `Ok(None)` means
+/// the bytes so far are a valid beginning and more are needed;
+/// `Ok(Some((frame, n)))` consumed the first `n` bytes. A sealed frame is
+/// an error: opening one takes the connection's keys.
 pub fn parse_frame(buf: &[u8], limits: &FrameLimits) -> Result<Option<(Frame, usize)>, FrameError> {
     let Some(header) = parse_header(buf, limits)? else {
         return Ok(None);
     };
+    if header.sealed {
+        return Err(FrameError::SealedWithoutKey);
+    }
     let body = &buf[HEADER_LEN..];
     let len = header.len as usize;
     // The tensor header is judged before the whole payload is here.
@@ -230,13 +293,14 @@ pub fn parse_frame(buf: &[u8], limits: &FrameLimits) -> Result<Option<(Frame, us
             Some(t) => Some(t),
             None => return Ok(None),
         },
-        FrameKind::Control => None,
+        FrameKind::Control | FrameKind::Close => None,
     };
     if body.len() < len {
         return Ok(None);
     }
     let payload = &body[..len];
     let frame = match tensor {
+        None if header.kind == FrameKind::Close => Frame::Close,
         None => Frame::Control(payload.to_vec()),
         Some((header, th_len)) => Frame::Tensor {
             header,
@@ -354,13 +418,14 @@ mod tests {
         let good = FrameHeader {
             kind: FrameKind::Control,
             len: 10,
+            sealed: false,
         }
         .encode();
         let mut v = good;
-        v[4..6].copy_from_slice(&2u16.to_le_bytes());
+        v[4..6].copy_from_slice(&1u16.to_le_bytes());
         assert_eq!(
             parse_frame(&v, &limits()).unwrap_err(),
-            FrameError::UnsupportedVersion { found: 2, ours: 1 }
+            FrameError::UnsupportedVersion { found: 1, ours: 2 }
         );
         let mut k = good;
         k[6] = 9;
@@ -384,6 +449,7 @@ mod tests {
         let huge = FrameHeader {
             kind: FrameKind::Tensor,
             len: u32::MAX,
+            sealed: false,
         }
         .encode();
         assert_eq!(
@@ -397,6 +463,7 @@ mod tests {
         let big_control = FrameHeader {
             kind: FrameKind::Control,
             len: DEFAULT_MAX_CONTROL + 1,
+            sealed: false,
         }
         .encode();
         assert!(matches!(
@@ -460,6 +527,7 @@ mod tests {
         let mut short = FrameHeader {
             kind: FrameKind::Tensor,
             len: 3,
+            sealed: false,
         }
         .encode()
         .to_vec();

@@ -10,6 +10,8 @@
 //!   order to one peer) and [`transport::TcpTransport`], its implementation.
 //! - [`auth`]: the version check and mutual HMAC-SHA256 handshake that opens
 //!   every connection.
+//! - [`seal`]: ChaCha20-Poly1305 on every frame after the handshake, one
+//!   key per direction, frame counters as nonces.
 //! - [`token`]: the shared secret, which never prints.
 //! - [`heartbeat`]: liveness beside each working connection; a peer that
 //!   falls silent has its working connection cut, naming it.
@@ -24,6 +26,7 @@ pub mod error;
 pub mod frame;
 pub mod heartbeat;
 pub mod link;
+pub mod seal;
 mod tag;
 pub mod tensor;
 pub mod token;
@@ -32,13 +35,17 @@ pub mod transport;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{client_handshake, refuse_client, server_handshake, ClientHello, ServerWelcome};
+pub use auth::{
+    client_handshake, client_handshake_with, refuse_client, server_handshake, ClientHello,
+    ServerWelcome,
+};
 pub use connection::Connection;
 pub use error::{FrameError, NetError, TokenError};
 pub use frame::{
     parse_frame, Frame, FrameKind, FrameLimits, TensorDtype, TensorHeader, PROTOCOL_VERSION,
 };
 pub use link::{LinkProfile, LinkSpecError};
+pub use seal::LinkSecurity;
 pub use tag::TensorTag;
 pub use token::Token;
 pub use transport::{Dialer, Listener, Transport};

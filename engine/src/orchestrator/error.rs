@@ -47,6 +47,10 @@ pub enum OrchestratorError {
     },
     #[error("node addresses need --token-file FILE (each node prints where its token is)")]
     NeedsTokenFile,
+    #[error("no shardlab node answered on the LAN within {seconds} s (a node advertises unless it listens on loopback or was started with --no-advertise); give addresses instead, or browse longer")]
+    NoneFound { seconds: f64 },
+    #[error("none of the {found} nodes found on the LAN accepted: {refusals}")]
+    NoneAccepted { found: usize, refusals: String },
     #[error("{what}: {message}")]
     Setup { what: String, message: String },
     #[error(transparent)]

@@ -20,6 +20,7 @@
 
 mod bench;
 mod cluster_run;
+mod discover;
 mod error;
 mod generation;
 mod kv_room;
@@ -39,11 +40,13 @@ use std::time::Duration;
 
 use crate::cluster::coordinator::Cluster;
 use crate::cluster::heartbeat::Liveness;
+use crate::cluster::link_settings::LinkSettings;
 use crate::model::generate::GenerationStats;
 use crate::model::kv_type::KvType;
 use crate::model::store::ModelStore;
 use crate::model::transformer::Transformer;
 use crate::net::LinkProfile;
+use crate::net::LinkSecurity;
 use crate::parallel::WireDtype;
 use crate::shard::plan::{KvSpec, LayoutRequest};
 
@@ -104,6 +107,8 @@ pub struct Orchestrator {
     link: Option<LinkProfile>,
     /// Heartbeat silence on every connection of the cluster.
     liveness: Liveness,
+    /// Sealed or plaintext links, from the next connect.
+    security: LinkSecurity,
     last: Option<GenerationStats>,
     /// Tokens run through the runner since it loaded, for per-token traffic.
     tokens_since_load: u64,
@@ -129,6 +134,7 @@ impl Orchestrator {
             kv: KvType::default(),
             link: None,
             liveness: Liveness::default(),
+            security: LinkSecurity::default(),
             last: None,
             tokens_since_load: 0,
             addresses_used: Vec::new(),
@@ -242,6 +248,24 @@ impl Orchestrator {
     /// Whether a node lost during a generation is recovered from (on by
     /// default): re-plan on the survivors, rebuild the caches by replay,
     /// go on. Off, the generation fails naming the node, as before.
+    /// Sealed (the default) or plaintext links, from the next connect on
+    /// (the handshake chooses; a connected cluster keeps what it has).
+    pub fn set_link_security(&mut self, security: LinkSecurity) {
+        self.security = security;
+    }
+
+    /// What the next connect will choose.
+    pub fn link_security(&self) -> LinkSecurity {
+        self.security
+    }
+
+    fn link_settings(&self) -> LinkSettings {
+        LinkSettings {
+            liveness: self.liveness,
+            security: self.security,
+        }
+    }
+
     pub fn set_recover(&mut self, on: bool) {
         self.recovery.enabled = on;
     }

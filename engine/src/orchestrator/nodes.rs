@@ -2,6 +2,7 @@
 //! or nodes at addresses), disconnecting, the `:nodes` and `:links`
 //! reports, link emulation, and stopping a local node on purpose.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::cluster::coordinator::{Cluster, LocalNodeOptions, NodeHandle};
@@ -11,7 +12,8 @@ use crate::net::{LinkProfile, Token};
 
 use super::recovery::PlannedKill;
 use super::report::{
-    CoordinatorLink, LinkSetting, LinksReport, NodeRow, NodeState, NodesReport, PeerLink,
+    CoordinatorLink, LinkSetting, LinksReport, NodeOrigin, NodeRow, NodeState, NodesReport,
+    PeerLink,
 };
 use super::{Orchestrator, OrchestratorError, Runner};
 
@@ -46,9 +48,35 @@ pub struct NodeSet {
     /// Budgets given with `--mem-limit` (by node index): these are exact;
     /// free memory is measured.
     pub mem_limits: Vec<Option<u64>>,
+    /// How nodes not started here were found, by address (typed when
+    /// absent).
+    pub origins: HashMap<String, NodeOrigin>,
 }
 
 impl NodeSet {
+    pub fn new(cluster: Cluster, mem_limits: Vec<Option<u64>>) -> Self {
+        Self {
+            cluster,
+            mem_limits,
+            origins: HashMap::new(),
+        }
+    }
+
+    /// How the node at `addr` came to be in the cluster.
+    pub fn origin(&mut self, addr: &str) -> NodeOrigin {
+        let started_here = self
+            .cluster
+            .local_nodes()
+            .is_some_and(|l| l.addrs.iter().any(|a| a == addr));
+        if started_here {
+            return NodeOrigin::Local;
+        }
+        self.origins
+            .get(addr)
+            .cloned()
+            .unwrap_or(NodeOrigin::Address)
+    }
+
     /// Whether node `name`'s budget was given rather than measured.
     pub fn budget_is_fixed(&self, name: &str) -> bool {
         node_index(name).is_some_and(|i| self.mem_limits.get(i).copied().flatten().is_some())
@@ -101,7 +129,7 @@ impl Orchestrator {
                     ],
                 };
                 (
-                    Cluster::spawn_local_with(nodes, &opts, &client, self.liveness)?,
+                    Cluster::spawn_local_with(nodes, &opts, &client, self.link_settings())?,
                     limits,
                 )
             }
@@ -111,7 +139,7 @@ impl Orchestrator {
                     OrchestratorError::setup(format!("reading the token {}", path.display()), e)
                 })?;
                 (
-                    Cluster::connect_with(&addrs, token, &client, self.liveness)?,
+                    Cluster::connect_with(&addrs, token, &client, self.link_settings())?,
                     Vec::new(),
                 )
             }
@@ -126,10 +154,7 @@ impl Orchestrator {
                 self.addresses_used.push(h.addr.clone());
             }
         }
-        Ok(self.nodes.insert(NodeSet {
-            cluster,
-            mem_limits,
-        }))
+        Ok(self.nodes.insert(NodeSet::new(cluster, mem_limits)))
     }
 
     /// Adds nodes at `addrs` to the connected cluster (a node lost earlier
@@ -202,13 +227,17 @@ impl Orchestrator {
         let n = self.node_set()?;
         // A dead node is marked out by the failed ping; the report shows it.
         let _ = n.cluster.refresh();
+        let addrs: Vec<String> = n.cluster.nodes().iter().map(|h| h.addr.clone()).collect();
+        let origins: Vec<NodeOrigin> = addrs.iter().map(|a| n.origin(a)).collect();
         let nodes = n
             .cluster
             .nodes()
             .iter()
-            .map(|h| NodeRow {
+            .zip(origins)
+            .map(|(h, found)| NodeRow {
                 name: h.name.clone(),
                 addr: h.addr.clone(),
+                found,
                 state: state(h),
                 cores: h.info.cores,
                 threads: h.info.threads,

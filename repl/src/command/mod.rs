@@ -60,6 +60,11 @@ pub enum ConnectTarget {
         addrs: Vec<String>,
         token_file: Option<PathBuf>,
     },
+    /// The nodes that answer on the LAN (mDNS) within `window`.
+    Auto {
+        window: std::time::Duration,
+        token_file: Option<PathBuf>,
+    },
     Local {
         nodes: usize,
         /// One budget for every node, or one per node.

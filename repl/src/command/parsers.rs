@@ -2,6 +2,9 @@
 //! Each names what is wrong in words a person can act on.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use shardlab_engine::discovery::DEFAULT_BROWSE_WINDOW;
 
 use shardlab_engine::net::LinkProfile;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
@@ -72,7 +75,23 @@ pub fn quit(a: &Args) -> Result<Command, ParseError> {
 pub fn connect(a: &Args) -> Result<Command, ParseError> {
     a.check()?;
     match a.positional.first().map(String::as_str) {
-        None => Err(err("give node addresses, or `local N`")),
+        None => Err(err("give node addresses, `local N`, or `auto`")),
+        Some("auto") => {
+            a.at_most(2)?;
+            if a.flag("mem-limit").is_some() || a.flag("threads").is_some() {
+                return Err(err(
+                    "--mem-limit and --threads apply to `local` nodes; running nodes take them at start",
+                ));
+            }
+            let window = match a.positional.get(1) {
+                None => DEFAULT_BROWSE_WINDOW,
+                Some(w) => browse_window(w)?,
+            };
+            Ok(Command::Connect(ConnectTarget::Auto {
+                window,
+                token_file: a.flag("token-file").map(PathBuf::from),
+            }))
+        }
         Some("local") => {
             a.at_most(2)?;
             if a.flag("token-file").is_some() {
@@ -135,6 +154,25 @@ pub fn connect(a: &Args) -> Result<Command, ParseError> {
             }))
         }
     }
+}
+
+/// `3s` or `3`: how long `:connect auto` browses.
+fn browse_window(text: &str) -> Result<Duration, ParseError> {
+    let secs: f64 = text
+        .strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| {
+            err(format!(
+                "`auto` takes how long to look, e.g. `3s`, not '{text}'"
+            ))
+        })?;
+    if !(secs > 0.0 && secs <= 600.0) {
+        return Err(err(format!(
+            "look for between 0 and 600 seconds, not '{text}'"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn load(a: &Args) -> Result<Command, ParseError> {

@@ -62,12 +62,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "connect",
         aliases: &[],
-        usage: ":connect ADDR... [--token-file F] | :connect local N [--mem-limit SIZE[,SIZE...]] [--threads T]",
-        summary: "connect to running nodes, or start N local node processes",
+        usage: ":connect ADDR... [--token-file F] | :connect auto [3s] --token-file F | :connect local N [--mem-limit SIZE[,SIZE...]] [--threads T]",
+        summary: "connect to running nodes, find them on the LAN, or start N local node processes",
         help: "`:connect local 2` starts two `shardlab node` processes on loopback ports with a fresh token.\n\
                --mem-limit gives each local node a memory budget (one size for all, or one per node), e.g. 300M.\n\
                --threads sets worker threads per local node (default 1).\n\
                With addresses, --token-file names the nodes' shared token (the node prints where it is).\n\
+               `:connect auto` looks for nodes on the LAN (mDNS) for 3 s (`:connect auto 5s`: longer), lists\n\
+               them, connects those that accept the token and says why the others refused.\n\
                Connected already, `:connect ADDR...` adds those nodes (a restarted node joins under its old\n\
                name); what was loaded is dropped and the next `:shard` spreads the model over all of them.",
         flags: &["token-file", "mem-limit", "threads"],

@@ -173,11 +173,35 @@ fn connect_to_running_nodes_by_address() {
 }
 
 #[test]
+fn connect_auto_browses_for_three_seconds_unless_told() {
+    assert_eq!(
+        ok(":connect auto --token-file /etc/token"),
+        Command::Connect(ConnectTarget::Auto {
+            window: std::time::Duration::from_secs(3),
+            token_file: Some(PathBuf::from("/etc/token")),
+        })
+    );
+    for window in ["5s", "5", "5.0s"] {
+        assert_eq!(
+            ok(&format!(":connect auto {window}")),
+            Command::Connect(ConnectTarget::Auto {
+                window: std::time::Duration::from_secs(5),
+                token_file: None,
+            })
+        );
+    }
+    assert!(error(":connect auto soon").contains("`auto` takes how long to look, e.g. `3s`"));
+    assert!(error(":connect auto 0s").contains("between 0 and 600 seconds"));
+    assert!(error(":connect auto 2s --threads 2").contains("apply to `local` nodes"));
+    assert!(error(":connect auto 2s extra").contains(":connect"));
+}
+
+#[test]
 fn connect_errors_say_what_to_write() {
     let u = usage("connect");
     assert_eq!(
         error(":connect"),
-        format!(":connect: give node addresses, or `local N`; usage: {u}")
+        format!(":connect: give node addresses, `local N`, or `auto`; usage: {u}")
     );
     assert!(error(":connect local").contains("`local` needs a node count"));
     assert!(

@@ -16,7 +16,7 @@ pub use rich::{Fragment, Rich, Varies};
 use serde::Serialize;
 use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::orchestrator::report::{
-    BenchReport, LinksReport, NodesReport, PlanReport, StatsReport, TraceReport,
+    BenchReport, DiscoveryReport, LinksReport, NodesReport, PlanReport, StatsReport, TraceReport,
 };
 
 /// The result of one command.
@@ -81,6 +81,8 @@ impl Table {
 #[serde(tag = "report", rename_all = "snake_case")]
 pub enum Report {
     Nodes(NodesReport),
+    /// `:connect auto`: the nodes found on the LAN and what became of each.
+    Discovery(DiscoveryReport),
     Links(LinksReport),
     Plan(PlanReport),
     Stats(StatsReport),

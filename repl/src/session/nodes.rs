@@ -1,6 +1,9 @@
 //! `:connect`, `:disconnect`, `:nodes`, `:links` (and `:links emulate`) and
 //! the debugging `:kill`: the cluster this session drives.
 
+use std::path::Path;
+use std::time::Duration;
+
 use shardlab_engine::net::LinkProfile;
 use shardlab_engine::orchestrator::NodesSpec;
 
@@ -35,19 +38,52 @@ impl Session {
                 ));
             }
             ConnectTarget::Remote { addrs, token_file } => NodesSpec::Remote { addrs, token_file },
+            ConnectTarget::Auto { window, token_file } => {
+                return self.connect_auto(window, token_file.as_deref());
+            }
         };
         let count = self.core.connect(spec)?.cluster.nodes().len();
-        let next = if self.core.model().is_some() {
-            "next: `:plan tensor` or `:shard tensor`"
-        } else {
-            "next: `:load smollm2`"
-        };
+        let next = self.next_step();
         let table = self.nodes_table()?;
         Ok(
             Output::text(format!("connected {count} node{}", plural(count)))
                 .then(table)
                 .then(Output::text(next)),
         )
+    }
+
+    /// `:connect auto`: what the LAN offered and what became of each node,
+    /// then the cluster as it now stands.
+    fn connect_auto(
+        &mut self,
+        window: Duration,
+        token_file: Option<&Path>,
+    ) -> Result<Output, SessionError> {
+        let report = self.core.connect_auto(window, token_file)?;
+        let joined = report.joined();
+        let refused = report.rows.len() - joined;
+        let found = Output::report(
+            Report::Discovery(report.clone()),
+            Output::Table(views::discovery(&report)),
+        );
+        let count = self.core.node_names().len();
+        let summary = format!(
+            "{joined} node{} joined, {refused} refused; {count} node{} connected",
+            plural(joined),
+            plural(count)
+        );
+        Ok(found
+            .then(Output::text(summary))
+            .then(self.nodes_table()?)
+            .then(Output::text(self.next_step())))
+    }
+
+    fn next_step(&self) -> &'static str {
+        if self.core.model().is_some() {
+            "next: `:plan tensor` or `:shard tensor`"
+        } else {
+            "next: `:load smollm2`"
+        }
     }
 
     pub(super) fn disconnect(&mut self) -> Result<Output, SessionError> {

@@ -220,6 +220,7 @@ impl Cluster {
                 next: neighbour(Some(np.stage + 1)),
                 wire: self.wire,
                 liveness: self.liveness,
+                security: self.security,
             });
         }
         // Send every plan first: the nodes connect to each other meanwhile.

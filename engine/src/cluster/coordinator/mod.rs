@@ -4,6 +4,7 @@
 //!
 //! Every failure is a [`ClusterError`] naming the node and the phase.
 
+mod admit;
 mod gather;
 mod load;
 mod spawn;
@@ -13,14 +14,17 @@ mod step_many;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+pub use admit::{AdmitError, Refusal};
 pub use load::{LoadProgress, LoadSummary, ModelToLoad};
 pub use spawn::{LocalNodeOptions, LocalNodes};
 
 use super::heartbeat::{watch_node, Liveness};
+use super::link_settings::LinkSettings;
 use super::messages::{FromNode, NodeInfo, NodeMetrics, Phase, StepMetrics, TensorTag, ToNode};
 use super::node::coordinator_client_name;
 use crate::model::config::ModelConfig;
 use crate::net::heartbeat::Watch;
+use crate::net::LinkSecurity;
 use crate::net::{auth, Connection, LinkProfile, Token};
 use crate::parallel::WireDtype;
 use crate::shard::plan::{NodeBudget, Plan};
@@ -149,7 +153,8 @@ impl NodeHandle {
                     }
                     dropped += 1;
                 }
-                Ok(crate::net::Frame::Tensor { .. }) => dropped += 1,
+                // recv_frame reports a close frame as an error.
+                Ok(crate::net::Frame::Tensor { .. } | crate::net::Frame::Close) => dropped += 1,
                 Err(e) => return Err(recv_error(&label, phase, deadline, e)),
             }
         }
@@ -218,6 +223,9 @@ pub struct Cluster {
     link: Option<LinkProfile>,
     /// How long a node (or a node's peer) may be silent before it is named.
     liveness: Liveness,
+    /// Whether this cluster's connections (and its nodes' peer links) are
+    /// sealed; chosen at the connect.
+    security: LinkSecurity,
 }
 
 impl Cluster {
@@ -228,16 +236,16 @@ impl Cluster {
         token: Token,
         client_name: &str,
     ) -> Result<Self, ClusterError> {
-        Self::connect_with(addrs, token, client_name, Liveness::default())
+        Self::connect_with(addrs, token, client_name, LinkSettings::default())
     }
 
-    /// [`Cluster::connect`] with the heartbeat's silence given (`Off`: no
-    /// heartbeat connection is opened at all).
+    /// [`Cluster::connect`] with the heartbeat's silence (`Off`: no
+    /// heartbeat connection is opened at all) and the links' security given.
     pub fn connect_with(
         addrs: &[String],
         token: Token,
         client_name: &str,
-        liveness: Liveness,
+        settings: LinkSettings,
     ) -> Result<Self, ClusterError> {
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -254,7 +262,8 @@ impl Cluster {
             logits: Vec::new(),
             recv_buf: Vec::new(),
             link: None,
-            liveness,
+            liveness: settings.liveness,
+            security: settings.security,
         };
         for (i, addr) in addrs.iter().enumerate() {
             cluster.add_node(&format!("node{i}"), addr, CONNECT_DEADLINE)?;
@@ -276,27 +285,30 @@ impl Cluster {
         }
         let name = match self.lost.iter().position(|(_, a)| a == addr) {
             Some(i) => self.lost.remove(i).0,
-            None => {
-                let taken = self
-                    .nodes
-                    .iter()
-                    .map(|h| h.name.as_str())
-                    .chain(self.lost.iter().map(|(n, _)| n.as_str()))
-                    .filter_map(|n| n.strip_prefix("node")?.parse::<usize>().ok());
-                format!("node{}", taken.max().map_or(0, |m| m + 1))
-            }
+            None => self.fresh_name(),
         };
         // A failed node still listed at this address gives way to it.
         self.nodes.retain(|h| h.addr != addr);
         let label = format!("{name} ({addr})");
         if let Err(e) = self.add_node(&name, addr, CONNECT_DEADLINE) {
             self.lost.push((name, addr.to_string()));
-            return Err(e);
+            return Err(e.into());
         }
         self.last_step = vec![None; self.nodes.len()];
         self.loaded = None;
         self.broken = None;
         Ok(label)
+    }
+
+    /// The next `nodeN` no member, present or lost, has had.
+    fn fresh_name(&self) -> String {
+        let taken = self
+            .nodes
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(self.lost.iter().map(|(n, _)| n.as_str()))
+            .filter_map(|n| n.strip_prefix("node")?.parse::<usize>().ok());
+        format!("node{}", taken.max().map_or(0, |m| m + 1))
     }
 
     /// Whether `token` is the one this cluster authenticates with.
@@ -343,52 +355,47 @@ impl Cluster {
         opts: &LocalNodeOptions,
         client_name: &str,
     ) -> Result<Self, ClusterError> {
-        Self::spawn_local_with(n, opts, client_name, Liveness::default())
+        Self::spawn_local_with(n, opts, client_name, LinkSettings::default())
     }
 
-    /// [`Cluster::spawn_local`] with the heartbeat's silence given.
+    /// [`Cluster::spawn_local`] with the link settings given.
     pub fn spawn_local_with(
         n: usize,
         opts: &LocalNodeOptions,
         client_name: &str,
-        liveness: Liveness,
+        settings: LinkSettings,
     ) -> Result<Self, ClusterError> {
         let local =
             LocalNodes::spawn(n, opts).map_err(|e| ClusterError::cluster(Phase::Connect, e))?;
         let mut cluster =
-            Self::connect_with(&local.addrs, local.token.clone(), client_name, liveness)?;
+            Self::connect_with(&local.addrs, local.token.clone(), client_name, settings)?;
         cluster.local = Some(local);
         Ok(cluster)
     }
 
-    fn add_node(&mut self, name: &str, addr: &str, deadline: Duration) -> Result<(), ClusterError> {
+    fn add_node(&mut self, name: &str, addr: &str, deadline: Duration) -> Result<(), AdmitError> {
         let name = name.to_string();
         let label = format!("{name} ({addr})");
-        let phase = Phase::Connect;
         // The error already names the node; say only why it failed.
-        let mut conn = Connection::connect(addr, &name, deadline).map_err(|e| match e {
-            crate::net::NetError::Connect { source, .. } => {
-                ClusterError::new(&label, phase, format!("cannot connect: {source}"))
-            }
-            other => ClusterError::new(&label, phase, other),
-        })?;
+        let mut conn =
+            Connection::connect(addr, &name, deadline).map_err(|e| AdmitError::net(&label, e))?;
         // The connection adds the address itself: naming it `label` would
         // print the address twice.
         conn.set_peer_name(&name);
-        let welcome = auth::client_handshake(
+        let welcome = auth::client_handshake_with(
             &mut conn,
             self.token.as_bytes(),
             &coordinator_client_name(&self.client_name),
             deadline,
+            self.security,
         )
-        .map_err(|e| ClusterError::new(&label, phase, e))?;
-        let info: NodeInfo = serde_json::from_value(welcome.info).map_err(|e| {
-            ClusterError::new(&label, phase, format!("node info is malformed: {e}"))
-        })?;
+        .map_err(|e| AdmitError::net(&label, e))?;
+        let info: NodeInfo = serde_json::from_value(welcome.info)
+            .map_err(|e| AdmitError::failed(&label, format!("node info is malformed: {e}")))?;
         conn.emulate(self.link.as_ref())
-            .map_err(|e| ClusterError::new(&label, phase, e))?;
+            .map_err(|e| AdmitError::failed(&label, e))?;
         let watch = watch_node(addr, &name, &self.token, &conn, self.liveness, deadline)
-            .map_err(|e| ClusterError::new(&label, phase, format!("heartbeat: {e}")))?;
+            .map_err(|e| AdmitError::failed(&label, format!("heartbeat: {e}")))?;
         self.nodes.push(NodeHandle {
             name,
             addr: addr.to_string(),
@@ -429,6 +436,11 @@ impl Cluster {
                 budget_bytes: n.info.budget,
             })
             .collect()
+    }
+
+    /// Whether this cluster's links are sealed.
+    pub fn security(&self) -> LinkSecurity {
+        self.security
     }
 
     /// How long a node may be silent before it is named.

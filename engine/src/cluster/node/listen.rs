@@ -110,7 +110,7 @@ fn handle(
     )?;
     match role {
         Some(Role::Coordinator(name)) => {
-            conn.set_peer_name(&format!("coordinator {name} ({peer_addr})"));
+            conn.set_peer_label(&format!("coordinator {name} ({peer_addr})"));
             let (tx, rx) = channel();
             if let Ok(mut b) = busy.lock() {
                 b.peers = Some(tx);
@@ -126,7 +126,7 @@ fn handle(
             result
         }
         Some(Role::Peer { session, from }) => {
-            conn.set_peer_name(&format!("peer node{from} ({peer_addr})"));
+            conn.set_peer_label(&format!("peer node{from} ({peer_addr})"));
             let tx = busy.lock().ok().and_then(|b| b.peers.clone());
             if let Some(tx) = tx {
                 let _ = tx.send(PeerArrival {
@@ -138,7 +138,7 @@ fn handle(
             Ok(())
         }
         Some(Role::Heartbeat) => {
-            conn.set_peer_name(&format!("heartbeat watcher ({peer_addr})"));
+            conn.set_peer_label(&format!("heartbeat watcher ({peer_addr})"));
             heartbeat::answer(conn);
             Ok(())
         }

@@ -139,11 +139,12 @@ fn label(p: &PeerAddr) -> String {
 fn dial(opts: &NodeOptions, plan: &PeerPlan, p: &PeerAddr) -> Result<Link, PeerSetupError> {
     let mut conn =
         Connection::connect(&p.addr, &p.name, PEER_DEADLINE).map_err(PeerSetupError::Dial)?;
-    auth::client_handshake(
+    auth::client_handshake_with(
         &mut conn,
         opts.token.as_bytes(),
         &peer_client_name(&plan.session, plan.me),
         PEER_DEADLINE,
+        plan.security,
     )
     .map_err(PeerSetupError::Dial)?;
     Ok((p.name.clone(), conn))

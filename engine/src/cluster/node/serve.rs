@@ -51,6 +51,13 @@ pub(super) fn serve_coordinator(
                 conn.send_control(&failure(Phase::Control, e))?;
                 continue;
             }
+            // Someone on the path altered, replayed or reordered a frame:
+            // nothing more is read from this connection, but our sending
+            // half is intact, so the coordinator learns why.
+            Err(e @ NetError::Unauthentic { .. }) => {
+                let _ = conn.send_control(&failure(Phase::Control, &e));
+                return Err(e);
+            }
             Err(e) => return Err(e),
         };
         match msg {

@@ -17,6 +17,14 @@
 //! header is harmless: the bytes so far stay buffered and the caller may
 //! wait again.
 //!
+//! After the handshake a connection is sealed ([`Connection::start_sealing`]):
+//! every frame is encrypted and authenticated per direction (see
+//! [`super::seal`]), unless the client chose plaintext. Dropping a sealed
+//! connection, or [`Connection::close_write`] on one, sends a sealed close
+//! frame first, so the peer can tell an end it meant from one cut short.
+//! Unsealed connections (a handshake in progress, plaintext links) send
+//! none: an unauthenticated client is sent nothing but refusals.
+//!
 //! [`Connection::emulate`] routes this side's sends through an emulated
 //! link (latency, jitter, bandwidth; see [`super::link`]): the transport
 //! sits inside a [`ShapedTransport`]. Receives are the same either way.
@@ -36,6 +44,7 @@ use super::error::NetError;
 use super::frame::{FrameLimits, HEADER_LEN};
 use super::heartbeat::LinkCutter;
 use super::link::{LinkProfile, ShapedTransport, SwitchFail};
+use super::seal::{LinkSecurity, Seal, SessionKeys, Side};
 use super::transport::{Dialer, SetupError, TcpConfig, TcpDialer, TcpTransport, Transport};
 
 /// Size of the header read buffer; reads ask for this much so that small
@@ -43,6 +52,8 @@ use super::transport::{Dialer, SetupError, TcpConfig, TcpDialer, TcpTransport, T
 const READ_CHUNK: usize = 64 * 1024;
 /// Sends have no deadline argument; this bounds a peer that stops reading.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a dropped connection waits to hand over its close frame.
+const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
 /// Longest peer name kept, since a client chooses its own.
 const MAX_NAME: usize = 64;
 
@@ -90,6 +101,12 @@ pub struct Connection {
     /// Why another thread cut this connection, once one has (see
     /// [`Connection::cutter`]): failures after it report this reason.
     cut: Arc<OnceLock<String>>,
+    /// Both directions' ciphers once the handshake sealed the link.
+    seal: Option<Seal>,
+    /// Associated data of the frame being opened; reused.
+    aad: Vec<u8>,
+    /// One sealed segment being sent, with its tag; reused.
+    sbuf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -175,6 +192,9 @@ impl Connection {
             write_broken: None,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             cut: Arc::new(OnceLock::new()),
+            seal: None,
+            aad: Vec::with_capacity(HEADER_LEN + 96),
+            sbuf: Vec::new(),
         };
         conn.set_write_timeout(DEFAULT_WRITE_TIMEOUT)?;
         Ok(conn)
@@ -199,6 +219,38 @@ impl Connection {
     /// it listens on than by the port it dialled from).
     pub fn set_peer_label(&mut self, label: &str) {
         self.peer = clean_name(label);
+    }
+
+    /// Seals every frame from now on, both ways, under `keys` (the
+    /// handshake calls this right after its last plaintext frame).
+    pub(crate) fn start_sealing(&mut self, keys: &SessionKeys) {
+        self.seal = Some(Seal::new(keys));
+    }
+
+    /// Seals this connection as one end (`client` or server) of a link
+    /// whose keys come from `token` and all-zero nonces. For the fuzz
+    /// target and its seeds, which need sealed streams without a
+    /// handshake; real links are sealed by the handshake, with fresh
+    /// nonces. False for an empty token.
+    #[doc(hidden)]
+    pub fn seal_with_fixed_nonces(&mut self, token: &[u8], client: bool) -> bool {
+        let side = if client { Side::Client } else { Side::Server };
+        match SessionKeys::derive(token, &[0; 32], &[0; 32], side) {
+            Some(keys) if !token.is_empty() => {
+                self.start_sealing(&keys);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether frames on this connection are sealed.
+    pub fn security(&self) -> LinkSecurity {
+        if self.seal.is_some() {
+            LinkSecurity::Sealed
+        } else {
+            LinkSecurity::Plaintext
+        }
     }
 
     /// The transport kind underneath ("tcp").
@@ -231,6 +283,9 @@ impl Connection {
     /// after whatever is in flight, frames on an emulated link included),
     /// without discarding what it sent us.
     pub fn close_write(&mut self) -> Result<(), NetError> {
+        if self.write_broken.is_none() && self.seal.is_some() {
+            self.send_close()?;
+        }
         let started = std::time::Instant::now();
         let result = self.transport.shutdown_write();
         self.write_broken = Some("this side closed its sending half".to_string());
@@ -323,6 +378,24 @@ impl Connection {
                 reason: reason.clone(),
             }),
             None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// Says goodbye on a sealed link with a close frame, unless this side
+    /// can no longer send (closed, broken or cut). Bounded: a peer that
+    /// stopped reading gets no more than [`CLOSE_FRAME_TIMEOUT`].
+    fn drop(&mut self) {
+        if self.seal.is_none() || self.write_broken.is_some() || self.cut.get().is_some() {
+            return;
+        }
+        if self
+            .transport
+            .set_write_timeout(CLOSE_FRAME_TIMEOUT)
+            .is_ok()
+        {
+            let _ = self.send_close();
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Receiving: frame headers through the connection's read buffer, payloads
 //! straight from the transport into the caller's buffer, everything within
-//! one deadline.
+//! one deadline. On a sealed link each payload is opened in place once its
+//! tag is in (see [`crate::net::seal`]); a sealed stream that ends without
+//! its close frame is [`NetError::Closed`] with `cut_short` set.
 
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -9,8 +11,10 @@ use super::Connection;
 use crate::net::deadline::Deadline;
 use crate::net::error::{FrameError, NetError};
 use crate::net::frame::{
-    parse_header, tensor_layout, FrameHeader, FrameKind, TensorHeader, HEADER_LEN, PROTOCOL_VERSION,
+    parse_header, tensor_layout, tensor_layout_of, FrameHeader, FrameKind, TensorHeader,
+    HEADER_LEN, PROTOCOL_VERSION, TAG_LEN,
 };
+use crate::net::seal::{segment_range, segments, Unopened, SEGMENT};
 use crate::net::transport::{RecvFail, ShortRead, Transport};
 use crate::net::Frame;
 
@@ -29,6 +33,8 @@ fn snippet(payload: &[u8]) -> String {
 enum Payload {
     Control,
     TensorData(TensorHeader),
+    TensorTag(TensorHeader),
+    Close,
 }
 
 impl std::fmt::Display for Payload {
@@ -36,6 +42,8 @@ impl std::fmt::Display for Payload {
         match self {
             Payload::Control => f.write_str("a control message payload"),
             Payload::TensorData(th) => write!(f, "the data of {th}"),
+            Payload::TensorTag(th) => write!(f, "the tag of {th}"),
+            Payload::Close => f.write_str("the close frame's tag"),
         }
     }
 }
@@ -61,16 +69,16 @@ impl Connection {
         self.check_readable()?;
         let header = self.recv_header(dl, "a frame")?;
         match header.kind {
-            FrameKind::Control => {
-                let mut payload = vec![0; header.len as usize];
-                self.read_payload(&mut payload, dl, Payload::Control)?;
-                Ok(Frame::Control(payload))
-            }
             FrameKind::Tensor => {
-                let (th, data_len) = self.recv_tensor_header(header.len, dl)?;
-                let mut data = vec![0; data_len];
-                self.read_payload(&mut data, dl, Payload::TensorData(th))?;
+                let mut data = Vec::new();
+                let th = self.recv_tensor_body(header, dl, &mut data)?;
                 Ok(Frame::Tensor { header: th, data })
+            }
+            // recv_header turns a close frame into an error.
+            FrameKind::Control | FrameKind::Close => {
+                let mut payload = Vec::new();
+                self.read_control_into(header, dl, &mut payload)?;
+                Ok(Frame::Control(payload))
             }
         }
     }
@@ -100,8 +108,7 @@ impl Connection {
             return Err(self.break_read(err));
         }
         let mut payload = std::mem::take(&mut self.scratch);
-        set_len_for_overwrite(&mut payload, header.len as usize);
-        let read = self.read_payload(&mut payload, dl, Payload::Control);
+        let read = self.read_control_into(header, dl, &mut payload);
         let decoded = read.and_then(|()| {
             serde_json::from_slice(&payload).map_err(|source| NetError::BadMessage {
                 peer: self.peer.clone(),
@@ -133,10 +140,9 @@ impl Connection {
     ) -> Result<TensorHeader, NetError> {
         self.check_readable()?;
         let header = self.recv_header(dl, "a tensor")?;
-        if header.kind == FrameKind::Control {
+        if header.kind != FrameKind::Tensor {
             let mut payload = std::mem::take(&mut self.scratch);
-            set_len_for_overwrite(&mut payload, header.len as usize);
-            let read = self.read_payload(&mut payload, dl, Payload::Control);
+            let read = self.read_control_into(header, dl, &mut payload);
             let quoted = snippet(&payload);
             self.scratch = payload;
             read?;
@@ -146,13 +152,124 @@ impl Connection {
                 got: format!("a control message: {quoted}"),
             });
         }
-        let (th, data_len) = self.recv_tensor_header(header.len, dl)?;
-        set_len_for_overwrite(out, data_len);
-        self.read_payload(out, dl, Payload::TensorData(th))?;
-        Ok(th)
+        self.recv_tensor_body(header, dl, out)
     }
 
     // ---- internals ----
+
+    /// Reads a control payload into `payload` (exactly its bytes, opened on
+    /// a sealed link).
+    fn read_control_into(
+        &mut self,
+        header: FrameHeader,
+        dl: &Deadline,
+        payload: &mut Vec<u8>,
+    ) -> Result<(), NetError> {
+        let plain = self.plain_len(&header)?;
+        set_len_for_overwrite(payload, header.len as usize);
+        self.read_payload(payload, dl, Payload::Control)?;
+        if self.seal.is_some() {
+            // Segments and their tags lie interleaved: open each, closing
+            // up the gaps the tags leave.
+            for i in 0..segments(plain) {
+                let r = segment_range(plain, i);
+                let from = i * (SEGMENT + TAG_LEN);
+                let mut tag = [0u8; TAG_LEN];
+                tag.copy_from_slice(&payload[from + r.len()..from + r.len() + TAG_LEN]);
+                payload.copy_within(from..from + r.len(), r.start);
+                self.open(&header, None, &mut payload[r], &tag)?;
+            }
+            payload.truncate(plain);
+        }
+        Ok(())
+    }
+
+    /// The rest of a tensor frame whose header was read: its tensor header,
+    /// its data into `out` (and, sealed, its tag, then opened in place).
+    fn recv_tensor_body(
+        &mut self,
+        header: FrameHeader,
+        dl: &Deadline,
+        out: &mut Vec<u8>,
+    ) -> Result<TensorHeader, NetError> {
+        let (th, data_len) = self.recv_tensor_header(header.len, header.sealed, dl)?;
+        set_len_for_overwrite(out, data_len);
+        if !header.sealed {
+            self.read_payload(out, dl, Payload::TensorData(th))?;
+            return Ok(th);
+        }
+        // Each segment straight into its place in `out`, opened there.
+        for i in 0..segments(data_len) {
+            let r = segment_range(data_len, i);
+            self.read_payload(&mut out[r.clone()], dl, Payload::TensorData(th))?;
+            let mut tag = [0u8; TAG_LEN];
+            self.read_payload(&mut tag, dl, Payload::TensorTag(th))?;
+            self.open(&header, Some(&th), &mut out[r], &tag)?;
+        }
+        Ok(th)
+    }
+
+    /// Payload bytes once opened; a sealed length no run of segments
+    /// gives leaves the stream out of step.
+    fn plain_len(&mut self, header: &FrameHeader) -> Result<usize, NetError> {
+        match header.plain_len() {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let err = self.frame_error(e);
+                Err(self.break_read(err))
+            }
+        }
+    }
+
+    /// Opens a sealed payload in place: the frame header (and a tensor's
+    /// header) as associated data, `tag` from the wire. A failure closes
+    /// the reading side for good.
+    fn open(
+        &mut self,
+        header: &FrameHeader,
+        tensor: Option<&TensorHeader>,
+        body: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), NetError> {
+        let Some(seal) = self.seal.as_mut() else {
+            return Ok(());
+        };
+        self.aad.clear();
+        self.aad.extend_from_slice(&header.encode());
+        if let Some(th) = tensor {
+            th.encode(&mut self.aad);
+        }
+        match seal.open(&self.aad, body, tag) {
+            Ok(()) => Ok(()),
+            Err(Unopened { segment }) => {
+                let err = NetError::Unauthentic {
+                    peer: self.peer.clone(),
+                    segment,
+                };
+                Err(self.break_read(err))
+            }
+        }
+    }
+
+    /// The peer's close frame, whose header was just read: checks its tag
+    /// on a sealed link, and returns the error every later receive gives.
+    fn recv_close(&mut self, header: FrameHeader, dl: &Deadline) -> NetError {
+        let mut tag = [0u8; TAG_LEN];
+        let len = (header.len as usize).min(TAG_LEN);
+        if let Err(e) = self.read_payload(&mut tag[..len], dl, Payload::Close) {
+            return e;
+        }
+        if header.sealed {
+            if let Err(e) = self.open(&header, None, &mut [], &tag) {
+                return e;
+            }
+        }
+        self.break_read(NetError::Closed {
+            peer: self.peer.clone(),
+            partial: None,
+            cut_short: false,
+        })
+    }
 
     fn buffered(&self) -> &[u8] {
         &self.rbuf[self.rstart..self.rend]
@@ -187,6 +304,13 @@ impl Connection {
             match parse_header(self.buffered(), &self.limits) {
                 Ok(Some(h)) => {
                     self.consume(HEADER_LEN);
+                    if h.sealed != self.seal.is_some() {
+                        let err = self.frame_error(FrameError::SealMismatch { sealed: h.sealed });
+                        return Err(self.break_read(err));
+                    }
+                    if h.kind == FrameKind::Close {
+                        return Err(self.recv_close(h, dl));
+                    }
                     return Ok(h);
                 }
                 Ok(None) => {}
@@ -209,17 +333,18 @@ impl Connection {
     }
 
     /// Reads and consumes a tensor payload's header; returns it and the
-    /// number of data bytes that follow.
+    /// number of data bytes it describes (once opened, when `sealed`).
     fn recv_tensor_header(
         &mut self,
         len: u32,
+        sealed: bool,
         dl: &Deadline,
     ) -> Result<(TensorHeader, usize), NetError> {
         loop {
-            match tensor_layout(self.buffered(), len) {
-                Ok(Some((th, th_len))) => {
+            match tensor_layout_of(self.buffered(), len, sealed) {
+                Ok(Some((th, th_len, data_len))) => {
                     self.consume(th_len);
-                    return Ok((th, len as usize - th_len));
+                    return Ok((th, data_len));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -238,8 +363,7 @@ impl Connection {
     }
 
     /// Fills `dst` with the next `dst.len()` payload bytes: first whatever
-    /// is buffered, then straight from the transport. Frame encryption,
-    /// when it comes, opens the payload here, in place.
+    /// is buffered, then straight from the transport.
     fn read_payload(
         &mut self,
         dst: &mut [u8],
@@ -290,7 +414,14 @@ impl Connection {
                     err
                 }
             }
-            RecvFail::Closed => self.break_read(NetError::Closed { peer, partial }),
+            RecvFail::Closed => {
+                let cut_short = self.seal.is_some();
+                self.break_read(NetError::Closed {
+                    peer,
+                    partial,
+                    cut_short,
+                })
+            }
             RecvFail::Io(source) => {
                 let err = self.io_error("receive", source);
                 self.break_read(err)

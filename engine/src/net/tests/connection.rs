@@ -262,6 +262,7 @@ fn oversized_claim_is_refused_from_the_header_alone() {
     let header = FrameHeader {
         kind: FrameKind::Tensor,
         len: u32::MAX,
+        sealed: false,
     };
     server.write_all(&header.encode()).unwrap();
     // The payload never comes; the error must not wait for it.
@@ -288,6 +289,7 @@ fn wrong_version_frame_is_a_version_mismatch() {
     let mut bytes = FrameHeader {
         kind: FrameKind::Control,
         len: 2,
+        sealed: false,
     }
     .encode();
     bytes[4..6].copy_from_slice(&7u16.to_le_bytes());
@@ -297,7 +299,7 @@ fn wrong_version_frame_is_a_version_mismatch() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 1,
+                ours: 2,
                 theirs: 7,
                 ..
             }

@@ -10,8 +10,8 @@ use super::{pair, PATIENCE};
 use crate::net::auth::{client_mac, Bytes32, HandshakeMsg};
 use crate::net::frame::{FrameHeader, FrameKind};
 use crate::net::{
-    client_handshake, refuse_client, server_handshake, ClientHello, Connection, Frame, NetError,
-    TensorDtype, TensorHeader, Token, PROTOCOL_VERSION,
+    client_handshake, refuse_client, server_handshake, ClientHello, Connection, Frame,
+    LinkSecurity, NetError, TensorDtype, TensorHeader, Token, PROTOCOL_VERSION,
 };
 
 const TOKEN: &[u8] = b"0123456789abcdef-shared-token";
@@ -107,20 +107,22 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
             conn,
         )
     });
-    // A client from the future: its Hello travels in a protocol-2 frame.
+    // A client from the future: its Hello travels in a protocol-3 frame.
     let payload = serde_json::to_vec(&HandshakeMsg::Hello {
-        protocol: 2,
+        protocol: 3,
         client_nonce: Bytes32([1; 32]),
         client_name: "future".into(),
+        security: LinkSecurity::Sealed,
     })
     .unwrap();
     let mut bytes = FrameHeader {
         kind: FrameKind::Control,
         len: payload.len() as u32,
+        sealed: false,
     }
     .encode()
     .to_vec();
-    bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
     bytes.extend_from_slice(&payload);
     raw.write_all(&bytes).unwrap();
     let (result, _) = server.join().unwrap();
@@ -129,17 +131,17 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 1,
-                theirs: 2,
+                ours: 2,
+                theirs: 3,
                 ..
             }
         ),
         "{err:?}"
     );
-    // The server still told the client why, in its own (v1) framing.
+    // The server still told the client why, in its own (v2) framing.
     match client.recv_control::<HandshakeMsg>(PATIENCE).unwrap() {
         HandshakeMsg::Refused { reason } => {
-            assert_eq!(reason, "node1 speaks wire protocol 1, the client speaks 2")
+            assert_eq!(reason, "node1 speaks wire protocol 2, the client speaks 3")
         }
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -156,6 +158,7 @@ fn version_mismatch_in_the_hello_is_refused_before_token_work() {
             protocol: 9,
             client_nonce: Bytes32([0; 32]),
             client_name: "coordinator".into(),
+            security: LinkSecurity::Sealed,
         })
         .unwrap();
     let (result, _) = server.join().unwrap();
@@ -183,7 +186,7 @@ fn client_sees_a_server_of_another_version() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 1,
+                ours: 2,
                 theirs: 3,
                 ..
             }
@@ -203,13 +206,21 @@ fn a_replayed_proof_fails_against_a_new_challenge() {
         protocol: PROTOCOL_VERSION,
         client_nonce: Bytes32([5; 32]),
         client_name: "coordinator".into(),
+        security: LinkSecurity::Sealed,
     };
     first.send_control(&hello).unwrap();
     let HandshakeMsg::Challenge { server_nonce, .. } = first.recv_control(PATIENCE).unwrap() else {
         panic!("expected a Challenge");
     };
     let recorded = HandshakeMsg::Proof {
-        mac: client_mac(TOKEN, &server_nonce, &Bytes32([5; 32]), &first).unwrap(),
+        mac: client_mac(
+            TOKEN,
+            LinkSecurity::Sealed,
+            &server_nonce,
+            &Bytes32([5; 32]),
+            &first,
+        )
+        .unwrap(),
     };
     first.send_control(&recorded).unwrap();
     let reply: HandshakeMsg = first.recv_control(PATIENCE).unwrap();

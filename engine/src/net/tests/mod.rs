@@ -6,6 +6,7 @@ mod handshake;
 mod heartbeat;
 mod link;
 mod pipe;
+mod sealed;
 mod transport;
 
 use std::net::{TcpListener, TcpStream};

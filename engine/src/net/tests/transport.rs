@@ -80,7 +80,7 @@ fn a_closed_pipe_transport_is_closed_naming_the_peer() {
     b.close_write().unwrap();
     let err = a.recv_frame(PATIENCE).unwrap_err();
     assert!(
-        matches!(&err, NetError::Closed { peer, partial: None } if peer == "node1"),
+        matches!(&err, NetError::Closed { peer, partial: None, .. } if peer == "node1"),
         "{err:?}"
     );
     // The other direction still works after a half-close.

@@ -5,6 +5,7 @@
 //! Times are seconds, sizes bytes, rates per second.
 
 mod bench;
+mod discovery;
 mod links;
 mod nodes;
 mod plan;
@@ -12,8 +13,9 @@ mod stats;
 mod trace;
 
 pub use bench::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
+pub use discovery::{DiscoveryOutcome, DiscoveryReport, DiscoveryRow};
 pub use links::{CoordinatorLink, LinkSetting, LinksReport, PeerLink};
-pub use nodes::{NodeRow, NodeState, NodesReport};
+pub use nodes::{NodeOrigin, NodeRow, NodeState, NodesReport};
 pub use plan::{PlanReport, PlanRow};
 pub use stats::{NodeStats, Percentiles, ServingFigures, StatsReport, StatsRow, Straggler};
 pub use trace::{TraceNode, TraceReport};

@@ -11,11 +11,24 @@ pub enum NodeState {
     Closed,
 }
 
+/// How a node came to be in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum NodeOrigin {
+    /// Started here (`:connect local N`, `--nodes local:N`).
+    Local,
+    /// At an address someone typed.
+    Address,
+    /// Found on the LAN by mDNS, under this service instance name.
+    Mdns { instance: String },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRow {
     /// "node0", "node1", ... in connection order.
     pub name: String,
     pub addr: String,
+    /// How it was found.
+    pub found: NodeOrigin,
     pub state: NodeState,
     pub cores: usize,
     pub threads: usize,

@@ -4,6 +4,7 @@
 //! inside engine messages are masked with the session's [`Literals`].
 
 mod bench;
+mod discovery;
 mod links;
 mod nodes;
 mod plan;
@@ -11,6 +12,7 @@ mod stats;
 mod trace;
 
 pub use bench::bench;
+pub use discovery::discovery;
 pub use links::links;
 pub use nodes::nodes;
 pub use plan::plan;

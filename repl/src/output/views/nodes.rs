@@ -1,19 +1,24 @@
 //! `:nodes`: one row per connected node.
 
-use shardlab_engine::orchestrator::report::{NodeState, NodesReport};
+use shardlab_engine::orchestrator::report::{NodeOrigin, NodeState, NodesReport};
 
 use crate::output::text::{bytes, duration};
 use crate::output::{Rich, Table, Varies};
 
 pub fn nodes(report: &NodesReport) -> Table {
     let mut t = Table::new(&[
-        "node", "address", "state", "cores", "threads", "memory", "free", "budget", "version",
-        "RTT",
+        "node", "address", "found", "state", "cores", "threads", "memory", "free", "budget",
+        "version", "RTT",
     ]);
     for n in &report.nodes {
         t.row(vec![
             n.name.clone().into(),
             Rich::varies(Varies::Addr, n.addr.clone()),
+            match &n.found {
+                NodeOrigin::Local => "local".into(),
+                NodeOrigin::Address => "address".into(),
+                NodeOrigin::Mdns { instance } => format!("mDNS {instance}").into(),
+            },
             match n.state {
                 NodeState::Up => "up",
                 NodeState::Lost => "lost",
