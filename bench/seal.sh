@@ -26,7 +26,7 @@ target/release/examples/link_seal_cost "$bin" "$rounds" 32
 echo
 echo "## Decode tok/s, $model tensor 2, sealed / plaintext"
 decode() { # extra flags -> decode tok/s
-    "$bin" bench --model "$model" --nodes local:2 --no-probe --json --gen 32 "$@" 2>/dev/null |
+    "$bin" bench --model "$model" --nodes local:2 --no-probe --json --prompt-tokens 16 --gen 48 "$@" 2>/dev/null |
         python3 -c "
 import json, sys
 s = json.load(sys.stdin)['rows'][0]['result']['Ok']['stats']

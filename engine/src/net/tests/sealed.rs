@@ -281,36 +281,40 @@ fn a_downgrade_to_plaintext_on_the_path_fails_the_handshake() {
     assert!(srv.join().unwrap().is_err());
 }
 
+/// What the server's next receive says once the client was dropped, the
+/// relay doing `on_close` to its close frame.
+fn after_drop(on_close: fn(Vec<u8>) -> Vec<Vec<u8>>) -> NetError {
+    let meddle: Meddler = Box::new(move |_, frame| {
+        if frame[6] == FrameKind::Close as u8 {
+            on_close(frame)
+        } else {
+            vec![frame]
+        }
+    });
+    let (client, mut server, _) = handshaken(meddle, LinkSecurity::Sealed);
+    drop(client);
+    server
+        .recv_control::<serde_json::Value>(PATIENCE)
+        .unwrap_err()
+}
+
 #[test]
 fn a_close_frame_is_told_apart_from_a_cut() {
     // Dropped on purpose: the server reads the authenticated close frame.
-    let (client, mut server, _) = handshaken(pass(), LinkSecurity::Sealed);
-    drop(client);
-    match server.recv_control::<serde_json::Value>(PATIENCE) {
-        Err(
-            e @ NetError::Closed {
-                cut_short: false, ..
-            },
-        ) => {
-            assert!(e.to_string().ends_with("closed the connection"), "{e}")
-        }
-        other => panic!("expected a clean close, got {other:?}"),
-    }
-    // The relay swallows the close frame and ends the stream: cut short.
-    let (client, mut server, _) = handshaken(
-        Box::new(|_, frame| {
-            if frame[6] == FrameKind::Close as u8 {
-                vec![]
-            } else {
-                vec![frame]
+    let err = after_drop(|frame| vec![frame]);
+    assert!(
+        matches!(
+            err,
+            NetError::Closed {
+                cut_short: false,
+                ..
             }
-        }),
-        LinkSecurity::Sealed,
+        ),
+        "{err:?}"
     );
-    drop(client);
-    let err = server
-        .recv_control::<serde_json::Value>(PATIENCE)
-        .unwrap_err();
+    assert!(err.to_string().ends_with("closed the connection"), "{err}");
+    // The relay swallows the close frame and ends the stream: cut short.
+    let err = after_drop(|_| vec![]);
     assert!(
         matches!(
             err,
@@ -323,19 +327,10 @@ fn a_close_frame_is_told_apart_from_a_cut() {
     );
     assert!(err.to_string().contains("without a close frame"), "{err}");
     // A close frame with a forged tag is no close at all.
-    let (client, mut server, _) = handshaken(
-        Box::new(|_, mut frame| {
-            if frame[6] == FrameKind::Close as u8 {
-                frame[HEADER_LEN + TAG_LEN - 1] ^= 0x80;
-            }
-            vec![frame]
-        }),
-        LinkSecurity::Sealed,
-    );
-    drop(client);
-    let err = server
-        .recv_control::<serde_json::Value>(PATIENCE)
-        .unwrap_err();
+    let err = after_drop(|mut frame| {
+        frame[HEADER_LEN + TAG_LEN - 1] ^= 0x80;
+        vec![frame]
+    });
     assert!(matches!(err, NetError::Unauthentic { .. }), "{err:?}");
 }
 
