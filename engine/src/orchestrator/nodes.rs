@@ -354,6 +354,7 @@ impl Orchestrator {
             probe_bytes: LINK_PROBE_BYTES,
             emulated: n.cluster.link().map(LinkProfile::describe),
             peers,
+            security: n.cluster.security(),
         })
     }
 

@@ -48,4 +48,6 @@ pub struct LinksReport {
     pub emulated: Option<String>,
     /// Nodes that exchanged activations since the load.
     pub peers: Vec<PeerLink>,
+    /// Whether the cluster's frames are sealed (every link alike).
+    pub security: crate::net::LinkSecurity,
 }

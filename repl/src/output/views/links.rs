@@ -1,6 +1,7 @@
 //! `:links`: coordinator-to-node round trips and bandwidth, then what the
 //! nodes measured between themselves while running.
 
+use shardlab_engine::net::LinkSecurity;
 use shardlab_engine::orchestrator::report::{LinkSetting, LinksReport};
 
 use crate::output::text::duration;
@@ -41,6 +42,14 @@ pub fn links(report: &LinksReport) -> Output {
         report.pings,
         report.probe_bytes >> 20
     ));
+    t.note(match report.security {
+        LinkSecurity::Sealed => {
+            "Every frame is sealed (ChaCha20-Poly1305, a key per direction): the path can neither read nor alter it."
+        }
+        LinkSecurity::Plaintext => {
+            "Frames travel in plaintext (--insecure-plaintext): anyone on the path can read and alter them."
+        }
+    });
     if let Some(l) = &report.emulated {
         t.note(format!(
             "Emulating {l} on every link: the figures above and below include it."
