@@ -2,12 +2,17 @@
 //! HMAC-SHA256 challenge–response over a shared token.
 //!
 //! ```text
-//! client -> Hello     { protocol, client_nonce, client_name, security }
-//! server -> Challenge { protocol, server_nonce, server_name }   | Refused { reason }
-//! client -> Proof     { mac = HMAC(token, "shardlab-client" || security || server_nonce || client_nonce) }
-//! server -> Welcome   { mac = HMAC(token, "shardlab-server" || security || client_nonce || server_nonce), info }
+//! client -> Hello     { protocol, client_nonce, client_share, client_name, security }
+//! server -> Challenge { protocol, server_nonce, server_share, server_name }   | Refused { reason }
+//! client -> Proof     { mac = HMAC(token, "shardlab-client" || security || server_nonce || client_nonce || shares) }
+//! server -> Welcome   { mac = HMAC(token, "shardlab-server" || security || client_nonce || server_nonce || shares), info }
 //!                                                               | Refused { reason }
 //! ```
+//!
+//! `shares` are both sides' ephemeral X25519 public keys
+//! ([`super::key_share`]); the secret they agree on goes into the sealed
+//! link's keys, which gives forward secrecy, and the MACs cover the shares,
+//! so nobody on the path can substitute their own.
 //!
 //! The client chooses the link's security: sealed (the default) or, for
 //! measuring, plaintext. Both proofs cover that choice, so a peer on the
@@ -22,9 +27,8 @@
 //! (`Mac::verify_slice`). Until the handshake ends, frames are capped at
 //! [`HANDSHAKE_LIMITS`], so an unauthenticated peer cannot make us allocate.
 //!
-//! Not covered: forward secrecy (the keys follow from the token and the
-//! nonces, which travel in the clear), and the handshake's own frames,
-//! which are readable (they carry names, nonces and MACs, never the token).
+//! Not covered: the handshake's own frames, which are readable (they carry
+//! names, nonces, shares and MACs, never the token).
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -34,6 +38,7 @@ use super::connection::Connection;
 use super::deadline::Deadline;
 use super::error::NetError;
 use super::frame::{FrameLimits, PROTOCOL_VERSION};
+use super::key_share::KeyShare;
 use super::seal::{LinkSecurity, SessionKeys, Side};
 
 const CLIENT_LABEL: &[u8] = b"shardlab-client";
@@ -85,6 +90,8 @@ pub(crate) enum HandshakeMsg {
     Hello {
         protocol: u16,
         client_nonce: Bytes32,
+        /// The client's ephemeral X25519 public key.
+        client_share: Bytes32,
         client_name: String,
         #[serde(default)]
         security: LinkSecurity,
@@ -92,6 +99,8 @@ pub(crate) enum HandshakeMsg {
     Challenge {
         protocol: u16,
         server_nonce: Bytes32,
+        /// The server's ephemeral X25519 public key.
+        server_share: Bytes32,
         server_name: String,
     },
     Proof {
@@ -136,14 +145,30 @@ pub struct ServerWelcome {
     pub info: serde_json::Value,
 }
 
-/// HMAC-SHA256(token, label || security || a || b), as a keyed MAC ready
-/// to finalize or verify.
+/// What both proofs cover, and the link's keys come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exchange {
+    pub security: LinkSecurity,
+    pub client_nonce: Bytes32,
+    pub server_nonce: Bytes32,
+    pub client_share: Bytes32,
+    pub server_share: Bytes32,
+}
+
+/// Whose proof a MAC is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Prover {
+    Client,
+    Server,
+}
+
+/// HMAC-SHA256(token, label || security || the other's nonce || one's own
+/// nonce || client_share || server_share), as a keyed MAC ready to
+/// finalize or verify.
 fn keyed(
     token: &[u8],
-    label: &[u8],
-    security: LinkSecurity,
-    a: &Bytes32,
-    b: &Bytes32,
+    prover: Prover,
+    ex: &Exchange,
     conn: &Connection,
 ) -> Result<Hmac<Sha256>, NetError> {
     if token.is_empty() {
@@ -159,48 +184,27 @@ fn keyed(
             peer: conn.peer().to_string(),
             reason: format!("cannot key HMAC-SHA256: {e}"),
         })?;
+    let (label, theirs, own) = match prover {
+        Prover::Client => (CLIENT_LABEL, &ex.server_nonce, &ex.client_nonce),
+        Prover::Server => (SERVER_LABEL, &ex.client_nonce, &ex.server_nonce),
+    };
     mac.update(label);
-    mac.update(&[security.code()]);
-    mac.update(&a.0);
-    mac.update(&b.0);
+    mac.update(&[ex.security.code()]);
+    mac.update(&theirs.0);
+    mac.update(&own.0);
+    mac.update(&ex.client_share.0);
+    mac.update(&ex.server_share.0);
     Ok(mac)
 }
 
-pub(crate) fn client_mac(
+/// `prover`'s proof over `ex`.
+pub(crate) fn proof(
     token: &[u8],
-    security: LinkSecurity,
-    server_nonce: &Bytes32,
-    client_nonce: &Bytes32,
+    prover: Prover,
+    ex: &Exchange,
     conn: &Connection,
 ) -> Result<Bytes32, NetError> {
-    let tag = keyed(
-        token,
-        CLIENT_LABEL,
-        security,
-        server_nonce,
-        client_nonce,
-        conn,
-    )?
-    .finalize();
-    Ok(Bytes32(tag.into_bytes().into()))
-}
-
-fn server_mac(
-    token: &[u8],
-    security: LinkSecurity,
-    client_nonce: &Bytes32,
-    server_nonce: &Bytes32,
-    conn: &Connection,
-) -> Result<Bytes32, NetError> {
-    let tag = keyed(
-        token,
-        SERVER_LABEL,
-        security,
-        client_nonce,
-        server_nonce,
-        conn,
-    )?
-    .finalize();
+    let tag = keyed(token, prover, ex, conn)?.finalize();
     Ok(Bytes32(tag.into_bytes().into()))
 }
 
@@ -267,20 +271,23 @@ fn client_steps(
     client: &Client<'_>,
     dl: &Deadline,
 ) -> Result<ServerWelcome, NetError> {
-    let (token, security) = (client.token, client.security);
+    let token = client.token;
     let client_nonce = Bytes32::random();
+    let share = KeyShare::new();
     conn.send_control(&HandshakeMsg::Hello {
         protocol: PROTOCOL_VERSION,
         client_nonce,
+        client_share: share.public,
         client_name: client.name.to_string(),
-        security,
+        security: client.security,
     })?;
-    let (protocol, server_nonce, server_name) = match conn.recv_control_by(dl)? {
+    let (protocol, server_nonce, server_share, server_name) = match conn.recv_control_by(dl)? {
         HandshakeMsg::Challenge {
             protocol,
             server_nonce,
+            server_share,
             server_name,
-        } => (protocol, server_nonce, server_name),
+        } => (protocol, server_nonce, server_share, server_name),
         HandshakeMsg::Refused { reason } => {
             return Err(NetError::Refused {
                 peer: conn.peer().to_string(),
@@ -296,33 +303,26 @@ fn client_steps(
             theirs: protocol,
         });
     }
-    let mac = client_mac(token, security, &server_nonce, &client_nonce, conn)?;
+    let ex = Exchange {
+        security: client.security,
+        client_nonce,
+        server_nonce,
+        client_share: share.public,
+        server_share,
+    };
+    let mac = proof(token, Prover::Client, &ex, conn)?;
     conn.send_control(&HandshakeMsg::Proof { mac })?;
     match conn.recv_control_by(dl)? {
         HandshakeMsg::Welcome { mac, info } => {
-            keyed(
-                token,
-                SERVER_LABEL,
-                security,
-                &client_nonce,
-                &server_nonce,
-                conn,
-            )?
-            .verify_slice(&mac.0)
-            .map_err(|_| NetError::AuthFailed {
-                peer: conn.peer().to_string(),
-                reason: "its proof does not match our token: it does not know the \
+            keyed(token, Prover::Server, &ex, conn)?
+                .verify_slice(&mac.0)
+                .map_err(|_| NetError::AuthFailed {
+                    peer: conn.peer().to_string(),
+                    reason: "its proof does not match our token: it does not know the \
                              shared token"
-                    .to_string(),
-            })?;
-            seal_if_asked(
-                conn,
-                token,
-                security,
-                &client_nonce,
-                &server_nonce,
-                Side::Client,
-            )?;
+                        .to_string(),
+                })?;
+            seal_if_asked(conn, token, &ex, share, Side::Client)?;
             Ok(ServerWelcome {
                 protocol,
                 server_name,
@@ -337,25 +337,32 @@ fn client_steps(
     }
 }
 
-/// Seals the link from the next frame on, unless plaintext was chosen.
+/// Seals the link from the next frame on, unless plaintext was chosen:
+/// keys from the token, both nonces and the secret `share` agrees on with
+/// the other side's.
 fn seal_if_asked(
     conn: &mut Connection,
     token: &[u8],
-    security: LinkSecurity,
-    client_nonce: &Bytes32,
-    server_nonce: &Bytes32,
+    ex: &Exchange,
+    share: KeyShare,
     side: Side,
 ) -> Result<(), NetError> {
-    if security == LinkSecurity::Plaintext {
+    if ex.security == LinkSecurity::Plaintext {
         return Ok(());
     }
-    let keys =
-        SessionKeys::derive(token, &client_nonce.0, &server_nonce.0, side).ok_or_else(|| {
-            NetError::AuthFailed {
-                peer: conn.peer().to_string(),
-                reason: "cannot derive the link's keys from the token".to_string(),
-            }
-        })?;
+    let theirs = match side {
+        Side::Client => &ex.server_share,
+        Side::Server => &ex.client_share,
+    };
+    let failed = |reason: &str| NetError::AuthFailed {
+        peer: conn.peer().to_string(),
+        reason: reason.to_string(),
+    };
+    let shared = share
+        .agree(theirs)
+        .ok_or_else(|| failed("its key share is degenerate (a low-order point)"))?;
+    let keys = SessionKeys::derive(token, &ex.client_nonce.0, &ex.server_nonce.0, &shared, side)
+        .ok_or_else(|| failed("cannot derive the link's keys from the token"))?;
     conn.start_sealing(&keys);
     Ok(())
 }
@@ -390,7 +397,7 @@ fn recv_hello(
     conn: &mut Connection,
     server_name: &str,
     dl: &Deadline,
-) -> Result<(ClientHello, Bytes32), NetError> {
+) -> Result<(ClientHello, Bytes32, Bytes32), NetError> {
     let msg = match conn.recv_control_by::<HandshakeMsg>(dl) {
         Ok(msg) => msg,
         Err(NetError::VersionMismatch { peer, ours, theirs }) => {
@@ -402,6 +409,7 @@ fn recv_hello(
     let HandshakeMsg::Hello {
         protocol,
         client_nonce,
+        client_share,
         client_name,
         security,
     } = msg
@@ -426,6 +434,7 @@ fn recv_hello(
             security,
         },
         client_nonce,
+        client_share,
     ))
 }
 
@@ -436,11 +445,13 @@ fn server_steps(
     dl: &Deadline,
     on_authenticated: impl FnOnce(&ClientHello) -> Result<serde_json::Value, String>,
 ) -> Result<ClientHello, NetError> {
-    let (hello, client_nonce) = recv_hello(conn, server_name, dl)?;
+    let (hello, client_nonce, client_share) = recv_hello(conn, server_name, dl)?;
     let server_nonce = Bytes32::random();
+    let share = KeyShare::new();
     conn.send_control(&HandshakeMsg::Challenge {
         protocol: PROTOCOL_VERSION,
         server_nonce,
+        server_share: share.public,
         server_name: server_name.to_string(),
     })?;
     let mac = match conn.recv_control_by(dl)? {
@@ -451,15 +462,14 @@ fn server_steps(
             return Err(err);
         }
     };
-    let security = hello.security;
-    let expected = match keyed(
-        token,
-        CLIENT_LABEL,
-        security,
-        &server_nonce,
-        &client_nonce,
-        conn,
-    ) {
+    let ex = Exchange {
+        security: hello.security,
+        client_nonce,
+        server_nonce,
+        client_share,
+        server_share: share.public,
+    };
+    let expected = match keyed(token, Prover::Client, &ex, conn) {
         Ok(m) => m,
         Err(e) => {
             refuse(conn, "this server has no usable token".to_string());
@@ -475,16 +485,9 @@ fn server_steps(
     }
     match on_authenticated(&hello) {
         Ok(info) => {
-            let mac = server_mac(token, security, &client_nonce, &server_nonce, conn)?;
+            let mac = proof(token, Prover::Server, &ex, conn)?;
             conn.send_control(&HandshakeMsg::Welcome { mac, info })?;
-            seal_if_asked(
-                conn,
-                token,
-                security,
-                &client_nonce,
-                &server_nonce,
-                Side::Server,
-            )?;
+            seal_if_asked(conn, token, &ex, share, Side::Server)?;
             Ok(hello)
         }
         Err(reason) => {

@@ -25,6 +25,7 @@ mod deadline;
 pub mod error;
 pub mod frame;
 pub mod heartbeat;
+pub(crate) mod key_share;
 pub mod link;
 pub mod seal;
 mod tag;

@@ -2,11 +2,12 @@
 //! authenticated with ChaCha20-Poly1305 (RFC 8439, the `chacha20poly1305`
 //! crate).
 //!
-//! - **Keys.** One per direction, derived from the shared token and both
-//!   handshake nonces: `HMAC-SHA256(token, "shardlab-seal" || direction ||
-//!   client_nonce || server_nonce)`. The nonces are fresh per connection,
-//!   so every connection has keys of its own, and the two directions never
-//!   share a key.
+//! - **Keys.** One per direction, derived from the shared token, both
+//!   handshake nonces and the X25519 secret the handshake's ephemeral
+//!   shares agree on: `HMAC-SHA256(token, "shardlab-seal" || direction ||
+//!   client_nonce || server_nonce || shared)`. Every connection has keys of
+//!   its own, the two directions never share a key, and a session recorded
+//!   now cannot be opened later even with the token (forward secrecy).
 //! - **Nonces.** A frame counter per direction, starting at 0: four zero
 //!   bytes, then the counter as u64 little-endian. Nothing about it travels,
 //!   so a frame replayed, dropped or moved is opened under the wrong nonce
@@ -22,9 +23,6 @@
 //!   sends the last, and a receiver opens each as it arrives, so a large
 //!   tensor (a weight chunk, a prefill's activations) crosses the link
 //!   while it is being sealed, instead of after.
-//!
-//! Not covered: forward secrecy. Anyone who records a session and later
-//! learns the token can derive its keys (SECURITY.md).
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
@@ -116,11 +114,13 @@ pub(crate) struct SessionKeys {
 
 impl SessionKeys {
     /// Both directions' keys for `side`. `token` is known to be non-empty
-    /// (the handshake that preceded this refused an empty one).
+    /// (the handshake that preceded this refused an empty one); `shared`
+    /// is the key exchange's secret.
     pub(crate) fn derive(
         token: &[u8],
         client_nonce: &[u8; 32],
         server_nonce: &[u8; 32],
+        shared: &[u8; 32],
         side: Side,
     ) -> Option<Self> {
         let key = |direction: &[u8]| -> Option<[u8; 32]> {
@@ -128,6 +128,7 @@ impl SessionKeys {
             mac.update(direction);
             mac.update(client_nonce);
             mac.update(server_nonce);
+            mac.update(shared);
             Some(mac.finalize().into_bytes().into())
         };
         let (c2s, s2c) = (key(CLIENT_TO_SERVER)?, key(SERVER_TO_CLIENT)?);
@@ -242,8 +243,8 @@ mod tests {
 
     fn pair() -> (Seal, Seal) {
         let (c, s) = ([1u8; 32], [2u8; 32]);
-        let client = SessionKeys::derive(TOKEN, &c, &s, Side::Client).unwrap();
-        let server = SessionKeys::derive(TOKEN, &c, &s, Side::Server).unwrap();
+        let client = SessionKeys::derive(TOKEN, &c, &s, &[9; 32], Side::Client).unwrap();
+        let server = SessionKeys::derive(TOKEN, &c, &s, &[9; 32], Side::Server).unwrap();
         (Seal::new(&client), Seal::new(&server))
     }
 
@@ -347,10 +348,16 @@ mod tests {
     fn another_connection_or_token_cannot_open_it() {
         let c = [1u8; 32];
         let s = [2u8; 32];
-        let mut client = Seal::new(&SessionKeys::derive(TOKEN, &c, &s, Side::Client).unwrap());
+        let mut client =
+            Seal::new(&SessionKeys::derive(TOKEN, &c, &s, &[9; 32], Side::Client).unwrap());
         let (body, tag) = sealed(&mut client, b"", b"secret");
-        for (token, s) in [(TOKEN, [3u8; 32]), (&b"another token"[..], s)] {
-            let keys = SessionKeys::derive(token, &c, &s, Side::Server).unwrap();
+        // Another connection (nonce), another token, another key exchange.
+        for (token, s, shared) in [
+            (TOKEN, [3u8; 32], [9; 32]),
+            (&b"another token"[..], s, [9; 32]),
+            (TOKEN, s, [8; 32]),
+        ] {
+            let keys = SessionKeys::derive(token, &c, &s, &shared, Side::Server).unwrap();
             let mut server = Seal::new(&keys);
             let mut copy = body.clone();
             assert!(server.open(b"", &mut copy, &tag).is_err());

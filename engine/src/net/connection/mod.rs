@@ -228,14 +228,14 @@ impl Connection {
     }
 
     /// Seals this connection as one end (`client` or server) of a link
-    /// whose keys come from `token` and all-zero nonces. For the fuzz
+    /// whose keys come from `token` and all-zero nonces and shared secret. For the fuzz
     /// target and its seeds, which need sealed streams without a
     /// handshake; real links are sealed by the handshake, with fresh
     /// nonces. False for an empty token.
     #[doc(hidden)]
     pub fn seal_with_fixed_nonces(&mut self, token: &[u8], client: bool) -> bool {
         let side = if client { Side::Client } else { Side::Server };
-        match SessionKeys::derive(token, &[0; 32], &[0; 32], side) {
+        match SessionKeys::derive(token, &[0; 32], &[0; 32], &[0; 32], side) {
             Some(keys) if !token.is_empty() => {
                 self.start_sealing(&keys);
                 true

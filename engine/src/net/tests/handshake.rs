@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{pair, PATIENCE};
-use crate::net::auth::{client_mac, Bytes32, HandshakeMsg};
+use crate::net::auth::{proof, Bytes32, Exchange, HandshakeMsg, Prover};
 use crate::net::frame::{FrameHeader, FrameKind};
 use crate::net::{
     client_handshake, refuse_client, server_handshake, ClientHello, Connection, Frame,
@@ -111,6 +111,7 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
     let payload = serde_json::to_vec(&HandshakeMsg::Hello {
         protocol: 3,
         client_nonce: Bytes32([1; 32]),
+        client_share: Bytes32([6; 32]),
         client_name: "future".into(),
         security: LinkSecurity::Sealed,
     })
@@ -157,6 +158,7 @@ fn version_mismatch_in_the_hello_is_refused_before_token_work() {
         .send_control(&HandshakeMsg::Hello {
             protocol: 9,
             client_nonce: Bytes32([0; 32]),
+            client_share: Bytes32([6; 32]),
             client_name: "coordinator".into(),
             security: LinkSecurity::Sealed,
         })
@@ -177,6 +179,7 @@ fn client_sees_a_server_of_another_version() {
         conn.send_control(&HandshakeMsg::Challenge {
             protocol: 3,
             server_nonce: Bytes32([2; 32]),
+            server_share: Bytes32([7; 32]),
             server_name: "node1".into(),
         })
         .unwrap();
@@ -205,22 +208,28 @@ fn a_replayed_proof_fails_against_a_new_challenge() {
     let hello = HandshakeMsg::Hello {
         protocol: PROTOCOL_VERSION,
         client_nonce: Bytes32([5; 32]),
+        client_share: Bytes32([6; 32]),
         client_name: "coordinator".into(),
         security: LinkSecurity::Sealed,
     };
     first.send_control(&hello).unwrap();
-    let HandshakeMsg::Challenge { server_nonce, .. } = first.recv_control(PATIENCE).unwrap() else {
+    let HandshakeMsg::Challenge {
+        server_nonce,
+        server_share,
+        ..
+    } = first.recv_control(PATIENCE).unwrap()
+    else {
         panic!("expected a Challenge");
     };
+    let exchange = Exchange {
+        security: LinkSecurity::Sealed,
+        client_nonce: Bytes32([5; 32]),
+        server_nonce,
+        client_share: Bytes32([6; 32]),
+        server_share,
+    };
     let recorded = HandshakeMsg::Proof {
-        mac: client_mac(
-            TOKEN,
-            LinkSecurity::Sealed,
-            &server_nonce,
-            &Bytes32([5; 32]),
-            &first,
-        )
-        .unwrap(),
+        mac: proof(TOKEN, Prover::Client, &exchange, &first).unwrap(),
     };
     first.send_control(&recorded).unwrap();
     let reply: HandshakeMsg = first.recv_control(PATIENCE).unwrap();
@@ -260,6 +269,7 @@ fn a_server_that_does_not_know_the_token_is_rejected_by_the_client() {
         conn.send_control(&HandshakeMsg::Challenge {
             protocol: PROTOCOL_VERSION,
             server_nonce: Bytes32([3; 32]),
+            server_share: Bytes32([7; 32]),
             server_name: "node1".into(),
         })
         .unwrap();

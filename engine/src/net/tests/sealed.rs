@@ -377,3 +377,37 @@ fn large_frames_cross_in_segments_and_a_flip_in_a_later_segment_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_share_swapped_on_the_path_fails_the_handshake() {
+    // Someone on the path without the token puts their own X25519 share in
+    // the Hello, to learn the link's keys: the proofs cover the shares.
+    let (mut client, mut server, _) = relayed(Box::new(|i, frame| {
+        if i != 0 {
+            return vec![frame];
+        }
+        let mut hello: serde_json::Value =
+            serde_json::from_slice(&frame[HEADER_LEN..]).expect("the Hello is JSON");
+        let theirs = crate::net::key_share::KeyShare::new().public;
+        hello["client_share"] = serde_json::to_value(theirs).unwrap();
+        let text = serde_json::to_vec(&hello).unwrap();
+        let mut out = FrameHeader {
+            kind: FrameKind::Control,
+            len: text.len() as u32,
+            sealed: false,
+        }
+        .encode()
+        .to_vec();
+        out.extend_from_slice(&text);
+        vec![out]
+    }));
+    let srv =
+        thread::spawn(move || server_handshake(&mut server, TOKEN, "node1", PATIENCE, welcome));
+    let err =
+        client_handshake_with(&mut client, TOKEN, "c", PATIENCE, LinkSecurity::Sealed).unwrap_err();
+    assert!(
+        matches!(&err, NetError::Refused { reason, .. } if reason == "wrong token"),
+        "{err}"
+    );
+    assert!(srv.join().unwrap().is_err());
+}
