@@ -116,13 +116,31 @@ impl From<AdmitError> for ClusterError {
     }
 }
 
+/// Whether a node that fails to connect is kept for readmission.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnFailure {
+    /// Always (`:connect ADDR`: the person named it, it is a member).
+    Remember,
+    /// Only if it was a lost member already (a node found on the LAN that
+    /// does not hold the token is no member).
+    RememberIfLost,
+}
+
 impl Cluster {
     /// Connects one more node at `addr` with the cluster's token, as the
     /// next `nodeN` (a lost node's address under its old name). Unlike
     /// [`Cluster::join`], a node that refuses is not remembered for
-    /// readmission: a node found on the LAN that does not hold the token
-    /// is no member. Nothing loaded stays loaded. Returns the node's name.
+    /// readmission. Nothing loaded stays loaded. Returns the node's name.
     pub fn admit(&mut self, addr: &str) -> Result<String, AdmitError> {
+        self.connect_member(addr, OnFailure::RememberIfLost)
+    }
+
+    /// What [`Cluster::admit`] and [`Cluster::join`] share.
+    pub(super) fn connect_member(
+        &mut self,
+        addr: &str,
+        on_failure: OnFailure,
+    ) -> Result<String, AdmitError> {
         if let Some(h) = self.nodes.iter().find(|h| h.addr == addr && h.is_alive()) {
             return Err(AdmitError::new(
                 &h.label(),
@@ -135,9 +153,10 @@ impl Cluster {
             Some(i) => self.lost.remove(i).0,
             None => self.fresh_name(),
         };
+        // A failed node still listed at this address gives way to it.
         self.nodes.retain(|h| h.addr != addr);
         if let Err(e) = self.add_node(&name, addr, super::CONNECT_DEADLINE) {
-            if was_lost.is_some() {
+            if on_failure == OnFailure::Remember || was_lost.is_some() {
                 self.lost.push((name, addr.to_string()));
             }
             return Err(e);

@@ -276,28 +276,8 @@ impl Cluster {
     /// `nodeN`. Nothing loaded stays loaded (the plan no longer covers the
     /// nodes). Returns its label.
     pub fn join(&mut self, addr: &str) -> Result<String, ClusterError> {
-        if let Some(h) = self.nodes.iter().find(|h| h.addr == addr && h.is_alive()) {
-            return Err(ClusterError::new(
-                &h.label(),
-                Phase::Connect,
-                "is connected already",
-            ));
-        }
-        let name = match self.lost.iter().position(|(_, a)| a == addr) {
-            Some(i) => self.lost.remove(i).0,
-            None => self.fresh_name(),
-        };
-        // A failed node still listed at this address gives way to it.
-        self.nodes.retain(|h| h.addr != addr);
-        let label = format!("{name} ({addr})");
-        if let Err(e) = self.add_node(&name, addr, CONNECT_DEADLINE) {
-            self.lost.push((name, addr.to_string()));
-            return Err(e.into());
-        }
-        self.last_step = vec![None; self.nodes.len()];
-        self.loaded = None;
-        self.broken = None;
-        Ok(label)
+        let name = self.connect_member(addr, admit::OnFailure::Remember)?;
+        Ok(format!("{name} ({addr})"))
     }
 
     /// The next `nodeN` no member, present or lost, has had.

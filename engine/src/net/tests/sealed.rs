@@ -10,10 +10,10 @@ use std::thread;
 use serde_json::json;
 
 use super::{raw_pair, PATIENCE};
-use crate::net::frame::{FrameHeader, FrameKind, HEADER_LEN, TAG_LEN};
+use crate::net::frame::{FrameKind, HEADER_LEN, TAG_LEN};
 use crate::net::{
-    client_handshake_with, server_handshake, ClientHello, Connection, FrameError, LinkSecurity,
-    NetError, TensorDtype, TensorHeader,
+    client_handshake_with, server_handshake, ClientHello, Connection, Frame, FrameError,
+    LinkSecurity, NetError, TensorDtype, TensorHeader,
 };
 
 const TOKEN: &[u8] = b"0123456789abcdef-shared-token";
@@ -233,16 +233,7 @@ fn an_altered_tensor_header_is_refused_though_it_travels_readable() {
 fn a_plaintext_frame_forged_onto_a_sealed_link_is_refused() {
     let got = server_sees(Box::new(|i, frame| {
         if i == HANDSHAKE_FRAMES {
-            let payload = br#"{"n":99}"#;
-            let mut forged = FrameHeader {
-                kind: FrameKind::Control,
-                len: payload.len() as u32,
-                sealed: false,
-            }
-            .encode()
-            .to_vec();
-            forged.extend_from_slice(payload);
-            vec![forged]
+            vec![plain_control(br#"{"n":99}"#.to_vec())]
         } else {
             vec![frame]
         }
@@ -255,30 +246,39 @@ fn a_plaintext_frame_forged_onto_a_sealed_link_is_refused() {
     }
 }
 
-#[test]
-fn a_downgrade_to_plaintext_on_the_path_fails_the_handshake() {
-    let (mut client, mut server, _) = relayed(Box::new(|i, frame| {
+/// A plaintext control frame carrying `payload`.
+fn plain_control(payload: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::new();
+    Frame::Control(payload).encode(&mut out).unwrap();
+    out
+}
+
+/// Runs a handshake whose Hello the relay rewrites with `rewrite`; returns
+/// the client's error (the server's side fails too).
+fn handshake_with_hello_rewritten(rewrite: fn(&mut serde_json::Value)) -> NetError {
+    let (mut client, mut server, _) = relayed(Box::new(move |i, frame| {
         if i != 0 {
             return vec![frame];
         }
-        // Rewrite the Hello's choice; fix the length so it still parses.
-        let text = String::from_utf8_lossy(&frame[HEADER_LEN..]).replace("sealed", "plaintext");
-        let mut out = FrameHeader {
-            kind: FrameKind::Control,
-            len: text.len() as u32,
-            sealed: false,
-        }
-        .encode()
-        .to_vec();
-        out.extend_from_slice(text.as_bytes());
-        vec![out]
+        let mut hello = serde_json::from_slice(&frame[HEADER_LEN..]).expect("the Hello is JSON");
+        rewrite(&mut hello);
+        vec![plain_control(serde_json::to_vec(&hello).unwrap())]
     }));
     let srv =
         thread::spawn(move || server_handshake(&mut server, TOKEN, "node1", PATIENCE, welcome));
     let err =
         client_handshake_with(&mut client, TOKEN, "c", PATIENCE, LinkSecurity::Sealed).unwrap_err();
-    assert!(matches!(err, NetError::Refused { .. }), "{err}");
     assert!(srv.join().unwrap().is_err());
+    err
+}
+
+#[test]
+fn a_downgrade_to_plaintext_on_the_path_fails_the_handshake() {
+    let err = handshake_with_hello_rewritten(|hello| hello["security"] = json!("plaintext"));
+    assert!(
+        matches!(&err, NetError::Refused { reason, .. } if reason == "wrong token"),
+        "{err}"
+    );
 }
 
 /// What the server's next receive says once the client was dropped, the
@@ -382,32 +382,12 @@ fn large_frames_cross_in_segments_and_a_flip_in_a_later_segment_is_refused() {
 fn a_key_share_swapped_on_the_path_fails_the_handshake() {
     // Someone on the path without the token puts their own X25519 share in
     // the Hello, to learn the link's keys: the proofs cover the shares.
-    let (mut client, mut server, _) = relayed(Box::new(|i, frame| {
-        if i != 0 {
-            return vec![frame];
-        }
-        let mut hello: serde_json::Value =
-            serde_json::from_slice(&frame[HEADER_LEN..]).expect("the Hello is JSON");
+    let err = handshake_with_hello_rewritten(|hello| {
         let theirs = crate::net::key_share::KeyShare::new().public;
         hello["client_share"] = serde_json::to_value(theirs).unwrap();
-        let text = serde_json::to_vec(&hello).unwrap();
-        let mut out = FrameHeader {
-            kind: FrameKind::Control,
-            len: text.len() as u32,
-            sealed: false,
-        }
-        .encode()
-        .to_vec();
-        out.extend_from_slice(&text);
-        vec![out]
-    }));
-    let srv =
-        thread::spawn(move || server_handshake(&mut server, TOKEN, "node1", PATIENCE, welcome));
-    let err =
-        client_handshake_with(&mut client, TOKEN, "c", PATIENCE, LinkSecurity::Sealed).unwrap_err();
+    });
     assert!(
         matches!(&err, NetError::Refused { reason, .. } if reason == "wrong token"),
         "{err}"
     );
-    assert!(srv.join().unwrap().is_err());
 }
