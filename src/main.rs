@@ -32,8 +32,10 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Write a GGUF file with random weights in a given Llama/Qwen shape, dense or mixture-of-experts.
     Synth(commands::synth::SynthArgs),
-    /// Measure prefill and decode speed of one layout.
+    /// Measure prefill and decode speed of one layout, beside the speed predicted for it.
     Bench(commands::bench::BenchArgs),
+    /// Plan a layout on the nodes (nothing loads): each node's memory and the predicted speed; or rank every layout.
+    Plan(commands::plan::PlanArgs),
     /// Perplexity and KL divergence of a KV or wire precision against an exact reference, on a text.
     Perplexity(commands::perplexity::PerplexityArgs),
     /// Measure the memory bandwidth N pinned core groups get at once: the ideal cluster speedup.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => commands::serve::run(args),
         Some(Command::Synth(args)) => commands::synth::run(args),
         Some(Command::Bench(args)) => commands::bench::run(args),
+        Some(Command::Plan(args)) => commands::plan::run(args),
         Some(Command::Node(args)) => commands::node::run(args),
         Some(Command::Probe(args)) => commands::probe::run(args),
         Some(Command::Perplexity(args)) => commands::perplexity::run(args),

@@ -153,6 +153,7 @@ fn a_model_too_big_for_one_node_is_refused_there_and_runs_on_two() {
         &[shardlab_engine::shard::plan::NodeBudget {
             name: "probe".into(),
             budget_bytes: u64::MAX,
+            speed: 1.0,
         }],
         &LayoutRequest::Single,
         KvSpec::new(CONTEXT, KvType::F16),
@@ -202,6 +203,7 @@ fn a_node_refuses_a_shard_over_its_own_budget_even_when_asked() {
     let generous = [shardlab_engine::shard::plan::NodeBudget {
         name: "node0".into(),
         budget_bytes: u64::MAX,
+        speed: 1.0,
     }];
     let p = plan(
         &m.summary,

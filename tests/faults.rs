@@ -32,6 +32,7 @@ fn local(home: &std::path::Path, extra: &[&str]) -> LocalNodeOptions {
         exe: PathBuf::from(netlab::EXE),
         home: home.to_path_buf(),
         threads_per_node: 1,
+        threads_each: Vec::new(),
         mem_limits: Vec::new(),
         pin_cores: false,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),

@@ -53,6 +53,7 @@ fn local(home: &std::path::Path) -> LocalNodeOptions {
         exe: PathBuf::from(env!("CARGO_BIN_EXE_shardlab")),
         home: home.to_path_buf(),
         threads_per_node: 1,
+        threads_each: Vec::new(),
         mem_limits: Vec::new(),
         pin_cores: false,
         extra_args: Vec::new(),

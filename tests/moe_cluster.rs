@@ -136,6 +136,7 @@ fn unlimited(n: usize) -> Vec<NodeBudget> {
         .map(|i| NodeBudget {
             name: format!("node{i}"),
             budget_bytes: u64::MAX,
+            speed: 1.0,
         })
         .collect()
 }
@@ -215,6 +216,7 @@ fn a_moe_too_big_for_one_node_is_refused_there_and_runs_on_two_and_three() {
     let probe = [NodeBudget {
         name: "probe".into(),
         budget_bytes: u64::MAX,
+        speed: 1.0,
     }];
     let whole = plan(
         &m.summary,

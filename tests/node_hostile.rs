@@ -22,6 +22,7 @@ fn one_node(home: &std::path::Path) -> LocalNodes {
             exe: PathBuf::from(env!("CARGO_BIN_EXE_shardlab")),
             home: home.to_path_buf(),
             threads_per_node: 1,
+            threads_each: Vec::new(),
             mem_limits: Vec::new(),
             pin_cores: false,
             extra_args: Vec::new(),

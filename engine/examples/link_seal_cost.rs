@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         exe,
         home: home.path().to_path_buf(),
         threads_per_node: 1,
+        threads_each: Vec::new(),
         mem_limits: Vec::new(),
         pin_cores: false,
         extra_args: Vec::new(),

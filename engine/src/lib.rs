@@ -15,6 +15,7 @@
 //! - [`platform`]: what the OS is asked beyond std (memory figures, host
 //!   name, core pinning), for Linux and macOS.
 
+pub mod calibration;
 pub mod cluster;
 pub mod discovery;
 pub mod kernels;

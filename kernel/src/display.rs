@@ -120,4 +120,36 @@ mod tests {
         assert_eq!(shown[1], Shown::Error("no model".into()));
         assert!(show(&Output::Empty).is_empty());
     }
+
+    #[test]
+    fn a_layout_ranking_is_a_table_with_its_figures() {
+        use shardlab_engine::orchestrator::report::{Objective, RankReport, RankRow};
+        use shardlab_engine::shard::plan::speed::Workload;
+        use shardlab_engine::shard::plan::LayoutRequest;
+        use shardlab_repl::output::views;
+
+        let ranking = RankReport {
+            objective: Objective::Decode,
+            workload: Workload::default(),
+            rows: vec![RankRow {
+                layout: LayoutRequest::Tensor,
+                refusal: Some("node 'node0' does not fit; try pipeline".into()),
+                prediction: None,
+            }],
+        };
+        let view = Output::Table(views::rank(&ranking, &[]));
+        let shown = show(&Output::report(Report::Rank(ranking), view));
+        let [Shown::Data(b)] = shown.as_slice() else {
+            panic!("{shown:?}")
+        };
+        let html = b["text/html"].as_str().unwrap();
+        assert!(
+            html.contains("does not fit</td>"),
+            "cut at its first clause: {html}"
+        );
+        assert!(!html.contains("try pipeline"), "{html}");
+        assert_eq!(b["application/json"]["report"], "rank");
+        assert_eq!(b["application/json"]["rows"][0]["layout"], "Tensor");
+        assert!(b["text/plain"].as_str().unwrap().contains("no layout fits"));
+    }
 }

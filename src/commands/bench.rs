@@ -1,15 +1,19 @@
 //! `shardlab bench`: prefill and decode speed of one layout, with the
 //! figures it is judged against measured in the same run (memory bandwidth,
-//! raw loopback round trip). The orchestrator measures (the same code as
-//! the shell's `:bench`); this file prints its report as lines that
-//! `bench/goals.py` reads, or as JSON with `--json`.
+//! raw loopback round trip) and the cost model's prediction for the same
+//! plan and workload. The orchestrator measures (the same code as the
+//! shell's `:bench`); this file prints its report as lines that
+//! `bench/goals.py` reads, or as one JSON line with `--json`
+//! (`bench_json.rs`).
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use shardlab_engine::metrics::memory::peak_rss_bytes;
 use shardlab_engine::orchestrator::report::{BenchFigures, BenchReport, BenchRow};
 use shardlab_engine::orchestrator::BenchRequest;
+use shardlab_engine::shard::plan::speed::Workload;
 
+use super::bench_json::BenchJson;
 use super::cluster::{self, ClusterArgs};
 use super::progress::print_pull_event;
 
@@ -36,7 +40,15 @@ pub struct BenchArgs {
     /// as the aggregate rate of all of them.
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
-    /// Print the report as JSON instead of lines.
+    /// Print the report as one JSON object on one line, the last of
+    /// stdout: the measured layout's `layout`, `nodes`, `threads`, `link`,
+    /// `wire`, `prompt_tokens`, `gen_tokens`, `parallel`, `prefill_tok_s`,
+    /// `decode_tok_s`, `ttft_s`, `predicted_prefill_tok_s`,
+    /// `predicted_decode_tok_s`, `predicted_ttft_s`, `prefill_error` and
+    /// `decode_error` ((measured - predicted) / predicted) at the top level
+    /// (the first row measured: the layout with --nodes, else this
+    /// process); `layouts`, the same fields for every row measured; and the
+    /// whole report's fields (`rows`, `limits`, ...) beside them.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -64,11 +76,20 @@ fn bench(args: &BenchArgs) -> Result<()> {
     core.kv = args.cluster.kv;
     let model = core.open_model(&args.model, &mut print_pull_event)?;
     core.set_model(model);
+    let workload = Workload {
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen,
+        in_flight: args.parallel,
+    };
     let layouts = match &args.cluster.nodes {
-        Some(nodes) => {
-            cluster::start(&mut core, &args.cluster, nodes, args.threads, args.pin)?;
-            vec![args.cluster.layout()?]
-        }
+        Some(nodes) => vec![cluster::start(
+            &mut core,
+            &args.cluster,
+            nodes,
+            args.threads,
+            args.pin,
+            workload,
+        )?],
         None => Vec::new(),
     };
     let request = BenchRequest {
@@ -81,8 +102,15 @@ fn bench(args: &BenchArgs) -> Result<()> {
     };
     let report = core.bench(&request, &mut |_| {})?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        println!("{}", serde_json::to_string(&BenchJson::new(&report))?);
+        return match report
+            .rows
+            .iter()
+            .find_map(|r| r.result.as_ref().err().map(|e| (r, e)))
+        {
+            Some((row, e)) => bail!("{}: {e}", row.layout),
+            None => Ok(()),
+        };
     }
     print_report(&report)
 }
@@ -160,6 +188,19 @@ fn print_row(report: &BenchReport, row: &BenchRow, f: &BenchFigures) {
             );
         }
     }
+    // Rate before name, so the "prefill N tok/s" that goals.py reads stays
+    // the measured one.
+    if let Some(p) = &row.predicted {
+        println!(
+            "predicted {:.1} tok/s prefill ({}), {:.2} tok/s decode ({}), time to first token {:.0} ms (measured {:.0} ms)",
+            p.prefill_tok_s,
+            error(row.prefill_error),
+            p.decode_tok_s,
+            error(row.decode_error),
+            p.ttft * 1e3,
+            s.time_to_first_token * 1e3
+        );
+    }
     let l = &report.limits;
     if let (Some(bw), Some(roofline)) = (l.bandwidth, report.roofline(f, row.nodes)) {
         let cores = if report.threads == 1 {
@@ -204,4 +245,11 @@ fn print_row(report: &BenchReport, row: &BenchRow, f: &BenchFigures) {
             m.hop.map_or(0.0, |p| p.p50) * 1e6,
         );
     }
+}
+
+/// "measured +12%": the measured rate's error against the predicted one.
+fn error(e: Option<f64>) -> String {
+    e.map_or("no measured figure".into(), |e| {
+        format!("measured {:+.0}%", 100.0 * e)
+    })
 }

@@ -1,6 +1,7 @@
-//! What `run` and `bench` share: the cluster flags, and putting the open
-//! model on the cluster they name (connect, plan, shard) with progress on
-//! stderr. The work itself is the orchestrator's.
+//! What `run`, `bench`, `serve`, `perplexity` and `plan` share: the
+//! cluster flags, connecting the nodes they name, and putting the open
+//! model on them (connect, resolve `--layout auto`, plan, shard) with
+//! progress on stderr. The work itself is the orchestrator's.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -14,9 +15,11 @@ use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::net::{LinkProfile, LinkSecurity};
 use shardlab_engine::orchestrator::{NodesSpec, Orchestrator, OrchestratorConfig};
 use shardlab_engine::parallel::WireDtype;
-use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
+use shardlab_engine::shard::plan::speed::Workload;
+use shardlab_engine::shard::plan::LayoutRequest;
 use shardlab_repl::output::{text, views, Output};
 
+use super::layout_choice::LayoutChoice;
 use super::shell::step_timeout_from_env;
 
 #[derive(Args, Debug, Clone)]
@@ -29,7 +32,12 @@ pub struct ClusterArgs {
     /// With --nodes auto, how long to browse the LAN for nodes, in seconds.
     #[arg(long = "discover-for", default_value = "3", value_parser = parse_seconds)]
     pub discover_for: Duration,
-    /// tensor, expert (mixture-of-experts models), pipeline, or hybrid:TxP.
+    /// tensor, expert (mixture-of-experts models), pipeline, hybrid:TxP,
+    /// or auto: after connecting, the layout the cost model predicts
+    /// fastest on these nodes for this command's workload, ranked by
+    /// prefill rate when the prompt is at least 4x the generated tokens
+    /// (bench: --prompt-tokens and --gen; perplexity: always), else by
+    /// decode rate.
     #[arg(long, default_value = "tensor")]
     pub layout: String,
     /// Pipeline layer ranges by hand, e.g. 0..12,12..30.
@@ -91,18 +99,10 @@ impl ClusterArgs {
         Ok(())
     }
 
-    /// `--layout`, with `--layers` applied to a pipeline.
-    pub fn layout(&self) -> Result<LayoutRequest> {
-        let layout: LayoutRequest = self.layout.parse()?;
-        let Some(layers) = &self.layers else {
-            return Ok(layout);
-        };
-        match layout {
-            LayoutRequest::Pipeline { .. } => Ok(LayoutRequest::Pipeline {
-                layers: Some(parse_layers(layers)?),
-            }),
-            other => bail!("--layers applies to --layout pipeline, not {other}"),
-        }
+    /// `--layout`, with `--layers` applied to a pipeline; `auto` is
+    /// resolved once the nodes are connected.
+    pub fn layout(&self) -> Result<LayoutChoice> {
+        LayoutChoice::parse(&self.layout, self.layers.as_deref())
     }
 
     /// `--nodes local:N` or `ADDR,ADDR,...`.
@@ -152,16 +152,50 @@ pub fn orchestrator(client_name: &str, threads_per_node: usize) -> Result<Orches
     }))
 }
 
-/// Connects the nodes `args` names, prints the plan, and shards the open
-/// model over them, printing each node's progress.
+/// Connects the nodes `args` names, resolves `--layout` (auto: the best
+/// predicted for `workload`), prints the plan, and shards the open model
+/// over them, printing each node's progress. Returns the layout loaded.
 pub fn start(
     core: &mut Orchestrator,
     args: &ClusterArgs,
     nodes: &str,
     threads: usize,
     pin: bool,
+    workload: Workload,
+) -> Result<LayoutRequest> {
+    let choice = args.layout()?;
+    connect(core, args, nodes, threads, pin)?;
+    let layout = choice.resolve(core, workload)?;
+    // The plan printed below predicts for the command's own workload.
+    core.workload = workload;
+    let plan = core.plan(&layout)?;
+    let model = core.require_model()?.name.clone();
+    eprintln!(
+        "loading {model} as {layout} (activations on the wire: {})",
+        args.wire
+    );
+    eprint!(
+        "{}",
+        text::render(&Output::Table(views::plan(&plan, &[])), false)
+    );
+    if let Some(refusal) = plan.refusal {
+        bail!("{refusal}");
+    }
+    let last_print = Mutex::new(Instant::now());
+    core.shard(&layout, &|p| print_progress(p, &last_print), &mut |_| {})?;
+    Ok(layout)
+}
+
+/// Connects the nodes `args` names (spawned here, reached at addresses, or
+/// found on the LAN), with the link, wire, recovery and liveness settings
+/// the flags give. The nodes calibrate as they connect; nothing loads.
+pub fn connect(
+    core: &mut Orchestrator,
+    args: &ClusterArgs,
+    nodes: &str,
+    threads: usize,
+    pin: bool,
 ) -> Result<()> {
-    let layout = args.layout()?;
     // `auto`: no spec; the nodes are whatever answers on the LAN.
     let spec = match nodes {
         "auto" => None,
@@ -191,21 +225,6 @@ pub fn start(
         }
         None => discover(core, args)?,
     }
-    let plan = core.plan(&layout)?;
-    let model = core.require_model()?.name.clone();
-    eprintln!(
-        "loading {model} as {layout} (activations on the wire: {})",
-        args.wire
-    );
-    eprint!(
-        "{}",
-        text::render(&Output::Table(views::plan(&plan, &[])), false)
-    );
-    if let Some(refusal) = plan.refusal {
-        bail!("{refusal}");
-    }
-    let last_print = Mutex::new(Instant::now());
-    core.shard(&layout, &|p| print_progress(p, &last_print), &mut |_| {})?;
     Ok(())
 }
 

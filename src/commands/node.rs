@@ -93,6 +93,7 @@ pub fn run(args: NodeArgs) -> Result<()> {
         model_dir: args.model_dir,
         step_deadline: Duration::from_secs_f64(args.step_timeout),
         link: args.link.clone(),
+        calibration_dir: Some(home.join("calibration")),
     };
     if let Some(link) = &args.link {
         eprintln!("{}: emulating link {}", args.name, link.describe());

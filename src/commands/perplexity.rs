@@ -13,6 +13,7 @@ use clap::Args;
 use shardlab_engine::metrics::quality::{log_softmax, QualitySummary, QualityTally};
 use shardlab_engine::model::kv_type::KvType;
 use shardlab_engine::orchestrator::Orchestrator;
+use shardlab_engine::shard::plan::speed::Workload;
 
 use super::cluster::{self, ClusterArgs};
 use super::progress::print_pull_event;
@@ -83,12 +84,23 @@ fn perplexity(args: &PerplexityArgs) -> Result<()> {
     let mut run = open(args, "perplexity", args.cluster.kv)?;
     let described = match &args.cluster.nodes {
         Some(nodes) => {
-            cluster::start(&mut run, &args.cluster, nodes, args.threads, false)?;
+            // Scoring chunks of --ctx tokens is prefill: what `auto` ranks by.
+            let workload = Workload {
+                prompt_tokens: args.ctx,
+                gen_tokens: 1,
+                in_flight: 1,
+            };
+            let layout = cluster::start(
+                &mut run,
+                &args.cluster,
+                nodes,
+                args.threads,
+                false,
+                workload,
+            )?;
             format!(
-                "{} over {nodes}, wire {}, KV {}",
-                args.cluster.layout()?,
-                args.cluster.wire,
-                args.cluster.kv
+                "{layout} over {nodes}, wire {}, KV {}",
+                args.cluster.wire, args.cluster.kv
             )
         }
         None => {

@@ -12,6 +12,7 @@ use shardlab_engine::model::generate::{GenerateOptions, Generation};
 use shardlab_engine::model::loader::DEFAULT_CONTEXT;
 use shardlab_engine::model::sampling::SamplingParams;
 use shardlab_engine::orchestrator::Orchestrator;
+use shardlab_engine::shard::plan::speed::Workload;
 
 use super::cluster::{self, ClusterArgs};
 use super::progress::print_pull_event;
@@ -89,9 +90,24 @@ fn run_in_pool(args: RunArgs, threads: usize) -> Result<()> {
     core.kv = args.cluster.kv;
     let model = core.open_model(&args.model, &mut print_pull_event)?;
     core.set_model(model);
+    // What `--layout auto` ranks for: the first prompt, -n tokens, k in flight.
+    let workload = Workload {
+        prompt_tokens: prompt_ids(&args, &args.prompt[0], &core)?.len(),
+        gen_tokens: args.max_tokens,
+        in_flight: k,
+    };
     let load_started = Instant::now();
     match &args.cluster.nodes {
-        Some(nodes) => cluster::start(&mut core, &args.cluster, nodes, node_threads, false)?,
+        Some(nodes) => {
+            cluster::start(
+                &mut core,
+                &args.cluster,
+                nodes,
+                node_threads,
+                false,
+                workload,
+            )?;
+        }
         None => core.ensure_runner(&mut |_| {})?,
     }
     let load_seconds = load_started.elapsed().as_secs_f64();

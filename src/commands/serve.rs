@@ -12,6 +12,8 @@ use clap::Args;
 use shardlab_engine::model::loader::DEFAULT_CONTEXT;
 use shardlab_engine::orchestrator::serving::{ServeEnd, ServeQueue, MAX_PARALLEL};
 use shardlab_engine::orchestrator::Orchestrator;
+use shardlab_engine::shard::plan::speed::Workload;
+use shardlab_engine::shard::plan::LayoutRequest;
 use shardlab_server::{Served, ServerOptions, DEFAULT_MAX_BODY};
 
 use super::cluster::{self, ClusterArgs};
@@ -87,10 +89,25 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
     core.set_model(model);
-    match &args.cluster.nodes {
-        Some(nodes) => cluster::start(&mut core, &args.cluster, nodes, node_threads, false)?,
-        None => core.ensure_runner(&mut |_| {})?,
-    }
+    // `--layout auto` ranks for a short chat turn, --parallel in flight.
+    let workload = Workload {
+        in_flight: args.parallel,
+        ..Workload::default()
+    };
+    let layout = match &args.cluster.nodes {
+        Some(nodes) => Some(cluster::start(
+            &mut core,
+            &args.cluster,
+            nodes,
+            node_threads,
+            false,
+            workload,
+        )?),
+        None => {
+            core.ensure_runner(&mut |_| {})?;
+            None
+        }
+    };
     let queue = Arc::new(ServeQueue::new(args.queue));
     let served = Served {
         id: args.model.clone(),
@@ -124,7 +141,9 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
     );
     while let ServeEnd::StepFailed(message) = core.serve(&queue, args.parallel)? {
         eprintln!("a step failed: {message}");
-        replan(&mut core, &args.cluster);
+        if let Some(layout) = &layout {
+            replan(&mut core, layout);
+        }
     }
     eprintln!("stopping: the queue is closed and every request in flight has finished");
     server.stop();
@@ -136,16 +155,12 @@ fn serve_in_pool(args: ServeArgs, api_key: Option<String>) -> Result<()> {
 /// still alive, when they can hold the model. Requests that arrive
 /// meanwhile wait in the queue. When the survivors cannot hold it, the
 /// server goes on answering 503 with the reason.
-fn replan(core: &mut Orchestrator, cluster: &ClusterArgs) {
+fn replan(core: &mut Orchestrator, layout: &LayoutRequest) {
     if !core.is_sharded() {
         return;
     }
-    let layout = match cluster.layout() {
-        Ok(layout) => layout,
-        Err(e) => return eprintln!("not re-planning: {e:#}"),
-    };
     let started = std::time::Instant::now();
-    match core.shard(&layout, &|_| {}, &mut |_| {}) {
+    match core.shard(layout, &|_| {}, &mut |_| {}) {
         Ok(_) => eprintln!(
             "re-planned {layout} on {} surviving nodes ({}) in {:.2} s; serving again",
             core.node_names().len(),

@@ -45,6 +45,7 @@ pub fn local(home: &std::path::Path, mem_limits: Vec<Option<u64>>) -> LocalNodeO
         exe: PathBuf::from(env!("CARGO_BIN_EXE_shardlab")),
         home: home.to_path_buf(),
         threads_per_node: 1,
+        threads_each: Vec::new(),
         mem_limits,
         pin_cores: false,
         extra_args: Vec::new(),

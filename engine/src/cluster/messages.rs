@@ -62,6 +62,10 @@ pub enum ToNode {
         seq: u32,
     },
     Ping,
+    /// Measure this node's memory bandwidth and kernel rates at its thread
+    /// count (once per process; later asks get the same figures). The node
+    /// answers `Calibration`.
+    Calibrate,
     /// Link probe, coordinator to node: a tensor frame of `bytes` follows;
     /// the node answers `Ok` once it has it all.
     Absorb {
@@ -113,6 +117,7 @@ pub enum FromNode {
         sha256: String,
     },
     Pong,
+    Calibration(crate::calibration::Calibration),
     Ok,
     /// Something failed on the node, in `phase` of its conversation.
     Error {

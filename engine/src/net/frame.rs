@@ -30,7 +30,8 @@ pub use super::tensor::{TensorDtype, TensorHeader, MAX_TENSOR_DIMS, TENSOR_HEADE
 
 pub const MAGIC: &[u8; 4] = b"SHLB";
 /// 2: frames after the handshake are sealed; close frames.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: nodes calibrate themselves when asked (`Calibrate`).
+pub const PROTOCOL_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 12;
 pub const DEFAULT_MAX_CONTROL: u32 = 4 << 20;
 pub const DEFAULT_MAX_TENSOR: u32 = 512 << 20;
@@ -425,7 +426,10 @@ mod tests {
         v[4..6].copy_from_slice(&1u16.to_le_bytes());
         assert_eq!(
             parse_frame(&v, &limits()).unwrap_err(),
-            FrameError::UnsupportedVersion { found: 1, ours: 2 }
+            FrameError::UnsupportedVersion {
+                found: 1,
+                ours: PROTOCOL_VERSION
+            }
         );
         let mut k = good;
         k[6] = 9;

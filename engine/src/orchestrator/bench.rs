@@ -9,8 +9,10 @@ use crate::metrics::quantile;
 use crate::model::generate::{generate, GenerateOptions, GenerationStats};
 use crate::model::loader;
 use crate::model::sampling::SamplingParams;
-use crate::shard::plan::LayoutRequest;
+use crate::shard::plan::speed::{predict_speed, SpeedInputs, SpeedPrediction, Workload};
+use crate::shard::plan::{plan, LayoutRequest, NodeBudget};
 
+use super::layout::THIS_PROCESS;
 use super::report::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
 use super::stats::node_rows;
 use super::{Orchestrator, OrchestratorError, Runner};
@@ -68,21 +70,28 @@ impl Orchestrator {
             stop_at_eos: false,
         };
         let limits = self.measure_limits(request.probe_threads);
+        let workload = Workload {
+            prompt_tokens: ids.len(),
+            gen_tokens: request.gen_tokens,
+            in_flight: request.parallel.max(1),
+        };
         let mut rows = Vec::new();
         if let Some(threads) = request.baseline_threads {
             on_event(BenchEvent::Baseline { threads });
+            let predicted = self.predict_in_process(threads, workload);
             let stats = self.bench_in_process(&ids, &opts, threads)?;
-            rows.push(BenchRow {
-                layout: format!("single (this process, {threads} threads)"),
-                nodes: 1,
-                result: Ok(BenchFigures {
+            rows.push(BenchRow::new(
+                format!("single (this process, {threads} threads)"),
+                1,
+                predicted,
+                Ok(BenchFigures {
                     stats,
                     aggregate: None,
                     comm_share: None,
                     allreduce_p50: None,
                     nodes: Vec::new(),
                 }),
-            });
+            ));
         }
         let previous = match &self.runner {
             Runner::Cluster(l) => Some(l.clone()),
@@ -91,14 +100,20 @@ impl Orchestrator {
         for layout in &request.layouts {
             on_event(BenchEvent::Layout(layout));
             let nodes = self.nodes.as_ref().map_or(0, |n| n.cluster.budgets().len());
-            let result = self
-                .bench_layout(layout, &ids, &opts, request.parallel)
-                .map_err(|e| e.to_string());
-            rows.push(BenchRow {
-                layout: layout.to_string(),
+            let (predicted, result) = match self.shard(layout, &|_| {}, &mut |_| {}) {
+                // The plan just loaded, predicted before anything is timed.
+                Ok(outcome) => (
+                    self.predict(&outcome.plan.plan, workload).ok(),
+                    self.bench_layout(&ids, &opts, request.parallel),
+                ),
+                Err(e) => (None, Err(e)),
+            };
+            rows.push(BenchRow::new(
+                layout.to_string(),
                 nodes,
-                result,
-            });
+                predicted,
+                result.map_err(|e| e.to_string()),
+            ));
         }
         let mut restored = None;
         if !request.layouts.is_empty() {
@@ -115,6 +130,7 @@ impl Orchestrator {
             model: self.require_model()?.name.clone(),
             prompt_tokens: ids.len(),
             gen_tokens: request.gen_tokens,
+            parallel: workload.in_flight,
             threads: self.bench_threads(),
             wire: self.wire.to_string(),
             link: self.link.as_ref().map(|l| l.describe()),
@@ -198,14 +214,41 @@ impl Orchestrator {
         Ok(g.stats)
     }
 
+    /// The whole model in this process at `threads` threads (the baseline,
+    /// whatever nodes are connected), predicted from this process's
+    /// calibration at as many threads.
+    fn predict_in_process(&self, threads: usize, workload: Workload) -> Option<SpeedPrediction> {
+        let summary = self.require_model().ok()?.summary().ok()?;
+        let here = NodeBudget {
+            name: THIS_PROCESS.into(),
+            budget_bytes: u64::MAX,
+            speed: 1.0,
+        };
+        let p = plan(
+            summary,
+            &[here],
+            &LayoutRequest::Single,
+            self.kv_spec().ok()?,
+        )
+        .ok()?;
+        // As `predict` does in this process, at `threads` rather than at
+        // the current pool's size.
+        let inputs = SpeedInputs {
+            nodes: &[self.calibration_here(threads)],
+            links: &[],
+            wire: self.wire,
+            workload,
+        };
+        predict_speed(summary, &p, &inputs).ok()
+    }
+
+    /// Measures the layout just loaded.
     fn bench_layout(
         &mut self,
-        layout: &LayoutRequest,
         ids: &[u32],
         opts: &GenerateOptions,
         parallel: usize,
     ) -> Result<BenchFigures, OrchestratorError> {
-        self.shard(layout, &|_| {}, &mut |_| {})?;
         self.warm_up(ids, opts)?;
         let (stats, aggregate) = if parallel > 1 {
             let prompts = vec![ids.to_vec(); parallel];

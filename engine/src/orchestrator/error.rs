@@ -51,6 +51,8 @@ pub enum OrchestratorError {
     NoneFound { seconds: f64 },
     #[error("none of the {found} nodes found on the LAN accepted: {refusals}")]
     NoneAccepted { found: usize, refusals: String },
+    #[error("no layout of the connected nodes fits: {}", tried.join("; "))]
+    NothingFits { tried: Vec<String> },
     #[error("{what}: {message}")]
     Setup { what: String, message: String },
     #[error(transparent)]

@@ -61,10 +61,7 @@ mod tests {
     fn the_node_with_the_least_budget_left_sets_the_room() {
         let model = smollm2_summary();
         let spec = KvSpec::new(1024, KvType::F16);
-        let roomy = |budget_bytes| NodeBudget {
-            name: String::new(),
-            budget_bytes,
-        };
+        let roomy = |budget_bytes| NodeBudget::new(String::new(), budget_bytes);
         let mut nodes = vec![roomy(u64::MAX / 4), roomy(u64::MAX / 4)];
         nodes[0].name = "node0".into();
         nodes[1].name = "node1".into();

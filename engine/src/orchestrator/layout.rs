@@ -41,6 +41,7 @@ impl Orchestrator {
             None if *request == LayoutRequest::Single => Ok(vec![NodeBudget {
                 name: THIS_PROCESS.into(),
                 budget_bytes: system_memory_bytes().map_or(u64::MAX, |(_, free)| free),
+                speed: 1.0,
             }]),
             None => Err(OrchestratorError::LayoutNeedsNodes {
                 layout: request.to_string(),
@@ -50,7 +51,8 @@ impl Orchestrator {
 
     /// The plan for `request` with each node's prediction, and whether
     /// `shard` would refuse it. Nothing loads.
-    pub fn plan(&self, request: &LayoutRequest) -> Result<PlanReport, OrchestratorError> {
+    pub fn plan(&mut self, request: &LayoutRequest) -> Result<PlanReport, OrchestratorError> {
+        self.calibrate()?;
         let m = self.require_model()?;
         let summary = m.summary()?;
         let budgets = self.budgets(request)?;
@@ -61,7 +63,19 @@ impl Orchestrator {
         Ok(self.plan_report(p, refusal))
     }
 
+    /// The report for `plan`, with its predicted speed for the workload set.
     fn plan_report(&self, plan: Plan, refusal: Option<String>) -> PlanReport {
+        let (speed, speed_missing) = if plan.nodes.is_empty() {
+            (
+                None,
+                Some("the model runs unplanned in this process".to_string()),
+            )
+        } else {
+            match self.predict(&plan, self.workload) {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
         let config = self.model.as_ref().map(|m| &m.config);
         let rows = plan
             .nodes
@@ -80,6 +94,8 @@ impl Orchestrator {
             plan,
             rows,
             refusal,
+            speed,
+            speed_missing,
         }
     }
 
@@ -104,6 +120,9 @@ impl Orchestrator {
                 return Err(OrchestratorError::NoSurvivors);
             }
         }
+        // Nodes that joined since the last plan measure themselves, so the
+        // split follows the same speeds `:plan` showed.
+        self.calibrate()?;
         let m = self.require_model()?;
         let budgets = self.budgets(request)?;
         let cache = self.kv_spec()?;

@@ -32,6 +32,7 @@ mod recovery;
 pub mod report;
 mod score;
 pub mod serving;
+mod speed;
 mod stats;
 mod trace;
 
@@ -48,6 +49,7 @@ use crate::model::transformer::Transformer;
 use crate::net::LinkProfile;
 use crate::net::LinkSecurity;
 use crate::parallel::WireDtype;
+use crate::shard::plan::speed::Workload;
 use crate::shard::plan::{KvSpec, LayoutRequest};
 
 pub use bench::{BenchEvent, BenchRequest};
@@ -103,6 +105,8 @@ pub struct Orchestrator {
     pub wire: WireDtype,
     /// Precision of the KV cache, applied at each shard.
     pub kv: KvType,
+    /// The prompt and generation lengths `:plan` predicts speed for.
+    pub workload: Workload,
     /// The link emulated on the cluster's connections, now and after later connects.
     link: Option<LinkProfile>,
     /// Heartbeat silence on every connection of the cluster.
@@ -132,6 +136,7 @@ impl Orchestrator {
             context: None,
             wire: WireDtype::default(),
             kv: KvType::default(),
+            workload: Workload::default(),
             link: None,
             liveness: Liveness::default(),
             security: LinkSecurity::default(),

@@ -118,6 +118,7 @@ impl Orchestrator {
                     exe: self.config.node_exe.clone(),
                     home: self.config.store.home().to_path_buf(),
                     threads_per_node: threads.unwrap_or(self.config.threads_per_node),
+                    threads_each: Vec::new(),
                     mem_limits: limits.clone(),
                     pin_cores: pin,
                     // Nodes give up on a silent peer before the coordinator
@@ -149,6 +150,9 @@ impl Orchestrator {
             // Before any load, so weights cross the emulated link too.
             cluster.emulate_links(self.link.clone())?;
         }
+        // Each node measures itself once, before anything loads, so `:plan`
+        // can predict speed (docs/ARCHITECTURE.md, "Predicting speed").
+        cluster.calibrate()?;
         for h in cluster.nodes() {
             if !self.addresses_used.contains(&h.addr) {
                 self.addresses_used.push(h.addr.clone());
@@ -247,6 +251,7 @@ impl Orchestrator {
                 budget_fixed: n.budget_is_fixed(&h.name),
                 version: h.info.version.clone(),
                 rtt: if h.is_alive() { h.rtt } else { None },
+                calibration: h.calibration.clone(),
             })
             .collect();
         Ok(NodesReport { nodes })

@@ -172,4 +172,14 @@ fn bench_measures_the_baseline_and_refuses_what_does_not_fit() {
     assert!(report.roofline(figures, 1).is_none());
     assert_eq!(events, 1);
     assert!(report.restored.is_none());
+    // The prediction for the same plan and workload, and its errors.
+    let row = &report.rows[0];
+    let predicted = row.predicted.as_ref().expect("this process is predicted");
+    assert_eq!(predicted.workload.prompt_tokens, 8);
+    assert_eq!(predicted.workload.gen_tokens, 4);
+    assert!(predicted.decode_tok_s > 0.0 && predicted.decode_tok_s.is_finite());
+    let error = row.decode_error.expect("decode error");
+    let expected = (figures.decode_rate() - predicted.decode_tok_s) / predicted.decode_tok_s;
+    assert!((error - expected).abs() < 1e-12, "{error} vs {expected}");
+    assert!(row.prefill_error.is_some());
 }

@@ -12,6 +12,8 @@ pub mod table;
 
 use std::path::PathBuf;
 
+use shardlab_engine::orchestrator::report::Objective;
+use shardlab_engine::shard::plan::speed::Workload;
 use shardlab_engine::shard::plan::LayoutRequest;
 
 pub use distance::closest;
@@ -38,8 +40,8 @@ pub enum Command {
     Load(String),
     Unload,
     Model,
-    Plan(LayoutRequest),
-    Shard(LayoutRequest),
+    Plan(PlanArgs),
+    Shard(PlanArgs),
     /// `None` lists the settings.
     Set(Option<Setting>),
     Reset,
@@ -132,6 +134,33 @@ pub enum ServeCommand {
 pub const DEFAULT_SERVE_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_SERVE_PARALLEL: usize = 8;
 
+/// What `:plan` and `:shard` act on: a layout named, or the fastest one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayoutChoice {
+    Given(LayoutRequest),
+    /// `best [decode|prefill]`: every layout ranked by predicted speed.
+    Best(Objective),
+}
+
+/// `:plan` and `:shard` arguments: the layout and the workload the
+/// predicted speed is for (`--prompt`, `--gen`, `--parallel`; this command
+/// only, the defaults otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanArgs {
+    pub choice: LayoutChoice,
+    pub workload: Workload,
+}
+
+impl PlanArgs {
+    /// `layout` for the default workload.
+    pub fn given(layout: LayoutRequest) -> Self {
+        PlanArgs {
+            choice: LayoutChoice::Given(layout),
+            workload: Workload::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchArgs {
     pub prompt_tokens: usize,
@@ -193,5 +222,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     })
 }
 
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod tests;

@@ -7,13 +7,15 @@ use std::time::Duration;
 use shardlab_engine::discovery::DEFAULT_BROWSE_WINDOW;
 
 use shardlab_engine::net::LinkProfile;
+use shardlab_engine::orchestrator::report::Objective;
+use shardlab_engine::shard::plan::speed::Workload;
 use shardlab_engine::shard::plan::{parse_layers, LayoutRequest};
 
 use super::args::{number, Args};
-use super::table::{LAYOUTS, SETTINGS};
+use super::table::{LAYOUTS, PLAN_WORDS, SETTINGS};
 use super::{
-    closest, lookup, BenchArgs, Command, ConnectTarget, ParseError, ServeCommand, Setting,
-    DEFAULT_SERVE_ADDR, DEFAULT_SERVE_PARALLEL,
+    closest, lookup, BenchArgs, Command, ConnectTarget, LayoutChoice, ParseError, PlanArgs,
+    ServeCommand, Setting, DEFAULT_SERVE_ADDR, DEFAULT_SERVE_PARALLEL,
 };
 use crate::size::parse_size;
 
@@ -190,7 +192,7 @@ fn layout(a: &Args) -> Result<LayoutRequest, ParseError> {
     a.check()?;
     if a.positional.is_empty() {
         return Err(err(
-            "which layout? tensor, expert, pipeline, hybrid TxP or single",
+            "which layout? tensor, expert, pipeline, hybrid TxP, single, or best (the fastest that fits)",
         ));
     }
     let text = a.positional.join(" ");
@@ -198,7 +200,7 @@ fn layout(a: &Args) -> Result<LayoutRequest, ParseError> {
         message: format!("{e}"),
         suggestion: closest(
             a.positional[0].split(':').next().unwrap_or(""),
-            LAYOUTS.iter().copied(),
+            PLAN_WORDS.iter().copied(),
         ),
     })?;
     if let Some(layers) = a.flag("layers") {
@@ -214,11 +216,58 @@ fn layout(a: &Args) -> Result<LayoutRequest, ParseError> {
 }
 
 pub fn plan(a: &Args) -> Result<Command, ParseError> {
-    layout(a).map(Command::Plan)
+    plan_args(a).map(Command::Plan)
 }
 
 pub fn shard(a: &Args) -> Result<Command, ParseError> {
-    layout(a).map(Command::Shard)
+    plan_args(a).map(Command::Shard)
+}
+
+/// A layout, or `best [decode|prefill]`, and the workload flags.
+fn plan_args(a: &Args) -> Result<PlanArgs, ParseError> {
+    a.check()?;
+    let workload = workload(a)?;
+    let choice = match a.positional.first().map(|w| w.to_ascii_lowercase()) {
+        Some(w) if w == "best" => {
+            if a.flag("layers").is_some() {
+                return Err(err(
+                    "--layers names a pipeline's split; `best` picks the layout itself",
+                ));
+            }
+            a.at_most(2)?;
+            LayoutChoice::Best(objective(a.positional.get(1).map(String::as_str))?)
+        }
+        _ => LayoutChoice::Given(layout(a)?),
+    };
+    Ok(PlanArgs { choice, workload })
+}
+
+/// What `best` ranks by: decode (the default) or prefill.
+fn objective(word: Option<&str>) -> Result<Objective, ParseError> {
+    match word.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("decode") => Ok(Objective::Decode),
+        Some("prefill") => Ok(Objective::Prefill),
+        Some(other) => Err(ParseError {
+            message: format!(
+                "`best` ranks by decode (tokens generated per second, the default) or prefill (prompt tokens per second), not '{other}'"
+            ),
+            suggestion: closest(other, ["decode", "prefill"]),
+        }),
+    }
+}
+
+/// `--prompt N --gen N --parallel K`; the default workload where not given.
+fn workload(a: &Args) -> Result<Workload, ParseError> {
+    let d = Workload::default();
+    let w = Workload {
+        prompt_tokens: a.number_flag("prompt")?.unwrap_or(d.prompt_tokens),
+        gen_tokens: a.number_flag("gen")?.unwrap_or(d.gen_tokens),
+        in_flight: a.number_flag("parallel")?.unwrap_or(d.in_flight),
+    };
+    if w.prompt_tokens == 0 || w.gen_tokens == 0 || w.in_flight == 0 {
+        return Err(err("--prompt, --gen and --parallel must be at least 1"));
+    }
+    Ok(w)
 }
 
 fn float(text: &str, what: &str) -> Result<f32, ParseError> {

@@ -41,6 +41,9 @@ pub struct CommandSpec {
 
 pub const LAYOUTS: &[&str] = &["tensor", "expert", "pipeline", "hybrid", "single"];
 
+/// What `:plan` and `:shard` take first: a layout, or `best`.
+pub const PLAN_WORDS: &[&str] = &["tensor", "expert", "pipeline", "hybrid", "single", "best"];
+
 pub const SETTINGS: &[&str] = &[
     "temperature",
     "top_k",
@@ -150,26 +153,35 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "plan",
         aliases: &[],
-        usage: ":plan tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C]",
-        summary: "show how a layout would split the model over the nodes, and the memory it needs",
-        help: "Nothing loads. Per node: layers, Q/KV heads, FFN columns, vocabulary rows, and predicted\n\
-               memory (weights + KV cache + scratch + runtime) against the node's budget. A layout that does\n\
-               not fit names the node, the shortfall, and a layout over the same nodes that fits.",
-        flags: &["layers"],
-        completion: Completion::Words(LAYOUTS),
+        usage: ":plan tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C] | best [decode|prefill] [--prompt N] [--gen N] [--parallel K]",
+        summary: "show how a layout would split the model, the memory it needs and its predicted speed",
+        help: "Nothing loads. Per node: layers, Q/KV heads, FFN columns, vocabulary rows, predicted\n\
+               memory (weights + KV cache + scratch + runtime) against the node's budget, and predicted compute\n\
+               per decoded token. Under the table: predicted prefill and decode tok/s and the time to the first\n\
+               token, then where a decoded token's time goes (compute, all-reduce, hand-off per stage).\n\
+               The prediction comes from each node's calibration at :connect and the measured links.\n\
+               A layout that does not fit names the node, the shortfall, and a layout over the same nodes that fits.\n\
+               `:plan best` ranks every layout of the connected nodes by predicted decode tok/s (`best prefill`:\n\
+               prompt tok/s); layouts that do not fit come last with the reason.\n\
+               --prompt N, --gen N, --parallel K: the workload predicted for (prompt tokens, tokens generated,\n\
+               sequences in flight), for this command only; without them 64, 64 and 1.",
+        flags: &["layers", "prompt", "gen", "parallel"],
+        completion: Completion::Words(PLAN_WORDS),
         debug: false,
         parse: p::plan,
     },
     CommandSpec {
         name: "shard",
         aliases: &[],
-        usage: ":shard tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C]",
+        usage: ":shard tensor|expert|pipeline|hybrid TxP|single [--layers A..B,B..C] | best [decode|prefill] [--prompt N] [--gen N] [--parallel K]",
         summary: "apply a layout: load (or re-shard) the model across the nodes",
         help: "Plans, checks memory, then streams each node only its slices. Nodes that left the cluster\n\
                are dropped first, so after a failure `:shard` re-plans on the survivors.\n\
-               With no nodes connected, `:shard single` loads the model into this process.",
-        flags: &["layers"],
-        completion: Completion::Words(LAYOUTS),
+               With no nodes connected, `:shard single` loads the model into this process.\n\
+               `:shard best` loads the layout `:plan best` ranks first (by decode, or `best prefill`) and says\n\
+               which won; --prompt, --gen and --parallel set the workload it is ranked for, as for :plan.",
+        flags: &["layers", "prompt", "gen", "parallel"],
+        completion: Completion::Words(PLAN_WORDS),
         debug: false,
         parse: p::shard,
     },

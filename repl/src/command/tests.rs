@@ -277,8 +277,14 @@ fn plan_and_shard_take_every_layout() {
         ("TENSOR", LayoutRequest::Tensor),
     ];
     for (words, layout) in cases {
-        assert_eq!(ok(&format!(":plan {words}")), Command::Plan(layout.clone()));
-        assert_eq!(ok(&format!(":shard {words}")), Command::Shard(layout));
+        assert_eq!(
+            ok(&format!(":plan {words}")),
+            Command::Plan(PlanArgs::given(layout.clone()))
+        );
+        assert_eq!(
+            ok(&format!(":shard {words}")),
+            Command::Shard(PlanArgs::given(layout))
+        );
     }
 }
 
@@ -287,7 +293,7 @@ fn layout_errors_name_the_problem() {
     assert_eq!(
         error(":shard"),
         format!(
-            ":shard: which layout? tensor, expert, pipeline, hybrid TxP or single; usage: {}",
+            ":shard: which layout? tensor, expert, pipeline, hybrid TxP, single, or best (the fastest that fits); usage: {}",
             usage("shard")
         )
     );

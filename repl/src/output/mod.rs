@@ -16,7 +16,8 @@ pub use rich::{Fragment, Rich, Varies};
 use serde::Serialize;
 use shardlab_engine::model::generate::GenerationStats;
 use shardlab_engine::orchestrator::report::{
-    BenchReport, DiscoveryReport, LinksReport, NodesReport, PlanReport, StatsReport, TraceReport,
+    BenchReport, DiscoveryReport, LinksReport, NodesReport, PlanReport, RankReport, StatsReport,
+    TraceReport,
 };
 
 /// The result of one command.
@@ -85,6 +86,8 @@ pub enum Report {
     Discovery(DiscoveryReport),
     Links(LinksReport),
     Plan(PlanReport),
+    /// `:plan best`: every layout ranked by predicted speed.
+    Rank(RankReport),
     Stats(StatsReport),
     Trace(TraceReport),
     Bench(BenchReport),

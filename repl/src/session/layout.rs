@@ -2,14 +2,29 @@
 //! applying that split. With no nodes, `single` means this process.
 
 use shardlab_engine::cluster::coordinator::LoadProgress;
+use shardlab_engine::orchestrator::report::{Objective, PlanReport};
+use shardlab_engine::shard::plan::speed::Workload;
 use shardlab_engine::shard::plan::LayoutRequest;
 
 use super::{Session, SessionError, Sink};
-use crate::output::text::{bytes, duration};
+use crate::command::{LayoutChoice, PlanArgs};
+use crate::output::text::{bytes, duration, rate};
 use crate::output::{views, Output, Report, Rich, Varies};
 
 impl Session {
-    pub(super) fn plan(&mut self, request: &LayoutRequest) -> Result<Output, SessionError> {
+    /// `:plan LAYOUT` or `:plan best`, predicted for `args.workload`.
+    /// The workload applies to this command only.
+    pub(super) fn plan(&mut self, args: &PlanArgs) -> Result<Output, SessionError> {
+        let before = std::mem::replace(&mut self.core.workload, args.workload);
+        let out = match &args.choice {
+            LayoutChoice::Given(request) => self.plan_layout(request),
+            LayoutChoice::Best(objective) => self.rank(*objective, args.workload),
+        };
+        self.core.workload = before;
+        out
+    }
+
+    fn plan_layout(&mut self, request: &LayoutRequest) -> Result<Output, SessionError> {
         let report = self.core.plan(request)?;
         let table = views::plan(&report, &self.literals());
         let verdict = match &report.refusal {
@@ -22,7 +37,54 @@ impl Session {
         ))
     }
 
+    /// `:plan best`: every layout ranked by predicted speed.
+    fn rank(&mut self, objective: Objective, workload: Workload) -> Result<Output, SessionError> {
+        let report = self.core.rank_layouts(objective, workload)?;
+        let table = views::rank(&report, &self.literals());
+        Ok(Output::report(Report::Rank(report), Output::Table(table)))
+    }
+
+    /// `:shard LAYOUT`, or `:shard best`: the fastest layout that fits,
+    /// named with its predicted rate before the usual shard output.
     pub(super) fn shard(
+        &mut self,
+        args: &PlanArgs,
+        sink: &mut dyn Sink,
+    ) -> Result<Output, SessionError> {
+        let before = std::mem::replace(&mut self.core.workload, args.workload);
+        let out = match &args.choice {
+            LayoutChoice::Given(request) => self.shard_layout(request, sink),
+            LayoutChoice::Best(objective) => self.shard_best(*objective, args.workload, sink),
+        };
+        self.core.workload = before;
+        out
+    }
+
+    fn shard_best(
+        &mut self,
+        objective: Objective,
+        workload: Workload,
+        sink: &mut dyn Sink,
+    ) -> Result<Output, SessionError> {
+        let request = self.core.best_layout(objective, workload)?;
+        let loaded = self.shard_layout(&request, sink)?;
+        let predicted = match report_of(&loaded).and_then(|p| p.speed.as_ref()) {
+            Some(s) => Rich::from(", predicted ")
+                .push_varies(Varies::Rate, rate(s.decode_tok_s))
+                .push(" decode, ")
+                .push_varies(Varies::Rate, rate(s.prefill_tok_s))
+                .push(" prefill"),
+            None => Rich::new(),
+        };
+        let line = Rich::from(format!(
+            "best layout for {objective} ({}): {request}",
+            views::speed::workload(&workload)
+        ))
+        .append(predicted);
+        Ok(Output::Text(line).then(loaded))
+    }
+
+    fn shard_layout(
         &mut self,
         request: &LayoutRequest,
         sink: &mut dyn Sink,
@@ -84,5 +146,17 @@ impl Session {
                 Output::Table(table),
             ))
             .then(Output::Text(line)))
+    }
+}
+
+/// The plan report among `out`'s parts: what `:shard` loaded.
+fn report_of(out: &Output) -> Option<&PlanReport> {
+    match out {
+        Output::Report(r) => match &r.report {
+            Report::Plan(p) => Some(p),
+            _ => None,
+        },
+        Output::Many(parts) => parts.iter().find_map(report_of),
+        _ => None,
     }
 }

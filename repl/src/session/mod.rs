@@ -188,8 +188,8 @@ impl Session {
             Command::Load(name) => self.load(&name, sink),
             Command::Unload => Ok(self.unload()),
             Command::Model => self.model_info(),
-            Command::Plan(request) => self.plan(&request),
-            Command::Shard(request) => self.shard(&request, sink),
+            Command::Plan(args) => self.plan(&args),
+            Command::Shard(args) => self.shard(&args, sink),
             Command::Set(setting) => self.set(setting),
             Command::Reset => Ok(self.reset()),
             Command::Stats => self.stats(),
@@ -273,5 +273,7 @@ impl Sink for Tee<'_> {
     }
 }
 
+#[cfg(test)]
+mod speed_tests;
 #[cfg(test)]
 mod tests;

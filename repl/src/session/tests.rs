@@ -12,14 +12,14 @@ use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 use super::*;
 use crate::output::{text, Report};
 
-fn tiny_model(dir: &Path) -> PathBuf {
+pub(super) fn tiny_model(dir: &Path) -> PathBuf {
     let opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("tiny preset");
     let path = dir.join("tiny.gguf");
     synth(&opts, &path, &mut |_, _| {}).expect("synth");
     path
 }
 
-fn session(home: &Path) -> Session {
+pub(super) fn session(home: &Path) -> Session {
     Session::new(SessionConfig {
         store: ModelStore::new(home.to_path_buf()),
         node_exe: PathBuf::from("shardlab-not-started-here"),
@@ -29,12 +29,12 @@ fn session(home: &Path) -> Session {
     })
 }
 
-fn run(s: &mut Session, line: &str) -> Output {
+pub(super) fn run(s: &mut Session, line: &str) -> Output {
     s.exec_line(line, &mut NullSink)
 }
 
 /// The report inside `out`, wherever it sits among the parts.
-fn report(out: &Output) -> Option<&Report> {
+pub(super) fn report(out: &Output) -> Option<&Report> {
     match out {
         Output::Report(r) => Some(&r.report),
         Output::Many(parts) => parts.iter().find_map(report),

@@ -212,6 +212,8 @@ mod tests {
         assert_eq!(replacements(&h, ":sha"), (0, vec![":shard ".to_string()]));
         assert_eq!(replacements(&h, ":shard pi").1, vec!["pipeline"]);
         assert_eq!(replacements(&h, ":plan tensor --la").1, vec!["--layers"]);
+        assert_eq!(replacements(&h, ":plan be").1, vec!["best"]);
+        assert_eq!(replacements(&h, ":shard best --par").1, vec!["--parallel"]);
         assert_eq!(
             replacements(&h, ":load smo"),
             (6, vec!["smollm2".to_string()])

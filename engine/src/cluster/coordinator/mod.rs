@@ -5,6 +5,7 @@
 //! Every failure is a [`ClusterError`] naming the node and the phase.
 
 mod admit;
+mod calibrate;
 mod gather;
 mod load;
 mod spawn;
@@ -100,6 +101,10 @@ pub struct NodeHandle {
     watch: Option<Watch>,
     /// Why the node is out of the cluster, once it is.
     pub failed: Option<String>,
+    /// What the node measured of itself (see `calibrate`).
+    pub calibration: Option<crate::calibration::Calibration>,
+    /// The link from the coordinator, measured with the link it emulates.
+    pub link_cost: Option<crate::shard::plan::speed::LinkCost>,
 }
 
 impl NodeHandle {
@@ -384,6 +389,8 @@ impl Cluster {
             conn: Some(conn),
             watch,
             failed: None,
+            calibration: None,
+            link_cost: None,
         });
         self.last_step.push(None);
         Ok(())
@@ -406,14 +413,18 @@ impl Cluster {
         self.broken.as_ref()
     }
 
-    /// Budgets of the live nodes, for planning.
+    /// Budgets of the live nodes, for planning, each with its speed
+    /// relative to the fastest (equal unless calibrations differ).
     pub fn budgets(&self) -> Vec<NodeBudget> {
-        self.nodes
-            .iter()
-            .filter(|n| n.is_alive())
-            .map(|n| NodeBudget {
+        let live: Vec<&NodeHandle> = self.nodes.iter().filter(|n| n.is_alive()).collect();
+        let calibrations: Vec<_> = live.iter().map(|n| n.calibration.clone()).collect();
+        let speeds = crate::shard::plan::speed::split_weights(&calibrations);
+        live.iter()
+            .zip(speeds)
+            .map(|(n, speed)| NodeBudget {
                 name: n.label(),
                 budget_bytes: n.info.budget,
+                speed,
             })
             .collect()
     }
@@ -470,6 +481,8 @@ impl Cluster {
     /// live node is told; the first failure is returned.
     pub fn emulate_links(&mut self, link: Option<LinkProfile>) -> Result<(), ClusterError> {
         self.link = link;
+        // The links measured so far were measured as they were.
+        self.forget_link_costs();
         let mut first_error = None;
         for node in self.nodes.iter_mut().filter(|n| n.is_alive()) {
             let label = node.label();

@@ -16,13 +16,28 @@ pub struct LocalNodeOptions {
     /// Cache root: node i keeps its shards in `<home>/nodes/local-<i>`.
     pub home: PathBuf,
     pub threads_per_node: usize,
+    /// Per-node thread counts, overriding `threads_per_node` (missing
+    /// entries: `threads_per_node`): nodes of unequal speed on one machine.
+    pub threads_each: Vec<usize>,
     /// Per-node `--mem-limit` in bytes (missing entries: none).
     pub mem_limits: Vec<Option<u64>>,
-    /// Pin node i to cores `[i*threads, (i+1)*threads)` (taskset; refused
-    /// where the platform cannot pin).
+    /// Pin each node to its own cores, node 0 from core 0 on, each next
+    /// node after the last one's (taskset; refused where the platform
+    /// cannot pin).
     pub pin_cores: bool,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
+}
+
+impl LocalNodeOptions {
+    /// Worker threads of node `i`.
+    pub fn threads_of(&self, i: usize) -> usize {
+        self.threads_each
+            .get(i)
+            .copied()
+            .unwrap_or(self.threads_per_node)
+            .max(1)
+    }
 }
 
 /// Node processes owned by this coordinator; killed when dropped.
@@ -77,9 +92,9 @@ impl LocalNodes {
         let log_path = self.dir.join(format!("node{i}.log"));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let threads = opts.threads_per_node.max(1);
+        let threads = opts.threads_of(i);
         let mut cmd = if opts.pin_cores {
-            let first = i * threads;
+            let first: usize = (0..i).map(|j| opts.threads_of(j)).sum();
             crate::platform::pinned_command(opts.exe.as_os_str(), first, first + threads - 1)?
         } else {
             Command::new(&opts.exe)

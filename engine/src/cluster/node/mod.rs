@@ -59,6 +59,9 @@ pub struct NodeOptions {
     pub step_deadline: Duration,
     /// Emulate this link on everything the node sends (`--link`).
     pub link: Option<crate::net::LinkProfile>,
+    /// Where calibrations are saved between runs (`None`: measured once
+    /// per process).
+    pub calibration_dir: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.

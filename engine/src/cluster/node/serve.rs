@@ -80,6 +80,11 @@ pub(super) fn serve_coordinator(
                 conn.send_control(&reply)?;
             }
             ToNode::Ping => conn.send_control(&FromNode::Pong)?,
+            ToNode::Calibrate => {
+                let figures =
+                    crate::calibration::cached(opts.threads, opts.calibration_dir.as_deref());
+                conn.send_control(&FromNode::Calibration(figures))?
+            }
             ToNode::Absorb { bytes } => probe::absorb(&mut conn, bytes)?,
             ToNode::Emit { bytes } => probe::emit(&mut conn, bytes)?,
             ToNode::Bye => return Ok(()),

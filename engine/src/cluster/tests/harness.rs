@@ -119,6 +119,7 @@ pub fn start_node_with_models(
         model_dir,
         step_deadline: Duration::from_secs(10),
         link: None,
+        calibration_dir: None,
     };
     let (tx, rx) = channel();
     std::thread::spawn(move || {

@@ -4,12 +4,12 @@
 //! consecutive values. Each element type maps onto the kernels' format
 //! ([`QuantType`]), whose block layouts give the sizes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernels::QuantType;
 
 /// A tensor element type as numbered in the GGUF spec (`ggml_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum GgmlType {
     F32,
     F16,

@@ -299,7 +299,7 @@ fn wrong_version_frame_is_a_version_mismatch() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 2,
+                ours: 3,
                 theirs: 7,
                 ..
             }

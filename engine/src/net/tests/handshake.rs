@@ -107,9 +107,9 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
             conn,
         )
     });
-    // A client from the future: its Hello travels in a protocol-3 frame.
+    // A client from the future: its Hello travels in a protocol-4 frame.
     let payload = serde_json::to_vec(&HandshakeMsg::Hello {
-        protocol: 3,
+        protocol: 4,
         client_nonce: Bytes32([1; 32]),
         client_share: Bytes32([6; 32]),
         client_name: "future".into(),
@@ -123,7 +123,7 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
     }
     .encode()
     .to_vec();
-    bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&4u16.to_le_bytes());
     bytes.extend_from_slice(&payload);
     raw.write_all(&bytes).unwrap();
     let (result, _) = server.join().unwrap();
@@ -132,17 +132,17 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 2,
-                theirs: 3,
+                ours: 3,
+                theirs: 4,
                 ..
             }
         ),
         "{err:?}"
     );
-    // The server still told the client why, in its own (v2) framing.
+    // The server still told the client why, in its own (v3) framing.
     match client.recv_control::<HandshakeMsg>(PATIENCE).unwrap() {
         HandshakeMsg::Refused { reason } => {
-            assert_eq!(reason, "node1 speaks wire protocol 2, the client speaks 3")
+            assert_eq!(reason, "node1 speaks wire protocol 3, the client speaks 4")
         }
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -177,7 +177,7 @@ fn client_sees_a_server_of_another_version() {
     let (mut client, server) = serve(|conn| {
         let _: HandshakeMsg = conn.recv_control(PATIENCE).unwrap();
         conn.send_control(&HandshakeMsg::Challenge {
-            protocol: 3,
+            protocol: 4,
             server_nonce: Bytes32([2; 32]),
             server_share: Bytes32([7; 32]),
             server_name: "node1".into(),
@@ -189,14 +189,14 @@ fn client_sees_a_server_of_another_version() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 2,
-                theirs: 3,
+                ours: 3,
+                theirs: 4,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("speaks wire protocol 3"), "{err}");
+    assert!(err.to_string().contains("speaks wire protocol 4"), "{err}");
     server.join().unwrap();
 }
 

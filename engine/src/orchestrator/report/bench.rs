@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::model::generate::GenerationStats;
+use crate::shard::plan::speed::SpeedPrediction;
 
 /// One layout's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -51,8 +52,48 @@ pub struct BenchRow {
     /// "single (this process, 1 threads)", "tensor", ...
     pub layout: String,
     pub nodes: usize,
+    /// The cost model's rates for the same plan and workload (prompt,
+    /// generated tokens, sequences in flight), computed before measuring.
+    pub predicted: Option<SpeedPrediction>,
+    /// (measured - predicted) / predicted decode tok/s.
+    pub decode_error: Option<f64>,
+    /// (measured - predicted) / predicted prefill tok/s.
+    pub prefill_error: Option<f64>,
     /// The failure message when this layout could not run.
     pub result: Result<BenchFigures, String>,
+}
+
+impl BenchRow {
+    /// A row with the prediction's errors against what was measured.
+    pub fn new(
+        layout: String,
+        nodes: usize,
+        predicted: Option<SpeedPrediction>,
+        result: Result<BenchFigures, String>,
+    ) -> Self {
+        let (decode_error, prefill_error) = match (&result, &predicted) {
+            (Ok(f), Some(p)) => (
+                relative_error(f.decode_rate(), p.decode_tok_s),
+                relative_error(f.prefill_rate(), p.prefill_tok_s),
+            ),
+            _ => (None, None),
+        };
+        Self {
+            layout,
+            nodes,
+            predicted,
+            decode_error,
+            prefill_error,
+            result,
+        }
+    }
+}
+
+/// (measured - predicted) / predicted; `None` when either is not a
+/// positive finite rate.
+pub fn relative_error(measured: f64, predicted: f64) -> Option<f64> {
+    (measured.is_finite() && predicted.is_finite() && predicted > 0.0)
+        .then(|| (measured - predicted) / predicted)
 }
 
 /// What the figures are judged against, measured on this machine.
@@ -72,6 +113,8 @@ pub struct BenchReport {
     pub model: String,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
+    /// Sequences in flight on the nodes.
+    pub parallel: usize,
     pub threads: usize,
     pub wire: String,
     pub link: Option<String>,

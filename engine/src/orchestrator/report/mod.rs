@@ -9,6 +9,7 @@ mod discovery;
 mod links;
 mod nodes;
 mod plan;
+mod speed;
 mod stats;
 mod trace;
 
@@ -17,5 +18,6 @@ pub use discovery::{DiscoveryOutcome, DiscoveryReport, DiscoveryRow};
 pub use links::{CoordinatorLink, LinkSetting, LinksReport, PeerLink};
 pub use nodes::{NodeOrigin, NodeRow, NodeState, NodesReport};
 pub use plan::{PlanReport, PlanRow};
+pub use speed::{Objective, RankReport, RankRow};
 pub use stats::{NodeStats, Percentiles, ServingFigures, StatsReport, StatsRow, Straggler};
 pub use trace::{TraceNode, TraceReport};

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::calibration::Calibration;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NodeState {
     Up,
@@ -40,6 +42,9 @@ pub struct NodeRow {
     pub version: String,
     /// Round trip of the last ping; `None` when the node is not up.
     pub rtt: Option<f64>,
+    /// What the node measured of itself at `:connect` (memory bandwidth,
+    /// kernel rates); `None` before it has.
+    pub calibration: Option<Calibration>,
 }
 
 #[derive(Debug, Clone, Serialize)]

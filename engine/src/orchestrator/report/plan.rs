@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::shard::plan::speed::SpeedPrediction;
 use crate::shard::plan::Plan;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,4 +21,8 @@ pub struct PlanReport {
     pub rows: Vec<PlanRow>,
     /// Why `shard` would refuse this plan; `None` when every node fits.
     pub refusal: Option<String>,
+    /// Predicted speed on the calibrated nodes and measured links.
+    pub speed: Option<SpeedPrediction>,
+    /// Why there is no prediction, when there is none.
+    pub speed_missing: Option<String>,
 }

@@ -22,6 +22,9 @@ pub enum PlanError {
     Gguf(#[from] GgufError),
     #[error("{0}")]
     Config(String),
+    /// The inputs of a speed prediction do not match the plan.
+    #[error("predicting speed: {0}")]
+    Speed(String),
     #[error("layout '{input}': {problem}")]
     BadRequest { input: String, problem: String },
     #[error("{layout} over 0 nodes: connect at least one node")]

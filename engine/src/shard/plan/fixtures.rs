@@ -98,6 +98,7 @@ pub fn nodes_mib(budgets: &[f64]) -> Vec<NodeBudget> {
         .map(|(i, &m)| NodeBudget {
             name: format!("n{i}"),
             budget_bytes: (m * 1024.0 * 1024.0) as u64,
+            speed: 1.0,
         })
         .collect()
 }
@@ -134,6 +135,7 @@ pub fn budgets(bytes: &[u64]) -> Vec<NodeBudget> {
         .map(|(i, &b)| NodeBudget {
             name: format!("node{}", i + 1),
             budget_bytes: b,
+            speed: 1.0,
         })
         .collect()
 }

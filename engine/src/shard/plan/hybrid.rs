@@ -9,7 +9,7 @@ use super::error::PlanError;
 use super::memory::{predict, weight_bytes, weight_elements};
 use super::pipeline::{check_layers, weighted_layers, StageCost};
 use super::summary::ModelSummary;
-use super::tensor::{tensor_group, ExpertSplit};
+use super::tensor::{weighted_tensor_group, ExpertSplit};
 use super::{KvSpec, NodeBudget, NodePlan};
 use crate::model::layout::LocalLayout;
 
@@ -25,6 +25,7 @@ pub fn grid(
 ) -> Result<(Vec<NodePlan>, Vec<Vec<usize>>), PlanError> {
     let n_layers = model.config.n_layers;
     let stage_nodes = |s: usize| &nodes[s * t..(s + 1) * t];
+    let stage_speeds = |s: usize| -> Vec<f64> { stage_nodes(s).iter().map(|n| n.speed).collect() };
     let layer_ranges = match layers {
         Some(given) => {
             check_layers(given, n_layers, p)?;
@@ -47,13 +48,14 @@ pub fn grid(
                     .map(|n| n.budget_bytes)
                     .min()
                     .unwrap_or(0);
-                costs.push(stage_cost(model, t, s, p, cache, budget)?);
-                work.push(stage_work(model, t, s, p, budget)?);
+                let speeds = stage_speeds(s);
+                costs.push(stage_cost(model, &speeds, s, p, cache, budget)?);
+                work.push(stage_work(model, &speeds, s, p)?);
             }
             // Stages run one after another per token, so the split that
-            // evens out each stage's work per token is the fast one; it
-            // is taken when it fits every node, else the split that evens
-            // out memory.
+            // evens out each stage's time per token (work over speed) is
+            // the fast one; it is taken when it fits every node, else the
+            // split that evens out memory.
             let by_work = weighted_layers(&work, n_layers);
             if fits(model, t, &by_work, nodes, cache)? {
                 by_work
@@ -65,7 +67,8 @@ pub fn grid(
     let mut plans = Vec::with_capacity(t * p);
     let mut stages = Vec::with_capacity(p);
     for (s, range) in layer_ranges.into_iter().enumerate() {
-        let layouts = tensor_group(model, t, range, s == 0, s + 1 == p, experts)?;
+        let layouts =
+            weighted_tensor_group(model, &stage_speeds(s), range, s == 0, s + 1 == p, experts)?;
         let mut members = Vec::with_capacity(t);
         for (rank, (layout, node)) in layouts.into_iter().zip(stage_nodes(s)).enumerate() {
             let index = s * t + rank;
@@ -96,15 +99,17 @@ fn fits(
 ) -> Result<bool, PlanError> {
     let p = ranges.len();
     for (s, range) in ranges.iter().enumerate() {
-        let layouts = tensor_group(
+        let group = &nodes[s * t..(s + 1) * t];
+        let speeds: Vec<f64> = group.iter().map(|n| n.speed).collect();
+        let layouts = weighted_tensor_group(
             model,
-            t,
+            &speeds,
             range.clone(),
             s == 0,
             s + 1 == p,
             ExpertSplit::Columns,
         )?;
-        for (layout, node) in layouts.iter().zip(&nodes[s * t..(s + 1) * t]) {
+        for (layout, node) in layouts.iter().zip(group) {
             if predict(model, layout, cache)?.total() > node.budget_bytes {
                 return Ok(false);
             }
@@ -118,22 +123,22 @@ fn fits(
 /// row, so the first stage's embedding table counts as no work. (Elements,
 /// not bytes: the kernels are compute-bound here, and a Q8_0 head costs
 /// about what a Q4 one does per element while reading twice the bytes.)
+/// A stage's layers scale with its speed: its slowest node's.
 fn stage_work(
     model: &ModelSummary,
-    t: usize,
+    speeds: &[f64],
     s: usize,
     p: usize,
-    budget: u64,
 ) -> Result<StageCost, PlanError> {
     let n_layers = model.config.n_layers;
     let mut cost = StageCost {
         fixed: 0.0,
         per_layer: 0.0,
-        budget: budget as f64,
+        weight: speeds.iter().copied().fold(f64::INFINITY, f64::min),
     };
-    for layout in tensor_group(
+    for layout in weighted_tensor_group(
         model,
-        t,
+        speeds,
         0..n_layers,
         false,
         s + 1 == p,
@@ -158,7 +163,7 @@ fn stage_work(
 /// heaviest node of the group counts.
 fn stage_cost(
     model: &ModelSummary,
-    t: usize,
+    speeds: &[f64],
     s: usize,
     p: usize,
     cache: KvSpec,
@@ -168,11 +173,11 @@ fn stage_cost(
     let mut cost = StageCost {
         fixed: 0.0,
         per_layer: 0.0,
-        budget: budget as f64,
+        weight: budget as f64,
     };
-    for layout in tensor_group(
+    for layout in weighted_tensor_group(
         model,
-        t,
+        speeds,
         0..n_layers,
         s == 0,
         s + 1 == p,

@@ -12,6 +12,7 @@ use super::summary::{ModelSummary, TensorSummary};
 use super::KvSpec;
 use crate::model::attention;
 use crate::model::config::ModelConfig;
+use crate::model::gguf::GgmlType;
 use crate::model::layout::LocalLayout;
 use crate::model::weights::{tensor_plan, SliceRule};
 
@@ -61,46 +62,91 @@ pub fn predict(
 /// (rows: `len x row_bytes`; input columns: `rows x row_bytes(len)`). A tied
 /// output head is a view of the embedding and costs nothing more.
 pub fn weight_bytes(model: &ModelSummary, layout: &LocalLayout) -> Result<u64, PlanError> {
+    sum_over_tensors(model, layout, slice_bytes)
+}
+
+/// One tensor slice a layout holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightSlice {
+    pub name: String,
+    pub dtype: GgmlType,
+    pub bytes: u64,
+    /// Rows as the kernels see them (a row of an expert counts once per expert).
+    pub rows: u64,
+    /// An expert tensor, of which a token reads only the routed share.
+    pub routed: bool,
+}
+
+/// Each tensor slice a layout holds.
+pub fn weight_slices(
+    model: &ModelSummary,
+    layout: &LocalLayout,
+) -> Result<Vec<WeightSlice>, PlanError> {
+    let mut out = Vec::new();
     sum_over_tensors(model, layout, |name, t, rule| {
-        Ok(match rule {
-            SliceRule::Whole => t.bytes(),
-            SliceRule::Rows(r) => r.len() as u64 * t.row_bytes(t.cols),
-            SliceRule::Cols(r) => {
-                let block = t.dtype.block_len();
-                if !r.start.is_multiple_of(block) || !r.end.is_multiple_of(block) {
-                    return Err(PlanError::Misaligned {
-                        tensor: name.to_string(),
-                        dtype: t.dtype.name().to_string(),
-                        cols: t.cols,
-                        start: r.start,
-                        end: r.end,
-                        block,
-                    });
-                }
-                t.rows as u64 * t.row_bytes(r.len())
-            }
-            SliceRule::ExpertRows { experts, rows, .. } => {
-                (experts.len() * rows.len()) as u64 * t.row_bytes(t.cols)
-            }
+        let bytes = slice_bytes(name, t, rule)?;
+        let (rows, routed) = match rule {
+            SliceRule::Whole | SliceRule::Cols(_) => (t.rows, false),
+            SliceRule::Rows(r) => (r.len(), false),
+            SliceRule::ExpertRows { experts, rows, .. } => (experts.len() * rows.len(), true),
             SliceRule::ExpertCols {
                 experts,
                 per_expert,
-                cols,
-            } => {
-                let block = t.dtype.block_len();
-                if !cols.start.is_multiple_of(block) || !cols.end.is_multiple_of(block) {
-                    return Err(PlanError::Misaligned {
-                        tensor: name.to_string(),
-                        dtype: t.dtype.name().to_string(),
-                        cols: t.cols,
-                        start: cols.start,
-                        end: cols.end,
-                        block,
-                    });
-                }
-                (experts.len() * per_expert) as u64 * t.row_bytes(cols.len())
+                ..
+            } => (experts.len() * per_expert, true),
+        };
+        out.push(WeightSlice {
+            name: name.to_string(),
+            dtype: t.dtype,
+            bytes,
+            rows: rows as u64,
+            routed,
+        });
+        Ok(bytes)
+    })?;
+    Ok(out)
+}
+
+/// Bytes of one tensor's slice, as the loader cuts it.
+fn slice_bytes(name: &str, t: &TensorSummary, rule: &SliceRule) -> Result<u64, PlanError> {
+    Ok(match rule {
+        SliceRule::Whole => t.bytes(),
+        SliceRule::Rows(r) => r.len() as u64 * t.row_bytes(t.cols),
+        SliceRule::Cols(r) => {
+            let block = t.dtype.block_len();
+            if !r.start.is_multiple_of(block) || !r.end.is_multiple_of(block) {
+                return Err(PlanError::Misaligned {
+                    tensor: name.to_string(),
+                    dtype: t.dtype.name().to_string(),
+                    cols: t.cols,
+                    start: r.start,
+                    end: r.end,
+                    block,
+                });
             }
-        })
+            t.rows as u64 * t.row_bytes(r.len())
+        }
+        SliceRule::ExpertRows { experts, rows, .. } => {
+            (experts.len() * rows.len()) as u64 * t.row_bytes(t.cols)
+        }
+        SliceRule::ExpertCols {
+            experts,
+            per_expert,
+            cols,
+        } => {
+            let block = t.dtype.block_len();
+            if !cols.start.is_multiple_of(block) || !cols.end.is_multiple_of(block) {
+                return Err(PlanError::Misaligned {
+                    tensor: name.to_string(),
+                    dtype: t.dtype.name().to_string(),
+                    cols: t.cols,
+                    start: cols.start,
+                    end: cols.end,
+                    block,
+                });
+            }
+            (experts.len() * per_expert) as u64 * t.row_bytes(cols.len())
+        }
     })
 }
 

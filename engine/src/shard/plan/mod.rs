@@ -15,6 +15,7 @@ mod hybrid;
 pub mod memory;
 pub mod pipeline;
 pub mod request;
+pub mod speed;
 pub mod suggest;
 pub mod summary;
 pub mod tensor;
@@ -53,12 +54,26 @@ impl KvSpec {
 }
 
 /// A node as the planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeBudget {
     /// How messages name it, e.g. "node1 (127.0.0.1:7071)".
     pub name: String,
     /// Bytes it may use: its free memory, or `--mem-limit`.
     pub budget_bytes: u64,
+    /// Its speed relative to the fastest node (1.0), from calibration
+    /// ([`speed::split_weights`]): work is split in proportion to it.
+    pub speed: f64,
+}
+
+impl NodeBudget {
+    /// A node of full speed.
+    pub fn new(name: impl Into<String>, budget_bytes: u64) -> Self {
+        Self {
+            name: name.into(),
+            budget_bytes,
+            speed: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

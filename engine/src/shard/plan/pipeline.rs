@@ -8,24 +8,26 @@ use super::apportion::{level_shares, ranges, round_shares};
 use super::error::PlanError;
 use super::request::format_layers;
 
-/// What one stage costs per node, for weighting: bytes it holds whatever
-/// its layers (embedding, head, scratch, overhead), bytes per layer
-/// (weights and KV cache), and the budget of its smallest node.
+/// What one stage costs per node, for weighting: a cost whatever its layers
+/// and a cost per layer (bytes held, or work per token), and what its share
+/// scales with (the budget of its smallest node, or its slowest node's
+/// speed).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StageCost {
     pub fixed: f64,
     pub per_layer: f64,
-    pub budget: f64,
+    pub weight: f64,
 }
 
-/// Layer ranges so every stage fills the same fraction of its budget (the
-/// fixed costs counted), rounded by largest remainder with at least one
-/// layer per stage. The caller makes sure there are enough layers.
+/// Layer ranges so every stage reaches the same cost per weight (the fixed
+/// costs counted): the same fraction of its budget, or the same time per
+/// token. Rounded by largest remainder with at least one layer per stage.
+/// The caller makes sure there are enough layers.
 pub fn weighted_layers(stages: &[StageCost], n_layers: usize) -> Vec<Range<usize>> {
     let fixed: Vec<f64> = stages.iter().map(|s| s.fixed).collect();
-    let budget: Vec<f64> = stages.iter().map(|s| s.budget).collect();
+    let weight: Vec<f64> = stages.iter().map(|s| s.weight).collect();
     let cost = stages.iter().map(|s| s.per_layer).fold(0.0, f64::max);
-    let ideal = level_shares(&fixed, &budget, cost, n_layers as f64);
+    let ideal = level_shares(&fixed, &weight, cost, n_layers as f64);
     ranges(&round_shares(&ideal, n_layers, 1))
 }
 
@@ -85,7 +87,7 @@ mod tests {
         StageCost {
             fixed,
             per_layer: 1.0,
-            budget,
+            weight: budget,
         }
     }
 

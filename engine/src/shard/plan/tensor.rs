@@ -29,8 +29,9 @@ pub enum ExpertSplit {
     Whole,
 }
 
-/// The layouts of `n` tensor-parallel nodes running `layers`; `embed` and
-/// `head` say whether this group embeds tokens and computes logits.
+/// The layouts of `n` equally fast tensor-parallel nodes running `layers`;
+/// `embed` and `head` say whether this group embeds tokens and computes
+/// logits.
 pub fn tensor_group(
     model: &ModelSummary,
     n: usize,
@@ -39,9 +40,24 @@ pub fn tensor_group(
     head: bool,
     experts: ExpertSplit,
 ) -> Result<Vec<LocalLayout>, PlanError> {
+    weighted_tensor_group(model, &vec![1.0; n], layers, embed, head, experts)
+}
+
+/// As [`tensor_group`], for nodes of relative speeds `speeds` (one per
+/// node): heads, FFN columns, experts and vocabulary rows are shared in
+/// proportion to speed, so the slower node gets less work.
+pub fn weighted_tensor_group(
+    model: &ModelSummary,
+    speeds: &[f64],
+    layers: Range<usize>,
+    embed: bool,
+    head: bool,
+    experts: ExpertSplit,
+) -> Result<Vec<LocalLayout>, PlanError> {
+    let n = speeds.len();
     // Whole experts on each node need no split heads: when the blocks of
     // attn_output forbid one, every node computes all heads instead.
-    let (heads, replicated_attention) = match (split_heads(model, n), experts) {
+    let (heads, replicated_attention) = match (split_heads(model, speeds), experts) {
         (Ok(heads), _) => (heads, false),
         (Err(PlanError::HeadAlignment { .. }), ExpertSplit::Whole) if n > 1 => {
             (vec![0..model.config.n_heads; n], true)
@@ -49,7 +65,7 @@ pub fn tensor_group(
         (Err(e), _) => return Err(e),
     };
     let vocab = if head {
-        ranges(&even_shares(model.config.vocab, n))
+        ranges(&weighted_shares(model.config.vocab, speeds))
     } else {
         vec![0..0; n]
     };
@@ -79,21 +95,21 @@ pub fn tensor_group(
                 ..l.clone()
             };
             let base: Vec<LocalLayout> = base.iter().map(all).collect();
-            let cols = split_expert_ffn(model, &base)?;
+            let cols = split_expert_ffn(model, &base, speeds)?;
             base.into_iter()
                 .zip(cols)
                 .map(|(l, expert_ffn)| LocalLayout { expert_ffn, ..l })
                 .collect()
         }
         (Some(_), ExpertSplit::Whole) => {
-            let owned = split_experts(model, &base)?;
+            let owned = split_experts(model, &base, speeds)?;
             base.into_iter()
                 .zip(owned)
                 .map(|(l, experts)| LocalLayout { experts, ..l })
                 .collect()
         }
     };
-    let ffn = split_ffn(model, &base)?;
+    let ffn = split_ffn(model, &base, speeds)?;
     Ok(base
         .into_iter()
         .zip(ffn)
@@ -101,11 +117,25 @@ pub fn tensor_group(
         .collect())
 }
 
+/// `total` units in proportion to `speeds`: evenly when the speeds are
+/// equal (the first nodes get the extra unit), at least one each where
+/// there are enough.
+fn weighted_shares(total: usize, speeds: &[f64]) -> Vec<usize> {
+    let n = speeds.len();
+    if speeds.windows(2).all(|w| w[0] == w[1]) {
+        return even_shares(total, n);
+    }
+    let ideal = level_shares(&vec![0.0; n], speeds, 1.0, total as f64);
+    round_shares(&ideal, total, usize::from(total >= n))
+}
+
 /// Units of `unit_layout`'s extra bytes each node takes so weight bytes
-/// come out level: the node with the lighter rest takes more.
+/// over speed come out level: the node with the lighter rest, or the
+/// faster one, takes more.
 fn level_units(
     model: &ModelSummary,
     base: &[LocalLayout],
+    speeds: &[f64],
     one_unit: impl Fn(&LocalLayout) -> LocalLayout,
     units: usize,
 ) -> Result<Vec<usize>, PlanError> {
@@ -115,7 +145,7 @@ fn level_units(
         rest.push(weight_bytes(model, layout)? as f64);
     }
     let cost = weight_bytes(model, &one_unit(&base[0]))? as f64 - rest[0];
-    let ideal = level_shares(&rest, &vec![1.0; n], cost, units as f64);
+    let ideal = level_shares(&rest, speeds, cost, units as f64);
     // A node may own none of a tensor narrower than one unit per node.
     let min = usize::from(units >= n);
     Ok(round_shares(&ideal, units, min))
@@ -126,6 +156,7 @@ fn level_units(
 fn split_experts(
     model: &ModelSummary,
     base: &[LocalLayout],
+    speeds: &[f64],
 ) -> Result<Vec<Range<usize>>, PlanError> {
     let n_experts = model.config.moe.as_ref().map_or(0, |m| m.n_experts);
     if base.len() <= 1 {
@@ -134,6 +165,7 @@ fn split_experts(
     let counts = level_units(
         model,
         base,
+        speeds,
         |l| LocalLayout {
             experts: 0..1,
             ..l.clone()
@@ -148,6 +180,7 @@ fn split_experts(
 fn split_expert_ffn(
     model: &ModelSummary,
     base: &[LocalLayout],
+    speeds: &[f64],
 ) -> Result<Vec<Range<usize>>, PlanError> {
     let width = model.config.moe.as_ref().map_or(0, |m| m.expert_ffn);
     if base.len() <= 1 {
@@ -173,6 +206,7 @@ fn split_expert_ffn(
     let counts = level_units(
         model,
         &bare,
+        speeds,
         |l| LocalLayout {
             expert_ffn: 0..block,
             ..l.clone()
@@ -184,8 +218,10 @@ fn split_expert_ffn(
     ))
 }
 
-/// Contiguous Q-head ranges covering `0..n_heads` for `n` nodes.
-pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, PlanError> {
+/// Contiguous Q-head ranges covering `0..n_heads`, one per node, in
+/// proportion to the nodes' `speeds`.
+pub fn split_heads(model: &ModelSummary, speeds: &[f64]) -> Result<Vec<Range<usize>>, PlanError> {
+    let n = speeds.len();
     let c = &model.config;
     let heads = c.n_heads;
     let (block, dtype) = model.input_block("attn_output.weight")?;
@@ -200,7 +236,7 @@ pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, 
         let mut end_unit = 0;
         let mut start = 0;
         Some(
-            even_shares(units, n)
+            weighted_shares(units, speeds)
                 .into_iter()
                 .map(|k| {
                     end_unit += k;
@@ -237,6 +273,7 @@ pub fn split_heads(model: &ModelSummary, n: usize) -> Result<Vec<Range<usize>>, 
 pub fn split_ffn(
     model: &ModelSummary,
     base: &[LocalLayout],
+    speeds: &[f64],
 ) -> Result<Vec<Range<usize>>, PlanError> {
     let c = &model.config;
     let n = base.len();
@@ -260,6 +297,7 @@ pub fn split_ffn(
     let counts = level_units(
         model,
         base,
+        speeds,
         |l| LocalLayout {
             ffn: 0..block,
             ..l.clone()

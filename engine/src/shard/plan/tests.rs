@@ -175,8 +175,9 @@ fn untied_pipeline_keeps_the_embedding_on_stage_zero_only() {
 
 #[test]
 fn pipeline_layers_follow_budgets() {
+    // The even split by work would not fit the second node's 15 GB.
     let model = llama70b();
-    let p = plan_of(&model, &[40_000.0, 20_000.0], "pipeline");
+    let p = plan_of(&model, &[40_000.0, 15_000.0], "pipeline");
     let (a, b) = (&p.nodes[0], &p.nodes[1]);
     assert_eq!(a.layout.layers.len() + b.layout.layers.len(), 80);
     assert!(
@@ -353,4 +354,59 @@ fn suggest_prefers_tensor_and_gives_up_when_nothing_fits() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("1 nodes but 2 node budgets"), "{err}");
+}
+
+/// Plans over nodes of the given relative speeds, each with room to spare.
+fn plan_at_speeds(model: &ModelSummary, speeds: &[f64], request: &str) -> Plan {
+    let mut nodes = nodes_mib(&vec![1e6; speeds.len()]);
+    for (n, &s) in nodes.iter_mut().zip(speeds) {
+        n.speed = s;
+    }
+    plan(
+        model,
+        &nodes,
+        &request.parse().unwrap(),
+        KvSpec::new(CTX, KvType::F16),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_speed_weighted_tensor_split_gives_the_slower_node_less_work() {
+    for model in [smollm2_summary(), llama70b()] {
+        let even = plan_at_speeds(&model, &[1.0, 1.0], "tensor");
+        let uneven = plan_at_speeds(&model, &[1.0, 0.5], "tensor");
+        let (fast, slow) = (&uneven.nodes[0].layout, &uneven.nodes[1].layout);
+        assert!(slow.ffn.len() < fast.ffn.len(), "{fast:?} {slow:?}");
+        assert!(
+            slow.q_heads.len() <= fast.q_heads.len(),
+            "{fast:?} {slow:?}"
+        );
+        assert!(slow.vocab.len() < fast.vocab.len(), "{fast:?} {slow:?}");
+        // About a third of the weights on the node of half the speed.
+        let w = |p: &Plan, i: usize| p.nodes[i].memory.weights as f64;
+        let share = w(&uneven, 1) / (w(&uneven, 0) + w(&uneven, 1));
+        assert!((0.28..0.42).contains(&share), "{share}");
+        // Equal speeds: the split by bytes, as for nodes never calibrated.
+        let plain = plan_of(&model, &[1e6, 1e6], "tensor");
+        assert_eq!(even.nodes[0].layout, plain.nodes[0].layout);
+        assert_eq!(even.nodes[1].layout, plain.nodes[1].layout);
+    }
+}
+
+#[test]
+fn a_speed_weighted_pipeline_gives_the_slower_stage_fewer_layers() {
+    let model = smollm2_summary();
+    let even = plan_at_speeds(&model, &[1.0, 1.0], "pipeline");
+    let uneven = plan_at_speeds(&model, &[1.0, 0.5], "pipeline");
+    let layers = |p: &Plan, i: usize| p.nodes[i].layout.layers.len();
+    assert!(
+        layers(&uneven, 1) < layers(&even, 1),
+        "{:?}",
+        uneven.nodes[1].layout
+    );
+    // The slow stage also carries the head: it ends well under half.
+    assert!(layers(&uneven, 1) * 3 < 30 + 3, "{}", layers(&uneven, 1));
+    let slow_first = plan_at_speeds(&model, &[0.5, 1.0], "pipeline");
+    assert!(layers(&slow_first, 0) < layers(&even, 0));
 }

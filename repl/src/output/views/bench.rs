@@ -1,6 +1,7 @@
-//! `:bench`: one row per layout, with the rates' ratio to the baseline,
-//! the roofline fraction, the communication share and the all-reduce
-//! against a raw round trip.
+//! `:bench`: one row per layout, each measured rate beside the cost
+//! model's prediction for the same plan and workload and its error, with
+//! the rates' ratio to the baseline, the roofline fraction, the
+//! communication share and the all-reduce against a raw round trip.
 
 use shardlab_engine::orchestrator::report::BenchReport;
 
@@ -13,8 +14,13 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
         "layout",
         "nodes",
         "prefill",
+        "prefill predicted",
+        "prefill error",
         "decode",
+        "decode predicted",
+        "decode error",
         "TTFT",
+        "TTFT predicted",
         "decode vs 1 node",
         "roofline",
         "comm share",
@@ -27,12 +33,23 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
             Ok(f) => {
                 let s = &f.stats;
                 let decode = f.decode_rate();
+                let p = row.predicted.as_ref();
+                let predicted = |v: Option<f64>, varies, show: fn(f64) -> String| {
+                    v.map_or("-".into(), |v| Rich::varies(varies, show(v)))
+                };
+                let error =
+                    |e: Option<f64>| e.map_or("-".into(), |e| float(format!("{:+.0}%", 100.0 * e)));
                 t.row(vec![
                     row.layout.clone().into(),
                     row.nodes.max(1).to_string().into(),
                     Rich::varies(Varies::Rate, rate(f.prefill_rate())),
+                    predicted(p.map(|p| p.prefill_tok_s), Varies::Rate, rate),
+                    error(row.prefill_error),
                     Rich::varies(Varies::Rate, rate(decode)),
+                    predicted(p.map(|p| p.decode_tok_s), Varies::Rate, rate),
+                    error(row.decode_error),
                     Rich::varies(Varies::Time, duration(s.time_to_first_token)),
+                    predicted(p.map(|p| p.ttft), Varies::Time, duration),
                     float(match base {
                         Some(b) if b > 0.0 => format!("{:.2}x", decode / b),
                         _ => "-".into(),
@@ -61,6 +78,9 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
                 t.note(Rich::from(format!("{}: ", row.layout)).append(Rich::masking(e, lits)));
             }
         }
+    }
+    if report.rows.iter().any(|r| r.predicted.is_some()) {
+        t.note("predicted: the cost model's rates for the same plan and workload, computed before measuring; error = (measured - predicted) / predicted");
     }
     let limits = &report.limits;
     t.note(

@@ -8,6 +8,8 @@ mod discovery;
 mod links;
 mod nodes;
 mod plan;
+mod rank;
+pub mod speed;
 mod stats;
 mod trace;
 
@@ -16,6 +18,7 @@ pub use discovery::discovery;
 pub use links::links;
 pub use nodes::nodes;
 pub use plan::plan;
+pub use rank::rank;
 pub use stats::stats;
 pub use trace::trace;
 

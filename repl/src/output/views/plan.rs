@@ -2,7 +2,7 @@
 
 use shardlab_engine::orchestrator::report::PlanReport;
 
-use super::{range, Literals};
+use super::{range, speed, Literals};
 use crate::output::text::bytes;
 use crate::output::{Rich, Table, Varies};
 
@@ -21,6 +21,7 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
         "other",
         "predicted",
         "budget",
+        "decode/token",
     ])
     .titled(format!(
         "plan: {} over {} node{}, context {} tokens",
@@ -37,7 +38,7 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
         t.headers.insert(6, "experts".into());
         t.headers.insert(7, "expert cols".into());
     }
-    for (np, row) in p.nodes.iter().zip(&report.rows) {
+    for (i, (np, row)) in p.nodes.iter().zip(&report.rows).enumerate() {
         let l = &np.layout;
         let m = &np.memory;
         let mut cells = vec![
@@ -57,6 +58,10 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
             } else {
                 Rich::varies(Varies::Bytes, bytes(np.budget_bytes))
             },
+            match report.speed.as_ref().and_then(|s| s.node_decode.get(i)) {
+                Some(&s) => Rich::varies(Varies::Time, speed::per_token(s)),
+                None => "-".into(),
+            },
         ];
         if moe {
             cells.insert(6, range(&l.experts).into());
@@ -67,6 +72,16 @@ pub fn plan(report: &PlanReport, lits: &Literals) -> Table {
     if p.nodes.iter().any(|np| np.layout.replicated_attention) {
         t.note("attention replicated: its heads cannot be split on these blocks, so every node computes all of them and holds the whole KV cache");
     }
-    t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order)");
+    t.note("other = prefill scratch + runtime; stage/rank = pipeline stage and place in its tensor group (all-reduce order); decode/token = predicted compute per decoded token");
+    match (&report.speed, &report.speed_missing) {
+        (Some(s), _) => {
+            t.note(speed::summary(s));
+            t.note(speed::breakdown(s));
+        }
+        (None, Some(why)) => {
+            t.note(Rich::from("no speed prediction: ").append(Rich::masking(why, lits)))
+        }
+        (None, None) => {}
+    }
     t
 }
