@@ -113,6 +113,12 @@ impl Calibration {
 /// Measured calibrations by thread count, kept for the process's life.
 static CACHE: Mutex<Option<HashMap<usize, Calibration>>> = Mutex::new(None);
 
+/// Held while one calibration is measured, so callers that arrive meanwhile
+/// (nodes in one process, connected at once) wait for its figures instead
+/// of measuring beside it: concurrent measurements slow each other, and a
+/// crowded machine then took a minute to answer a connect.
+static MEASURING: Mutex<()> = Mutex::new(());
+
 /// How long a calibration saved on disk stays good: a machine's speed does
 /// not change between two connects, but a laptop's power state does over
 /// hours.
@@ -134,11 +140,18 @@ struct Saved {
 /// threads) and saved there.
 pub fn cached(threads: usize, dir: Option<&Path>) -> Calibration {
     let threads = threads.max(1);
-    if let Some(c) = CACHE
-        .lock()
-        .ok()
-        .and_then(|g| g.as_ref().and_then(|m| m.get(&threads).cloned()))
-    {
+    let known = || {
+        CACHE
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().and_then(|m| m.get(&threads).cloned()))
+    };
+    if let Some(c) = known() {
+        return c;
+    }
+    // A poisoned guard only means another measurement panicked; measure.
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = known() {
         return c;
     }
     let file = dir.map(|d| d.join(format!("calibration-{threads}-threads.json")));

@@ -190,6 +190,21 @@ unsafe fn dot_rows_avx2(
             done = f(w, row_bytes, acts, out);
         }
     }
+    // A batch: rows eight at a time, interleaved (`avx2_gemm.rs`).
+    if fits && tokens >= super::avx2_gemm::MIN_TOKENS {
+        use super::avx2_gemm::{plain as mp, vnni as mv};
+        type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
+        let pick_gemm = |p: Gemm, q: Gemm| if vnni { q } else { p };
+        let gemm: Option<Gemm> = match dtype {
+            QuantType::Q4_0 => Some(pick_gemm(mp::rows::<Q4_0>, mv::rows::<Q4_0>)),
+            QuantType::Q4_1 => Some(pick_gemm(mp::rows::<Q4_1>, mv::rows::<Q4_1>)),
+            QuantType::Q5_0 => Some(pick_gemm(mp::rows::<Q5_0>, mv::rows::<Q5_0>)),
+            _ => None,
+        };
+        if let Some(f) = gemm {
+            done = f(w, row_bytes, acts, act_row_bytes, tokens, out);
+        }
+    }
     let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);
     if w.is_empty() {
         // Every row done above: the row kernels would still prepare the

@@ -6,6 +6,8 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm;
+#[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;

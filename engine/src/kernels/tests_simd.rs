@@ -338,14 +338,15 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
         // 32-value formats: one block, a group of four, every remainder, a
         // long row. K-quants: one, two and three super-blocks.
         let lengths: &[usize] = if dtype.block_len() == 32 {
-            &[1, 3, 4, 5, 6, 8, 9]
+            &[1, 3, 4, 5, 6, 8, 9, 37]
         } else {
             &[1, 2, 3]
         };
         for &blocks in lengths {
             for edge in EDGES {
                 // One token over 4 and 9 rows: the four-row decode kernel
-                // and its remainder.
+                // and its remainder. Eight tokens or more over 8 and 17
+                // rows: the interleaved batch kernel and its remainder.
                 let shapes = [
                     (1usize, 1usize),
                     (4, 1),
@@ -354,6 +355,8 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                     (5, 9),
                     (2, 4),
                     (1, 7),
+                    (8, 8),
+                    (17, 11),
                 ];
                 for (rows, tokens) in shapes {
                     seed += 1;
@@ -384,6 +387,7 @@ fn kernels_take_minus_128_activations() {
     for (i, &dtype) in types.iter().enumerate() {
         for edge in [Edge::Random, Edge::MinQuants, Edge::MaxQuants] {
             check(dtype, 2, 3, 6, edge, -128, 900 + i as u64);
+            check(dtype, 5, 9, 8, edge, -128, 950 + i as u64);
         }
     }
 }

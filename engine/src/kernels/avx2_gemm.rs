@@ -1,0 +1,339 @@
+//! Prefill (a batch of tokens) for Q4_0, Q4_1 and Q5_0 on AVX2: eight
+//! weight rows at a time are unpacked once into a small buffer with their
+//! codes interleaved, four of each row side by side. Then one broadcast of
+//! four activation bytes multiplies all eight rows, and the products land
+//! in lanes that are already rows: a block costs eight multiplies per
+//! eight rows, with no horizontal reduction per (row, token, block) as
+//! the row kernel (`avx2.rs`) needs. The buffer is built once per eight
+//! rows and read for every token, so its cost is shared by the batch; it
+//! is built a chunk of 32 blocks at a time (8 KiB of codes), which stays
+//! in L1 while every token reads it, and each token's running sums are
+//! kept between chunks.
+//!
+//! The model's weights are not repacked: the interleaving lives only in
+//! this buffer, for the length of one matmul task.
+//!
+//! Results are bit-equal to the row kernel: each block's i32 sum per row
+//! is the same exact integer (the codes' products, less the offset times
+//! the activation block's sum), its scale the same f32 product, added with
+//! the same f64 FMA into lane `b % 4` of the row, and the lanes summed as
+//! `(l0 + l2) + (l1 + l3)`; Q4_1's minimum terms have lanes of their own,
+//! added last.
+//!
+//! Every function here requires AVX2, FMA and F16C; callers check at run time.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::avx2::{act_scales, code_offset, rd16, unpack_codes, ActScales};
+use super::block32::{layout, scale_offsets, Q4_1, Q5_0};
+
+/// Rows interleaved together: one i32 lane each.
+pub(super) const ROWS: usize = 8;
+
+/// Below this many tokens the row kernel is used: building the buffer
+/// costs about as much as one token's products.
+pub(super) const MIN_TOKENS: usize = 8;
+
+/// Eight rows, interleaved: for block `b` of the packed chunk,
+/// `codes[b * 8 + g]` holds codes `4g..4g + 4` of rows 0..8 (four bytes
+/// per row, row r in lane r); `d[b]` and `m[b]` the rows' scales and
+/// minimums as f32, for every block of the row.
+struct Packed {
+    codes: Vec<__m256i>,
+    d: Vec<__m256>,
+    m: Vec<__m256>,
+}
+
+/// Transposes eight rows of eight i32 into eight columns.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let lo = |a, b| _mm256_unpacklo_epi32(a, b);
+    let hi = |a, b| _mm256_unpackhi_epi32(a, b);
+    let t = [
+        lo(r[0], r[1]),
+        hi(r[0], r[1]),
+        lo(r[2], r[3]),
+        hi(r[2], r[3]),
+        lo(r[4], r[5]),
+        hi(r[4], r[5]),
+        lo(r[6], r[7]),
+        hi(r[6], r[7]),
+    ];
+    // Columns (c, c + 4) of rows 0..4, then of rows 4..8.
+    let u = [
+        _mm256_unpacklo_epi64(t[0], t[2]),
+        _mm256_unpackhi_epi64(t[0], t[2]),
+        _mm256_unpacklo_epi64(t[1], t[3]),
+        _mm256_unpackhi_epi64(t[1], t[3]),
+        _mm256_unpacklo_epi64(t[4], t[6]),
+        _mm256_unpackhi_epi64(t[4], t[6]),
+        _mm256_unpacklo_epi64(t[5], t[7]),
+        _mm256_unpackhi_epi64(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2x128_si256(u[0], u[4], 0x20),
+        _mm256_permute2x128_si256(u[1], u[5], 0x20),
+        _mm256_permute2x128_si256(u[2], u[6], 0x20),
+        _mm256_permute2x128_si256(u[3], u[7], 0x20),
+        _mm256_permute2x128_si256(u[0], u[4], 0x31),
+        _mm256_permute2x128_si256(u[1], u[5], 0x31),
+        _mm256_permute2x128_si256(u[2], u[6], 0x31),
+        _mm256_permute2x128_si256(u[3], u[7], 0x31),
+    ]
+}
+
+/// Eight f16 at `at` in each of the eight rows, as eight f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_of_rows(p: &[*const u8; ROWS], at: usize) -> __m256 {
+    let h = p.map(|row| rd16(row.add(at)) as i16);
+    _mm256_cvtph_ps(_mm_setr_epi16(
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+    ))
+}
+
+/// The eight rows' scales (and Q4_1's minimums) for all `nb` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_scales<const F: u8>(p: &[*const u8; ROWS], nb: usize, into: &mut Packed) {
+    let wb = layout(F).0;
+    into.d.clear();
+    into.m.clear();
+    for b in 0..nb {
+        into.d.push(f16_of_rows(p, b * wb + scale_offsets(F).0));
+        if F == Q4_1 {
+            into.m.push(f16_of_rows(p, b * wb + scale_offsets(F).1));
+        }
+    }
+}
+
+/// Unpacks and interleaves blocks `blocks` of the eight rows at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_codes<const F: u8>(
+    p: &[*const u8; ROWS],
+    blocks: std::ops::Range<usize>,
+    into: &mut Packed,
+) {
+    let wb = layout(F).0;
+    into.codes.clear();
+    for b in blocks {
+        let rows = p.map(|row| unpack_codes::<F>(row.add(b * wb)));
+        into.codes.extend_from_slice(&transpose8(rows));
+    }
+}
+
+/// Blocks packed at once: their interleaved codes (8 KiB) stay in L1
+/// while every token of the batch reads them. Whole groups of four, so a
+/// block's lane (`b % 4`) is its lane within the chunk.
+const CHUNK_BLOCKS: usize = 32;
+
+/// One token's sums in progress: `[k][half]` is lane `k` (blocks
+/// `b % 4 == k`) of rows 0..4 (`half` 0) and 4..8 (`half` 1).
+type Lanes = [[__m256d; 2]; 4];
+
+macro_rules! gemm_kernels {
+    ($features:literal, $block_sums:ident) => {
+        /// Dots the first `rows / 8 * 8` weight rows of `w` with `tokens`
+        /// activation rows (layout as `dot::dot_rows`); returns how many
+        /// rows it did.
+        ///
+        /// # Safety
+        /// The CPU must have the features named above. `w` holds whole rows
+        /// of `row_bytes`, `acts` `tokens` rows of `act_row_bytes` with the
+        /// same number of blocks, `out` rows x tokens values.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            let nb = row_bytes / layout(F).0;
+            let groups = w.len() / row_bytes / ROWS;
+            if groups == 0 {
+                return 0;
+            }
+            let sc = act_scales::<F>(acts, act_row_bytes, tokens);
+            let mut packed = Packed {
+                codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
+                d: Vec::with_capacity(nb),
+                m: Vec::with_capacity(if F == Q4_1 { nb } else { 0 }),
+            };
+            let mut lanes: Vec<Lanes> = vec![[[_mm256_setzero_pd(); 2]; 4]; tokens];
+            for g in 0..groups {
+                let base = w.as_ptr().add(g * ROWS * row_bytes);
+                let p = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| base.add(i * row_bytes));
+                pack_scales::<F>(&p, nb, &mut packed);
+                lanes.fill([[_mm256_setzero_pd(); 2]; 4]);
+                for first in (0..nb).step_by(CHUNK_BLOCKS) {
+                    let end = (first + CHUNK_BLOCKS).min(nb);
+                    pack_codes::<F>(&p, first..end, &mut packed);
+                    for (t, l) in lanes.iter_mut().enumerate() {
+                        let a = acts.as_ptr().add(t * act_row_bytes);
+                        chunk::<F>(&packed, first, end, a, &sc, t * nb, l);
+                    }
+                }
+                for (t, l) in lanes.iter().enumerate() {
+                    let sums = finish::<F>(&packed, nb, &sc, t * nb, l);
+                    for (r, s) in sums.iter().enumerate() {
+                        *out.get_unchecked_mut((g * ROWS + r) * tokens + t) = *s;
+                    }
+                }
+            }
+            groups * ROWS
+        }
+
+        /// Blocks `first..end` (the packed chunk) against one token; `at`
+        /// indexes the token's first block in `sc`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn chunk<const F: u8>(
+            packed: &Packed,
+            first: usize,
+            end: usize,
+            a: *const u8,
+            sc: &ActScales,
+            at: usize,
+            lanes: &mut Lanes,
+        ) {
+            let mut acc = *lanes;
+            let mut b = first;
+            while b + 4 <= end {
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    block::<F>(packed, first, b + k, a, sc, at, acc);
+                }
+                b += 4;
+            }
+            for (k, acc) in acc.iter_mut().enumerate().take(end - b) {
+                block::<F>(packed, first, b + k, a, sc, at, acc);
+            }
+            *lanes = acc;
+        }
+
+        /// A token's eight row sums from its lanes, with Q4_1's minimum
+        /// terms (`m · s` per block, in lanes of their own) added last.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn finish<const F: u8>(
+            packed: &Packed,
+            nb: usize,
+            sc: &ActScales,
+            at: usize,
+            acc: &Lanes,
+        ) -> [f64; ROWS] {
+            let add = |x: [__m256d; 2], y: [__m256d; 2]| {
+                [_mm256_add_pd(x[0], y[0]), _mm256_add_pd(x[1], y[1])]
+            };
+            let sum = |l: &Lanes| add(add(l[0], l[2]), add(l[1], l[3]));
+            let mut total = sum(acc);
+            if F == Q4_1 {
+                let mut mins = [[_mm256_setzero_pd(); 2]; 4];
+                for b in 0..nb {
+                    let m = _mm256_mul_ps(
+                        *packed.m.get_unchecked(b),
+                        _mm256_set1_ps(*sc.s.get_unchecked(at + b)),
+                    );
+                    let l = &mut mins[b % 4];
+                    l[0] = _mm256_add_pd(l[0], _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+                    l[1] = _mm256_add_pd(l[1], _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+                }
+                total = add(total, sum(&mins));
+            }
+            let mut sums = [0.0f64; ROWS];
+            _mm256_storeu_pd(sums.as_mut_ptr(), total[0]);
+            _mm256_storeu_pd(sums.as_mut_ptr().add(4), total[1]);
+            sums
+        }
+
+        /// Block `b` of the eight rows (block `b - first` of the packed
+        /// chunk) against one token, into its lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn block<const F: u8>(
+            packed: &Packed,
+            first: usize,
+            b: usize,
+            a: *const u8,
+            sc: &ActScales,
+            at: usize,
+            acc: &mut [__m256d; 2],
+        ) {
+            let (_, ab, aqs) = layout(F);
+            let y = a.add(b * ab + aqs);
+            let mut s = $block_sums::<F>(packed.codes.as_ptr().add((b - first) * 8), y);
+            if code_offset(F) != 0 {
+                s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(at + b)));
+            }
+            let d = _mm256_mul_ps(
+                *packed.d.get_unchecked(b),
+                _mm256_set1_ps(*sc.d.get_unchecked(at + b)),
+            );
+            acc[0] = _mm256_fmadd_pd(
+                _mm256_cvtps_pd(_mm256_castps256_ps128(d)),
+                _mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
+                acc[0],
+            );
+            acc[1] = _mm256_fmadd_pd(
+                _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
+                _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
+                acc[1],
+            );
+        }
+    };
+}
+
+/// Four activation bytes `4g..4g + 4` of the block at `y`, in every lane.
+#[inline(always)]
+unsafe fn broadcast4(y: *const u8, g: usize) -> __m256i {
+    // SAFETY (caller): 32 readable bytes at y.
+    _mm256_set1_epi32((y.add(4 * g) as *const i32).read_unaligned())
+}
+
+/// One block's eight i32 sums (one per row) of unsigned codes times the
+/// activation bytes at `y`. `maddubs` leaves pairs in i16; two
+/// accumulators take four groups each (at most 31 x 128 x 2 x 4 = 31744,
+/// so nothing saturates), and 4-bit codes (at most 15) let the two be
+/// added in i16 before one widening.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_sums_plain<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
+    let mut s = [_mm256_setzero_si256(); 2];
+    for g in 0..8 {
+        let p = _mm256_maddubs_epi16(_mm256_load_si256(w.add(g)), broadcast4(y, g));
+        s[g % 2] = _mm256_add_epi16(s[g % 2], p);
+    }
+    let ones = _mm256_set1_epi16(1);
+    if F == Q5_0 {
+        _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones))
+    } else {
+        _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones)
+    }
+}
+
+/// As [`block_sums_plain`] with VNNI: `vpdpbusd` sums four products per
+/// lane straight into i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn block_sums_vnni<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
+    let mut s = [_mm256_setzero_si256(); 2];
+    for g in 0..8 {
+        s[g % 2] = _mm256_dpbusd_epi32(s[g % 2], _mm256_load_si256(w.add(g)), broadcast4(y, g));
+    }
+    _mm256_add_epi32(s[0], s[1])
+}
+
+/// AVX2 only.
+pub(super) mod plain {
+    use super::*;
+    gemm_kernels!("avx2,fma,f16c", block_sums_plain);
+}
+
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+pub(super) mod vnni {
+    use super::*;
+    gemm_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni);
+}
