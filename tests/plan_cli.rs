@@ -198,6 +198,19 @@ fn bench_json_is_one_line_with_measured_and_predicted_rates() {
     // The report's own fields stay, for the scripts that read them.
     assert!(j["rows"][0]["result"]["Ok"]["stats"]["decode_seconds"].is_number());
     assert!(j["rows"][0]["predicted"]["decode_tok_s"].is_number());
+    // The all-reduce split: both nodes' samples pair up event by event
+    // (two all-reduces per layer, 30 layers per step), and the last-ready
+    // node's exchange is at most the slowest node's whole time.
+    let figures = &j["rows"][0]["result"]["Ok"];
+    let exchange = &figures["exchange"];
+    let events = exchange["events"].as_u64().expect("exchange.events");
+    assert!(events > 0 && events.is_multiple_of(60), "{exchange}");
+    let (p50, skew) = (
+        exchange["exchange_p50"].as_f64().unwrap(),
+        exchange["skew_p50"].as_f64().unwrap(),
+    );
+    let slowest = figures["allreduce_p50"].as_f64().expect("allreduce_p50");
+    assert!(p50 > 0.0 && p50 <= slowest && skew >= 0.0, "{figures}");
 }
 
 #[test]

@@ -285,6 +285,7 @@ mod tests {
                     aggregate: None,
                     comm_share: None,
                     allreduce_p50: None,
+                    exchange: None,
                     nodes: Vec::new(),
                 }),
             )

@@ -226,6 +226,17 @@ fn print_row(report: &BenchReport, row: &BenchRow, f: &BenchFigures) {
         l.payload,
         raw * 1e6
     );
+    if let Some(x) = &f.exchange {
+        println!(
+            "all-reduce exchange (last-ready node) p50 {:.1} µs = {:.2}x raw RTT; skew between peers p50 {:.1} µs; p99 exchange {:.1} µs, skew {:.1} µs ({} all-reduces paired across nodes)",
+            x.exchange_p50 * 1e6,
+            x.exchange_p50 / raw.max(1e-9),
+            x.skew_p50 * 1e6,
+            x.exchange_p99 * 1e6,
+            x.skew_p99 * 1e6,
+            x.events
+        );
+    }
     for node in &f.nodes {
         let Some(m) = &node.stats else {
             println!("{}: lost", node.label);

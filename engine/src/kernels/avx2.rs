@@ -177,7 +177,7 @@ pub(super) unsafe fn act_scales<const F: u8>(
 /// activation's block sums, so this runs once per block per task.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn sum_i8(p: *const i8) -> i32 {
+pub(super) unsafe fn sum_i8(p: *const i8) -> i32 {
     let y = _mm256_loadu_si256(p as *const __m256i);
     let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), y);
     let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));

@@ -1,4 +1,4 @@
-//! Prefill (a batch of tokens) for Q4_0, Q4_1 and Q5_0 on AVX2: eight
+//! Prefill (a batch of tokens) for Q4_0, Q4_1, Q5_0 and Q8_0 on AVX2: eight
 //! weight rows at a time are unpacked once into a small buffer with their
 //! codes interleaved, four of each row side by side. Then one broadcast of
 //! four activation bytes multiplies all eight rows, and the products land
@@ -13,6 +13,12 @@
 //! The model's weights are not repacked: the interleaving lives only in
 //! this buffer, for the length of one matmul task.
 //!
+//! Q8_0's codes are signed. With VNNI they are packed plus 128 (as the
+//! unsigned bytes `vpdpbusd` takes) and 128 times the activation block's
+//! sum is taken off, as for Q4_0's offset of 8; without it, `maddubs`
+//! would saturate on such codes, so they stay signed and are multiplied
+//! as the row kernel does (|q| by y with q's sign), widened per group.
+//!
 //! Results are bit-equal to the row kernel: each block's i32 sum per row
 //! is the same exact integer (the codes' products, less the offset times
 //! the activation block's sum), its scale the same f32 product, added with
@@ -26,8 +32,8 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{act_scales, code_offset, rd16, unpack_codes, ActScales};
-use super::block32::{layout, scale_offsets, Q4_1, Q5_0};
+use super::avx2::{act_scales, code_offset, rd16, sum_i8, unpack_codes, ActScales};
+use super::block32::{layout, scale_offsets, Q4_1, Q5_0, Q8_0};
 
 /// Rows interleaved together: one i32 lane each.
 pub(super) const ROWS: usize = 8;
@@ -109,18 +115,38 @@ unsafe fn pack_scales<const F: u8>(p: &[*const u8; ROWS], nb: usize, into: &mut 
     }
 }
 
-/// Unpacks and interleaves blocks `blocks` of the eight rows at `p`.
+/// Unpacks and interleaves blocks `blocks` of the eight rows at `p`;
+/// Q8_0's codes plus `q8_offset` (0 or 128, wrapping into unsigned bytes).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pack_codes<const F: u8>(
     p: &[*const u8; ROWS],
     blocks: std::ops::Range<usize>,
+    q8_offset: i32,
     into: &mut Packed,
 ) {
     let wb = layout(F).0;
     into.codes.clear();
+    let flip = _mm256_set1_epi8(q8_offset as u8 as i8);
     for b in blocks {
-        let rows = p.map(|row| unpack_codes::<F>(row.add(b * wb)));
+        let rows = p.map(|row| {
+            let codes = unpack_codes::<F>(row.add(b * wb));
+            if F == Q8_0 {
+                _mm256_xor_si256(codes, flip)
+            } else {
+                codes
+            }
+        });
         into.codes.extend_from_slice(&transpose8(rows));
+    }
+}
+
+/// The offset the packed codes carry over the values: the format's own
+/// (Q4_0's 8, Q5_0's 16), or `q8_offset` for Q8_0.
+const fn packed_offset(f: u8, q8_offset: i32) -> i32 {
+    if f == Q8_0 {
+        q8_offset
+    } else {
+        code_offset(f)
     }
 }
 
@@ -134,7 +160,7 @@ const CHUNK_BLOCKS: usize = 32;
 type Lanes = [[__m256d; 2]; 4];
 
 macro_rules! gemm_kernels {
-    ($features:literal, $block_sums:ident) => {
+    ($features:literal, $block_sums:ident, $q8_offset:literal) => {
         /// Dots the first `rows / 8 * 8` weight rows of `w` with `tokens`
         /// activation rows (layout as `dot::dot_rows`); returns how many
         /// rows it did.
@@ -157,7 +183,16 @@ macro_rules! gemm_kernels {
             if groups == 0 {
                 return 0;
             }
-            let sc = act_scales::<F>(acts, act_row_bytes, tokens);
+            let mut sc = act_scales::<F>(acts, act_row_bytes, tokens);
+            let offset = packed_offset(F, $q8_offset);
+            if F == Q8_0 && offset != 0 {
+                // What the offset adds to each block's sum: `o·Σy`.
+                let (_, ab, aqs) = layout(F);
+                let blocks = acts.len().min(tokens * act_row_bytes) / ab;
+                sc.correction = (0..blocks)
+                    .map(|b| offset * sum_i8(acts.as_ptr().add(b * ab + aqs) as *const i8))
+                    .collect();
+            }
             let mut packed = Packed {
                 codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
                 d: Vec::with_capacity(nb),
@@ -171,7 +206,7 @@ macro_rules! gemm_kernels {
                 lanes.fill([[_mm256_setzero_pd(); 2]; 4]);
                 for first in (0..nb).step_by(CHUNK_BLOCKS) {
                     let end = (first + CHUNK_BLOCKS).min(nb);
-                    pack_codes::<F>(&p, first..end, &mut packed);
+                    pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
                     for (t, l) in lanes.iter_mut().enumerate() {
                         let a = acts.as_ptr().add(t * act_row_bytes);
                         chunk::<F>(&packed, first, end, a, &sc, t * nb, l);
@@ -265,7 +300,7 @@ macro_rules! gemm_kernels {
             let (_, ab, aqs) = layout(F);
             let y = a.add(b * ab + aqs);
             let mut s = $block_sums::<F>(packed.codes.as_ptr().add((b - first) * 8), y);
-            if code_offset(F) != 0 {
+            if packed_offset(F, $q8_offset) != 0 {
                 s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(at + b)));
             }
             let d = _mm256_mul_ps(
@@ -301,12 +336,24 @@ unsafe fn broadcast4(y: *const u8, g: usize) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn block_sums_plain<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    if F == Q8_0 {
+        // Signed codes: |q| by y with q's sign (a pair is at most
+        // 2 x 128 x 127, no saturation), each group widened to i32.
+        let mut s = [_mm256_setzero_si256(); 2];
+        for g in 0..8 {
+            let q = _mm256_load_si256(w.add(g));
+            let y = _mm256_sign_epi8(broadcast4(y, g), q);
+            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), y);
+            s[g % 2] = _mm256_add_epi32(s[g % 2], _mm256_madd_epi16(p, ones));
+        }
+        return _mm256_add_epi32(s[0], s[1]);
+    }
     let mut s = [_mm256_setzero_si256(); 2];
     for g in 0..8 {
         let p = _mm256_maddubs_epi16(_mm256_load_si256(w.add(g)), broadcast4(y, g));
         s[g % 2] = _mm256_add_epi16(s[g % 2], p);
     }
-    let ones = _mm256_set1_epi16(1);
     if F == Q5_0 {
         _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones))
     } else {
@@ -315,7 +362,8 @@ unsafe fn block_sums_plain<const F: u8>(w: *const __m256i, y: *const u8) -> __m2
 }
 
 /// As [`block_sums_plain`] with VNNI: `vpdpbusd` sums four products per
-/// lane straight into i32.
+/// lane straight into i32 (Q8_0's codes packed plus 128: at most
+/// 32 x 255 x 127 per lane).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
 unsafe fn block_sums_vnni<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
@@ -329,11 +377,11 @@ unsafe fn block_sums_vnni<const F: u8>(w: *const __m256i, y: *const u8) -> __m25
 /// AVX2 only.
 pub(super) mod plain {
     use super::*;
-    gemm_kernels!("avx2,fma,f16c", block_sums_plain);
+    gemm_kernels!("avx2,fma,f16c", block_sums_plain, 0);
 }
 
 /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
 pub(super) mod vnni {
     use super::*;
-    gemm_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni);
+    gemm_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni, 128);
 }

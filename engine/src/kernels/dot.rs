@@ -199,6 +199,7 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_0 => Some(pick_gemm(mp::rows::<Q4_0>, mv::rows::<Q4_0>)),
             QuantType::Q4_1 => Some(pick_gemm(mp::rows::<Q4_1>, mv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick_gemm(mp::rows::<Q5_0>, mv::rows::<Q5_0>)),
+            QuantType::Q8_0 => Some(pick_gemm(mp::rows::<Q8_0>, mv::rows::<Q8_0>)),
             _ => None,
         };
         if let Some(f) = gemm {

@@ -14,7 +14,7 @@ use crate::shard::plan::{plan, LayoutRequest, NodeBudget};
 
 use super::layout::THIS_PROCESS;
 use super::report::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
-use super::stats::node_rows;
+use super::stats::{exchange_split, node_rows};
 use super::{Orchestrator, OrchestratorError, Runner};
 
 /// Bytes the bandwidth probe reads per pass.
@@ -89,6 +89,7 @@ impl Orchestrator {
                     aggregate: None,
                     comm_share: None,
                     allreduce_p50: None,
+                    exchange: None,
                     nodes: Vec::new(),
                 }),
             ));
@@ -273,6 +274,7 @@ impl Orchestrator {
         };
         let n = self.nodes.as_mut().ok_or(OrchestratorError::NoNodes)?;
         let (nodes, _) = node_rows(n);
+        let exchange = exchange_split(n);
         let (mut compute, mut wait, mut p50) = (0.0, 0.0, None::<f64>);
         for s in nodes.iter().filter_map(|r| r.stats.as_ref()) {
             compute += s.compute_seconds;
@@ -286,6 +288,7 @@ impl Orchestrator {
             aggregate,
             comm_share: (compute + wait > 0.0).then(|| wait / (compute + wait)),
             allreduce_p50: p50,
+            exchange,
             nodes,
         })
     }

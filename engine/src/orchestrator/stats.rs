@@ -3,6 +3,7 @@
 
 use crate::cluster::messages::NodeMetrics;
 use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
+use crate::metrics::{split_exchanges, ExchangeSplit};
 use crate::model::layout::LocalLayout;
 use crate::shard::plan::memory::kv_cache_bytes;
 use crate::shard::plan::KvSpec;
@@ -100,6 +101,31 @@ pub(super) fn node_rows(n: &mut NodeSet) -> (Vec<StatsRow>, Option<Straggler>) {
     }
     let straggler = straggler(&labels, &blame);
     (rows, straggler)
+}
+
+/// The all-reduce exchange told apart from the skew between peers, over
+/// every tensor group of the loaded plan (see [`split_exchanges`]).
+pub(super) fn exchange_split(n: &mut NodeSet) -> Option<ExchangeSplit> {
+    let plan = n.cluster.loaded()?.plan.clone();
+    let metrics: Vec<(String, Vec<f64>)> = n
+        .cluster
+        .metrics()
+        .into_iter()
+        .filter_map(|(label, m)| Some((label, m.ok()?.allreduce_seconds)))
+        .collect();
+    let samples_of = |plan_index: usize| {
+        let name = &plan.nodes.get(plan_index)?.name;
+        metrics
+            .iter()
+            .find(|(label, _)| label == name)
+            .map(|(_, s)| s.as_slice())
+    };
+    let groups: Vec<Vec<&[f64]>> = plan
+        .stages
+        .iter()
+        .map(|stage| stage.iter().filter_map(|&i| samples_of(i)).collect())
+        .collect();
+    split_exchanges(&groups)
 }
 
 pub(super) fn node_stats(m: &NodeMetrics, budget_fixed: bool) -> NodeStats {

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::metrics::ExchangeSplit;
 use crate::model::generate::GenerationStats;
 use crate::shard::plan::speed::SpeedPrediction;
 
@@ -16,6 +17,9 @@ pub struct BenchFigures {
     pub comm_share: Option<f64>,
     /// The slowest node's all-reduce p50, seconds.
     pub allreduce_p50: Option<f64>,
+    /// The all-reduce split into the exchange itself and the skew between
+    /// peers (tensor groups of two or more nodes).
+    pub exchange: Option<ExchangeSplit>,
     /// Per node: label and its counters, for the detailed text form.
     pub nodes: Vec<super::StatsRow>,
 }
@@ -149,9 +153,15 @@ impl BenchReport {
         Some(self.limits.weight_bytes as f64 * figures.decode_rate() / (bw * nodes.max(1) as f64))
     }
 
-    /// The all-reduce p50 over the raw round trip.
+    /// The all-reduce exchange's p50 over the raw round trip: the
+    /// last-ready node's, without the skew between peers, where the nodes'
+    /// samples pair up; else the slowest node's.
     pub fn allreduce_vs_rtt(&self, figures: &BenchFigures) -> Option<f64> {
-        match (figures.allreduce_p50, self.limits.raw_rtt) {
+        let exchange = figures
+            .exchange
+            .map(|x| x.exchange_p50)
+            .or(figures.allreduce_p50);
+        match (exchange, self.limits.raw_rtt) {
             (Some(a), Some(r)) if r > 0.0 => Some(a / r),
             _ => None,
         }

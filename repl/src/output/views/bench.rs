@@ -1,7 +1,8 @@
 //! `:bench`: one row per layout, each measured rate beside the cost
 //! model's prediction for the same plan and workload and its error, with
 //! the rates' ratio to the baseline, the roofline fraction, the
-//! communication share and the all-reduce against a raw round trip.
+//! communication share, the all-reduce exchange against a raw round trip
+//! and the skew between peers.
 
 use shardlab_engine::orchestrator::report::BenchReport;
 
@@ -25,6 +26,7 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
         "roofline",
         "comm share",
         "all-reduce / raw RTT",
+        "peer skew",
     ]);
     let base = report.baseline_decode();
     let float = |s: String| Rich::varies(Varies::Float, s);
@@ -65,6 +67,9 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
                         (Some(_), None) => float("-".into()),
                         _ => "-".into(),
                     },
+                    f.exchange.map_or("-".into(), |x| {
+                        Rich::varies(Varies::Time, duration(x.skew_p50))
+                    }),
                 ])
             }
             Err(e) => {
@@ -94,7 +99,7 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
                 .map_or("-".to_string(), |b| format!("{:.1} GB/s", b / 1e9)),
         ))
         .append(Rich::from(
-            "); raw RTT: a loopback TCP round trip of one all-reduce payload, p50 ",
+            "); all-reduce: from a node's partial ready to the sum, the last-ready node's p50 (the exchange itself; peer skew: how much earlier the first node was ready); raw RTT: a loopback TCP round trip of one all-reduce payload, p50 ",
         ))
         .append(Rich::varies(
             Varies::Time,
