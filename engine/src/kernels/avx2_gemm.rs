@@ -55,7 +55,7 @@ struct Packed {
 /// Transposes eight rows of eight i32 into eight columns.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+pub(super) unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     let lo = |a, b| _mm256_unpacklo_epi32(a, b);
     let hi = |a, b| _mm256_unpackhi_epi32(a, b);
     let t = [
@@ -323,7 +323,7 @@ macro_rules! gemm_kernels {
 
 /// Four activation bytes `4g..4g + 4` of the block at `y`, in every lane.
 #[inline(always)]
-unsafe fn broadcast4(y: *const u8, g: usize) -> __m256i {
+pub(super) unsafe fn broadcast4(y: *const u8, g: usize) -> __m256i {
     // SAFETY (caller): 32 readable bytes at y.
     _mm256_set1_epi32((y.add(4 * g) as *const i32).read_unaligned())
 }

@@ -18,12 +18,12 @@ use super::avx2::{f16_to_f32, hsum_epi32, reduce4};
 use super::blocks::{as_blocks, BlockQ4K, BlockQ6K, BlockQ8K};
 
 /// Bytes of one Q8_K activation super-block, and where its parts start.
-const Q8K_BYTES: usize = size_of::<BlockQ8K>();
-const Q8K_QS: usize = offset_of!(BlockQ8K, qs);
-const Q8K_BSUMS: usize = offset_of!(BlockQ8K, bsums);
+pub(super) const Q8K_BYTES: usize = size_of::<BlockQ8K>();
+pub(super) const Q8K_QS: usize = offset_of!(BlockQ8K, qs);
+pub(super) const Q8K_BSUMS: usize = offset_of!(BlockQ8K, bsums);
 
 #[inline(always)]
-unsafe fn act_scale(a: *const u8) -> f64 {
+pub(super) unsafe fn act_scale(a: *const u8) -> f64 {
     // SAFETY (caller): a Q8_K block starts at a.
     (a.add(offset_of!(BlockQ8K, d)) as *const f32).read_unaligned() as f64
 }
@@ -64,7 +64,7 @@ unsafe fn f16x4_to_f64(bits: u64) -> __m256d {
 /// (each 32-byte run of nibbles gives its low, then its high halves).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_quants(wb: &BlockQ4K) -> [__m256i; 8] {
+pub(super) unsafe fn q4k_quants(wb: &BlockQ4K) -> [__m256i; 8] {
     let mask = _mm256_set1_epi8(0x0f);
     let mut q = [_mm256_setzero_si256(); 8];
     for c in 0..4 {
@@ -98,15 +98,7 @@ unsafe fn prefetch_ahead(p: *const u8, len: usize) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4k_scales(q: &[u8; 12]) -> ([__m256i; 8], __m256i) {
-    let word = |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
-    let (a, b, c) = (word(0), word(4), word(8));
-    const LOW6: u32 = 0x3f3f_3f3f;
-    const LOW4: u32 = 0x0f0f_0f0f;
-    const TOP2: u32 = 0x0303_0303;
-    let scales_hi = (c & LOW4) | ((a >> 6) & TOP2) << 4;
-    let mins_hi = ((c >> 4) & LOW4) | ((b >> 6) & TOP2) << 4;
-    let scales = (a & LOW6) as u64 | (scales_hi as u64) << 32;
-    let mins = (b & LOW6) as u64 | (mins_hi as u64) << 32;
+    let (scales, mins) = q4k_scale_bytes(q);
     let every = _mm256_set1_epi64x(scales as i64);
     // Byte j into the low byte of each i16 lane, zero into the high byte.
     let sc = std::array::from_fn(|j| {
@@ -116,6 +108,22 @@ unsafe fn q4k_scales(q: &[u8; 12]) -> ([__m256i; 8], __m256i) {
     let m = _mm_cvtsi64_si128(mins as i64);
     let pairs = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
     (sc, pairs)
+}
+
+/// A Q4_K super-block's eight 6-bit scales and eight minimums, byte j of
+/// each word being group j's (see [`q4k_scales`] for the packing).
+#[inline(always)]
+pub(super) fn q4k_scale_bytes(q: &[u8; 12]) -> (u64, u64) {
+    let word = |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    let scales_hi = (c & LOW4) | ((a >> 6) & TOP2) << 4;
+    let mins_hi = ((c >> 4) & LOW4) | ((b >> 6) & TOP2) << 4;
+    let scales = (a & LOW6) as u64 | (scales_hi as u64) << 32;
+    let mins = (b & LOW6) as u64 | (mins_hi as u64) << 32;
+    (scales, mins)
 }
 
 /// Q4_K weights: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles.

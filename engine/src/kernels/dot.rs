@@ -190,7 +190,8 @@ unsafe fn dot_rows_avx2(
             done = f(w, row_bytes, acts, out);
         }
     }
-    // A batch: rows eight at a time, interleaved (`avx2_gemm.rs`).
+    // A batch: rows eight at a time, interleaved (`avx2_gemm.rs`,
+    // `avx2_gemm_k.rs`).
     if fits && tokens >= super::avx2_gemm::MIN_TOKENS {
         use super::avx2_gemm::{plain as mp, vnni as mv};
         type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
@@ -200,6 +201,10 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_1 => Some(pick_gemm(mp::rows::<Q4_1>, mv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick_gemm(mp::rows::<Q5_0>, mv::rows::<Q5_0>)),
             QuantType::Q8_0 => Some(pick_gemm(mp::rows::<Q8_0>, mv::rows::<Q8_0>)),
+            QuantType::Q4K => Some(pick_gemm(
+                super::avx2_gemm_k::plain::rows_q4k,
+                super::avx2_gemm_k::vnni::rows_q4k,
+            )),
             _ => None,
         };
         if let Some(f) = gemm {

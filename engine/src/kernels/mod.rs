@@ -8,6 +8,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemm;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm_k;
+#[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;

@@ -1,0 +1,228 @@
+//! Prefill (a batch of tokens) for Q4_K on AVX2, the way `avx2_gemm.rs`
+//! does it for the 32-value formats: eight weight rows at a time are
+//! unpacked once into a small buffer with their codes interleaved (four
+//! of each row side by side), so one broadcast of four activation bytes
+//! multiplies all eight rows and the sums land in lanes that are rows.
+//!
+//! Per 32-value group, `maddubs` products of the 4-bit codes (at most
+//! 16 x 15 x 128 = 30720 per i16 lane over the group, no saturation) are
+//! added in i16, then `madd` by the rows' 6-bit group scales widens them
+//! into i32 (with VNNI, `vpdpbusd` sums the group into i32 and one
+//! `mullo` scales it); the minimums' term is the rows' minimums times the
+//! activation's group sums, also by `madd`. Both integers are exact, and
+//! the float step is the row kernel's (`avx2_k::rows_q4k`) expression,
+//! `o += a_d * (d * acc - dmin * msum)` in f64, in the same order: the
+//! results are the same bits.
+//!
+//! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
+//! every token while it stays in L1. The model's weights are not repacked.
+//!
+//! Every function here requires AVX2, FMA and F16C; callers check at run time.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+use std::mem::size_of;
+
+use super::avx2_gemm::{broadcast4, transpose8, ROWS};
+use super::avx2_k::{act_scale, q4k_quants, q4k_scale_bytes, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
+use super::blocks::BlockQ4K;
+
+/// Super-blocks packed at once: 4 x 2 KiB of interleaved codes.
+const CHUNK_SUPERS: usize = 4;
+
+/// One super-block of eight rows: `codes[j * 8 + g]` holds codes
+/// `4g..4g + 4` of group `j` of rows 0..8 (row r in lane r); `scales[j]`
+/// and `mins[j]` group j's scale and minimum of row r as the i16 pair
+/// `(v, v)` in lane r; `d` and `dmin` the rows' f16 scales as f64, rows
+/// 0..4 and 4..8.
+struct Super {
+    codes: [__m256i; 64],
+    scales: [__m256i; 8],
+    mins: [__m256i; 8],
+    d: [__m256d; 2],
+    dmin: [__m256d; 2],
+}
+
+/// The eight rows' f16 values (row r in bits 16r..) as two f64 vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x8_to_f64(h: [u16; ROWS]) -> [__m256d; 2] {
+    let v = _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i));
+    [
+        _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+        _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)),
+    ]
+}
+
+/// Byte j of each row's `bytes` as the i16 pair `(v, v)` in lane r.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pairs_of(bytes: &[u64; ROWS], j: usize) -> __m256i {
+    let v = bytes.map(|b| ((b >> (8 * j)) & 0xff) as i32 * 0x1_0001);
+    _mm256_loadu_si256(v.as_ptr() as *const __m256i)
+}
+
+/// Unpacks super-block `i` of the eight rows at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
+    let blocks = p.map(|row| &*(row.add(i * size_of::<BlockQ4K>()) as *const BlockQ4K));
+    let quants = blocks.map(|b| q4k_quants(b));
+    for j in 0..8 {
+        let columns = transpose8(quants.map(|q| q[j]));
+        into.codes[j * 8..j * 8 + 8].copy_from_slice(&columns);
+    }
+    let bytes = blocks.map(|b| q4k_scale_bytes(&b.scales));
+    let (scales, mins) = (bytes.map(|b| b.0), bytes.map(|b| b.1));
+    for j in 0..8 {
+        into.scales[j] = pairs_of(&scales, j);
+        into.mins[j] = pairs_of(&mins, j);
+    }
+    into.d = f16x8_to_f64(blocks.map(|b| b.d.bits()));
+    into.dmin = f16x8_to_f64(blocks.map(|b| b.dmin.bits()));
+}
+
+/// The codes' products with the activation super-block at `a`, each group
+/// times its scale: one exact i32 per row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scaled_sums_plain(s: &Super, a: *const u8) -> __m256i {
+    let mut acc = _mm256_setzero_si256();
+    for j in 0..8 {
+        let y = a.add(Q8K_QS + 32 * j);
+        let mut s16 = _mm256_setzero_si256();
+        for g in 0..8 {
+            s16 = _mm256_add_epi16(
+                s16,
+                _mm256_maddubs_epi16(s.codes[j * 8 + g], broadcast4(y, g)),
+            );
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, s.scales[j]));
+    }
+    acc
+}
+
+/// As [`scaled_sums_plain`] with VNNI: `vpdpbusd` sums each group into
+/// i32 directly, and the group's scales multiply that (the low i16 of the
+/// `(v, v)` pair is the scale itself).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn scaled_sums_vnni(s: &Super, a: *const u8) -> __m256i {
+    let mut acc = _mm256_setzero_si256();
+    let low = _mm256_set1_epi32(0xffff);
+    for j in 0..8 {
+        let y = a.add(Q8K_QS + 32 * j);
+        let mut g2 = [_mm256_setzero_si256(); 2];
+        for g in 0..8 {
+            g2[g % 2] = _mm256_dpbusd_epi32(g2[g % 2], s.codes[j * 8 + g], broadcast4(y, g));
+        }
+        let scale = _mm256_and_si256(s.scales[j], low);
+        let group = _mm256_add_epi32(g2[0], g2[1]);
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(group, scale));
+    }
+    acc
+}
+
+/// One packed super-block against the activation super-block at `a`,
+/// given the rows' scaled sums `acc`, added into one token's eight row
+/// sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn super_block(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2]) {
+    // Group j's two activation sums of sixteen, as one i16 pair.
+    let bsums = a.add(Q8K_BSUMS) as *const i32;
+    let mut msum = _mm256_setzero_si256();
+    for j in 0..8 {
+        let pair = _mm256_set1_epi32(bsums.add(j).read_unaligned());
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(s.mins[j], pair));
+    }
+    let ad = _mm256_set1_pd(act_scale(a));
+    let halves = [
+        (_mm256_castsi256_si128(acc), _mm256_castsi256_si128(msum)),
+        (
+            _mm256_extracti128_si256(acc, 1),
+            _mm256_extracti128_si256(msum, 1),
+        ),
+    ];
+    for (h, (acc, msum)) in halves.into_iter().enumerate() {
+        let step = _mm256_sub_pd(
+            _mm256_mul_pd(s.d[h], _mm256_cvtepi32_pd(acc)),
+            _mm256_mul_pd(s.dmin[h], _mm256_cvtepi32_pd(msum)),
+        );
+        o[h] = _mm256_add_pd(o[h], _mm256_mul_pd(ad, step));
+    }
+}
+
+/// The batch kernel, compiled once per instruction set.
+macro_rules! gemm_q4k {
+    ($features:literal, $sums:ident) => {
+        /// Dots the first `rows / 8 * 8` Q4_K weight rows of `w` with `tokens`
+        /// Q8_K activation rows (layout as `dot::dot_rows`); returns how many rows
+        /// it did.
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C must be available. `w` holds whole rows of
+        /// `row_bytes`, `acts` `tokens` rows of `act_row_bytes` with the same
+        /// number of super-blocks, `out` rows x tokens values.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q4k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            let supers = row_bytes / size_of::<BlockQ4K>();
+            let groups = w.len() / row_bytes / ROWS;
+            let empty = || Super {
+                codes: [_mm256_setzero_si256(); 64],
+                scales: [_mm256_setzero_si256(); 8],
+                mins: [_mm256_setzero_si256(); 8],
+                d: [_mm256_setzero_pd(); 2],
+                dmin: [_mm256_setzero_pd(); 2],
+            };
+            let mut chunk: Vec<Super> = (0..CHUNK_SUPERS).map(|_| empty()).collect();
+            let mut sums = vec![[_mm256_setzero_pd(); 2]; tokens];
+            for g in 0..groups {
+                let base = w.as_ptr().add(g * ROWS * row_bytes);
+                let p = [0, 1, 2, 3, 4, 5, 6, 7].map(|r| base.add(r * row_bytes));
+                sums.fill([_mm256_setzero_pd(); 2]);
+                for first in (0..supers).step_by(CHUNK_SUPERS) {
+                    let end = (first + CHUNK_SUPERS).min(supers);
+                    for (k, i) in (first..end).enumerate() {
+                        pack(&p, i, &mut chunk[k]);
+                    }
+                    for (t, o) in sums.iter_mut().enumerate() {
+                        let a = acts.as_ptr().add(t * act_row_bytes);
+                        for (k, i) in (first..end).enumerate() {
+                            let a = a.add(i * Q8K_BYTES);
+                            super_block(&chunk[k], a, $sums(&chunk[k], a), o);
+                        }
+                    }
+                }
+                for (t, o) in sums.iter().enumerate() {
+                    let mut row = [0.0f64; ROWS];
+                    _mm256_storeu_pd(row.as_mut_ptr(), o[0]);
+                    _mm256_storeu_pd(row.as_mut_ptr().add(4), o[1]);
+                    for (r, v) in row.iter().enumerate() {
+                        *out.get_unchecked_mut((g * ROWS + r) * tokens + t) = *v;
+                    }
+                }
+            }
+            groups * ROWS
+        }
+    };
+}
+
+/// AVX2 only.
+pub(super) mod plain {
+    use super::*;
+    gemm_q4k!("avx2,fma,f16c", scaled_sums_plain);
+}
+
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+pub(super) mod vnni {
+    use super::*;
+    gemm_q4k!("avx2,fma,f16c,avx512vl,avx512vnni", scaled_sums_vnni);
+}
