@@ -2,7 +2,7 @@
 //! node only its slices (quantized bytes, never dequantized), then tells the
 //! nodes whom to exchange activations with.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -20,6 +20,12 @@ use crate::shard::plan::Plan;
 
 /// Weights travel in chunks of at most this many bytes.
 const CHUNK: usize = 8 << 20;
+
+/// The slowest rate a node is allowed to cut, hash and write its shard
+/// from its own copy of the model file (`--model-dir`) before it answers
+/// the load request: a slow disk shared with other nodes. A dead node is
+/// still named by its heartbeat within seconds; this bounds a live one.
+const SLOWEST_SLICING_BYTES_PER_SECOND: u64 = 16 << 20;
 
 #[derive(Debug, Clone)]
 pub enum LoadProgress {
@@ -264,10 +270,12 @@ fn send_shard(
     let label = node.label();
     let err = |e: &dyn std::fmt::Display| ClusterError::new(&label, Phase::Load, e);
     let started = Instant::now();
+    let shard_bytes: u64 = shard.request.tensors.iter().map(|t| t.bytes).sum();
+    let slicing = Duration::from_secs(shard_bytes / SLOWEST_SLICING_BYTES_PER_SECOND);
     let reply = node.request(
         &ToNode::Load(Box::new(shard.request.clone())),
         Phase::Load,
-        CONTROL_DEADLINE * 6,
+        CONTROL_DEADLINE * 6 + slicing,
     )?;
     let FromNode::NeedTensors { missing, .. } = reply else {
         return Err(err(&format!("unexpected reply {reply:?}")));
