@@ -134,7 +134,7 @@ do_build() {
     log "building ${TARGETS[*]} with -j$JOBS (several minutes; log: $ROOT/cmake-build.log)"
     # llama-bench last: its presence marks a complete build.
     cmake --build "$BUILD" --config Release -j"$JOBS" \
-        --target llama llama-completion llama-simple llama-tokenize llama-quantize >"$ROOT/cmake-build.log" 2>&1 \
+        --target llama llama-completion llama-simple llama-tokenize llama-quantize llama-perplexity >"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target ggml-rpc-server llama-server >>"$ROOT/cmake-build.log" 2>&1 \
         && cmake --build "$BUILD" --config Release -j"$JOBS" --target llama-bench >>"$ROOT/cmake-build.log" 2>&1 \
         || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }

@@ -91,9 +91,6 @@ synth_once() { # synth_once FILE SYNTH-ARGS...: writes FILE unless it is there (
 }
 
 model=$("$bin" models pull smollm2 2>/dev/null | tail -1)
-# Twice: a fresh build leaves llama-perplexity out, which the second call's
-# pass over late targets adds (it does nothing once everything is there).
-bench/llamacpp.sh build >/dev/null
 bench/llamacpp.sh build >/dev/null
 llama=$(bench/llamacpp.sh path)
 
