@@ -11,8 +11,12 @@ use super::{Cluster, ClusterError, NodeHandle};
 use crate::cluster::messages::{FromNode, Phase, ToNode};
 use crate::shard::plan::speed::LinkCost;
 
-/// A node measuring itself on a busy machine may take a while.
-const CALIBRATE_DEADLINE: Duration = Duration::from_secs(60);
+/// A node measuring itself on a busy machine may take a while, and nodes
+/// in one process measure one at a time (`calibration::cached`), so a
+/// node may first wait for others' measurements: on a crowded 2-core test
+/// machine that passed 60 s. A node that stops answering is named by its
+/// heartbeat within seconds; this bounds a live one.
+const CALIBRATE_DEADLINE: Duration = Duration::from_secs(300);
 /// Pings per link; the median counts (a link's jitter is part of it).
 const LINK_PINGS: usize = 5;
 /// Bytes sent each way to measure a link's bandwidth.
