@@ -67,10 +67,18 @@ unsafe fn pairs_of(bytes: &[u64; ROWS], j: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pack(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
     let blocks = p.map(|row| &*(row.add(i * size_of::<BlockQ4K>()) as *const BlockQ4K));
-    let quants = blocks.map(|b| q4k_quants(b));
-    for j in 0..8 {
-        let columns = transpose8(quants.map(|q| q[j]));
-        into.codes[j * 8..j * 8 + 8].copy_from_slice(&columns);
+    // Loops, not `map`: a closure would not inherit the target features,
+    // and the intrinsics it calls would not be inlined.
+    let mut quants = [[_mm256_setzero_si256(); 8]; ROWS];
+    for (q, b) in quants.iter_mut().zip(blocks) {
+        *q = q4k_quants(b);
+    }
+    for (j, codes) in into.codes.chunks_exact_mut(ROWS).enumerate() {
+        let mut column = [_mm256_setzero_si256(); ROWS];
+        for (c, q) in column.iter_mut().zip(&quants) {
+            *c = q[j];
+        }
+        codes.copy_from_slice(&transpose8(column));
     }
     let bytes = blocks.map(|b| q4k_scale_bytes(&b.scales));
     let (scales, mins) = (bytes.map(|b| b.0), bytes.map(|b| b.1));

@@ -14,7 +14,7 @@ use crate::shard::plan::{plan, LayoutRequest, NodeBudget};
 
 use super::layout::THIS_PROCESS;
 use super::report::{AggregateRates, BenchFigures, BenchLimits, BenchReport, BenchRow, Restored};
-use super::stats::{exchange_split, node_rows};
+use super::stats::{exchange_split, rows_of};
 use super::{Orchestrator, OrchestratorError, Runner};
 
 /// Bytes the bandwidth probe reads per pass.
@@ -273,8 +273,9 @@ impl Orchestrator {
             (self.generate(ids, opts, None, &mut |_| {})?.stats, None)
         };
         let n = self.nodes.as_mut().ok_or(OrchestratorError::NoNodes)?;
-        let (nodes, _) = node_rows(n);
-        let exchange = exchange_split(n);
+        let metrics = n.cluster.metrics();
+        let exchange = exchange_split(n, &metrics);
+        let (nodes, _) = rows_of(n, metrics);
         let (mut compute, mut wait, mut p50) = (0.0, 0.0, None::<f64>);
         for s in nodes.iter().filter_map(|r| r.stats.as_ref()) {
             compute += s.compute_seconds;

@@ -1,6 +1,7 @@
 //! Per-node figures since the load: memory, compute against waiting,
 //! traffic per token, all-reduce and hop latencies, and the straggler.
 
+use crate::cluster::coordinator::ClusterError;
 use crate::cluster::messages::NodeMetrics;
 use crate::metrics::memory::{current_rss_bytes, peak_rss_bytes};
 use crate::metrics::{split_exchanges, ExchangeSplit};
@@ -73,8 +74,17 @@ impl Orchestrator {
     }
 }
 
+/// A node's label and its counters, or why it could not be asked.
+type NodeAnswer = (String, Result<NodeMetrics, ClusterError>);
+
 /// One row per node, and the node its peers waited on longest.
 pub(super) fn node_rows(n: &mut NodeSet) -> (Vec<StatsRow>, Option<Straggler>) {
+    let metrics = n.cluster.metrics();
+    rows_of(n, metrics)
+}
+
+/// [`node_rows`] from metrics already asked for.
+pub(super) fn rows_of(n: &NodeSet, metrics: Vec<NodeAnswer>) -> (Vec<StatsRow>, Option<Straggler>) {
     let fixed: Vec<bool> = n
         .cluster
         .nodes()
@@ -85,7 +95,7 @@ pub(super) fn node_rows(n: &mut NodeSet) -> (Vec<StatsRow>, Option<Straggler>) {
     let mut blame: Vec<(String, f64)> = Vec::new();
     let mut labels = Vec::new();
     let mut rows = Vec::new();
-    for (i, (label, metrics)) in n.cluster.metrics().into_iter().enumerate() {
+    for (i, (label, metrics)) in metrics.into_iter().enumerate() {
         labels.push(label.clone());
         if let Ok(m) = &metrics {
             for t in &m.traffic {
@@ -105,20 +115,14 @@ pub(super) fn node_rows(n: &mut NodeSet) -> (Vec<StatsRow>, Option<Straggler>) {
 
 /// The all-reduce exchange told apart from the skew between peers, over
 /// every tensor group of the loaded plan (see [`split_exchanges`]).
-pub(super) fn exchange_split(n: &mut NodeSet) -> Option<ExchangeSplit> {
-    let plan = n.cluster.loaded()?.plan.clone();
-    let metrics: Vec<(String, Vec<f64>)> = n
-        .cluster
-        .metrics()
-        .into_iter()
-        .filter_map(|(label, m)| Some((label, m.ok()?.allreduce_seconds)))
-        .collect();
+pub(super) fn exchange_split(n: &NodeSet, metrics: &[NodeAnswer]) -> Option<ExchangeSplit> {
+    let plan = &n.cluster.loaded()?.plan;
     let samples_of = |plan_index: usize| {
         let name = &plan.nodes.get(plan_index)?.name;
-        metrics
-            .iter()
-            .find(|(label, _)| label == name)
-            .map(|(_, s)| s.as_slice())
+        metrics.iter().find_map(|(label, m)| match m {
+            Ok(m) if label == name => Some(m.allreduce_seconds.as_slice()),
+            _ => None,
+        })
     };
     let groups: Vec<Vec<&[f64]>> = plan
         .stages
