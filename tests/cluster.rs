@@ -92,12 +92,39 @@ fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
     assert_eq!(got, expected);
 }
 
-/// `shardlab synth --preset tiny` (seed 3) into `out`, with any extra flags.
+#[test]
+fn a_q4_0_model_interleaved_at_load_decodes_as_one_node_in_every_layout() {
+    // On x86-64 a process interleaves its Q4_0 matmul weights eight rows
+    // at a time at load. A 500-token vocabulary over 3 nodes leaves output
+    // slices whose rows are not whole groups of eight.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny-q4_0.gguf");
+    synth_tiny_in("q4_0", &path, &["--vocab", "500"]);
+    let gguf = GgufModel::open(&path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let m = Model { gguf, summary };
+    let prompt = [3u32, 100, 200, 300, 17];
+    let expected = single_node(&m, &prompt);
+    let home = tempfile::tempdir().expect("tempdir");
+    for (n, layout) in [(3, "tensor"), (2, "pipeline")] {
+        let mut cluster =
+            Cluster::spawn_local(n, &local(home.path(), Vec::new()), "test").expect("spawns");
+        load(&mut cluster, &m, &layout.parse().expect("layout"));
+        let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
+        assert_eq!(got, expected, "{layout} over {n} nodes");
+    }
+}
+
+/// `shardlab synth --preset tiny --quant q8_0` (seed 3) into `out`, with
+/// any extra flags.
 fn synth_tiny(out: &std::path::Path, extra: &[&str]) -> String {
+    synth_tiny_in("q8_0", out, extra)
+}
+
+/// As [`synth_tiny`], in `quant`.
+fn synth_tiny_in(quant: &str, out: &std::path::Path, extra: &[&str]) -> String {
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_shardlab"))
-        .args([
-            "synth", "--preset", "tiny", "--quant", "q8_0", "--seed", "3",
-        ])
+        .args(["synth", "--preset", "tiny", "--quant", quant, "--seed", "3"])
         .args(extra)
         .arg("--out")
         .arg(out)

@@ -68,7 +68,10 @@ fn main() {
         .build_global()
         .expect("thread pool");
     for (regime, rows) in [("memory-bound", 64 * 1024), ("in cache", 2048)] {
+        // As a model's weights are: interleaved at load where the type has
+        // such a layout on this CPU.
         let w = weight(dtype, rows);
+        let w = w.interleaved().unwrap_or(w);
         let gb = w.byte_len() as f64 / 1e9;
         let decode = calls_per_second(&w, 1, seconds);
         let batch = calls_per_second(&w, 32, seconds);

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::{Calibration, KernelRate};
+use crate::kernels::interleave::{interleave, runs_here};
 use crate::kernels::quantize_weights::quantize_weights;
 use crate::kernels::{matmul, MatmulScratch, Weight, WeightBytes};
 use crate::metrics::bandwidth::BandwidthProbe;
@@ -104,14 +105,28 @@ fn kernel_rate(dtype: GgmlType) -> Option<KernelRate> {
 /// quantized) counts as it does layer after layer.
 fn streamed_rate(dtype: GgmlType) -> Option<f64> {
     let pattern = quantized(dtype, ROWS, COLS)?;
+    // Laid out as a model's weights are at load (`Weight::interleaved`).
+    let interleaved = runs_here(dtype.quant_type());
+    let pattern = if interleaved {
+        interleave(&pattern, ROWS, pattern.len() / ROWS)
+    } else {
+        pattern
+    };
     let copies = STREAM_BYTES.div_ceil(pattern.len());
     let all = page_mapped(&pattern, copies)?;
     let matrices: Vec<Weight> = (0..copies)
-        .map(|i| Weight {
-            dtype: dtype.quant_type(),
-            rows: ROWS,
-            cols: COLS,
-            data: all.slice(i * pattern.len()..(i + 1) * pattern.len()),
+        .map(|i| {
+            let bytes = all.slice(i * pattern.len()..(i + 1) * pattern.len());
+            Weight {
+                dtype: dtype.quant_type(),
+                rows: ROWS,
+                cols: COLS,
+                data: if interleaved {
+                    WeightBytes::Interleaved(Box::new(bytes))
+                } else {
+                    bytes
+                },
+            }
         })
         .collect();
     let x: Vec<f32> = (0..COLS).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
@@ -147,12 +162,14 @@ fn page_mapped(pattern: &[u8], copies: usize) -> Option<WeightBytes> {
 /// A `rows x cols` weight of pseudo-random values.
 fn in_cache_weight(dtype: GgmlType, rows: usize, cols: usize) -> Option<Weight> {
     let bytes = quantized(dtype, rows, cols)?;
-    Some(Weight {
+    let w = Weight {
         dtype: dtype.quant_type(),
         rows,
         cols,
         data: WeightBytes::owned(bytes),
-    })
+    };
+    // As a model's weights are at load.
+    Some(w.interleaved().unwrap_or(w))
 }
 
 /// `rows x cols` pseudo-random values in `dtype`'s blocks.

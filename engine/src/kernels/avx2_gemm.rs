@@ -10,8 +10,9 @@
 //! in L1 while every token reads it, and each token's running sums are
 //! kept between chunks.
 //!
-//! The model's weights are not repacked: the interleaving lives only in
-//! this buffer, for the length of one matmul task.
+//! Weights in the file layout are interleaved only in this buffer, for
+//! the length of one matmul task; Q4_0 weights interleaved at load
+//! (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
 //!
 //! Q8_0's codes are signed. With VNNI they are packed plus 128 (as the
 //! unsigned bytes `vpdpbusd` takes) and 128 times the activation block's
@@ -33,7 +34,9 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, sum_i8, unpack_codes, ActScales};
-use super::block32::{layout, scale_offsets, Q4_1, Q5_0, Q8_0};
+use super::avx2_interleaved::unpack_chunk;
+use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::interleave::{CODES_AT, GROUP_BLOCK};
 
 /// Rows interleaved together: one i32 lane each.
 pub(super) const ROWS: usize = 8;
@@ -140,6 +143,38 @@ unsafe fn pack_codes<const F: u8>(
     }
 }
 
+/// The eight rows' scales for all `nb` blocks, from a group of weights
+/// interleaved at load (`interleave.rs`): one load per block.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_scales_interleaved(group: *const u8, nb: usize, into: &mut Packed) {
+    into.d.clear();
+    for b in 0..nb {
+        let scales = group.add(b * GROUP_BLOCK) as *const __m128i;
+        into.d.push(_mm256_cvtph_ps(_mm_loadu_si128(scales)));
+    }
+}
+
+/// Blocks `blocks` of a group interleaved at load, unpacked: chunk k's low
+/// nibbles are codes `4k..4k + 4` of every row, its high ones `16 + 4k..`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_codes_interleaved(
+    group: *const u8,
+    blocks: std::ops::Range<usize>,
+    into: &mut Packed,
+) {
+    into.codes.clear();
+    for b in blocks {
+        let codes = group.add(b * GROUP_BLOCK + CODES_AT);
+        let mut high = [_mm256_setzero_si256(); 4];
+        for (k, high) in high.iter_mut().enumerate() {
+            let (lo, hi) = unpack_chunk(codes, k);
+            into.codes.push(lo);
+            *high = hi;
+        }
+        into.codes.extend_from_slice(&high);
+    }
+}
+
 /// The offset the packed codes carry over the values: the format's own
 /// (Q4_0's 8, Q5_0's 16), or `q8_offset` for Q8_0.
 const fn packed_offset(f: u8, q8_offset: i32) -> i32 {
@@ -178,6 +213,36 @@ macro_rules! gemm_kernels {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
+            rows_from::<F, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// As [`rows`], for Q4_0 weights interleaved at load.
+        ///
+        /// # Safety
+        /// As [`rows`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_interleaved_q4_0(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<Q4_0, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// The body of [`rows`]: the buffer filled from the file layout's
+        /// rows, or from a group interleaved at load.
+        #[target_feature(enable = $features)]
+        unsafe fn rows_from<const F: u8, const INTERLEAVED: bool>(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
             let nb = row_bytes / layout(F).0;
             let groups = w.len() / row_bytes / ROWS;
             if groups == 0 {
@@ -202,11 +267,19 @@ macro_rules! gemm_kernels {
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
                 let p = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| base.add(i * row_bytes));
-                pack_scales::<F>(&p, nb, &mut packed);
+                if INTERLEAVED {
+                    pack_scales_interleaved(base, nb, &mut packed);
+                } else {
+                    pack_scales::<F>(&p, nb, &mut packed);
+                }
                 lanes.fill([[_mm256_setzero_pd(); 2]; 4]);
                 for first in (0..nb).step_by(CHUNK_BLOCKS) {
                     let end = (first + CHUNK_BLOCKS).min(nb);
-                    pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
+                    if INTERLEAVED {
+                        pack_codes_interleaved(base, first..end, &mut packed);
+                    } else {
+                        pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
+                    }
                     for (t, l) in lanes.iter_mut().enumerate() {
                         let a = acts.as_ptr().add(t * act_row_bytes);
                         chunk::<F>(&packed, first, end, a, &sc, t * nb, l);

@@ -37,6 +37,80 @@ pub fn dot_rows(
     dot_rows_isa(isa, dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
 }
 
+/// [`dot_rows`] for a weight interleaved at load (`interleave.rs`): whole
+/// groups of eight rows in that layout, then rows in the file layout.
+pub fn dot_rows_interleaved(
+    dtype: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    let isa = Isa::detected().last().copied().unwrap_or(Isa::Portable);
+    dot_rows_interleaved_isa(isa, dtype, w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+/// [`dot_rows_interleaved`] with the kernel family chosen by the caller.
+/// Families without interleaved kernels read the file layout back.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dot_rows_interleaved_isa(
+    isa: Isa,
+    dtype: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fits = kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out);
+        if dtype == QuantType::Q4_0
+            && fits
+            && isa != Isa::Portable
+            && Isa::detected().contains(&isa)
+        {
+            use super::avx2_gemm::{plain as mp, vnni as mv};
+            use super::avx2_interleaved::{plain as gp, vnni as gv};
+            let vnni = isa == Isa::Avx2Vnni;
+            // SAFETY: the CPU supports the features each function is built
+            // for (VNNI only where it has those too), and the shapes fit.
+            let done = unsafe {
+                match (tokens, vnni) {
+                    (1, false) => gp::rows_q4_0(w, row_bytes, acts, out),
+                    (1, true) => gv::rows_q4_0(w, row_bytes, acts, out),
+                    (_, false) => {
+                        mp::rows_interleaved_q4_0(w, row_bytes, acts, act_row_bytes, tokens, out)
+                    }
+                    (_, true) => {
+                        mv::rows_interleaved_q4_0(w, row_bytes, acts, act_row_bytes, tokens, out)
+                    }
+                }
+            };
+            let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);
+            if !w.is_empty() {
+                dot_rows_isa(isa, dtype, w, row_bytes, acts, act_row_bytes, tokens, out);
+            }
+            return;
+        }
+    }
+    let rows = w.len().checked_div(row_bytes).unwrap_or(0);
+    let file = super::interleave::deinterleave(w, rows, row_bytes);
+    dot_rows_isa(
+        isa,
+        dtype,
+        &file,
+        row_bytes,
+        acts,
+        act_row_bytes,
+        tokens,
+        out,
+    )
+}
+
 /// The kernel families, slowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {

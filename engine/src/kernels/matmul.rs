@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::dot::dot_rows;
+use super::dot::{dot_rows, dot_rows_interleaved};
 use super::quantize::{activation_type, quantize_row};
 use super::weight::Weight;
 
@@ -68,6 +68,7 @@ fn compute(w: &Weight, x: &[f32], tokens: usize, scratch: &mut MatmulScratch) {
     let row_bytes = w.row_bytes();
     let chunk_rows = rows_per_task(w.rows);
     let data: &[u8] = &w.data;
+    let interleaved = w.data.is_interleaved();
     let acts = &scratch.acts;
     scratch.wide.resize(w.rows * tokens, 0.0);
     scratch
@@ -78,7 +79,11 @@ fn compute(w: &Weight, x: &[f32], tokens: usize, scratch: &mut MatmulScratch) {
             let first = ci * chunk_rows;
             let n = o.len() / tokens;
             let rows = &data[first * row_bytes..(first + n) * row_bytes];
-            dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+            if interleaved {
+                dot_rows_interleaved(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+            } else {
+                dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+            }
         });
 }
 

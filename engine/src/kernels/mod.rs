@@ -12,12 +12,15 @@ mod avx2_gemm_k;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
 #[cfg(target_arch = "x86_64")]
+mod avx2_interleaved;
+#[cfg(target_arch = "x86_64")]
 mod avx2_k;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod block32;
 pub mod blocks;
 pub mod dequant;
 pub mod dot;
+pub mod interleave;
 pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;

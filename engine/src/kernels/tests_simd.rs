@@ -17,7 +17,8 @@ use super::blocks::{
     BlockQ8_0, BlockQ8_1,
 };
 use super::dequant::dequantize_row;
-use super::dot::{dot_row, dot_rows, dot_rows_isa, Isa};
+use super::dot::{dot_row, dot_rows, dot_rows_interleaved_isa, dot_rows_isa, Isa};
+use super::interleave::interleave;
 use super::quantize::{activation_type, quantize_row};
 use super::QuantType;
 
@@ -231,6 +232,13 @@ fn dispatched(
                 );
             }
         }
+        // The same weight interleaved at load gives the same bits.
+        if dtype == QuantType::Q4_0 {
+            let packed = interleave(rows, n_rows, rb);
+            let mut from_packed = vec![f64::NAN; n_rows * t];
+            dot_rows_interleaved_isa(isa, dtype, &packed, rb, acts, arb, t, &mut from_packed);
+            assert_eq!(bits(&from_packed), bits(&out), "{what} {isa:?} interleaved");
+        }
         last = out;
     }
     let mut out = vec![f64::NAN; n_rows * t];
@@ -347,6 +355,8 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                 // One token over 4 and 9 rows: the four-row decode kernel
                 // and its remainder. Eight tokens or more over 8 and 17
                 // rows: the interleaved batch kernel and its remainder.
+                // One and three tokens over 17 rows: Q4_0 interleaved at
+                // load, two groups and a row in the file layout.
                 let shapes = [
                     (1usize, 1usize),
                     (4, 1),
@@ -357,6 +367,8 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                     (1, 7),
                     (8, 8),
                     (17, 11),
+                    (17, 1),
+                    (17, 3),
                 ];
                 for (rows, tokens) in shapes {
                     seed += 1;

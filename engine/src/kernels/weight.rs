@@ -1,6 +1,7 @@
 //! A weight matrix as the kernels see it: GGML blocks, row-major, one row per
 //! output feature. The bytes either borrow the model file's map (no copy) or
-//! are owned (a slice received from the coordinator).
+//! are owned (a slice received from the coordinator); a model's matrices
+//! may be interleaved at load for the decode kernels (`interleave.rs`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub enum WeightBytes {
         start: usize,
         len: usize,
     },
+    /// The same bytes reordered eight rows at a time
+    /// ([`super::interleave`]): only the matmul reads them, never a row.
+    Interleaved(Box<WeightBytes>),
 }
 
 impl WeightBytes {
@@ -48,6 +52,37 @@ impl WeightBytes {
                 start: start + range.start,
                 len: range.len(),
             },
+            Self::Interleaved(inner) => Self::Interleaved(Box::new(inner.slice(range))),
+        }
+    }
+
+    pub fn is_interleaved(&self) -> bool {
+        matches!(self, Self::Interleaved(_))
+    }
+
+    /// Drops the resident pages of `range` (of these bytes) where they map
+    /// a model file, once a copy has replaced them (the interleaved
+    /// weights), so resident memory holds one copy. A later read faults
+    /// them in again from the file. Pages only partly in the range are
+    /// kept. Owned bytes are freed when their last holder drops them.
+    pub fn release_mapped_pages(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Self::Mapped { map, start, .. } = self {
+            let page = crate::platform::page_size();
+            let first = (start + range.start).next_multiple_of(page);
+            let end = (start + range.end) / page * page;
+            if end > first {
+                // SAFETY: the map is a read-only map of a model file, so
+                // dropping its pages loses nothing: they are read back
+                // from the file if touched again.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        end - first,
+                    )
+                };
+            }
         }
     }
 }
@@ -58,6 +93,7 @@ impl Deref for WeightBytes {
         match self {
             Self::Mapped { map, start, len } => &map[*start..*start + *len],
             Self::Owned { buf, start, len } => &buf[*start..*start + *len],
+            Self::Interleaved(inner) => inner,
         }
     }
 }
@@ -67,9 +103,14 @@ impl std::fmt::Debug for WeightBytes {
         match self {
             Self::Mapped { start, len, .. } => write!(f, "Mapped({start}..+{len})"),
             Self::Owned { start, len, .. } => write!(f, "Owned({start}..+{len})"),
+            Self::Interleaved(inner) => write!(f, "Interleaved({inner:?})"),
         }
     }
 }
+
+/// How much of a weight is interleaved before its mapped pages are
+/// released: the most resident memory holds twice.
+const COPY_STEP_BYTES: usize = 4 << 20;
 
 /// A `rows x cols` matrix; `cols` is the input (contiguous) dimension.
 #[derive(Clone, Debug)]
@@ -86,7 +127,12 @@ impl Weight {
         self.cols / self.dtype.block_len() * self.dtype.block_bytes()
     }
 
+    /// Row `r` in the file layout (never of an interleaved weight).
     pub fn row(&self, r: usize) -> &[u8] {
+        debug_assert!(
+            !self.data.is_interleaved(),
+            "a row of an interleaved weight"
+        );
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
     }
@@ -98,6 +144,37 @@ impl Weight {
     /// Dequantizes row `r` into `out` (length `cols`).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         super::dequant::dequantize_row(self.dtype, self.row(r), out)
+    }
+
+    /// This weight interleaved for the decode kernels, where its type has
+    /// such a layout on this CPU and it has a whole group of rows (else
+    /// `None`). The copy is owned. It is made a few MiB at a time, and
+    /// each range's mapped pages are released once copied
+    /// ([`WeightBytes::release_mapped_pages`]), so resident memory never
+    /// holds two copies of more than that.
+    pub fn interleaved(&self) -> Option<Weight> {
+        use super::interleave::{interleave_into, runs_here, ROWS};
+        if self.data.is_interleaved() || self.rows < ROWS || !runs_here(self.dtype) {
+            return None;
+        }
+        let rb = self.row_bytes();
+        let step = (COPY_STEP_BYTES / rb.max(1)).next_multiple_of(ROWS);
+        let mut bytes = vec![0u8; self.data.len()];
+        for first in (0..self.rows).step_by(step) {
+            let end = (first + step).min(self.rows);
+            let range = first * rb..end * rb;
+            interleave_into(
+                &self.data[range.clone()],
+                end - first,
+                rb,
+                &mut bytes[range.clone()],
+            );
+            self.data.release_mapped_pages(range);
+        }
+        Some(Weight {
+            data: WeightBytes::Interleaved(Box::new(WeightBytes::owned(bytes))),
+            ..self.clone()
+        })
     }
 
     /// Whether `cols` is a whole number of blocks and the bytes match the shape.

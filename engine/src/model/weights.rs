@@ -303,6 +303,16 @@ pub fn dense_ffn_names(config: &ModelConfig, l: usize) -> [&'static str; 3] {
     }
 }
 
+/// A layer's matmul weight as the kernels run it fastest: interleaved at
+/// load where its type has such a layout on this CPU, the original's
+/// mapped pages released as it is copied, so resident memory holds one
+/// copy. (Experts
+/// and the token embedding, and so a tied output head, keep the file
+/// layout: they are read by row ranges and rows.)
+fn for_decode(w: Weight) -> Weight {
+    w.interleaved().unwrap_or(w)
+}
+
 pub struct LayerWeights {
     pub attn_norm: Vec<f32>,
     pub wq: Weight,
@@ -399,16 +409,16 @@ impl ModelWeights {
                 let name = n(s);
                 loader.matrix(&name, &rule_of(&name), rows, cols)
             };
-            let wq = m("attn_q.weight", nq * hd, h)?;
-            let wk = m("attn_k.weight", nkv * hd, h)?;
-            let wv = m("attn_v.weight", nkv * hd, h)?;
-            let wo = m("attn_output.weight", h, nq * hd)?;
+            let wq = for_decode(m("attn_q.weight", nq * hd, h)?);
+            let wk = for_decode(m("attn_k.weight", nkv * hd, h)?);
+            let wv = for_decode(m("attn_v.weight", nkv * hd, h)?);
+            let wo = for_decode(m("attn_output.weight", h, nq * hd)?);
             let ffn = if config.has_dense_ffn(l) && nf > 0 {
                 let [gate, up, down] = dense_ffn_names(config, l);
                 Some(FfnWeights {
-                    gate: m(gate, nf, h)?,
-                    up: m(up, nf, h)?,
-                    down: m(down, h, nf)?,
+                    gate: for_decode(m(gate, nf, h)?),
+                    up: for_decode(m(up, nf, h)?),
+                    down: for_decode(m(down, h, nf)?),
                 })
             } else {
                 None
@@ -494,12 +504,12 @@ impl ModelWeights {
                     problem: e.to_string(),
                 })?
             } else {
-                loader.matrix(
+                for_decode(loader.matrix(
                     "output.weight",
                     &rule_of("output.weight"),
                     layout.vocab.len(),
                     h,
-                )?
+                )?)
             };
             (norm, Some(head))
         } else {

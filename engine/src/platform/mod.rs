@@ -33,6 +33,15 @@ pub fn peak_rss_bytes() -> Option<u64> {
     os::peak_rss_bytes()
 }
 
+/// The size of a memory page in bytes (4 KiB on x86-64 Linux, 16 KiB on
+/// Apple Silicon).
+#[cfg(unix)]
+pub fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 /// Total and available memory of the machine in bytes.
 pub fn system_memory_bytes() -> Option<(u64, u64)> {
     os::system_memory_bytes()
