@@ -93,25 +93,36 @@ fn a_qwen2_shape_with_replicated_kv_heads_matches_one_node() {
 }
 
 #[test]
-fn a_q4_0_model_interleaved_at_load_decodes_as_one_node_in_every_layout() {
-    // On x86-64 a process interleaves its Q4_0 matmul weights eight rows
-    // at a time at load. A 500-token vocabulary over 3 nodes leaves output
-    // slices whose rows are not whole groups of eight.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tiny-q4_0.gguf");
-    synth_tiny_in("q4_0", &path, &["--vocab", "500"]);
-    let gguf = GgufModel::open(&path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    let m = Model { gguf, summary };
-    let prompt = [3u32, 100, 200, 300, 17];
-    let expected = single_node(&m, &prompt);
-    let home = tempfile::tempdir().expect("tempdir");
-    for (n, layout) in [(3, "tensor"), (2, "pipeline")] {
-        let mut cluster =
-            Cluster::spawn_local(n, &local(home.path(), Vec::new()), "test").expect("spawns");
-        load(&mut cluster, &m, &layout.parse().expect("layout"));
-        let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
-        assert_eq!(got, expected, "{layout} over {n} nodes");
+fn models_interleaved_at_load_decode_as_one_node_in_every_layout() {
+    // On x86-64 a process interleaves its Q4_0 and Q4_K matmul weights
+    // eight rows at a time at load. A 500-token vocabulary over 2 or 3
+    // nodes leaves output slices whose rows are not whole groups of eight.
+    // Q4_K's 256-value blocks need 512 columns to split over 2 nodes.
+    let shapes: [(&str, &[&str], usize); 2] = [
+        ("q4_0", &["--vocab", "500"], 3),
+        (
+            "q4_k",
+            &["--vocab", "500", "--hidden", "512", "--heads", "8"],
+            2,
+        ),
+    ];
+    for (quant, shape, tensor_nodes) in shapes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(format!("tiny-{quant}.gguf"));
+        synth_tiny_in(quant, &path, shape);
+        let gguf = GgufModel::open(&path).expect("opens");
+        let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+        let m = Model { gguf, summary };
+        let prompt = [3u32, 100, 200, 300, 17];
+        let expected = single_node(&m, &prompt);
+        let home = tempfile::tempdir().expect("tempdir");
+        for (n, layout) in [(tensor_nodes, "tensor"), (2, "pipeline")] {
+            let mut cluster =
+                Cluster::spawn_local(n, &local(home.path(), Vec::new()), "test").expect("spawns");
+            load(&mut cluster, &m, &layout.parse().expect("layout"));
+            let got = greedy(&prompt, |ids, pos| cluster.step(ids, pos).expect("step"));
+            assert_eq!(got, expected, "{quant} {layout} over {n} nodes");
+        }
     }
 }
 

@@ -108,7 +108,7 @@ fn streamed_rate(dtype: GgmlType) -> Option<f64> {
     // Laid out as a model's weights are at load (`Weight::interleaved`).
     let interleaved = runs_here(dtype.quant_type());
     let pattern = if interleaved {
-        interleave(&pattern, ROWS, pattern.len() / ROWS)
+        interleave(dtype.quant_type(), &pattern, ROWS, pattern.len() / ROWS)
     } else {
         pattern
     };

@@ -15,7 +15,8 @@
 //! results are the same bits.
 //!
 //! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
-//! every token while it stays in L1. The model's weights are not repacked.
+//! every token while it stays in L1. Weights interleaved at load
+//! (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
@@ -25,8 +26,10 @@ use std::arch::x86_64::*;
 use std::mem::size_of;
 
 use super::avx2_gemm::{broadcast4, transpose8, ROWS};
+use super::avx2_interleaved::{f16_rows_as_f64, pairs_of_rows, q4k_scales_of_rows, unpack_chunk};
 use super::avx2_k::{act_scale, q4k_quants, q4k_scale_bytes, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::blocks::BlockQ4K;
+use super::interleave::{GROUP_SUPER, K_CODES_AT, K_DMIN_AT};
 
 /// Super-blocks packed at once: 4 x 2 KiB of interleaved codes.
 const CHUNK_SUPERS: usize = 4;
@@ -137,12 +140,30 @@ unsafe fn scaled_sums_vnni(s: &Super, a: *const u8) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn super_block(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2]) {
+    add_super_block(s.d, s.dmin, &s.mins, a, acc, o);
+}
+
+/// A super-block's step for eight rows: the minimums' term (`mins[j]`,
+/// group j's minimum of row r as the i16 pair `(v, v)` in lane r, times
+/// the activation's two sums of sixteen of that group), then the row
+/// kernel's float expression `o += a_d * (d * acc - dmin * msum)` in f64.
+/// The one-token kernel on interleaved weights shares it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn add_super_block(
+    d: [__m256d; 2],
+    dmin: [__m256d; 2],
+    mins: &[__m256i; 8],
+    a: *const u8,
+    acc: __m256i,
+    o: &mut [__m256d; 2],
+) {
     // Group j's two activation sums of sixteen, as one i16 pair.
     let bsums = a.add(Q8K_BSUMS) as *const i32;
     let mut msum = _mm256_setzero_si256();
-    for j in 0..8 {
+    for (j, m) in mins.iter().enumerate() {
         let pair = _mm256_set1_epi32(bsums.add(j).read_unaligned());
-        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(s.mins[j], pair));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*m, pair));
     }
     let ad = _mm256_set1_pd(act_scale(a));
     let halves = [
@@ -154,11 +175,33 @@ unsafe fn super_block(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2
     ];
     for (h, (acc, msum)) in halves.into_iter().enumerate() {
         let step = _mm256_sub_pd(
-            _mm256_mul_pd(s.d[h], _mm256_cvtepi32_pd(acc)),
-            _mm256_mul_pd(s.dmin[h], _mm256_cvtepi32_pd(msum)),
+            _mm256_mul_pd(d[h], _mm256_cvtepi32_pd(acc)),
+            _mm256_mul_pd(dmin[h], _mm256_cvtepi32_pd(msum)),
         );
         o[h] = _mm256_add_pd(o[h], _mm256_mul_pd(ad, step));
     }
+}
+
+/// Unpacks super-block `i` of a group of eight rows interleaved at load
+/// (`interleave.rs`) at `group`: sub-chunk s of chunk c is codes
+/// `4s..4s + 4` of groups `2c` (low nibbles) and `2c + 1` (high).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_interleaved(group: *const u8, i: usize, into: &mut Super) {
+    let blk = group.add(i * GROUP_SUPER);
+    for c in 0..4 {
+        for s in 0..8 {
+            let (lo, hi) = unpack_chunk(blk.add(K_CODES_AT + 256 * c), s);
+            into.codes[2 * c * 8 + s] = lo;
+            into.codes[(2 * c + 1) * 8 + s] = hi;
+        }
+    }
+    let (scales, mins) = q4k_scales_of_rows(blk);
+    for j in 0..8 {
+        into.scales[j] = pairs_of_rows(scales[j]);
+        into.mins[j] = pairs_of_rows(mins[j]);
+    }
+    into.d = f16_rows_as_f64(blk);
+    into.dmin = f16_rows_as_f64(blk.add(K_DMIN_AT));
 }
 
 /// The batch kernel, compiled once per instruction set.
@@ -174,6 +217,36 @@ macro_rules! gemm_q4k {
         /// number of super-blocks, `out` rows x tokens values.
         #[target_feature(enable = $features)]
         pub(in crate::kernels) unsafe fn rows_q4k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// As [`rows_q4k`], for weights interleaved at load.
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q4k_interleaved(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// The body of [`rows_q4k`]: super-blocks unpacked from the file
+        /// layout's rows, or from a group interleaved at load.
+        #[target_feature(enable = $features)]
+        unsafe fn rows_from<const INTERLEAVED: bool>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
@@ -199,7 +272,11 @@ macro_rules! gemm_q4k {
                 for first in (0..supers).step_by(CHUNK_SUPERS) {
                     let end = (first + CHUNK_SUPERS).min(supers);
                     for (k, i) in (first..end).enumerate() {
-                        pack(&p, i, &mut chunk[k]);
+                        if INTERLEAVED {
+                            pack_interleaved(base, i, &mut chunk[k]);
+                        } else {
+                            pack(&p, i, &mut chunk[k]);
+                        }
                     }
                     for (t, o) in sums.iter_mut().enumerate() {
                         let a = acts.as_ptr().add(t * act_row_bytes);

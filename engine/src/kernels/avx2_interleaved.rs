@@ -1,15 +1,19 @@
-//! One-token decode for Q4_0 weights interleaved at load (`interleave.rs`):
-//! one 32-byte load holds four codes of each of eight rows, a mask or a
-//! shift unpacks them, and one broadcast of four activation bytes
-//! multiplies all eight rows, so a block's eight i32 sums come out in row
-//! lanes with no horizontal reduction, and its eight scales are one load.
-//! The batch kernel (`avx2_gemm.rs`) unpacks the same layout into its
-//! buffer.
+//! One-token decode for Q4_0 and Q4_K weights interleaved at load
+//! (`interleave.rs`): one 32-byte load holds four codes of each of eight
+//! rows, a mask or a shift unpacks them, and one broadcast of four
+//! activation bytes multiplies all eight rows, so a block's eight i32 sums
+//! come out in row lanes with no horizontal reduction, and its eight
+//! scales are one load. The batch kernels (`avx2_gemm.rs`,
+//! `avx2_gemm_k.rs`) unpack the same layout into their buffers.
 //!
-//! Results are bit-equal to the row kernel: each (row, block) integer is
-//! the same (the unsigned codes' products less 8·Σy), its scale the same
-//! f32 product, added by the same f64 FMA into lane `b % 4` of its row,
-//! and the lanes summed as `(l0 + l2) + (l1 + l3)`.
+//! Results are bit-equal to the row kernels. Q4_0: each (row, block)
+//! integer is the same (the unsigned codes' products less 8·Σy), its scale
+//! the same f32 product, added by the same f64 FMA into lane `b % 4` of
+//! its row, and the lanes summed as `(l0 + l2) + (l1 + l3)`. Q4_K: each
+//! super-block's two integers (the codes' products times the group
+//! scales, the minimums times the activation's group sums) are the same,
+//! and the float step is `avx2_gemm_k::add_super_block`, the row
+//! kernel's expression in its order.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
@@ -19,8 +23,13 @@ use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, ActScales};
 use super::avx2_gemm::broadcast4;
+use super::avx2_gemm_k::add_super_block;
+use super::avx2_k::{Q8K_BYTES, Q8K_QS};
 use super::block32::{layout, Q4_0};
-use super::interleave::{CODES_AT, GROUP_BLOCK, ROWS};
+use super::blocks::BlockQ4K;
+use super::interleave::{
+    CODES_AT, GROUP_BLOCK, GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, ROWS,
+};
 
 /// One token's sums in progress, as in `avx2_gemm.rs`: `[k][half]` is lane
 /// `k` of rows 0..4 (`half` 0) and 4..8 (`half` 1).
@@ -64,6 +73,94 @@ unsafe fn block_sums_vnni(codes: *const u8, y: *const u8) -> __m256i {
         s[1] = _mm256_dpbusd_epi32(s[1], hi, broadcast4(y, 4 + k));
     }
     _mm256_add_epi32(s[0], s[1])
+}
+
+/// The eight rows' 6-bit group scales and minimums of the Q4_K group
+/// super-block at `blk`, unpacked from its transposed scale bytes on all
+/// eight rows at once (byte r of each word is row r): `(scales, mins)`,
+/// one word per group. The unpacking is `dequant::scale_min_k4`'s.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q4k_scales_of_rows(blk: *const u8) -> ([u64; 8], [u64; 8]) {
+    const LOW6: u64 = 0x3f3f_3f3f_3f3f_3f3f;
+    const LOW4: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+    const TOP2: u64 = 0x0303_0303_0303_0303;
+    let q =
+        |j: usize| u64::from_le((blk.add(K_SCALES_AT + ROWS * j) as *const u64).read_unaligned());
+    let (mut scales, mut mins) = ([0u64; 8], [0u64; 8]);
+    for j in 0..4 {
+        scales[j] = q(j) & LOW6;
+        mins[j] = q(j + 4) & LOW6;
+        scales[j + 4] = (q(j + 8) & LOW4) | ((q(j) >> 6) & TOP2) << 4;
+        mins[j + 4] = ((q(j + 8) >> 4) & LOW4) | ((q(j + 4) >> 6) & TOP2) << 4;
+    }
+    (scales, mins)
+}
+
+/// Eight bytes (byte r for row r) as the i16 pair `(v, v)` in lane r, the
+/// form `madd` multiplies by.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn pairs_of_rows(bytes: u64) -> __m256i {
+    let lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64));
+    _mm256_or_si256(lanes, _mm256_slli_epi32(lanes, 16))
+}
+
+/// The eight rows' f16 values at `at` as two f64 vectors (rows 0..4, 4..8).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16_rows_as_f64(at: *const u8) -> [__m256d; 2] {
+    let v = _mm256_cvtph_ps(_mm_loadu_si128(at as *const __m128i));
+    [
+        _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+        _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)),
+    ]
+}
+
+/// A Q4_K group super-block's eight scaled sums against the activation
+/// super-block at `a`: per group, the codes' products (i16, at most
+/// 8 x 2 x 15 x 128 = 30720) times the group's scales by `madd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_sums_plain(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m256i {
+    let mut acc = _mm256_setzero_si256();
+    for c in 0..4 {
+        let (codes, y) = (blk.add(K_CODES_AT + 256 * c), a.add(Q8K_QS + 64 * c));
+        let mut s16 = [_mm256_setzero_si256(); 2];
+        for s in 0..8 {
+            let (lo, hi) = unpack_chunk(codes, s);
+            s16[0] = _mm256_add_epi16(s16[0], _mm256_maddubs_epi16(lo, broadcast4(y, s)));
+            s16[1] = _mm256_add_epi16(s16[1], _mm256_maddubs_epi16(hi, broadcast4(y.add(32), s)));
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16[0], pairs_of_rows(scales[2 * c])));
+        acc = _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(s16[1], pairs_of_rows(scales[2 * c + 1])),
+        );
+    }
+    acc
+}
+
+/// As [`q4k_sums_plain`] with VNNI: `vpdpbusd` sums each group into i32
+/// and one `mullo` scales it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m256i {
+    let mut acc = _mm256_setzero_si256();
+    for c in 0..4 {
+        let (codes, y) = (blk.add(K_CODES_AT + 256 * c), a.add(Q8K_QS + 64 * c));
+        let mut g = [_mm256_setzero_si256(); 2];
+        for s in 0..8 {
+            let (lo, hi) = unpack_chunk(codes, s);
+            g[0] = _mm256_dpbusd_epi32(g[0], lo, broadcast4(y, s));
+            g[1] = _mm256_dpbusd_epi32(g[1], hi, broadcast4(y.add(32), s));
+        }
+        for (h, g) in g.into_iter().enumerate() {
+            let scale = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(scales[2 * c + h] as i64));
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g, scale));
+        }
+    }
+    acc
 }
 
 macro_rules! kernels {
@@ -145,14 +242,63 @@ macro_rules! kernels {
     };
 }
 
+/// The Q4_K one-token kernel, compiled once per instruction set.
+macro_rules! q4k_kernels {
+    ($features:literal, $sums:ident) => {
+        /// Dots the whole groups of eight interleaved Q4_K rows in `w` with
+        /// the one Q8_K activation row `acts`; returns how many rows it
+        /// did. `out[r]` receives row r's dot.
+        ///
+        /// # Safety
+        /// As `rows_q4_0`.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q4k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            out: &mut [f64],
+        ) -> usize {
+            let supers = row_bytes / size_of::<BlockQ4K>();
+            let groups = w.len() / row_bytes / ROWS;
+            for g in 0..groups {
+                let base = w.as_ptr().add(g * ROWS * row_bytes);
+                let mut o = [_mm256_setzero_pd(); 2];
+                for i in 0..supers {
+                    let blk = base.add(i * GROUP_SUPER);
+                    let a = acts.as_ptr().add(i * Q8K_BYTES);
+                    let (scales, mins) = q4k_scales_of_rows(blk);
+                    let acc = $sums(blk, a, &scales);
+                    let mut min_pairs = [_mm256_setzero_si256(); 8];
+                    for (p, &m) in min_pairs.iter_mut().zip(&mins) {
+                        *p = pairs_of_rows(m);
+                    }
+                    add_super_block(
+                        f16_rows_as_f64(blk),
+                        f16_rows_as_f64(blk.add(K_DMIN_AT)),
+                        &min_pairs,
+                        a,
+                        acc,
+                        &mut o,
+                    );
+                }
+                _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o[0]);
+                _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS + 4), o[1]);
+            }
+            groups * ROWS
+        }
+    };
+}
+
 /// AVX2 only.
 pub(super) mod plain {
     use super::*;
     kernels!("avx2,fma,f16c", block_sums_plain);
+    q4k_kernels!("avx2,fma,f16c", q4k_sums_plain);
 }
 
 /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
 pub(super) mod vnni {
     use super::*;
     kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni);
+    q4k_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", q4k_sums_vnni);
 }

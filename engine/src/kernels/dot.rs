@@ -68,26 +68,27 @@ pub(crate) fn dot_rows_interleaved_isa(
     #[cfg(target_arch = "x86_64")]
     {
         let fits = kernel_shapes_fit(dtype, w, row_bytes, acts, act_row_bytes, tokens, out);
-        if dtype == QuantType::Q4_0
-            && fits
-            && isa != Isa::Portable
-            && Isa::detected().contains(&isa)
-        {
+        let simd = isa != Isa::Portable && Isa::detected().contains(&isa);
+        if super::interleave::has_layout(dtype) && fits && simd {
             use super::avx2_gemm::{plain as mp, vnni as mv};
+            use super::avx2_gemm_k::{plain as kp, vnni as kv};
             use super::avx2_interleaved::{plain as gp, vnni as gv};
-            let vnni = isa == Isa::Avx2Vnni;
+            type Gemv = unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize;
+            type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
+            let k = dtype == QuantType::Q4K;
+            let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, k) {
+                (false, false) => (gp::rows_q4_0, mp::rows_interleaved_q4_0),
+                (true, false) => (gv::rows_q4_0, mv::rows_interleaved_q4_0),
+                (false, true) => (gp::rows_q4k, kp::rows_q4k_interleaved),
+                (true, true) => (gv::rows_q4k, kv::rows_q4k_interleaved),
+            };
             // SAFETY: the CPU supports the features each function is built
             // for (VNNI only where it has those too), and the shapes fit.
             let done = unsafe {
-                match (tokens, vnni) {
-                    (1, false) => gp::rows_q4_0(w, row_bytes, acts, out),
-                    (1, true) => gv::rows_q4_0(w, row_bytes, acts, out),
-                    (_, false) => {
-                        mp::rows_interleaved_q4_0(w, row_bytes, acts, act_row_bytes, tokens, out)
-                    }
-                    (_, true) => {
-                        mv::rows_interleaved_q4_0(w, row_bytes, acts, act_row_bytes, tokens, out)
-                    }
+                if tokens == 1 {
+                    gemv(w, row_bytes, acts, out)
+                } else {
+                    gemm(w, row_bytes, acts, act_row_bytes, tokens, out)
                 }
             };
             let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);
@@ -98,7 +99,7 @@ pub(crate) fn dot_rows_interleaved_isa(
         }
     }
     let rows = w.len().checked_div(row_bytes).unwrap_or(0);
-    let file = super::interleave::deinterleave(w, rows, row_bytes);
+    let file = super::interleave::deinterleave(dtype, w, rows, row_bytes);
     dot_rows_isa(
         isa,
         dtype,

@@ -3,8 +3,8 @@
 //! lanes that are already rows (`avx2_interleaved.rs`), with no horizontal
 //! reduction per (row, block). The batch kernels read the same layout.
 //!
-//! Q4_0 only for now. A group of eight rows is stored block after block;
-//! block `b` of the group is 144 bytes, as eight file blocks are:
+//! A group of eight rows is stored block after block, and block `b` of the
+//! group has as many bytes as eight file blocks. **Q4_0** (8 x 18 bytes):
 //!
 //! - bytes 0..16: the eight rows' f16 scales, row r at `2r`;
 //! - chunk `k` (0..4) at `16 + 32k`: bytes `4k..4k + 4` of each row's
@@ -12,31 +12,53 @@
 //!   `4k..4k + 4`, their high nibbles codes `16 + 4k..16 + 4k + 4`, so one
 //!   mask or one shift gives four codes of every row, in row lanes.
 //!
+//! **Q4_K** (8 x 144 bytes per super-block):
+//!
+//! - bytes 0..16 and 16..32: the rows' f16 `d` and `dmin`, row r at `2r`;
+//! - 32..128: byte `j` (0..12) of each row's packed 6-bit scales and
+//!   minimums at `32 + 8j + r`, so eight rows' byte j are one u64 and the
+//!   unpacking runs on all eight at once;
+//! - 128..1152: the codes, as Q4_0's chunks: for the row's 32-byte chunk
+//!   `c` (groups `2c` low nibbles, `2c + 1` high), sub-chunk `s` (0..8) at
+//!   `128 + 256c + 32s` holds bytes `4s..4s + 4` of it, row r at `4r`.
+//!
 //! Rows past the last whole group keep the file layout, after the groups,
 //! so the interleaved bytes are exactly as many as the file's and a task
 //! of whole groups covers a contiguous byte range.
 
-use super::blocks::{BlockQ4_0, F16Le};
+use super::blocks::{BlockQ4K, BlockQ4_0, F16Le};
 use super::QuantType;
 
 /// Rows interleaved together.
 pub const ROWS: usize = 8;
 
 const SCALE_BYTES: usize = size_of::<F16Le>();
-const QS_BYTES: usize = size_of::<BlockQ4_0>() - SCALE_BYTES;
-/// One block of eight rows.
+/// One Q4_0 block of eight rows.
 pub(super) const GROUP_BLOCK: usize = ROWS * size_of::<BlockQ4_0>();
-/// Where the codes start in a group block, after the eight scales.
+/// Where the codes start in a Q4_0 group block, after the eight scales.
 pub(super) const CODES_AT: usize = ROWS * SCALE_BYTES;
 const _: () = assert!(std::mem::offset_of!(BlockQ4_0, d) == 0);
 const _: () = assert!(GROUP_BLOCK == CODES_AT + 4 * 32);
+
+/// One Q4_K super-block of eight rows.
+pub(super) const GROUP_SUPER: usize = ROWS * size_of::<BlockQ4K>();
+/// Where the eight rows' `dmin` start in a Q4_K group super-block.
+pub(super) const K_DMIN_AT: usize = ROWS * SCALE_BYTES;
+/// Where byte 0 of the eight rows' scale fields starts.
+pub(super) const K_SCALES_AT: usize = 2 * ROWS * SCALE_BYTES;
+/// Where the codes start.
+pub(super) const K_CODES_AT: usize = K_SCALES_AT + ROWS * 12;
+const _: () = assert!(std::mem::offset_of!(BlockQ4K, dmin) == 2);
+const _: () = assert!(std::mem::offset_of!(BlockQ4K, scales) == 4);
+const _: () = assert!(std::mem::offset_of!(BlockQ4K, qs) == 16);
+const _: () = assert!(GROUP_SUPER == K_CODES_AT + 4 * 256);
 
 /// Whether `dtype` has an interleaved layout whose kernels this CPU runs
 /// (elsewhere weights keep the file layout).
 pub fn runs_here(dtype: QuantType) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        dtype == QuantType::Q4_0 && super::dot::Isa::detected().len() > 1
+        has_layout(dtype) && super::dot::Isa::detected().len() > 1
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -45,39 +67,59 @@ pub fn runs_here(dtype: QuantType) -> bool {
     }
 }
 
-/// Where row `r`'s block `b` byte `i` (scale bytes first) lands.
-fn position(nb: usize, r: usize, b: usize, i: usize) -> usize {
-    let group = (r / ROWS * nb + b) * GROUP_BLOCK;
-    let r = r % ROWS;
-    if i < SCALE_BYTES {
-        group + r * SCALE_BYTES + i
-    } else {
-        let q = i - SCALE_BYTES;
-        group + CODES_AT + (q / 4) * 32 + r * 4 + q % 4
+/// Whether `dtype` has an interleaved layout at all.
+pub fn has_layout(dtype: QuantType) -> bool {
+    matches!(dtype, QuantType::Q4_0 | QuantType::Q4K)
+}
+
+/// Where byte `i` of a row's block lands within its group block, for row
+/// `r` of the group.
+fn within_group(dtype: QuantType, r: usize, i: usize) -> usize {
+    let codes = |at: usize, q: usize, chunk: usize| {
+        at + (q / chunk) * (ROWS * chunk) + (q % chunk) / 4 * 32 + r * 4 + q % 4
+    };
+    match dtype {
+        QuantType::Q4K => match i {
+            0..2 => r * SCALE_BYTES + i,
+            2..4 => K_DMIN_AT + r * SCALE_BYTES + i - 2,
+            4..16 => K_SCALES_AT + (i - 4) * ROWS + r,
+            _ => codes(K_CODES_AT, i - 16, 32),
+        },
+        _ => match i {
+            0..2 => r * SCALE_BYTES + i,
+            _ => codes(CODES_AT, i - SCALE_BYTES, 16),
+        },
     }
 }
 
-/// The interleaved copy of `rows` rows of `row_bytes` (Q4_0 blocks).
-pub fn interleave(src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
+/// The interleaved copy of `rows` rows of `row_bytes` in `dtype` (one
+/// with a layout, [`has_layout`]).
+pub fn interleave(dtype: QuantType, src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
-    interleave_into(src, rows, row_bytes, &mut out);
+    interleave_into(dtype, src, rows, row_bytes, &mut out);
     out
 }
 
 /// [`interleave`] into `out` (as long as `src`). A group of eight rows
 /// covers the same bytes in both layouts, so a weight can be interleaved
 /// a range of whole groups at a time.
-pub fn interleave_into(src: &[u8], rows: usize, row_bytes: usize, out: &mut [u8]) {
-    for_each_byte(src.len(), rows, row_bytes, |file, packed| {
+pub fn interleave_into(
+    dtype: QuantType,
+    src: &[u8],
+    rows: usize,
+    row_bytes: usize,
+    out: &mut [u8],
+) {
+    for_each_byte(dtype, src.len(), rows, row_bytes, |file, packed| {
         out[packed] = src[file]
     });
 }
 
 /// The file layout back from an interleaved copy (the portable path and
 /// the tests read it).
-pub fn deinterleave(src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
+pub fn deinterleave(dtype: QuantType, src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
-    for_each_byte(src.len(), rows, row_bytes, |file, packed| {
+    for_each_byte(dtype, src.len(), rows, row_bytes, |file, packed| {
         out[file] = src[packed]
     });
     out
@@ -85,14 +127,24 @@ pub fn deinterleave(src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
 
 /// Calls `visit(file position, interleaved position)` for every byte of a
 /// `len`-byte weight.
-fn for_each_byte(len: usize, rows: usize, row_bytes: usize, mut visit: impl FnMut(usize, usize)) {
-    let block = size_of::<BlockQ4_0>();
+fn for_each_byte(
+    dtype: QuantType,
+    len: usize,
+    rows: usize,
+    row_bytes: usize,
+    mut visit: impl FnMut(usize, usize),
+) {
+    let block = dtype.block_bytes();
     let nb = row_bytes / block;
     let grouped = rows / ROWS * ROWS;
     for r in 0..grouped {
         for b in 0..nb {
-            for i in 0..SCALE_BYTES + QS_BYTES {
-                visit(r * row_bytes + b * block + i, position(nb, r, b, i));
+            let group = (r / ROWS * nb + b) * ROWS * block;
+            for i in 0..block {
+                visit(
+                    r * row_bytes + b * block + i,
+                    group + within_group(dtype, r % ROWS, i),
+                );
             }
         }
     }
@@ -105,23 +157,45 @@ fn for_each_byte(len: usize, rows: usize, row_bytes: usize, mut visit: impl FnMu
 mod tests {
     use super::*;
 
+    fn bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
     #[test]
     fn interleaving_is_a_permutation_that_keeps_the_tail() {
-        let (rows, nb) = (19, 3);
-        let row_bytes = nb * size_of::<BlockQ4_0>();
-        let src: Vec<u8> = (0..rows * row_bytes)
-            .map(|i| (i * 7 + i / 251) as u8)
-            .collect();
-        let packed = interleave(&src, rows, row_bytes);
-        assert_ne!(packed, src);
-        assert_eq!(&packed[16 * row_bytes..], &src[16 * row_bytes..]);
-        assert_eq!(deinterleave(&packed, rows, row_bytes), src);
-        // Row 1's scale of block 0, and its codes bytes 4..8 in chunk 1.
+        for dtype in [QuantType::Q4_0, QuantType::Q4K] {
+            let (rows, nb) = (19, 3);
+            let row_bytes = nb * dtype.block_bytes();
+            let src = bytes(rows * row_bytes);
+            let packed = interleave(dtype, &src, rows, row_bytes);
+            assert_ne!(packed, src);
+            assert_eq!(&packed[16 * row_bytes..], &src[16 * row_bytes..]);
+            assert_eq!(deinterleave(dtype, &packed, rows, row_bytes), src);
+        }
+    }
+
+    #[test]
+    fn bytes_land_where_the_kernels_read_them() {
+        let row_bytes = 3 * size_of::<BlockQ4_0>();
+        let src = bytes(8 * row_bytes);
+        let packed = interleave(QuantType::Q4_0, &src, 8, row_bytes);
+        // Row 1's scale of block 0, and its code bytes 4..8 in chunk 1.
         assert_eq!(&packed[2..4], &src[row_bytes..row_bytes + 2]);
         let chunk1_row1 = CODES_AT + 32 + 4;
         assert_eq!(
             &packed[chunk1_row1..chunk1_row1 + 4],
             &src[row_bytes + 2 + 4..row_bytes + 2 + 8]
         );
+
+        let row_bytes = 2 * size_of::<BlockQ4K>();
+        let src = bytes(8 * row_bytes);
+        let packed = interleave(QuantType::Q4K, &src, 8, row_bytes);
+        let row = |r: usize| &src[r * row_bytes..];
+        // Row 1's dmin, row 3's scale byte 5, row 2's code byte 37
+        // (chunk 1, sub-chunk 1, byte 1); then super-block 1's d of row 0.
+        assert_eq!(&packed[K_DMIN_AT + 2..K_DMIN_AT + 4], &row(1)[2..4]);
+        assert_eq!(packed[K_SCALES_AT + 5 * 8 + 3], row(3)[4 + 5]);
+        assert_eq!(packed[K_CODES_AT + 256 + 32 + 8 + 1], row(2)[16 + 37]);
+        assert_eq!(&packed[GROUP_SUPER..GROUP_SUPER + 2], &row(0)[144..146]);
     }
 }

@@ -18,7 +18,7 @@ use super::blocks::{
 };
 use super::dequant::dequantize_row;
 use super::dot::{dot_row, dot_rows, dot_rows_interleaved_isa, dot_rows_isa, Isa};
-use super::interleave::interleave;
+use super::interleave::{has_layout, interleave};
 use super::quantize::{activation_type, quantize_row};
 use super::QuantType;
 
@@ -233,8 +233,8 @@ fn dispatched(
             }
         }
         // The same weight interleaved at load gives the same bits.
-        if dtype == QuantType::Q4_0 {
-            let packed = interleave(rows, n_rows, rb);
+        if has_layout(dtype) {
+            let packed = interleave(dtype, rows, n_rows, rb);
             let mut from_packed = vec![f64::NAN; n_rows * t];
             dot_rows_interleaved_isa(isa, dtype, &packed, rb, acts, arb, t, &mut from_packed);
             assert_eq!(bits(&from_packed), bits(&out), "{what} {isa:?} interleaved");

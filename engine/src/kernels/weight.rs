@@ -158,12 +158,15 @@ impl Weight {
             return None;
         }
         let rb = self.row_bytes();
-        let step = (COPY_STEP_BYTES / rb.max(1)).next_multiple_of(ROWS);
+        let step = (COPY_STEP_BYTES / rb.max(1))
+            .next_multiple_of(ROWS)
+            .max(ROWS);
         let mut bytes = vec![0u8; self.data.len()];
         for first in (0..self.rows).step_by(step) {
             let end = (first + step).min(self.rows);
             let range = first * rb..end * rb;
             interleave_into(
+                self.dtype,
                 &self.data[range.clone()],
                 end - first,
                 rb,
