@@ -11,7 +11,7 @@
 //! kept between chunks.
 //!
 //! Weights in the file layout are interleaved only in this buffer, for
-//! the length of one matmul task; Q4_0 weights interleaved at load
+//! the length of one matmul task; Q4_0 and Q4_1 weights interleaved at load
 //! (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
 //!
 //! Q8_0's codes are signed. With VNNI they are packed plus 128 (as the
@@ -35,8 +35,9 @@ use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, sum_i8, unpack_codes, ActScales};
 use super::avx2_interleaved::unpack_chunk;
-use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
-use super::interleave::{CODES_AT, GROUP_BLOCK};
+use super::avx2_interleaved::{codes_at, group_block};
+use super::block32::{layout, scale_offsets, Q4_1, Q5_0, Q8_0};
+use super::interleave::Q4_1_MINS_AT;
 
 /// Rows interleaved together: one i32 lane each.
 pub(super) const ROWS: usize = 8;
@@ -143,28 +144,35 @@ unsafe fn pack_codes<const F: u8>(
     }
 }
 
-/// The eight rows' scales for all `nb` blocks, from a group of weights
-/// interleaved at load (`interleave.rs`): one load per block.
+/// The eight rows' scales (and Q4_1's minimums) for all `nb` blocks, from
+/// a group of weights interleaved at load (`interleave.rs`): one load each
+/// per block.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_scales_interleaved(group: *const u8, nb: usize, into: &mut Packed) {
+unsafe fn pack_scales_interleaved<const F: u8>(group: *const u8, nb: usize, into: &mut Packed) {
     into.d.clear();
+    into.m.clear();
     for b in 0..nb {
-        let scales = group.add(b * GROUP_BLOCK) as *const __m128i;
-        into.d.push(_mm256_cvtph_ps(_mm_loadu_si128(scales)));
+        let blk = group.add(b * group_block(F));
+        into.d
+            .push(_mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)));
+        if F == Q4_1 {
+            let mins = blk.add(Q4_1_MINS_AT) as *const __m128i;
+            into.m.push(_mm256_cvtph_ps(_mm_loadu_si128(mins)));
+        }
     }
 }
 
 /// Blocks `blocks` of a group interleaved at load, unpacked: chunk k's low
 /// nibbles are codes `4k..4k + 4` of every row, its high ones `16 + 4k..`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_codes_interleaved(
+unsafe fn pack_codes_interleaved<const F: u8>(
     group: *const u8,
     blocks: std::ops::Range<usize>,
     into: &mut Packed,
 ) {
     into.codes.clear();
     for b in blocks {
-        let codes = group.add(b * GROUP_BLOCK + CODES_AT);
+        let codes = group.add(b * group_block(F) + codes_at(F));
         let mut high = [_mm256_setzero_si256(); 4];
         for (k, high) in high.iter_mut().enumerate() {
             let (lo, hi) = unpack_chunk(codes, k);
@@ -216,12 +224,12 @@ macro_rules! gemm_kernels {
             rows_from::<F, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// As [`rows`], for Q4_0 weights interleaved at load.
+        /// As [`rows`], for Q4_0 or Q4_1 weights interleaved at load.
         ///
         /// # Safety
         /// As [`rows`].
         #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_interleaved_q4_0(
+        pub(in crate::kernels) unsafe fn rows_interleaved<const F: u8>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
@@ -229,7 +237,7 @@ macro_rules! gemm_kernels {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<Q4_0, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<F, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
         /// The body of [`rows`]: the buffer filled from the file layout's
@@ -268,7 +276,7 @@ macro_rules! gemm_kernels {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
                 let p = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| base.add(i * row_bytes));
                 if INTERLEAVED {
-                    pack_scales_interleaved(base, nb, &mut packed);
+                    pack_scales_interleaved::<F>(base, nb, &mut packed);
                 } else {
                     pack_scales::<F>(&p, nb, &mut packed);
                 }
@@ -276,7 +284,7 @@ macro_rules! gemm_kernels {
                 for first in (0..nb).step_by(CHUNK_BLOCKS) {
                     let end = (first + CHUNK_BLOCKS).min(nb);
                     if INTERLEAVED {
-                        pack_codes_interleaved(base, first..end, &mut packed);
+                        pack_codes_interleaved::<F>(base, first..end, &mut packed);
                     } else {
                         pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
                     }

@@ -1,4 +1,4 @@
-//! One-token decode for Q4_0 and Q4_K weights interleaved at load
+//! One-token decode for Q4_0, Q4_1 and Q4_K weights interleaved at load
 //! (`interleave.rs`): one 32-byte load holds four codes of each of eight
 //! rows, a mask or a shift unpacks them, and one broadcast of four
 //! activation bytes multiplies all eight rows, so a block's eight i32 sums
@@ -6,10 +6,11 @@
 //! scales are one load. The batch kernels (`avx2_gemm.rs`,
 //! `avx2_gemm_k.rs`) unpack the same layout into their buffers.
 //!
-//! Results are bit-equal to the row kernels. Q4_0: each (row, block)
-//! integer is the same (the unsigned codes' products less 8·Σy), its scale
-//! the same f32 product, added by the same f64 FMA into lane `b % 4` of
-//! its row, and the lanes summed as `(l0 + l2) + (l1 + l3)`. Q4_K: each
+//! Results are bit-equal to the row kernels. Q4_0 and Q4_1: each (row,
+//! block) integer is the same (the unsigned codes' products, less 8·Σy for
+//! Q4_0), its scale the same f32 product, added by the same f64 FMA into
+//! lane `b % 4` of its row, and the lanes summed as `(l0 + l2) + (l1 +
+//! l3)`; Q4_1's minimum terms have lanes of their own, added last. Q4_K: each
 //! super-block's two integers (the codes' products times the group
 //! scales, the minimums times the activation's group sums) are the same,
 //! and the float step is `avx2_gemm_k::add_super_block`, the row
@@ -25,10 +26,11 @@ use super::avx2::{act_scales, ActScales};
 use super::avx2_gemm::broadcast4;
 use super::avx2_gemm_k::add_super_block;
 use super::avx2_k::{Q8K_BYTES, Q8K_QS};
-use super::block32::{layout, Q4_0};
+use super::block32::{layout, Q4_0, Q4_1};
 use super::blocks::BlockQ4K;
 use super::interleave::{
-    CODES_AT, GROUP_BLOCK, GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, ROWS,
+    GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, Q4_0_CODES_AT, Q4_1_CODES_AT, Q4_1_MINS_AT,
+    ROWS,
 };
 
 /// One token's sums in progress, as in `avx2_gemm.rs`: `[k][half]` is lane
@@ -163,67 +165,97 @@ unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m2
     acc
 }
 
+/// One block of eight rows of a 32-value format with a layout (Q4_0, Q4_1).
+pub(super) const fn group_block(f: u8) -> usize {
+    ROWS * layout(f).0
+}
+
+/// Where the codes start in a group block: after the scales, and Q4_1's
+/// minimums.
+pub(super) const fn codes_at(f: u8) -> usize {
+    if f == Q4_1 {
+        Q4_1_CODES_AT
+    } else {
+        Q4_0_CODES_AT
+    }
+}
+
+/// The one-token kernel for Q4_0 and Q4_1, compiled once per instruction set.
 macro_rules! kernels {
     ($features:literal, $block_sums:ident) => {
-        /// Dots the whole groups of eight interleaved Q4_0 rows in `w` with
-        /// the one activation row `acts`; returns how many rows it did.
-        /// `out[r]` receives row r's dot.
+        /// Dots the whole groups of eight interleaved Q4_0 or Q4_1 rows in
+        /// `w` with the one activation row `acts`; returns how many rows it
+        /// did. `out[r]` receives row r's dot.
         ///
         /// # Safety
         /// The CPU must have the features named above. `w` holds whole
         /// rows of `row_bytes`, interleaved, `acts` one row with as many
         /// blocks, `out` one value per row.
         #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q4_0(
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
             out: &mut [f64],
         ) -> usize {
-            let nb = row_bytes / layout(Q4_0).0;
+            let nb = row_bytes / layout(F).0;
             let groups = w.len() / row_bytes / ROWS;
             if groups == 0 {
                 return 0;
             }
-            let sc = act_scales::<Q4_0>(acts, acts.len(), 1);
+            let sc = act_scales::<F>(acts, acts.len(), 1);
+            let zero = [[_mm256_setzero_pd(); 2]; 4];
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
-                let mut acc: Lanes = [[_mm256_setzero_pd(); 2]; 4];
+                let (mut acc, mut mins): (Lanes, Lanes) = (zero, zero);
                 let mut b = 0;
                 while b + 4 <= nb {
-                    for (k, acc) in acc.iter_mut().enumerate() {
-                        block(base, b + k, acts.as_ptr(), &sc, acc);
+                    for k in 0..4 {
+                        block::<F>(base, b + k, acts.as_ptr(), &sc, &mut acc[k], &mut mins[k]);
                     }
                     b += 4;
                 }
-                for (k, acc) in acc.iter_mut().enumerate().take(nb - b) {
-                    block(base, b + k, acts.as_ptr(), &sc, acc);
+                for k in 0..nb - b {
+                    block::<F>(base, b + k, acts.as_ptr(), &sc, &mut acc[k], &mut mins[k]);
                 }
                 for half in 0..2 {
-                    let total = _mm256_add_pd(
+                    // Written out: a closure would not inherit the target
+                    // features.
+                    let mut total = _mm256_add_pd(
                         _mm256_add_pd(acc[0][half], acc[2][half]),
                         _mm256_add_pd(acc[1][half], acc[3][half]),
                     );
+                    if F == Q4_1 {
+                        let m = _mm256_add_pd(
+                            _mm256_add_pd(mins[0][half], mins[2][half]),
+                            _mm256_add_pd(mins[1][half], mins[3][half]),
+                        );
+                        total = _mm256_add_pd(total, m);
+                    }
                     _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS + 4 * half), total);
                 }
             }
             groups * ROWS
         }
 
-        /// Block `b` of the group at `base`, into its lanes.
+        /// Block `b` of the group at `base`, into its lanes (and Q4_1's
+        /// minimum terms, `m · s`, into lanes of their own).
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn block(
+        unsafe fn block<const F: u8>(
             base: *const u8,
             b: usize,
             acts: *const u8,
             sc: &ActScales,
             acc: &mut [__m256d; 2],
+            mins: &mut [__m256d; 2],
         ) {
-            let (_, ab, aqs) = layout(Q4_0);
-            let blk = base.add(b * GROUP_BLOCK);
-            let s = $block_sums(blk.add(CODES_AT), acts.add(b * ab + aqs));
-            let s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(b)));
+            let (_, ab, aqs) = layout(F);
+            let blk = base.add(b * group_block(F));
+            let mut s = $block_sums(blk.add(codes_at(F)), acts.add(b * ab + aqs));
+            if F == Q4_0 {
+                s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(b)));
+            }
             let d = _mm256_mul_ps(
                 _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)),
                 _mm256_set1_ps(*sc.d.get_unchecked(b)),
@@ -238,6 +270,14 @@ macro_rules! kernels {
                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
                 acc[1],
             );
+            if F == Q4_1 {
+                let m = _mm256_mul_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128(blk.add(Q4_1_MINS_AT) as *const __m128i)),
+                    _mm256_set1_ps(*sc.s.get_unchecked(b)),
+                );
+                mins[0] = _mm256_add_pd(mins[0], _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+                mins[1] = _mm256_add_pd(mins[1], _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+            }
         }
     };
 }
@@ -250,7 +290,7 @@ macro_rules! q4k_kernels {
         /// did. `out[r]` receives row r's dot.
         ///
         /// # Safety
-        /// As `rows_q4_0`.
+        /// As `rows`.
         #[target_feature(enable = $features)]
         pub(in crate::kernels) unsafe fn rows_q4k(
             w: &[u8],

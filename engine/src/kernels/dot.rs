@@ -75,12 +75,14 @@ pub(crate) fn dot_rows_interleaved_isa(
             use super::avx2_interleaved::{plain as gp, vnni as gv};
             type Gemv = unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize;
             type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
-            let k = dtype == QuantType::Q4K;
-            let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, k) {
-                (false, false) => (gp::rows_q4_0, mp::rows_interleaved_q4_0),
-                (true, false) => (gv::rows_q4_0, mv::rows_interleaved_q4_0),
-                (false, true) => (gp::rows_q4k, kp::rows_q4k_interleaved),
-                (true, true) => (gv::rows_q4k, kv::rows_q4k_interleaved),
+            use super::block32::{Q4_0, Q4_1};
+            let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, dtype) {
+                (false, QuantType::Q4_0) => (gp::rows::<Q4_0>, mp::rows_interleaved::<Q4_0>),
+                (true, QuantType::Q4_0) => (gv::rows::<Q4_0>, mv::rows_interleaved::<Q4_0>),
+                (false, QuantType::Q4_1) => (gp::rows::<Q4_1>, mp::rows_interleaved::<Q4_1>),
+                (true, QuantType::Q4_1) => (gv::rows::<Q4_1>, mv::rows_interleaved::<Q4_1>),
+                (false, _) => (gp::rows_q4k, kp::rows_q4k_interleaved),
+                (true, _) => (gv::rows_q4k, kv::rows_q4k_interleaved),
             };
             // SAFETY: the CPU supports the features each function is built
             // for (VNNI only where it has those too), and the shapes fit.

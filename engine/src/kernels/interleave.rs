@@ -12,6 +12,9 @@
 //!   `4k..4k + 4`, their high nibbles codes `16 + 4k..16 + 4k + 4`, so one
 //!   mask or one shift gives four codes of every row, in row lanes.
 //!
+//! **Q4_1** (8 x 20 bytes) is Q4_0 with the eight rows' f16 minimums at
+//! 16..32, after the scales, and the chunks from 32.
+//!
 //! **Q4_K** (8 x 144 bytes per super-block):
 //!
 //! - bytes 0..16 and 16..32: the rows' f16 `d` and `dmin`, row r at `2r`;
@@ -26,19 +29,23 @@
 //! so the interleaved bytes are exactly as many as the file's and a task
 //! of whole groups covers a contiguous byte range.
 
-use super::blocks::{BlockQ4K, BlockQ4_0, F16Le};
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, F16Le};
 use super::QuantType;
 
 /// Rows interleaved together.
 pub const ROWS: usize = 8;
 
 const SCALE_BYTES: usize = size_of::<F16Le>();
-/// One Q4_0 block of eight rows.
-pub(super) const GROUP_BLOCK: usize = ROWS * size_of::<BlockQ4_0>();
 /// Where the codes start in a Q4_0 group block, after the eight scales.
-pub(super) const CODES_AT: usize = ROWS * SCALE_BYTES;
+pub(super) const Q4_0_CODES_AT: usize = ROWS * SCALE_BYTES;
+/// Where the eight minimums start in a Q4_1 group block, after the scales.
+pub(super) const Q4_1_MINS_AT: usize = ROWS * SCALE_BYTES;
+/// Where the codes start in a Q4_1 group block.
+pub(super) const Q4_1_CODES_AT: usize = 2 * ROWS * SCALE_BYTES;
 const _: () = assert!(std::mem::offset_of!(BlockQ4_0, d) == 0);
-const _: () = assert!(GROUP_BLOCK == CODES_AT + 4 * 32);
+const _: () = assert!(ROWS * size_of::<BlockQ4_0>() == Q4_0_CODES_AT + 4 * 32);
+const _: () = assert!(std::mem::offset_of!(BlockQ4_1, m) == 2);
+const _: () = assert!(ROWS * size_of::<BlockQ4_1>() == Q4_1_CODES_AT + 4 * 32);
 
 /// One Q4_K super-block of eight rows.
 pub(super) const GROUP_SUPER: usize = ROWS * size_of::<BlockQ4K>();
@@ -69,7 +76,7 @@ pub fn runs_here(dtype: QuantType) -> bool {
 
 /// Whether `dtype` has an interleaved layout at all.
 pub fn has_layout(dtype: QuantType) -> bool {
-    matches!(dtype, QuantType::Q4_0 | QuantType::Q4K)
+    matches!(dtype, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q4K)
 }
 
 /// Where byte `i` of a row's block lands within its group block, for row
@@ -85,9 +92,14 @@ fn within_group(dtype: QuantType, r: usize, i: usize) -> usize {
             4..16 => K_SCALES_AT + (i - 4) * ROWS + r,
             _ => codes(K_CODES_AT, i - 16, 32),
         },
+        QuantType::Q4_1 => match i {
+            0..2 => r * SCALE_BYTES + i,
+            2..4 => Q4_1_MINS_AT + r * SCALE_BYTES + i - 2,
+            _ => codes(Q4_1_CODES_AT, i - 2 * SCALE_BYTES, 16),
+        },
         _ => match i {
             0..2 => r * SCALE_BYTES + i,
-            _ => codes(CODES_AT, i - SCALE_BYTES, 16),
+            _ => codes(Q4_0_CODES_AT, i - SCALE_BYTES, 16),
         },
     }
 }
@@ -110,47 +122,96 @@ pub fn interleave_into(
     row_bytes: usize,
     out: &mut [u8],
 ) {
-    for_each_byte(dtype, src.len(), rows, row_bytes, |file, packed| {
-        out[packed] = src[file]
-    });
+    for_each_piece(dtype, rows, row_bytes, &mut ToGroups { src, out });
 }
 
 /// The file layout back from an interleaved copy (the portable path and
 /// the tests read it).
 pub fn deinterleave(dtype: QuantType, src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
-    for_each_byte(dtype, src.len(), rows, row_bytes, |file, packed| {
-        out[file] = src[packed]
-    });
+    for_each_piece(
+        dtype,
+        rows,
+        row_bytes,
+        &mut FromGroups { src, out: &mut out },
+    );
     out
 }
 
-/// Calls `visit(file position, interleaved position)` for every byte of a
-/// `len`-byte weight.
-fn for_each_byte(
-    dtype: QuantType,
-    len: usize,
-    rows: usize,
-    row_bytes: usize,
-    mut visit: impl FnMut(usize, usize),
-) {
+/// Moves a piece of `N` bytes between its place in the file layout and
+/// its place in the interleaved one. The length is a constant, so each
+/// copy is one move (a 4 GB model has a billion pieces), and the rows past
+/// the last group are one copy.
+trait Piece {
+    fn bytes<const N: usize>(&mut self, file: usize, packed: usize);
+    fn rest(&mut self, from: usize);
+}
+
+struct ToGroups<'a> {
+    src: &'a [u8],
+    out: &'a mut [u8],
+}
+
+impl Piece for ToGroups<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&mut self, file: usize, packed: usize) {
+        self.out[packed..packed + N].copy_from_slice(&self.src[file..file + N]);
+    }
+    fn rest(&mut self, from: usize) {
+        self.out[from..].copy_from_slice(&self.src[from..]);
+    }
+}
+
+struct FromGroups<'a> {
+    src: &'a [u8],
+    out: &'a mut [u8],
+}
+
+impl Piece for FromGroups<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&mut self, file: usize, packed: usize) {
+        self.out[file..file + N].copy_from_slice(&self.src[packed..packed + N]);
+    }
+    fn rest(&mut self, from: usize) {
+        self.out[from..].copy_from_slice(&self.src[from..]);
+    }
+}
+
+/// Hands every piece of `rows` rows to `piece`: per block, its f16 fields
+/// (two bytes each), Q4_K's scale bytes (one each), its codes (four bytes
+/// each); then the rows past the last whole group.
+fn for_each_piece(dtype: QuantType, rows: usize, row_bytes: usize, piece: &mut impl Piece) {
     let block = dtype.block_bytes();
     let nb = row_bytes / block;
     let grouped = rows / ROWS * ROWS;
+    let (halves, scale_bytes) = match dtype {
+        QuantType::Q4K => (2, 12),
+        QuantType::Q4_1 => (2, 0),
+        _ => (1, 0),
+    };
+    let codes_from = halves * SCALE_BYTES + scale_bytes;
     for r in 0..grouped {
+        let at = |i: usize| within_group(dtype, r % ROWS, i);
+        let half_at: Vec<usize> = (0..halves).map(|h| at(h * SCALE_BYTES)).collect();
+        let scale_at: Vec<usize> = (0..scale_bytes)
+            .map(|j| at(halves * SCALE_BYTES + j))
+            .collect();
+        let code_at: Vec<usize> = (codes_from..block).step_by(4).map(at).collect();
         for b in 0..nb {
             let group = (r / ROWS * nb + b) * ROWS * block;
-            for i in 0..block {
-                visit(
-                    r * row_bytes + b * block + i,
-                    group + within_group(dtype, r % ROWS, i),
-                );
+            let file = r * row_bytes + b * block;
+            for (h, &p) in half_at.iter().enumerate() {
+                piece.bytes::<SCALE_BYTES>(file + h * SCALE_BYTES, group + p);
+            }
+            for (j, &p) in scale_at.iter().enumerate() {
+                piece.bytes::<1>(file + halves * SCALE_BYTES + j, group + p);
+            }
+            for (k, &p) in code_at.iter().enumerate() {
+                piece.bytes::<4>(file + codes_from + 4 * k, group + p);
             }
         }
     }
-    for p in grouped * row_bytes..len {
-        visit(p, p);
-    }
+    piece.rest(grouped * row_bytes);
 }
 
 #[cfg(test)]
@@ -163,7 +224,7 @@ mod tests {
 
     #[test]
     fn interleaving_is_a_permutation_that_keeps_the_tail() {
-        for dtype in [QuantType::Q4_0, QuantType::Q4K] {
+        for dtype in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q4K] {
             let (rows, nb) = (19, 3);
             let row_bytes = nb * dtype.block_bytes();
             let src = bytes(rows * row_bytes);
@@ -181,11 +242,21 @@ mod tests {
         let packed = interleave(QuantType::Q4_0, &src, 8, row_bytes);
         // Row 1's scale of block 0, and its code bytes 4..8 in chunk 1.
         assert_eq!(&packed[2..4], &src[row_bytes..row_bytes + 2]);
-        let chunk1_row1 = CODES_AT + 32 + 4;
+        let chunk1_row1 = Q4_0_CODES_AT + 32 + 4;
         assert_eq!(
             &packed[chunk1_row1..chunk1_row1 + 4],
             &src[row_bytes + 2 + 4..row_bytes + 2 + 8]
         );
+
+        let row_bytes = 2 * size_of::<BlockQ4_1>();
+        let src = bytes(8 * row_bytes);
+        let packed = interleave(QuantType::Q4_1, &src, 8, row_bytes);
+        // Row 2's minimum of block 0, row 0's code bytes 0..4.
+        assert_eq!(
+            &packed[Q4_1_MINS_AT + 4..Q4_1_MINS_AT + 6],
+            &src[2 * row_bytes + 2..][..2]
+        );
+        assert_eq!(&packed[Q4_1_CODES_AT..Q4_1_CODES_AT + 4], &src[4..8]);
 
         let row_bytes = 2 * size_of::<BlockQ4K>();
         let src = bytes(8 * row_bytes);

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use rayon::prelude::*;
 
 use super::QuantType;
 
@@ -109,7 +110,7 @@ impl std::fmt::Debug for WeightBytes {
 }
 
 /// How much of a weight is interleaved before its mapped pages are
-/// released: the most resident memory holds twice.
+/// released: the most resident memory holds twice, per thread.
 const COPY_STEP_BYTES: usize = 4 << 20;
 
 /// A `rows x cols` matrix; `cols` is the input (contiguous) dimension.
@@ -148,7 +149,7 @@ impl Weight {
 
     /// This weight interleaved for the decode kernels, where its type has
     /// such a layout on this CPU and it has a whole group of rows (else
-    /// `None`). The copy is owned. It is made a few MiB at a time, and
+    /// `None`, or where no memory is left for the copy). It is made a few MiB at a time, and
     /// each range's mapped pages are released once copied
     /// ([`WeightBytes::release_mapped_pages`]), so resident memory never
     /// holds two copies of more than that.
@@ -161,21 +162,25 @@ impl Weight {
         let step = (COPY_STEP_BYTES / rb.max(1))
             .next_multiple_of(ROWS)
             .max(ROWS);
-        let mut bytes = vec![0u8; self.data.len()];
-        for first in (0..self.rows).step_by(step) {
-            let end = (first + step).min(self.rows);
-            let range = first * rb..end * rb;
-            interleave_into(
-                self.dtype,
-                &self.data[range.clone()],
-                end - first,
-                rb,
-                &mut bytes[range.clone()],
-            );
-            self.data.release_mapped_pages(range);
-        }
+        // Pages of their own rather than the allocator's: one copy in
+        // memory (a heap arena of a loading thread kept tens of MiB more
+        // resident at SmolLM2's peak), and freed whole when dropped.
+        let len = self.data.len();
+        let mut bytes = memmap2::MmapMut::map_anon(len).ok()?;
+        // Steps of whole groups, spread over the threads (a 4 GB model's
+        // copy is seconds of one core).
+        bytes
+            .par_chunks_mut(step * rb)
+            .enumerate()
+            .for_each(|(i, out)| {
+                let range = i * step * rb..i * step * rb + out.len();
+                let src = &self.data[range.clone()];
+                interleave_into(self.dtype, src, out.len() / rb, rb, out);
+                self.data.release_mapped_pages(range);
+            });
+        let map = Arc::new(bytes.make_read_only().ok()?);
         Some(Weight {
-            data: WeightBytes::Interleaved(Box::new(WeightBytes::owned(bytes))),
+            data: WeightBytes::Interleaved(Box::new(WeightBytes::Mapped { map, start: 0, len })),
             ..self.clone()
         })
     }
