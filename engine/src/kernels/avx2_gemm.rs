@@ -34,8 +34,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, sum_i8, unpack_codes, ActScales};
-use super::avx2_interleaved::unpack_chunk;
-use super::avx2_interleaved::{codes_at, group_block};
+use super::avx2_interleaved::{codes_at, group_block, unpack_chunk};
 use super::block32::{layout, scale_offsets, Q4_1, Q5_0, Q8_0};
 use super::interleave::Q4_1_MINS_AT;
 
@@ -200,7 +199,7 @@ const CHUNK_BLOCKS: usize = 32;
 
 /// One token's sums in progress: `[k][half]` is lane `k` (blocks
 /// `b % 4 == k`) of rows 0..4 (`half` 0) and 4..8 (`half` 1).
-type Lanes = [[__m256d; 2]; 4];
+pub(super) type Lanes = [[__m256d; 2]; 4];
 
 macro_rules! gemm_kernels {
     ($features:literal, $block_sums:ident, $q8_offset:literal) => {

@@ -9,9 +9,9 @@
 //! Results are bit-equal to the row kernels. Q4_0 and Q4_1: each (row,
 //! block) integer is the same (the unsigned codes' products, less 8·Σy for
 //! Q4_0), its scale the same f32 product, added by the same f64 FMA into
-//! lane `b % 4` of its row, and the lanes summed as `(l0 + l2) + (l1 +
-//! l3)`; Q4_1's minimum terms have lanes of their own, added last. Q4_K: each
-//! super-block's two integers (the codes' products times the group
+//! lane `b % 4` of its row, and the lanes summed as
+//! `(l0 + l2) + (l1 + l3)`; Q4_1's minimum terms have lanes of their own,
+//! added last. Q4_K: each super-block's two integers (the codes' products times the group
 //! scales, the minimums times the activation's group sums) are the same,
 //! and the float step is `avx2_gemm_k::add_super_block`, the row
 //! kernel's expression in its order.
@@ -23,7 +23,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, ActScales};
-use super::avx2_gemm::broadcast4;
+use super::avx2_gemm::{broadcast4, Lanes};
 use super::avx2_gemm_k::add_super_block;
 use super::avx2_k::{Q8K_BYTES, Q8K_QS};
 use super::block32::{layout, Q4_0, Q4_1};
@@ -33,11 +33,7 @@ use super::interleave::{
     ROWS,
 };
 
-/// One token's sums in progress, as in `avx2_gemm.rs`: `[k][half]` is lane
-/// `k` of rows 0..4 (`half` 0) and 4..8 (`half` 1).
-type Lanes = [[__m256d; 2]; 4];
-
-/// The four chunks' codes of one group block, low and high nibbles.
+/// Chunk `k` of a group block's codes: its low nibbles and its high ones.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn unpack_chunk(codes: *const u8, k: usize) -> (__m256i, __m256i) {

@@ -73,9 +73,9 @@ pub(crate) fn dot_rows_interleaved_isa(
             use super::avx2_gemm::{plain as mp, vnni as mv};
             use super::avx2_gemm_k::{plain as kp, vnni as kv};
             use super::avx2_interleaved::{plain as gp, vnni as gv};
+            use super::block32::{Q4_0, Q4_1};
             type Gemv = unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize;
             type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
-            use super::block32::{Q4_0, Q4_1};
             let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, dtype) {
                 (false, QuantType::Q4_0) => (gp::rows::<Q4_0>, mp::rows_interleaved::<Q4_0>),
                 (true, QuantType::Q4_0) => (gv::rows::<Q4_0>, mv::rows_interleaved::<Q4_0>),

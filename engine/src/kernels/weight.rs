@@ -61,7 +61,7 @@ impl WeightBytes {
         matches!(self, Self::Interleaved(_))
     }
 
-    /// Drops the resident pages of `range` (of these bytes) where they map
+    /// Drops the resident pages of `range` (of these bytes), which must map
     /// a model file, once a copy has replaced them (the interleaved
     /// weights), so resident memory holds one copy. A later read faults
     /// them in again from the file. Pages only partly in the range are
@@ -149,10 +149,12 @@ impl Weight {
 
     /// This weight interleaved for the decode kernels, where its type has
     /// such a layout on this CPU and it has a whole group of rows (else
-    /// `None`, or where no memory is left for the copy). It is made a few MiB at a time, and
-    /// each range's mapped pages are released once copied
-    /// ([`WeightBytes::release_mapped_pages`]), so resident memory never
-    /// holds two copies of more than that.
+    /// `None`, as where no memory is left for the copy). It is made a few
+    /// MiB at a time, and each range's mapped pages are released once
+    /// copied ([`WeightBytes::release_mapped_pages`]), so resident memory
+    /// never holds two copies of more than that. A mapped weight must
+    /// therefore map a file: an anonymous map's released pages read back
+    /// as zeros.
     pub fn interleaved(&self) -> Option<Weight> {
         use super::interleave::{interleave_into, runs_here, ROWS};
         if self.data.is_interleaved() || self.rows < ROWS || !runs_here(self.dtype) {

@@ -306,9 +306,8 @@ pub fn dense_ffn_names(config: &ModelConfig, l: usize) -> [&'static str; 3] {
 /// A layer's matmul weight as the kernels run it fastest: interleaved at
 /// load where its type has such a layout on this CPU, the original's
 /// mapped pages released as it is copied, so resident memory holds one
-/// copy. (Experts
-/// and the token embedding, and so a tied output head, keep the file
-/// layout: they are read by row ranges and rows.)
+/// copy. (Experts and the token embedding, and so a tied output head,
+/// keep the file layout: they are read by row ranges and rows.)
 fn for_decode(w: Weight) -> Weight {
     w.interleaved().unwrap_or(w)
 }
