@@ -202,7 +202,7 @@ const CHUNK_BLOCKS: usize = 32;
 pub(super) type Lanes = [[__m256d; 2]; 4];
 
 macro_rules! gemm_kernels {
-    ($features:literal, $block_sums:ident, $q8_offset:literal) => {
+    ($features:literal, $tile_sums:ident, $q8_offset:literal) => {
         /// Dots the first `rows / 8 * 8` weight rows of `w` with `tokens`
         /// activation rows (layout as `dot::dot_rows`); returns how many
         /// rows it did.
@@ -265,6 +265,8 @@ macro_rules! gemm_kernels {
                     .map(|b| offset * sum_i8(acts.as_ptr().add(b * ab + aqs) as *const i8))
                     .collect();
             }
+            // Each block's sums start at minus the offset's term.
+            let less: Vec<i32> = sc.correction.iter().map(|c| -c).collect();
             let mut packed = Packed {
                 codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
                 d: Vec::with_capacity(nb),
@@ -287,9 +289,36 @@ macro_rules! gemm_kernels {
                     } else {
                         pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
                     }
-                    for (t, l) in lanes.iter_mut().enumerate() {
-                        let a = acts.as_ptr().add(t * act_row_bytes);
-                        chunk::<F>(&packed, first, end, a, &sc, t * nb, l);
+                    let whole = tokens / TILE * TILE;
+                    for t0 in (0..whole).step_by(TILE) {
+                        let tile_lanes = lanes.get_unchecked_mut(t0..t0 + TILE);
+                        tile::<F, TILE>(
+                            &packed,
+                            first,
+                            end,
+                            acts,
+                            act_row_bytes,
+                            t0,
+                            nb,
+                            &sc,
+                            &less,
+                            tile_lanes,
+                        );
+                    }
+                    for t0 in whole..tokens {
+                        let one = lanes.get_unchecked_mut(t0..t0 + 1);
+                        tile::<F, 1>(
+                            &packed,
+                            first,
+                            end,
+                            acts,
+                            act_row_bytes,
+                            t0,
+                            nb,
+                            &sc,
+                            &less,
+                            one,
+                        );
                     }
                 }
                 for (t, l) in lanes.iter().enumerate() {
@@ -302,31 +331,57 @@ macro_rules! gemm_kernels {
             groups * ROWS
         }
 
-        /// Blocks `first..end` (the packed chunk) against one token; `at`
-        /// indexes the token's first block in `sc`.
+        /// Blocks `first..end` (the packed chunk) against tokens
+        /// `t0..t0 + T`, into their lanes. Each lane's blocks (`b % 4 == k`)
+        /// are taken in order, one lane at a time, so a token keeps one
+        /// accumulator live and the T tokens share every load of codes.
+        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn chunk<const F: u8>(
+        unsafe fn tile<const F: u8, const T: usize>(
             packed: &Packed,
             first: usize,
             end: usize,
-            a: *const u8,
+            acts: &[u8],
+            act_row_bytes: usize,
+            t0: usize,
+            nb: usize,
             sc: &ActScales,
-            at: usize,
-            lanes: &mut Lanes,
+            less: &[i32],
+            lanes: &mut [Lanes],
         ) {
-            let mut acc = *lanes;
-            let mut b = first;
-            while b + 4 <= end {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    block::<F>(packed, first, b + k, a, sc, at, acc);
+            let (_, ab, aqs) = layout(F);
+            let ys: [*const u8; T] =
+                std::array::from_fn(|t| acts.as_ptr().add((t0 + t) * act_row_bytes + aqs));
+            for k in 0..4 {
+                let mut acc: [Lane; T] = std::array::from_fn(|t| lane_load(&lanes[t][k]));
+                let mut b = first + k;
+                while b < end {
+                    let codes = packed.codes.as_ptr().add((b - first) * 8);
+                    let at: [*const u8; T] = std::array::from_fn(|t| ys[t].add(b * ab));
+                    // The offset's term, less: where the sums start.
+                    let start: [__m256i; T] = std::array::from_fn(|t| {
+                        if packed_offset(F, $q8_offset) != 0 {
+                            _mm256_set1_epi32(*less.get_unchecked((t0 + t) * nb + b))
+                        } else {
+                            _mm256_setzero_si256()
+                        }
+                    });
+                    let sums = $tile_sums::<F, T>(codes, &at, start);
+                    let dw = *packed.d.get_unchecked(b);
+                    for (t, (acc, s)) in acc.iter_mut().zip(sums).enumerate() {
+                        let d = _mm256_mul_ps(
+                            dw,
+                            _mm256_set1_ps(*sc.d.get_unchecked((t0 + t) * nb + b)),
+                        );
+                        *acc = lane_fma(*acc, d, s);
+                    }
+                    b += 4;
                 }
-                b += 4;
+                for t in 0..T {
+                    lane_store(acc[t], &mut lanes[t][k]);
+                }
             }
-            for (k, acc) in acc.iter_mut().enumerate().take(end - b) {
-                block::<F>(packed, first, b + k, a, sc, at, acc);
-            }
-            *lanes = acc;
         }
 
         /// A token's eight row sums from its lanes, with Q4_1's minimum
@@ -363,41 +418,6 @@ macro_rules! gemm_kernels {
             _mm256_storeu_pd(sums.as_mut_ptr().add(4), total[1]);
             sums
         }
-
-        /// Block `b` of the eight rows (block `b - first` of the packed
-        /// chunk) against one token, into its lanes.
-        #[inline]
-        #[target_feature(enable = $features)]
-        unsafe fn block<const F: u8>(
-            packed: &Packed,
-            first: usize,
-            b: usize,
-            a: *const u8,
-            sc: &ActScales,
-            at: usize,
-            acc: &mut [__m256d; 2],
-        ) {
-            let (_, ab, aqs) = layout(F);
-            let y = a.add(b * ab + aqs);
-            let mut s = $block_sums::<F>(packed.codes.as_ptr().add((b - first) * 8), y);
-            if packed_offset(F, $q8_offset) != 0 {
-                s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(at + b)));
-            }
-            let d = _mm256_mul_ps(
-                *packed.d.get_unchecked(b),
-                _mm256_set1_ps(*sc.d.get_unchecked(at + b)),
-            );
-            acc[0] = _mm256_fmadd_pd(
-                _mm256_cvtps_pd(_mm256_castps256_ps128(d)),
-                _mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
-                acc[0],
-            );
-            acc[1] = _mm256_fmadd_pd(
-                _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
-                _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
-                acc[1],
-            );
-        }
     };
 }
 
@@ -408,60 +428,147 @@ pub(super) unsafe fn broadcast4(y: *const u8, g: usize) -> __m256i {
     _mm256_set1_epi32((y.add(4 * g) as *const i32).read_unaligned())
 }
 
-/// One block's eight i32 sums (one per row) of unsigned codes times the
-/// activation bytes at `y`. `maddubs` leaves pairs in i16; two
-/// accumulators take four groups each (at most 31 x 128 x 2 x 4 = 31744,
-/// so nothing saturates), and 4-bit codes (at most 15) let the two be
-/// added in i16 before one widening.
+/// One block's eight i32 sums (one per row) for each of `T` tokens, whose
+/// activation codes are at `ys`: the codes are loaded once for all tokens.
+/// `maddubs` leaves pairs in i16; two accumulators per token take four
+/// groups each (at most 31 x 128 x 2 x 4 = 31744, so nothing saturates),
+/// and 4-bit codes (at most 15) let the two be added in i16 before one
+/// widening.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn block_sums_plain<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
+unsafe fn tile_sums_plain<const F: u8, const T: usize>(
+    w: *const __m256i,
+    ys: &[*const u8; T],
+    start: [__m256i; T],
+) -> [__m256i; T] {
     let ones = _mm256_set1_epi16(1);
+    let mut s = [[_mm256_setzero_si256(); 2]; T];
     if F == Q8_0 {
         // Signed codes: |q| by y with q's sign (a pair is at most
         // 2 x 128 x 127, no saturation), each group widened to i32.
-        let mut s = [_mm256_setzero_si256(); 2];
         for g in 0..8 {
             let q = _mm256_load_si256(w.add(g));
-            let y = _mm256_sign_epi8(broadcast4(y, g), q);
-            let p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), y);
-            s[g % 2] = _mm256_add_epi32(s[g % 2], _mm256_madd_epi16(p, ones));
+            let abs = _mm256_abs_epi8(q);
+            for (s, y) in s.iter_mut().zip(ys) {
+                let y = _mm256_sign_epi8(broadcast4(*y, g), q);
+                let p = _mm256_maddubs_epi16(abs, y);
+                s[g % 2] = _mm256_add_epi32(s[g % 2], _mm256_madd_epi16(p, ones));
+            }
         }
-        return _mm256_add_epi32(s[0], s[1]);
+        return std::array::from_fn(|t| {
+            _mm256_add_epi32(start[t], _mm256_add_epi32(s[t][0], s[t][1]))
+        });
     }
-    let mut s = [_mm256_setzero_si256(); 2];
     for g in 0..8 {
-        let p = _mm256_maddubs_epi16(_mm256_load_si256(w.add(g)), broadcast4(y, g));
-        s[g % 2] = _mm256_add_epi16(s[g % 2], p);
+        let q = _mm256_load_si256(w.add(g));
+        for (s, y) in s.iter_mut().zip(ys) {
+            s[g % 2] = _mm256_add_epi16(s[g % 2], _mm256_maddubs_epi16(q, broadcast4(*y, g)));
+        }
     }
-    if F == Q5_0 {
-        _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones))
-    } else {
-        _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones)
-    }
+    std::array::from_fn(|t| {
+        let [s0, s1] = s[t];
+        let sum = if F == Q5_0 {
+            _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
+        } else {
+            _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones)
+        };
+        _mm256_add_epi32(start[t], sum)
+    })
 }
 
-/// As [`block_sums_plain`] with VNNI: `vpdpbusd` sums four products per
+/// As [`tile_sums_plain`] with VNNI: `vpdpbusd` sums four products per
 /// lane straight into i32 (Q8_0's codes packed plus 128: at most
 /// 32 x 255 x 127 per lane).
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
-unsafe fn block_sums_vnni<const F: u8>(w: *const __m256i, y: *const u8) -> __m256i {
-    let mut s = [_mm256_setzero_si256(); 2];
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn tile_sums_vnni<const F: u8, const T: usize>(
+    w: *const __m256i,
+    ys: &[*const u8; T],
+    start: [__m256i; T],
+) -> [__m256i; T] {
+    let mut s: [[__m256i; 2]; T] = std::array::from_fn(|t| [start[t], _mm256_setzero_si256()]);
     for g in 0..8 {
-        s[g % 2] = _mm256_dpbusd_epi32(s[g % 2], _mm256_load_si256(w.add(g)), broadcast4(y, g));
+        let q = _mm256_load_si256(w.add(g));
+        for (s, y) in s.iter_mut().zip(ys) {
+            s[g % 2] = _mm256_dpbusd_epi32(s[g % 2], q, broadcast4(*y, g));
+        }
     }
-    _mm256_add_epi32(s[0], s[1])
+    s.map(|s| _mm256_add_epi32(s[0], s[1]))
 }
 
-/// AVX2 only.
+/// AVX2 only: a token's eight row sums of one lane are two 256-bit
+/// vectors, and sixteen registers hold a tile of two tokens.
 pub(super) mod plain {
     use super::*;
-    gemm_kernels!("avx2,fma,f16c", block_sums_plain, 0);
+
+    const TILE: usize = 2;
+    type Lane = [__m256d; 2];
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lane_load(l: &[__m256d; 2]) -> Lane {
+        *l
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lane_store(acc: Lane, l: &mut [__m256d; 2]) {
+        *l = acc;
+    }
+
+    /// `acc + d·s` per row in f64: the block's exact sums `s` times its
+    /// f32 scales `d`, one rounding.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lane_fma(acc: Lane, d: __m256, s: __m256i) -> Lane {
+        [
+            _mm256_fmadd_pd(
+                _mm256_cvtps_pd(_mm256_castps256_ps128(d)),
+                _mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
+                acc[0],
+            ),
+            _mm256_fmadd_pd(
+                _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
+                _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
+                acc[1],
+            ),
+        ]
+    }
+
+    gemm_kernels!("avx2,fma,f16c", tile_sums_plain, 0);
 }
 
-/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products; the f64
+/// step runs on 512-bit vectors (eight rows in one), and thirty-two
+/// registers hold a tile of four tokens.
 pub(super) mod vnni {
     use super::*;
-    gemm_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni, 128);
+
+    const TILE: usize = 4;
+    type Lane = __m512d;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn lane_load(l: &[__m256d; 2]) -> Lane {
+        _mm512_loadu_pd(l.as_ptr() as *const f64)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn lane_store(acc: Lane, l: &mut [__m256d; 2]) {
+        _mm512_storeu_pd(l.as_mut_ptr() as *mut f64, acc)
+    }
+
+    /// As the plain `lane_fma`, eight rows at once.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn lane_fma(acc: Lane, d: __m256, s: __m256i) -> Lane {
+        _mm512_fmadd_pd(_mm512_cvtps_pd(d), _mm512_cvtepi32_pd(s), acc)
+    }
+
+    gemm_kernels!(
+        "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+        tile_sums_vnni,
+        128
+    );
 }

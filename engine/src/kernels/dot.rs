@@ -121,7 +121,8 @@ pub(crate) enum Isa {
     /// AVX2 with FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// The above plus AVX-512 VNNI on 256-bit vectors.
+    /// The above plus AVX-512 VNNI on 256-bit vectors (and AVX-512F, whose
+    /// 512-bit f64 vectors the batch kernel's float step uses).
     #[cfg(target_arch = "x86_64")]
     Avx2Vnni,
     /// aarch64's base SIMD (always present there).
@@ -139,7 +140,7 @@ impl Isa {
         {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") && has!("fma") && has!("f16c") {
-                if has!("avx512vnni") && has!("avx512vl") {
+                if has!("avx512vnni") && has!("avx512vl") && has!("avx512f") {
                     return &[Isa::Portable, Isa::Avx2, Isa::Avx2Vnni];
                 }
                 return &[Isa::Portable, Isa::Avx2];

@@ -38,6 +38,6 @@ mod tests;
 mod tests_simd;
 
 pub use blocks::{QK, QK_K};
-pub use matmul::{matmul, matmul_partial, MatmulScratch};
+pub use matmul::{matmul, matmul_each, matmul_partial, MatmulScratch};
 pub use quant_type::QuantType;
 pub use weight::{Weight, WeightBytes};

@@ -354,7 +354,9 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
             for edge in EDGES {
                 // One token over 4 and 9 rows: the four-row decode kernel
                 // and its remainder. Eight tokens or more over 8 and 17
-                // rows: the interleaved batch kernel and its remainder.
+                // rows: the interleaved batch kernel and its remainder;
+                // eleven tokens are whole tiles (of four with VNNI, two
+                // without) and tokens after them.
                 // One and three tokens over 17 rows: Q4_0 interleaved at
                 // load, two groups and a row in the file layout.
                 let shapes = [

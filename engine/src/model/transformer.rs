@@ -19,7 +19,7 @@ use super::moe::{moe_ffn, shared_expert_scales, ExpertLoad, MoeScratch};
 use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
 use super::segments::{Piece, Segment};
 use super::weights::ModelWeights;
-use crate::kernels::{matmul, matmul_partial, MatmulScratch};
+use crate::kernels::{matmul, matmul_each, matmul_partial, MatmulScratch};
 
 /// The most prompt tokens one pass through the layers takes at once (as
 /// llama.cpp's default batch); longer prompts run in batches of this size.
@@ -273,9 +273,12 @@ impl Transformer {
         for (li, lw) in self.weights.layers.iter().enumerate() {
             rms_norm(x, &lw.attn_norm, c.rms_eps, &mut xn);
             let s = &mut self.scratch;
-            matmul(&lw.wq, &xn, tokens, &mut q, s);
-            matmul(&lw.wk, &xn, tokens, &mut k, s);
-            matmul(&lw.wv, &xn, tokens, &mut v, s);
+            let qkv = &mut [
+                (&lw.wq, &mut q[..]),
+                (&lw.wk, &mut k[..]),
+                (&lw.wv, &mut v[..]),
+            ];
+            matmul_each(qkv, &xn, tokens, s);
             add_bias(&mut q, lw.bq.as_deref());
             add_bias(&mut k, lw.bk.as_deref());
             add_bias(&mut v, lw.bv.as_deref());
@@ -316,8 +319,12 @@ impl Transformer {
             rms_norm(x, &lw.ffn_norm, c.rms_eps, &mut xn);
             proj.fill(0.0);
             if let Some(ffn) = &lw.ffn {
-                matmul(&ffn.gate, &xn, tokens, &mut gate, s);
-                matmul(&ffn.up, &xn, tokens, &mut up, s);
+                matmul_each(
+                    &mut [(&ffn.gate, &mut gate[..]), (&ffn.up, &mut up[..])],
+                    &xn,
+                    tokens,
+                    s,
+                );
                 for (g, u) in gate.iter_mut().zip(&up) {
                     *g = silu(*g) * u;
                 }

@@ -17,7 +17,7 @@ use std::ops::Range;
 use super::config::MoeConfig;
 use super::ops::silu;
 use super::weights::FfnWeights;
-use crate::kernels::{matmul, matmul_partial, MatmulScratch, Weight};
+use crate::kernels::{matmul, matmul_each, matmul_partial, MatmulScratch, Weight};
 use crate::shard::slice::slice_rows;
 
 /// llama.cpp clamps the sum of the chosen weights before dividing by it.
@@ -192,8 +192,8 @@ pub fn moe_ffn(
         s.gate.resize(n * width, 0.0);
         s.up.resize(n * width, 0.0);
         s.down.resize(n * hidden, 0.0);
-        matmul(&ffn.gate, &s.x, n, &mut s.gate, mm);
-        matmul(&ffn.up, &s.x, n, &mut s.up, mm);
+        let gate_up = &mut [(&ffn.gate, &mut s.gate[..]), (&ffn.up, &mut s.up[..])];
+        matmul_each(gate_up, &s.x, n, mm);
         for (g, u) in s.gate.iter_mut().zip(&s.up) {
             *g = silu(*g) * u;
         }
