@@ -93,22 +93,25 @@ unsafe fn pack(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
     into.dmin = f16x8_to_f64(blocks.map(|b| b.dmin.bits()));
 }
 
-/// The codes' products with the activation super-block at `a`, each group
-/// times its scale: one exact i32 per row.
+/// The codes' products with the activation super-blocks at `a` (one per
+/// token of a tile; the codes are loaded once for all), each group times
+/// its scale: one exact i32 per row and token.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scaled_sums_plain(s: &Super, a: *const u8) -> __m256i {
-    let mut acc = _mm256_setzero_si256();
+unsafe fn scaled_sums_plain<const T: usize>(s: &Super, a: &[*const u8; T]) -> [__m256i; T] {
+    let mut acc = [_mm256_setzero_si256(); T];
     for j in 0..8 {
-        let y = a.add(Q8K_QS + 32 * j);
-        let mut s16 = _mm256_setzero_si256();
+        let mut s16 = [_mm256_setzero_si256(); T];
         for g in 0..8 {
-            s16 = _mm256_add_epi16(
-                s16,
-                _mm256_maddubs_epi16(s.codes[j * 8 + g], broadcast4(y, g)),
-            );
+            let q = s.codes[j * 8 + g];
+            for (s16, a) in s16.iter_mut().zip(a) {
+                let y = a.add(Q8K_QS + 32 * j);
+                *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(q, broadcast4(y, g)));
+            }
         }
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, s.scales[j]));
+        for (acc, s16) in acc.iter_mut().zip(s16) {
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(s16, s.scales[j]));
+        }
     }
     acc
 }
@@ -118,18 +121,23 @@ unsafe fn scaled_sums_plain(s: &Super, a: *const u8) -> __m256i {
 /// `(v, v)` pair is the scale itself).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
-unsafe fn scaled_sums_vnni(s: &Super, a: *const u8) -> __m256i {
-    let mut acc = _mm256_setzero_si256();
+unsafe fn scaled_sums_vnni<const T: usize>(s: &Super, a: &[*const u8; T]) -> [__m256i; T] {
+    let mut acc = [_mm256_setzero_si256(); T];
     let low = _mm256_set1_epi32(0xffff);
     for j in 0..8 {
-        let y = a.add(Q8K_QS + 32 * j);
-        let mut g2 = [_mm256_setzero_si256(); 2];
+        let mut g2 = [[_mm256_setzero_si256(); 2]; T];
         for g in 0..8 {
-            g2[g % 2] = _mm256_dpbusd_epi32(g2[g % 2], s.codes[j * 8 + g], broadcast4(y, g));
+            let q = s.codes[j * 8 + g];
+            for (g2, a) in g2.iter_mut().zip(a) {
+                let y = a.add(Q8K_QS + 32 * j);
+                g2[g % 2] = _mm256_dpbusd_epi32(g2[g % 2], q, broadcast4(y, g));
+            }
         }
         let scale = _mm256_and_si256(s.scales[j], low);
-        let group = _mm256_add_epi32(g2[0], g2[1]);
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(group, scale));
+        for (acc, g2) in acc.iter_mut().zip(g2) {
+            let group = _mm256_add_epi32(g2[0], g2[1]);
+            *acc = _mm256_add_epi32(*acc, _mm256_mullo_epi32(group, scale));
+        }
     }
     acc
 }
@@ -278,12 +286,14 @@ macro_rules! gemm_q4k {
                             pack(&p, i, &mut chunk[k]);
                         }
                     }
-                    for (t, o) in sums.iter_mut().enumerate() {
-                        let a = acts.as_ptr().add(t * act_row_bytes);
-                        for (k, i) in (first..end).enumerate() {
-                            let a = a.add(i * Q8K_BYTES);
-                            super_block(&chunk[k], a, $sums(&chunk[k], a), o);
-                        }
+                    let whole = tokens / TILE * TILE;
+                    for t0 in (0..whole).step_by(TILE) {
+                        let o = sums.get_unchecked_mut(t0..t0 + TILE);
+                        tile::<TILE>(&chunk, first..end, acts, act_row_bytes, t0, o);
+                    }
+                    for t0 in whole..tokens {
+                        let o = sums.get_unchecked_mut(t0..t0 + 1);
+                        tile::<1>(&chunk, first..end, acts, act_row_bytes, t0, o);
                     }
                 }
                 for (t, o) in sums.iter().enumerate() {
@@ -297,17 +307,45 @@ macro_rules! gemm_q4k {
             }
             groups * ROWS
         }
+
+        /// Super-blocks `supers` (packed in `chunk`) against tokens
+        /// `t0..t0 + T`, whose eight row sums are `o`: the tokens share
+        /// every load of codes, and each token's super-blocks are added in
+        /// order.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile<const T: usize>(
+            chunk: &[Super],
+            supers: std::ops::Range<usize>,
+            acts: &[u8],
+            act_row_bytes: usize,
+            t0: usize,
+            o: &mut [[__m256d; 2]],
+        ) {
+            for (k, i) in supers.enumerate() {
+                let a: [*const u8; T] = std::array::from_fn(|t| {
+                    acts.as_ptr().add((t0 + t) * act_row_bytes + i * Q8K_BYTES)
+                });
+                let scaled = $sums::<T>(&chunk[k], &a);
+                for t in 0..T {
+                    super_block(&chunk[k], a[t], scaled[t], o.get_unchecked_mut(t));
+                }
+            }
+        }
     };
 }
 
-/// AVX2 only.
+/// AVX2 only: tiles of two tokens fit its sixteen registers.
 pub(super) mod plain {
     use super::*;
+    const TILE: usize = 2;
     gemm_q4k!("avx2,fma,f16c", scaled_sums_plain);
 }
 
-/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
+/// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products, in
+/// tiles of four tokens.
 pub(super) mod vnni {
     use super::*;
+    const TILE: usize = 4;
     gemm_q4k!("avx2,fma,f16c,avx512vl,avx512vnni", scaled_sums_vnni);
 }
