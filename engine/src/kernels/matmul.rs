@@ -77,7 +77,13 @@ fn transpose_into<T: Send>(
     out: &mut [T],
     convert: impl Fn(f64) -> T + Sync,
 ) {
-    let rows = wide.len() / tokens.max(1);
+    if tokens <= 1 {
+        for (o, &v) in out.iter_mut().zip(wide) {
+            *o = convert(v);
+        }
+        return;
+    }
+    let rows = wide.len() / tokens;
     let block = |(tb, out): (usize, &mut [T])| {
         let first = tb * TRANSPOSE_TOKENS;
         let mut outs: Vec<&mut [T]> = out.chunks_exact_mut(rows).collect();

@@ -32,6 +32,28 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// Values per task of [`swiglu_in_place`]: a prefill's gate is tens of
+/// thousands of values per token, and one `exp` each is worth the pool.
+const SWIGLU_CHUNK: usize = 1 << 14;
+
+/// `gate[i] = silu(gate[i]) * up[i]`, on the pool for large batches (each
+/// value alone, so the bits do not depend on the split).
+pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
+    use rayon::prelude::*;
+    let one = |(g, u): (&mut [f32], &[f32])| {
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = silu(*g) * u;
+        }
+    };
+    if gate.len() > SWIGLU_CHUNK {
+        gate.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(up.par_chunks(SWIGLU_CHUNK))
+            .for_each(one);
+    } else {
+        one((gate, up));
+    }
+}
+
 /// Precomputed per-pair frequencies for rotary position embeddings.
 #[derive(Debug, Clone)]
 pub struct Rope {

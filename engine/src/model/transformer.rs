@@ -16,7 +16,7 @@ use super::kv_cache::KvCache;
 use super::kv_type::KvType;
 use super::layout::LocalLayout;
 use super::moe::{moe_ffn, shared_expert_scales, ExpertLoad, MoeScratch};
-use super::ops::{rms_norm, rms_norm_in_place, silu, Rope};
+use super::ops::{rms_norm, rms_norm_in_place, swiglu_in_place, Rope};
 use super::segments::{Piece, Segment};
 use super::weights::ModelWeights;
 use crate::kernels::{matmul, matmul_each, matmul_partial, MatmulScratch};
@@ -325,9 +325,7 @@ impl Transformer {
                     tokens,
                     s,
                 );
-                for (g, u) in gate.iter_mut().zip(&up) {
-                    *g = silu(*g) * u;
-                }
+                swiglu_in_place(&mut gate, &up);
                 matmul_partial(&ffn.down, &gate, tokens, &mut proj, s);
             }
             if let (Some(moe), Some(mc)) = (&lw.moe, &c.moe) {

@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use super::config::MoeConfig;
-use super::ops::silu;
+use super::ops::swiglu_in_place;
 use super::weights::FfnWeights;
 use crate::kernels::{matmul, matmul_each, matmul_partial, MatmulScratch, Weight};
 use crate::shard::slice::slice_rows;
@@ -194,9 +194,7 @@ pub fn moe_ffn(
         s.down.resize(n * hidden, 0.0);
         let gate_up = &mut [(&ffn.gate, &mut s.gate[..]), (&ffn.up, &mut s.up[..])];
         matmul_each(gate_up, &s.x, n, mm);
-        for (g, u) in s.gate.iter_mut().zip(&s.up) {
-            *g = silu(*g) * u;
-        }
+        swiglu_in_place(&mut s.gate, &s.up);
         matmul_partial(&ffn.down, &s.gate, n, &mut s.down, mm);
         for (&(t, wt), row) in routed.iter().zip(s.down.chunks_exact(hidden)) {
             let dst = &mut out[t * hidden..(t + 1) * hidden];
