@@ -192,6 +192,21 @@ const fn packed_offset(f: u8, q8_offset: i32) -> i32 {
     }
 }
 
+/// What every tile of a packed chunk reads: the chunk (blocks
+/// `first..end` of rows of `nb`), the activations, their scales and each
+/// block's starting sum (`less`, minus the offset's term).
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    packed: &'a Packed,
+    first: usize,
+    end: usize,
+    nb: usize,
+    acts: &'a [u8],
+    act_row_bytes: usize,
+    sc: &'a ActScales,
+    less: &'a [i32],
+}
+
 /// Blocks packed at once: their interleaved codes (8 KiB) stay in L1
 /// while every token of the batch reads them. Whole groups of four, so a
 /// block's lane (`b % 4`) is its lane within the chunk.
@@ -289,36 +304,22 @@ macro_rules! gemm_kernels {
                     } else {
                         pack_codes::<F>(&p, first..end, $q8_offset, &mut packed);
                     }
+                    let chunk = Chunk {
+                        packed: &packed,
+                        first,
+                        end,
+                        nb,
+                        acts,
+                        act_row_bytes,
+                        sc: &sc,
+                        less: &less,
+                    };
                     let whole = tokens / TILE * TILE;
                     for t0 in (0..whole).step_by(TILE) {
-                        let tile_lanes = lanes.get_unchecked_mut(t0..t0 + TILE);
-                        tile::<F, TILE>(
-                            &packed,
-                            first,
-                            end,
-                            acts,
-                            act_row_bytes,
-                            t0,
-                            nb,
-                            &sc,
-                            &less,
-                            tile_lanes,
-                        );
+                        tile::<F, TILE>(&chunk, t0, lanes.get_unchecked_mut(t0..t0 + TILE));
                     }
                     for t0 in whole..tokens {
-                        let one = lanes.get_unchecked_mut(t0..t0 + 1);
-                        tile::<F, 1>(
-                            &packed,
-                            first,
-                            end,
-                            acts,
-                            act_row_bytes,
-                            t0,
-                            nb,
-                            &sc,
-                            &less,
-                            one,
-                        );
+                        tile::<F, 1>(&chunk, t0, lanes.get_unchecked_mut(t0..t0 + 1));
                     }
                 }
                 for (t, l) in lanes.iter().enumerate() {
@@ -335,21 +336,19 @@ macro_rules! gemm_kernels {
         /// `t0..t0 + T`, into their lanes. Each lane's blocks (`b % 4 == k`)
         /// are taken in order, one lane at a time, so a token keeps one
         /// accumulator live and the T tokens share every load of codes.
-        #[allow(clippy::too_many_arguments)]
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn tile<const F: u8, const T: usize>(
-            packed: &Packed,
-            first: usize,
-            end: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            t0: usize,
-            nb: usize,
-            sc: &ActScales,
-            less: &[i32],
-            lanes: &mut [Lanes],
-        ) {
+        unsafe fn tile<const F: u8, const T: usize>(c: &Chunk, t0: usize, lanes: &mut [Lanes]) {
+            let Chunk {
+                packed,
+                first,
+                end,
+                nb,
+                acts,
+                act_row_bytes,
+                sc,
+                less,
+            } = *c;
             let (_, ab, aqs) = layout(F);
             let ys: [*const u8; T] =
                 std::array::from_fn(|t| acts.as_ptr().add((t0 + t) * act_row_bytes + aqs));
