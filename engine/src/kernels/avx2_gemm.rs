@@ -8,7 +8,9 @@
 //! rows and read for every token, so its cost is shared by the batch; it
 //! is built a chunk of 32 blocks at a time (8 KiB of codes), which stays
 //! in L1 while every token reads it, and each token's running sums are
-//! kept between chunks.
+//! kept between chunks. Each code vector loaded is multiplied by a tile
+//! of tokens (four with VNNI, two without), so the loop is not bound by
+//! its loads.
 //!
 //! Weights in the file layout are interleaved only in this buffer, for
 //! the length of one matmul task; Q4_0 and Q4_1 weights interleaved at load

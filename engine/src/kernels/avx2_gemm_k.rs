@@ -15,7 +15,8 @@
 //! results are the same bits.
 //!
 //! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
-//! every token while it stays in L1. Weights interleaved at load
+//! every token while it stays in L1, each code vector loaded once for a
+//! tile of tokens (four with VNNI, two without). Weights interleaved at load
 //! (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
