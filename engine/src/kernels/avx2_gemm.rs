@@ -283,7 +283,7 @@ macro_rules! gemm_kernels {
                     .collect();
             }
             // Each block's sums start at minus the offset's term.
-            let less: Vec<i32> = sc.correction.iter().map(|c| -c).collect();
+            sc.correction.iter_mut().for_each(|c| *c = -*c);
             let mut packed = Packed {
                 codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
                 d: Vec::with_capacity(nb),
@@ -314,7 +314,7 @@ macro_rules! gemm_kernels {
                         acts,
                         act_row_bytes,
                         sc: &sc,
-                        less: &less,
+                        less: &sc.correction,
                     };
                     let whole = tokens / TILE * TILE;
                     for t0 in (0..whole).step_by(TILE) {
