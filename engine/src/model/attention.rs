@@ -4,16 +4,24 @@
 //! softmax is computed online, so no score row as long as the context is
 //! ever built and the cache is streamed once per block of tokens.
 //!
-//! Work is split into tasks of (block of up to [`TOKEN_BLOCK`] tokens, KV
-//! head, chunk of [`CHUNK`] positions). The Q heads that read one KV head
-//! share every tile, and so do the tokens of a block, so each tile is
+//! Work is split into tasks of (block of up to [`TOKEN_BLOCK`] tokens,
+//! chunk of [`CHUNK`] positions, KV heads). The Q heads that read one KV
+//! head share every tile, and so do the tokens of a block, so each tile is
 //! decoded once for all of them. A long context is split into chunks so a
 //! single decoded token still keeps every thread busy; the chunks' partial
 //! results are merged in position order afterwards.
 //!
+//! Within a task the tiles are the outer loop and the KV heads the inner
+//! one. The cache holds a position's heads side by side, so a tile of all
+//! heads is one contiguous run of memory and the cache is read front to
+//! back; one head at a time over the whole context read it in strides,
+//! which the prefetchers follow poorly (at depth 8k the decoding of those
+//! strided rows, waiting on memory, was over half of a decode step).
+//!
 //! Tile and chunk boundaries are fixed multiples of position, never of the
-//! thread count or the batch: a token gets the same bits whether it came in
-//! a prompt batch or alone, on any node, with any number of threads.
+//! thread count or the batch, and which task covers which heads changes no
+//! operation: a token gets the same bits whether it came in a prompt batch
+//! or alone, on any node, with any number of threads.
 
 use std::ops::Range;
 
@@ -43,19 +51,25 @@ pub struct AttnShape {
     pub group: usize,
 }
 
-/// One task: tokens `tokens` of the call, the owned Q heads `heads`
-/// (contiguous) that read local KV head `kv`, over positions `positions`.
+/// The owned Q heads (contiguous) that read one local KV head.
+struct Group {
+    kv: usize,
+    heads: Range<usize>,
+}
+
+/// One task: tokens `tokens` of the call, the head groups `groups` (indices
+/// into [`Inputs::groups`]), over positions `positions`.
 #[derive(Clone)]
 struct Task {
     tokens: Range<usize>,
-    kv: usize,
-    heads: Range<usize>,
+    groups: Range<usize>,
     positions: Range<usize>,
 }
 
 /// What every task of one call reads.
 struct Inputs<'a> {
     shape: &'a AttnShape,
+    groups: Vec<Group>,
     q: &'a [f32],
     k: KvRows<'a>,
     v: KvRows<'a>,
@@ -64,19 +78,12 @@ struct Inputs<'a> {
 
 /// Bytes attention allocates at most with a `context`-token cache and
 /// `threads` workers: per worker two decoded tiles (keys, values) and one
-/// token block's chunk partials for a group of `group` Q heads, plus the
-/// few-token path's partials of all `n_q` heads.
-pub fn scratch_bytes(
-    head_dim: usize,
-    n_q: usize,
-    group: usize,
-    context: usize,
-    threads: usize,
-) -> u64 {
-    let chunks = context.div_ceil(CHUNK);
-    let per_thread = 2 * TILE * head_dim + chunks * TOKEN_BLOCK * group * (head_dim + 2);
-    let few_tokens = chunks * TOKEN_BLOCK * n_q * (head_dim + 2);
-    4 * (threads * per_thread + few_tokens) as u64
+/// token block's chunk partials of all `n_q` heads, plus the few-token
+/// path's partials.
+pub fn scratch_bytes(head_dim: usize, n_q: usize, context: usize, threads: usize) -> u64 {
+    let partials = context.div_ceil(CHUNK) * TOKEN_BLOCK * n_q * (head_dim + 2);
+    let per_thread = 2 * TILE * head_dim + partials;
+    4 * (threads * per_thread + partials) as u64
 }
 
 /// Per-thread buffers.
@@ -104,6 +111,7 @@ pub fn attend(shape: &AttnShape, q: &[f32], k: KvRows, v: KvRows, pos: usize, ou
     let tokens = q.len() / (shape.n_q * hd);
     let inputs = Inputs {
         shape,
+        groups: groups(shape),
         q,
         k,
         v,
@@ -116,8 +124,8 @@ pub fn attend(shape: &AttnShape, q: &[f32], k: KvRows, v: KvRows, pos: usize, ou
     }
 }
 
-/// The runs of owned Q heads that read one KV head: (local KV head, heads).
-fn groups(shape: &AttnShape) -> Vec<(usize, Range<usize>)> {
+/// The runs of owned Q heads that read one KV head, in head order.
+fn groups(shape: &AttnShape) -> Vec<Group> {
     let kv_of = |h: usize| (shape.q_start + h) / shape.group - shape.kv_start;
     let mut groups = Vec::new();
     let mut first = 0;
@@ -127,7 +135,10 @@ fn groups(shape: &AttnShape) -> Vec<(usize, Range<usize>)> {
         while end < shape.n_q && kv_of(end) == kv {
             end += 1;
         }
-        groups.push((kv, first..end));
+        groups.push(Group {
+            kv,
+            heads: first..end,
+        });
         first = end;
     }
     groups
@@ -148,56 +159,67 @@ fn partial_len(tokens: usize, heads: usize, hd: usize) -> usize {
     tokens * heads * (hd + 2)
 }
 
-/// Prompt batches: one task per block of tokens, whose output rows are
-/// contiguous.
+/// Partials are laid out chunk after chunk, and within a chunk group after
+/// group (token-major within a group): a task over one chunk and a run of
+/// groups writes one contiguous slot.
+fn group_len(inputs: &Inputs, tokens: usize, g: usize) -> usize {
+    partial_len(tokens, inputs.groups[g].heads.len(), inputs.shape.head_dim)
+}
+
+/// Prompt batches: one task per block of tokens and chunk, over all heads;
+/// a block's output rows are contiguous.
 fn by_block(inputs: &Inputs, out: &mut [f32]) {
     let sh = inputs.shape;
     let width = sh.n_q * sh.head_dim;
-    let groups = groups(sh);
+    let all = 0..inputs.groups.len();
     out.par_chunks_mut(TOKEN_BLOCK * width)
         .enumerate()
         .for_each_init(Scratch::default, |s, (b, o)| {
             let t0 = b * TOKEN_BLOCK;
             let tokens = t0..t0 + o.len() / width;
-            for (kv, heads) in &groups {
-                let per = partial_len(tokens.len(), heads.len(), sh.head_dim);
-                let mut partial = std::mem::take(&mut s.partial);
-                partial.clear();
-                for c in chunks(inputs.pos, &tokens) {
-                    let at = partial.len();
-                    partial.resize(at + per, 0.0);
-                    let task = Task {
-                        tokens: tokens.clone(),
-                        kv: *kv,
-                        heads: heads.clone(),
-                        positions: c,
-                    };
-                    run_task(inputs, &task, s, &mut partial[at..]);
-                }
-                merge(sh, &tokens, heads, &partial, t0, o);
-                s.partial = partial;
+            let per_chunk = partial_len(tokens.len(), sh.n_q, sh.head_dim);
+            let mut partial = std::mem::take(&mut s.partial);
+            partial.clear();
+            for c in chunks(inputs.pos, &tokens) {
+                let at = partial.len();
+                partial.resize(at + per_chunk, 0.0);
+                let task = Task {
+                    tokens: tokens.clone(),
+                    groups: all.clone(),
+                    positions: c,
+                };
+                run_task(inputs, &task, s, &mut partial[at..]);
             }
+            merge_all(inputs, &tokens, &partial, t0, o);
+            s.partial = partial;
         });
 }
 
-/// A few tokens: one task per (KV head, chunk), merged afterwards.
+/// A few tokens: one task per chunk, merged afterwards. When the chunks are
+/// too few to keep every thread busy, one task per (chunk, KV head).
 fn by_chunk(inputs: &Inputs, tokens: usize, out: &mut [f32]) {
     let sh = inputs.shape;
-    let hd = sh.head_dim;
     let all = 0..tokens;
+    let n_groups = inputs.groups.len();
+    let chunk_list: Vec<Range<usize>> = chunks(inputs.pos, &all).collect();
+    let split = chunk_list.len() < 2 * rayon::current_num_threads();
+    let runs: Vec<Range<usize>> = if split {
+        (0..n_groups).map(|g| g..g + 1).collect()
+    } else {
+        std::iter::once(0..n_groups).collect()
+    };
     let mut tasks = Vec::new();
-    for (kv, heads) in groups(sh) {
-        for c in chunks(inputs.pos, &all) {
+    for c in chunk_list {
+        for groups in runs.iter().cloned() {
             tasks.push(Task {
                 tokens: all.clone(),
-                kv,
-                heads: heads.clone(),
-                positions: c,
+                groups,
+                positions: c.clone(),
             });
         }
     }
-    let len = |t: &Task| partial_len(t.tokens.len(), t.heads.len(), hd);
-    let mut partial = vec![0.0f32; tasks.iter().map(len).sum()];
+    let len = |t: &Task| t.groups.clone().map(|g| group_len(inputs, tokens, g)).sum();
+    let mut partial = vec![0.0f32; tasks.iter().map(len).sum::<usize>()];
     let mut slots = Vec::with_capacity(tasks.len());
     let mut rest = partial.as_mut_slice();
     for t in &tasks {
@@ -211,19 +233,8 @@ fn by_chunk(inputs: &Inputs, tokens: usize, out: &mut [f32]) {
         .for_each_init(Scratch::default, |s, (t, slot)| {
             run_task(inputs, t, s, slot)
         });
-    let mut at = 0;
-    let mut i = 0;
-    while i < tasks.len() {
-        // Tasks i..e are the chunks of one KV head.
-        let e = i + tasks[i..]
-            .iter()
-            .take_while(|t| t.kv == tasks[i].kv)
-            .count();
-        let n: usize = tasks[i..e].iter().map(len).sum();
-        merge(sh, &all, &tasks[i].heads, &partial[at..at + n], 0, out);
-        at += n;
-        i = e;
-    }
+    debug_assert_eq!(partial.len() % partial_len(tokens, sh.n_q, sh.head_dim), 0);
+    merge_all(inputs, &all, &partial, 0, out);
 }
 
 fn run_task(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
@@ -241,15 +252,15 @@ unsafe fn task_avx2(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]
     task_body(inputs, t, s, slot)
 }
 
-/// One chunk: for each tile of its positions, the scores of every (token,
-/// head), the online-softmax update, and the weighted values. `slot` gets
-/// `[max, sum, out...]` per (token, head), token-major.
+/// One chunk: for each tile of its positions and each of the task's KV
+/// heads, the scores of every (token, Q head), the online-softmax update,
+/// and the weighted values. `slot` gets `[max, sum, out...]` per (token,
+/// head), group after group, token-major within a group.
 #[inline(always)]
 fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
     let sh = inputs.shape;
     let hd = sh.head_dim;
     let row = sh.n_kv * hd;
-    let heads = t.heads.len();
     let scale = 1.0 / (hd as f32).sqrt();
     let stride = hd + 2;
     for p in slot.chunks_exact_mut(stride) {
@@ -263,61 +274,99 @@ fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
     let mut j0 = t.positions.start;
     while j0 < t.positions.end {
         let j1 = (j0 + TILE).min(t.positions.end);
-        inputs.k.head_rows(row, hd, t.kv, j0..j1, &mut s.keys);
-        inputs.v.head_rows(row, hd, t.kv, j0..j1, &mut s.values);
-        // Past a short tile's end the tiles hold earlier, finite rows:
-        // their scores are computed and never used.
-        for (bi, tok) in t.tokens.clone().enumerate() {
-            // Positions this token may see: up to and including its own.
-            let seen = (inputs.pos + tok + 1).min(j1);
-            if seen <= j0 {
-                continue;
-            }
-            let n = seen - j0;
-            for (hi, h) in t.heads.clone().enumerate() {
-                let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
-                scores_tile(q, &s.keys, scale, &mut scores);
-                let scores = &mut scores[..n];
-                let p = &mut slot[(bi * heads + hi) * stride..][..stride];
-                let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let max = p[0].max(tile_max);
-                if max > p[0] {
-                    // Rescale what earlier tiles added (exp(-inf) = 0 first).
-                    let shrink = exp(p[0] - max);
-                    p[1] *= shrink;
-                    p[2..].iter_mut().for_each(|o| *o *= shrink);
-                    p[0] = max;
+        let mut group_at = 0;
+        for g in t.groups.clone() {
+            let group = &inputs.groups[g];
+            let heads = group.heads.len();
+            let group_slot = &mut slot[group_at..];
+            group_at += partial_len(t.tokens.len(), heads, hd);
+            inputs.k.head_rows(row, hd, group.kv, j0..j1, &mut s.keys);
+            inputs.v.head_rows(row, hd, group.kv, j0..j1, &mut s.values);
+            // Past a short tile's end the tiles hold earlier, finite rows:
+            // their scores are computed and never used.
+            for (bi, tok) in t.tokens.clone().enumerate() {
+                // Positions this token may see: up to and including its own.
+                let seen = (inputs.pos + tok + 1).min(j1);
+                if seen <= j0 {
+                    continue;
                 }
-                p[1] += exp_shifted(scores, max);
-                weighted_rows(&mut p[2..], scores, &s.values[..n * hd]);
+                let n = seen - j0;
+                for (hi, h) in group.heads.clone().enumerate() {
+                    let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
+                    scores_tile(q, &s.keys, scale, &mut scores);
+                    let scores = &mut scores[..n];
+                    let p = &mut group_slot[(bi * heads + hi) * stride..][..stride];
+                    let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    let max = p[0].max(tile_max);
+                    if max > p[0] {
+                        // Rescale what earlier tiles added (exp(-inf) = 0 first).
+                        let shrink = exp(p[0] - max);
+                        p[1] *= shrink;
+                        p[2..].iter_mut().for_each(|o| *o *= shrink);
+                        p[0] = max;
+                    }
+                    p[1] += exp_shifted(scores, max);
+                    weighted_rows(&mut p[2..], scores, &s.values[..n * hd]);
+                }
             }
         }
         j0 = j1;
     }
 }
 
-/// Merges the chunk partials of `tokens` x `heads` (chunk after chunk in
-/// `partial`) into the output rows; `out` starts at token `first`.
+/// Merges the chunk partials of `tokens` x all heads (laid out as
+/// [`group_len`] says) into the output rows; `out` starts at token `first`.
+fn merge_all(
+    inputs: &Inputs,
+    tokens: &Range<usize>,
+    partial: &[f32],
+    first: usize,
+    out: &mut [f32],
+) {
+    let sh = inputs.shape;
+    let per_chunk = partial_len(tokens.len(), sh.n_q, sh.head_dim);
+    let n_chunks = partial.len() / per_chunk;
+    let mut group_at = 0;
+    for (g, group) in inputs.groups.iter().enumerate() {
+        let view = ChunkPartials {
+            partial: &partial[group_at..],
+            per_chunk,
+            n_chunks,
+        };
+        merge(sh, tokens, &group.heads, &view, first, out);
+        group_at += group_len(inputs, tokens.len(), g);
+    }
+}
+
+/// One group's partials: chunk `c`'s start at `c * per_chunk`.
+struct ChunkPartials<'a> {
+    partial: &'a [f32],
+    per_chunk: usize,
+    n_chunks: usize,
+}
+
+/// Merges one group's chunk partials of `tokens` x `heads` into the output
+/// rows; `out` starts at token `first`.
 fn merge(
     shape: &AttnShape,
     tokens: &Range<usize>,
     heads: &Range<usize>,
-    partial: &[f32],
+    view: &ChunkPartials,
     first: usize,
     out: &mut [f32],
 ) {
     let hd = shape.head_dim;
     let stride = hd + 2;
-    let per = partial_len(tokens.len(), heads.len(), hd);
-    let n_chunks = partial.len() / per;
     for (bi, tok) in tokens.clone().enumerate() {
         for (hi, h) in heads.clone().enumerate() {
-            let of = |c: usize| &partial[c * per + (bi * heads.len() + hi) * stride..][..stride];
-            let max = (0..n_chunks).fold(f32::NEG_INFINITY, |m, c| m.max(of(c)[0]));
+            let of = |c: usize| {
+                &view.partial[c * view.per_chunk + (bi * heads.len() + hi) * stride..][..stride]
+            };
+            let max = (0..view.n_chunks).fold(f32::NEG_INFINITY, |m, c| m.max(of(c)[0]));
             let o = &mut out[((tok - first) * shape.n_q + h) * hd..][..hd];
             o.fill(0.0);
             let mut sum = 0.0f32;
-            for c in 0..n_chunks {
+            for c in 0..view.n_chunks {
                 let p = of(c);
                 if p[1] == 0.0 {
                     continue; // no position of this chunk is visible to the token

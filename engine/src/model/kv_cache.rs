@@ -98,6 +98,12 @@ impl KvRows<'_> {
     /// Writes head `head`'s `hd` values at each position of `positions`
     /// into `out` as f32, one position after another. `row` is the values a
     /// position holds (all owned heads).
+    ///
+    /// It also asks for the same head's rows one call ahead (the next
+    /// tile, `positions.len()` later) to be brought into cache: without it
+    /// a long context's decode step waited on memory for each row it
+    /// decoded (the hardware prefetchers do not run far enough ahead of a
+    /// read that hops between keys, values and heads).
     #[inline(always)]
     pub fn head_rows(
         &self,
@@ -107,15 +113,18 @@ impl KvRows<'_> {
         positions: Range<usize>,
         out: &mut [f32],
     ) {
+        let ahead = positions.len();
         let dst = out.chunks_exact_mut(hd);
         match self {
             KvRows::F32(v) => {
                 for (j, o) in positions.zip(dst) {
+                    prefetch(v, (j + ahead) * row + head * hd, hd);
                     o.copy_from_slice(&v[j * row + head * hd..][..hd]);
                 }
             }
             KvRows::F16(v) => {
                 for (j, o) in positions.zip(dst) {
+                    prefetch(v, (j + ahead) * row + head * hd, hd);
                     widen(&v[j * row + head * hd..][..hd], o);
                 }
             }
@@ -124,11 +133,42 @@ impl KvRows<'_> {
                 let head_bytes = KvType::Q8_0.row_bytes(hd);
                 debug_assert!(hd.is_multiple_of(KV_Q8_BLOCK));
                 for (j, o) in positions.zip(dst) {
+                    prefetch(v, (j + ahead) * row_bytes + head * head_bytes, head_bytes);
                     let src = &v[j * row_bytes + head * head_bytes..][..head_bytes];
                     dequantize_row(QuantType::Q8_0, src, o);
                 }
             }
         }
+    }
+}
+
+/// Hints that `values[at..at + len]` will be read soon; nothing when `at`
+/// is past the end. Only a hint: it reads nothing and cannot fault.
+#[inline(always)]
+fn prefetch<T>(values: &[T], at: usize, len: usize) {
+    if at >= values.len() || len == 0 {
+        return;
+    }
+    let start = values[at..].as_ptr() as *const u8;
+    let bytes = len.min(values.len() - at) * std::mem::size_of::<T>();
+    // Every 64 bytes, and the last byte: an unaligned run ends in one more line.
+    let lines = (0..bytes).step_by(64).chain(std::iter::once(bytes - 1));
+    for offset in lines {
+        let p = start.wrapping_add(offset);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that touches no memory; SSE is part
+        // of x86-64.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+        }
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: PRFM is a hint that touches no memory and cannot fault.
+        unsafe {
+            std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = p;
     }
 }
 

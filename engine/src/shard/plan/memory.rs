@@ -248,8 +248,7 @@ pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize)
             3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols + moe;
         let reduced = if layout.is_whole_width(config) { 1 } else { 3 };
         bytes += 4 * b * per_token as u64 + 8 * b * (reduced * h) as u64;
-        let group = config.group_size().min(layout.q_heads.len());
-        bytes += attention::scratch_bytes(hd, layout.q_heads.len(), group, context, SCORE_THREADS);
+        bytes += attention::scratch_bytes(hd, layout.q_heads.len(), context, SCORE_THREADS);
     } else if layout.embed {
         bytes += 4 * b * h as u64;
     }
@@ -282,8 +281,8 @@ mod tests {
         assert_eq!(m.overhead, RUNTIME_OVERHEAD_BYTES);
         let per_token = 3 * 576 + 2 * 576 + 2 * 192 + 2 * 1536 + 64 + 1536 + 1536;
         // Attention: 16 threads x (two 32x64 tiles + 8 chunks x 8 tokens x
-        // 3 heads x 66), and the few-token path's 8 x 8 x 9 x 66.
-        let attention = 16 * (2 * 32 * 64 + 8 * 8 * 3 * 66) + 8 * 8 * 9 * 66;
+        // 9 heads x 66), and the few-token path's 8 x 8 x 9 x 66.
+        let attention = 16 * (2 * 32 * 64 + 8 * 8 * 9 * 66) + 8 * 8 * 9 * 66;
         // The head: 8 logits rows of 49152 and their 8 normed hidden rows.
         let want = 4 * (512 * per_token + attention + 8 * (49152 + 576)) + 8 * 512 * 576;
         assert_eq!(m.scratch, want as u64);
