@@ -4,8 +4,10 @@
 //!
 //! All are `#[inline(always)]` so a caller compiles them into its own AVX2
 //! function, where LLVM widens them to 256-bit vectors, and into its
-//! portable one. None fuses multiply and add, so both copies give the same
-//! bits on every machine, and every layout the same activations.
+//! portable one; the scores and the weighted sum also have AVX versions
+//! written out (module `avx`) with the same operations in the same order.
+//! None fuses multiply and add, so every copy gives the same bits on every
+//! machine, and every layout the same activations.
 
 /// `y[i] += a x[i]`.
 #[inline(always)]
@@ -29,6 +31,19 @@ const LANES: usize = 8;
 /// its last values into the first lanes.
 #[inline(always)]
 pub(crate) fn scores_tile(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32; SCORE_TILE]) {
+    assert!(keys.len() >= SCORE_TILE * q.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, all the function enables; `keys` holds
+        // the tile (asserted above).
+        return unsafe { avx::scores_tile(q, keys, scale, out) };
+    }
+    scores_portable(q, keys, scale, out)
+}
+
+/// [`scores_tile`] in plain loops.
+#[inline(always)]
+fn scores_portable(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32; SCORE_TILE]) {
     let hd = q.len();
     let whole = hd - hd % LANES;
     for (group, o) in out.chunks_exact_mut(LANES).enumerate() {
@@ -43,13 +58,92 @@ pub(crate) fn scores_tile(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32; S
                 }
             }
         }
-        for (j, a) in acc.iter_mut().enumerate() {
-            for (l, d) in (whole..hd).enumerate() {
-                a[l] += q[d] * rows[j * hd + d];
+        for (j, (o, a)) in o.iter_mut().zip(&mut acc).enumerate() {
+            *o = finish_score(a, q, &rows[j * hd..][..hd], whole, scale);
+        }
+    }
+}
+
+/// One key's score from its 8 lanes: the head dimensions past the last
+/// whole 8 go into the first lanes, then the lanes meet in a fixed tree.
+#[inline(always)]
+fn finish_score(a: &mut [f32; LANES], q: &[f32], key: &[f32], whole: usize, scale: f32) -> f32 {
+    for (l, d) in (whole..q.len()).enumerate() {
+        a[l] += q[d] * key[d];
+    }
+    (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))) * scale
+}
+
+/// The same operations in the same order as the portable loops of
+/// [`scores_tile`] and [`weighted_rows`] (a multiply, then an add, per
+/// lane), so the same bits. Written out because the portable loops, bounds
+/// checked per key row, kept their eight accumulators on the stack: a
+/// store per key and dimension block, in the loop that is most of a long
+/// context's attention.
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    use super::{finish_score, LANES, OUT_BLOCK, SCORE_TILE};
+
+    /// # Safety
+    /// AVX, and `keys.len() >= SCORE_TILE * q.len()`.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn scores_tile(
+        q: &[f32],
+        keys: &[f32],
+        scale: f32,
+        out: &mut [f32; SCORE_TILE],
+    ) {
+        let hd = q.len();
+        let whole = hd - hd % LANES;
+        for (group, o) in out.chunks_exact_mut(LANES).enumerate() {
+            let rows = keys[group * LANES * hd..].as_ptr();
+            let mut acc = [_mm256_setzero_ps(); LANES];
+            for c in (0..whole).step_by(LANES) {
+                let qc = _mm256_loadu_ps(q.as_ptr().add(c));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let k = _mm256_loadu_ps(rows.add(j * hd + c));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
+                }
+            }
+            for (j, (o, a)) in o.iter_mut().zip(&acc).enumerate() {
+                let mut lanes = [0.0f32; LANES];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+                let key = &keys[(group * LANES + j) * hd..][..hd];
+                *o = finish_score(&mut lanes, q, key, whole, scale);
             }
         }
-        for (o, a) in o.iter_mut().zip(&acc) {
-            *o = (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))) * scale;
+    }
+
+    /// # Safety
+    /// AVX, `out.len() >= whole`, and `rows` holds `weights.len()` rows of
+    /// `out.len()` values.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn weighted_blocks(
+        out: &mut [f32],
+        weights: &[f32],
+        rows: &[f32],
+        whole: usize,
+    ) {
+        let n = out.len();
+        for d0 in (0..whole).step_by(OUT_BLOCK) {
+            let o = out.as_mut_ptr().add(d0);
+            let mut acc = [_mm256_setzero_ps(); OUT_BLOCK / LANES];
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(o.add(i * LANES));
+            }
+            for (j, &w) in weights.iter().enumerate() {
+                let row = rows.as_ptr().add(j * n + d0);
+                let w = _mm256_set1_ps(w);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let v = _mm256_loadu_ps(row.add(i * LANES));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(w, v));
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(i * LANES), *a);
+            }
         }
     }
 }
@@ -110,6 +204,27 @@ const OUT_BLOCK: usize = 32;
 pub(crate) fn weighted_rows(out: &mut [f32], weights: &[f32], rows: &[f32]) {
     let n = out.len();
     let whole = n - n % OUT_BLOCK;
+    assert!(rows.len() >= weights.len() * n);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX; `rows` holds every row (asserted above).
+        unsafe { avx::weighted_blocks(out, weights, rows, whole) };
+    } else {
+        weighted_blocks(out, weights, rows, whole);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    weighted_blocks(out, weights, rows, whole);
+    if whole < n {
+        for (j, &w) in weights.iter().enumerate() {
+            axpy(&mut out[whole..], w, &rows[j * n + whole..][..n - whole]);
+        }
+    }
+}
+
+/// The whole blocks of [`OUT_BLOCK`] outputs of [`weighted_rows`].
+#[inline(always)]
+fn weighted_blocks(out: &mut [f32], weights: &[f32], rows: &[f32], whole: usize) {
+    let n = out.len();
     for d0 in (0..whole).step_by(OUT_BLOCK) {
         let mut acc = [0.0f32; OUT_BLOCK];
         acc.copy_from_slice(&out[d0..d0 + OUT_BLOCK]);
@@ -120,11 +235,6 @@ pub(crate) fn weighted_rows(out: &mut [f32], weights: &[f32], rows: &[f32]) {
             }
         }
         out[d0..d0 + OUT_BLOCK].copy_from_slice(&acc);
-    }
-    if whole < n {
-        for (j, &w) in weights.iter().enumerate() {
-            axpy(&mut out[whole..], w, &rows[j * n + whole..][..n - whole]);
-        }
     }
 }
 
@@ -146,6 +256,42 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37);
         assert!(exp(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    /// The written-out AVX versions give the bits of the portable loops,
+    /// at head sizes with and without a remainder past the last 8 (and
+    /// past the last 32 outputs).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx_versions_give_the_portable_bits() {
+        if !std::arch::is_x86_feature_detected!("avx") {
+            return;
+        }
+        for hd in [64, 128, 70, 5] {
+            let value = |i: usize| ((i as f32) * 0.731).sin() * 3.0;
+            let q: Vec<f32> = (0..hd).map(|i| value(i + 7)).collect();
+            let keys: Vec<f32> = (0..SCORE_TILE * hd).map(value).collect();
+            let (mut want, mut got) = ([0.0f32; SCORE_TILE], [0.0f32; SCORE_TILE]);
+            scores_portable(&q, &keys, 0.125, &mut want);
+            // SAFETY: AVX checked above; `keys` holds the whole tile.
+            unsafe { avx::scores_tile(&q, &keys, 0.125, &mut got) };
+            assert_eq!(
+                got.map(f32::to_bits),
+                want.map(f32::to_bits),
+                "scores, {hd}"
+            );
+
+            let weights: Vec<f32> = (0..SCORE_TILE).map(|j| value(j + 3).abs()).collect();
+            let start: Vec<f32> = (0..hd).map(|d| value(d + 11)).collect();
+            let whole = hd - hd % OUT_BLOCK;
+            let mut want = start.clone();
+            weighted_blocks(&mut want, &weights, &keys, whole);
+            let mut got = start;
+            // SAFETY: AVX checked above; `keys` holds every row.
+            unsafe { avx::weighted_blocks(&mut got, &weights, &keys, whole) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
+        }
     }
 
     #[test]
