@@ -20,12 +20,15 @@ mod block32;
 pub mod blocks;
 pub mod dequant;
 pub mod dot;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod f16_heads;
 pub mod interleave;
 pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neon_k;
+pub(crate) mod prefetch;
 pub mod quant_type;
 pub mod quantize;
 pub mod quantize_weights;

@@ -81,7 +81,7 @@ fn finish_score(a: &mut [f32; LANES], q: &[f32], key: &[f32], whole: usize, scal
 /// store per key and dimension block, in the loop that is most of a long
 /// context's attention.
 #[cfg(target_arch = "x86_64")]
-mod avx {
+pub(crate) mod avx {
     use std::arch::x86_64::*;
 
     use super::{finish_score, LANES, OUT_BLOCK, SCORE_TILE};
@@ -107,6 +107,11 @@ mod avx {
                     *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
                 }
             }
+            if whole == hd {
+                let sums = _mm256_mul_ps(tree_sums(&acc), _mm256_set1_ps(scale));
+                _mm256_storeu_ps(o.as_mut_ptr(), sums);
+                continue;
+            }
             for (j, (o, a)) in o.iter_mut().zip(&acc).enumerate() {
                 let mut lanes = [0.0f32; LANES];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
@@ -114,6 +119,33 @@ mod avx {
                 *o = finish_score(&mut lanes, q, key, whole, scale);
             }
         }
+    }
+
+    /// The eight keys' lanes added in [`finish_score`]'s tree, all eight at
+    /// once: lane `l` of key `j` is `acc[j][l]`, and lane `j` of the result
+    /// is `((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))` of key `j`
+    /// (each add is commutative, so the order within a pair is free).
+    ///
+    /// # Safety
+    /// AVX.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(crate) unsafe fn tree_sums(acc: &[__m256; LANES]) -> __m256 {
+        // hadd pairs adjacent lanes: (l0+l4)+(l1+l5) and (l2+l6)+(l3+l7),
+        // then those two, giving keys 0..4 in the low half, 4..8 in the high.
+        let pairs01 = _mm256_hadd_ps(halves(acc[0], acc[4]), halves(acc[1], acc[5]));
+        let pairs23 = _mm256_hadd_ps(halves(acc[2], acc[6]), halves(acc[3], acc[7]));
+        _mm256_hadd_ps(pairs01, pairs23)
+    }
+
+    /// Keys `a` and `b` side by side, each lane `l` plus lane `l + 4`:
+    /// `[a0+a4, a1+a5, a2+a6, a3+a7, b0+b4, ..]`.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn halves(a: __m256, b: __m256) -> __m256 {
+        let low = _mm256_permute2f128_ps::<0x20>(a, b);
+        let high = _mm256_permute2f128_ps::<0x31>(a, b);
+        _mm256_add_ps(low, high)
     }
 
     /// # Safety

@@ -23,6 +23,9 @@
 //! operation: a token gets the same bits whether it came in a prompt batch
 //! or alone, on any node, with any number of threads.
 
+#[cfg(target_arch = "x86_64")]
+mod f16_in_place;
+
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -30,7 +33,11 @@ use rayon::prelude::*;
 use super::kv_cache::KvRows;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::dot::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::f16_heads;
 use crate::kernels::vector::{axpy, exp, exp_shifted, scores_tile, weighted_rows, SCORE_TILE};
+#[cfg(target_arch = "x86_64")]
+use f16_in_place::group_tile_f16;
 
 /// Positions decoded and scored at once.
 const TILE: usize = SCORE_TILE;
@@ -38,6 +45,11 @@ const TILE: usize = SCORE_TILE;
 const CHUNK: usize = 256;
 /// Tokens that share the tiles one task decodes.
 const TOKEN_BLOCK: usize = 8;
+/// Tokens up to which a task reads an f16 cache in place
+/// ([`group_tile_f16`]) instead of widening each tile into memory once for
+/// all of them.
+#[cfg(target_arch = "x86_64")]
+const FUSED_TOKENS: usize = 2;
 
 /// Shapes for one attention call.
 pub struct AttnShape {
@@ -243,75 +255,118 @@ fn run_task(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
         // SAFETY: Isa::Avx2 means AVX2, FMA and F16C, what the function enables.
         return unsafe { task_avx2(inputs, t, s, slot) };
     }
-    task_body(inputs, t, s, slot)
+    task_body::<false>(inputs, t, s, slot)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn task_avx2(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
-    task_body(inputs, t, s, slot)
+    task_body::<true>(inputs, t, s, slot)
 }
 
 /// One chunk: for each tile of its positions and each of the task's KV
 /// heads, the scores of every (token, Q head), the online-softmax update,
 /// and the weighted values. `slot` gets `[max, sum, out...]` per (token,
-/// head), group after group, token-major within a group.
+/// head), group after group, token-major within a group. `F16C`: the CPU
+/// has AVX and F16C, so an f16 cache can be read by [`group_tile_f16`].
 #[inline(always)]
-fn task_body(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
-    let sh = inputs.shape;
-    let hd = sh.head_dim;
-    let row = sh.n_kv * hd;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let stride = hd + 2;
-    for p in slot.chunks_exact_mut(stride) {
+fn task_body<const F16C: bool>(inputs: &Inputs, t: &Task, s: &mut Scratch, slot: &mut [f32]) {
+    let hd = inputs.shape.head_dim;
+    for p in slot.chunks_exact_mut(hd + 2) {
         p[0] = f32::NEG_INFINITY;
         p[1] = 0.0;
         p[2..].fill(0.0);
     }
     s.keys.resize(TILE * hd, 0.0);
     s.values.resize(TILE * hd, 0.0);
-    let mut scores = [0.0f32; TILE];
     let mut j0 = t.positions.start;
     while j0 < t.positions.end {
-        let j1 = (j0 + TILE).min(t.positions.end);
+        let tile = j0..(j0 + TILE).min(t.positions.end);
         let mut group_at = 0;
         for g in t.groups.clone() {
             let group = &inputs.groups[g];
-            let heads = group.heads.len();
-            let group_slot = &mut slot[group_at..];
-            group_at += partial_len(t.tokens.len(), heads, hd);
-            inputs.k.head_rows(row, hd, group.kv, j0..j1, &mut s.keys);
-            inputs.v.head_rows(row, hd, group.kv, j0..j1, &mut s.values);
-            // Past a short tile's end the tiles hold earlier, finite rows:
-            // their scores are computed and never used.
-            for (bi, tok) in t.tokens.clone().enumerate() {
-                // Positions this token may see: up to and including its own.
-                let seen = (inputs.pos + tok + 1).min(j1);
-                if seen <= j0 {
+            let len = partial_len(t.tokens.len(), group.heads.len(), hd);
+            let group_slot = &mut slot[group_at..][..len];
+            group_at += len;
+            #[cfg(target_arch = "x86_64")]
+            if F16C && t.tokens.len() <= FUSED_TOKENS && f16_heads::fits(hd) {
+                if let (KvRows::F16(k), KvRows::F16(v)) = (inputs.k, inputs.v) {
+                    // SAFETY: `F16C` says the CPU has AVX and F16C.
+                    unsafe { group_tile_f16(inputs, &t.tokens, group, &tile, (k, v), group_slot) };
                     continue;
                 }
-                let n = seen - j0;
-                for (hi, h) in group.heads.clone().enumerate() {
-                    let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
-                    scores_tile(q, &s.keys, scale, &mut scores);
-                    let scores = &mut scores[..n];
-                    let p = &mut group_slot[(bi * heads + hi) * stride..][..stride];
-                    let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let max = p[0].max(tile_max);
-                    if max > p[0] {
-                        // Rescale what earlier tiles added (exp(-inf) = 0 first).
-                        let shrink = exp(p[0] - max);
-                        p[1] *= shrink;
-                        p[2..].iter_mut().for_each(|o| *o *= shrink);
-                        p[0] = max;
-                    }
-                    p[1] += exp_shifted(scores, max);
-                    weighted_rows(&mut p[2..], scores, &s.values[..n * hd]);
-                }
             }
+            group_tile(inputs, &t.tokens, group, &tile, s, group_slot);
         }
-        j0 = j1;
+        j0 = tile.end;
     }
+}
+
+/// Positions of `tile` that token `tok` of the call sees (up to and
+/// including its own), or `None` when it sees none of them.
+#[inline(always)]
+fn visible(inputs: &Inputs, tok: usize, tile: &Range<usize>) -> Option<usize> {
+    let seen = (inputs.pos + tok + 1).min(tile.end);
+    (seen > tile.start).then(|| seen - tile.start)
+}
+
+/// One tile of one KV head for `tokens` x the group's Q heads: the tile's
+/// keys and values are widened to f32 once into the scratch, then every
+/// (token, head) scores it and adds its weighted values.
+#[inline(always)]
+fn group_tile(
+    inputs: &Inputs,
+    tokens: &Range<usize>,
+    group: &Group,
+    tile: &Range<usize>,
+    s: &mut Scratch,
+    group_slot: &mut [f32],
+) {
+    let sh = inputs.shape;
+    let hd = sh.head_dim;
+    let row = sh.n_kv * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let stride = hd + 2;
+    let heads = group.heads.len();
+    inputs
+        .k
+        .head_rows(row, hd, group.kv, tile.clone(), &mut s.keys);
+    inputs
+        .v
+        .head_rows(row, hd, group.kv, tile.clone(), &mut s.values);
+    // Past a short tile's end the tiles hold earlier, finite rows: their
+    // scores are computed and never used.
+    let mut scores = [0.0f32; TILE];
+    for (bi, tok) in tokens.clone().enumerate() {
+        let Some(n) = visible(inputs, tok, tile) else {
+            continue;
+        };
+        for (hi, h) in group.heads.clone().enumerate() {
+            let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
+            scores_tile(q, &s.keys, scale, &mut scores);
+            let p = &mut group_slot[(bi * heads + hi) * stride..][..stride];
+            softmax_step(p, &mut scores[..n]);
+            weighted_rows(&mut p[2..], &scores[..n], &s.values[..n * hd]);
+        }
+    }
+}
+
+/// The online-softmax step of one (token, head) slot `p` = `[max, sum,
+/// out...]` for a tile's scores: rescales what earlier tiles added when the
+/// maximum grows, turns the scores into their weights `e^(score - max)`,
+/// and adds those to the sum. The caller adds the weighted values.
+#[inline(always)]
+fn softmax_step(p: &mut [f32], scores: &mut [f32]) {
+    let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let max = p[0].max(tile_max);
+    if max > p[0] {
+        // Rescale what earlier tiles added (exp(-inf) = 0 first).
+        let shrink = exp(p[0] - max);
+        p[1] *= shrink;
+        p[2..].iter_mut().for_each(|o| *o *= shrink);
+        p[0] = max;
+    }
+    p[1] += exp_shifted(scores, max);
 }
 
 /// Merges the chunk partials of `tokens` x all heads (laid out as
@@ -494,6 +549,44 @@ mod tests {
                 pos + t,
             );
             assert_eq!(alone, batch[t * width..][..width], "token {t}");
+        }
+    }
+
+    #[test]
+    fn an_f16_cache_gives_the_bits_of_its_values_widened_to_f32() {
+        // Read in place (a token or two, where the CPU allows) or widened a
+        // tile at a time, an f16 cache must give what the same values as
+        // f32 give. Groups of 1 to 6 Q heads cover every block of heads.
+        for (n_q, n_kv, hd) in [(3, 3, 32), (6, 3, 16), (9, 3, 64), (8, 2, 32), (12, 2, 48)] {
+            let s = AttnShape {
+                head_dim: hd,
+                n_q,
+                n_kv,
+                q_start: 0,
+                kv_start: 0,
+                group: n_q / n_kv,
+            };
+            let row = n_kv * hd;
+            for (tokens, pos) in [(1, 0), (1, 45), (2, 300), (1, 1100), (11, 70)] {
+                let q = values(tokens * n_q * hd, 10);
+                let halves = |seed| {
+                    values((pos + tokens) * row, seed)
+                        .into_iter()
+                        .map(half::f16::from_f32)
+                        .collect::<Vec<_>>()
+                };
+                let (k16, v16) = (halves(11), halves(12));
+                let widen = |h: &[half::f16]| h.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
+                let want = run(&s, &q, &widen(&k16), &widen(&v16), pos);
+                let mut got = vec![0.0f32; q.len()];
+                attend(&s, &q, KvRows::F16(&k16), KvRows::F16(&v16), pos, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{n_q}/{n_kv} heads of {hd}, {tokens} at {pos}"
+                );
+            }
         }
     }
 

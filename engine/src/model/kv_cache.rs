@@ -13,6 +13,7 @@ use half::slice::HalfFloatSliceExt;
 
 use super::kv_type::{KvType, KV_Q8_BLOCK};
 use crate::kernels::dequant::dequantize_row;
+use crate::kernels::prefetch::prefetch;
 use crate::kernels::quantize::quantize_row;
 use crate::kernels::QuantType;
 
@@ -139,36 +140,6 @@ impl KvRows<'_> {
                 }
             }
         }
-    }
-}
-
-/// Hints that `values[at..at + len]` will be read soon; nothing when `at`
-/// is past the end. Only a hint: it reads nothing and cannot fault.
-#[inline(always)]
-fn prefetch<T>(values: &[T], at: usize, len: usize) {
-    if at >= values.len() || len == 0 {
-        return;
-    }
-    let start = values[at..].as_ptr() as *const u8;
-    let bytes = len.min(values.len() - at) * std::mem::size_of::<T>();
-    // Every 64 bytes, and the last byte: an unaligned run ends in one more line.
-    let lines = (0..bytes).step_by(64).chain(std::iter::once(bytes - 1));
-    for offset in lines {
-        let p = start.wrapping_add(offset);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that touches no memory; SSE is part
-        // of x86-64.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-        }
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: PRFM is a hint that touches no memory and cannot fault.
-        unsafe {
-            std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
-        }
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-        let _ = p;
     }
 }
 
