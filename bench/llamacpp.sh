@@ -8,7 +8,8 @@
 # lives in ${SHARDLAB_HOME:-$HOME/.cache/shardlab}/llama.cpp/.
 #
 # Usage:
-#   bench/llamacpp.sh [build]     build if $CACHE/llama.cpp/build/bin/llama-bench is missing (idempotent)
+#   bench/llamacpp.sh [build]     build if $CACHE/llama.cpp/build/bin/llama-bench is missing (idempotent);
+#                                 on a CPU listing AMX, run one prompt batch and rebuild without AMX on SIGILL
 #   bench/llamacpp.sh path        print the bin dir (llama-bench, llama-tokenize, ..., libllama.so)
 #   bench/llamacpp.sh lib         print the dir holding libllama.so (= bin dir; use as LLAMA_CPP_LIB_PATH)
 #   bench/llamacpp.sh pysrc       print the dir to put on PYTHONPATH for the matching `llama_cpp` bindings
@@ -153,6 +154,52 @@ do_build() {
     log "built in $((t1 - t0))s"
 }
 
+# Configure flags naming the host's vector features one by one, with AMX
+# off: for a CPU that lists AMX but faults on it.
+features_without_amx() {
+    local flags; flags=$(grep -m1 '^flags' /proc/cpuinfo)
+    local pair feature option
+    echo -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+    for pair in sse4_2:SSE42 avx:AVX avx2:AVX2 bmi2:BMI2 fma:FMA f16c:F16C avx_vnni:AVX_VNNI \
+        avx512f:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+        feature=${pair%%:*} option=${pair#*:}
+        if [[ " $flags " == *" $feature "* ]]; then echo "-DGGML_$option=ON"; else echo "-DGGML_$option=OFF"; fi
+    done
+}
+
+# A CPU can list AMX and still fault on it: in a VM whose kernel does not
+# grant the tile state, the native build dies of SIGILL (exit 132) in its
+# AMX matmul on any prompt batch, which would leave every comparison
+# without a reference. Run one prompt batch after the build; on SIGILL,
+# rebuild with the features named one by one and AMX off, and say so in
+# the stamp. Done once per build ($PROBED marks it).
+PROBED="$BUILD/shardlab-probed.txt"
+probe_build() {
+    [ -f "$PROBED" ] && return 0
+    if ! grep -qw amx_tile /proc/cpuinfo; then
+        echo "no AMX on this CPU: native build kept" >"$PROBED"
+        return 0
+    fi
+    local m rc=0
+    m=$(do_model)
+    "$BIN/llama-bench" -m "$m" -t 1 -p 16 -n 0 -r 1 >/dev/null 2>&1 || rc=$?
+    if [ "$rc" != 132 ]; then
+        echo "a prompt batch ran (exit $rc): build kept" >"$PROBED"
+        return 0
+    fi
+    local flags; mapfile -t flags < <(features_without_amx)
+    log "llama-bench died of SIGILL in a prompt batch (AMX listed but not usable); rebuilding with ${flags[*]}"
+    cmake -S "$SRC" -B "$BUILD" "${flags[@]}" >>"$ROOT/cmake-configure.log" 2>&1 \
+        || { tail -40 "$ROOT/cmake-configure.log" >&2; exit 1; }
+    cmake --build "$BUILD" --config Release -j"$JOBS" --target "${TARGETS[@]}" >>"$ROOT/cmake-build.log" 2>&1 \
+        || { tail -40 "$ROOT/cmake-build.log" >&2; exit 1; }
+    rc=0
+    "$BIN/llama-bench" -m "$m" -t 1 -p 16 -n 0 -r 1 >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 0 ] || { log "llama-bench still fails (exit $rc) after the rebuild"; exit 1; }
+    echo "cmake_flags_after_sigill=${flags[*]}" >>"$STAMP"
+    echo "native build died of SIGILL in AMX; rebuilt with ${flags[*]}" >"$PROBED"
+}
+
 print_where() {
     echo "bin dir:        $BIN"
     echo "binaries:       $(cd "$BIN" && ls llama-* 2>/dev/null | tr '\n' ' ')"
@@ -179,13 +226,14 @@ do_model() {
 cmd="${1:-build}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-    build) do_build; print_where ;;
+    build) do_build; probe_build; print_where ;;
     path|lib) need_built; echo "$BIN" ;;
     pysrc) need_built; echo "$PYSRC" ;;
     info) need_built; cat "$STAMP" ;;
     model) do_model ;;
     bench)
         do_build >/dev/null
+        probe_build
         if [ "${1:-}" = "-m" ]; then m="$2"; shift 2; else m="$(do_model)"; fi
         if [ $# -eq 0 ]; then set -- -t 1,2 -p 128 -n 64; fi
         "$BIN/llama-bench" -m "$m" "$@"

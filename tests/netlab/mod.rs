@@ -206,12 +206,6 @@ pub fn remove_stale() {
     }
 }
 
-/// A free loopback port (bound, then released for a node to take).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a free port");
-    l.local_addr().expect("has an address").port()
-}
-
 /// How to start one node.
 #[derive(Clone)]
 pub struct NodeSpec {
@@ -301,11 +295,15 @@ impl NodeProc {
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok(NodeProc {
-                spec: spec.clone(),
-                addr,
-                child,
-            }),
+            Ok(addr) => {
+                // A node asked for port 0 keeps the port it got, so a
+                // restart from this spec comes back at the same address.
+                let mut spec = spec.clone();
+                if spec.listen.ends_with(":0") {
+                    spec.listen = addr.clone();
+                }
+                Ok(NodeProc { spec, addr, child })
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -368,7 +366,9 @@ impl Nodes {
                         format!("{}:7070", l.hosts[i].ip),
                         Some(l.hosts[i].ns.clone()),
                     ),
-                    None => (format!("127.0.0.1:{}", free_port()), None),
+                    // The node picks its own port: a port found free here
+                    // and released could be taken before the node binds it.
+                    None => ("127.0.0.1:0".to_string(), None),
                 };
                 NodeProc::start(&NodeSpec {
                     name: format!("node{i}"),
