@@ -86,11 +86,22 @@ pub(crate) fn dot_rows_interleaved_isa(
             };
             // SAFETY: the CPU supports the features each function is built
             // for (VNNI only where it has those too), and the shapes fit.
+            // With VNNI, Q4_0 and Q4_1 batches take sixteen rows at a time
+            // first (`avx512_gemm.rs`), then a last group of eight.
+            let wide: Option<Gemm> = match (isa == Isa::Avx2Vnni, dtype) {
+                (true, QuantType::Q4_0) => Some(super::avx512_gemm::rows_interleaved::<Q4_0>),
+                (true, QuantType::Q4_1) => Some(super::avx512_gemm::rows_interleaved::<Q4_1>),
+                _ => None,
+            };
             let done = unsafe {
                 if tokens == 1 {
                     gemv(w, row_bytes, acts, out)
                 } else {
-                    gemm(w, row_bytes, acts, act_row_bytes, tokens, out)
+                    let paired = wide.map_or(0, |wide| {
+                        wide(w, row_bytes, acts, act_row_bytes, tokens, out)
+                    });
+                    let (w, out) = (&w[paired * row_bytes..], &mut out[paired * tokens..]);
+                    paired + gemm(w, row_bytes, acts, act_row_bytes, tokens, out)
                 }
             };
             let (w, out) = (&w[done * row_bytes..], &mut out[done * tokens..]);

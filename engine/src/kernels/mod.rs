@@ -15,6 +15,8 @@ mod avx2_gemv;
 mod avx2_interleaved;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
+#[cfg(target_arch = "x86_64")]
+mod avx512_gemm;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod block32;
 pub mod blocks;

@@ -358,7 +358,9 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                 // eleven tokens are whole tiles (of four with VNNI, two
                 // without) and tokens after them.
                 // One and three tokens over 17 rows: Q4_0 interleaved at
-                // load, two groups and a row in the file layout.
+                // load, two groups and a row in the file layout. With VNNI,
+                // 41 and 33 rows: sixteen-row pairs of groups, a last group
+                // of eight and a row in the file layout.
                 let shapes = [
                     (1usize, 1usize),
                     (4, 1),
@@ -371,6 +373,8 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                     (17, 11),
                     (17, 1),
                     (17, 3),
+                    (41, 11),
+                    (33, 6),
                 ];
                 for (rows, tokens) in shapes {
                     seed += 1;
