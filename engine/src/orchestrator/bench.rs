@@ -56,7 +56,10 @@ impl Orchestrator {
         let m = self.require_model()?;
         let ids = m.filler(request.prompt_tokens)?;
         let context = m.context(self.context);
-        if ids.len() + request.gen_tokens >= context {
+        // The last token generated is never fed back, so a prompt and
+        // its answer fit when together they fill the context exactly
+        // (generation's own limit).
+        if ids.len() + request.gen_tokens > context {
             return Err(OrchestratorError::BenchTooLong {
                 prompt: ids.len(),
                 generate: request.gen_tokens,

@@ -156,6 +156,25 @@ fn bench_measures_the_baseline_and_refuses_what_does_not_fit() {
         o.bench(&too_long, &mut |_| {}),
         Err(OrchestratorError::BenchTooLong { context: 64, .. })
     ));
+    let one_over = BenchRequest {
+        prompt_tokens: 57,
+        gen_tokens: 8,
+        layouts: Vec::new(),
+        ..too_long
+    };
+    assert!(matches!(
+        o.bench(&one_over, &mut |_| {}),
+        Err(OrchestratorError::BenchTooLong { context: 64, .. })
+    ));
+    // A prompt and answer that fill the context exactly are measured.
+    let exactly = BenchRequest {
+        prompt_tokens: 56,
+        layouts: Vec::new(),
+        ..one_over
+    };
+    let full = o.bench(&exactly, &mut |_| {}).expect("fills the context");
+    let figures = full.rows[0].result.as_ref().expect("baseline ran");
+    assert_eq!(figures.stats.generated_tokens, 8);
     let request = BenchRequest {
         prompt_tokens: 8,
         gen_tokens: 4,
