@@ -162,6 +162,14 @@ unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m2
 }
 
 /// One block of eight rows of a 32-value format with a layout (Q4_0, Q4_1).
+/// How far ahead the Q4_K one-token kernel asks for its weights, in
+/// super-blocks of a group (1152 bytes each).
+const SUPERS_AHEAD: usize = 2;
+
+/// How far ahead the Q4_0 and Q4_1 one-token kernel asks for its weights,
+/// in blocks of a group (144 or 160 bytes each).
+const BLOCKS_AHEAD: usize = 16;
+
 pub(super) const fn group_block(f: u8) -> usize {
     ROWS * layout(f).0
 }
@@ -206,6 +214,11 @@ macro_rules! kernels {
                 let (mut acc, mut mins): (Lanes, Lanes) = (zero, zero);
                 let mut b = 0;
                 while b + 4 <= nb {
+                    super::super::prefetch::prefetch(
+                        w,
+                        (g * ROWS * row_bytes) + (b + BLOCKS_AHEAD) * group_block(F),
+                        4 * group_block(F),
+                    );
                     for k in 0..4 {
                         block::<F>(base, b + k, acts.as_ptr(), &sc, &mut acc[k], &mut mins[k]);
                     }
@@ -301,6 +314,11 @@ macro_rules! q4k_kernels {
                 let mut o = [_mm256_setzero_pd(); 2];
                 for i in 0..supers {
                     let blk = base.add(i * GROUP_SUPER);
+                    super::super::prefetch::prefetch(
+                        w,
+                        (g * ROWS * row_bytes) + (i + SUPERS_AHEAD) * GROUP_SUPER,
+                        GROUP_SUPER,
+                    );
                     let a = acts.as_ptr().add(i * Q8K_BYTES);
                     let (scales, mins) = q4k_scales_of_rows(blk);
                     let acc = $sums(blk, a, &scales);
