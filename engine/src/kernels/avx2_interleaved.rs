@@ -161,7 +161,6 @@ unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m2
     acc
 }
 
-/// One block of eight rows of a 32-value format with a layout (Q4_0, Q4_1).
 /// How far ahead the Q4_K one-token kernel asks for its weights, in
 /// super-blocks of a group (1152 bytes each).
 const SUPERS_AHEAD: usize = 2;
@@ -170,6 +169,7 @@ const SUPERS_AHEAD: usize = 2;
 /// in blocks of a group (144 or 160 bytes each).
 const BLOCKS_AHEAD: usize = 16;
 
+/// One block of eight rows of a 32-value format with a layout (Q4_0, Q4_1).
 pub(super) const fn group_block(f: u8) -> usize {
     ROWS * layout(f).0
 }

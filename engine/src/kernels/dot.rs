@@ -84,8 +84,6 @@ pub(crate) fn dot_rows_interleaved_isa(
                 (false, _) => (gp::rows_q4k, kp::rows_q4k_interleaved),
                 (true, _) => (gv::rows_q4k, kv::rows_q4k_interleaved),
             };
-            // SAFETY: the CPU supports the features each function is built
-            // for (VNNI only where it has those too), and the shapes fit.
             // With VNNI, Q4_0 and Q4_1 batches take sixteen rows at a time
             // first (`avx512_gemm.rs`), then a last group of eight.
             let wide: Option<Gemm> = match (isa == Isa::Avx2Vnni, dtype) {
@@ -93,6 +91,9 @@ pub(crate) fn dot_rows_interleaved_isa(
                 (true, QuantType::Q4_1) => Some(super::avx512_gemm::rows_interleaved::<Q4_1>),
                 _ => None,
             };
+            // SAFETY: the CPU supports the features each function is built
+            // for (VNNI and AVX-512F only where it has those too), and the
+            // shapes fit.
             let done = unsafe {
                 if tokens == 1 {
                     gemv(w, row_bytes, acts, out)

@@ -147,11 +147,11 @@ fn products_of(w: &Weight, tokens: usize, scratch: &mut MatmulScratch) {
 }
 
 /// About eight tasks per thread, so a thread slowed by a neighbour hands
-/// work to the others, in whole pairs of groups of eight rows (the batch
-/// kernels take rows sixteen or eight at a time, the one-token kernels
-/// four). One thread
-/// takes the whole matmul as one task: each task prepares the activation's
-/// block scales again, which a small model's decode would notice.
+/// work to the others, in multiples of sixteen rows (the batch kernels
+/// take rows sixteen or eight at a time, the one-token kernels four). One
+/// thread takes the whole matmul as one task: each task prepares the
+/// activation's block scales again, which a small model's decode would
+/// notice.
 fn rows_per_task(rows: usize) -> usize {
     match rayon::current_num_threads() {
         0 | 1 => rows.max(1),
