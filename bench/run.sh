@@ -42,15 +42,15 @@
 # keep (~/.cache/shardlab/nodes) and 4.5 GB at a time in a scratch home for
 # the memory goal: have 70 GB free for a full run.
 # Usage: bench/run.sh [--quick] [--moe] [--only GOAL[,GOAL]]
-#   On a 2-core host a full run takes about 6 hours: the 8b at context 8128
-#   (one pair) about 2.5 of them, the 8b at 2048 and the 8b memory cells at
-#   context 4096 about 1 hour each. --quick (fewer pairs: one a cell on the
-#   8b, MoE and context cells, two on SmolLM2 and the small files; no 8b
-#   cells at 8128, no 8b memory cells at 4096, 2 chunks of perplexity, KV
-#   f16 only) about 90 minutes, most of
-#   it the context cells; --moe runs the MoE goals only (about 15 minutes);
-#   --only runs the goals named. Making the files the first time adds about
-#   10 minutes.
+#   On a 2-core host a full run takes about 2.2 hours (2026-12-04: 132
+#   minutes; the context cells 67 of them, 38 the 8b at 8128 (one pair);
+#   the memory cells 32, most of them the 8b at context 4096; prefill 13,
+#   decode 9).
+#   --quick (fewer pairs: one a cell on the 8b, MoE and context cells, two
+#   on SmolLM2 and the small files; no 8b cells at 8128, no 8b memory cells
+#   at 4096, 2 chunks of perplexity, KV f16 only) about 30 minutes; --moe
+#   runs the MoE goals only (about 15 minutes); --only runs the goals named.
+#   Making the files the first time adds about 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${SHARDLAB_BIN:-}" ]; then
