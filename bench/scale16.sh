@@ -5,34 +5,31 @@
 # all on the same cores (0-15) and the same GGUF file.
 #   - the nodes are started here, node i pinned with taskset to cores
 #     [i*C, (i+1)*C), each with --threads C and --model-dir set to the
-#     file's directory, so each cuts its slices from the one file on disk
-#     instead of being streamed them by the coordinator
+#     file's directory, so each maps the one file and cuts its slices from
+#     it: nothing is streamed by the coordinator, nothing written to disk
 #   - layouts: tensor over the nodes, and hybrid:2x(NODES/2) (pipeline on 2
-#     or an odd number of nodes) when the disk has room for its slices too
+#     or an odd number of nodes)
 #   - REPS rounds, alternating (tensor, hybrid, one process, llama.cpp,
 #     tensor, ...); the table gives the median of each configuration
 #   - the peak memory of each node (VmHWM, and its own memory, RssAnon,
-#     sampled every second), to show that the nodes hold slices mapped from
-#     files shared through the page cache rather than private copies
-# Before timing, one untimed load of each layout has the nodes cut their
-# slices into their shard caches (a temporary directory under
-# SHARDLAB_HOME, removed at the end; tried again if the coordinator's
-# wait for a node's first answer, 60 s plus one per 16 MiB of its shard,
-# runs out, as it can on a slow disk), and the file is read once into the
-# page cache.
-# Disk for the 70b: the file (37 GiB) plus each layout's slices (40 GiB all
-# nodes together; --model-dir saves streaming them, not storing them), so
-# about 117 GiB, or 77 GiB with the tensor layout alone. Memory: about
-# 77 GiB keeps the file and one layout's slices cached together; with less,
-# the file is read again before each one-process and llama.cpp run.
+#     sampled every second): each node should hold its slices once (its
+#     kernels' row order, in its own memory) and no more
+# Before timing, one untimed load of each layout checks that every node cut
+# its slices from the file (tried again if the coordinator's wait for a
+# node's first answer, 60 s plus one per 16 MiB of its shard, runs out, as
+# it can on a slow disk), and the file is read once into the page cache.
+# Disk for the 70b: the file (37 GiB), nothing more. Memory: about 77 GiB
+# keeps the file cached beside the nodes' slices (40 GiB all together);
+# with less, the file is read again before each one-process and llama.cpp
+# run.
 #
 # Usage: bench/scale16.sh     needs 16 cores; an estimate, not yet measured:
 #                             30-45 minutes once the file exists, and 15-30
 #                             more to write the 40 GB file the first time
 # The shape comes from the environment (defaults in brackets):
 #   NODES [4]  CORES_PER_NODE [4]  PRESET [70b]  QUANT [q4_0]  PROMPT [32]
-#   GEN [16]  REPS [3]  LAYOUTS ["tensor hybrid:2x2"; the second only if the
-#   disk holds its slices]  MODEL [a GGUF to use instead of the synthetic one]
+#   GEN [16]  REPS [3]  LAYOUTS ["tensor hybrid:2x2"]
+#   MODEL [a GGUF to use instead of the synthetic one]
 #   RESULTS [a file for the raw JSON lines]  BENCH_TIMEOUT [1800 s per run]
 #   PREPARE_TRIES [5]  SYNTH_TIMEOUT [14400 s]
 #   SHARDLAB_BIN [a built shardlab; default: cargo build --release]
@@ -85,7 +82,7 @@ for tool in taskset timeout python3 df dd du; do
     command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-# 2. The file, and the disk for it and for the nodes' slices.
+# 2. The file, and the disk for it.
 home=${SHARDLAB_HOME:-$HOME/.cache/shardlab}
 mkdir -p "$home/synth"
 gib() { python3 -c "print(f'{$1 / 2**30:.1f}')"; }
@@ -121,30 +118,24 @@ else
     [ -f "$file" ] && file_bytes=$(stat -c %s "$file")
     label="synthetic llama $PRESET $QUANT"
 fi
-# Slices of one layout over NODES nodes: the file once, plus the embedding
-# again on every node but one, plus 3%.
+# The nodes' slices of one layout, in their memory: the file once, plus the
+# embedding again on every node but one, plus 3%.
 slice_bytes=$((file_bytes + file_bytes * 3 / 100 + (NODES - 1) * embd_bytes))
-free_bytes=$(df -B1 --output=avail "$home" | tail -1 | tr -d ' ')
-need_file=0
-[ -f "$file" ] || need_file=$file_bytes
 if [ -z "${LAYOUTS:-}" ]; then
     if [ $((NODES % 2)) -eq 0 ] && [ "$NODES" -ge 4 ]; then second=hybrid:2x$((NODES / 2)); else second=pipeline; fi
     LAYOUTS=tensor
-    if [ "$NODES" -gt 1 ] && [ "$free_bytes" -ge $((need_file + 2 * slice_bytes)) ]; then
-        LAYOUTS="tensor $second"
-    elif [ "$NODES" -gt 1 ] && [ "$free_bytes" -ge $((need_file + slice_bytes)) ]; then
-        say "skipping $second: the disk has room for the slices of one layout only (set LAYOUTS to insist)"
-    fi
+    [ "$NODES" -gt 1 ] && LAYOUTS="tensor $second"
 fi
 read -r -a layouts <<<"$LAYOUTS"
 [ ${#layouts[@]} -ge 1 ] || refuse "LAYOUTS is empty"
-need=$((need_file + ${#layouts[@]} * slice_bytes))
+# Disk: the file, if it is still to be written; the nodes map it.
+free_bytes=$(df -B1 --output=avail "$home" | tail -1 | tr -d ' ')
+need=0
+[ -f "$file" ] || need=$((file_bytes + file_bytes / 50))
 if [ "$free_bytes" -lt "$need" ]; then
-    what="the nodes' slices, $(gib $slice_bytes) GiB per layout x ${#layouts[@]}"
-    [ "$need_file" -eq 0 ] || what="the file $(gib "$need_file") GiB + $what"
-    refuse "needs $(gib $need) GiB free under $home ($what); it has $(gib "$free_bytes") GiB"
+    refuse "needs $(gib $need) GiB free under $home for the file; it has $(gib "$free_bytes") GiB"
 fi
-say "disk: $(gib "$free_bytes") GiB free under $home; this run needs about $(gib $need) GiB"
+say "disk: $(gib "$free_bytes") GiB free under $home; this run writes $(gib $need) GiB"
 
 # 3. The binaries, and the file.
 if [ -n "${SHARDLAB_BIN:-}" ]; then
@@ -172,15 +163,15 @@ else
 fi
 dir=$(dirname "$file")
 
-# Memory: the file (one process, llama.cpp) and the nodes' slices should
-# both stay in the page cache.
+# Memory: the file (one process, llama.cpp) should stay in the page cache
+# beside the nodes' slices.
 mem_total=$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) * 1024))
 rewarm=false
 if [ "$mem_total" -lt $((file_bytes + file_bytes / 10)) ]; then
     say "WARNING: memory ($(gib "$mem_total") GiB) is too small to hold the file ($(gib "$file_bytes") GiB) in the page cache: every run reads weights from disk, and the figures measure the disk, not the cores"
     rewarm=true
 elif [ "$mem_total" -lt $((file_bytes + slice_bytes + slice_bytes / 10)) ]; then
-    say "memory ($(gib "$mem_total") GiB) cannot keep the file and the nodes' slices ($(gib $((file_bytes + slice_bytes))) GiB) cached together: the file is read again before each one-process and llama.cpp run"
+    say "memory ($(gib "$mem_total") GiB) cannot keep the file cached beside the nodes' slices ($(gib $((file_bytes + slice_bytes))) GiB together): the file is read again before each one-process and llama.cpp run"
     rewarm=true
 fi
 
@@ -204,7 +195,8 @@ cleanup() {
     done
     for pid in "${node_pids[@]}" $child; do kill -9 "$pid" 2>/dev/null; done
     if [ "$rc" -ne 0 ]; then
-        # The logs are kept for a look; the slices, which take the disk, not.
+        # The logs are kept for a look; any shard a node was streamed
+        # (which takes the disk), not.
         rm -rf "$work"/node*/shards
         say "logs kept in $work"
     else
@@ -344,11 +336,10 @@ cluster() { # LAYOUT ROUND: a timed run
     try_cluster "$1" "$2" "$PROMPT" "$GEN" || failed "shardlab $1 (round $2)" "$out.err"
     record "shardlab $1, $NODES nodes x $C $cores" shardlab "$2" "$out.json"
 }
-# The first load of a layout has every node cut its slices from the file,
-# hash them, write them and sync them to disk before it answers, and the
-# coordinator waits 60 s for that answer: on a slow disk it gives up first.
-# The nodes finish into their shard caches all the same, so the load is
-# tried again (then from the caches, which only takes hashing).
+# The first load of a layout has every node read its slices from the file
+# and hash them before it answers, and the coordinator waits 60 s plus one
+# per 16 MiB for that answer: on a slow disk it may give up first. The file
+# is in the page cache afterwards, so the load is tried again.
 prepare() { # LAYOUT
     local try out=$work/$1-r0 t0=$SECONDS
     out=${out//:/_}
@@ -446,7 +437,7 @@ print()
 print("decode tok/s, each round: " + "; ".join(
     f"{c}: " + " ".join(f"{x:.2f}" for x in med[c][3]) for c in configs))
 print()
-print("| node | cores | VmHWM (peak RSS) | peak RssAnon (own memory) | peak RssFile (mapped files) | its slices on disk (all layouts) |")
+print("| node | cores | VmHWM (peak RSS) | peak RssAnon (own memory) | peak RssFile (mapped files) | written to its shard cache (all layouts) |")
 print("|---|---|---|---|---|---|")
 mem = []
 for line in open(mem_path):
@@ -456,8 +447,9 @@ for line in open(mem_path):
                 "rss_file_peak_kib": int(mapped), "slices_bytes": int(slices)})
     print(f"| {name} | {cores} | {gib(hwm)} | {gib(anon)} | {gib(mapped)} | {int(slices) / 2**30:.2f} GiB |")
 print()
-print("VmHWM counts the pages of the model file and of the node's slice files it maps (shared through")
-print("the page cache); RssAnon is what the node holds privately (sampled every second).")
+print("VmHWM counts the pages of the model file the node maps while it cuts its slices (shared through")
+print("the page cache); RssAnon is what it holds privately, its slices in its kernels' row order (sampled")
+print("every second). Nothing should be written to the shard cache: the nodes map the file.")
 print("loads: " + "; ".join(l.strip() for l in open(loads_path)))
 if results:
     with open(results, "w") as f:

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::{Cluster, ClusterError, LoadedModel, CONTROL_DEADLINE};
@@ -21,9 +22,9 @@ use crate::shard::plan::Plan;
 /// Weights travel in chunks of at most this many bytes.
 const CHUNK: usize = 8 << 20;
 
-/// The slowest rate a node is allowed to cut, hash and write its shard
-/// from its own copy of the model file (`--model-dir`) before it answers
-/// the load request: a slow disk shared with other nodes. A dead node is
+/// The slowest rate a node is allowed to cut and hash its shard from its
+/// own copy of the model file (`--model-dir`), or to check its cached one,
+/// before it answers the load request: a slow disk shared with other nodes. A dead node is
 /// still named by its heartbeat within seconds; this bounds a live one.
 const SLOWEST_SLICING_BYTES_PER_SECOND: u64 = 16 << 20;
 
@@ -53,7 +54,8 @@ pub struct LoadSummary {
 pub struct ModelToLoad<'a> {
     pub name: String,
     pub config: &'a ModelConfig,
-    pub source: &'a dyn TensorSource,
+    /// Shared by the threads that cut and hash each tensor.
+    pub source: &'a (dyn TensorSource + Sync),
     /// The file's name and size, for nodes that hold a copy (`--model-dir`).
     pub file: Option<LocalModel>,
 }
@@ -70,31 +72,45 @@ fn build_shard(
     session: &str,
 ) -> Result<Shard, ClusterError> {
     let np = &plan.nodes[node];
+    // Hashing is most of the work (gigabytes for a large model): one tensor
+    // per thread.
+    let cut: Vec<Result<Option<(TensorMeta, Weight)>, ClusterError>> =
+        tensor_plan(model.config, &np.layout)
+            .into_par_iter()
+            .map(|need| {
+                let w = model
+                    .source
+                    .local_tensor(&need.name, &need.rule)
+                    .map_err(|e| ClusterError::new(&np.name, Phase::Load, e))?;
+                let Some(w) = w else {
+                    if need.optional {
+                        return Ok(None);
+                    }
+                    return Err(ClusterError::new(
+                        &np.name,
+                        Phase::Load,
+                        format!("the model has no tensor '{}'", need.name),
+                    ));
+                };
+                let meta = TensorMeta {
+                    name: need.name.clone(),
+                    dtype: GgmlType::from(w.dtype).id(),
+                    rows: w.rows as u64,
+                    cols: w.cols as u64,
+                    bytes: w.byte_len() as u64,
+                    sha256: sha256_hex(&w.data),
+                };
+                Ok(Some((meta, w)))
+            })
+            .collect();
     let mut tensors = Vec::new();
     let mut weights = Vec::new();
-    for need in tensor_plan(model.config, &np.layout) {
-        let w = model
-            .source
-            .local_tensor(&need.name, &need.rule)
-            .map_err(|e| ClusterError::new(&np.name, Phase::Load, e))?;
-        let Some(w) = w else {
-            if need.optional {
-                continue;
-            }
-            return Err(ClusterError::new(
-                &np.name,
-                Phase::Load,
-                format!("the model has no tensor '{}'", need.name),
-            ));
-        };
-        tensors.push(TensorMeta {
-            name: need.name.clone(),
-            dtype: GgmlType::from(w.dtype).id(),
-            rows: w.rows as u64,
-            cols: w.cols as u64,
-            bytes: w.byte_len() as u64,
-            sha256: sha256_hex(&w.data),
-        });
+    for (meta, w) in cut
+        .into_iter()
+        .filter_map(Result::transpose)
+        .collect::<Result<Vec<_>, _>>()?
+    {
+        tensors.push(meta);
         weights.push(w);
     }
     let mut key = Sha256::new();

@@ -1,21 +1,22 @@
 //! The shard-load protocol, node side. A `Load` request is checked against
 //! this node's budget and the model's shape; the shard then comes from the
-//! cache, from this node's own copy of the model file (`--model-dir`), or as
-//! chunks from the coordinator, and the node answers `Loaded`. A failed load
-//! is answered with an error and the conversation stays in step.
+//! cache, from this node's own mapping of the model file (`--model-dir`,
+//! nothing written), or as chunks from the coordinator (kept in the cache),
+//! and the node answers `Loaded`. A failed load is answered with an error
+//! and the conversation stays in step.
 
 use std::time::Instant;
 
+use super::local_file::FileSlices;
 use super::shard::Shard;
-use super::shard_cache::{sha256_hex, CacheError, CachedShardData, ShardCache, ShardWriter};
+use super::shard_cache::{CacheError, CachedShardData, ShardCache, ShardWriter};
 use super::NodeOptions;
 use crate::cluster::messages::{FromNode, LoadRequest, LoadedReport, Phase, ToNode};
 use crate::metrics::memory::current_rss_bytes;
 use crate::model::error::ModelError;
-use crate::model::gguf::GgufModel;
 use crate::model::layout::LocalLayout;
 use crate::model::transformer::Transformer;
-use crate::model::weights::{tensor_plan, GgufSource, ModelWeights, TensorSource};
+use crate::model::weights::{ModelWeights, TensorSource};
 use crate::net::{Connection, NetError};
 
 /// A chunk of weights, or the reply to a control message.
@@ -77,14 +78,14 @@ pub(super) fn load(
         conn.send_control(&failure(e))?;
         return Ok(None);
     }
-    let (shard, received, from_local_file) = match fetch(conn, opts, cache, &req)? {
+    let (shard, received) = match fetch(conn, opts, cache, &req)? {
         Ok(fetched) => fetched,
         Err(e) => {
             conn.send_control(&failure(e))?;
             return Ok(None);
         }
     };
-    let weights = match ModelWeights::load(&req.config, &req.layout, &shard) {
+    let weights = match ModelWeights::load(&req.config, &req.layout, shard.tensors()) {
         Ok(w) => w,
         Err(e) => {
             conn.send_control(&failure(e.into()))?;
@@ -101,8 +102,8 @@ pub(super) fn load(
     let report = LoadedReport {
         weight_bytes: shard.weight_bytes(),
         received_bytes: received,
-        from_cache: received == 0 && !from_local_file,
-        from_local_file,
+        from_cache: matches!(shard, ShardData::Cached(_)) && received == 0,
+        from_local_file: matches!(shard, ShardData::LocalFile(_)),
         seconds: started.elapsed().as_secs_f64(),
         rss: current_rss_bytes().unwrap_or(0),
     };
@@ -152,22 +153,41 @@ fn check_request(opts: &NodeOptions, req: &LoadRequest) -> Result<(), ShardLoadE
     Ok(())
 }
 
-/// The shard's tensors, from wherever they are: (shard, bytes received,
-/// cut from the local file). The outer error ends the session, the inner
-/// one only this load.
+/// Where a node's slices came from.
+enum ShardData {
+    /// The shard cache: received now or by an earlier load.
+    Cached(CachedShardData),
+    /// Cut from this node's own mapping of the model file.
+    LocalFile(FileSlices),
+}
+
+impl ShardData {
+    fn tensors(&self) -> &dyn TensorSource {
+        match self {
+            ShardData::Cached(c) => c,
+            ShardData::LocalFile(f) => f,
+        }
+    }
+
+    fn weight_bytes(&self) -> u64 {
+        match self {
+            ShardData::Cached(c) => c.weight_bytes(),
+            ShardData::LocalFile(f) => f.weight_bytes(),
+        }
+    }
+}
+
+/// The shard's tensors, from wherever they are: (shard, bytes received).
+/// The outer error ends the session, the inner one only this load.
 fn fetch(
     conn: &mut Connection,
     opts: &NodeOptions,
     cache: &ShardCache,
     req: &LoadRequest,
-) -> Result<Result<(CachedShardData, u64, bool), ShardLoadError>, NetError> {
-    let local = || local_slices(opts, cache, req);
-    let (have, from_local_file) = match cache.open(&req.shard_key, &req.tensors) {
-        Ok(Some(shard)) => (Some(shard), false),
-        _ => match local() {
-            Some(shard) => (Some(shard), true),
-            None => (None, false),
-        },
+) -> Result<Result<(ShardData, u64), ShardLoadError>, NetError> {
+    let have = match cache.open(&req.shard_key, &req.tensors) {
+        Ok(Some(shard)) => Some(ShardData::Cached(shard)),
+        _ => FileSlices::cut(opts, req).map(ShardData::LocalFile),
     };
     if let Some(shard) = have {
         conn.send_control(&FromNode::NeedTensors {
@@ -175,7 +195,7 @@ fn fetch(
             cached: true,
         })?;
         wait_finish(conn)?;
-        return Ok(Ok((shard, 0, from_local_file)));
+        return Ok(Ok((shard, 0)));
     }
     let writer = match cache.begin(&req.shard_key, &req.model_name, &req.tensors) {
         Ok(w) => w,
@@ -185,7 +205,7 @@ fn fetch(
         missing: (0..req.tensors.len() as u32).collect(),
         cached: false,
     })?;
-    Ok(receive_chunks(conn, writer)?.map(|(shard, received)| (shard, received, false)))
+    Ok(receive_chunks(conn, writer)?.map(|(shard, received)| (ShardData::Cached(shard), received)))
 }
 
 /// A message that does not belong at this point of the load.
@@ -204,36 +224,6 @@ fn wait_finish(conn: &mut Connection) -> Result<(), NetError> {
         ToNode::LoadFinish => Ok(()),
         other => Err(unexpected(conn, "LoadFinish", &other)),
     }
-}
-
-/// With `--model-dir` holding the same file (every shard of it, for a
-/// split model: the name is the first shard's, the size all of theirs), cut
-/// the slices locally. Any mismatch (missing file, other size, other hashes)
-/// means "receive them instead".
-fn local_slices(
-    opts: &NodeOptions,
-    cache: &ShardCache,
-    req: &LoadRequest,
-) -> Option<CachedShardData> {
-    let (dir, file) = (opts.model_dir.as_ref()?, req.model_file.as_ref()?);
-    let gguf = GgufModel::open(dir.join(&file.file_name)).ok()?;
-    if gguf.file_bytes() != file.bytes {
-        return None;
-    }
-    let source = GgufSource { file: &gguf };
-    let plan = tensor_plan(&req.config, &req.layout);
-    let mut writer = cache
-        .begin(&req.shard_key, &req.model_name, &req.tensors)
-        .ok()?;
-    for (i, meta) in req.tensors.iter().enumerate() {
-        let need = plan.iter().find(|n| n.name == meta.name)?;
-        let w = source.local_tensor(&need.name, &need.rule).ok()??;
-        if sha256_hex(&w.data) != meta.sha256 {
-            return None;
-        }
-        writer.write(i, 0, &w.data).ok()?;
-    }
-    writer.finish().ok()
 }
 
 /// Receives chunks until `LoadFinish`. A bad chunk is remembered and the

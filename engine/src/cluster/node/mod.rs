@@ -21,6 +21,7 @@
 mod info;
 mod listen;
 mod load;
+mod local_file;
 mod peers;
 mod probe;
 mod serve;

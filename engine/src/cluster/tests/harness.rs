@@ -95,7 +95,7 @@ pub fn tiny_options() -> SynthOptions {
 pub struct TestNode {
     pub addr: SocketAddr,
     /// Its shard cache; kept alive as long as the test holds the node.
-    _cache: TempDir,
+    pub cache: TempDir,
 }
 
 pub fn start_node(name: &str, token: &Token) -> TestNode {
@@ -133,10 +133,7 @@ pub fn start_node_with_models(
     let addr = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the node listens");
-    TestNode {
-        addr,
-        _cache: cache,
-    }
+    TestNode { addr, cache }
 }
 
 /// `n` nodes sharing a fresh token.

@@ -1,6 +1,6 @@
 //! A split GGUF over in-process nodes: streamed from every shard, or cut by
-//! nodes that hold the shards themselves (`--model-dir`), the logits are
-//! the one-process logits bit for bit.
+//! nodes that hold the shards themselves (`--model-dir`, mapped, nothing
+//! written), the logits are the one-process logits bit for bit.
 
 use super::harness::{
     greedy_logits, reference, start_node_with_models, tiny_model, tiny_model_split, CONTEXT,
@@ -68,6 +68,26 @@ fn nodes_slice_a_split_model_from_their_own_model_dir() {
     }
     let got = greedy_logits(|ids, pos| cluster.step(ids, pos).expect("step"));
     assert_eq!(bits(&got), bits(&expected));
+    // The slices were mapped from the file, not written to the shard cache:
+    // four local nodes of a 40 GB model need its disk space once.
+    for n in &nodes {
+        let written = files_under(n.cache.path());
+        assert!(written.is_empty(), "the shard cache holds {written:?}");
+    }
+}
+
+/// Every file below `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("reads").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]
