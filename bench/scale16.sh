@@ -23,9 +23,12 @@
 # with less, the file is read again before each one-process and llama.cpp
 # run.
 #
-# Usage: bench/scale16.sh     needs 16 cores; an estimate, not yet measured:
-#                             30-45 minutes once the file exists, and 15-30
-#                             more to write the 40 GB file the first time
+# Usage: bench/scale16.sh     needs 16 cores. Measured on one (2026-12-04,
+#                             BENCHMARKS.md): the 70b file written in 86 s,
+#                             the first load 78 s, one round (tensor, one
+#                             process, llama.cpp) under 4 minutes, so about
+#                             15 minutes for the default 3 rounds of tensor
+#                             alone, more with hybrid
 # The shape comes from the environment (defaults in brackets):
 #   NODES [4]  CORES_PER_NODE [4]  PRESET [70b]  QUANT [q4_0]  PROMPT [32]
 #   GEN [16]  REPS [3]  LAYOUTS ["tensor hybrid:2x2"]
