@@ -50,7 +50,7 @@ impl FileSlices {
                 if !matches!(w.data, WeightBytes::Mapped { .. }) {
                     release_whole(&source, &need.name);
                 }
-                matches(&w, meta).then(|| (meta.name.clone(), w))
+                is_announced(&w, meta).then(|| (meta.name.clone(), w))
             })
             .collect();
         Some(Self {
@@ -77,7 +77,7 @@ fn release_whole(source: &GgufSource, name: &str) {
 }
 
 /// The slice is the one the coordinator cut: same type, shape and bytes.
-fn matches(w: &Weight, meta: &TensorMeta) -> bool {
+fn is_announced(w: &Weight, meta: &TensorMeta) -> bool {
     GgmlType::from(w.dtype).id() == meta.dtype
         && w.rows as u64 == meta.rows
         && w.cols as u64 == meta.cols
