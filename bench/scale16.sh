@@ -35,6 +35,9 @@
 #   MODEL [a GGUF to use instead of the synthetic one]
 #   RESULTS [a file for the raw JSON lines]  BENCH_TIMEOUT [1800 s per run]
 #   PREPARE_TRIES [5]  SYNTH_TIMEOUT [14400 s]
+#   DEADLINE [none; seconds from the start: no timed run starts after it,
+#   and the table gives the rounds done, so a machine lent for a short
+#   while still yields figures]
 #   SHARDLAB_BIN [a built shardlab; default: cargo build --release]
 #   LLAMA_BIN_DIR [llama.cpp's bin dir; default: bench/llamacpp.sh builds it,
 #   with JOBS [all cores] jobs]
@@ -62,7 +65,7 @@ say() { echo "[scale16] $*" >&2; }
 die() { say "$*"; exit 1; }
 refuse() { say "$*"; exit 2; }
 
-for v in NODES CORES_PER_NODE PROMPT GEN REPS BENCH_TIMEOUT; do
+for v in NODES CORES_PER_NODE PROMPT GEN REPS BENCH_TIMEOUT ${DEADLINE:+DEADLINE}; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || refuse "$v must be a positive integer, not '${!v}'"
 done
 [ "$GEN" -ge 2 ] || refuse "GEN must be at least 2 (the first token comes with the prefill)"
@@ -388,16 +391,27 @@ for layout in "${layouts[@]}"; do
 done
 sync
 warm
+# Whether DEADLINE has passed; if so, says what is skipped (once).
+stopped=
+past_deadline() { # WHAT
+    [ -n "${DEADLINE:-}" ] && [ $(($(date +%s) - started)) -ge "$DEADLINE" ] || return 1
+    stopped="stopped at the deadline (DEADLINE=$DEADLINE s) before $1"
+    say "$stopped"
+}
 for r in $(seq "$REPS"); do
     for layout in "${layouts[@]}"; do
+        past_deadline "$layout in round $r" && break 2
         say "round $r/$REPS: shardlab $layout over $NODES nodes"
         cluster "$layout" "$r"
     done
+    past_deadline "the one process in round $r" && break
     say "round $r/$REPS: shardlab, one process, $T threads"
     single "$r"
+    past_deadline "llama.cpp in round $r" && break
     say "round $r/$REPS: llama.cpp, $T threads"
     llamacpp "$r"
 done
+[ -s "$work/all.jsonl" ] || die "${stopped:-no run finished}: nothing to report"
 
 # 6. Memory of the nodes, just before they are stopped.
 for i in "${!node_pids[@]}"; do
@@ -423,18 +437,24 @@ for c in configs:
               statistics.median(r["raw"]["predicted_decode_tok_s"] for r in rs)
               if rs[0]["engine"] == "shardlab" else None,
               [r["decode_tok_s"] for r in rs])
-one = med[next(c for c in configs if "one process" in c)][1]
-llama = med[next(c for c in configs if c.startswith("llama.cpp"))][1]
+def decode_of(prefix):  # a configuration's median decode, if it ran
+    return next((med[c][1] for c in configs if prefix in c), None)
+one, llama = decode_of("one process"), decode_of("llama.cpp")
+ratio = lambda d, base: f"{d / base:.2f}x" if base else "-"
+rounds = sorted({len([r for r in runs if r["config"] == c]) for c in configs})
 print("machine: $cpu, $(nproc) CPUs ($tpc thread(s) per core), "
       f"{$mem_total / 2**30:.1f} GiB memory; file: $file ($label, {$file_bytes / 2**30:.1f} GiB)")
 print("$NODES nodes x $C pinned $cores against $T threads on cores 0-$last; prompt $PROMPT tokens, "
-      "$GEN generated; median of $REPS round(s), alternating")
+      "$GEN generated; median of " + ("$REPS round(s)" if rounds == [$REPS] else
+      f"the {'-'.join(map(str, rounds))} round(s) done of $REPS") + ", alternating")
+if "$stopped":
+    print("$stopped")
 print()
 print("| configuration | prefill tok/s | decode tok/s | decode vs one process | decode vs llama.cpp | predicted decode |")
 print("|---|---|---|---|---|---|")
 for c in configs:
     p, d, pred, _ = med[c]
-    print(f"| {c} | {p:.2f} | {d:.2f} | {d / one:.2f}x | {d / llama:.2f}x | "
+    print(f"| {c} | {p:.2f} | {d:.2f} | {ratio(d, one)} | {ratio(d, llama)} | "
           + (f"{pred:.2f}" if pred is not None else "") + " |")
 print()
 print("decode tok/s, each round: " + "; ".join(
@@ -458,7 +478,8 @@ if results:
     with open(results, "w") as f:
         f.write(json.dumps({"machine": "$cpu", "cpus": $(nproc), "mem_total": $mem_total,
                             "file": "$file", "file_bytes": $file_bytes, "nodes": $NODES,
-                            "cores_per_node": $C, "prompt": $PROMPT, "gen": $GEN, "reps": $REPS}) + "\n")
+                            "cores_per_node": $C, "prompt": $PROMPT, "gen": $GEN, "reps": $REPS,
+                            "stopped": "$stopped" or None}) + "\n")
         for r in runs:
             f.write(json.dumps(r) + "\n")
         f.write(json.dumps({"memory": mem}) + "\n")
