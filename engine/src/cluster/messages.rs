@@ -223,6 +223,21 @@ pub struct TensorMeta {
     pub sha256: String,
 }
 
+impl TensorMeta {
+    /// The description of slice `w` named `name`: what the coordinator
+    /// announces, and what a node that cut its own slice checks it against.
+    pub fn of(name: &str, w: &crate::kernels::Weight) -> Self {
+        Self {
+            name: name.to_string(),
+            dtype: crate::model::gguf::GgmlType::from(w.dtype).id(),
+            rows: w.rows as u64,
+            cols: w.cols as u64,
+            bytes: w.byte_len() as u64,
+            sha256: crate::cluster::node::shard_cache::sha256_hex(&w.data),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadRequest {
     pub session: String,

@@ -11,10 +11,8 @@ use super::{Cluster, ClusterError, LoadedModel, CONTROL_DEADLINE};
 use crate::cluster::messages::{
     FromNode, LoadRequest, LocalModel, PeerAddr, PeerPlan, Phase, TensorMeta, TensorTag, ToNode,
 };
-use crate::cluster::node::shard_cache::sha256_hex;
 use crate::kernels::Weight;
 use crate::model::config::ModelConfig;
-use crate::model::gguf::GgmlType;
 use crate::model::weights::{tensor_plan, TensorSource};
 use crate::net::{TensorDtype, TensorHeader};
 use crate::shard::plan::Plan;
@@ -24,8 +22,9 @@ const CHUNK: usize = 8 << 20;
 
 /// The slowest rate a node is allowed to cut and hash its shard from its
 /// own copy of the model file (`--model-dir`), or to check its cached one,
-/// before it answers the load request: a slow disk shared with other nodes. A dead node is
-/// still named by its heartbeat within seconds; this bounds a live one.
+/// before it answers the load request: a slow disk shared with other nodes.
+/// A dead node is still named by its heartbeat within seconds; this bounds
+/// a live one.
 const SLOWEST_SLICING_BYTES_PER_SECOND: u64 = 16 << 20;
 
 #[derive(Debug, Clone)]
@@ -92,27 +91,15 @@ fn build_shard(
                         format!("the model has no tensor '{}'", need.name),
                     ));
                 };
-                let meta = TensorMeta {
-                    name: need.name.clone(),
-                    dtype: GgmlType::from(w.dtype).id(),
-                    rows: w.rows as u64,
-                    cols: w.cols as u64,
-                    bytes: w.byte_len() as u64,
-                    sha256: sha256_hex(&w.data),
-                };
-                Ok(Some((meta, w)))
+                Ok(Some((TensorMeta::of(&need.name, &w), w)))
             })
             .collect();
-    let mut tensors = Vec::new();
-    let mut weights = Vec::new();
-    for (meta, w) in cut
+    let (tensors, weights): (Vec<TensorMeta>, Vec<Weight>) = cut
         .into_iter()
         .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, _>>()?
-    {
-        tensors.push(meta);
-        weights.push(w);
-    }
+        .into_iter()
+        .unzip();
     let mut key = Sha256::new();
     key.update(serde_json::to_vec(model.config).unwrap_or_default());
     key.update(serde_json::to_vec(&np.layout).unwrap_or_default());

@@ -13,12 +13,11 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::shard_cache::sha256_hex;
 use super::NodeOptions;
 use crate::cluster::messages::{LoadRequest, TensorMeta};
 use crate::kernels::{Weight, WeightBytes};
 use crate::model::error::ModelError;
-use crate::model::gguf::{GgmlType, GgufModel};
+use crate::model::gguf::GgufModel;
 use crate::model::weights::{tensor_plan, GgufSource, SliceRule, TensorSource};
 
 /// This node's slices, cut from its own copy of the model file.
@@ -50,7 +49,8 @@ impl FileSlices {
                 if !matches!(w.data, WeightBytes::Mapped { .. }) {
                     release_whole(&source, &need.name);
                 }
-                is_announced(&w, meta).then(|| (meta.name.clone(), w))
+                // The slice the coordinator cut: same type, shape, bytes and hash.
+                (TensorMeta::of(&meta.name, &w) == *meta).then(|| (meta.name.clone(), w))
             })
             .collect();
         Some(Self {
@@ -74,15 +74,6 @@ fn release_whole(source: &GgufSource, name: &str) {
     if let Ok(Some(whole)) = source.tensor(name) {
         whole.data.release_mapped_pages(0..whole.data.len());
     }
-}
-
-/// The slice is the one the coordinator cut: same type, shape and bytes.
-fn is_announced(w: &Weight, meta: &TensorMeta) -> bool {
-    GgmlType::from(w.dtype).id() == meta.dtype
-        && w.rows as u64 == meta.rows
-        && w.cols as u64 == meta.cols
-        && w.byte_len() as u64 == meta.bytes
-        && sha256_hex(&w.data) == meta.sha256
 }
 
 impl TensorSource for FileSlices {
