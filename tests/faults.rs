@@ -1,6 +1,7 @@
 //! The fault matrix over real processes (RELIABILITY.md lists every row
 //! and its test): nodes killed during load, prefill and decode, a host cut
-//! off, a node made slow, the coordinator killed, coordinators racing,
+//! off, a node made slow, the coordinator killed (its own local nodes
+//! then ending with it), coordinators racing,
 //! damaged model files and cached shards, and the security defaults
 //! (loopback, replayed handshakes, secrets kept out of logs).
 
@@ -494,6 +495,50 @@ fn a_killed_coordinator_frees_its_nodes_and_secrets_stay_out_of_logs() {
             p.spec.name
         );
     }
+}
+
+/// Pids of the running processes whose command line holds `text`.
+#[cfg(target_os = "linux")]
+fn processes_with(text: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(text)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_coordinator_killed_outright_takes_the_local_nodes_it_started_with_it() {
+    // SIGKILL: no destructor of the coordinator's runs, so only the nodes
+    // themselves can notice (their stdin pipe closes).
+    let mut shell = ShellProc::start(&[]);
+    shell.send(":connect local 2");
+    shell.send(":nodes");
+    shell.wait_for(Duration::from_secs(60), |o| o.contains("node1"));
+    // Local nodes keep their token under run/local-<coordinator pid>-*/.
+    let marker = format!("local-{}-", shell.pid());
+    let nodes = wait_until(Duration::from_secs(10), || {
+        let pids = processes_with(&marker);
+        (pids.len() == 2).then_some(pids)
+    })
+    .unwrap_or_else(|| panic!("two node processes: {:?}", processes_with(&marker)));
+    shell.kill();
+    let gone = wait_until(Duration::from_secs(10), || {
+        processes_with(&marker).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "nodes {nodes:?} outlived their killed coordinator: {:?} still run",
+        processes_with(&marker)
+    );
 }
 
 #[test]

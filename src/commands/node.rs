@@ -1,5 +1,6 @@
 //! `shardlab node`: the long-running daemon that holds one shard.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,9 +47,17 @@ pub struct NodeArgs {
     /// node on loopback is never advertised.
     #[arg(long = "no-advertise")]
     pub no_advertise: bool,
+    /// Exit when standard input closes. A coordinator that starts its own
+    /// nodes (`local:N`) passes this and holds the pipe's other end, so its
+    /// nodes end with it however it ends, killed included.
+    #[arg(long = "exit-with-stdin")]
+    pub exit_with_stdin: bool,
 }
 
 pub fn run(args: NodeArgs) -> Result<()> {
+    if args.exit_with_stdin {
+        exit_when_stdin_closes(args.name.clone());
+    }
     let home = shardlab_engine::model::store::ModelStore::from_env()?
         .home()
         .to_path_buf();
@@ -129,4 +138,18 @@ fn node_advert(name: &str, threads: usize) -> NodeAdvert {
         version: env!("CARGO_PKG_VERSION").to_string(),
         threads,
     }
+}
+
+/// Ends this process once stdin reaches its end or fails: the coordinator
+/// that started the node, holding the other end, has gone.
+fn exit_when_stdin_closes(name: String) {
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        eprintln!(
+            "{name}: the coordinator that started this node has gone (its stdin closed); exiting"
+        );
+        std::process::exit(0);
+    });
 }

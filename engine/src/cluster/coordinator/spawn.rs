@@ -110,6 +110,7 @@ impl LocalNodes {
             .arg(threads.to_string())
             .arg("--cache-dir")
             .arg(&cache)
+            .arg("--exit-with-stdin")
             .args(&opts.extra_args);
         if let Some(Some(limit)) = opts.mem_limits.get(i) {
             cmd.arg("--mem-limit").arg(limit.to_string());
@@ -117,8 +118,11 @@ impl LocalNodes {
         // Its own process group: a Ctrl-C at the coordinator's terminal
         // (cancelling a generation) must not kill the nodes too.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // Its stdin is a pipe whose write end stays in `child` and so in
+        // this process: however the coordinator ends (a kill it cannot catch
+        // included), the node reads end-of-file and exits (`--exit-with-stdin`).
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
