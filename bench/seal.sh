@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sealed links: what ChaCha20-Poly1305 on every frame costs.
+# Sealed links: what AES-256-GCM on every frame costs.
 #
 # 1. The link benchmark (`:links`'s transfer each way, 32 MiB), one local
 #    node connected sealed and plaintext in turn, on loopback and on the

@@ -73,7 +73,7 @@ pub struct ClusterArgs {
     pub heartbeat: Duration,
     /// Send frames between the coordinator and nodes, and between nodes,
     /// in the clear after the token handshake, instead of sealed with
-    /// ChaCha20-Poly1305: for measuring what the sealing costs. Anyone on
+    /// AES-256-GCM: for measuring what the sealing costs. Anyone on
     /// the path can then read and rewrite them.
     #[arg(long = "insecure-plaintext")]
     pub insecure_plaintext: bool,

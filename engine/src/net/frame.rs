@@ -31,7 +31,9 @@ pub use super::tensor::{TensorDtype, TensorHeader, MAX_TENSOR_DIMS, TENSOR_HEADE
 pub const MAGIC: &[u8; 4] = b"SHLB";
 /// 2: frames after the handshake are sealed; close frames.
 /// 3: nodes calibrate themselves when asked (`Calibrate`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: AES-256-GCM in place of ChaCha20-Poly1305; keys move every 2^20
+///    segments.
+pub const PROTOCOL_VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 12;
 pub const DEFAULT_MAX_CONTROL: u32 = 4 << 20;
 pub const DEFAULT_MAX_TENSOR: u32 = 512 << 20;

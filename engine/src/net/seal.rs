@@ -1,6 +1,6 @@
 //! Sealed links: every frame after the handshake is encrypted and
-//! authenticated with ChaCha20-Poly1305 (RFC 8439, the `chacha20poly1305`
-//! crate).
+//! authenticated with AES-256-GCM (NIST SP 800-38D; `cipher.rs`
+//! picks the implementation).
 //!
 //! - **Keys.** One per direction, derived from the shared token, both
 //!   handshake nonces and the X25519 secret the handshake's ephemeral
@@ -8,10 +8,18 @@
 //!   client_nonce || server_nonce || shared)`. Every connection has keys of
 //!   its own, the two directions never share a key, and a session recorded
 //!   now cannot be opened later even with the token (forward secrecy).
-//! - **Nonces.** A frame counter per direction, starting at 0: four zero
+//! - **Next keys.** Every [`SEGMENTS_PER_KEY`] segments both ends move, in
+//!   step and without a message, to `HMAC-SHA256(key, "shardlab-seal next
+//!   key")`. GCM's guarantees weaken with the blocks one key has sealed
+//!   (TLS 1.3 stops at 2^24.5 records of 16 KiB, about 380 GB, per key),
+//!   and a cluster's links carry that much: a 70b decode moves about 10 MiB a
+//!   token over each link, a weight load tens of GiB. 2^20 segments is at
+//!   most 64 GiB per key.
+//! - **Nonces.** A segment counter per direction, starting at 0: four zero
 //!   bytes, then the counter as u64 little-endian. Nothing about it travels,
 //!   so a frame replayed, dropped or moved is opened under the wrong nonce
-//!   and fails, like a frame with a flipped bit.
+//!   and fails, like a frame with a flipped bit. It never restarts, so no
+//!   nonce repeats under any key either.
 //! - **What is sealed.** The 12-byte frame header (and a tensor's header,
 //!   its dtype and shape) travels in the clear as associated data of every
 //!   segment: it is authenticated, not hidden, so the receiver can size its
@@ -24,14 +32,13 @@
 //!   tensor (a weight chunk, a prefill's activations) crosses the link
 //!   while it is being sealed, instead of after.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// Bytes of the Poly1305 tag after every sealed segment.
-pub const TAG_LEN: usize = 16;
+pub use super::cipher::TAG_LEN;
+use super::cipher::{Aes256Gcm, Implementation};
+
 /// Plaintext bytes per sealed segment (the last may be shorter).
 pub const SEGMENT: usize = 64 * 1024;
 
@@ -68,7 +75,7 @@ pub fn segment_range(plain: usize, i: usize) -> std::ops::Range<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkSecurity {
-    /// ChaCha20-Poly1305 on every frame (the default).
+    /// AES-256-GCM on every frame (the default).
     #[default]
     Sealed,
     /// Frames in the clear after the handshake, for measuring the cipher's
@@ -90,7 +97,7 @@ impl LinkSecurity {
 impl std::fmt::Display for LinkSecurity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            LinkSecurity::Sealed => "sealed (ChaCha20-Poly1305)",
+            LinkSecurity::Sealed => "sealed (AES-256-GCM)",
             LinkSecurity::Plaintext => "plaintext (--insecure-plaintext)",
         })
     }
@@ -155,27 +162,50 @@ pub(crate) struct Unopened {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Exhausted;
 
-/// One direction's cipher and frame counter.
+/// Segments sealed under one key before both ends move to the next.
+pub(crate) const SEGMENTS_PER_KEY: u64 = 1 << 20;
+
+const NEXT_KEY: &[u8] = b"shardlab-seal next key";
+
+/// One direction's cipher, its key and its segment counter.
 struct Direction {
-    cipher: ChaCha20Poly1305,
+    key: [u8; 32],
+    cipher: Aes256Gcm,
+    implementation: Implementation,
     next: u64,
+    per_key: u64,
 }
 
 impl Direction {
-    fn new(key: &[u8; 32]) -> Self {
+    fn new(key: &[u8; 32], implementation: Implementation, per_key: u64) -> Self {
         Direction {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            key: *key,
+            cipher: Aes256Gcm::new(key, implementation),
+            implementation,
             next: 0,
+            per_key,
         }
     }
 
-    /// The nonce of the next frame, and advances past it.
+    /// The nonce of the next segment, and advances past it, first moving
+    /// to the next key when this one has sealed its share.
     fn take_nonce(&mut self) -> Option<(u64, [u8; 12])> {
         let n = self.next;
+        if n > 0 && n.is_multiple_of(self.per_key) {
+            self.next_key();
+        }
         self.next = n.checked_add(1)?;
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&n.to_le_bytes());
         Some((n, nonce))
+    }
+
+    fn next_key(&mut self) {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(NEXT_KEY);
+        self.key = mac.finalize().into_bytes().into();
+        self.cipher = Aes256Gcm::new(&self.key, self.implementation);
     }
 }
 
@@ -196,20 +226,27 @@ impl std::fmt::Debug for Seal {
 
 impl Seal {
     pub(crate) fn new(keys: &SessionKeys) -> Self {
+        Self::with(keys, Implementation::best(), SEGMENTS_PER_KEY)
+    }
+
+    /// A seal on a chosen implementation, moving keys every `per_key`
+    /// segments (tests shorten it to see the move).
+    fn with(keys: &SessionKeys, implementation: Implementation, per_key: u64) -> Self {
         Seal {
-            send: Direction::new(&keys.send),
-            recv: Direction::new(&keys.recv),
+            send: Direction::new(&keys.send, implementation, per_key),
+            recv: Direction::new(&keys.recv, implementation, per_key),
         }
     }
 
     /// Encrypts one segment in place under the next send nonce,
     /// authenticating `aad` with it; returns the tag to send after it.
-    pub(crate) fn seal(&mut self, aad: &[u8], payload: &mut [u8]) -> Result<Tag, Exhausted> {
+    pub(crate) fn seal(
+        &mut self,
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Exhausted> {
         let (_, nonce) = self.send.take_nonce().ok_or(Exhausted)?;
-        self.send
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, payload)
-            .map_err(|_| Exhausted)
+        Ok(self.send.cipher.seal(&nonce, aad, payload))
     }
 
     /// Decrypts one segment in place under the next receive nonce, if
@@ -223,15 +260,11 @@ impl Seal {
     ) -> Result<(), Unopened> {
         let segment = self.recv.next;
         let (_, nonce) = self.recv.take_nonce().ok_or(Unopened { segment })?;
-        self.recv
-            .cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                aad,
-                payload,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| Unopened { segment })
+        if self.recv.cipher.open(&nonce, aad, payload, tag) {
+            Ok(())
+        } else {
+            Err(Unopened { segment })
+        }
     }
 }
 
@@ -251,7 +284,7 @@ mod tests {
     fn sealed(seal: &mut Seal, aad: &[u8], text: &[u8]) -> (Vec<u8>, [u8; TAG_LEN]) {
         let mut body = text.to_vec();
         let tag = seal.seal(aad, &mut body).unwrap();
-        (body, tag.into())
+        (body, tag)
     }
 
     #[test]
@@ -361,6 +394,61 @@ mod tests {
             let mut server = Seal::new(&keys);
             let mut copy = body.clone();
             assert!(server.open(b"", &mut copy, &tag).is_err());
+        }
+    }
+
+    fn pair_with(client: Implementation, server: Implementation, per_key: u64) -> (Seal, Seal) {
+        let (c, s) = ([1u8; 32], [2u8; 32]);
+        let keys = |side| SessionKeys::derive(TOKEN, &c, &s, &[9; 32], side).unwrap();
+        (
+            Seal::with(&keys(Side::Client), client, per_key),
+            Seal::with(&keys(Side::Server), server, per_key),
+        )
+    }
+
+    #[test]
+    fn both_ends_move_to_the_next_key_in_step_and_it_is_another_key() {
+        // Keys move every 3 segments here: segments 0-2, 3-5, 6-8 and 9
+        // are sealed under four different keys.
+        let (mut client, mut server) = pair_with(Implementation::best(), Implementation::best(), 3);
+        let (mut unmoving, _) = pair_with(Implementation::best(), Implementation::best(), u64::MAX);
+        for i in 0..10u64 {
+            let text = format!("segment {i}");
+            let (mut body, tag) = sealed(&mut client, b"head", text.as_bytes());
+            let (same_key, _) = sealed(&mut unmoving, b"head", text.as_bytes());
+            assert_eq!(
+                body == same_key,
+                i < 3,
+                "segment {i} under the first key only before 3"
+            );
+            server.open(b"head", &mut body, &tag).unwrap();
+            assert_eq!(body, text.as_bytes());
+        }
+        // A receiver that never moved fails at the first segment of the second key.
+        let (mut client, _) = pair_with(Implementation::best(), Implementation::best(), 3);
+        let (_, mut stuck) = pair_with(Implementation::best(), Implementation::best(), 4);
+        for i in 0..4u64 {
+            let (mut body, tag) = sealed(&mut client, b"", b"x");
+            assert_eq!(
+                stuck.open(b"", &mut body, &tag).is_ok(),
+                i < 3,
+                "segment {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn ends_on_different_implementations_understand_each_other() {
+        let (mut client, mut server) =
+            pair_with(Implementation::Accelerated, Implementation::Portable, 2);
+        for i in 0..5 {
+            let text = vec![i as u8; 1000 + i];
+            let (mut body, tag) = sealed(&mut client, b"head", &text);
+            server.open(b"head", &mut body, &tag).unwrap();
+            assert_eq!(body, text);
+            let (mut back, tag) = sealed(&mut server, b"", &text);
+            client.open(b"", &mut back, &tag).unwrap();
+            assert_eq!(back, text);
         }
     }
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{pair, raw_pair, PATIENCE};
 use crate::net::frame::{FrameHeader, FrameKind, HEADER_LEN};
-use crate::net::{Connection, Frame, FrameError, NetError, TensorDtype, TensorHeader};
+use crate::net::{
+    Connection, Frame, FrameError, NetError, TensorDtype, TensorHeader, PROTOCOL_VERSION,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Msg {
@@ -299,7 +301,7 @@ fn wrong_version_frame_is_a_version_mismatch() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 3,
+                ours: PROTOCOL_VERSION,
                 theirs: 7,
                 ..
             }

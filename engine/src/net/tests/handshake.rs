@@ -107,9 +107,10 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
             conn,
         )
     });
-    // A client from the future: its Hello travels in a protocol-4 frame.
+    // A client from the future: its Hello travels in a newer protocol's frame.
+    let future = PROTOCOL_VERSION + 1;
     let payload = serde_json::to_vec(&HandshakeMsg::Hello {
-        protocol: 4,
+        protocol: future,
         client_nonce: Bytes32([1; 32]),
         client_share: Bytes32([6; 32]),
         client_name: "future".into(),
@@ -123,7 +124,7 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
     }
     .encode()
     .to_vec();
-    bytes[4..6].copy_from_slice(&4u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&future.to_le_bytes());
     bytes.extend_from_slice(&payload);
     raw.write_all(&bytes).unwrap();
     let (result, _) = server.join().unwrap();
@@ -132,18 +133,19 @@ fn version_mismatch_in_the_frame_header_is_refused_and_reported() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 3,
-                theirs: 4,
+                ours: PROTOCOL_VERSION,
+                theirs,
                 ..
-            }
+            } if theirs == future
         ),
         "{err:?}"
     );
-    // The server still told the client why, in its own (v3) framing.
+    // The server still told the client why, in its own framing.
     match client.recv_control::<HandshakeMsg>(PATIENCE).unwrap() {
-        HandshakeMsg::Refused { reason } => {
-            assert_eq!(reason, "node1 speaks wire protocol 3, the client speaks 4")
-        }
+        HandshakeMsg::Refused { reason } => assert_eq!(
+            reason,
+            format!("node1 speaks wire protocol {PROTOCOL_VERSION}, the client speaks {future}")
+        ),
         other => panic!("expected Refused, got {other:?}"),
     }
 }
@@ -177,7 +179,7 @@ fn client_sees_a_server_of_another_version() {
     let (mut client, server) = serve(|conn| {
         let _: HandshakeMsg = conn.recv_control(PATIENCE).unwrap();
         conn.send_control(&HandshakeMsg::Challenge {
-            protocol: 4,
+            protocol: PROTOCOL_VERSION + 1,
             server_nonce: Bytes32([2; 32]),
             server_share: Bytes32([7; 32]),
             server_name: "node1".into(),
@@ -189,14 +191,15 @@ fn client_sees_a_server_of_another_version() {
         matches!(
             err,
             NetError::VersionMismatch {
-                ours: 3,
-                theirs: 4,
+                ours: PROTOCOL_VERSION,
+                theirs,
                 ..
-            }
+            } if theirs == PROTOCOL_VERSION + 1
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("speaks wire protocol 4"), "{err}");
+    let future = format!("speaks wire protocol {}", PROTOCOL_VERSION + 1);
+    assert!(err.to_string().contains(&future), "{err}");
     server.join().unwrap();
 }
 

@@ -44,7 +44,7 @@ pub fn links(report: &LinksReport) -> Output {
     ));
     t.note(match report.security {
         LinkSecurity::Sealed => {
-            "Every frame is sealed (ChaCha20-Poly1305, a key per direction): the path can neither read nor alter it."
+            "Every frame is sealed (AES-256-GCM, a key per direction): the path can neither read nor alter it."
         }
         LinkSecurity::Plaintext => {
             "Frames travel in plaintext (--insecure-plaintext): anyone on the path can read and alter them."
