@@ -121,8 +121,10 @@ impl Session {
         self.core.monitor()
     }
 
-    /// Setting this flag stops the generation in progress (Ctrl-C); the
-    /// session clears it when the next generation starts.
+    /// Setting this flag stops the generation in progress (Ctrl-C). Front
+    /// ends clear it when a command starts (the shell's Ctrl-C watcher, the
+    /// kernel at each cell), not the session when generating: a Ctrl-C
+    /// while the model is still loading then stops the generation after.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
     }

@@ -2,8 +2,6 @@
 //! they become final; the output is the summary. In chat mode the turns
 //! accumulate (and the KV cache is reused) until `:reset`.
 
-use std::sync::atomic::Ordering;
-
 use shardlab_engine::model::chat::ChatMessage;
 
 use super::{Session, SessionError, Sink};
@@ -35,7 +33,6 @@ impl Session {
             m.encode(&rendered)?
         };
         let opts = self.settings.generate_options();
-        self.cancel.store(false, Ordering::Relaxed);
         let generation = self
             .core
             .generate(&ids, &opts, Some(&self.cancel), &mut |piece| {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shardlab_engine::model::generate::StopReason;
 use shardlab_engine::model::store::ModelStore;
 use shardlab_engine::model::synth::{synth, SynthArch, SynthOptions};
 
@@ -122,6 +123,43 @@ fn a_model_in_this_process_plans_generates_and_reports() {
 
     let out = run(&mut s, ":unload");
     assert!(text::render(&out, false).contains("freed its weights"));
+}
+
+/// Sets `cancel` at the first note, as a Ctrl-C pressed while the model is
+/// still loading into this process would.
+struct CancelAtFirstNote {
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    text: String,
+}
+
+impl Sink for CancelAtFirstNote {
+    fn text(&mut self, piece: &str) {
+        self.text.push_str(piece);
+    }
+    fn note(&mut self, _line: &Rich) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_ctrl_c_while_the_model_loads_stops_the_generation_that_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path());
+    let mut s = session(dir.path());
+    assert!(!run(&mut s, &format!(":load {}", path.display())).is_error());
+    assert!(!run(&mut s, ":set ignore_eos on").is_error());
+    assert!(!run(&mut s, ":set max_tokens 20").is_error());
+    let mut sink = CancelAtFirstNote {
+        cancel: s.cancel_flag(),
+        text: String::new(),
+    };
+    let out = s.exec_line("Once upon a time", &mut sink);
+    let Output::Generation(g) = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(g.stats.stop, StopReason::Cancelled, "{:?}", g.stats);
+    assert!(g.stats.generated_tokens < 20, "{:?}", g.stats);
 }
 
 #[derive(Default)]

@@ -19,8 +19,10 @@ pub struct CancelWatcher {
 }
 
 impl CancelWatcher {
-    /// Watches stdin when it is a terminal; otherwise does nothing.
+    /// Clears `cancel` (a Ctrl-C belongs to the command it was pressed
+    /// in), then watches stdin when it is a terminal.
     pub fn start(cancel: Arc<AtomicBool>) -> Self {
+        cancel.store(false, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
         let mut watcher = CancelWatcher {
             stop: stop.clone(),
