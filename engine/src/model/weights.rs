@@ -306,8 +306,9 @@ pub fn dense_ffn_names(config: &ModelConfig, l: usize) -> [&'static str; 3] {
 /// A layer's matmul weight as the kernels run it fastest: interleaved at
 /// load where its type has such a layout on this CPU, the original's
 /// mapped pages released as it is copied, so resident memory holds one
-/// copy. (Experts and the token embedding, and so a tied output head,
-/// keep the file layout: they are read by row ranges and rows.)
+/// copy. (The token embedding, and so a tied output head, keeps the file
+/// layout: it is read by rows. Experts are interleaved by `MoeWeights`,
+/// whose views must not split a group of rows.)
 fn for_decode(w: Weight) -> Weight {
     w.interleaved().unwrap_or(w)
 }

@@ -105,7 +105,7 @@ fn identical_experts_compute_the_dense_ffn() {
 }
 
 #[test]
-fn one_process_loads_expert_views_without_copying() {
+fn one_process_holds_each_expert_as_a_view_of_one_stack() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, moe) = dense_and_moe(dir.path(), GgmlType::Q4_0);
     let m = loader::load(&ModelSource::Gguf(moe), 64, KvType::F32).expect("load");
@@ -113,11 +113,25 @@ fn one_process_loads_expert_views_without_copying() {
     let experts = layer.moe.as_ref().expect("MoE layer");
     assert!(layer.ffn.is_none(), "a MoE layer has no dense FFN");
     assert_eq!(experts.per_expert.len(), EXPERTS);
-    for e in &experts.per_expert {
-        for w in [&e.gate, &e.up, &e.down] {
-            assert!(
-                matches!(w.data, crate::kernels::WeightBytes::Mapped { .. }),
-                "expert weights must be views of the file"
+    let stacked = experts.stacked.as_ref().expect("owned experts");
+    // Interleaved at load where this CPU runs that layout, else the file's
+    // pages; either way one copy.
+    let interleaves = crate::kernels::interleave::runs_here(crate::kernels::QuantType::Q4_0);
+    let stacks = [&stacked.gate, &stacked.up, &stacked.down];
+    for s in stacks {
+        assert_eq!(s.data.is_interleaved(), interleaves);
+        if !interleaves {
+            assert!(matches!(s.data, crate::kernels::WeightBytes::Mapped { .. }));
+        }
+    }
+    for (e, ffn) in experts.per_expert.iter().enumerate() {
+        for (w, s) in [&ffn.gate, &ffn.up, &ffn.down].into_iter().zip(stacks) {
+            let (whole, part): (&[u8], &[u8]) = (&s.data, &w.data);
+            let at = part.as_ptr() as usize - whole.as_ptr() as usize;
+            assert_eq!(
+                (at, part.len()),
+                (e * part.len(), whole.len() / EXPERTS),
+                "expert {e} must be its own rows of the stack"
             );
         }
     }

@@ -2,12 +2,16 @@
 //! and the token's FFN output is the weighted sum of theirs (llama.cpp's
 //! `build_moe_ffn` with softmax gating).
 //!
-//! Expert weights stay as GGUF stores them, three-dimensional with experts
+//! Expert weights keep GGUF's order, three-dimensional with experts
 //! outermost, so one expert's gate, up or down matrix is a contiguous run of
-//! rows: a view, never a copy. A process owns a range of experts (the
-//! expert layout) and a range of each one's FFN columns (the tensor layout);
-//! it runs only the routed tokens through the experts it owns and leaves
-//! unrounded f64 partial sums, which the all-reduce adds across processes.
+//! rows: a view of the stack, never a copy of its own. Where the CPU has
+//! interleaved kernels, the stack is interleaved at load in groups that do
+//! not cross experts, like the dense weights.
+//!
+//! A process owns a range of experts (the expert layout) and a range of
+//! each one's FFN columns (the tensor layout); it runs only the routed
+//! tokens through the experts it owns and leaves unrounded f64 partial
+//! sums, which the all-reduce adds across processes.
 //!
 //! Decode reads only the chosen experts' bytes. Prefill groups the batch's
 //! tokens by expert, so each expert's weights stream once per batch.
@@ -17,6 +21,7 @@ use std::ops::Range;
 use super::config::MoeConfig;
 use super::ops::swiglu_in_place;
 use super::weights::FfnWeights;
+use crate::kernels::interleave::ROWS;
 use crate::kernels::{matmul, matmul_each, matmul_partial, MatmulScratch, Weight};
 use crate::shard::slice::slice_rows;
 
@@ -57,6 +62,11 @@ impl MoeWeights {
         };
         let n = experts.len();
         let width = stacked.gate.rows / n.max(1);
+        let stacked = FfnWeights {
+            gate: interleaved_by_expert(stacked.gate, width),
+            up: interleaved_by_expert(stacked.up, width),
+            down: interleaved_by_expert(stacked.down, hidden),
+        };
         let view = |w: &Weight, rows: usize, e: usize| {
             slice_rows(w, e * rows..(e + 1) * rows).map_err(|e| e.to_string())
         };
@@ -84,6 +94,20 @@ impl MoeWeights {
             s.gate.byte_len() + s.up.byte_len() + s.down.byte_len()
         });
         router + stacked + self.shared_gate.as_ref().map_or(0, |g| g.len() * 4)
+    }
+}
+
+/// The stacked experts in the layout the kernels run fastest, as the dense
+/// weights are (`Weight::interleaved`: one copy, the file's pages released
+/// as it is made), when every expert's rows are whole groups of
+/// [`ROWS`]: a group straddling two experts would leave no expert a view
+/// of its own rows. Otherwise, or where this CPU has no such layout, the
+/// file's layout.
+fn interleaved_by_expert(w: Weight, rows_per_expert: usize) -> Weight {
+    if rows_per_expert.is_multiple_of(ROWS) {
+        w.interleaved().unwrap_or(w)
+    } else {
+        w
     }
 }
 
