@@ -69,8 +69,44 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error, then each cause its message does not already quote: many of
+/// the engine's errors end with `{source}`, which `{:#}` printed twice
+/// ("token file F: No such file ... (os error 2): No such file ...").
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use anyhow::Context;
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoted = shardlab_engine::net::TokenError::Io {
+            path: "/tmp/t".into(),
+            source: io,
+        };
+        assert_eq!(
+            describe(&anyhow::Error::new(quoted)),
+            "token file /tmp/t: no such file"
+        );
+        let bare: anyhow::Result<()> = Err(std::io::Error::other("disk full")).context("writing x");
+        assert_eq!(describe(&bare.unwrap_err()), "writing x: disk full");
     }
 }
