@@ -121,6 +121,13 @@ pub trait TensorSource {
         };
         Ok(Some(rule.apply(&w).map_err(bad)?))
     }
+
+    /// Drops the resident pages of tensor `name` from this process, where
+    /// the source maps a file: its bytes are read back from the file if
+    /// asked for again. For a reader that is done with a tensor (a
+    /// coordinator that has sent it, a node that copied its columns), so
+    /// resident memory holds what is in use and not the whole file.
+    fn release(&self, _name: &str) {}
 }
 
 /// Tensors straight from a mapped GGUF model, each from the shard that holds
@@ -151,6 +158,12 @@ impl TensorSource for GgufSource<'_> {
             },
         }))
     }
+
+    fn release(&self, name: &str) {
+        if let Ok(Some(whole)) = self.tensor(name) {
+            whole.data.release_mapped_pages(0..whole.data.len());
+        }
+    }
 }
 
 /// A GGUF model is a source by itself (through [`GgufSource`]).
@@ -161,6 +174,10 @@ impl TensorSource for GgufModel {
 
     fn tensor(&self, name: &str) -> Result<Option<Weight>, ModelError> {
         GgufSource { file: self }.tensor(name)
+    }
+
+    fn release(&self, name: &str) {
+        GgufSource { file: self }.release(name)
     }
 }
 

@@ -13,11 +13,14 @@
 //! - `split`: a split GGUF streams like one file, and nodes holding its
 //!   shards in `--model-dir` slice them themselves.
 //! - `step_metrics`: what each node reports with a step (resident memory).
+//! - `load_memory`: the coordinator holds one slice per worker while it
+//!   loads, and releases the file's pages as it goes.
 
 mod faults;
 mod generate;
 mod handshake;
 pub(crate) mod harness;
+mod load_memory;
 mod protocol;
 mod replay;
 mod split;
