@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use shardlab_engine::cluster::heartbeat::Liveness;
 use shardlab_engine::cluster::messages::{
-    CachedShard, ExpertMetrics, FromNode, LoadRequest, LoadedReport, LocalModel, NodeInfo,
-    NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics, StepSegment,
-    TensorMeta, ToNode,
+    CachedShard, ExpertMetrics, FromNode, LoadRequest, LoadedReport, LocalFileMiss, LocalModel,
+    NodeInfo, NodeMetrics, PeerAddr, PeerPlan, PeerTraffic, Phase, Span, SpanKind, StepMetrics,
+    StepSegment, TensorMeta, ToNode,
 };
 use shardlab_engine::model::config::ModelConfig;
 use shardlab_engine::model::gguf::writer::{GgufWriter, TensorSource};
@@ -333,6 +333,21 @@ fn from_node() -> Vec<FromNode> {
             from_local_file: true,
             seconds: 0.125,
             rss: 1 << 24,
+            local_file_miss: None,
+        }),
+        FromNode::Loaded(LoadedReport {
+            weight_bytes: 1000,
+            received_bytes: 1000,
+            from_cache: false,
+            from_local_file: false,
+            seconds: 0.5,
+            rss: 1 << 24,
+            local_file_miss: Some(LocalFileMiss::OtherSize {
+                dir: "/models".into(),
+                file: "m.gguf".into(),
+                have: 999,
+                want: 1000,
+            }),
         }),
         FromNode::PeersReady,
         FromNode::StepDone {

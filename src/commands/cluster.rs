@@ -275,18 +275,23 @@ fn print_progress(p: LoadProgress, last_print: &Mutex<Instant>) {
                 }
             }
         }
-        LoadProgress::Loaded { node, report } => eprintln!(
-            "  {node}: loaded {:.1} MiB of weights in {:.2} s{}",
-            report.weight_bytes as f64 / 1048576.0,
-            report.seconds,
-            if report.from_cache {
-                " (from its shard cache)"
-            } else if report.from_local_file {
-                " (sliced from its local model file)"
-            } else {
-                ""
+        LoadProgress::Loaded { node, report } => {
+            eprintln!(
+                "  {node}: loaded {:.1} MiB of weights in {:.2} s{}",
+                report.weight_bytes as f64 / 1048576.0,
+                report.seconds,
+                if report.from_cache {
+                    " (from its shard cache)"
+                } else if report.from_local_file {
+                    " (sliced from its local model file)"
+                } else {
+                    ""
+                }
+            );
+            if let Some(miss) = &report.local_file_miss {
+                eprintln!("  {node}: {miss}; its slices were streamed instead");
             }
-        ),
+        }
     }
 }
 

@@ -263,6 +263,39 @@ pub struct LoadedReport {
     pub from_local_file: bool,
     pub seconds: f64,
     pub rss: u64,
+    /// Why a node started with `--model-dir` did not cut its slices from
+    /// its own copy of the file (and so had them streamed, or took them
+    /// from its cache); `None` when it did, or has no `--model-dir`.
+    #[serde(default)]
+    pub local_file_miss: Option<LocalFileMiss>,
+}
+
+/// Why a node's `--model-dir` copy of the model was not used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
+pub enum LocalFileMiss {
+    #[error("--model-dir {dir} has no {file}")]
+    Missing { dir: String, file: String },
+    #[error("{file} in --model-dir {dir} could not be read: {error}")]
+    Unreadable {
+        dir: String,
+        file: String,
+        error: String,
+    },
+    #[error("{file} in --model-dir {dir} is {have} bytes, the coordinator's {want}")]
+    OtherSize {
+        dir: String,
+        file: String,
+        have: u64,
+        want: u64,
+    },
+    #[error(
+        "{file} in --model-dir {dir} is another file of the same size: its tensor '{tensor}' differs from the coordinator's"
+    )]
+    OtherContent {
+        dir: String,
+        file: String,
+        tensor: String,
+    },
 }
 
 /// Where a node's activations come from and go to.

@@ -140,12 +140,24 @@ impl Session {
             .push_varies(Varies::Time, duration(outcome.seconds))
             .append(done);
         let table = views::plan(&outcome.plan, &lits);
-        Ok(out
+        let mut out = out
             .then(Output::report(
                 Report::Plan(outcome.plan),
                 Output::Table(table),
             ))
-            .then(Output::Text(line)))
+            .then(Output::Text(line));
+        // A node whose own copy of the file could not serve its slices
+        // says why: the user expected nothing to be streamed to it.
+        let misses = outcome.load.iter().flat_map(|summary| &summary.nodes);
+        for (node, report) in misses {
+            if let Some(miss) = &report.local_file_miss {
+                out = out.then(Output::Text(Rich::masking(
+                    &format!("{node}: {miss}; its slices were streamed instead"),
+                    &lits,
+                )));
+            }
+        }
+        Ok(out)
     }
 }
 

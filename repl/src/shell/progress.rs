@@ -55,6 +55,8 @@ impl LoadBars {
                         "loaded (from its cache)"
                     } else if report.from_local_file {
                         "loaded (its own copy)"
+                    } else if report.local_file_miss.is_some() {
+                        "loaded (streamed, not from its --model-dir)"
                     } else {
                         "loaded"
                     });

@@ -11,7 +11,7 @@ use super::local_file::FileSlices;
 use super::shard::Shard;
 use super::shard_cache::{CacheError, CachedShardData, ShardCache, ShardWriter};
 use super::NodeOptions;
-use crate::cluster::messages::{FromNode, LoadRequest, LoadedReport, Phase, ToNode};
+use crate::cluster::messages::{FromNode, LoadRequest, LoadedReport, LocalFileMiss, Phase, ToNode};
 use crate::metrics::memory::current_rss_bytes;
 use crate::model::error::ModelError;
 use crate::model::layout::LocalLayout;
@@ -78,7 +78,11 @@ pub(super) fn load(
         conn.send_control(&failure(e))?;
         return Ok(None);
     }
-    let (shard, received) = match fetch(conn, opts, cache, &req)? {
+    let Fetched {
+        shard,
+        received,
+        local_file_miss,
+    } = match fetch(conn, opts, cache, &req)? {
         Ok(fetched) => fetched,
         Err(e) => {
             conn.send_control(&failure(e))?;
@@ -106,6 +110,7 @@ pub(super) fn load(
         from_local_file: matches!(shard, ShardData::LocalFile(_)),
         seconds: started.elapsed().as_secs_f64(),
         rss: current_rss_bytes().unwrap_or(0),
+        local_file_miss,
     };
     conn.send_control(&FromNode::Loaded(report))?;
     Ok(Some(Shard::new(model)))
@@ -177,17 +182,37 @@ impl ShardData {
     }
 }
 
-/// The shard's tensors, from wherever they are: (shard, bytes received).
+/// A node's slices and how they came.
+struct Fetched {
+    shard: ShardData,
+    received: u64,
+    /// Why its `--model-dir` copy of the file was not used, if it has one.
+    local_file_miss: Option<LocalFileMiss>,
+}
+
+/// The shard's tensors, from wherever they are: the cache first, then the
+/// node's own copy of the file, then the coordinator.
 /// The outer error ends the session, the inner one only this load.
 fn fetch(
     conn: &mut Connection,
     opts: &NodeOptions,
     cache: &ShardCache,
     req: &LoadRequest,
-) -> Result<Result<(ShardData, u64), ShardLoadError>, NetError> {
-    let have = match cache.open(&req.shard_key, &req.tensors) {
-        Ok(Some(shard)) => Some(ShardData::Cached(shard)),
-        _ => FileSlices::cut(opts, req).map(ShardData::LocalFile),
+) -> Result<Result<Fetched, ShardLoadError>, NetError> {
+    let local_file = || match (&opts.model_dir, &req.model_file) {
+        (Some(dir), Some(file)) => Some(FileSlices::cut(dir, file, req)),
+        _ => None,
+    };
+    let (have, local_file_miss) = match cache.open(&req.shard_key, &req.tensors) {
+        Ok(Some(shard)) => (Some(ShardData::Cached(shard)), None),
+        _ => match local_file() {
+            Some(Ok(slices)) => (Some(ShardData::LocalFile(slices)), None),
+            Some(Err(miss)) => {
+                eprintln!("{}: {miss}; receiving the slices instead", opts.name);
+                (None, Some(miss))
+            }
+            None => (None, None),
+        },
     };
     if let Some(shard) = have {
         conn.send_control(&FromNode::NeedTensors {
@@ -195,7 +220,11 @@ fn fetch(
             cached: true,
         })?;
         wait_finish(conn)?;
-        return Ok(Ok((shard, 0)));
+        return Ok(Ok(Fetched {
+            shard,
+            received: 0,
+            local_file_miss,
+        }));
     }
     let writer = match cache.begin(&req.shard_key, &req.model_name, &req.tensors) {
         Ok(w) => w,
@@ -205,7 +234,13 @@ fn fetch(
         missing: (0..req.tensors.len() as u32).collect(),
         cached: false,
     })?;
-    Ok(receive_chunks(conn, writer)?.map(|(shard, received)| (ShardData::Cached(shard), received)))
+    Ok(
+        receive_chunks(conn, writer)?.map(|(shard, received)| Fetched {
+            shard: ShardData::Cached(shard),
+            received,
+            local_file_miss,
+        }),
+    )
 }
 
 /// A message that does not belong at this point of the load.

@@ -7,14 +7,16 @@
 //!
 //! Every slice must match what the coordinator announced (type, shape, size
 //! and SHA-256); any difference, or a file that is missing or of another
-//! size, means "receive the slices instead".
+//! size, means "receive the slices instead", and the node says why in its
+//! load report (`LocalFileMiss`), so a user who expected nothing streamed
+//! learns what to fix.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::NodeOptions;
-use crate::cluster::messages::{LoadRequest, TensorMeta};
+use crate::cluster::messages::{LoadRequest, LocalFileMiss, LocalModel, TensorMeta};
 use crate::kernels::{Weight, WeightBytes};
 use crate::model::error::ModelError;
 use crate::model::gguf::GgufModel;
@@ -28,24 +30,52 @@ pub(super) struct FileSlices {
 }
 
 impl FileSlices {
-    /// The slices `req` asks for, from `--model-dir`, or `None` when the
-    /// node has no matching file or any slice differs from the announced one.
-    pub(super) fn cut(opts: &NodeOptions, req: &LoadRequest) -> Option<Self> {
-        let (dir, file) = (opts.model_dir.as_ref()?, req.model_file.as_ref()?);
-        let gguf = GgufModel::open(dir.join(&file.file_name)).ok()?;
+    /// The slices `req` asks for, cut from `dir`'s copy of `file`, or why
+    /// that copy cannot serve them (the node then receives them instead).
+    pub(super) fn cut(
+        dir: &Path,
+        file: &LocalModel,
+        req: &LoadRequest,
+    ) -> Result<Self, LocalFileMiss> {
+        let (dir_name, file_name) = (dir.display().to_string(), file.file_name.clone());
+        let path = dir.join(&file.file_name);
+        if !path.exists() {
+            return Err(LocalFileMiss::Missing {
+                dir: dir_name,
+                file: file_name,
+            });
+        }
+        let gguf = GgufModel::open(&path).map_err(|e| LocalFileMiss::Unreadable {
+            dir: dir_name.clone(),
+            file: file_name.clone(),
+            error: e.to_string(),
+        })?;
         if gguf.file_bytes() != file.bytes {
-            return None;
+            return Err(LocalFileMiss::OtherSize {
+                dir: dir_name,
+                file: file_name,
+                have: gguf.file_bytes(),
+                want: file.bytes,
+            });
         }
         let source = GgufSource { file: &gguf };
         let plan = tensor_plan(&req.config, &req.layout);
+        let differs = |tensor: &str| LocalFileMiss::OtherContent {
+            dir: dir_name.clone(),
+            file: file_name.clone(),
+            tensor: tensor.to_string(),
+        };
         // Hashing is most of the work (gigabytes for a large model): one
         // tensor per worker thread.
-        let cut: Option<Vec<(String, Weight)>> = req
+        let cut: Vec<(String, Weight)> = req
             .tensors
             .par_iter()
             .map(|meta| {
-                let need = plan.iter().find(|n| n.name == meta.name)?;
-                let w = source.local_tensor(&need.name, &need.rule).ok()??;
+                let w = plan
+                    .iter()
+                    .find(|n| n.name == meta.name)
+                    .and_then(|need| source.local_tensor(&need.name, &need.rule).ok()?)
+                    .ok_or_else(|| differs(&meta.name))?;
                 // A copied slice (some columns of every row) read pages from
                 // all of the tensor: drop them from this process's resident
                 // memory, which should hold its slices and not the rest of
@@ -53,15 +83,18 @@ impl FileSlices {
                 // this, each of four 70b nodes had 26 GB resident for 10 GB
                 // of slices.
                 if !matches!(w.data, WeightBytes::Mapped { .. }) {
-                    source.release(&need.name);
+                    source.release(&meta.name);
                 }
                 // The slice the coordinator cut: same type, shape, bytes and hash.
-                (TensorMeta::of(&meta.name, &w) == *meta).then(|| (meta.name.clone(), w))
+                if TensorMeta::of(&meta.name, &w) != *meta {
+                    return Err(differs(&meta.name));
+                }
+                Ok((meta.name.clone(), w))
             })
-            .collect();
-        Some(Self {
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             file: gguf.describe(),
-            tensors: cut?.into_iter().collect(),
+            tensors: cut.into_iter().collect(),
             bytes: req.tensors.iter().map(|t| t.bytes).sum(),
         })
     }

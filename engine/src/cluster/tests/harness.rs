@@ -13,6 +13,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::cluster::coordinator::{Cluster, LoadSummary, ModelToLoad};
+use crate::cluster::messages::LocalModel;
 use crate::cluster::node::{serve, NodeOptions};
 use crate::model::config::ModelConfig;
 use crate::model::gguf::SplitOptions;
@@ -155,6 +156,17 @@ pub fn cluster_of(n: usize) -> (Cluster, Vec<TestNode>) {
 
 /// Plans `layout` over the cluster's nodes and loads the tiny model.
 pub fn load(cluster: &mut Cluster, m: &TinyModel, layout: &LayoutRequest) -> LoadSummary {
+    load_naming_file(cluster, m, layout, None)
+}
+
+/// [`load`], telling the nodes which file the model is (`file`), so a node
+/// with `--model-dir` may cut its slices from its own copy.
+pub fn load_naming_file(
+    cluster: &mut Cluster,
+    m: &TinyModel,
+    layout: &LayoutRequest,
+    file: Option<LocalModel>,
+) -> LoadSummary {
     let p = plan(
         &m.summary,
         &cluster.budgets(),
@@ -166,7 +178,7 @@ pub fn load(cluster: &mut Cluster, m: &TinyModel, layout: &LayoutRequest) -> Loa
         name: "tiny".into(),
         config: &m.summary.config,
         source: &m.gguf,
-        file: None,
+        file,
     };
     cluster.load(&model, &p, &|_| {}).expect("loads")
 }

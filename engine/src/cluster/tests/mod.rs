@@ -15,12 +15,15 @@
 //! - `step_metrics`: what each node reports with a step (resident memory).
 //! - `load_memory`: the coordinator holds one slice per worker while it
 //!   loads, and releases the file's pages as it goes.
+//! - `local_file_miss`: a node whose `--model-dir` copy cannot serve its
+//!   slices has them streamed and says why.
 
 mod faults;
 mod generate;
 mod handshake;
 pub(crate) mod harness;
 mod load_memory;
+mod local_file_miss;
 mod protocol;
 mod replay;
 mod split;

@@ -3,15 +3,14 @@
 //! written), the logits are the one-process logits bit for bit.
 
 use super::harness::{
-    greedy_logits, reference, start_node_with_models, tiny_model, tiny_model_split, CONTEXT,
+    greedy_logits, load_naming_file, reference, start_node_with_models, tiny_model,
+    tiny_model_split,
 };
-use crate::cluster::coordinator::{Cluster, ModelToLoad};
+use crate::cluster::coordinator::Cluster;
 use crate::cluster::messages::LocalModel;
-use crate::model::kv_type::KvType;
 use crate::net::Token;
 use crate::parallel::WireDtype;
-use crate::shard::plan::KvSpec;
-use crate::shard::plan::{plan, LayoutRequest};
+use crate::shard::plan::LayoutRequest;
 
 fn bits(steps: &[Vec<f32>]) -> Vec<Vec<u32>> {
     steps
@@ -45,20 +44,7 @@ fn nodes_slice_a_split_model_from_their_own_model_dir() {
         );
     }
 
-    let p = plan(
-        &m.summary,
-        &cluster.budgets(),
-        &LayoutRequest::Tensor,
-        KvSpec::new(CONTEXT, KvType::F16),
-    )
-    .expect("plans");
-    let model = ModelToLoad {
-        name: "tiny".into(),
-        config: &m.summary.config,
-        source: &m.gguf,
-        file: Some(described),
-    };
-    let summary = cluster.load(&model, &p, &|_| {}).expect("loads");
+    let summary = load_naming_file(&mut cluster, &m, &LayoutRequest::Tensor, Some(described));
     assert_eq!(summary.bytes_sent, 0, "no weights streamed");
     for (node, report) in &summary.nodes {
         assert!(
