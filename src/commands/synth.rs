@@ -1,7 +1,7 @@
 //! `shardlab synth`: random-weight GGUF files in real model shapes, dense or
 //! mixture-of-experts.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -147,9 +147,12 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let opts = options(&args)?;
     let started = Instant::now();
     let mut last_percent = u64::MAX;
+    // A percentage redrawn in place is for a person watching; in a log it
+    // would be a hundred updates on one line.
+    let on_terminal = std::io::stderr().is_terminal();
     let mut show = |done: u64, total: u64| {
         let percent = (done * 100).checked_div(total).unwrap_or(100);
-        if percent != last_percent {
+        if on_terminal && percent != last_percent {
             last_percent = percent;
             eprint!(
                 "\rwriting {}: {percent:3}% of {:.1} MiB",
@@ -164,7 +167,9 @@ pub fn run(args: SynthArgs) -> Result<()> {
         Some(0) => return Err(anyhow!("--split needs at least 1 file")),
         Some(n) => synth_split(&opts, &args.out, &SplitOptions::files(n), &mut show)?,
     };
-    eprintln!();
+    if on_terminal {
+        eprintln!();
+    }
     let files = match report.files {
         1 => String::new(),
         n => format!(", first of {n} files"),
