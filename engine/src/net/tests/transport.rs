@@ -127,3 +127,34 @@ fn the_tcp_dialer_and_listener_make_connections() {
     assert_eq!(conn.recv_control::<u32>(PATIENCE).unwrap(), 42);
     server.join().unwrap();
 }
+
+#[test]
+fn a_tcp_receive_keeps_its_deadline_after_a_longer_one() {
+    // The socket's read timeout is kept between reads while it fits the
+    // time left: a short deadline after a long one must still end on time,
+    // not wait out the hour the first receive allowed.
+    let listener = TcpTransportListener::bind("127.0.0.1:0", TcpConfig::default()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let transport = listener.accept().unwrap();
+        let mut conn = Connection::from_transport(transport, "coordinator").unwrap();
+        conn.send_control(&1u32).unwrap();
+        // Silent until the client has timed out, then one more message.
+        done_rx.recv().unwrap();
+        conn.send_control(&2u32).unwrap();
+    });
+    let mut conn = Connection::dial(&TcpDialer::default(), addr, "node2", PATIENCE).unwrap();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(conn.recv_control::<u32>(hour).unwrap(), 1);
+    let deadline = Duration::from_millis(200);
+    let start = Instant::now();
+    let err = conn.recv_control::<u32>(deadline).unwrap_err();
+    let waited = start.elapsed();
+    assert!(matches!(err, NetError::Timeout { .. }), "{err:?}");
+    assert!(waited >= deadline, "returned early");
+    assert!(waited < Duration::from_secs(60), "waited {waited:?}");
+    done_tx.send(()).unwrap();
+    assert_eq!(conn.recv_control::<u32>(hour).unwrap(), 2);
+    server.join().unwrap();
+}

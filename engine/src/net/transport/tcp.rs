@@ -1,9 +1,9 @@
 //! [`Transport`] over a blocking `TcpStream`: the transport every
 //! connection uses today.
 //!
-//! Receives set the socket's read timeout to the time left before each
-//! read, so the deadline covers a whole frame however the peer paces its
-//! bytes. Sends rely on the socket's write timeout.
+//! Receives keep the socket's read timeout no longer than the time left,
+//! so the deadline covers a whole frame however the peer paces its bytes.
+//! Sends rely on the socket's write timeout.
 
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -33,6 +33,8 @@ impl Default for TcpConfig {
 pub struct TcpTransport {
     stream: TcpStream,
     peer: Option<SocketAddr>,
+    /// The read timeout last set on the socket (`None`: not set by us).
+    read_timeout: Option<Duration>,
 }
 
 impl TcpTransport {
@@ -42,8 +44,23 @@ impl TcpTransport {
             .set_nodelay(config.nodelay)
             .map_err(|e| SetupError::new("set TCP_NODELAY", e))?;
         let peer = stream.peer_addr().ok();
-        Ok(TcpTransport { stream, peer })
+        Ok(TcpTransport {
+            stream,
+            peer,
+            read_timeout: None,
+        })
     }
+}
+
+/// Whether the read timeout already on the socket serves a read with
+/// `remaining` left: no longer than that (the read must not outlast the
+/// deadline) and at least half of it (so a long wait wakes a bounded number
+/// of times, each wake looping back here). Setting it is a system call, and
+/// a decode step reads a few frames per all-reduce, each with a fresh
+/// deadline of about the same length: the timeout set for the first
+/// serves them all.
+fn read_timeout_fits(set: Option<Duration>, remaining: Duration) -> bool {
+    set.is_some_and(|t| t <= remaining && t >= remaining / 2)
 }
 
 impl FrameSink for TcpTransport {
@@ -67,9 +84,12 @@ impl Transport for TcpTransport {
             if remaining.is_zero() {
                 return Err(RecvFail::Timeout);
             }
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .map_err(RecvFail::Io)?;
+            if !read_timeout_fits(self.read_timeout, remaining) {
+                self.stream
+                    .set_read_timeout(Some(remaining))
+                    .map_err(RecvFail::Io)?;
+                self.read_timeout = Some(remaining);
+            }
             match self.stream.read(into) {
                 Ok(0) => return Err(RecvFail::Closed),
                 Ok(n) => return Ok(n),
@@ -174,5 +194,28 @@ impl Listener for TcpTransportListener {
         self.listener
             .local_addr()
             .map_err(|e| SetupError::new("read the listening address", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_timeout_fits;
+    use std::time::Duration;
+
+    #[test]
+    fn a_set_read_timeout_is_kept_only_while_it_fits_the_time_left() {
+        let s = Duration::from_secs;
+        assert!(!read_timeout_fits(None, s(60)), "never set");
+        assert!(read_timeout_fits(Some(s(60)), s(60)));
+        assert!(
+            read_timeout_fits(Some(s(59)), s(60)),
+            "a step's next deadline"
+        );
+        assert!(read_timeout_fits(Some(s(30)), s(60)));
+        assert!(!read_timeout_fits(Some(s(29)), s(60)), "too many wakes");
+        assert!(
+            !read_timeout_fits(Some(s(61)), s(60)),
+            "would outlast the deadline"
+        );
     }
 }
