@@ -1,5 +1,6 @@
 //! Hand-written AVX2 kernels for the K-quants the model files use most
-//! (Q4_K, Q6_K weights against Q8_K activations).
+//! (Q4_K, Q5_K and Q6_K weights against Q8_K activations: a Q4_K_M file
+//! holds Q4_K and Q6_K, a Q5_K_M file Q5_K and Q6_K).
 //!
 //! Each 256-value super-block is unpacked once (quants to bytes, group
 //! scales to i16 vectors) and then dotted with every token row, so prefill
@@ -15,7 +16,7 @@ use std::arch::x86_64::*;
 use std::mem::{offset_of, size_of};
 
 use super::avx2::{f16_to_f32, hsum_epi32, reduce4};
-use super::blocks::{as_blocks, BlockQ4K, BlockQ6K, BlockQ8K};
+use super::blocks::{as_blocks, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 /// Bytes of one Q8_K activation super-block, and where its parts start.
 pub(super) const Q8K_BYTES: usize = size_of::<BlockQ8K>();
@@ -29,13 +30,13 @@ pub(super) unsafe fn act_scale(a: *const u8) -> f64 {
 }
 
 /// Rows the one-token kernels take together.
-const ONE_TOKEN_ROWS: usize = 4;
+pub(super) const ONE_TOKEN_ROWS: usize = 4;
 
 /// The activation super-block at `a`: its 256 quants as eight vectors of
 /// 32, and its sixteen group sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn act_super_block(a: *const u8) -> ([__m256i; 8], __m256i) {
+pub(super) unsafe fn act_super_block(a: *const u8) -> ([__m256i; 8], __m256i) {
     let y = std::array::from_fn(|k| _mm256_loadu_si256(a.add(Q8K_QS + 32 * k) as *const __m256i));
     (y, _mm256_loadu_si256(a.add(Q8K_BSUMS) as *const __m256i))
 }
@@ -45,7 +46,12 @@ unsafe fn act_super_block(a: *const u8) -> ([__m256i; 8], __m256i) {
 /// many bytes as this step reads (past the weights' end is harmless).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn prefetch_next_rows(base: *const u8, row_bytes: usize, i: usize, super_bytes: usize) {
+pub(super) unsafe fn prefetch_next_rows(
+    base: *const u8,
+    row_bytes: usize,
+    i: usize,
+    super_bytes: usize,
+) {
     let rows = ONE_TOKEN_ROWS;
     let next = base.wrapping_add(rows * row_bytes + i * rows * super_bytes);
     for line in 0..(rows * super_bytes).div_ceil(64) {
@@ -56,7 +62,7 @@ unsafe fn prefetch_next_rows(base: *const u8, row_bytes: usize, i: usize, super_
 /// Four rows' f16 values (row r in bits 16r..16r+16) as four f64.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16x4_to_f64(bits: u64) -> __m256d {
+pub(super) unsafe fn f16x4_to_f64(bits: u64) -> __m256d {
     _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)))
 }
 
@@ -75,11 +81,77 @@ pub(super) unsafe fn q4k_quants(wb: &BlockQ4K) -> [__m256i; 8] {
     q
 }
 
+/// Q4_K and Q5_K super-blocks begin alike (f16 `d`, f16 `dmin`, 12 bytes
+/// of 6-bit scales and minimums) and end with the same 128 bytes of
+/// nibbles; Q5_K puts 32 bytes of fifth bits (`qh`) between. The kernels
+/// below take either, `FIVE` naming Q5_K.
+const _: () = assert!(
+    offset_of!(BlockQ4K, d) == offset_of!(BlockQ5K, d)
+        && offset_of!(BlockQ4K, dmin) == offset_of!(BlockQ5K, dmin)
+        && offset_of!(BlockQ4K, scales) == offset_of!(BlockQ5K, scales)
+);
+
+/// Bytes of one Q4_K (or, with `five`, Q5_K) super-block.
+const fn scale_min_bytes(five: bool) -> usize {
+    if five {
+        size_of::<BlockQ5K>()
+    } else {
+        size_of::<BlockQ4K>()
+    }
+}
+
+/// A Q4_K or Q5_K super-block's f16 `d` and `dmin` bits and packed scales.
+#[inline(always)]
+unsafe fn scale_min_header<'a>(b: *const u8) -> (u16, u16, &'a [u8; 12]) {
+    // SAFETY (caller): a Q4_K or Q5_K block starts at b; the header is the
+    // same in both (asserted above).
+    let head = &*(b as *const BlockQ4K);
+    (head.d.bits(), head.dmin.bits(), &head.scales)
+}
+
+/// A Q5_K super-block's 256 quants as unsigned bytes (0..31), eight vectors
+/// of 32: Q4_K's nibbles plus 16 where bit `j` of `qh[l]` is set, `j` being
+/// the group (vector) and `l` the value's place in it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5k_quants(wb: &BlockQ5K) -> [__m256i; 8] {
+    let mask = _mm256_set1_epi8(0x0f);
+    let fifth = _mm256_set1_epi8(0x10);
+    let mut bits = _mm256_loadu_si256(wb.qh.as_ptr() as *const __m256i);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c) as *const __m256i);
+        let nibbles = [
+            _mm256_and_si256(v, mask),
+            _mm256_and_si256(_mm256_srli_epi16(v, 4), mask),
+        ];
+        for (h, nibbles) in nibbles.into_iter().enumerate() {
+            // Bit 0 of each byte of `bits` is group 2c + h's bit; the
+            // 16-bit shifts carry bits across bytes only above bit 0.
+            let high = _mm256_and_si256(_mm256_slli_epi16(bits, 4), fifth);
+            q[2 * c + h] = _mm256_or_si256(nibbles, high);
+            bits = _mm256_srli_epi16(bits, 1);
+        }
+    }
+    q
+}
+
+/// The quants of the Q4_K (or, with `FIVE`, Q5_K) super-block at `b`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_min_quants<const FIVE: bool>(b: *const u8) -> [__m256i; 8] {
+    if FIVE {
+        q5k_quants(&*(b as *const BlockQ5K))
+    } else {
+        q4k_quants(&*(b as *const BlockQ4K))
+    }
+}
+
 /// Asks for the `len` bytes a kilobyte past `p` (decode streams each weight
 /// byte once; prefetches past the end of the weights do not fault).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn prefetch_ahead(p: *const u8, len: usize) {
+pub(super) unsafe fn prefetch_ahead(p: *const u8, len: usize) {
     let mut at = 0;
     while at < len {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(1024 + at) as *const i8);
@@ -140,14 +212,49 @@ pub(super) unsafe fn rows_q4k(
     tokens: usize,
     out: &mut [f64],
 ) {
+    rows_scale_min::<false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+/// Q5_K weights: Q4_K's layout with 32 bytes of fifth bits before the
+/// nibbles. Quants reach 31, so a `maddubs` pair is at most 2 x 31 x 128,
+/// well inside i16.
+///
+/// # Safety
+/// As [`rows_q4k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_q5k(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    rows_scale_min::<true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+}
+
+/// The body of [`rows_q4k`] and [`rows_q5k`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_scale_min<const FIVE: bool>(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) {
+    let sb = scale_min_bytes(FIVE);
     for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
         o.fill(0.0);
-        for (i, wb) in as_blocks::<BlockQ4K>(row).iter().enumerate() {
-            prefetch_ahead((wb as *const BlockQ4K).cast(), size_of::<BlockQ4K>());
-            let d = f16_to_f32(wb.d.bits()) as f64;
-            let dmin = f16_to_f32(wb.dmin.bits()) as f64;
-            let (sc, mins) = q4k_scales(&wb.scales);
-            let q = q4k_quants(wb);
+        for i in 0..row_bytes / sb {
+            let b = row.as_ptr().add(i * sb);
+            prefetch_ahead(b, sb);
+            let (d, dmin, scales) = scale_min_header(b);
+            let d = f16_to_f32(d) as f64;
+            let dmin = f16_to_f32(dmin) as f64;
+            let (sc, mins) = q4k_scales(scales);
+            let q = scale_min_quants::<FIVE>(b);
             for (t, o) in o.iter_mut().enumerate() {
                 let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
                 let mut accv = _mm256_setzero_si256();
@@ -193,12 +300,61 @@ unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
         q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
         q[4 * h + 3] = _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
     }
-    let sc = std::array::from_fn(|k| {
-        let g0 = wb.scales[2 * k] as i16;
-        let g1 = wb.scales[2 * k + 1] as i16;
-        _mm256_set_m128i(_mm_set1_epi16(g1), _mm_set1_epi16(g0))
-    });
+    let sc = group_pair_scales(sc16);
     Q6kUnpacked { q, sc, sc16 }
+}
+
+/// Sixteen group scales (i16 lane g holding group g's) as the factors of
+/// eight `madd`s: vector k covers groups 2k (its low 128 bits, sixteen
+/// values) and 2k + 1 (its high 128 bits). Two lane swaps and a byte
+/// shuffle per vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn group_pair_scales(scales: __m256i) -> [__m256i; 8] {
+    let first = _mm256_permute2x128_si256::<0x00>(scales, scales);
+    let last = _mm256_permute2x128_si256::<0x11>(scales, scales);
+    let mut out = [_mm256_setzero_si256(); 8];
+    for (k, out) in out.iter_mut().enumerate() {
+        let from = if k < 4 { first } else { last };
+        // Word 2j (bytes 4j, 4j + 1) into the low half, word 2j + 1 into the high.
+        let b = 4 * (k % 4) as i8;
+        let pick = _mm256_setr_epi8(
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+            b + 2,
+            b + 3,
+        );
+        *out = _mm256_shuffle_epi8(from, pick);
+    }
+    out
 }
 
 /// Q6_K weights: 128 bytes of low nibbles, 64 of high bit pairs, 16 i8
@@ -255,24 +411,51 @@ pub(super) unsafe fn rows_q4k_one_token(
     acts: &[u8],
     out: &mut [f64],
 ) -> usize {
+    rows_scale_min_one_token::<false>(w, row_bytes, acts, out)
+}
+
+/// As [`rows_q4k_one_token`], for Q5_K rows (the same bits as [`rows_q5k`]).
+///
+/// # Safety
+/// As [`rows_q5k`] with one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_q5k_one_token(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    out: &mut [f64],
+) -> usize {
+    rows_scale_min_one_token::<true>(w, row_bytes, acts, out)
+}
+
+/// The body of [`rows_q4k_one_token`] and [`rows_q5k_one_token`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_scale_min_one_token<const FIVE: bool>(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    out: &mut [f64],
+) -> usize {
     const ROWS: usize = ONE_TOKEN_ROWS;
-    const SB: usize = size_of::<BlockQ4K>();
-    let supers = row_bytes / SB;
+    let sb = scale_min_bytes(FIVE);
+    let supers = row_bytes / sb;
     let groups = w.len() / row_bytes / ROWS;
     for g in 0..groups {
         let base = w.as_ptr().add(g * ROWS * row_bytes);
         let mut o = _mm256_setzero_pd();
         for i in 0..supers {
-            prefetch_next_rows(base, row_bytes, i, SB);
+            prefetch_next_rows(base, row_bytes, i, sb);
             let a = acts.as_ptr().add(i * Q8K_BYTES);
             let (y, bs) = act_super_block(a);
             let mut sums = [_mm256_setzero_si256(); ROWS];
             let mut mins = [_mm256_setzero_si256(); ROWS];
             let (mut d, mut dmin) = (0u64, 0u64);
             for r in 0..ROWS {
-                let wb = &*(base.add(r * row_bytes + i * SB) as *const BlockQ4K);
-                let (sc, m) = q4k_scales(&wb.scales);
-                let q = q4k_quants(wb);
+                let b = base.add(r * row_bytes + i * sb);
+                let (d_bits, dmin_bits, scales) = scale_min_header(b);
+                let (sc, m) = q4k_scales(scales);
+                let q = scale_min_quants::<FIVE>(b);
                 let mut accv = _mm256_setzero_si256();
                 for j in 0..8 {
                     let p = _mm256_maddubs_epi16(q[j], y[j]);
@@ -280,8 +463,8 @@ pub(super) unsafe fn rows_q4k_one_token(
                 }
                 sums[r] = accv;
                 mins[r] = _mm256_madd_epi16(bs, m);
-                d |= (wb.d.bits() as u64) << (16 * r);
-                dmin |= (wb.dmin.bits() as u64) << (16 * r);
+                d |= (d_bits as u64) << (16 * r);
+                dmin |= (dmin_bits as u64) << (16 * r);
             }
             let acc = _mm256_cvtepi32_pd(reduce4(sums));
             let msum = _mm256_cvtepi32_pd(reduce4(mins));

@@ -255,7 +255,10 @@ unsafe fn dot_rows_avx2(
         QuantType::Q4_1 => Some(pick(plain::rows::<Q4_1>, v::rows::<Q4_1>)),
         QuantType::Q5_0 => Some(pick(plain::rows::<Q5_0>, v::rows::<Q5_0>)),
         QuantType::Q8_0 => Some(pick(plain::rows::<Q8_0>, v::rows::<Q8_0>)),
+        QuantType::Q2K => Some(super::avx2_k_low::rows_q2k),
+        QuantType::Q3K => Some(super::avx2_k_low::rows_q3k),
         QuantType::Q4K => Some(avx2_k::rows_q4k),
+        QuantType::Q5K => Some(avx2_k::rows_q5k),
         QuantType::Q6K => Some(avx2_k::rows_q6k),
         _ => None,
     };
@@ -272,7 +275,10 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_1 => Some(pick(gp::rows::<Q4_1>, gv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
+            QuantType::Q2K => Some(super::avx2_k_low::rows_q2k_one_token),
+            QuantType::Q3K => Some(super::avx2_k_low::rows_q3k_one_token),
             QuantType::Q4K => Some(avx2_k::rows_q4k_one_token),
+            QuantType::Q5K => Some(avx2_k::rows_q5k_one_token),
             QuantType::Q6K => Some(avx2_k::rows_q6k_one_token),
             _ => None,
         };
@@ -341,6 +347,7 @@ unsafe fn dot_rows_neon(
         QuantType::Q5_0 => Some(pick(p::rows::<Q5_0>, d::rows::<Q5_0>)),
         QuantType::Q8_0 => Some(pick(p::rows::<Q8_0>, d::rows::<Q8_0>)),
         QuantType::Q4K => Some(pick(pk::rows_q4k, dk::rows_q4k)),
+        QuantType::Q5K => Some(pick(pk::rows_q5k, dk::rows_q5k)),
         QuantType::Q6K => Some(pick(pk::rows_q6k, dk::rows_q6k)),
         _ => None,
     };

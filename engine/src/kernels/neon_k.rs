@@ -1,4 +1,4 @@
-//! Hand-written NEON kernels for Q4_K and Q6_K weights against Q8_K
+//! Hand-written NEON kernels for Q4_K, Q5_K and Q6_K weights against Q8_K
 //! activations: the aarch64 counterpart of `avx2_k.rs`.
 //!
 //! Each 256-value super-block is unpacked once (quants to 16 vectors of
@@ -15,7 +15,7 @@
 use std::arch::aarch64::*;
 use std::mem::{offset_of, size_of};
 
-use super::blocks::{as_blocks, BlockQ4K, BlockQ6K, BlockQ8K};
+use super::blocks::{as_blocks, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, F16Le};
 use super::dequant::scale_min_k4;
 use super::neon::{dot_sdot, dot_widen};
 
@@ -43,6 +43,33 @@ unsafe fn group_sums_times(a: *const u8, per_group: [int16x8_t; 2]) -> i32 {
     vaddvq_s32(vmlal_high_s16(p, b1, per_group[1]))
 }
 
+/// A Q4_K or Q5_K super-block's quants as sixteen vectors: `q[2j]` and
+/// `q[2j + 1]` hold group j's values 0..16 and 16..32. Each 32 bytes of
+/// `qs` give group 2c (low nibbles) and 2c + 1 (high); with Q5_K's `qh`,
+/// value l of group j gains 16 where bit j of `qh[l]` is set.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn scale_min_quants(qs: &[u8; 128], qh: Option<&[u8; 32]>) -> [int8x16_t; 16] {
+    let mut q = [vdupq_n_s8(0); 16];
+    for c in 0..4 {
+        for h in 0..2 {
+            let v = vld1q_u8(qs.as_ptr().add(32 * c + 16 * h));
+            let mut low = vandq_u8(v, vdupq_n_u8(0x0f));
+            let mut high = vshrq_n_u8::<4>(v);
+            if let Some(qh) = qh {
+                let bits = vld1q_u8(qh.as_ptr().add(16 * h));
+                // Bit j moved to bit 4 (a negative count shifts right).
+                let fifth = |j: i8| vandq_u8(vshlq_u8(bits, vdupq_n_s8(4 - j)), vdupq_n_u8(0x10));
+                low = vorrq_u8(low, fifth(2 * c as i8));
+                high = vorrq_u8(high, fifth(2 * c as i8 + 1));
+            }
+            q[4 * c + h] = vreinterpretq_s8_u8(low);
+            q[4 * c + 2 + h] = vreinterpretq_s8_u8(high);
+        }
+    }
+    q
+}
+
 /// The row kernels, compiled once per integer-product family (as in
 /// `neon.rs`).
 macro_rules! k_kernels {
@@ -65,42 +92,79 @@ macro_rules! k_kernels {
             out: &mut [f64],
         ) {
             for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
-                o.fill(0.0);
                 for (i, wb) in as_blocks::<BlockQ4K>(row).iter().enumerate() {
-                    let d = wb.d.to_f32() as f64;
-                    let dmin = wb.dmin.to_f32() as f64;
-                    let mut sc = [0i32; 8];
-                    let mut m = [0i16; 16];
-                    for j in 0..8 {
-                        let (s, mj) = scale_min_k4(j, &wb.scales);
-                        sc[j] = s as i32;
-                        m[2 * j] = mj as i16;
-                        m[2 * j + 1] = mj as i16;
-                    }
-                    let mins = [vld1q_s16(m.as_ptr()), vld1q_s16(m.as_ptr().add(8))];
-                    // q[2j], q[2j + 1]: group j's values 0..16 and 16..32.
-                    let mut q = [vdupq_n_s8(0); 16];
-                    for c in 0..4 {
-                        for h in 0..2 {
-                            let v = vld1q_u8(wb.qs.as_ptr().add(32 * c + 16 * h));
-                            q[4 * c + h] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
-                            q[4 * c + 2 + h] = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
-                        }
-                    }
-                    for (t, o) in o.iter_mut().enumerate() {
-                        let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
-                        let y = a.add(Q8K_QS) as *const i8;
-                        let mut accv = vdupq_n_s32(0);
-                        for j in 0..8 {
-                            let g = $dot(vdupq_n_s32(0), q[2 * j], vld1q_s8(y.add(32 * j)));
-                            let g = $dot(g, q[2 * j + 1], vld1q_s8(y.add(32 * j + 16)));
-                            accv = vmlaq_n_s32(accv, g, sc[j]);
-                        }
-                        let acc = vaddvq_s32(accv);
-                        let msum = group_sums_times(a, mins);
-                        *o += act_scale(a) * (d * acc as f64 - dmin * msum as f64);
-                    }
+                    let q = scale_min_quants(&wb.qs, None);
+                    let a = acts.as_ptr().add(i * Q8K_BYTES);
+                    scale_min_block(wb.d, wb.dmin, &wb.scales, &q, a, act_row_bytes, i, o);
                 }
+            }
+        }
+
+        /// Q5_K weights: Q4_K's layout with 32 bytes of fifth bits (`qh`)
+        /// before the nibbles; quants 0..31.
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q5k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                for (i, wb) in as_blocks::<BlockQ5K>(row).iter().enumerate() {
+                    let q = scale_min_quants(&wb.qs, Some(&wb.qh));
+                    let a = acts.as_ptr().add(i * Q8K_BYTES);
+                    scale_min_block(wb.d, wb.dmin, &wb.scales, &q, a, act_row_bytes, i, o);
+                }
+            }
+        }
+
+        /// One Q4_K or Q5_K super-block (super-block `i` of its row, whose
+        /// quants are `q`) against every token, added to `o`: the first
+        /// super-block sets `o`, as the portable sum starts at zero.
+        #[inline]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn scale_min_block(
+            d: F16Le,
+            dmin: F16Le,
+            scales: &[u8; 12],
+            q: &[int8x16_t; 16],
+            a: *const u8,
+            act_row_bytes: usize,
+            i: usize,
+            o: &mut [f64],
+        ) {
+            if i == 0 {
+                o.fill(0.0);
+            }
+            let d = d.to_f32() as f64;
+            let dmin = dmin.to_f32() as f64;
+            let mut sc = [0i32; 8];
+            let mut m = [0i16; 16];
+            for j in 0..8 {
+                let (s, mj) = scale_min_k4(j, scales);
+                sc[j] = s as i32;
+                m[2 * j] = mj as i16;
+                m[2 * j + 1] = mj as i16;
+            }
+            let mins = [vld1q_s16(m.as_ptr()), vld1q_s16(m.as_ptr().add(8))];
+            for (t, o) in o.iter_mut().enumerate() {
+                let a = a.add(t * act_row_bytes);
+                let y = a.add(Q8K_QS) as *const i8;
+                let mut accv = vdupq_n_s32(0);
+                for j in 0..8 {
+                    let g = $dot(vdupq_n_s32(0), q[2 * j], vld1q_s8(y.add(32 * j)));
+                    let g = $dot(g, q[2 * j + 1], vld1q_s8(y.add(32 * j + 16)));
+                    accv = vmlaq_n_s32(accv, g, sc[j]);
+                }
+                let acc = vaddvq_s32(accv);
+                let msum = group_sums_times(a, mins);
+                *o += act_scale(a) * (d * acc as f64 - dmin * msum as f64);
             }
         }
 

@@ -13,8 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::blocks::{
-    as_blocks, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K,
-    BlockQ8_0, BlockQ8_1,
+    as_blocks, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 use super::dequant::dequantize_row;
 use super::dot::{dot_row, dot_rows, dot_rows_interleaved_isa, dot_rows_isa, Isa};
@@ -22,12 +22,14 @@ use super::interleave::{has_layout, interleave};
 use super::quantize::{activation_type, quantize_row};
 use super::QuantType;
 
-const TYPES: [QuantType; 8] = [
+const TYPES: [QuantType; 10] = [
     QuantType::Q4_0,
     QuantType::Q4_1,
     QuantType::Q5_0,
     QuantType::Q5_1,
     QuantType::Q8_0,
+    QuantType::Q2K,
+    QuantType::Q3K,
     QuantType::Q4K,
     QuantType::Q5K,
     QuantType::Q6K,
@@ -76,6 +78,8 @@ fn f16_offsets(dtype: QuantType) -> Vec<usize> {
         QuantType::Q8_0 => vec![offset_of!(BlockQ8_0, d)],
         QuantType::Q4_1 => vec![offset_of!(BlockQ4_1, d), offset_of!(BlockQ4_1, m)],
         QuantType::Q5_1 => vec![offset_of!(BlockQ5_1, d), offset_of!(BlockQ5_1, m)],
+        QuantType::Q2K => vec![offset_of!(BlockQ2K, d), offset_of!(BlockQ2K, dmin)],
+        QuantType::Q3K => vec![offset_of!(BlockQ3K, d)],
         QuantType::Q4K => vec![offset_of!(BlockQ4K, d), offset_of!(BlockQ4K, dmin)],
         QuantType::Q5K => vec![offset_of!(BlockQ5K, d), offset_of!(BlockQ5K, dmin)],
         QuantType::Q6K => vec![offset_of!(BlockQ6K, d)],
@@ -152,6 +156,8 @@ fn block_bound(dtype: QuantType, blk: &[u8]) -> f64 {
         QuantType::Q5_0 => 16.0 * h(f[0]),
         QuantType::Q5_1 => 31.0 * h(f[0]) + h(f[1]),
         QuantType::Q8_0 => 128.0 * h(f[0]),
+        QuantType::Q2K => 15.0 * 3.0 * h(f[0]) + 15.0 * h(f[1]),
+        QuantType::Q3K => 32.0 * 4.0 * h(f[0]),
         QuantType::Q4K => 63.0 * 15.0 * h(f[0]) + 63.0 * h(f[1]),
         QuantType::Q5K => 63.0 * 31.0 * h(f[0]) + 63.0 * h(f[1]),
         _ => 128.0 * 32.0 * h(f[0]),
@@ -397,10 +403,18 @@ fn kernels_take_minus_128_activations() {
             QuantType::Q5_0,
             QuantType::Q8_0,
             QuantType::Q4K,
+            QuantType::Q5K,
             QuantType::Q6K,
         ]
     } else {
-        &[QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K]
+        &[
+            QuantType::Q4_1,
+            QuantType::Q2K,
+            QuantType::Q3K,
+            QuantType::Q4K,
+            QuantType::Q5K,
+            QuantType::Q6K,
+        ]
     };
     for (i, &dtype) in types.iter().enumerate() {
         for edge in [Edge::Random, Edge::MinQuants, Edge::MaxQuants] {
