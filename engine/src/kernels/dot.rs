@@ -346,6 +346,8 @@ unsafe fn dot_rows_neon(
         QuantType::Q4_1 => Some(pick(p::rows::<Q4_1>, d::rows::<Q4_1>)),
         QuantType::Q5_0 => Some(pick(p::rows::<Q5_0>, d::rows::<Q5_0>)),
         QuantType::Q8_0 => Some(pick(p::rows::<Q8_0>, d::rows::<Q8_0>)),
+        QuantType::Q2K => Some(pick(pk::rows_q2k, dk::rows_q2k)),
+        QuantType::Q3K => Some(pick(pk::rows_q3k, dk::rows_q3k)),
         QuantType::Q4K => Some(pick(pk::rows_q4k, dk::rows_q4k)),
         QuantType::Q5K => Some(pick(pk::rows_q5k, dk::rows_q5k)),
         QuantType::Q6K => Some(pick(pk::rows_q6k, dk::rows_q6k)),

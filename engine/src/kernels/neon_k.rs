@@ -1,5 +1,6 @@
-//! Hand-written NEON kernels for Q4_K, Q5_K and Q6_K weights against Q8_K
-//! activations: the aarch64 counterpart of `avx2_k.rs`.
+//! Hand-written NEON kernels for the K-quants (Q2_K to Q6_K weights)
+//! against Q8_K activations: the aarch64 counterpart of `avx2_k.rs` and
+//! `avx2_k_low.rs`.
 //!
 //! Each 256-value super-block is unpacked once (quants to 16 vectors of
 //! i8, one per group of 16 values, and group scales to integers) and then
@@ -15,8 +16,8 @@
 use std::arch::aarch64::*;
 use std::mem::{offset_of, size_of};
 
-use super::blocks::{as_blocks, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, F16Le};
-use super::dequant::scale_min_k4;
+use super::blocks::{as_blocks, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, F16Le};
+use super::dequant::{q3k_scales, scale_min_k4};
 use super::neon::{dot_sdot, dot_widen};
 
 /// Bytes of one Q8_K activation super-block, and where its parts start.
@@ -65,6 +66,45 @@ unsafe fn scale_min_quants(qs: &[u8; 128], qh: Option<&[u8; 32]>) -> [int8x16_t;
             }
             q[4 * c + h] = vreinterpretq_s8_u8(low);
             q[4 * c + 2 + h] = vreinterpretq_s8_u8(high);
+        }
+    }
+    q
+}
+
+/// The 2-bit fields of a Q2_K or Q3_K super-block's 64 bytes of `qs` as
+/// sixteen groups of 16 values: values 32k..32k + 32 are bits `2(k % 4)..`
+/// of bytes `32(k / 4)..32(k / 4) + 32`, group 2k their first sixteen.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn two_bit_groups(qs: &[u8; 64]) -> [uint8x16_t; 16] {
+    let mut q = [vdupq_n_u8(0); 16];
+    for half in 0..2 {
+        for part in 0..2 {
+            let mut v = vld1q_u8(qs.as_ptr().add(32 * half + 16 * part));
+            for j in 0..4 {
+                q[2 * (4 * half + j) + part] = vandq_u8(v, vdupq_n_u8(3));
+                v = vshrq_n_u8::<2>(v);
+            }
+        }
+    }
+    q
+}
+
+/// A Q3_K super-block's values (-4..3) as sixteen groups of 16: the two
+/// low bits, less 4 where the high bit (bit k of `hmask[l]` for value l
+/// of 32k..32k + 32) is clear.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn q3k_groups(wb: &BlockQ3K) -> [int8x16_t; 16] {
+    let low = two_bit_groups(&wb.qs);
+    let mut q = [vdupq_n_s8(0); 16];
+    for part in 0..2 {
+        let mut bits = vld1q_u8(wb.hmask.as_ptr().add(16 * part));
+        for k in 0..8 {
+            let g = 2 * k + part;
+            let u = vorrq_u8(low[g], vandq_u8(vshlq_n_u8::<2>(bits), vdupq_n_u8(4)));
+            q[g] = vsubq_s8(vreinterpretq_s8_u8(u), vdupq_n_s8(4));
+            bits = vshrq_n_u8::<1>(bits);
         }
     }
     q
@@ -165,6 +205,83 @@ macro_rules! k_kernels {
                 let acc = vaddvq_s32(accv);
                 let msum = group_sums_times(a, mins);
                 *o += act_scale(a) * (d * acc as f64 - dmin * msum as f64);
+            }
+        }
+
+        /// Q2_K weights: sixteen bytes of 4-bit scales (low nibble) and
+        /// minimums (high), 64 bytes of 2-bit quants, f16 d and dmin.
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q2k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                o.fill(0.0);
+                for (i, wb) in as_blocks::<BlockQ2K>(row).iter().enumerate() {
+                    let d = wb.d.to_f32() as f64;
+                    let dmin = wb.dmin.to_f32() as f64;
+                    let packed = vld1q_u8(wb.scales.as_ptr());
+                    let m = vshrq_n_u8::<4>(packed);
+                    let mins = [
+                        vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(m))),
+                        vreinterpretq_s16_u16(vmovl_high_u8(m)),
+                    ];
+                    let sc: [i32; 16] = std::array::from_fn(|g| (wb.scales[g] & 0x0f) as i32);
+                    let q = two_bit_groups(&wb.qs).map(|v| vreinterpretq_s8_u8(v));
+                    for (t, o) in o.iter_mut().enumerate() {
+                        let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
+                        let y = a.add(Q8K_QS) as *const i8;
+                        let mut accv = vdupq_n_s32(0);
+                        for g in 0..16 {
+                            let p = $dot(vdupq_n_s32(0), q[g], vld1q_s8(y.add(16 * g)));
+                            accv = vmlaq_n_s32(accv, p, sc[g]);
+                        }
+                        let acc = vaddvq_s32(accv);
+                        let msum = group_sums_times(a, mins);
+                        *o += act_scale(a) * (d * acc as f64 - dmin * msum as f64);
+                    }
+                }
+            }
+        }
+
+        /// Q3_K weights: 32 bytes of high bits, 64 of low bit pairs,
+        /// sixteen signed 6-bit scales, f16 d; values -4..3.
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q3k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(tokens)) {
+                o.fill(0.0);
+                for (i, wb) in as_blocks::<BlockQ3K>(row).iter().enumerate() {
+                    let d = wb.d.to_f32() as f64;
+                    let sc = q3k_scales(&wb.scales).map(|s| s as i32);
+                    let q = q3k_groups(wb);
+                    for (t, o) in o.iter_mut().enumerate() {
+                        let a = acts.as_ptr().add(t * act_row_bytes + i * Q8K_BYTES);
+                        let y = a.add(Q8K_QS) as *const i8;
+                        let mut accv = vdupq_n_s32(0);
+                        for g in 0..16 {
+                            let p = $dot(vdupq_n_s32(0), q[g], vld1q_s8(y.add(16 * g)));
+                            accv = vmlaq_n_s32(accv, p, sc[g]);
+                        }
+                        *o += act_scale(a) * d * vaddvq_s32(accv) as f64;
+                    }
+                }
             }
         }
 

@@ -402,6 +402,8 @@ fn kernels_take_minus_128_activations() {
             QuantType::Q4_1,
             QuantType::Q5_0,
             QuantType::Q8_0,
+            QuantType::Q2K,
+            QuantType::Q3K,
             QuantType::Q4K,
             QuantType::Q5K,
             QuantType::Q6K,
