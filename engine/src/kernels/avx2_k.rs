@@ -102,7 +102,7 @@ const fn scale_min_bytes(five: bool) -> usize {
 
 /// A Q4_K or Q5_K super-block's f16 `d` and `dmin` bits and packed scales.
 #[inline(always)]
-unsafe fn scale_min_header<'a>(b: *const u8) -> (u16, u16, &'a [u8; 12]) {
+pub(super) unsafe fn scale_min_header<'a>(b: *const u8) -> (u16, u16, &'a [u8; 12]) {
     // SAFETY (caller): a Q4_K or Q5_K block starts at b; the header is the
     // same in both (asserted above).
     let head = &*(b as *const BlockQ4K);
@@ -139,7 +139,7 @@ unsafe fn q5k_quants(wb: &BlockQ5K) -> [__m256i; 8] {
 /// The quants of the Q4_K (or, with `FIVE`, Q5_K) super-block at `b`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_min_quants<const FIVE: bool>(b: *const u8) -> [__m256i; 8] {
+pub(super) unsafe fn scale_min_quants<const FIVE: bool>(b: *const u8) -> [__m256i; 8] {
     if FIVE {
         q5k_quants(&*(b as *const BlockQ5K))
     } else {
@@ -169,7 +169,7 @@ pub(super) unsafe fn prefetch_ahead(p: *const u8, len: usize) {
 /// 0-3 and 4-7.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_scales(q: &[u8; 12]) -> ([__m256i; 8], __m256i) {
+pub(super) unsafe fn q4k_scales(q: &[u8; 12]) -> ([__m256i; 8], __m256i) {
     let (scales, mins) = q4k_scale_bytes(q);
     let every = _mm256_set1_epi64x(scales as i64);
     // Byte j into the low byte of each i16 lane, zero into the high byte.
@@ -275,15 +275,15 @@ unsafe fn rows_scale_min<const FIVE: bool>(
 /// A Q6_K super-block unpacked: its 256 quants as unsigned bytes (0..63)
 /// in eight vectors of 32, each group's scale broadcast to the i16 lanes of
 /// its half, and the sixteen scales widened to i16 (for the offset).
-struct Q6kUnpacked {
-    q: [__m256i; 8],
-    sc: [__m256i; 8],
-    sc16: __m256i,
+pub(super) struct Q6kUnpacked {
+    pub(super) q: [__m256i; 8],
+    pub(super) sc: [__m256i; 8],
+    pub(super) sc16: __m256i,
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
+pub(super) unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
     let low = _mm256_set1_epi8(0x0f);
     let high = _mm256_set1_epi8(0x30);
     let s8 = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);

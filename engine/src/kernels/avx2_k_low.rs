@@ -47,7 +47,7 @@ unsafe fn two_bit_fields(qs: &[u8; 64]) -> [__m256i; 8] {
 /// group sums).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q2k_unpack(wb: &BlockQ2K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
+pub(super) unsafe fn q2k_unpack(wb: &BlockQ2K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
     let packed = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);
     let low = _mm_and_si128(packed, _mm_set1_epi8(0x0f));
     let high = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0f));
@@ -80,7 +80,7 @@ unsafe fn q3k_scales(q: &[u8; 12]) -> __m256i {
 /// offset).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q3k_unpack(wb: &BlockQ3K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
+pub(super) unsafe fn q3k_unpack(wb: &BlockQ3K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
     let sc16 = q3k_scales(&wb.scales);
     let four = _mm256_set1_epi8(4);
     let mut q = two_bit_fields(&wb.qs);
@@ -95,16 +95,25 @@ unsafe fn q3k_unpack(wb: &BlockQ3K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
     (q, group_pair_scales(sc16), sc16)
 }
 
-/// `Σ_k madd(maddubs(q[k], y[k]), sc[k])` as eight i32 lanes.
+/// `Σ_k madd(maddubs(q[k], y[k]), sc[k])` as eight i32 lanes, added as a
+/// tree (integer sums are exact in any order): a chain of eight adds
+/// would make every token of a batch wait on the one before.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scaled_lanes(q: &[__m256i; 8], sc: &[__m256i; 8], y: &[__m256i; 8]) -> __m256i {
-    let mut accv = _mm256_setzero_si256();
+pub(super) unsafe fn scaled_lanes(
+    q: &[__m256i; 8],
+    sc: &[__m256i; 8],
+    y: &[__m256i; 8],
+) -> __m256i {
+    let mut p = [_mm256_setzero_si256(); 8];
     for k in 0..8 {
-        let p = _mm256_maddubs_epi16(q[k], y[k]);
-        accv = _mm256_add_epi32(accv, _mm256_madd_epi16(p, sc[k]));
+        p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], y[k]), sc[k]);
     }
-    accv
+    let quads = [
+        _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])),
+        _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7])),
+    ];
+    _mm256_add_epi32(quads[0], quads[1])
 }
 
 /// The super-block's products with the activation super-block at `a`:

@@ -301,6 +301,10 @@ unsafe fn dot_rows_avx2(
                 super::avx2_gemm_k::plain::rows_q4k,
                 super::avx2_gemm_k::vnni::rows_q4k,
             )),
+            QuantType::Q2K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q2K }>),
+            QuantType::Q3K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q3K }>),
+            QuantType::Q5K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q5K }>),
+            QuantType::Q6K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q6K }>),
             _ => None,
         };
         if let Some(f) = gemm {

@@ -16,6 +16,8 @@ mod avx2_interleaved;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
 #[cfg(target_arch = "x86_64")]
+mod avx2_k_batch;
+#[cfg(target_arch = "x86_64")]
 mod avx2_k_low;
 #[cfg(target_arch = "x86_64")]
 mod avx512_gemm;

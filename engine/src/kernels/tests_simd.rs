@@ -391,6 +391,25 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
     }
 }
 
+/// The K-quant batch kernel (`avx2_k_batch.rs`) blocks rows by 64 and
+/// tokens by 32: more of both than a block and a tile, with remainders
+/// (70 rows: a block, a part block and two rows left to the row kernel;
+/// 37 tokens: a tile and five).
+#[test]
+fn k_quant_batches_larger_than_a_block_and_a_tile() {
+    for (i, dtype) in [
+        QuantType::Q2K,
+        QuantType::Q3K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check(dtype, 2, 70, 37, Edge::Random, -127, 700 + i as u64);
+    }
+}
+
 /// Unsigned-weight kernels multiply activations with `maddubs` directly,
 /// so even -128 (which the quantizers never write) is handled; the NEON
 /// products are exact for any pair of bytes, so there every kernel is.
