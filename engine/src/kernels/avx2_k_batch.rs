@@ -196,9 +196,9 @@ pub(super) unsafe fn rows<const F: u8>(
 }
 
 /// One super-block of the four rows at `base` (rows `row_bytes` apart)
-/// against the tokens of `tile` (their activation super-blocks at `a`,
-/// tokens `act_row_bytes` apart), added to `o` (one f64 vector of the four
-/// rows per token of the tile).
+/// against the tokens of `tile` (at most [`TOKEN_TILE`]; their activation
+/// super-blocks at `a`, tokens `act_row_bytes` apart), added to `o` (one
+/// f64 vector of the four rows per token of the tile, from its first).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn four_rows<const F: u8>(
@@ -221,30 +221,34 @@ unsafe fn four_rows<const F: u8>(
         dmin |= (u.dmin as u64) << (16 * r);
     }
     let (d, dmin) = (f16x4_to_f64(d), f16x4_to_f64(dmin));
-    let first = tile.start;
-    for t in tile {
-        let a = a.add(t * act_row_bytes);
-        let (y, bs) = act_super_block(a);
+    // The integer sums of every token first, the float steps after: in one
+    // loop, each token's reduction, conversion and f64 step made a chain
+    // the next token's work could not overlap (where the samples piled up).
+    let mut sums = [(_mm_setzero_si128(), _mm_setzero_si128()); TOKEN_TILE];
+    for (t, sums) in tile.clone().zip(sums.iter_mut()) {
+        let (y, bs) = act_super_block(a.add(t * act_row_bytes));
         let mut lanes = [_mm256_setzero_si256(); ROWS];
         let mut groups = [_mm256_setzero_si256(); ROWS];
         for r in 0..ROWS {
             lanes[r] = scaled_lanes(&u[r].q, &u[r].sc, &y);
             groups[r] = _mm256_madd_epi16(bs, u[r].per_group);
         }
-        let (acc, per_group) = (reduce4(lanes), reduce4(groups));
+        *sums = (reduce4(lanes), reduce4(groups));
+    }
+    for ((t, o), &(acc, per_group)) in tile.zip(o.iter_mut()).zip(&sums) {
+        let a = act_scale(a.add(t * act_row_bytes));
         let step = if has_minimum(F) {
             let step = _mm256_sub_pd(
                 _mm256_mul_pd(d, _mm256_cvtepi32_pd(acc)),
                 _mm256_mul_pd(dmin, _mm256_cvtepi32_pd(per_group)),
             );
-            _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), step)
+            _mm256_mul_pd(_mm256_set1_pd(a), step)
         } else {
             let shift = _mm_cvtsi32_si128(offset_shift(F));
             let acc = _mm_sub_epi32(acc, _mm_sll_epi32(per_group, shift));
-            let scale = _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), d);
+            let scale = _mm256_mul_pd(_mm256_set1_pd(a), d);
             _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc))
         };
-        let o = o.get_unchecked_mut(t - first);
         *o = _mm256_add_pd(*o, step);
     }
 }
