@@ -1,14 +1,15 @@
-//! Prefill (a batch of tokens) for the K-quants without an interleaved
-//! layout (Q2_K, Q3_K, Q5_K, Q6_K) on AVX2: four weight rows at a time,
-//! each super-block of the four unpacked once, then every token's
-//! activation super-block loaded once for all four rows, their integer
-//! sums reduced together and the float step run on the four rows as one
-//! f64 vector. The row kernels (`avx2_k.rs`, `avx2_k_low.rs`) load each
-//! activation once per row and reduce each row's sums on its own.
+//! The K-quants without an interleaved layout (Q2_K, Q3_K, Q5_K, Q6_K)
+//! on AVX2, four weight rows at a time, for one token (decode) and for a
+//! batch (prefill): each super-block of the four rows is unpacked once,
+//! each token's activation super-block loaded once for all four, their
+//! integer sums reduced together and the float step run on the four rows
+//! as one f64 vector. The row kernels (`avx2_k.rs`, `avx2_k_low.rs`) load
+//! each activation once per row and reduce each row's sums on its own;
+//! they take the rows left over.
 //!
-//! The float step is the one-token kernels' (same operations, same order,
-//! per row and token), and each (row, token) adds its super-blocks in
-//! order: the results are the row kernels' bits.
+//! The float step is the row kernels' expression, per row and token, and
+//! each (row, token) adds its super-blocks in order: the results are the
+//! row kernels' bits.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
@@ -19,8 +20,8 @@ use std::mem::size_of;
 
 use super::avx2::reduce4;
 use super::avx2_k::{
-    act_scale, act_super_block, f16x4_to_f64, q4k_scales, q6k_unpack, scale_min_header,
-    scale_min_quants, Q6kUnpacked, Q8K_BYTES,
+    act_scale, act_super_block, f16x4_to_f64, prefetch_next_rows, q4k_scales, q6k_unpack,
+    scale_min_header, scale_min_quants, Q6kUnpacked, Q8K_BYTES,
 };
 use super::avx2_k_low::{q2k_unpack, q3k_unpack, scaled_lanes};
 use super::blocks::{BlockQ2K, BlockQ3K, BlockQ5K, BlockQ6K};
@@ -237,18 +238,77 @@ unsafe fn four_rows<const F: u8>(
     }
     for ((t, o), &(acc, per_group)) in tile.zip(o.iter_mut()).zip(&sums) {
         let a = act_scale(a.add(t * act_row_bytes));
-        let step = if has_minimum(F) {
-            let step = _mm256_sub_pd(
-                _mm256_mul_pd(d, _mm256_cvtepi32_pd(acc)),
-                _mm256_mul_pd(dmin, _mm256_cvtepi32_pd(per_group)),
-            );
-            _mm256_mul_pd(_mm256_set1_pd(a), step)
-        } else {
-            let shift = _mm_cvtsi32_si128(offset_shift(F));
-            let acc = _mm_sub_epi32(acc, _mm_sll_epi32(per_group, shift));
-            let scale = _mm256_mul_pd(_mm256_set1_pd(a), d);
-            _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc))
-        };
-        *o = _mm256_add_pd(*o, step);
+        *o = _mm256_add_pd(*o, float_step::<F>(acc, per_group, d, dmin, a));
     }
+}
+
+/// One super-block's f64 term for four rows and one token, from the rows'
+/// integer sums `acc`, their group-sum products `per_group`, their f16
+/// scales `d`, `dmin` (as f64) and the activation's scale `a`: the row
+/// kernels' expression, `a * (d * acc - dmin * msum)` for the formats with
+/// minimums, `(a * d) * (acc - offset * Σscale·Σy)` for the others.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_step<const F: u8>(
+    acc: __m128i,
+    per_group: __m128i,
+    d: __m256d,
+    dmin: __m256d,
+    a: f64,
+) -> __m256d {
+    if has_minimum(F) {
+        let step = _mm256_sub_pd(
+            _mm256_mul_pd(d, _mm256_cvtepi32_pd(acc)),
+            _mm256_mul_pd(dmin, _mm256_cvtepi32_pd(per_group)),
+        );
+        _mm256_mul_pd(_mm256_set1_pd(a), step)
+    } else {
+        let shift = _mm_cvtsi32_si128(offset_shift(F));
+        let acc = _mm_sub_epi32(acc, _mm_sll_epi32(per_group, shift));
+        let scale = _mm256_mul_pd(_mm256_set1_pd(a), d);
+        _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc))
+    }
+}
+
+/// One token against the first `rows / 4 * 4` rows of format `F`: the
+/// four rows' super-blocks unpacked and dotted with the activation's, the
+/// next four rows prefetched in one linear pass meanwhile. Returns how
+/// many rows it did; `out[r]` receives row r's dot.
+///
+/// # Safety
+/// As [`rows`] with one token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows_one_token<const F: u8>(
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    out: &mut [f64],
+) -> usize {
+    let sb = super_bytes(F);
+    let supers = row_bytes / sb;
+    let groups = w.len() / row_bytes / ROWS;
+    for g in 0..groups {
+        let base = w.as_ptr().add(g * ROWS * row_bytes);
+        let mut o = _mm256_setzero_pd();
+        for i in 0..supers {
+            prefetch_next_rows(base, row_bytes, i, sb);
+            let a = acts.as_ptr().add(i * Q8K_BYTES);
+            let (y, bs) = act_super_block(a);
+            let mut lanes = [_mm256_setzero_si256(); ROWS];
+            let mut per_group = [_mm256_setzero_si256(); ROWS];
+            let (mut d, mut dmin) = (0u64, 0u64);
+            for r in 0..ROWS {
+                let u = unpack::<F>(base.add(r * row_bytes + i * sb));
+                lanes[r] = scaled_lanes(&u.q, &u.sc, &y);
+                per_group[r] = _mm256_madd_epi16(bs, u.per_group);
+                d |= (u.d as u64) << (16 * r);
+                dmin |= (u.dmin as u64) << (16 * r);
+            }
+            let (d, dmin) = (f16x4_to_f64(d), f16x4_to_f64(dmin));
+            let step = float_step::<F>(reduce4(lanes), reduce4(per_group), d, dmin, act_scale(a));
+            o = _mm256_add_pd(o, step);
+        }
+        _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);
+    }
+    groups * ROWS
 }

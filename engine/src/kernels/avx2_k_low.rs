@@ -16,11 +16,8 @@ use std::arch::x86_64::*;
 
 use std::mem::size_of;
 
-use super::avx2::{f16_to_f32, hsum_epi32, reduce4};
-use super::avx2_k::{
-    act_scale, act_super_block, f16x4_to_f64, group_pair_scales, prefetch_ahead,
-    prefetch_next_rows, ONE_TOKEN_ROWS, Q8K_BSUMS, Q8K_BYTES, Q8K_QS,
-};
+use super::avx2::{f16_to_f32, hsum_epi32};
+use super::avx2_k::{act_scale, group_pair_scales, prefetch_ahead, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::blocks::{as_blocks, BlockQ2K, BlockQ3K};
 
 /// The 2-bit fields of a Q2_K or Q3_K super-block's 64 bytes of `qs`:
@@ -201,96 +198,4 @@ pub(super) unsafe fn rows_q3k(
             }
         }
     }
-}
-
-/// One token against Q2_K rows four at a time, as `avx2_k`'s one-token
-/// kernels do: the activation super-block is loaded once for four rows,
-/// their sums reduced together, and the float step run on the four rows
-/// as one f64 vector, with the same operations in the same order as
-/// [`rows_q2k`] (so the same bits). Returns how many rows it did.
-///
-/// # Safety
-/// As [`rows_q2k`] with one token.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn rows_q2k_one_token(
-    w: &[u8],
-    row_bytes: usize,
-    acts: &[u8],
-    out: &mut [f64],
-) -> usize {
-    const ROWS: usize = ONE_TOKEN_ROWS;
-    const SB: usize = size_of::<BlockQ2K>();
-    let supers = row_bytes / SB;
-    let groups = w.len() / row_bytes / ROWS;
-    for g in 0..groups {
-        let base = w.as_ptr().add(g * ROWS * row_bytes);
-        let mut o = _mm256_setzero_pd();
-        for i in 0..supers {
-            prefetch_next_rows(base, row_bytes, i, SB);
-            let a = acts.as_ptr().add(i * Q8K_BYTES);
-            let (y, bs) = act_super_block(a);
-            let mut sums = [_mm256_setzero_si256(); ROWS];
-            let mut mins = [_mm256_setzero_si256(); ROWS];
-            let (mut d, mut dmin) = (0u64, 0u64);
-            for r in 0..ROWS {
-                let wb = &*(base.add(r * row_bytes + i * SB) as *const BlockQ2K);
-                let (q, sc, m) = q2k_unpack(wb);
-                sums[r] = scaled_lanes(&q, &sc, &y);
-                mins[r] = _mm256_madd_epi16(bs, m);
-                d |= (wb.d.bits() as u64) << (16 * r);
-                dmin |= (wb.dmin.bits() as u64) << (16 * r);
-            }
-            let acc = _mm256_cvtepi32_pd(reduce4(sums));
-            let msum = _mm256_cvtepi32_pd(reduce4(mins));
-            let step = _mm256_sub_pd(
-                _mm256_mul_pd(f16x4_to_f64(d), acc),
-                _mm256_mul_pd(f16x4_to_f64(dmin), msum),
-            );
-            o = _mm256_add_pd(o, _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), step));
-        }
-        _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);
-    }
-    groups * ROWS
-}
-
-/// One token against Q3_K rows four at a time, as [`rows_q2k_one_token`];
-/// the same operations in the same order as [`rows_q3k`].
-///
-/// # Safety
-/// As [`rows_q3k`] with one token.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn rows_q3k_one_token(
-    w: &[u8],
-    row_bytes: usize,
-    acts: &[u8],
-    out: &mut [f64],
-) -> usize {
-    const ROWS: usize = ONE_TOKEN_ROWS;
-    const SB: usize = size_of::<BlockQ3K>();
-    let supers = row_bytes / SB;
-    let groups = w.len() / row_bytes / ROWS;
-    for g in 0..groups {
-        let base = w.as_ptr().add(g * ROWS * row_bytes);
-        let mut o = _mm256_setzero_pd();
-        for i in 0..supers {
-            prefetch_next_rows(base, row_bytes, i, SB);
-            let a = acts.as_ptr().add(i * Q8K_BYTES);
-            let (y, bs) = act_super_block(a);
-            let mut sums = [_mm256_setzero_si256(); ROWS];
-            let mut offsets = [_mm256_setzero_si256(); ROWS];
-            let mut d = 0u64;
-            for r in 0..ROWS {
-                let wb = &*(base.add(r * row_bytes + i * SB) as *const BlockQ3K);
-                let (q, sc, sc16) = q3k_unpack(wb);
-                sums[r] = scaled_lanes(&q, &sc, &y);
-                offsets[r] = _mm256_madd_epi16(bs, sc16);
-                d |= (wb.d.bits() as u64) << (16 * r);
-            }
-            let acc = _mm_sub_epi32(reduce4(sums), _mm_slli_epi32(reduce4(offsets), 2));
-            let scale = _mm256_mul_pd(_mm256_set1_pd(act_scale(a)), f16x4_to_f64(d));
-            o = _mm256_add_pd(o, _mm256_mul_pd(scale, _mm256_cvtepi32_pd(acc)));
-        }
-        _mm256_storeu_pd(out.as_mut_ptr().add(g * ROWS), o);
-    }
-    groups * ROWS
 }

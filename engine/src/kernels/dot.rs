@@ -247,6 +247,7 @@ unsafe fn dot_rows_avx2(
 ) {
     use super::avx2::{plain, vnni as v};
     use super::avx2_k;
+    use super::avx2_k_batch as kb;
     use super::block32::{Q4_0, Q4_1, Q5_0, Q8_0};
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
     let pick = |p: Rows, q: Rows| if vnni { q } else { p };
@@ -275,11 +276,11 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_1 => Some(pick(gp::rows::<Q4_1>, gv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
-            QuantType::Q2K => Some(super::avx2_k_low::rows_q2k_one_token),
-            QuantType::Q3K => Some(super::avx2_k_low::rows_q3k_one_token),
+            QuantType::Q2K => Some(kb::rows_one_token::<{ kb::Q2K }>),
+            QuantType::Q3K => Some(kb::rows_one_token::<{ kb::Q3K }>),
             QuantType::Q4K => Some(avx2_k::rows_q4k_one_token),
             QuantType::Q5K => Some(avx2_k::rows_q5k_one_token),
-            QuantType::Q6K => Some(avx2_k::rows_q6k_one_token),
+            QuantType::Q6K => Some(kb::rows_one_token::<{ kb::Q6K }>),
             _ => None,
         };
         if let Some(f) = gemv {
@@ -301,10 +302,10 @@ unsafe fn dot_rows_avx2(
                 super::avx2_gemm_k::plain::rows_q4k,
                 super::avx2_gemm_k::vnni::rows_q4k,
             )),
-            QuantType::Q2K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q2K }>),
-            QuantType::Q3K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q3K }>),
-            QuantType::Q5K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q5K }>),
-            QuantType::Q6K => Some(super::avx2_k_batch::rows::<{ super::avx2_k_batch::Q6K }>),
+            QuantType::Q2K => Some(kb::rows::<{ kb::Q2K }>),
+            QuantType::Q3K => Some(kb::rows::<{ kb::Q3K }>),
+            QuantType::Q5K => Some(kb::rows::<{ kb::Q5K }>),
+            QuantType::Q6K => Some(kb::rows::<{ kb::Q6K }>),
             _ => None,
         };
         if let Some(f) = gemm {
