@@ -1,4 +1,4 @@
-//! Prefill (a batch of tokens) for Q4_K on AVX2, the way `avx2_gemm.rs`
+//! Prefill (a batch of tokens) for Q4_K and Q5_K on AVX2, the way `avx2_gemm.rs`
 //! does it for the 32-value formats: eight weight rows at a time are
 //! unpacked once into a small buffer with their codes interleaved (four
 //! of each row side by side), so one broadcast of four activation bytes
@@ -11,25 +11,29 @@
 //! `mullo` scales it); the minimums' term is the rows' minimums times the
 //! activation's group sums, also by `madd`. Both integers are exact, and
 //! the float step is the row kernel's (`avx2_k::rows_q4k`) expression,
+//! which Q5_K shares,
 //! `o += a_d * (d * acc - dmin * msum)` in f64, in the same order: the
-//! results are the same bits.
+//! results are the same bits. Q5_K's codes reach 31, so its i16 sums are
+//! widened every four `maddubs` (4 x 2 x 31 x 128 = 31744) instead of
+//! every eight.
 //!
 //! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
 //! every token while it stays in L1, each code vector loaded once for a
-//! tile of tokens (four with VNNI, two without). Weights interleaved at load
-//! (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
+//! tile of tokens (four with VNNI, two without). Q4_K weights interleaved
+//! at load (`interleave.rs`) fill it with a mask and a shift per 32 bytes.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
-use std::mem::size_of;
 
 use super::avx2_gemm::{broadcast4, transpose8, ROWS};
 use super::avx2_interleaved::{f16_rows_as_f64, pairs_of_rows, q4k_scales_of_rows, unpack_chunk};
-use super::avx2_k::{act_scale, q4k_quants, q4k_scale_bytes, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
-use super::blocks::BlockQ4K;
+use super::avx2_k::{
+    act_scale, q4k_scale_bytes, scale_min_bytes, scale_min_header, scale_min_quants, Q8K_BSUMS,
+    Q8K_BYTES, Q8K_QS,
+};
 use super::interleave::{GROUP_SUPER, K_CODES_AT, K_DMIN_AT};
 
 /// Super-blocks packed at once: 4 x 2 KiB of interleaved codes.
@@ -67,15 +71,16 @@ unsafe fn pairs_of(bytes: &[u64; ROWS], j: usize) -> __m256i {
     _mm256_loadu_si256(v.as_ptr() as *const __m256i)
 }
 
-/// Unpacks super-block `i` of the eight rows at `p`.
+/// Unpacks super-block `i` of the eight rows at `p`, Q4_K or (with
+/// `FIVE`) Q5_K, whose headers are alike (`avx2_k::scale_min_header`).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
-    let blocks = p.map(|row| &*(row.add(i * size_of::<BlockQ4K>()) as *const BlockQ4K));
+unsafe fn pack<const FIVE: bool>(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
+    let blocks = p.map(|row| row.add(i * scale_min_bytes(FIVE)));
     // Loops, not `map`: a closure would not inherit the target features,
     // and the intrinsics it calls would not be inlined.
     let mut quants = [[_mm256_setzero_si256(); 8]; ROWS];
     for (q, b) in quants.iter_mut().zip(blocks) {
-        *q = q4k_quants(b);
+        *q = scale_min_quants::<FIVE>(b);
     }
     for (j, codes) in into.codes.chunks_exact_mut(ROWS).enumerate() {
         let mut column = [_mm256_setzero_si256(); ROWS];
@@ -84,22 +89,28 @@ unsafe fn pack(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
         }
         codes.copy_from_slice(&transpose8(column));
     }
-    let bytes = blocks.map(|b| q4k_scale_bytes(&b.scales));
+    let heads = blocks.map(|b| scale_min_header(b));
+    let bytes = heads.map(|(_, _, scales)| q4k_scale_bytes(scales));
     let (scales, mins) = (bytes.map(|b| b.0), bytes.map(|b| b.1));
     for j in 0..8 {
         into.scales[j] = pairs_of(&scales, j);
         into.mins[j] = pairs_of(&mins, j);
     }
-    into.d = f16x8_to_f64(blocks.map(|b| b.d.bits()));
-    into.dmin = f16x8_to_f64(blocks.map(|b| b.dmin.bits()));
+    into.d = f16x8_to_f64(heads.map(|h| h.0));
+    into.dmin = f16x8_to_f64(heads.map(|h| h.1));
 }
 
 /// The codes' products with the activation super-blocks at `a` (one per
 /// token of a tile; the codes are loaded once for all), each group times
-/// its scale: one exact i32 per row and token.
+/// its scale: one exact i32 per row and token. Q5_K's codes reach 31, and
+/// eight `maddubs` of a group would pass i16 (8 x 2 x 31 x 128), so with
+/// `FIVE` each half of a group is widened on its own (4 x 7936 fits).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scaled_sums_plain<const T: usize>(s: &Super, a: &[*const u8; T]) -> [__m256i; T] {
+unsafe fn scaled_sums_plain<const FIVE: bool, const T: usize>(
+    s: &Super,
+    a: &[*const u8; T],
+) -> [__m256i; T] {
     let mut acc = [_mm256_setzero_si256(); T];
     for j in 0..8 {
         let mut s16 = [_mm256_setzero_si256(); T];
@@ -108,6 +119,12 @@ unsafe fn scaled_sums_plain<const T: usize>(s: &Super, a: &[*const u8; T]) -> [_
             for (s16, a) in s16.iter_mut().zip(a) {
                 let y = a.add(Q8K_QS + 32 * j);
                 *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(q, broadcast4(y, g)));
+            }
+            if FIVE && g == 3 {
+                for (acc, s16) in acc.iter_mut().zip(&mut s16) {
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(*s16, s.scales[j]));
+                    *s16 = _mm256_setzero_si256();
+                }
             }
         }
         for (acc, s16) in acc.iter_mut().zip(s16) {
@@ -122,7 +139,10 @@ unsafe fn scaled_sums_plain<const T: usize>(s: &Super, a: &[*const u8; T]) -> [_
 /// `(v, v)` pair is the scale itself).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
-unsafe fn scaled_sums_vnni<const T: usize>(s: &Super, a: &[*const u8; T]) -> [__m256i; T] {
+unsafe fn scaled_sums_vnni<const FIVE: bool, const T: usize>(
+    s: &Super,
+    a: &[*const u8; T],
+) -> [__m256i; T] {
     let mut acc = [_mm256_setzero_si256(); T];
     let low = _mm256_set1_epi32(0xffff);
     for j in 0..8 {
@@ -233,7 +253,23 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<false, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// As [`rows_q4k`] for Q5_K weights (file layout only).
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q5k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<true, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
         /// As [`rows_q4k`], for weights interleaved at load.
@@ -249,13 +285,14 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<false, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// The body of [`rows_q4k`]: super-blocks unpacked from the file
-        /// layout's rows, or from a group interleaved at load.
+        /// The body of [`rows_q4k`] and [`rows_q5k`]: super-blocks
+        /// unpacked from the file layout's rows, or from a Q4_K group
+        /// interleaved at load.
         #[target_feature(enable = $features)]
-        unsafe fn rows_from<const INTERLEAVED: bool>(
+        unsafe fn rows_from<const FIVE: bool, const INTERLEAVED: bool>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
@@ -263,7 +300,7 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            let supers = row_bytes / size_of::<BlockQ4K>();
+            let supers = row_bytes / scale_min_bytes(FIVE);
             let groups = w.len() / row_bytes / ROWS;
             let empty = || Super {
                 codes: [_mm256_setzero_si256(); 64],
@@ -284,17 +321,17 @@ macro_rules! gemm_q4k {
                         if INTERLEAVED {
                             pack_interleaved(base, i, &mut chunk[k]);
                         } else {
-                            pack(&p, i, &mut chunk[k]);
+                            pack::<FIVE>(&p, i, &mut chunk[k]);
                         }
                     }
                     let whole = tokens / TILE * TILE;
                     for t0 in (0..whole).step_by(TILE) {
                         let o = sums.get_unchecked_mut(t0..t0 + TILE);
-                        tile::<TILE>(&chunk, first..end, acts, act_row_bytes, t0, o);
+                        tile::<FIVE, TILE>(&chunk, first..end, acts, act_row_bytes, t0, o);
                     }
                     for t0 in whole..tokens {
                         let o = sums.get_unchecked_mut(t0..t0 + 1);
-                        tile::<1>(&chunk, first..end, acts, act_row_bytes, t0, o);
+                        tile::<FIVE, 1>(&chunk, first..end, acts, act_row_bytes, t0, o);
                     }
                 }
                 for (t, o) in sums.iter().enumerate() {
@@ -315,7 +352,7 @@ macro_rules! gemm_q4k {
         /// order.
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn tile<const T: usize>(
+        unsafe fn tile<const FIVE: bool, const T: usize>(
             chunk: &[Super],
             supers: std::ops::Range<usize>,
             acts: &[u8],
@@ -327,7 +364,7 @@ macro_rules! gemm_q4k {
                 let a: [*const u8; T] = std::array::from_fn(|t| {
                     acts.as_ptr().add((t0 + t) * act_row_bytes + i * Q8K_BYTES)
                 });
-                let scaled = $sums::<T>(&chunk[k], &a);
+                let scaled = $sums::<FIVE, T>(&chunk[k], &a);
                 for t in 0..T {
                     super_block(&chunk[k], a[t], scaled[t], o.get_unchecked_mut(t));
                 }

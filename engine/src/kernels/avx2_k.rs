@@ -92,7 +92,7 @@ const _: () = assert!(
 );
 
 /// Bytes of one Q4_K (or, with `five`, Q5_K) super-block.
-const fn scale_min_bytes(five: bool) -> usize {
+pub(super) const fn scale_min_bytes(five: bool) -> usize {
     if five {
         size_of::<BlockQ5K>()
     } else {

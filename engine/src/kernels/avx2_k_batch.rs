@@ -1,11 +1,11 @@
-//! The K-quants without an interleaved layout (Q2_K, Q3_K, Q5_K, Q6_K)
-//! on AVX2, four weight rows at a time, for one token (decode) and for a
-//! batch (prefill): each super-block of the four rows is unpacked once,
+//! Q2_K, Q3_K and Q6_K on AVX2, four weight rows at a time, for one
+//! token (decode) and for a batch (prefill): each super-block of the four rows is unpacked once,
 //! each token's activation super-block loaded once for all four, their
 //! integer sums reduced together and the float step run on the four rows
 //! as one f64 vector. The row kernels (`avx2_k.rs`, `avx2_k_low.rs`) load
 //! each activation once per row and reduce each row's sums on its own;
-//! they take the rows left over.
+//! they take the rows left over. (Q5_K batches run Q4_K's eight-row
+//! kernel, `avx2_gemm_k.rs`, which is faster where it applies.)
 //!
 //! The float step is the row kernels' expression, per row and token, and
 //! each (row, token) adds its super-blocks in order: the results are the
@@ -20,17 +20,16 @@ use std::mem::size_of;
 
 use super::avx2::reduce4;
 use super::avx2_k::{
-    act_scale, act_super_block, f16x4_to_f64, prefetch_next_rows, q4k_scales, q6k_unpack,
-    scale_min_header, scale_min_quants, Q6kUnpacked, Q8K_BYTES,
+    act_scale, act_super_block, f16x4_to_f64, prefetch_next_rows, q6k_unpack, Q6kUnpacked,
+    Q8K_BYTES,
 };
 use super::avx2_k_low::{q2k_unpack, q3k_unpack, scaled_lanes};
-use super::blocks::{BlockQ2K, BlockQ3K, BlockQ5K, BlockQ6K};
+use super::blocks::{BlockQ2K, BlockQ3K, BlockQ6K};
 
 /// Which K-quant a batch kernel is compiled for (a const parameter).
 pub(super) const Q2K: u8 = 0;
 pub(super) const Q3K: u8 = 1;
-pub(super) const Q5K: u8 = 2;
-pub(super) const Q6K: u8 = 3;
+pub(super) const Q6K: u8 = 2;
 
 /// Rows taken together.
 const ROWS: usize = 4;
@@ -40,7 +39,6 @@ const fn super_bytes(f: u8) -> usize {
     match f {
         Q2K => size_of::<BlockQ2K>(),
         Q3K => size_of::<BlockQ3K>(),
-        Q5K => size_of::<BlockQ5K>(),
         _ => size_of::<BlockQ6K>(),
     }
 }
@@ -49,7 +47,7 @@ const fn super_bytes(f: u8) -> usize {
 /// rather than an offset on its unsigned quants (`acc - offset * Σ
 /// scale·Σy`, 4 for Q3_K, 32 for Q6_K).
 const fn has_minimum(f: u8) -> bool {
-    matches!(f, Q2K | Q5K)
+    f == Q2K
 }
 
 /// log2 of the offset taken off format `f`'s unsigned quants.
@@ -100,18 +98,6 @@ unsafe fn unpack<const F: u8>(b: *const u8) -> Unpacked {
                 per_group,
                 d,
                 dmin: 0,
-            }
-        }
-        Q5K => {
-            let (d, dmin, scales) = scale_min_header(b);
-            let (sc, per_group) = q4k_scales(scales);
-            let q = scale_min_quants::<true>(b);
-            Unpacked {
-                q,
-                sc,
-                per_group,
-                d,
-                dmin,
             }
         }
         _ => {

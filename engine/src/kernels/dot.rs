@@ -304,7 +304,10 @@ unsafe fn dot_rows_avx2(
             )),
             QuantType::Q2K => Some(kb::rows::<{ kb::Q2K }>),
             QuantType::Q3K => Some(kb::rows::<{ kb::Q3K }>),
-            QuantType::Q5K => Some(kb::rows::<{ kb::Q5K }>),
+            QuantType::Q5K => Some(pick_gemm(
+                super::avx2_gemm_k::plain::rows_q5k,
+                super::avx2_gemm_k::vnni::rows_q5k,
+            )),
             QuantType::Q6K => Some(kb::rows::<{ kb::Q6K }>),
             _ => None,
         };
