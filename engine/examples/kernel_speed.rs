@@ -5,7 +5,7 @@
 //! second for a batch of tokens (32 unless BATCH says).
 //!
 //! `cargo run --release -p shardlab-engine --example kernel_speed [TYPE] [SECONDS] [THREADS] [BATCH] [COLS]`
-//! (TYPE: q4_0, q4_1, q5_0, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k; default q4_0; BATCH tokens, default 32;
+//! (TYPE: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k; default q4_0; BATCH tokens, default 32;
 //! COLS a row's length, default 4096, as an 8b's hidden size; 768 is a small model's)
 
 use std::time::{Duration, Instant};
@@ -55,6 +55,7 @@ fn main() {
         "q4_0" => QuantType::Q4_0,
         "q4_1" => QuantType::Q4_1,
         "q5_0" => QuantType::Q5_0,
+        "q5_1" => QuantType::Q5_1,
         "q8_0" => QuantType::Q8_0,
         "q2_k" => QuantType::Q2K,
         "q3_k" => QuantType::Q3K,
@@ -62,7 +63,7 @@ fn main() {
         "q5_k" => QuantType::Q5K,
         "q6_k" => QuantType::Q6K,
         other => {
-            panic!("unknown type {other}: q4_0, q4_1, q5_0, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k")
+            panic!("unknown type {other}: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k")
         }
     };
     let seconds: f64 = args.next().map_or(2.0, |s| s.parse().expect("seconds"));

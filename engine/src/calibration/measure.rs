@@ -16,10 +16,11 @@ use crate::model::gguf::GgmlType;
 
 /// The weight types measured: every type the kernels have a fast path for,
 /// and the float types small models keep some matrices in.
-pub const CALIBRATED_TYPES: [GgmlType; 11] = [
+pub const CALIBRATED_TYPES: [GgmlType; 12] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
     GgmlType::Q2K,
     GgmlType::Q3K,

@@ -23,8 +23,8 @@
 use std::arch::x86_64::*;
 use std::mem::offset_of;
 
-use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q8_0};
-use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
+use super::block32::{has_minimum, layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 #[inline(always)]
 pub(super) unsafe fn rd16(p: *const u8) -> u16 {
@@ -67,7 +67,7 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 }
 
 /// A weight block's 32 values as bytes: signed for Q4_0/Q5_0/Q8_0,
-/// unsigned 0..15 for Q4_1.
+/// unsigned 0..15 for Q4_1 and 0..31 for Q5_1.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack<const F: u8>(b: *const u8) -> __m256i {
@@ -86,13 +86,25 @@ pub(super) unsafe fn unpack_codes<const F: u8>(b: *const u8) -> __m256i {
     match F {
         Q4_0 => unpack_nibbles(b.add(offset_of!(BlockQ4_0, qs))),
         Q4_1 => unpack_nibbles(b.add(offset_of!(BlockQ4_1, qs))),
-        Q5_0 => {
-            let qh = b.add(offset_of!(BlockQ5_0, qh));
-            let high = bits_to_0x10(u32::from_le((qh as *const u32).read_unaligned()));
-            _mm256_or_si256(unpack_nibbles(b.add(offset_of!(BlockQ5_0, qs))), high)
-        }
+        Q5_0 => fifth_bits(
+            b.add(offset_of!(BlockQ5_0, qh)),
+            b.add(offset_of!(BlockQ5_0, qs)),
+        ),
+        Q5_1 => fifth_bits(
+            b.add(offset_of!(BlockQ5_1, qh)),
+            b.add(offset_of!(BlockQ5_1, qs)),
+        ),
         _ => _mm256_loadu_si256(b.add(offset_of!(BlockQ8_0, qs)) as *const __m256i),
     }
+}
+
+/// A 5-bit block's codes: the nibbles at `qs` with 16 added where the
+/// bit at `qh` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(qh: *const u8, qs: *const u8) -> __m256i {
+    let high = bits_to_0x10(u32::from_le((qh as *const u32).read_unaligned()));
+    _mm256_or_si256(unpack_nibbles(qs), high)
 }
 
 /// Four blocks' eight i32 lanes each to one i32 per block.
@@ -123,7 +135,7 @@ pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// Per-token activation block scales (and Q4_1's `d * sum`) as f32, so the
+/// Per-token activation block scales (and Q4_1's or Q5_1's `d * sum`) as f32, so the
 /// inner loop loads four at once instead of converting f16 per row; for
 /// Q4_0 and Q5_0, the weights' offset (8, 16) times each block's `Σy`,
 /// taken off the integer sum of the unsigned codes: `Σ(q - o)·y = Σq·y - o·Σy`.
@@ -151,11 +163,11 @@ pub(super) unsafe fn act_scales<const F: u8>(
     let (_, ab, _) = layout(F);
     let nb = act_row_bytes / ab;
     let mut d = Vec::with_capacity(tokens * nb);
-    let mut s = Vec::with_capacity(if F == Q4_1 { tokens * nb } else { 0 });
+    let mut s = Vec::with_capacity(if has_minimum(F) { tokens * nb } else { 0 });
     let offset = code_offset(F);
     let mut correction = Vec::with_capacity(if offset != 0 { tokens * nb } else { 0 });
     for row in acts.chunks_exact(act_row_bytes).take(tokens) {
-        if F == Q4_1 {
+        if has_minimum(F) {
             for blk in as_blocks::<BlockQ8_1>(row) {
                 d.push(f16_to_f32(blk.d.bits()));
                 s.push(f16_to_f32(blk.s.bits()));
@@ -310,7 +322,7 @@ macro_rules! block32_kernels {
                 _ => {}
             }
             for t in 0..T {
-                out[t] = if F == Q4_1 {
+                out[t] = if has_minimum(F) {
                     hsum_pd(acc[t]) + hsum_pd(mins[t])
                 } else {
                     hsum_pd(acc[t])
@@ -349,7 +361,7 @@ macro_rules! block32_kernels {
                     q[k] = unpack_codes::<F>(p);
                 }
                 wd[k] = rd16(p.add(scale_offsets(F).0));
-                if F == Q4_1 {
+                if has_minimum(F) {
                     wm[k] = rd16(p.add(scale_offsets(F).1));
                 }
             }
@@ -398,7 +410,7 @@ macro_rules! block32_kernels {
                 // Missing blocks (N < 4) have zero weight scales and zero sums.
                 let d = _mm256_cvtps_pd(_mm_mul_ps(wd, ad));
                 acc[t] = _mm256_fmadd_pd(d, _mm256_cvtepi32_pd(sums), acc[t]);
-                if F == Q4_1 {
+                if has_minimum(F) {
                     let am = if N == 4 {
                         _mm_loadu_ps(sc.s.as_ptr().add(at))
                     } else {

@@ -1,4 +1,4 @@
-//! Prefill (a batch of tokens) for Q4_0, Q4_1, Q5_0 and Q8_0 on AVX2: eight
+//! Prefill (a batch of tokens) for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 on AVX2: eight
 //! weight rows at a time are unpacked once into a small buffer with their
 //! codes interleaved, four of each row side by side. Then one broadcast of
 //! four activation bytes multiplies all eight rows, and the products land
@@ -26,7 +26,7 @@
 //! is the same exact integer (the codes' products, less the offset times
 //! the activation block's sum), its scale the same f32 product, added with
 //! the same f64 FMA into lane `b % 4` of the row, and the lanes summed as
-//! `(l0 + l2) + (l1 + l3)`; Q4_1's minimum terms have lanes of their own,
+//! `(l0 + l2) + (l1 + l3)`; Q4_1's and Q5_1's minimum terms have lanes of their own,
 //! added last.
 //!
 //! Every function here requires AVX2, FMA and F16C; callers check at run time.
@@ -37,11 +37,18 @@ use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, sum_i8, unpack_codes, ActScales};
 use super::avx2_interleaved::{codes_at, group_block, unpack_chunk};
-use super::block32::{layout, scale_offsets, Q4_1, Q5_0, Q8_0};
+use super::block32::{has_minimum, layout, scale_offsets, Q4_1, Q5_0, Q5_1, Q8_0};
 use super::interleave::Q4_1_MINS_AT;
 
 /// Rows interleaved together: one i32 lane each.
 pub(super) const ROWS: usize = 8;
+
+/// Whether format `f`'s codes have a fifth bit (up to 31): four `maddubs`
+/// of them fill an i16 lane (4 x 2 x 31 x 128 = 31744), where 4-bit codes
+/// take eight.
+const fn five_bit(f: u8) -> bool {
+    matches!(f, Q5_0 | Q5_1)
+}
 
 /// Below this many tokens the row kernel is used: building the buffer
 /// costs about as much as one token's products.
@@ -106,7 +113,7 @@ unsafe fn f16_of_rows(p: &[*const u8; ROWS], at: usize) -> __m256 {
     ))
 }
 
-/// The eight rows' scales (and Q4_1's minimums) for all `nb` blocks.
+/// The eight rows' scales (and Q4_1's or Q5_1's minimums) for all `nb` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pack_scales<const F: u8>(p: &[*const u8; ROWS], nb: usize, into: &mut Packed) {
     let wb = layout(F).0;
@@ -114,7 +121,7 @@ unsafe fn pack_scales<const F: u8>(p: &[*const u8; ROWS], nb: usize, into: &mut 
     into.m.clear();
     for b in 0..nb {
         into.d.push(f16_of_rows(p, b * wb + scale_offsets(F).0));
-        if F == Q4_1 {
+        if has_minimum(F) {
             into.m.push(f16_of_rows(p, b * wb + scale_offsets(F).1));
         }
     }
@@ -287,7 +294,7 @@ macro_rules! gemm_kernels {
             let mut packed = Packed {
                 codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
                 d: Vec::with_capacity(nb),
-                m: Vec::with_capacity(if F == Q4_1 { nb } else { 0 }),
+                m: Vec::with_capacity(if has_minimum(F) { nb } else { 0 }),
             };
             let mut lanes: Vec<Lanes> = vec![[[_mm256_setzero_pd(); 2]; 4]; tokens];
             for g in 0..groups {
@@ -385,7 +392,7 @@ macro_rules! gemm_kernels {
             }
         }
 
-        /// A token's eight row sums from its lanes, with Q4_1's minimum
+        /// A token's eight row sums from its lanes, with the minimum
         /// terms (`m · s` per block, in lanes of their own) added last.
         #[inline]
         #[target_feature(enable = $features)]
@@ -401,7 +408,7 @@ macro_rules! gemm_kernels {
             };
             let sum = |l: &Lanes| add(add(l[0], l[2]), add(l[1], l[3]));
             let mut total = sum(acc);
-            if F == Q4_1 {
+            if has_minimum(F) {
                 let mut mins = [[_mm256_setzero_pd(); 2]; 4];
                 for b in 0..nb {
                     let m = _mm256_mul_ps(
@@ -468,7 +475,7 @@ unsafe fn tile_sums_plain<const F: u8, const T: usize>(
     }
     std::array::from_fn(|t| {
         let [s0, s1] = s[t];
-        let sum = if F == Q5_0 {
+        let sum = if five_bit(F) {
             _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
         } else {
             _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones)

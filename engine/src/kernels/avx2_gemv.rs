@@ -2,8 +2,8 @@
 //! rows at a time, so each activation block is loaded once for four rows
 //! and the four rows' integer sums are reduced together.
 //!
-//! For Q4_0, Q4_1, Q5_0 and Q8_0. Q4_1's scale and minimum sit side by
-//! side, so one 32-bit read per row fetches both.
+//! For Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0. Q4_1's and Q5_1's scale and
+//! minimum sit side by side, so one 32-bit read per row fetches both.
 //! Q4_0 and Q5_0 weights are multiplied as their unsigned codes (0..15,
 //! 0..31), and the offset (8, 16) times the activation block's sum is
 //! taken off the integer sum afterwards: `Σ(q - o)·y = Σq·y - o·Σy`. That
@@ -24,7 +24,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, reduce4, unpack_codes, ActScales};
-use super::block32::{layout, scale_offsets, Q4_1, Q8_0};
+use super::block32::{has_minimum, layout, scale_offsets, Q4_1, Q5_1, Q8_0};
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
@@ -38,12 +38,13 @@ unsafe fn f16_of_rows(p: [*const u8; ROWS], at: usize) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
 }
 
-/// Q4_1: the four rows' scale and minimum, two f16 side by side, read as
+/// Q4_1 and Q5_1: the four rows' scale and minimum, two f16 side by side, read as
 /// one u32 per row and converted together, as four f32 each.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scale_min_of_rows(p: [*const u8; ROWS], at: usize) -> (__m128, __m128) {
     const _: () = assert!(scale_offsets(Q4_1).1 == scale_offsets(Q4_1).0 + 2);
+    const _: () = assert!(scale_offsets(Q5_1).1 == scale_offsets(Q5_1).0 + 2);
     let word = |i: usize| (p[i].add(at) as *const i32).read_unaligned();
     let halves = _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
     // d0 m0 d1 m1 d2 m2 d3 m3 -> d0 d1 d2 d3 | m0 m1 m2 m3
@@ -114,7 +115,7 @@ macro_rules! gemv_kernels {
             let sum = |v: &[__m256d; 4]| {
                 _mm256_add_pd(_mm256_add_pd(v[0], v[2]), _mm256_add_pd(v[1], v[3]))
             };
-            if F == Q4_1 {
+            if has_minimum(F) {
                 _mm256_add_pd(sum(&acc), sum(&mins))
             } else {
                 sum(&acc)
@@ -145,7 +146,7 @@ macro_rules! gemv_kernels {
                     sums
                 }
             };
-            let wd = if F == Q4_1 {
+            let wd = if has_minimum(F) {
                 let (wd, wm) = scale_min_of_rows(p, b * wb + scale_offsets(F).0);
                 let m = _mm_mul_ps(wm, _mm_set1_ps(*a.s.get_unchecked(b)));
                 *mins = _mm256_add_pd(*mins, _mm256_cvtps_pd(m));

@@ -248,13 +248,14 @@ unsafe fn dot_rows_avx2(
     use super::avx2::{plain, vnni as v};
     use super::avx2_k;
     use super::avx2_k_batch as kb;
-    use super::block32::{Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::block32::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
     let pick = |p: Rows, q: Rows| if vnni { q } else { p };
     let kernel: Option<Rows> = match dtype {
         QuantType::Q4_0 => Some(pick(plain::rows::<Q4_0>, v::rows::<Q4_0>)),
         QuantType::Q4_1 => Some(pick(plain::rows::<Q4_1>, v::rows::<Q4_1>)),
         QuantType::Q5_0 => Some(pick(plain::rows::<Q5_0>, v::rows::<Q5_0>)),
+        QuantType::Q5_1 => Some(pick(plain::rows::<Q5_1>, v::rows::<Q5_1>)),
         QuantType::Q8_0 => Some(pick(plain::rows::<Q8_0>, v::rows::<Q8_0>)),
         QuantType::Q2K => Some(super::avx2_k_low::rows_q2k),
         QuantType::Q3K => Some(super::avx2_k_low::rows_q3k),
@@ -275,6 +276,7 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_0 => Some(pick(gp::rows::<Q4_0>, gv::rows::<Q4_0>)),
             QuantType::Q4_1 => Some(pick(gp::rows::<Q4_1>, gv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
+            QuantType::Q5_1 => Some(pick(gp::rows::<Q5_1>, gv::rows::<Q5_1>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
             QuantType::Q2K => Some(kb::rows_one_token::<{ kb::Q2K }>),
             QuantType::Q3K => Some(kb::rows_one_token::<{ kb::Q3K }>),
@@ -297,6 +299,7 @@ unsafe fn dot_rows_avx2(
             QuantType::Q4_0 => Some(pick_gemm(mp::rows::<Q4_0>, mv::rows::<Q4_0>)),
             QuantType::Q4_1 => Some(pick_gemm(mp::rows::<Q4_1>, mv::rows::<Q4_1>)),
             QuantType::Q5_0 => Some(pick_gemm(mp::rows::<Q5_0>, mv::rows::<Q5_0>)),
+            QuantType::Q5_1 => Some(pick_gemm(mp::rows::<Q5_1>, mv::rows::<Q5_1>)),
             QuantType::Q8_0 => Some(pick_gemm(mp::rows::<Q8_0>, mv::rows::<Q8_0>)),
             QuantType::Q4K => Some(pick_gemm(
                 super::avx2_gemm_k::plain::rows_q4k,
@@ -344,7 +347,7 @@ unsafe fn dot_rows_neon(
     tokens: usize,
     out: &mut [f64],
 ) {
-    use super::block32::{Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::block32::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
     use super::neon::{dot as d, plain as p};
     use super::neon_k::{dot as dk, plain as pk};
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
@@ -353,6 +356,7 @@ unsafe fn dot_rows_neon(
         QuantType::Q4_0 => Some(pick(p::rows::<Q4_0>, d::rows::<Q4_0>)),
         QuantType::Q4_1 => Some(pick(p::rows::<Q4_1>, d::rows::<Q4_1>)),
         QuantType::Q5_0 => Some(pick(p::rows::<Q5_0>, d::rows::<Q5_0>)),
+        QuantType::Q5_1 => Some(pick(p::rows::<Q5_1>, d::rows::<Q5_1>)),
         QuantType::Q8_0 => Some(pick(p::rows::<Q8_0>, d::rows::<Q8_0>)),
         QuantType::Q2K => Some(pick(pk::rows_q2k, dk::rows_q2k)),
         QuantType::Q3K => Some(pick(pk::rows_q3k, dk::rows_q3k)),

@@ -1,5 +1,5 @@
 //! Hand-written NEON kernels for the 32-value block formats (Q4_0, Q4_1,
-//! Q5_0, Q8_0 weights): the aarch64 counterpart of `avx2.rs`, with the same
+//! Q5_0, Q5_1, Q8_0 weights): the aarch64 counterpart of `avx2.rs`, with the same
 //! tiles (each weight block unpacked once and dotted with up to four token
 //! rows) and the same float arithmetic, so both give the same bits.
 //!
@@ -13,7 +13,7 @@
 //! product of the two f16 scales (exact), each group of four blocks adds
 //! `scale × sum` (exact in f64) into four f64 lanes with FMA, lane k taking
 //! block k of the group, and the lanes are summed at the end as
-//! `(l0 + l2) + (l1 + l3)`; Q4_1's minimum terms go to four lanes of their
+//! `(l0 + l2) + (l1 + l3)`; Q4_1's and Q5_1's minimum terms go to four lanes of their
 //! own, added last.
 //!
 //! Every function here requires NEON (always present on aarch64); the
@@ -25,8 +25,10 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::mem::offset_of;
 
-use super::block32::{layout, scale_offsets, Q4_0, Q4_1, Q5_0};
-use super::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, F16Le};
+use super::block32::{has_minimum, layout, scale_offsets, Q4_0, Q4_1, Q5_0, Q5_1};
+use super::blocks::{
+    as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, F16Le,
+};
 
 /// `acc` plus the sum of each four adjacent products `q[i] × y[i]` per
 /// lane. Written as assembly: Rust's `vdotq_s32` is not stable yet.
@@ -89,7 +91,7 @@ unsafe fn bits_to_0x10(bits: u32) -> [uint8x16_t; 2] {
 }
 
 /// A weight block's 32 values as two vectors of i8 (elements 0..16 and
-/// 16..32): signed for Q4_0/Q5_0/Q8_0, 0..15 for Q4_1.
+/// 16..32): signed for Q4_0/Q5_0/Q8_0, 0..15 for Q4_1, 0..31 for Q5_1.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn unpack<const F: u8>(b: *const u8) -> [int8x16_t; 2] {
@@ -102,17 +104,35 @@ unsafe fn unpack<const F: u8>(b: *const u8) -> [int8x16_t; 2] {
     match F {
         Q4_0 => signed(unpack_nibbles(b.add(offset_of!(BlockQ4_0, qs))), 8),
         Q4_1 => signed(unpack_nibbles(b.add(offset_of!(BlockQ4_1, qs))), 0),
-        Q5_0 => {
-            let qh = b.add(offset_of!(BlockQ5_0, qh)) as *const u32;
-            let high = bits_to_0x10(u32::from_le(qh.read_unaligned()));
-            let low = unpack_nibbles(b.add(offset_of!(BlockQ5_0, qs)));
-            signed([vorrq_u8(low[0], high[0]), vorrq_u8(low[1], high[1])], 16)
-        }
+        Q5_0 => signed(
+            fifth_bits(
+                b.add(offset_of!(BlockQ5_0, qh)),
+                b.add(offset_of!(BlockQ5_0, qs)),
+            ),
+            16,
+        ),
+        Q5_1 => signed(
+            fifth_bits(
+                b.add(offset_of!(BlockQ5_1, qh)),
+                b.add(offset_of!(BlockQ5_1, qs)),
+            ),
+            0,
+        ),
         _ => {
             let qs = b.add(offset_of!(BlockQ8_0, qs)) as *const i8;
             [vld1q_s8(qs), vld1q_s8(qs.add(16))]
         }
     }
+}
+
+/// A 5-bit block's codes (elements 0..16 and 16..32): the nibbles at `qs`
+/// with 16 added where the bit at `qh` is set.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn fifth_bits(qh: *const u8, qs: *const u8) -> [uint8x16_t; 2] {
+    let high = bits_to_0x10(u32::from_le((qh as *const u32).read_unaligned()));
+    let low = unpack_nibbles(qs);
+    [vorrq_u8(low[0], high[0]), vorrq_u8(low[1], high[1])]
 }
 
 /// Four blocks' four i32 lanes each to one i32 per block, block k in lane k.
@@ -137,7 +157,7 @@ unsafe fn widen4(v: float32x4_t) -> [float64x2_t; 2] {
     [vcvt_f64_f32(vget_low_f32(v)), vcvt_high_f64_f32(v)]
 }
 
-/// Per-token activation block scales (and Q4_1's `d * sum`) as f32, so the
+/// Per-token activation block scales (and Q4_1's or Q5_1's `d * sum`) as f32, so the
 /// inner loop loads four at once.
 struct ActScales {
     d: Vec<f32>,
@@ -148,9 +168,9 @@ fn act_scales<const F: u8>(acts: &[u8], act_row_bytes: usize, tokens: usize) -> 
     let (_, ab, _) = layout(F);
     let nb = act_row_bytes / ab;
     let mut d = Vec::with_capacity(tokens * nb);
-    let mut s = Vec::with_capacity(if F == Q4_1 { tokens * nb } else { 0 });
+    let mut s = Vec::with_capacity(if has_minimum(F) { tokens * nb } else { 0 });
     for row in acts.chunks_exact(act_row_bytes).take(tokens) {
-        if F == Q4_1 {
+        if has_minimum(F) {
             for blk in as_blocks::<BlockQ8_1>(row) {
                 d.push(blk.d.to_f32());
                 s.push(blk.s.to_f32());
@@ -251,7 +271,7 @@ macro_rules! block32_kernels {
                 _ => {}
             }
             for t in 0..T {
-                out[t] = if F == Q4_1 {
+                out[t] = if has_minimum(F) {
                     hsum4(acc[t]) + hsum4(mins[t])
                 } else {
                     hsum4(acc[t])
@@ -282,7 +302,7 @@ macro_rules! block32_kernels {
                 let p = row.add((b + k) * wb);
                 q[k] = unpack::<F>(p);
                 wd[k] = f16_at(p.add(scale_offsets(F).0));
-                if F == Q4_1 {
+                if has_minimum(F) {
                     wm[k] = f16_at(p.add(scale_offsets(F).1));
                 }
             }
@@ -306,7 +326,7 @@ macro_rules! block32_kernels {
                 let d = widen4(vmulq_f32(wd, load4(&sc.d, at, N)));
                 acc[t][0] = vfmaq_f64(acc[t][0], d[0], sums[0]);
                 acc[t][1] = vfmaq_f64(acc[t][1], d[1], sums[1]);
-                if F == Q4_1 {
+                if has_minimum(F) {
                     let m = widen4(vmulq_f32(wm, load4(&sc.s, at, N)));
                     mins[t][0] = vaddq_f64(mins[t][0], m[0]);
                     mins[t][1] = vaddq_f64(mins[t][1], m[1]);

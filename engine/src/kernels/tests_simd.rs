@@ -168,7 +168,7 @@ fn block_bound(dtype: QuantType, blk: &[u8]) -> f64 {
 fn has_block32_kernel(dtype: QuantType) -> bool {
     matches!(
         dtype,
-        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q8_0
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0
     )
 }
 
@@ -176,7 +176,7 @@ fn has_block32_kernel(dtype: QuantType) -> bool {
 /// the portable bodies' (exact in f64). The portable path and the K-quant
 /// kernels add them in row order; the 32-value kernels (`avx2.rs`,
 /// `neon.rs`) into four lanes, lane k taking block k of each group of four,
-/// summed as `(l0 + l2) + (l1 + l3)`, with Q4_1's minimum terms in lanes of
+/// summed as `(l0 + l2) + (l1 + l3)`, with Q4_1's and Q5_1's minimum terms in lanes of
 /// their own, added last.
 fn expected(isa: Isa, dtype: QuantType, wrow: &[u8], arow: &[u8]) -> f64 {
     if isa == Isa::Portable || !has_block32_kernel(dtype) {
@@ -184,14 +184,15 @@ fn expected(isa: Isa, dtype: QuantType, wrow: &[u8], arow: &[u8]) -> f64 {
     }
     let (wbb, abb) = (dtype.block_bytes(), activation_type(dtype).block_bytes());
     let (mut acc, mut mins) = ([0.0f64; 4], [0.0f64; 4]);
+    let has_minimum = matches!(dtype, QuantType::Q4_1 | QuantType::Q5_1);
     for (b, (wb, ab)) in wrow
         .chunks_exact(wbb)
         .zip(arow.chunks_exact(abb))
         .enumerate()
     {
-        if dtype == QuantType::Q4_1 {
+        if has_minimum {
             // The integer part alone: the portable body with the minimum zeroed.
-            let m = offset_of!(BlockQ4_1, m);
+            let m = f16_offsets(dtype)[1];
             let mut no_min = wb.to_vec();
             no_min[m..m + 2].fill(0);
             acc[b % 4] += dot_row(dtype, &no_min, ab);
@@ -202,7 +203,7 @@ fn expected(isa: Isa, dtype: QuantType, wrow: &[u8], arow: &[u8]) -> f64 {
         }
     }
     let hsum = |l: [f64; 4]| (l[0] + l[2]) + (l[1] + l[3]);
-    if dtype == QuantType::Q4_1 {
+    if has_minimum {
         hsum(acc) + hsum(mins)
     } else {
         hsum(acc)
@@ -420,6 +421,7 @@ fn kernels_take_minus_128_activations() {
             QuantType::Q4_0,
             QuantType::Q4_1,
             QuantType::Q5_0,
+            QuantType::Q5_1,
             QuantType::Q8_0,
             QuantType::Q2K,
             QuantType::Q3K,
@@ -430,6 +432,7 @@ fn kernels_take_minus_128_activations() {
     } else {
         &[
             QuantType::Q4_1,
+            QuantType::Q5_1,
             QuantType::Q2K,
             QuantType::Q3K,
             QuantType::Q4K,
