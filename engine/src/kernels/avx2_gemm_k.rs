@@ -1,8 +1,8 @@
-//! Prefill (a batch of tokens) for Q4_K and Q5_K on AVX2, the way `avx2_gemm.rs`
-//! does it for the 32-value formats: eight weight rows at a time are
-//! unpacked once into a small buffer with their codes interleaved (four
-//! of each row side by side), so one broadcast of four activation bytes
-//! multiplies all eight rows and the sums land in lanes that are rows.
+//! Prefill (a batch of tokens) for Q4_K, Q5_K and Q6_K on AVX2, the way
+//! `avx2_gemm.rs` does it for the 32-value formats: eight weight rows at a
+//! time are unpacked once into a small buffer with their codes interleaved
+//! (four of each row side by side), so one broadcast of four activation
+//! bytes multiplies all eight rows and the sums land in lanes that are rows.
 //!
 //! Per 32-value group, `maddubs` products of the 4-bit codes (at most
 //! 16 x 15 x 128 = 30720 per i16 lane over the group, no saturation) are
@@ -10,12 +10,13 @@
 //! into i32 (with VNNI, `vpdpbusd` sums the group into i32 and one
 //! `mullo` scales it); the minimums' term is the rows' minimums times the
 //! activation's group sums, also by `madd`. Both integers are exact, and
-//! the float step is the row kernel's (`avx2_k::rows_q4k`) expression,
-//! which Q5_K shares,
-//! `o += a_d * (d * acc - dmin * msum)` in f64, in the same order: the
-//! results are the same bits. Q5_K's codes reach 31, so its i16 sums are
-//! widened every four `maddubs` (4 x 2 x 31 x 128 = 31744) instead of
-//! every eight.
+//! the float step is the row kernel's (`avx2_k::rows_q4k`, which Q5_K
+//! shares) expression, `o += a_d * (d * acc - dmin * msum)` in f64, in the
+//! same order: the results are the same bits. Q5_K's codes reach 31, so
+//! its i16 sums are widened every four `maddubs` (4 x 2 x 31 x 128 =
+//! 31744) instead of every eight. Q6_K's codes (up to 63) and its scale
+//! per sixteen values have parts of their own (`avx2_gemm_q6k.rs`) around
+//! the same loops.
 //!
 //! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
 //! every token while it stays in L1, each code vector loaded once for a
@@ -27,35 +28,54 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
+use std::mem::size_of;
 
 use super::avx2_gemm::{broadcast4, transpose8, ROWS};
+use super::avx2_gemm_q6k as q6k;
 use super::avx2_interleaved::{f16_rows_as_f64, pairs_of_rows, q4k_scales_of_rows, unpack_chunk};
 use super::avx2_k::{
     act_scale, q4k_scale_bytes, scale_min_bytes, scale_min_header, scale_min_quants, Q8K_BSUMS,
     Q8K_BYTES, Q8K_QS,
 };
+use super::blocks::BlockQ6K;
 use super::interleave::{GROUP_SUPER, K_CODES_AT, K_DMIN_AT};
 
 /// Super-blocks packed at once: 4 x 2 KiB of interleaved codes.
 const CHUNK_SUPERS: usize = 4;
 
+/// Which format a kernel is compiled for (a const parameter).
+pub(super) const Q4K: u8 = 0;
+pub(super) const Q5K: u8 = 1;
+pub(super) const Q6K: u8 = 2;
+
+/// Bytes of one super-block of format `f`.
+const fn super_bytes(f: u8) -> usize {
+    match f {
+        Q6K => size_of::<BlockQ6K>(),
+        _ => scale_min_bytes(f == Q5K),
+    }
+}
+
 /// One super-block of eight rows: `codes[j * 8 + g]` holds codes
 /// `4g..4g + 4` of group `j` of rows 0..8 (row r in lane r); `scales[j]`
 /// and `mins[j]` group j's scale and minimum of row r as the i16 pair
 /// `(v, v)` in lane r; `d` and `dmin` the rows' f16 scales as f64, rows
-/// 0..4 and 4..8.
-struct Super {
-    codes: [__m256i; 64],
-    scales: [__m256i; 8],
-    mins: [__m256i; 8],
-    d: [__m256d; 2],
-    dmin: [__m256d; 2],
+/// 0..4 and 4..8. Q6_K has a scale per sixteen values (`avx2_gemm_q6k.rs`):
+/// `scales[j]` is then the first half's, `high_scales[j]` the second's,
+/// and `mins[j]` the pair of both, for the offset's term.
+pub(super) struct Super {
+    pub(super) codes: [__m256i; 64],
+    pub(super) scales: [__m256i; 8],
+    pub(super) high_scales: [__m256i; 8],
+    pub(super) mins: [__m256i; 8],
+    pub(super) d: [__m256d; 2],
+    pub(super) dmin: [__m256d; 2],
 }
 
 /// The eight rows' f16 values (row r in bits 16r..) as two f64 vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16x8_to_f64(h: [u16; ROWS]) -> [__m256d; 2] {
+pub(super) unsafe fn f16x8_to_f64(h: [u16; ROWS]) -> [__m256d; 2] {
     let v = _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i));
     [
         _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
@@ -71,24 +91,25 @@ unsafe fn pairs_of(bytes: &[u64; ROWS], j: usize) -> __m256i {
     _mm256_loadu_si256(v.as_ptr() as *const __m256i)
 }
 
-/// Unpacks super-block `i` of the eight rows at `p`, Q4_K or (with
-/// `FIVE`) Q5_K, whose headers are alike (`avx2_k::scale_min_header`).
+/// Unpacks super-block `i` of the eight rows at `p`: Q4_K or Q5_K, whose
+/// headers are alike (`avx2_k::scale_min_header`), or Q6_K.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack<const FIVE: bool>(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
-    let blocks = p.map(|row| row.add(i * scale_min_bytes(FIVE)));
+unsafe fn pack<const F: u8>(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
+    let blocks = p.map(|row| row.add(i * super_bytes(F)));
+    if F == Q6K {
+        return q6k::pack(blocks, into);
+    }
     // Loops, not `map`: a closure would not inherit the target features,
     // and the intrinsics it calls would not be inlined.
     let mut quants = [[_mm256_setzero_si256(); 8]; ROWS];
     for (q, b) in quants.iter_mut().zip(blocks) {
-        *q = scale_min_quants::<FIVE>(b);
+        *q = if F == Q5K {
+            scale_min_quants::<true>(b)
+        } else {
+            scale_min_quants::<false>(b)
+        };
     }
-    for (j, codes) in into.codes.chunks_exact_mut(ROWS).enumerate() {
-        let mut column = [_mm256_setzero_si256(); ROWS];
-        for (c, q) in column.iter_mut().zip(&quants) {
-            *c = q[j];
-        }
-        codes.copy_from_slice(&transpose8(column));
-    }
+    interleave_codes(&quants, into);
     let heads = blocks.map(|b| scale_min_header(b));
     let bytes = heads.map(|(_, _, scales)| q4k_scale_bytes(scales));
     let (scales, mins) = (bytes.map(|b| b.0), bytes.map(|b| b.1));
@@ -100,17 +121,34 @@ unsafe fn pack<const FIVE: bool>(p: &[*const u8; ROWS], i: usize, into: &mut Sup
     into.dmin = f16x8_to_f64(heads.map(|h| h.1));
 }
 
+/// The eight rows' unpacked codes (`quants[r][j]`: group j of row r) into
+/// `into.codes`, four codes of every row per vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn interleave_codes(quants: &[[__m256i; 8]; ROWS], into: &mut Super) {
+    for (j, codes) in into.codes.chunks_exact_mut(ROWS).enumerate() {
+        let mut column = [_mm256_setzero_si256(); ROWS];
+        for (c, q) in column.iter_mut().zip(quants) {
+            *c = q[j];
+        }
+        codes.copy_from_slice(&transpose8(column));
+    }
+}
+
 /// The codes' products with the activation super-blocks at `a` (one per
 /// token of a tile; the codes are loaded once for all), each group times
 /// its scale: one exact i32 per row and token. Q5_K's codes reach 31, and
-/// eight `maddubs` of a group would pass i16 (8 x 2 x 31 x 128), so with
-/// `FIVE` each half of a group is widened on its own (4 x 7936 fits).
+/// eight `maddubs` of a group would pass i16 (8 x 2 x 31 x 128), so for
+/// Q5_K each half of a group is widened on its own (4 x 7936 fits).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scaled_sums_plain<const FIVE: bool, const T: usize>(
+unsafe fn scaled_sums_plain<const F: u8, const T: usize>(
     s: &Super,
     a: &[*const u8; T],
 ) -> [__m256i; T] {
+    if F == Q6K {
+        return q6k::scaled_sums(s, a);
+    }
     let mut acc = [_mm256_setzero_si256(); T];
     for j in 0..8 {
         let mut s16 = [_mm256_setzero_si256(); T];
@@ -120,7 +158,7 @@ unsafe fn scaled_sums_plain<const FIVE: bool, const T: usize>(
                 let y = a.add(Q8K_QS + 32 * j);
                 *s16 = _mm256_add_epi16(*s16, _mm256_maddubs_epi16(q, broadcast4(y, g)));
             }
-            if FIVE && g == 3 {
+            if F == Q5K && g == 3 {
                 for (acc, s16) in acc.iter_mut().zip(&mut s16) {
                     *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(*s16, s.scales[j]));
                     *s16 = _mm256_setzero_si256();
@@ -136,13 +174,16 @@ unsafe fn scaled_sums_plain<const FIVE: bool, const T: usize>(
 
 /// As [`scaled_sums_plain`] with VNNI: `vpdpbusd` sums each group into
 /// i32 directly, and the group's scales multiply that (the low i16 of the
-/// `(v, v)` pair is the scale itself).
+/// `(v, v)` pair is the scale itself). Q6_K takes the AVX2 sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
-unsafe fn scaled_sums_vnni<const FIVE: bool, const T: usize>(
+unsafe fn scaled_sums_vnni<const F: u8, const T: usize>(
     s: &Super,
     a: &[*const u8; T],
 ) -> [__m256i; T] {
+    if F == Q6K {
+        return q6k::scaled_sums(s, a);
+    }
     let mut acc = [_mm256_setzero_si256(); T];
     let low = _mm256_set1_epi32(0xffff);
     for j in 0..8 {
@@ -168,8 +209,12 @@ unsafe fn scaled_sums_vnni<const FIVE: bool, const T: usize>(
 /// sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn super_block(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2]) {
-    add_super_block(s.d, s.dmin, &s.mins, a, acc, o);
+unsafe fn super_block<const F: u8>(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2]) {
+    if F == Q6K {
+        q6k::add_super_block(s, a, acc, o);
+    } else {
+        add_super_block(s.d, s.dmin, &s.mins, a, acc, o);
+    }
 }
 
 /// A super-block's step for eight rows: the minimums' term (`mins[j]`,
@@ -253,7 +298,7 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<false, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<Q4K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
         /// As [`rows_q4k`] for Q5_K weights (file layout only).
@@ -269,7 +314,23 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<true, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<Q5K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// As [`rows_q4k`] for Q6_K weights (file layout only).
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q6k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<Q6K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
         /// As [`rows_q4k`], for weights interleaved at load.
@@ -285,14 +346,14 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<false, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<Q4K, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// The body of [`rows_q4k`] and [`rows_q5k`]: super-blocks
-        /// unpacked from the file layout's rows, or from a Q4_K group
-        /// interleaved at load.
+        /// The body of [`rows_q4k`], [`rows_q5k`] and [`rows_q6k`]:
+        /// super-blocks unpacked from the file layout's rows, or from a
+        /// Q4_K group interleaved at load.
         #[target_feature(enable = $features)]
-        unsafe fn rows_from<const FIVE: bool, const INTERLEAVED: bool>(
+        unsafe fn rows_from<const F: u8, const INTERLEAVED: bool>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
@@ -300,11 +361,12 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            let supers = row_bytes / scale_min_bytes(FIVE);
+            let supers = row_bytes / super_bytes(F);
             let groups = w.len() / row_bytes / ROWS;
             let empty = || Super {
                 codes: [_mm256_setzero_si256(); 64],
                 scales: [_mm256_setzero_si256(); 8],
+                high_scales: [_mm256_setzero_si256(); 8],
                 mins: [_mm256_setzero_si256(); 8],
                 d: [_mm256_setzero_pd(); 2],
                 dmin: [_mm256_setzero_pd(); 2],
@@ -321,17 +383,17 @@ macro_rules! gemm_q4k {
                         if INTERLEAVED {
                             pack_interleaved(base, i, &mut chunk[k]);
                         } else {
-                            pack::<FIVE>(&p, i, &mut chunk[k]);
+                            pack::<F>(&p, i, &mut chunk[k]);
                         }
                     }
                     let whole = tokens / TILE * TILE;
                     for t0 in (0..whole).step_by(TILE) {
                         let o = sums.get_unchecked_mut(t0..t0 + TILE);
-                        tile::<FIVE, TILE>(&chunk, first..end, acts, act_row_bytes, t0, o);
+                        tile::<F, TILE>(&chunk, first..end, acts, act_row_bytes, t0, o);
                     }
                     for t0 in whole..tokens {
                         let o = sums.get_unchecked_mut(t0..t0 + 1);
-                        tile::<FIVE, 1>(&chunk, first..end, acts, act_row_bytes, t0, o);
+                        tile::<F, 1>(&chunk, first..end, acts, act_row_bytes, t0, o);
                     }
                 }
                 for (t, o) in sums.iter().enumerate() {
@@ -352,7 +414,7 @@ macro_rules! gemm_q4k {
         /// order.
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn tile<const FIVE: bool, const T: usize>(
+        unsafe fn tile<const F: u8, const T: usize>(
             chunk: &[Super],
             supers: std::ops::Range<usize>,
             acts: &[u8],
@@ -364,9 +426,9 @@ macro_rules! gemm_q4k {
                 let a: [*const u8; T] = std::array::from_fn(|t| {
                     acts.as_ptr().add((t0 + t) * act_row_bytes + i * Q8K_BYTES)
                 });
-                let scaled = $sums::<FIVE, T>(&chunk[k], &a);
+                let scaled = $sums::<F, T>(&chunk[k], &a);
                 for t in 0..T {
-                    super_block(&chunk[k], a[t], scaled[t], o.get_unchecked_mut(t));
+                    super_block::<F>(&chunk[k], a[t], scaled[t], o.get_unchecked_mut(t));
                 }
             }
         }

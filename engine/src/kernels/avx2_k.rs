@@ -284,10 +284,20 @@ pub(super) struct Q6kUnpacked {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
-    let low = _mm256_set1_epi8(0x0f);
-    let high = _mm256_set1_epi8(0x30);
     let s8 = _mm_loadu_si128(wb.scales.as_ptr() as *const __m128i);
     let sc16 = _mm256_cvtepi8_epi16(s8);
+    let q = q6k_quants(wb);
+    let sc = group_pair_scales(sc16);
+    Q6kUnpacked { q, sc, sc16 }
+}
+
+/// A Q6_K super-block's 256 quants as unsigned bytes (0..63), eight
+/// vectors of 32 in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6k_quants(wb: &BlockQ6K) -> [__m256i; 8] {
+    let low = _mm256_set1_epi8(0x0f);
+    let high = _mm256_set1_epi8(0x30);
     let mut q = [_mm256_setzero_si256(); 8];
     for h in 0..2 {
         let l0 = _mm256_loadu_si256(wb.ql.as_ptr().add(64 * h) as *const __m256i);
@@ -300,8 +310,7 @@ pub(super) unsafe fn q6k_unpack(wb: &BlockQ6K) -> Q6kUnpacked {
         q[4 * h + 2] = _mm256_or_si256(hi4(l0), _mm256_and_si256(hb, high));
         q[4 * h + 3] = _mm256_or_si256(hi4(l1), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high));
     }
-    let sc = group_pair_scales(sc16);
-    Q6kUnpacked { q, sc, sc16 }
+    q
 }
 
 /// Sixteen group scales (i16 lane g holding group g's) as the factors of

@@ -1,11 +1,12 @@
-//! Q2_K, Q3_K and Q6_K on AVX2, four weight rows at a time, for one
-//! token (decode) and for a batch (prefill): each super-block of the four rows is unpacked once,
-//! each token's activation super-block loaded once for all four, their
-//! integer sums reduced together and the float step run on the four rows
-//! as one f64 vector. The row kernels (`avx2_k.rs`, `avx2_k_low.rs`) load
-//! each activation once per row and reduce each row's sums on its own;
-//! they take the rows left over. (Q5_K batches run Q4_K's eight-row
-//! kernel, `avx2_gemm_k.rs`, which is faster where it applies.)
+//! Q2_K, Q3_K and Q6_K on AVX2, four weight rows at a time: one token
+//! (decode) for the three, a batch (prefill) for Q2_K and Q3_K. Each
+//! super-block of the four rows is unpacked once, each token's activation
+//! super-block loaded once for all four, their integer sums reduced
+//! together and the float step run on the four rows as one f64 vector.
+//! The row kernels (`avx2_k.rs`, `avx2_k_low.rs`) load each activation
+//! once per row and reduce each row's sums on its own; they take the rows
+//! left over. Q5_K and Q6_K batches run the eight-row kernel
+//! (`avx2_gemm_k.rs`), whose rows are lanes and need no horizontal sums.
 //!
 //! The float step is the row kernels' expression, per row and token, and
 //! each (row, token) adds its super-blocks in order: the results are the
@@ -116,7 +117,7 @@ unsafe fn unpack<const F: u8>(b: *const u8) -> Unpacked {
 }
 
 /// Rows whose super-blocks stay in L2 while every tile of tokens runs
-/// over them (64 rows of a 4096-wide Q6_K weight: 210 KiB).
+/// over them (64 rows of a 4096-wide Q3_K weight: 110 KiB).
 const ROW_BLOCK: usize = 64;
 
 /// Tokens taken together: one super-block of their activations (32 x 292

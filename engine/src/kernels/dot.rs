@@ -311,7 +311,10 @@ unsafe fn dot_rows_avx2(
                 super::avx2_gemm_k::plain::rows_q5k,
                 super::avx2_gemm_k::vnni::rows_q5k,
             )),
-            QuantType::Q6K => Some(kb::rows::<{ kb::Q6K }>),
+            QuantType::Q6K => Some(pick_gemm(
+                super::avx2_gemm_k::plain::rows_q6k,
+                super::avx2_gemm_k::vnni::rows_q6k,
+            )),
             _ => None,
         };
         if let Some(f) = gemm {

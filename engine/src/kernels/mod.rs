@@ -10,6 +10,8 @@ mod avx2_gemm;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemm_k;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm_q6k;
+#[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
 #[cfg(target_arch = "x86_64")]
 mod avx2_interleaved;
