@@ -14,8 +14,8 @@
 //! shares) expression, `o += a_d * (d * acc - dmin * msum)` in f64, in the
 //! same order: the results are the same bits. Q5_K's codes reach 31, so
 //! its i16 sums are widened every four `maddubs` (4 x 2 x 31 x 128 =
-//! 31744) instead of every eight. Q6_K's codes (up to 63) and its scale
-//! per sixteen values have parts of their own (`avx2_gemm_q6k.rs`) around
+//! 31744) instead of every eight. Q2_K, Q3_K and Q6_K, with a scale per
+//! sixteen values, have parts of their own (`avx2_gemm_k16.rs`) around
 //! the same loops.
 //!
 //! The buffer holds four super-blocks (8 KiB of codes) at a time, read by
@@ -31,13 +31,13 @@ use std::arch::x86_64::*;
 use std::mem::size_of;
 
 use super::avx2_gemm::{broadcast4, transpose8, ROWS};
-use super::avx2_gemm_q6k as q6k;
+use super::avx2_gemm_k16 as k16;
 use super::avx2_interleaved::{f16_rows_as_f64, pairs_of_rows, q4k_scales_of_rows, unpack_chunk};
 use super::avx2_k::{
     act_scale, q4k_scale_bytes, scale_min_bytes, scale_min_header, scale_min_quants, Q8K_BSUMS,
     Q8K_BYTES, Q8K_QS,
 };
-use super::blocks::BlockQ6K;
+use super::blocks::{BlockQ2K, BlockQ3K, BlockQ6K};
 use super::interleave::{GROUP_SUPER, K_CODES_AT, K_DMIN_AT};
 
 /// Super-blocks packed at once: 4 x 2 KiB of interleaved codes.
@@ -47,22 +47,32 @@ const CHUNK_SUPERS: usize = 4;
 pub(super) const Q4K: u8 = 0;
 pub(super) const Q5K: u8 = 1;
 pub(super) const Q6K: u8 = 2;
+pub(super) const Q3K: u8 = 3;
+pub(super) const Q2K: u8 = 4;
 
 /// Bytes of one super-block of format `f`.
 const fn super_bytes(f: u8) -> usize {
     match f {
+        Q2K => size_of::<BlockQ2K>(),
+        Q3K => size_of::<BlockQ3K>(),
         Q6K => size_of::<BlockQ6K>(),
         _ => scale_min_bytes(f == Q5K),
     }
+}
+
+/// Whether format `f` has a scale per sixteen values (`avx2_gemm_k16.rs`).
+const fn per_sixteen(f: u8) -> bool {
+    matches!(f, Q2K | Q3K | Q6K)
 }
 
 /// One super-block of eight rows: `codes[j * 8 + g]` holds codes
 /// `4g..4g + 4` of group `j` of rows 0..8 (row r in lane r); `scales[j]`
 /// and `mins[j]` group j's scale and minimum of row r as the i16 pair
 /// `(v, v)` in lane r; `d` and `dmin` the rows' f16 scales as f64, rows
-/// 0..4 and 4..8. Q6_K has a scale per sixteen values (`avx2_gemm_q6k.rs`):
-/// `scales[j]` is then the first half's, `high_scales[j]` the second's,
-/// and `mins[j]` the pair of both, for the offset's term.
+/// 0..4 and 4..8. Q2_K, Q3_K and Q6_K have a scale per sixteen values
+/// (`avx2_gemm_k16.rs`): `scales[j]` is then the first half's,
+/// `high_scales[j]` the second's, and `mins[j]` the pair that multiplies
+/// the activation's two sums of sixteen.
 pub(super) struct Super {
     pub(super) codes: [__m256i; 64],
     pub(super) scales: [__m256i; 8],
@@ -92,12 +102,13 @@ unsafe fn pairs_of(bytes: &[u64; ROWS], j: usize) -> __m256i {
 }
 
 /// Unpacks super-block `i` of the eight rows at `p`: Q4_K or Q5_K, whose
-/// headers are alike (`avx2_k::scale_min_header`), or Q6_K.
+/// headers are alike (`avx2_k::scale_min_header`), or one with a scale
+/// per sixteen values.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pack<const F: u8>(p: &[*const u8; ROWS], i: usize, into: &mut Super) {
     let blocks = p.map(|row| row.add(i * super_bytes(F)));
-    if F == Q6K {
-        return q6k::pack(blocks, into);
+    if per_sixteen(F) {
+        return k16::pack::<F>(blocks, into);
     }
     // Loops, not `map`: a closure would not inherit the target features,
     // and the intrinsics it calls would not be inlined.
@@ -146,8 +157,8 @@ unsafe fn scaled_sums_plain<const F: u8, const T: usize>(
     s: &Super,
     a: &[*const u8; T],
 ) -> [__m256i; T] {
-    if F == Q6K {
-        return q6k::scaled_sums(s, a);
+    if per_sixteen(F) {
+        return k16::scaled_sums::<F, T>(s, a);
     }
     let mut acc = [_mm256_setzero_si256(); T];
     for j in 0..8 {
@@ -174,15 +185,16 @@ unsafe fn scaled_sums_plain<const F: u8, const T: usize>(
 
 /// As [`scaled_sums_plain`] with VNNI: `vpdpbusd` sums each group into
 /// i32 directly, and the group's scales multiply that (the low i16 of the
-/// `(v, v)` pair is the scale itself). Q6_K takes the AVX2 sums.
+/// `(v, v)` pair is the scale itself). The formats with a scale per
+/// sixteen values take the AVX2 sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
 unsafe fn scaled_sums_vnni<const F: u8, const T: usize>(
     s: &Super,
     a: &[*const u8; T],
 ) -> [__m256i; T] {
-    if F == Q6K {
-        return q6k::scaled_sums(s, a);
+    if per_sixteen(F) {
+        return k16::scaled_sums::<F, T>(s, a);
     }
     let mut acc = [_mm256_setzero_si256(); T];
     let low = _mm256_set1_epi32(0xffff);
@@ -210,8 +222,8 @@ unsafe fn scaled_sums_vnni<const F: u8, const T: usize>(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn super_block<const F: u8>(s: &Super, a: *const u8, acc: __m256i, o: &mut [__m256d; 2]) {
-    if F == Q6K {
-        q6k::add_super_block(s, a, acc, o);
+    if per_sixteen(F) {
+        k16::add_super_block::<F>(s, a, acc, o);
     } else {
         add_super_block(s.d, s.dmin, &s.mins, a, acc, o);
     }
@@ -333,6 +345,38 @@ macro_rules! gemm_q4k {
             rows_from::<Q6K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
+        /// As [`rows_q4k`] for Q3_K weights (file layout only).
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q3k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<Q3K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
+        /// As [`rows_q4k`] for Q2_K weights (file layout only).
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q2k(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            act_row_bytes: usize,
+            tokens: usize,
+            out: &mut [f64],
+        ) -> usize {
+            rows_from::<Q2K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+        }
+
         /// As [`rows_q4k`], for weights interleaved at load.
         ///
         /// # Safety
@@ -349,7 +393,7 @@ macro_rules! gemm_q4k {
             rows_from::<Q4K, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// The body of [`rows_q4k`], [`rows_q5k`] and [`rows_q6k`]:
+        /// The body of [`rows_q4k`] and the others:
         /// super-blocks unpacked from the file layout's rows, or from a
         /// Q4_K group interleaved at load.
         #[target_feature(enable = $features)]

@@ -25,7 +25,7 @@ use super::blocks::{as_blocks, BlockQ2K, BlockQ3K};
 /// `32(k / 4)..32(k / 4) + 32`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn two_bit_fields(qs: &[u8; 64]) -> [__m256i; 8] {
+pub(super) unsafe fn two_bit_fields(qs: &[u8; 64]) -> [__m256i; 8] {
     let three = _mm256_set1_epi8(3);
     let mut q = [_mm256_setzero_si256(); 8];
     for half in 0..2 {
@@ -79,6 +79,14 @@ unsafe fn q3k_scales(q: &[u8; 12]) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q3k_unpack(wb: &BlockQ3K) -> ([__m256i; 8], [__m256i; 8], __m256i) {
     let sc16 = q3k_scales(&wb.scales);
+    (q3k_quants(wb), group_pair_scales(sc16), sc16)
+}
+
+/// A Q3_K super-block's quants as `low + 4 * high` (0..7), eight vectors
+/// of 32 in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q3k_quants(wb: &BlockQ3K) -> [__m256i; 8] {
     let four = _mm256_set1_epi8(4);
     let mut q = two_bit_fields(&wb.qs);
     // Vector k's high bits are bit k of hmask's 32 bytes; bit 0 of each
@@ -89,7 +97,7 @@ pub(super) unsafe fn q3k_unpack(wb: &BlockQ3K) -> ([__m256i; 8], [__m256i; 8], _
         *qk = _mm256_or_si256(*qk, high);
         bits = _mm256_srli_epi16(bits, 1);
     }
-    (q, group_pair_scales(sc16), sc16)
+    q
 }
 
 /// `Σ_k madd(maddubs(q[k], y[k]), sc[k])` as eight i32 lanes, added as a

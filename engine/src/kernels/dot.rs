@@ -247,7 +247,7 @@ unsafe fn dot_rows_avx2(
 ) {
     use super::avx2::{plain, vnni as v};
     use super::avx2_k;
-    use super::avx2_k_batch as kb;
+    use super::avx2_k_gemv as kg;
     use super::block32::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
     type Rows = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]);
     let pick = |p: Rows, q: Rows| if vnni { q } else { p };
@@ -278,11 +278,11 @@ unsafe fn dot_rows_avx2(
             QuantType::Q5_0 => Some(pick(gp::rows::<Q5_0>, gv::rows::<Q5_0>)),
             QuantType::Q5_1 => Some(pick(gp::rows::<Q5_1>, gv::rows::<Q5_1>)),
             QuantType::Q8_0 => Some(pick(gp::rows::<Q8_0>, gv::rows::<Q8_0>)),
-            QuantType::Q2K => Some(kb::rows_one_token::<{ kb::Q2K }>),
-            QuantType::Q3K => Some(kb::rows_one_token::<{ kb::Q3K }>),
+            QuantType::Q2K => Some(kg::rows_one_token::<{ kg::Q2K }>),
+            QuantType::Q3K => Some(kg::rows_one_token::<{ kg::Q3K }>),
             QuantType::Q4K => Some(avx2_k::rows_q4k_one_token),
             QuantType::Q5K => Some(avx2_k::rows_q5k_one_token),
-            QuantType::Q6K => Some(kb::rows_one_token::<{ kb::Q6K }>),
+            QuantType::Q6K => Some(kg::rows_one_token::<{ kg::Q6K }>),
             _ => None,
         };
         if let Some(f) = gemv {
@@ -305,8 +305,14 @@ unsafe fn dot_rows_avx2(
                 super::avx2_gemm_k::plain::rows_q4k,
                 super::avx2_gemm_k::vnni::rows_q4k,
             )),
-            QuantType::Q2K => Some(kb::rows::<{ kb::Q2K }>),
-            QuantType::Q3K => Some(kb::rows::<{ kb::Q3K }>),
+            QuantType::Q2K => Some(pick_gemm(
+                super::avx2_gemm_k::plain::rows_q2k,
+                super::avx2_gemm_k::vnni::rows_q2k,
+            )),
+            QuantType::Q3K => Some(pick_gemm(
+                super::avx2_gemm_k::plain::rows_q3k,
+                super::avx2_gemm_k::vnni::rows_q3k,
+            )),
             QuantType::Q5K => Some(pick_gemm(
                 super::avx2_gemm_k::plain::rows_q5k,
                 super::avx2_gemm_k::vnni::rows_q5k,

@@ -10,7 +10,7 @@ mod avx2_gemm;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemm_k;
 #[cfg(target_arch = "x86_64")]
-mod avx2_gemm_q6k;
+mod avx2_gemm_k16;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
 #[cfg(target_arch = "x86_64")]
@@ -18,7 +18,7 @@ mod avx2_interleaved;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
 #[cfg(target_arch = "x86_64")]
-mod avx2_k_batch;
+mod avx2_k_gemv;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k_low;
 #[cfg(target_arch = "x86_64")]

@@ -392,22 +392,24 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
     }
 }
 
-/// The K-quant batch kernel (`avx2_k_batch.rs`) blocks rows by 64 and
-/// tokens by 32: more of both than a block and a tile, with remainders
-/// (70 rows: a block, a part block and two rows left to the row kernel;
-/// 37 tokens: a tile and five).
+/// The K-quant batch kernel (`avx2_gemm_k.rs`) takes rows eight at a
+/// time, super-blocks four at a time and tokens in tiles of two (four
+/// with VNNI): 70 rows (eight groups and six rows left to the row
+/// kernel), five super-blocks (a chunk and one) and 37 tokens (tiles and
+/// one left over), for every K-quant it takes.
 #[test]
-fn k_quant_batches_larger_than_a_block_and_a_tile() {
+fn k_quant_batches_with_remainders_of_rows_blocks_and_tokens() {
     for (i, dtype) in [
         QuantType::Q2K,
         QuantType::Q3K,
+        QuantType::Q4K,
         QuantType::Q5K,
         QuantType::Q6K,
     ]
     .into_iter()
     .enumerate()
     {
-        check(dtype, 2, 70, 37, Edge::Random, -127, 700 + i as u64);
+        check(dtype, 5, 70, 37, Edge::Random, -127, 700 + i as u64);
     }
 }
 
