@@ -293,16 +293,16 @@ unsafe fn pack_interleaved(group: *const u8, i: usize, into: &mut Super) {
 /// The batch kernel, compiled once per instruction set.
 macro_rules! gemm_q4k {
     ($features:literal, $sums:ident) => {
-        /// Dots the first `rows / 8 * 8` Q4_K weight rows of `w` with `tokens`
-        /// Q8_K activation rows (layout as `dot::dot_rows`); returns how many rows
-        /// it did.
+        /// Dots the first `rows / 8 * 8` weight rows of format `F` (a tag
+        /// above) in `w` with `tokens` Q8_K activation rows (layout as
+        /// `dot::dot_rows`); returns how many rows it did.
         ///
         /// # Safety
         /// AVX2, FMA and F16C must be available. `w` holds whole rows of
         /// `row_bytes`, `acts` `tokens` rows of `act_row_bytes` with the same
         /// number of super-blocks, `out` rows x tokens values.
         #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q4k(
+        pub(in crate::kernels) unsafe fn rows<const F: u8>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
@@ -310,77 +310,13 @@ macro_rules! gemm_q4k {
             tokens: usize,
             out: &mut [f64],
         ) -> usize {
-            rows_from::<Q4K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
+            rows_from::<F, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// As [`rows_q4k`] for Q5_K weights (file layout only).
+        /// As [`rows`] for Q4_K weights interleaved at load.
         ///
         /// # Safety
-        /// As [`rows_q4k`].
-        #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q5k(
-            w: &[u8],
-            row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            tokens: usize,
-            out: &mut [f64],
-        ) -> usize {
-            rows_from::<Q5K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
-        }
-
-        /// As [`rows_q4k`] for Q6_K weights (file layout only).
-        ///
-        /// # Safety
-        /// As [`rows_q4k`].
-        #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q6k(
-            w: &[u8],
-            row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            tokens: usize,
-            out: &mut [f64],
-        ) -> usize {
-            rows_from::<Q6K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
-        }
-
-        /// As [`rows_q4k`] for Q3_K weights (file layout only).
-        ///
-        /// # Safety
-        /// As [`rows_q4k`].
-        #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q3k(
-            w: &[u8],
-            row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            tokens: usize,
-            out: &mut [f64],
-        ) -> usize {
-            rows_from::<Q3K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
-        }
-
-        /// As [`rows_q4k`] for Q2_K weights (file layout only).
-        ///
-        /// # Safety
-        /// As [`rows_q4k`].
-        #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows_q2k(
-            w: &[u8],
-            row_bytes: usize,
-            acts: &[u8],
-            act_row_bytes: usize,
-            tokens: usize,
-            out: &mut [f64],
-        ) -> usize {
-            rows_from::<Q2K, false>(w, row_bytes, acts, act_row_bytes, tokens, out)
-        }
-
-        /// As [`rows_q4k`], for weights interleaved at load.
-        ///
-        /// # Safety
-        /// As [`rows_q4k`].
+        /// As [`rows`].
         #[target_feature(enable = $features)]
         pub(in crate::kernels) unsafe fn rows_q4k_interleaved(
             w: &[u8],
@@ -393,7 +329,7 @@ macro_rules! gemm_q4k {
             rows_from::<Q4K, true>(w, row_bytes, acts, act_row_bytes, tokens, out)
         }
 
-        /// The body of [`rows_q4k`] and the others:
+        /// The body of [`rows`] and [`rows_q4k_interleaved`]:
         /// super-blocks unpacked from the file layout's rows, or from a
         /// Q4_K group interleaved at load.
         #[target_feature(enable = $features)]

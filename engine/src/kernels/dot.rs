@@ -293,6 +293,7 @@ unsafe fn dot_rows_avx2(
     // `avx2_gemm_k.rs`).
     if fits && tokens >= super::avx2_gemm::MIN_TOKENS {
         use super::avx2_gemm::{plain as mp, vnni as mv};
+        use super::avx2_gemm_k::{self as k, plain as kp, vnni as kv};
         type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
         let pick_gemm = |p: Gemm, q: Gemm| if vnni { q } else { p };
         let gemm: Option<Gemm> = match dtype {
@@ -301,26 +302,11 @@ unsafe fn dot_rows_avx2(
             QuantType::Q5_0 => Some(pick_gemm(mp::rows::<Q5_0>, mv::rows::<Q5_0>)),
             QuantType::Q5_1 => Some(pick_gemm(mp::rows::<Q5_1>, mv::rows::<Q5_1>)),
             QuantType::Q8_0 => Some(pick_gemm(mp::rows::<Q8_0>, mv::rows::<Q8_0>)),
-            QuantType::Q4K => Some(pick_gemm(
-                super::avx2_gemm_k::plain::rows_q4k,
-                super::avx2_gemm_k::vnni::rows_q4k,
-            )),
-            QuantType::Q2K => Some(pick_gemm(
-                super::avx2_gemm_k::plain::rows_q2k,
-                super::avx2_gemm_k::vnni::rows_q2k,
-            )),
-            QuantType::Q3K => Some(pick_gemm(
-                super::avx2_gemm_k::plain::rows_q3k,
-                super::avx2_gemm_k::vnni::rows_q3k,
-            )),
-            QuantType::Q5K => Some(pick_gemm(
-                super::avx2_gemm_k::plain::rows_q5k,
-                super::avx2_gemm_k::vnni::rows_q5k,
-            )),
-            QuantType::Q6K => Some(pick_gemm(
-                super::avx2_gemm_k::plain::rows_q6k,
-                super::avx2_gemm_k::vnni::rows_q6k,
-            )),
+            QuantType::Q2K => Some(pick_gemm(kp::rows::<{ k::Q2K }>, kv::rows::<{ k::Q2K }>)),
+            QuantType::Q3K => Some(pick_gemm(kp::rows::<{ k::Q3K }>, kv::rows::<{ k::Q3K }>)),
+            QuantType::Q4K => Some(pick_gemm(kp::rows::<{ k::Q4K }>, kv::rows::<{ k::Q4K }>)),
+            QuantType::Q5K => Some(pick_gemm(kp::rows::<{ k::Q5K }>, kv::rows::<{ k::Q5K }>)),
+            QuantType::Q6K => Some(pick_gemm(kp::rows::<{ k::Q6K }>, kv::rows::<{ k::Q6K }>)),
             _ => None,
         };
         if let Some(f) = gemm {
