@@ -303,6 +303,8 @@ mod tests {
                 bandwidth: None,
                 raw_rtt: None,
                 payload: 8,
+                streamed_between_allreduces: 0,
+                raw_rtt_streamed: None,
             },
             rows: vec![
                 ran("tensor", 2),

@@ -226,6 +226,13 @@ fn print_row(report: &BenchReport, row: &BenchRow, f: &BenchFigures) {
         l.payload,
         raw * 1e6
     );
+    if let Some(streamed) = l.raw_rtt_streamed {
+        println!(
+            "the same round trip after each end reads {:.1} MiB (the weights a node reads between two all-reduces): p50 {:.1} µs",
+            l.streamed_between_allreduces as f64 / (1 << 20) as f64,
+            streamed * 1e6
+        );
+    }
     if let Some(x) = &f.exchange {
         println!(
             "all-reduce exchange (last-ready node) p50 {:.1} µs = {:.2}x raw RTT; skew between peers p50 {:.1} µs; p99 exchange {:.1} µs, skew {:.1} µs ({} all-reduces paired across nodes)",
@@ -236,6 +243,12 @@ fn print_row(report: &BenchReport, row: &BenchRow, f: &BenchFigures) {
             x.skew_p99 * 1e6,
             x.events
         );
+        if let Some(streamed) = l.raw_rtt_streamed.filter(|&s| s > 0.0) {
+            println!(
+                "all-reduce exchange (last-ready node) p50 = {:.2}x the round trip after reading",
+                x.exchange_p50 / streamed
+            );
+        }
     }
     for node in &f.nodes {
         let Some(m) = &node.stats else {

@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Read bandwidth in bytes/s: sums a buffer of `bytes` (f32) `passes` times
@@ -75,16 +77,33 @@ fn sum(x: &[f32]) -> f32 {
 
 /// Round trips of `payload` bytes over loopback TCP (with TCP_NODELAY, as
 /// the cluster's connections use), in seconds, `count` of them.
-pub fn loopback_round_trips(payload: usize, count: usize) -> std::io::Result<Vec<f64>> {
+///
+/// With `streamed` above zero each end first reads `streamed` bytes of a
+/// buffer of its own, as a node reads its weights between two all-reduces:
+/// the echo after each reply, the client once the echo is done and waiting,
+/// then the client's round trip is timed. The network stack then runs with
+/// the caches and TLB that a decode step leaves it, full of weights, which
+/// on a VM can make a 32 KiB send cost the whole hot round trip.
+pub fn loopback_round_trips(
+    payload: usize,
+    count: usize,
+    streamed: usize,
+) -> std::io::Result<Vec<f64>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    // Raised by the echo once it has streamed and gone back to reading.
+    let echo_waiting = Arc::new(AtomicBool::new(true));
+    let echo_flag = Arc::clone(&echo_waiting);
     let echo = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
         let mut buf = vec![0u8; payload];
+        let weights = StreamedWeights::new(streamed);
         for _ in 0..count + 1 {
             s.read_exact(&mut buf)?;
             s.write_all(&buf)?;
+            weights.read();
+            echo_flag.store(true, Ordering::Release);
         }
         Ok(())
     });
@@ -92,8 +111,19 @@ pub fn loopback_round_trips(payload: usize, count: usize) -> std::io::Result<Vec
     c.set_nodelay(true)?;
     let out_buf = vec![1u8; payload];
     let mut in_buf = vec![0u8; payload];
+    let weights = StreamedWeights::new(streamed);
     let mut times = Vec::with_capacity(count);
     for i in 0..count + 1 {
+        if streamed > 0 {
+            while !echo_waiting.swap(false, Ordering::Acquire) {
+                if echo.is_finished() {
+                    break;
+                }
+                // Yields rather than spins: on one core the echo must run.
+                std::thread::yield_now();
+            }
+            weights.read();
+        }
         let started = Instant::now();
         c.write_all(&out_buf)?;
         c.read_exact(&mut in_buf)?;
@@ -106,6 +136,21 @@ pub fn loopback_round_trips(payload: usize, count: usize) -> std::io::Result<Vec
     Ok(times)
 }
 
+/// A buffer standing in for a node's weights, read whole between round trips.
+struct StreamedWeights(Vec<f32>);
+
+impl StreamedWeights {
+    fn new(bytes: usize) -> Self {
+        Self((0..bytes / 4).map(|i| (i % 7) as f32).collect())
+    }
+
+    fn read(&self) {
+        if !self.0.is_empty() {
+            std::hint::black_box(sum(&self.0));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,8 +161,11 @@ mod tests {
         let probe = BandwidthProbe::new(1 << 20, 2);
         assert_eq!(probe.bytes(), 1 << 20);
         assert!(probe.measure(2) > 0.0);
-        let rtts = loopback_round_trips(1024, 5).unwrap_or_default();
+        let rtts = loopback_round_trips(1024, 5, 0).unwrap_or_default();
         assert_eq!(rtts.len(), 5);
         assert!(rtts.iter().all(|&t| t > 0.0));
+        let after_streaming = loopback_round_trips(1024, 3, 1 << 20).unwrap_or_default();
+        assert_eq!(after_streaming.len(), 3);
+        assert!(after_streaming.iter().all(|&t| t > 0.0));
     }
 }

@@ -1,7 +1,8 @@
 //! One workload (a prompt of N tokens, M greedy tokens) under several
 //! layouts, with what the rates are judged against measured in the same
 //! run: the memory bandwidth one node's cores read here (the roofline) and
-//! a raw loopback TCP round trip of one all-reduce payload. `:bench` and
+//! a raw loopback TCP round trip of one all-reduce payload, hot and after
+//! each end has read what a node reads between two all-reduces. `:bench` and
 //! `shardlab bench` both come here. The layout in place before is put back.
 
 use crate::metrics::bandwidth::{loopback_round_trips, BandwidthProbe};
@@ -21,6 +22,11 @@ use super::{Orchestrator, OrchestratorError, Runner};
 const PROBE_BYTES: usize = 256 << 20;
 /// Round trips behind the raw RTT figure.
 const RTT_SAMPLES: usize = 400;
+/// Round trips behind the raw RTT after streaming (each end reads its
+/// share of weights first, so fewer).
+const STREAMED_RTT_SAMPLES: usize = 100;
+/// The most either end of that round trip reads before it.
+const MAX_STREAMED: u64 = 256 << 20;
 
 #[derive(Debug, Clone)]
 pub struct BenchRequest {
@@ -154,22 +160,32 @@ impl Orchestrator {
     }
 
     fn measure_limits(&self, probe_threads: Option<usize>) -> BenchLimits {
-        let (weight_bytes, hidden) = self
-            .model
-            .as_ref()
-            .map_or((0, 0), |m| (m.weight_bytes(), m.config.hidden));
+        let (weight_bytes, hidden, layers) = self.model.as_ref().map_or((0, 0, 0), |m| {
+            (m.weight_bytes(), m.config.hidden, m.config.n_layers)
+        });
         let bandwidth = probe_threads.map(|t| BandwidthProbe::new(PROBE_BYTES, t).measure(2));
         // The all-reduce payload at the exact wire: one f64 per hidden unit,
         // plus the frame header.
         let payload = hidden * 8 + 24;
-        let raw_rtt = loopback_round_trips(payload, RTT_SAMPLES)
-            .ok()
-            .and_then(|t| quantile(&t, 0.5));
+        let rtt_p50 = |streamed: usize, samples: usize| {
+            loopback_round_trips(payload, samples, streamed)
+                .ok()
+                .and_then(|t| quantile(&t, 0.5))
+        };
+        let raw_rtt = rtt_p50(0, RTT_SAMPLES);
+        // Between two all-reduces (two a layer) a node of a tensor group
+        // spanning the connected nodes reads this much of its weights.
+        let nodes = self.nodes.as_ref().map_or(0, |n| n.cluster.budgets().len());
+        let streamed = (nodes > 1 && layers > 0)
+            .then(|| (weight_bytes / (nodes * 2 * layers) as u64).min(MAX_STREAMED) as usize);
+        let raw_rtt_streamed = streamed.and_then(|s| rtt_p50(s, STREAMED_RTT_SAMPLES));
         BenchLimits {
             weight_bytes,
             bandwidth,
             raw_rtt,
             payload,
+            streamed_between_allreduces: streamed.unwrap_or(0) as u64,
+            raw_rtt_streamed,
         }
     }
 

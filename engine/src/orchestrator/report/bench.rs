@@ -110,6 +110,12 @@ pub struct BenchLimits {
     pub raw_rtt: Option<f64>,
     /// That payload's size in bytes.
     pub payload: usize,
+    /// Weight bytes one node reads between two all-reduces when the
+    /// connected nodes form one tensor group (0: not connected).
+    pub streamed_between_allreduces: u64,
+    /// p50 of the same round trip with each end first reading that many
+    /// bytes, as inside a decode step; `None` when not measured.
+    pub raw_rtt_streamed: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -4,7 +4,7 @@
 //! communication share, the all-reduce exchange against a raw round trip
 //! and the skew between peers.
 
-use shardlab_engine::orchestrator::report::BenchReport;
+use shardlab_engine::orchestrator::report::{BenchLimits, BenchReport};
 
 use super::Literals;
 use crate::output::text::{duration, rate};
@@ -106,7 +106,20 @@ pub fn bench(report: &BenchReport, lits: &Literals) -> Table {
             limits
                 .raw_rtt
                 .map_or("-".to_string(), |r| format!("{:.0} µs", r * 1e6)),
-        )),
+        ))
+        .append(streamed_rtt_note(limits)),
     );
     t
+}
+
+/// The round trip with caches as a decode step leaves them, when measured.
+fn streamed_rtt_note(limits: &BenchLimits) -> Rich {
+    let Some(rtt) = limits.raw_rtt_streamed else {
+        return Rich::from("");
+    };
+    Rich::from(format!(
+        ", and after each end reads {:.1} MiB (the weights a node reads between two all-reduces) p50 ",
+        limits.streamed_between_allreduces as f64 / (1 << 20) as f64
+    ))
+    .append(Rich::varies(Varies::Time, format!("{:.0} µs", rtt * 1e6)))
 }
