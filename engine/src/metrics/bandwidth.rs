@@ -63,16 +63,40 @@ impl BandwidthProbe {
     }
 }
 
-/// Eight independent accumulators so the loop is bound by memory, not by
-/// the latency of one add chain.
+/// Reads every value of `x` once. Four independent sums of eight lanes,
+/// two cache lines an iteration, so the loop is bound by memory, not by
+/// one add chain or its own overhead; with AVX2 each group is one 256-bit
+/// load. A loop of one eight-lane group read a tenth less than this on one
+/// core of the AMD host (15 against 17 GB/s), less than the decode kernels
+/// themselves stream, so shares of "the bandwidth" came out over 100% and
+/// the ideal cluster speedup too high (docs/ARCHITECTURE.md, "Bandwidth
+/// probe").
 fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    for chunk in x.chunks_exact(8) {
-        for (a, v) in acc.iter_mut().zip(chunk) {
-            *a += v;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { sum_avx2(x) };
+    }
+    sum_portable(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_avx2(x: &[f32]) -> f32 {
+    sum_portable(x)
+}
+
+#[inline(always)]
+fn sum_portable(x: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; 8]; 4];
+    for chunk in x.chunks_exact(32) {
+        for (group, values) in acc.iter_mut().zip(chunk.chunks_exact(8)) {
+            for (a, v) in group.iter_mut().zip(values) {
+                *a += v;
+            }
         }
     }
-    acc.iter().sum()
+    acc.iter().flatten().sum()
 }
 
 /// Round trips of `payload` bytes over loopback TCP (with TCP_NODELAY, as
