@@ -99,12 +99,12 @@ mod tests {
     fn a_cause_the_message_already_quotes_is_printed_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let quoted = shardlab_engine::net::TokenError::Io {
-            path: "/tmp/t".into(),
+            path: "shared-token.txt".into(),
             source: io,
         };
         assert_eq!(
             describe(&anyhow::Error::new(quoted)),
-            "token file /tmp/t: no such file"
+            "token file shared-token.txt: no such file"
         );
         let bare: anyhow::Result<()> = Err(std::io::Error::other("disk full")).context("writing x");
         assert_eq!(describe(&bare.unwrap_err()), "writing x: disk full");
