@@ -8,8 +8,9 @@ import re
 import subprocess
 import time
 
-from goals_lib import (C, EXTRA, Failed, NotHere, add, against_llama, attempt, failure, need,
-                       need_llama, number, pairs, probe, rate, sh, shardlab_bench, verdict, warm)
+from goals_lib import (C, EXTRA, Failed, NotHere, add, against_llama, attempt, failure, median,
+                       need, need_llama, number, pairs, probe, probe_now, rate, sh, shardlab_bench,
+                       verdict, warm)
 
 TENSOR2 = ["--nodes", "local:2", "--layout", "tensor", "--pin"]
 PIPELINE2_4 = ["--nodes", "local:2", "--layout", "pipeline", "--pin", "--parallel", "4"]
@@ -76,11 +77,7 @@ def cluster():
     core each) against one node on one core and the probe's ideal,
     all-reduce latency and skew, pipeline with 4 sequences in flight,
     llama.cpp's RPC split beside them."""
-    ideal = [None]
-
-    def measure_ideal():
-        ideal[0] = probe(2, 1)[1]
-    attempt("Ideal 2-node speedup (`shardlab probe --groups 2`)", "(reference)", measure_ideal)
+    attempt("Ideal 2-node speedup (`shardlab probe --groups 2`)", "(reference)", lambda: probe(2, 1))
     n = 8 if C.quick else 16
     for name, path, flag, p, gen, ideal_goal in (
             ("8b Q4_0", C.big.get("q4_0"), "--8b q4_0=FILE", 8, n, 0.9),
@@ -89,44 +86,79 @@ def cluster():
         target = f">= 90% of the probe's ideal" if ideal_goal else "(no goal)"
         try:
             path = need(path, name, flag)
-            warm(path)
-            single = shardlab_bench(path, 1, p, gen, cores="0", timeout=1800)["tg"]
-        except (NotHere, Failed) as e:
+        except NotHere as e:
             add(goal, "-", target, failure(e))
             continue
-        tensor = {}
+        warm(path)
+        reps = 3 if ideal_goal and not C.quick else 1
+        triples = tensor_triples(path, p, gen, reps, with_ideal=bool(ideal_goal))
 
         def run_tensor():
-            tensor.update(shardlab_bench(path, 1, p, gen, TENSOR2, timeout=1800))
-            speedup = tensor["tg"] / single
-            if not ideal_goal:
-                add(goal, f"{rate(tensor['tg'])} / {rate(single)} = {speedup:.2f}x", target, "reported")
-            elif ideal[0] is None:
-                add(goal, f"{rate(tensor['tg'])} / {rate(single)} = {speedup:.2f}x", target,
-                    "failed: the probe gave no ideal")
-            else:
-                add(goal, f"{rate(tensor['tg'])} / {rate(single)} = {speedup:.2f}x = "
-                          f"{100 * speedup / ideal[0]:.0f}% of {ideal[0]:.2f}x",
-                    target, verdict(speedup / ideal[0], ideal_goal))
+            tensor_row(goal, target, ideal_goal, triples)
         attempt(goal, target, run_tensor)
-        if tensor:
+        done = [t for t in triples if "tensor" in t]
+        middle = sorted(done, key=lambda t: t["tensor"] / t["single"])[len(done) // 2] if done else None
+        if middle:
             attempt(f"All-reduce p50 / raw round trip ({name}, tensor 2)", "<= 1.5x",
-                    lambda: allreduce(f"{name}, tensor 2", tensor["out"]))
+                    lambda: allreduce(f"{name}, tensor 2", middle["out"]))
 
             rgoal = f"{name}, 2 nodes, one sequence: shardlab tensor / llama.cpp RPC (layer split)"
 
             def rpc():
                 theirs = llama_rpc(path, p, gen)
-                add(rgoal, f"{rate(tensor['tg'])} / {rate(theirs)} = {tensor['tg'] / theirs:.2f}x",
+                add(rgoal, f"{rate(middle['tensor'])} / {rate(theirs)} = {middle['tensor'] / theirs:.2f}x",
                     "(no goal)", "reported")
             attempt(rgoal, "(no goal)", rpc)
         pgoal = f"{name} pipeline over 2 nodes, 4 sequences in flight / one node, one sequence"
 
         def pipeline():
+            singles = [t["single"] for t in triples if "single" in t]
+            single = median(singles) if singles else \
+                shardlab_bench(path, 1, p, gen, cores="0", timeout=1800)["tg"]
             piped = shardlab_bench(path, 1, p, gen, PIPELINE2_4, timeout=1800)["tg"]
             add(pgoal, f"{rate(piped)} / {rate(single)} = {piped / single:.2f}x", ">= 1.7x",
                 verdict(piped / single, 1.7))
         attempt(pgoal, ">= 1.7x", pipeline)
+
+
+def tensor_triples(path, p, gen, reps, with_ideal):
+    """`reps` alternating triples of the probe's ideal (when asked), one
+    node on one core, and tensor over 2 pinned nodes: on a shared VM the
+    neighbours' load drifts between cells, so each speedup is set against
+    the ideal measured beside it. A triple that failed keeps its error."""
+    triples = []
+    for _ in range(reps):
+        t = {}
+        try:
+            if with_ideal:
+                t["ideal"] = probe_now(2, 1)[2]
+            t["single"] = shardlab_bench(path, 1, p, gen, cores="0", timeout=1800)["tg"]
+            tensor = shardlab_bench(path, 1, p, gen, TENSOR2, timeout=1800)
+            t["tensor"], t["out"] = tensor["tg"], tensor["out"]
+        except Failed as e:
+            t["error"] = e
+        triples.append(t)
+    return triples
+
+
+def tensor_row(goal, target, ideal_goal, triples):
+    """The tensor-2 row: each triple's speedup (and its share of its own
+    ideal), the verdict on the median share."""
+    done = [t for t in triples if "tensor" in t]
+    if not done:
+        raise next((t["error"] for t in triples if "error" in t), Failed("no measurement"))
+    each = [f"{rate(t['tensor'])} / {rate(t['single'])} = {t['tensor'] / t['single']:.2f}x" +
+            (f" = {100 * t['tensor'] / t['single'] / t['ideal']:.0f}% of {t['ideal']:.2f}x"
+             if ideal_goal else "") for t in done]
+    failed = len(triples) - len(done)
+    text = ", ".join(each) + (f" ({failed} of {len(triples)} failed)" if failed else "")
+    if not ideal_goal:
+        add(goal, text, target, "reported")
+        return
+    share = median([t["tensor"] / t["single"] / t["ideal"] for t in done])
+    if len(done) > 1:
+        text += f": median {100 * share:.0f}%"
+    add(goal, text, target, verdict(share, ideal_goal))
 
 
 def refused(cmd, timeout=900):

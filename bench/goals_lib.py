@@ -357,18 +357,25 @@ def against_llama(name, ps, kind, label, threads, target=1.0):
 _probes = {}
 
 
+def probe_now(groups, cores_per_group):
+    """One `shardlab probe` taken now: (one group alone, all groups at once,
+    both GB/s; ideal speedup of `groups` nodes)."""
+    out, _ = sh([C.shardlab, "probe", "--groups", str(groups),
+                 "--cores-per-group", str(cores_per_group), "--mib", "1024"], timeout=300)
+    one = number(r"alone: ([0-9.]+) GB/s", out, "one group's bandwidth")
+    both = number(r"at once: ([0-9.]+) GB/s in total", out, "the probes' total")
+    ideal = number(r"nodes: ([0-9.]+)x", out, "ideal speedup")
+    return one, both, ideal
+
+
 def probe(groups, cores_per_group):
     """`shardlab probe`: (one group's bandwidth alone, GB/s; ideal speedup of
     `groups` nodes). Taken once per run."""
     key = (groups, cores_per_group)
     if key not in _probes:
-        out, _ = sh([C.shardlab, "probe", "--groups", str(groups),
-                     "--cores-per-group", str(cores_per_group), "--mib", "1024"], timeout=300)
-        one = number(r"alone: ([0-9.]+) GB/s", out, "one group's bandwidth")
-        ideal = number(r"nodes: ([0-9.]+)x", out, "ideal speedup")
+        one, both, ideal = probe_now(groups, cores_per_group)
         _probes[key] = (one, ideal)
         if groups == 2 and cores_per_group == 1:
-            both = number(r"at once: ([0-9.]+) GB/s in total", out, "the probes' total")
             add("Ideal 2-node speedup: two pinned bandwidth probes at once / one alone "
                 "(`shardlab probe --groups 2`)",
                 f"{both:.1f} / {one:.1f} GB/s = {ideal:.2f}x", "(reference)", "reported")
