@@ -25,7 +25,8 @@
 #   - `shardlab probe`: two pinned bandwidth probes at once against one alone,
 #     the ideal speedup of a memory-bound decode on 2 nodes; tensor over 2
 #     nodes (one core each, pinned) against one node on one core and that
-#     ideal; all-reduce latency against a raw loopback round trip, with the
+#     ideal, in three alternating triples (probe, one node, tensor 2; one
+#     with --quick) whose median share is the verdict; all-reduce latency against a raw loopback round trip, with the
 #     skew between peers; pipeline over 2 nodes with 4 sequences in flight;
 #     llama.cpp's RPC split beside them
 #   - scaling to 16 cores (bench/scale16.sh, on a host with 16 cores)
