@@ -103,3 +103,53 @@ fn a_prompt_of_several_batches_gives_one_process_tokens() {
         }
     }
 }
+
+/// A prefill step may take far longer than a decode step's deadline. Here
+/// the first stage's hand-off of a 512-row step crosses an emulated 2
+/// Mbit/s link (about 2 s at f32, 4 s at f64), against a node step
+/// deadline of 1 s and a coordinator one of 2 s; a decode step's hand-off
+/// takes a few milliseconds. With one fixed deadline per step the second
+/// stage gave up on the first ("closed the connection"); each step now gets
+/// one deadline per 16 rows (`parallel::step_deadline`).
+#[test]
+fn a_prefill_step_longer_than_a_decode_deadline_completes_over_a_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    let mut opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("preset");
+    opts.context = CONTEXT;
+    opts.seed = 22;
+    synth(&opts, &path, &mut |_, _| {}).expect("synth");
+    let gguf = GgufModel::open(&path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let model = ModelToLoad {
+        name: "tiny-slow-link".into(),
+        config: &summary.config,
+        source: &gguf,
+        file: None,
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut nodes = local(home.path(), Vec::new());
+    nodes.extra_args = ["--step-timeout", "1", "--link", "bandwidth=2mbit"]
+        .map(String::from)
+        .to_vec();
+    let mut cluster = Cluster::spawn_local(2, &nodes, "test").expect("spawns");
+    cluster.step_deadline = std::time::Duration::from_secs(2);
+    let request: LayoutRequest = "pipeline".parse().expect("layout");
+    let p = plan(
+        &summary,
+        &cluster.budgets(),
+        &request,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plans");
+    cluster.load(&model, &p, &|_| {}).expect("loads");
+    let prompt: Vec<u32> = (0..PREFILL_BATCH as u32 + 40)
+        .map(|i| 3 + (i * 5) % 300)
+        .collect();
+    let logits = cluster
+        .step(&prompt, 0)
+        .expect("a 512-row step gets more than a decode step's deadline");
+    cluster
+        .step(&[argmax(&logits)], prompt.len())
+        .expect("decode after it");
+}

@@ -35,7 +35,8 @@ pub struct NodeArgs {
     /// A name for this node in logs and messages.
     #[arg(long, default_value = "node")]
     pub name: String,
-    /// Seconds to wait for a peer's activations before failing a step.
+    /// Seconds to wait for a peer's activations before failing a step (a
+    /// step of more rows, as a prefill's, gets this per 16 rows).
     #[arg(long = "step-timeout", default_value_t = 60.0)]
     pub step_timeout: f64,
     /// Emulate a slower link on everything this node sends (to the

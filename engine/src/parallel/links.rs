@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::step_deadline::for_rows;
 use super::wire::{decode_hidden, decode_partials, encode_hidden, encode_partials, WireDtype};
 use crate::cluster::messages::{PeerTraffic, Span, SpanKind};
 use crate::model::error::ModelError;
@@ -200,7 +201,7 @@ impl PeerLinks {
         digest: u32,
     ) -> Result<(), NetError> {
         let tag = batch_tag(self.wire, digest);
-        self.recv_hidden_tagged(x, tokens * hidden, tag, &|| {
+        self.recv_hidden_tagged(x, tokens, tokens * hidden, tag, &|| {
             format!("{tokens} rows of a batched step (segments {digest:#x})")
         })
     }
@@ -234,14 +235,17 @@ impl PeerLinks {
         seq: u32,
     ) -> Result<(), NetError> {
         let (n, wire) = (tokens * hidden, self.wire);
-        self.recv_hidden_tagged(x, n, hidden_tag(wire, seq), &|| {
+        self.recv_hidden_tagged(x, tokens, n, hidden_tag(wire, seq), &|| {
             format!("{n} hidden values of sequence {seq} as {wire}")
         })
     }
 
+    /// Receives `n` values, the hidden states of a step of `rows` rows,
+    /// within that step's deadline (`step_deadline::for_rows`).
     fn recv_hidden_tagged(
         &mut self,
         x: &mut Vec<f32>,
+        rows: usize,
         n: usize,
         tag: u32,
         what: &dyn Fn() -> String,
@@ -255,7 +259,7 @@ impl PeerLinks {
         let started = Instant::now();
         let header = prev
             .conn
-            .recv_tensor_into(self.deadline, &mut self.hidden_buf)?;
+            .recv_tensor_into(for_rows(self.deadline, rows), &mut self.hidden_buf)?;
         let expected = self.wire.hidden_bytes(n);
         check_frame(&prev.name, &header, tag, expected, what)?;
         decode_hidden(self.wire, &self.hidden_buf, n, x);

@@ -12,6 +12,7 @@
 //! set on them; nothing here touches a socket.
 
 mod links;
+pub mod step_deadline;
 mod wire;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{recv_error, Cluster, ClusterError};
 use crate::cluster::messages::{FromNode, Phase, StepMetrics};
 use crate::net::{Connection, TensorHeader};
+use crate::parallel::step_deadline::for_rows;
 
 /// After the step deadline has passed, a reply already on its way still
 /// gets this long: a survivor's "my peer timed out" must not be mistaken for
@@ -89,9 +90,11 @@ impl Cluster {
     /// Gives every live node its turn at `receive`, which returns how many
     /// vocabulary columns of logits that node delivered; fails if any node
     /// failed, or if the head nodes did not cover the whole vocabulary.
+    /// `rows`, the step's rows, sizes its deadline (`step_deadline::for_rows`).
     pub(super) fn gather(
         &mut self,
         phase: Phase,
+        rows: usize,
         mut receive: impl FnMut(&mut NodeTurn<'_>) -> Result<usize, NodeFailure>,
     ) -> Result<(), ClusterError> {
         let Some(loaded) = &self.loaded else {
@@ -114,7 +117,7 @@ impl Cluster {
         let mut covered = 0usize;
         // One deadline for the whole gather, not one per node: a cut-off
         // node is named after the step deadline, not after N of them.
-        let deadline = self.step_deadline;
+        let deadline = for_rows(self.step_deadline, rows);
         let end = Instant::now() + deadline;
         for (k, &i) in live.iter().enumerate() {
             let Some((vocab_range, head)) = plan_nodes.get(k).cloned() else {

@@ -215,11 +215,14 @@ pub struct Cluster {
     loaded: Option<LoadedModel>,
     /// Set when a step failed: the loaded shards are no longer usable.
     broken: Option<ClusterError>,
+    /// How long a decode step may take; a step of more rows gets one such
+    /// deadline per 16 rows (`parallel::step_deadline`).
     pub step_deadline: Duration,
     /// Precision of activations between nodes, applied at the next load.
     pub wire: WireDtype,
-    /// Steps sent and not yet collected, oldest first: (sequence, phase).
-    in_flight: VecDeque<(u32, Phase)>,
+    /// Steps sent and not yet collected, oldest first: (sequence, phase,
+    /// rows; the rows size the wait for it).
+    in_flight: VecDeque<(u32, Phase, usize)>,
     /// Per-node metrics of the last step (for `:trace`).
     pub last_step: Vec<Option<StepMetrics>>,
     logits: Vec<f32>,

@@ -42,7 +42,7 @@ impl Cluster {
             seq,
         };
         self.send_step(&msg, phase)?;
-        self.in_flight.push_back((seq, phase));
+        self.in_flight.push_back((seq, phase, tokens.len()));
         Ok(())
     }
 
@@ -89,7 +89,7 @@ impl Cluster {
     /// Waits for the oldest step in flight; returns its sequence and the
     /// gathered logits.
     pub fn collect(&mut self) -> Result<(u32, Vec<f32>), ClusterError> {
-        let Some((seq, phase)) = self.in_flight.pop_front() else {
+        let Some((seq, phase, rows)) = self.in_flight.pop_front() else {
             return Err(ClusterError::cluster(
                 Phase::Control,
                 "no step is in flight to collect",
@@ -101,7 +101,7 @@ impl Cluster {
         let mut logits = std::mem::take(&mut self.logits);
         logits.clear();
         logits.resize(vocab, f32::NEG_INFINITY);
-        let gathered = self.gather(phase, |turn| match turn.recv_control()? {
+        let gathered = self.gather(phase, rows, |turn| match turn.recv_control()? {
             FromNode::StepDone {
                 logits: sent,
                 metrics,

@@ -59,7 +59,8 @@ impl Cluster {
                 })
                 .collect();
             self.send_step(&ToNode::StepMany { segments }, phase)?;
-            let rows = self.gather_rows(wanted.len(), phase)?;
+            let step_rows = pass.iter().map(|p| p.rows).sum();
+            let rows = self.gather_rows(wanted.len(), step_rows, phase)?;
             on_step(&self.last_step);
             for (i, row) in wanted.into_iter().zip(rows) {
                 out[i] = row;
@@ -102,11 +103,17 @@ impl Cluster {
 
     /// Gathers one batched step's answers: from each head node `rows`
     /// logits rows (its vocabulary slice of each), then every node's
-    /// `StepDone`. Errors as [`Cluster::collect`]'s.
-    fn gather_rows(&mut self, rows: usize, phase: Phase) -> Result<Vec<Vec<f32>>, ClusterError> {
+    /// `StepDone`, within the deadline of a step of `step_rows` rows in
+    /// all. Errors as [`Cluster::collect`]'s.
+    fn gather_rows(
+        &mut self,
+        rows: usize,
+        step_rows: usize,
+        phase: Phase,
+    ) -> Result<Vec<Vec<f32>>, ClusterError> {
         let vocab = self.loaded.as_ref().map_or(0, |l| l.config.vocab);
         let mut out = vec![vec![f32::NEG_INFINITY; vocab]; rows];
-        self.gather(phase, |turn| {
+        self.gather(phase, step_rows, |turn| {
             let (range, head) = (turn.vocab.clone(), turn.head);
             let mut got = 0usize;
             loop {
