@@ -24,14 +24,41 @@ const CONTEXT: usize = 2048;
 const PROMPT_TOKENS: usize = 2 * PREFILL_BATCH + 300;
 const GEN: usize = 8;
 
+/// The `tiny` llama preset at [`CONTEXT`], written as `dir/tiny.gguf`.
+fn tiny(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    let path = dir.join("tiny.gguf");
+    let mut opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("preset");
+    opts.context = CONTEXT;
+    opts.seed = seed;
+    synth(&opts, &path, &mut |_, _| {}).expect("synth");
+    path
+}
+
+/// Plans `layout` on the cluster's nodes and loads the file at `path`.
+fn load_as(cluster: &mut Cluster, path: &std::path::Path, layout: &str) {
+    let gguf = GgufModel::open(path).expect("opens");
+    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
+    let model = ModelToLoad {
+        name: "tiny-long".into(),
+        config: &summary.config,
+        source: &gguf,
+        file: None,
+    };
+    let request: LayoutRequest = layout.parse().expect("layout");
+    let p = plan(
+        &summary,
+        &cluster.budgets(),
+        &request,
+        KvSpec::new(CONTEXT, KvType::F16),
+    )
+    .expect("plans");
+    cluster.load(&model, &p, &|_| {}).expect("loads");
+}
+
 #[test]
 fn a_prompt_of_several_batches_gives_one_process_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tiny.gguf");
-    let mut opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("preset");
-    opts.context = CONTEXT;
-    opts.seed = 21;
-    synth(&opts, &path, &mut |_, _| {}).expect("synth");
+    let path = tiny(dir.path(), 21);
     let prompts: Vec<Vec<u32>> = (0..2u32)
         .map(|s| {
             (0..PROMPT_TOKENS as u32)
@@ -58,27 +85,11 @@ fn a_prompt_of_several_batches_gives_one_process_tokens() {
         })
         .collect();
 
-    let gguf = GgufModel::open(&path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    let model = ModelToLoad {
-        name: "tiny-long".into(),
-        config: &summary.config,
-        source: &gguf,
-        file: None,
-    };
     let home = tempfile::tempdir().expect("tempdir");
     for layout in ["tensor", "pipeline"] {
         let mut cluster =
             Cluster::spawn_local(2, &local(home.path(), Vec::new()), "test").expect("spawns");
-        let request: LayoutRequest = layout.parse().expect("layout");
-        let p = plan(
-            &summary,
-            &cluster.budgets(),
-            &request,
-            KvSpec::new(CONTEXT, KvType::F16),
-        )
-        .expect("plans");
-        cluster.load(&model, &p, &|_| {}).expect("loads");
+        load_as(&mut cluster, &path, layout);
         if layout == "tensor" {
             let mut logits = cluster.step(&prompts[0], 0).expect("prefill");
             let mut got = Vec::new();
@@ -114,19 +125,7 @@ fn a_prompt_of_several_batches_gives_one_process_tokens() {
 #[test]
 fn a_prefill_step_longer_than_a_decode_deadline_completes_over_a_pipeline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tiny.gguf");
-    let mut opts = SynthOptions::preset(SynthArch::Llama, "tiny").expect("preset");
-    opts.context = CONTEXT;
-    opts.seed = 22;
-    synth(&opts, &path, &mut |_, _| {}).expect("synth");
-    let gguf = GgufModel::open(&path).expect("opens");
-    let summary = ModelSummary::from_gguf(&gguf).expect("summary");
-    let model = ModelToLoad {
-        name: "tiny-slow-link".into(),
-        config: &summary.config,
-        source: &gguf,
-        file: None,
-    };
+    let path = tiny(dir.path(), 22);
     let home = tempfile::tempdir().expect("tempdir");
     let mut nodes = local(home.path(), Vec::new());
     nodes.extra_args = ["--step-timeout", "1", "--link", "bandwidth=2mbit"]
@@ -134,15 +133,7 @@ fn a_prefill_step_longer_than_a_decode_deadline_completes_over_a_pipeline() {
         .to_vec();
     let mut cluster = Cluster::spawn_local(2, &nodes, "test").expect("spawns");
     cluster.step_deadline = std::time::Duration::from_secs(2);
-    let request: LayoutRequest = "pipeline".parse().expect("layout");
-    let p = plan(
-        &summary,
-        &cluster.budgets(),
-        &request,
-        KvSpec::new(CONTEXT, KvType::F16),
-    )
-    .expect("plans");
-    cluster.load(&model, &p, &|_| {}).expect("loads");
+    load_as(&mut cluster, &path, "pipeline");
     let prompt: Vec<u32> = (0..PREFILL_BATCH as u32 + 40)
         .map(|i| 3 + (i * 5) % 300)
         .collect();
