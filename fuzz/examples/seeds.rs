@@ -392,9 +392,11 @@ fn from_node() -> Vec<FromNode> {
         FromNode::LogitRows { rows: 2 },
         FromNode::Pong,
         FromNode::Ok,
+        FromNode::error(Phase::Load, "tensor 'x': \"quoted\" \u{1F600}"),
         FromNode::Error {
-            phase: Phase::Load,
-            message: "tensor 'x': \"quoted\" \u{1F600}".into(),
+            phase: Phase::Prefill,
+            message: "node1 (127.0.0.1:7071) closed the connection".into(),
+            peer_closed: true,
         },
     ]
 }

@@ -123,7 +123,23 @@ pub enum FromNode {
     Error {
         phase: Phase,
         message: String,
+        /// The failure is a peer closing its link to this node mid-step: a
+        /// knock-on of that peer's own failure (it gave up on a deadline,
+        /// or its process ended), which the coordinator names instead.
+        #[serde(default)]
+        peer_closed: bool,
     },
+}
+
+impl FromNode {
+    /// The reply for a failure of this node's own, in `phase`.
+    pub fn error(phase: Phase, e: impl std::fmt::Display) -> Self {
+        FromNode::Error {
+            phase,
+            message: e.to_string(),
+            peer_closed: false,
+        }
+    }
 }
 
 /// One sequence's part of a `StepMany`: `tokens` at positions `pos..`.

@@ -21,8 +21,10 @@ pub enum ModelError {
     ContextFull { needed: usize, context: usize },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
-    #[error("{0}")]
-    Collective(String),
+    /// A tensor group's exchange failed; `peer_closed` as for
+    /// `NetError::peer_closed`.
+    #[error("{message}")]
+    Collective { message: String, peer_closed: bool },
     /// One sequence of a batched step could not run (nothing of the step ran).
     #[error("sequence {seq}: {source}")]
     InSequence {

@@ -137,6 +137,13 @@ pub enum NetError {
 }
 
 impl NetError {
+    /// The peer closed the connection (rather than this side timing out
+    /// or cutting it): when that happens mid-step, the peer's own failure
+    /// is the cause.
+    pub fn peer_closed(&self) -> bool {
+        matches!(self, NetError::Closed { .. })
+    }
+
     /// The peer this error is about.
     pub fn peer(&self) -> &str {
         match self {

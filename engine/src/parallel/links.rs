@@ -257,9 +257,24 @@ impl PeerLinks {
             });
         };
         let started = Instant::now();
-        let header = prev
-            .conn
-            .recv_tensor_into(for_rows(self.deadline, rows), &mut self.hidden_buf)?;
+        let deadline = for_rows(self.deadline, rows);
+        let header = match prev.conn.recv_tensor_into(deadline, &mut self.hidden_buf) {
+            Ok(header) => header,
+            // Say what was awaited and where the deadline comes from: the
+            // previous stage may only be slow, not gone.
+            Err(NetError::Timeout { peer, after, .. }) => {
+                return Err(NetError::Timeout {
+                    what: format!(
+                        "{} (the step deadline for {rows} rows: a stage this slow needs a \
+                         longer --step-timeout, or SHARDLAB_STEP_TIMEOUT for local nodes)",
+                        what()
+                    ),
+                    peer,
+                    after,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let expected = self.wire.hidden_bytes(n);
         check_frame(&prev.name, &header, tag, expected, what)?;
         decode_hidden(self.wire, &self.hidden_buf, n, x);
@@ -363,7 +378,10 @@ impl PeerLinks {
 impl AllReduce for PeerLinks {
     fn all_reduce(&mut self, buf: &mut [f64]) -> Result<(), ModelError> {
         self.all_reduce_partials(buf)
-            .map_err(|e| ModelError::Collective(e.to_string()))
+            .map_err(|e| ModelError::Collective {
+                message: e.to_string(),
+                peer_closed: e.peer_closed(),
+            })
     }
 }
 

@@ -2,7 +2,7 @@
 //! batched steps: every live node in plan order, one deadline for the
 //! whole gather, each node's own receive; a node whose connection failed
 //! is marked dead, and the error returned names the node that actually
-//! failed.
+//! failed: not a node whose only trouble was that peer closing its link.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ pub(super) struct NodeFailure {
     /// The connection itself failed, so the node is gone; otherwise the
     /// node reported the error and only the step is lost.
     transport: bool,
+    /// The node reported a peer closing its link mid-step: the knock-on of
+    /// that peer's failure, named only when no other cause is known.
+    peer_closed: bool,
 }
 
 /// One live node's turn in a gather: its connection, its part of the plan,
@@ -67,14 +70,17 @@ impl NodeTurn<'_> {
         NodeFailure {
             error: ClusterError::new(self.label, self.phase, message),
             transport: true,
+            peer_closed: false,
         }
     }
 
-    /// The node answered with an error of its own.
-    pub fn reported(&self, message: String) -> NodeFailure {
+    /// The node answered with an error of its own (`peer_closed`: as
+    /// `FromNode::Error` says).
+    pub fn reported(&self, message: String, peer_closed: bool) -> NodeFailure {
         NodeFailure {
             error: ClusterError::new(self.label, self.phase, message),
             transport: false,
+            peer_closed,
         }
     }
 
@@ -82,6 +88,7 @@ impl NodeTurn<'_> {
         NodeFailure {
             error: recv_error(self.label, self.phase, self.deadline, e),
             transport: true,
+            peer_closed: false,
         }
     }
 }
@@ -110,9 +117,13 @@ impl Cluster {
         let live: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_alive())
             .collect();
-        let mut errors: Vec<ClusterError> = Vec::new();
+        let mut failures: Vec<NodeFailure> = Vec::new();
         if live.len() != plan_nodes.len() {
-            errors.push(self.left_the_cluster(phase));
+            failures.push(NodeFailure {
+                error: self.left_the_cluster(phase),
+                transport: false,
+                peer_closed: false,
+            });
         }
         let mut covered = 0usize;
         // One deadline for the whole gather, not one per node: a cut-off
@@ -129,6 +140,7 @@ impl Cluster {
                 Err(error) => Err(NodeFailure {
                     error,
                     transport: true,
+                    peer_closed: false,
                 }),
                 Ok(conn) => receive(&mut NodeTurn {
                     conn,
@@ -144,18 +156,19 @@ impl Cluster {
             };
             match result {
                 Ok(columns) => covered += columns,
-                Err(NodeFailure { error, transport }) => {
+                Err(failure) => {
                     // A reply that never came means the node is gone (or out
                     // of step); an error reply means the node is fine but
                     // the step is lost.
-                    if transport {
-                        node.mark_failed(&error.message);
+                    if failure.transport {
+                        node.mark_failed(&failure.error.message);
                     }
-                    errors.push(error);
+                    failures.push(failure);
                 }
             }
         }
-        if !errors.is_empty() {
+        if !failures.is_empty() {
+            let errors = causes_first(failures);
             let e = self.root_cause(errors, phase);
             self.broken = Some(e.clone());
             return Err(e);
@@ -167,5 +180,56 @@ impl Cluster {
             ));
         }
         Ok(())
+    }
+}
+
+/// The failures' errors in node order, except that those which only report
+/// a peer closing its link come last: a stage that gave up on a slow
+/// predecessor closes its links, and the predecessor, answering first,
+/// would otherwise be blamed with "node1 closed the connection".
+fn causes_first(failures: Vec<NodeFailure>) -> Vec<ClusterError> {
+    let (knock_ons, causes): (Vec<_>, Vec<_>) = failures.into_iter().partition(|f| f.peer_closed);
+    causes
+        .into_iter()
+        .chain(knock_ons)
+        .map(|f| f.error)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(node: &str, peer_closed: bool) -> NodeFailure {
+        NodeFailure {
+            error: ClusterError::new(node, Phase::Prefill, "m"),
+            transport: false,
+            peer_closed,
+        }
+    }
+
+    #[test]
+    fn a_node_that_only_saw_its_peer_close_is_named_after_that_peer() {
+        let order = |fs: Vec<NodeFailure>| -> Vec<String> {
+            causes_first(fs).into_iter().map(|e| e.node).collect()
+        };
+        assert_eq!(
+            order(vec![failure("node0", true), failure("node1", false)]),
+            ["node1", "node0"]
+        );
+        assert_eq!(
+            order(vec![
+                failure("node0", false),
+                failure("node1", true),
+                failure("node2", false)
+            ]),
+            ["node0", "node2", "node1"],
+            "otherwise node order"
+        );
+        assert_eq!(
+            order(vec![failure("node0", true), failure("node1", true)]),
+            ["node0", "node1"],
+            "all knock-ons: node order"
+        );
     }
 }

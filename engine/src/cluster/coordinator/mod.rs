@@ -181,9 +181,9 @@ impl NodeHandle {
                 .map_err(|e| recv_error(&label, phase, deadline, e))
         })();
         match result {
-            Ok(FromNode::Error { phase: p, message }) => {
-                Err(ClusterError::new(&label, phase, format!("{p}: {message}")))
-            }
+            Ok(FromNode::Error {
+                phase: p, message, ..
+            }) => Err(ClusterError::new(&label, phase, format!("{p}: {message}"))),
             Ok(reply) => Ok(reply),
             Err(e) => {
                 self.mark_failed(&e.message);

@@ -124,7 +124,11 @@ impl Cluster {
                 }
                 Ok(n)
             }
-            FromNode::Error { message, .. } => Err(turn.reported(message)),
+            FromNode::Error {
+                message,
+                peer_closed,
+                ..
+            } => Err(turn.reported(message, peer_closed)),
             other => Err(turn.fail(format!("unexpected reply {other:?}"))),
         });
         self.logits = logits;

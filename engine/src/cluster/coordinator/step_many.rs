@@ -153,7 +153,11 @@ impl Cluster {
                         }
                         return Ok(if head { range.len() } else { 0 });
                     }
-                    FromNode::Error { message, .. } => return Err(turn.reported(message)),
+                    FromNode::Error {
+                        message,
+                        peer_closed,
+                        ..
+                    } => return Err(turn.reported(message, peer_closed)),
                     other => return Err(turn.fail(format!("unexpected reply {other:?}"))),
                 }
             }

@@ -118,10 +118,7 @@ pub(super) fn load(
 
 /// The reply for a failed load.
 pub(super) fn failure(e: ShardLoadError) -> FromNode {
-    FromNode::Error {
-        phase: Phase::Load,
-        message: e.to_string(),
-    }
+    FromNode::error(Phase::Load, e)
 }
 
 /// The node checks its own budget (a coordinator cannot make it swap) and

@@ -19,10 +19,7 @@ pub enum ProbeError {
 }
 
 fn failure(e: ProbeError) -> FromNode {
-    FromNode::Error {
-        phase: Phase::LinkProbe,
-        message: e.to_string(),
-    }
+    FromNode::error(Phase::LinkProbe, e)
 }
 
 /// Receives the probe's frame and says whether it was whole.

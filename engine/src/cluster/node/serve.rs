@@ -24,10 +24,7 @@ const IDLE_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The reply that reports `e` in `phase`.
 fn failure(phase: Phase, e: impl std::fmt::Display) -> FromNode {
-    FromNode::Error {
-        phase,
-        message: e.to_string(),
-    }
+    FromNode::error(phase, e)
 }
 
 pub(super) fn serve_coordinator(

@@ -51,7 +51,7 @@ impl Shard {
     pub fn after_failure(&mut self, e: &StepError) {
         let exchange = matches!(
             e,
-            StepError::Peer(_) | StepError::Model(ModelError::Collective(_))
+            StepError::Peer(_) | StepError::Model(ModelError::Collective { .. })
         );
         if let (true, Some(links)) = (exchange, self.links.as_mut()) {
             links.close(&format!(

@@ -32,6 +32,27 @@ pub enum StepError {
     Peer(#[from] NetError),
 }
 
+impl StepError {
+    /// The failure is a peer closing its link mid-step (see
+    /// `FromNode::Error`'s `peer_closed`).
+    pub fn peer_closed(&self) -> bool {
+        match self {
+            StepError::Peer(e) => e.peer_closed(),
+            StepError::Model(ModelError::Collective { peer_closed, .. }) => *peer_closed,
+            _ => false,
+        }
+    }
+
+    /// The reply that reports this failure in `phase`.
+    pub fn reply(&self, phase: Phase) -> FromNode {
+        FromNode::Error {
+            phase,
+            message: self.to_string(),
+            peer_closed: self.peer_closed(),
+        }
+    }
+}
+
 /// Runs a step and answers it. Only a failure to answer is returned: a
 /// failed step is reported to the coordinator and the session goes on.
 pub(super) fn step(
@@ -52,10 +73,7 @@ pub(super) fn step(
         Ok(logits) => logits,
         Err(e) => {
             shard.after_failure(&e);
-            return conn.send_control(&FromNode::Error {
-                phase: Phase::of_step(tokens.len(), pos),
-                message: e.to_string(),
-            });
+            return conn.send_control(&e.reply(Phase::of_step(tokens.len(), pos)));
         }
     };
     let metrics = step_metrics(shard, tokens.len(), started);

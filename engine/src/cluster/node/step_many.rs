@@ -27,12 +27,7 @@ pub(super) fn step_many(
         links.begin_step();
     }
     let phase = StepSegment::phase(segments);
-    let fail = |conn: &mut Connection, e: &dyn std::fmt::Display| {
-        conn.send_control(&FromNode::Error {
-            phase,
-            message: e.to_string(),
-        })
-    };
+    let fail = |conn: &mut Connection, e: &StepError| conn.send_control(&e.reply(phase));
     let x = match run_layers(shard, segments) {
         Ok(x) => x,
         Err(e) => {
@@ -45,7 +40,7 @@ pub(super) fn step_many(
             shard.hidden = x;
             return match e {
                 Sent::Conn(e) => Err(e),
-                Sent::Model(e) => fail(conn, &e),
+                Sent::Model(e) => fail(conn, &StepError::Model(e)),
             };
         }
     }

@@ -38,7 +38,9 @@ fn reply(conn: &mut Connection) -> FromNode {
 
 fn expect_error(reply: FromNode, phase: Phase, says: &str) {
     match reply {
-        FromNode::Error { phase: p, message } => {
+        FromNode::Error {
+            phase: p, message, ..
+        } => {
             assert_eq!(p, phase, "{message}");
             assert!(message.contains(says), "{message}");
         }
@@ -111,17 +113,25 @@ fn node_errors_travel_with_the_phase_words_nodes_always_sent() {
         (Phase::Links, "links"),
         (Phase::LinkProbe, "link probe"),
     ] {
-        let msg = FromNode::Error {
-            phase,
-            message: "m".into(),
-        };
-        let json = serde_json::to_string(&msg).expect("encodes");
+        let json = serde_json::to_string(&FromNode::error(phase, "m")).expect("encodes");
         assert_eq!(
             json,
-            format!("{{\"Error\":{{\"phase\":\"{word}\",\"message\":\"m\"}}}}")
+            format!(
+                "{{\"Error\":{{\"phase\":\"{word}\",\"message\":\"m\",\"peer_closed\":false}}}}"
+            )
         );
         let back: FromNode = serde_json::from_str(&json).expect("decodes");
         assert!(matches!(back, FromNode::Error { phase: p, .. } if p == phase));
+        // A node of an earlier build sends no `peer_closed`: its own failure.
+        let older = format!("{{\"Error\":{{\"phase\":\"{word}\",\"message\":\"m\"}}}}");
+        let back: FromNode = serde_json::from_str(&older).expect("decodes");
+        assert!(matches!(
+            back,
+            FromNode::Error {
+                peer_closed: false,
+                ..
+            }
+        ));
     }
 }
 

@@ -103,6 +103,7 @@ fn silent_peer_times_out_near_the_deadline_and_stays_usable() {
     let err = a.recv_control::<Msg>(deadline).unwrap_err();
     let took = start.elapsed();
     assert!(matches!(err, NetError::Timeout { .. }), "{err:?}");
+    assert!(!err.peer_closed(), "a silent peer did not close");
     assert!(took >= deadline, "returned early: {took:?}");
     assert!(took < deadline + Duration::from_secs(1), "took {took:?}");
     assert!(err.to_string().contains("node1 (127.0.0.1:"), "{err}");
@@ -203,6 +204,7 @@ fn peer_closing_between_frames_is_closed() {
         "{err:?}"
     );
     assert!(err.to_string().ends_with("closed the connection"), "{err}");
+    assert!(err.peer_closed(), "{err:?}");
 }
 
 #[test]
