@@ -42,6 +42,8 @@ pub(super) struct NodeTurn<'a> {
     phase: Phase,
     end: Instant,
     deadline: Duration,
+    /// The step's rows, which sized `deadline`.
+    rows: usize,
     /// This node's slice of the vocabulary.
     pub vocab: Range<usize>,
     /// Whether this node holds the head (sends logits).
@@ -85,8 +87,21 @@ impl NodeTurn<'_> {
     }
 
     fn lost(&self, e: crate::net::NetError) -> NodeFailure {
+        let error = match e {
+            // Say where the deadline comes from: the node may only be slow.
+            crate::net::NetError::Timeout { .. } => ClusterError::new(
+                self.label,
+                self.phase,
+                format!(
+                    "did not answer within {:.1?}, the step deadline for {} rows \
+                     (SHARDLAB_STEP_TIMEOUT sets it per decode step; a step gets one per 16 rows)",
+                    self.deadline, self.rows
+                ),
+            ),
+            other => recv_error(self.label, self.phase, self.deadline, other),
+        };
         NodeFailure {
-            error: recv_error(self.label, self.phase, self.deadline, e),
+            error,
             transport: true,
             peer_closed: false,
         }
@@ -148,6 +163,7 @@ impl Cluster {
                     phase,
                     end,
                     deadline,
+                    rows,
                     vocab: vocab_range,
                     head,
                     buf: &mut self.recv_buf,
