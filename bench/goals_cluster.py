@@ -110,15 +110,22 @@ def cluster():
                     "(no goal)", "reported")
             attempt(rgoal, "(no goal)", rpc)
         pgoal = f"{name} pipeline over 2 nodes, 4 sequences in flight / one node, one sequence"
+        attempt(pgoal, ">= 1.7x", lambda: pipeline_row(pgoal, path, p, gen, 1 if C.quick else 3))
 
-        def pipeline():
-            singles = [t["single"] for t in triples if "single" in t]
-            single = median(singles) if singles else \
-                shardlab_bench(path, 1, p, gen, cores="0", timeout=1800)["tg"]
-            piped = shardlab_bench(path, 1, p, gen, PIPELINE2_4, timeout=1800)["tg"]
-            add(pgoal, f"{rate(piped)} / {rate(single)} = {piped / single:.2f}x", ">= 1.7x",
-                verdict(piped / single, 1.7))
-        attempt(pgoal, ">= 1.7x", pipeline)
+
+def pipeline_row(goal, path, p, gen, reps):
+    """Pipeline over 2 nodes with 4 sequences in flight against one node
+    with one: `reps` alternating pairs (one node on one core, then the
+    pipeline), each ratio taken within its pair, the verdict on their
+    median (one pair swung from 1.39x to 1.82x between runs of one build)."""
+    ratios, pairs = [], []
+    for _ in range(reps):
+        single = shardlab_bench(path, 1, p, gen, cores="0", timeout=1800)["tg"]
+        piped = shardlab_bench(path, 1, p, gen, PIPELINE2_4, timeout=1800)["tg"]
+        ratios.append(piped / single)
+        pairs.append(f"{rate(piped)} / {rate(single)} = {piped / single:.2f}x")
+    m = median(ratios)
+    add(goal, f"median {m:.2f}x ({'; '.join(pairs)})", ">= 1.7x", verdict(m, 1.7))
 
 
 def tensor_triples(path, p, gen, reps, with_ideal):

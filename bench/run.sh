@@ -26,8 +26,10 @@
 #     the ideal speedup of a memory-bound decode on 2 nodes; tensor over 2
 #     nodes (one core each, pinned) against one node on one core and that
 #     ideal, in three alternating triples (probe, one node, tensor 2; one
-#     with --quick) whose median share is the verdict; all-reduce latency against a raw loopback round trip, with the
-#     skew between peers; pipeline over 2 nodes with 4 sequences in flight;
+#     with --quick) whose median share is the verdict; all-reduce latency
+#     against a raw loopback round trip, with the skew between peers;
+#     pipeline over 2 nodes with 4 sequences in flight against one node,
+#     in three alternating pairs whose median ratio is the verdict;
 #     llama.cpp's RPC split beside them
 #   - scaling to 16 cores (bench/scale16.sh, on a host with 16 cores)
 #   - mixtures of experts (synthetic qwen3moe 7b-a1b and 30b-a3b, Q4_0): one
