@@ -56,12 +56,24 @@ pub(super) const MIN_TOKENS: usize = 8;
 
 /// Eight rows, interleaved: for block `b` of the packed chunk,
 /// `codes[b * 8 + g]` holds codes `4g..4g + 4` of rows 0..8 (four bytes
-/// per row, row r in lane r); `d[b]` and `m[b]` the rows' scales and
-/// minimums as f32, for every block of the row.
+/// per row, row r in lane r); `d[b]` the rows' scales as f64 (rows 0..4,
+/// 4..8) and `m[b]` their minimums as f32, for every block of the row.
+/// The scales are widened here, once per group, so that the f64 step of
+/// every token is a multiply by its own scale, not two conversions.
 struct Packed {
     codes: Vec<__m256i>,
-    d: Vec<__m256>,
+    d: Vec<[__m256d; 2]>,
     m: Vec<__m256>,
+}
+
+/// Eight f32 as f64, rows 0..4 and 4..8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen(x: __m256) -> [__m256d; 2] {
+    [
+        _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+        _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)),
+    ]
 }
 
 /// Transposes eight rows of eight i32 into eight columns.
@@ -120,7 +132,8 @@ unsafe fn pack_scales<const F: u8>(p: &[*const u8; ROWS], nb: usize, into: &mut 
     into.d.clear();
     into.m.clear();
     for b in 0..nb {
-        into.d.push(f16_of_rows(p, b * wb + scale_offsets(F).0));
+        into.d
+            .push(widen(f16_of_rows(p, b * wb + scale_offsets(F).0)));
         if has_minimum(F) {
             into.m.push(f16_of_rows(p, b * wb + scale_offsets(F).1));
         }
@@ -161,8 +174,9 @@ unsafe fn pack_scales_interleaved<const F: u8>(group: *const u8, nb: usize, into
     into.m.clear();
     for b in 0..nb {
         let blk = group.add(b * group_block(F));
-        into.d
-            .push(_mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i)));
+        into.d.push(widen(_mm256_cvtph_ps(_mm_loadu_si128(
+            blk as *const __m128i,
+        ))));
         if F == Q4_1 {
             let mins = blk.add(Q4_1_MINS_AT) as *const __m128i;
             into.m.push(_mm256_cvtph_ps(_mm_loadu_si128(mins)));
@@ -202,8 +216,9 @@ const fn packed_offset(f: u8, q8_offset: i32) -> i32 {
 }
 
 /// What every tile of a packed chunk reads: the chunk (blocks
-/// `first..end` of rows of `nb`), the activations, their scales and each
-/// block's starting sum (`less`, minus the offset's term).
+/// `first..end` of rows of `nb`), the activations, their scales (as f64,
+/// `dx[token * nb + block]`) and each block's starting sum (`less`, minus
+/// the offset's term).
 #[derive(Clone, Copy)]
 struct Chunk<'a> {
     packed: &'a Packed,
@@ -212,7 +227,7 @@ struct Chunk<'a> {
     nb: usize,
     acts: &'a [u8],
     act_row_bytes: usize,
-    sc: &'a ActScales,
+    dx: &'a [f64],
     less: &'a [i32],
 }
 
@@ -291,6 +306,7 @@ macro_rules! gemm_kernels {
             }
             // Each block's sums start at minus the offset's term.
             sc.correction.iter_mut().for_each(|c| *c = -*c);
+            let dx: Vec<f64> = sc.d.iter().map(|&d| f64::from(d)).collect();
             let mut packed = Packed {
                 codes: Vec::with_capacity(CHUNK_BLOCKS * 8),
                 d: Vec::with_capacity(nb),
@@ -320,7 +336,7 @@ macro_rules! gemm_kernels {
                         nb,
                         acts,
                         act_row_bytes,
-                        sc: &sc,
+                        dx: &dx,
                         less: &sc.correction,
                     };
                     let whole = tokens / TILE * TILE;
@@ -355,7 +371,7 @@ macro_rules! gemm_kernels {
                 nb,
                 acts,
                 act_row_bytes,
-                sc,
+                dx,
                 less,
             } = *c;
             let (_, ab, aqs) = layout(F);
@@ -376,13 +392,9 @@ macro_rules! gemm_kernels {
                         }
                     });
                     let sums = $tile_sums::<F, T>(codes, &at, start);
-                    let dw = *packed.d.get_unchecked(b);
+                    let dw = packed.d.get_unchecked(b);
                     for (t, (acc, s)) in acc.iter_mut().zip(sums).enumerate() {
-                        let d = _mm256_mul_ps(
-                            dw,
-                            _mm256_set1_ps(*sc.d.get_unchecked((t0 + t) * nb + b)),
-                        );
-                        *acc = lane_fma(*acc, d, s);
+                        *acc = lane_fma(*acc, dw, *dx.get_unchecked((t0 + t) * nb + b), s);
                     }
                     b += 4;
                 }
@@ -524,19 +536,22 @@ pub(super) mod plain {
         *l = acc;
     }
 
-    /// `acc + d·s` per row in f64: the block's exact sums `s` times its
-    /// f32 scales `d`, one rounding.
+    /// `acc + dw·dx·s` per row in f64: the block's exact sums `s` times
+    /// the rows' scales `dw` and the token's `dx`, one rounding. Both
+    /// scales are f16 values, so `dw·dx` is exact in f64 as it was in f32,
+    /// and the bits are those of the portable `sumi as f64 * (dw * dx)`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lane_fma(acc: Lane, d: __m256, s: __m256i) -> Lane {
+    unsafe fn lane_fma(acc: Lane, dw: &[__m256d; 2], dx: f64, s: __m256i) -> Lane {
+        let dx = _mm256_set1_pd(dx);
         [
             _mm256_fmadd_pd(
-                _mm256_cvtps_pd(_mm256_castps256_ps128(d)),
+                _mm256_mul_pd(dw[0], dx),
                 _mm256_cvtepi32_pd(_mm256_castsi256_si128(s)),
                 acc[0],
             ),
             _mm256_fmadd_pd(
-                _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
+                _mm256_mul_pd(dw[1], dx),
                 _mm256_cvtepi32_pd(_mm256_extracti128_si256(s, 1)),
                 acc[1],
             ),
@@ -570,8 +585,12 @@ pub(super) mod vnni {
     /// As the plain `lane_fma`, eight rows at once.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    unsafe fn lane_fma(acc: Lane, d: __m256, s: __m256i) -> Lane {
-        _mm512_fmadd_pd(_mm512_cvtps_pd(d), _mm512_cvtepi32_pd(s), acc)
+    unsafe fn lane_fma(acc: Lane, dw: &[__m256d; 2], dx: f64, s: __m256i) -> Lane {
+        let d = _mm512_mul_pd(
+            _mm512_loadu_pd(dw.as_ptr() as *const f64),
+            _mm512_set1_pd(dx),
+        );
+        _mm512_fmadd_pd(d, _mm512_cvtepi32_pd(s), acc)
     }
 
     gemm_kernels!(
