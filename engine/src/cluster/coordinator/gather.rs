@@ -87,21 +87,14 @@ impl NodeTurn<'_> {
     }
 
     fn lost(&self, e: crate::net::NetError) -> NodeFailure {
-        let error = match e {
-            // Say where the deadline comes from: the node may only be slow.
-            crate::net::NetError::Timeout { .. } => ClusterError::new(
-                self.label,
-                self.phase,
-                format!(
-                    "did not answer within {:.1?}, the step deadline for {} rows \
-                     (SHARDLAB_STEP_TIMEOUT sets it per decode step; a step gets one per 16 rows)",
-                    self.deadline, self.rows
-                ),
-            ),
-            other => recv_error(self.label, self.phase, self.deadline, other),
-        };
+        // Say where the deadline comes from: the node may only be slow.
+        let note = format!(
+            ", the step deadline for {} rows (SHARDLAB_STEP_TIMEOUT sets it per decode step; \
+             a step gets one per 16 rows)",
+            self.rows
+        );
         NodeFailure {
-            error,
+            error: recv_error(self.label, self.phase, self.deadline, &note, e),
             transport: true,
             peer_closed: false,
         }

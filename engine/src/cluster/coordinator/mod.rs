@@ -62,18 +62,24 @@ impl ClusterError {
 
 /// A failed receive, worded for the user: silence past a deadline says
 /// "did not answer within Xs" (the node is cut off, stopped or far too
-/// slow); anything else is the connection's own error.
+/// slow), followed by `deadline_note` (where that deadline comes from,
+/// when the user can change it); anything else is the connection's own
+/// error.
 fn recv_error(
     label: &str,
     phase: Phase,
     deadline: Duration,
+    deadline_note: &str,
     e: crate::net::NetError,
 ) -> ClusterError {
     match e {
         crate::net::NetError::Timeout { .. } => ClusterError::new(
             label,
             phase,
-            format!("did not answer within {}s", deadline.as_secs_f64()),
+            format!(
+                "did not answer within {}s{deadline_note}",
+                deadline.as_secs_f64()
+            ),
         ),
         other => net_error(label, phase, other),
     }
@@ -160,7 +166,7 @@ impl NodeHandle {
                 }
                 // recv_frame reports a close frame as an error.
                 Ok(crate::net::Frame::Tensor { .. } | crate::net::Frame::Close) => dropped += 1,
-                Err(e) => return Err(recv_error(&label, phase, deadline, e)),
+                Err(e) => return Err(recv_error(&label, phase, deadline, "", e)),
             }
         }
     }
@@ -178,7 +184,7 @@ impl NodeHandle {
             conn.send_control(msg)
                 .map_err(|e| net_error(&label, phase, e))?;
             conn.recv_control::<FromNode>(deadline)
-                .map_err(|e| recv_error(&label, phase, deadline, e))
+                .map_err(|e| recv_error(&label, phase, deadline, "", e))
         })();
         match result {
             Ok(FromNode::Error {
