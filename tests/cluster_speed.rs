@@ -3,6 +3,7 @@
 //! activations on the wire.
 
 use shardlab_engine::cluster::coordinator::Cluster;
+use shardlab_engine::model::generate::SeqStep;
 use shardlab_engine::model::tokenizer::Tokenizer;
 use shardlab_engine::parallel::WireDtype;
 use shardlab_engine::shard::plan::LayoutRequest;
@@ -47,39 +48,83 @@ fn pipelined_sequences_each_give_their_single_node_tokens() {
         &"pipeline".parse().expect("layout"),
         WireDtype::F64,
     );
-    // Every prefill goes out before any result comes back; each sequence's
-    // next step goes out as soon as its logits arrive.
-    let mut pos: Vec<usize> = prompts.iter().map(Vec::len).collect();
-    let mut got: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
-    for (seq, p) in prompts.iter().enumerate() {
-        cluster.submit(seq as u32, p, 0).expect("submit prefill");
-    }
-    assert_eq!(cluster.in_flight(), prompts.len());
-    let mut max_in_flight = 0;
-    // Bounded: one collect per step of every sequence.
-    for _ in 0..prompts.len() * (TOKENS + 1) {
-        if cluster.in_flight() == 0 {
-            break;
-        }
-        max_in_flight = max_in_flight.max(cluster.in_flight());
-        let (seq, logits) = cluster.collect().expect("collect");
-        let s = seq as usize;
-        let next = argmax(&logits);
-        got[s].push(next);
-        if got[s].len() < TOKENS {
-            cluster.submit(seq, &[next], pos[s]).expect("submit decode");
-            pos[s] += 1;
-        }
-    }
-    assert_eq!(cluster.in_flight(), 0);
+    // One sequence a batch: four batches in flight through two stages.
+    let (got, max_in_flight) = run_in_batches(&mut cluster, &prompts, 1);
     assert_eq!(max_in_flight, prompts.len());
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(g, e, "sequence {i}");
+        assert_eq!(g, e, "sequence {i}, one a batch");
+    }
+    // Two sequences a batch (a `StepMany` each), two batches in flight:
+    // each stage runs one while the other stage runs the other.
+    for seq in 0..prompts.len() {
+        cluster.truncate_seq(seq as u32, 0).expect("reset");
+    }
+    let (got, max_in_flight) = run_in_batches(&mut cluster, &prompts, 2);
+    assert_eq!(max_in_flight, 2);
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "sequence {i}, two a batch");
     }
     // Sequence 0 still works through the one-sequence path afterwards.
     cluster.truncate_all(0).expect("truncate");
     let (_, again) = greedy(&prompts[0], |ids, p| cluster.step(ids, p).expect("step"));
     assert_eq!(again, expected[0]);
+}
+
+/// Greedy-decodes every prompt, `per_batch` sequences to a batch: every
+/// batch's prefill goes out before any result comes back, and each batch's
+/// next step goes out as soon as its logits arrive. Returns each
+/// sequence's tokens and the most batches that were in flight at once.
+fn run_in_batches(
+    cluster: &mut Cluster,
+    prompts: &[Vec<u32>],
+    per_batch: usize,
+) -> (Vec<Vec<u32>>, usize) {
+    let mut got: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let batches: Vec<Vec<SeqStep>> = prompts
+        .chunks(per_batch)
+        .enumerate()
+        .map(|(b, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, p)| SeqStep {
+                    seq: (b * per_batch + i) as u32,
+                    tokens: p.clone(),
+                    pos: 0,
+                })
+                .collect()
+        })
+        .collect();
+    for batch in &batches {
+        cluster.submit(batch).expect("submit prefill");
+    }
+    assert_eq!(cluster.in_flight(), batches.len());
+    let mut max_in_flight = 0;
+    // Bounded: one collect per step of every batch.
+    for _ in 0..batches.len() * (TOKENS + 1) {
+        if cluster.in_flight() == 0 {
+            break;
+        }
+        max_in_flight = max_in_flight.max(cluster.in_flight());
+        let mut next = Vec::new();
+        for (seq, logits) in cluster.collect().expect("collect") {
+            let s = seq as usize;
+            let token = argmax(&logits);
+            got[s].push(token);
+            if got[s].len() < TOKENS {
+                next.push(SeqStep {
+                    seq,
+                    tokens: vec![token],
+                    pos: prompts[s].len() + got[s].len() - 1,
+                });
+            }
+        }
+        if !next.is_empty() {
+            cluster.submit(&next).expect("submit decode");
+        }
+    }
+    assert_eq!(cluster.in_flight(), 0);
+    (got, max_in_flight)
 }
 
 /// Measures every wire precision against the exact one on tensor 2, over

@@ -1,6 +1,6 @@
 //! Decode rate of K sequences on SmolLM2 in this process: batched (one
 //! forward pass per step for all, `LocalSequences::step_many`) against one
-//! by one (a forward pass per sequence, the `submit`/`collect` default).
+//! by one (a batch of one sequence at a time).
 //!
 //! `cargo run -p shardlab-engine --example batched_decode [K] [STEPS]`
 
@@ -21,8 +21,11 @@ fn rate(seqs: &mut LocalSequences, k: u32, steps: usize, batched: bool) -> Resul
     for seq in 0..k {
         seqs.reset(seq)?;
         let prompt: Vec<u32> = (0..16).map(|i| 100 + i * 37 + seq * 5).collect();
-        seqs.submit(seq, &prompt, 0)?;
-        seqs.collect()?;
+        seqs.step_many(&[SeqStep {
+            seq,
+            tokens: prompt,
+            pos: 0,
+        }])?;
     }
     let started = Instant::now();
     for t in 0..steps {
@@ -36,9 +39,8 @@ fn rate(seqs: &mut LocalSequences, k: u32, steps: usize, batched: bool) -> Resul
         if batched {
             seqs.step_many(&step)?;
         } else {
-            for s in &step {
-                seqs.submit(s.seq, &s.tokens, s.pos)?;
-                seqs.collect()?;
+            for s in step {
+                seqs.step_many(&[s])?;
             }
         }
     }

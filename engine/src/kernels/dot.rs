@@ -97,6 +97,8 @@ pub(crate) fn dot_rows_interleaved_isa(
             let done = unsafe {
                 if tokens == 1 {
                     gemv(w, row_bytes, acts, out)
+                } else if tokens < FEW_TOKENS {
+                    token_by_token(gemv, w, row_bytes, acts, act_row_bytes, tokens, out)
                 } else {
                     let paired = wide.map_or(0, |wide| {
                         wide(w, row_bytes, acts, act_row_bytes, tokens, out)
@@ -124,6 +126,56 @@ pub(crate) fn dot_rows_interleaved_isa(
         tokens,
         out,
     )
+}
+
+/// Below this many tokens, interleaved weights take the one-token kernel
+/// once per token over rows that stay in cache ([`token_by_token`]):
+/// the batch kernel's unpacking of each group costs about one token's
+/// products, too much to share among two or three.
+#[cfg(target_arch = "x86_64")]
+const FEW_TOKENS: usize = 5;
+
+/// Weight bytes [`token_by_token`] takes at a time: well inside L2, so
+/// every token after the first reads them from cache, not memory.
+#[cfg(target_arch = "x86_64")]
+const FEW_TOKENS_CHUNK_BYTES: usize = 96 * 1024;
+
+/// The one-token kernel `gemv` over a few tokens: a chunk of whole groups
+/// of eight rows at a time, every token in turn, so the weights are read
+/// from memory once. Each value is the one-token kernel's, as a token run
+/// alone gets. Returns the rows done (whole groups).
+///
+/// # Safety
+/// As `gemv`'s: the CPU has its features, and the shapes fit
+/// ([`kernel_shapes_fit`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn token_by_token(
+    gemv: unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    out: &mut [f64],
+) -> usize {
+    const GROUP: usize = super::avx2_gemm::ROWS;
+    let grouped = w.len() / row_bytes / GROUP * GROUP;
+    let chunk = (FEW_TOKENS_CHUNK_BYTES / row_bytes / GROUP).max(1) * GROUP;
+    let mut one = vec![0.0f64; chunk.min(grouped)];
+    let mut start = 0;
+    while start < grouped {
+        let n = chunk.min(grouped - start);
+        let rows = &w[start * row_bytes..(start + n) * row_bytes];
+        for (t, act) in acts.chunks_exact(act_row_bytes).take(tokens).enumerate() {
+            let done = gemv(rows, row_bytes, act, &mut one[..n]);
+            debug_assert_eq!(done, n);
+            for (r, &v) in one[..n].iter().enumerate() {
+                out[(start + r) * tokens + t] = v;
+            }
+        }
+        start += n;
+    }
+    grouped
 }
 
 /// The kernel families, slowest first.

@@ -12,10 +12,11 @@ use serde::Serialize;
 
 use super::error::ModelError;
 use super::sampling::{Sampler, SamplingParams};
-use super::sequence::SequenceRun;
 use super::stop::StopMatcher;
 use super::tokenizer::Tokenizer;
 use super::transformer::Transformer;
+
+pub use super::generate_many::{generate_many, ManyGenerations};
 
 /// One model, wherever it runs: ids in at a position, last logits out.
 pub trait Backend {
@@ -97,7 +98,7 @@ impl GenerationStats {
     }
 }
 
-fn rate(n: usize, secs: f64) -> f64 {
+pub(super) fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 {
         n as f64 / secs
     } else {
@@ -236,35 +237,32 @@ pub fn generate(
 }
 
 /// A backend that can hold several sequences and run steps of different
-/// sequences at once (a pipeline keeps every stage busy that way).
+/// sequences at once: batched into one forward pass, and several batches
+/// in flight (a pipeline keeps every stage busy that way).
 pub trait SequenceBackend {
-    /// Starts `tokens` of sequence `seq` at positions `pos..`.
-    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError>;
-    /// The oldest submitted step's sequence and last logits.
-    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError>;
+    /// Starts one step of each listed sequence (a sequence appears at most
+    /// once), run as one batched forward pass where the backend can.
+    fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ModelError>;
+    /// The oldest submitted batch's results: each step's sequence and last
+    /// logits, in the order the steps were given.
+    fn collect(&mut self) -> Result<Vec<(u32, Vec<f32>)>, ModelError>;
     /// Forgets everything sequence `seq` holds.
     fn reset(&mut self, seq: u32) -> Result<(), ModelError>;
     /// The most positions one sequence may hold.
     fn context(&self) -> usize;
-    /// Runs one step of each listed sequence (a sequence appears at most
-    /// once) and returns each one's last logits, in the order given. This
-    /// default submits the steps one after another and collects them; a
-    /// backend that can run them as one batched forward pass overrides it.
+    /// How many batches in flight keep the whole backend busy: a pipeline's
+    /// stage count, 1 for one process.
+    fn lanes(&self) -> usize {
+        1
+    }
+    /// Runs one batch and returns each step's last logits, in the order
+    /// given.
     fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
-        for step in steps {
-            self.submit(step.seq, &step.tokens, step.pos)?;
+        if steps.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut logits: Vec<Option<Vec<f32>>> = vec![None; steps.len()];
-        for _ in steps {
-            let (seq, l) = self.collect()?;
-            let slot = steps
-                .iter()
-                .position(|s| s.seq == seq)
-                .and_then(|i| logits.get_mut(i))
-                .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
-            *slot = Some(l);
-        }
-        Ok(logits.into_iter().flatten().collect())
+        self.submit(steps)?;
+        Ok(self.collect()?.into_iter().map(|(_, l)| l).collect())
     }
 }
 
@@ -274,130 +272,4 @@ pub struct SeqStep {
     pub seq: u32,
     pub tokens: Vec<u32>,
     pub pos: usize,
-}
-
-/// What [`generate_many`] produced, with the figures of the run as a whole.
-#[derive(Debug, Clone)]
-pub struct ManyGenerations {
-    /// One per prompt, in prompt order.
-    pub generations: Vec<Generation>,
-    pub wall_seconds: f64,
-    /// Until every sequence had its first logits (all prompts prefilled).
-    pub prefill_wall_seconds: f64,
-    /// Tokens decoded after that point, across all sequences.
-    pub steady_tokens: usize,
-}
-
-impl ManyGenerations {
-    /// Aggregate decode rate once every sequence is decoding.
-    pub fn decode_tokens_per_second(&self) -> f64 {
-        rate(
-            self.steady_tokens,
-            self.wall_seconds - self.prefill_wall_seconds,
-        )
-    }
-}
-
-/// Generates a continuation of every prompt at once, sequence `i` for
-/// prompt `i`: each sequence's next step is submitted as soon as its logits
-/// arrive, so up to `prompts.len()` steps are in flight. Each sequence's
-/// tokens are what [`generate`] gives for its prompt alone (same sampler
-/// settings, seeded the same). The backend's sequences start empty.
-pub fn generate_many(
-    backend: &mut dyn SequenceBackend,
-    tokenizer: &Tokenizer,
-    prompts: &[Vec<u32>],
-    opts: &GenerateOptions,
-    cancel: Option<&AtomicBool>,
-) -> Result<ManyGenerations, ModelError> {
-    let mut runs = Vec::with_capacity(prompts.len());
-    for (i, prompt) in prompts.iter().enumerate() {
-        if prompt.is_empty() {
-            return Err(ModelError::Other(format!(
-                "prompt {i} is empty (no tokens)"
-            )));
-        }
-        if prompt.len() >= backend.context() {
-            return Err(ModelError::ContextFull {
-                needed: prompt.len() + 1,
-                context: backend.context(),
-            });
-        }
-        runs.push(SequenceRun::new(prompt.clone(), tokenizer, opts)?);
-    }
-    let started = Instant::now();
-    for seq in 0..runs.len() {
-        backend.reset(seq as u32)?;
-    }
-    for (seq, run) in runs.iter_mut().enumerate() {
-        submit_prompt_batch(backend, seq as u32, run)?;
-    }
-    let mut in_flight = runs.len();
-    let mut prefilled = 0;
-    let mut prefill_wall = 0.0;
-    let mut steady = 0;
-    while in_flight > 0 {
-        let (seq, logits) = backend.collect()?;
-        in_flight -= 1;
-        let run = runs
-            .get_mut(seq as usize)
-            .ok_or_else(|| ModelError::Other(format!("logits for unknown sequence {seq}")))?;
-        if run.prefilling() {
-            submit_prompt_batch(backend, seq, run)?;
-            in_flight += 1;
-            continue;
-        }
-        if run.first.is_none() {
-            run.first = Some(started.elapsed().as_secs_f64());
-            prefilled += 1;
-            if prefilled == prompts.len() {
-                prefill_wall = started.elapsed().as_secs_f64();
-            }
-        } else if prefilled == prompts.len() {
-            steady += 1;
-        }
-        if let Some(next) = run.advance(&logits, tokenizer, opts, backend.context(), cancel)? {
-            let step = run.token_step(seq, next);
-            backend.submit(seq, &step.tokens, step.pos)?;
-            in_flight += 1;
-        }
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let generations = runs
-        .into_iter()
-        .map(|mut run| {
-            let stop = run.finish();
-            let first = run.first.unwrap_or(0.0);
-            Generation {
-                stats: GenerationStats {
-                    prompt_tokens: run.prompt.len(),
-                    reused_tokens: 0,
-                    generated_tokens: run.ids.len(),
-                    prefill_seconds: first,
-                    decode_seconds: wall - first,
-                    time_to_first_token: first,
-                    stop,
-                },
-                ids: run.ids,
-                text: run.text,
-            }
-        })
-        .collect();
-    Ok(ManyGenerations {
-        generations,
-        wall_seconds: wall,
-        prefill_wall_seconds: prefill_wall,
-        steady_tokens: steady,
-    })
-}
-
-/// Submits the next batch of `run`'s prompt as one step.
-fn submit_prompt_batch(
-    backend: &mut dyn SequenceBackend,
-    seq: u32,
-    run: &mut SequenceRun,
-) -> Result<(), ModelError> {
-    let step = run.next_prompt_step(seq);
-    backend.submit(seq, &step.tokens, step.pos)?;
-    Ok(())
 }

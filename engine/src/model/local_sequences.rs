@@ -31,8 +31,9 @@ pub struct LocalSequences<'a> {
     /// The sequence whose KV cache is in `model`.
     current: u32,
     parked: &'a mut Vec<(u32, KvCache)>,
-    /// Steps run but not yet collected, oldest first.
-    done: VecDeque<(u32, Vec<f32>)>,
+    /// Batches run but not yet collected, oldest first: each step's
+    /// sequence and last logits.
+    done: VecDeque<Vec<(u32, Vec<f32>)>>,
 }
 
 impl<'a> LocalSequences<'a> {
@@ -91,15 +92,15 @@ impl Drop for LocalSequences<'_> {
 }
 
 impl SequenceBackend for LocalSequences<'_> {
-    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
-        self.select(seq)?;
-        self.model.truncate(pos);
-        let logits = self.model.forward(tokens, pos)?;
-        self.done.push_back((seq, logits));
+    /// Runs the batch at once; [`Self::collect`] hands its logits back.
+    fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ModelError> {
+        let logits = self.run_batch(steps)?;
+        let seqs = steps.iter().map(|s| s.seq);
+        self.done.push_back(seqs.zip(logits).collect());
         Ok(())
     }
 
-    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
+    fn collect(&mut self) -> Result<Vec<(u32, Vec<f32>)>, ModelError> {
         self.done
             .pop_front()
             .ok_or_else(|| ModelError::Other("no step to collect".into()))
@@ -115,16 +116,23 @@ impl SequenceBackend for LocalSequences<'_> {
         self.model.cache().context()
     }
 
-    /// One forward pass for every listed sequence (each at its own
-    /// position, with its own cache). Nothing runs if any step is bad.
+    /// [`Self::run_batch`], with nothing else waiting to be collected.
     fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if steps.is_empty() {
-            return Ok(Vec::new());
-        }
         if !self.done.is_empty() {
             return Err(ModelError::Other(
                 "submitted steps are waiting to be collected".into(),
             ));
+        }
+        self.run_batch(steps)
+    }
+}
+
+impl LocalSequences<'_> {
+    /// One forward pass for every listed sequence (each at its own
+    /// position, with its own cache). Nothing runs if any step is bad.
+    fn run_batch(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
         }
         let seqs: Vec<u32> = steps.iter().map(|s| s.seq).collect();
         for &seq in &seqs {

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod generate_many;
 pub mod gguf;
 pub mod hf;
 pub mod kv_cache;

@@ -25,8 +25,8 @@ pub(super) struct ClusterRun<'a> {
     pub reload: Option<Reload<'a>>,
     /// The layout in place (changes with a recovery).
     pub layout: LayoutRequest,
-    /// Steps submitted and not yet collected, oldest first.
-    pending: VecDeque<SeqStep>,
+    /// Batches submitted and not yet collected, oldest first.
+    pending: VecDeque<Vec<SeqStep>>,
 }
 
 impl<'a> ClusterRun<'a> {
@@ -103,8 +103,8 @@ impl<'a> ClusterRun<'a> {
                 &mut lost,
             )
             .and_then(|(layout, replayed)| {
-                for s in &self.pending {
-                    self.cluster.submit(s.seq, &s.tokens, s.pos)?;
+                for batch in &self.pending {
+                    self.cluster.submit(batch)?;
                 }
                 Ok((layout, replayed))
             });
@@ -166,23 +166,18 @@ impl Backend for ClusterRun<'_> {
 }
 
 impl SequenceBackend for ClusterRun<'_> {
-    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
+    fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ModelError> {
         self.count_step();
-        self.attempt(|c, _| c.submit(seq, tokens, pos))?;
-        self.pending.push_back(SeqStep {
-            seq,
-            tokens: tokens.to_vec(),
-            pos,
-        });
+        self.attempt(|c, _| c.submit(steps))?;
+        self.pending.push_back(steps.to_vec());
         Ok(())
     }
-    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
+    /// Each pass the nodes ran reaches the monitor.
+    fn collect(&mut self) -> Result<Vec<(u32, Vec<f32>)>, ModelError> {
         let out = self.attempt(|c, monitor| {
-            let out = c.collect()?;
-            monitor.record_step(&c.last_step);
-            Ok(out)
+            c.collect_observed(&mut |metrics| monitor.record_step(metrics))
         })?;
-        if let Some(s) = self.pending.pop_front() {
+        for s in self.pending.pop_front().unwrap_or_default() {
             self.state.held.ran(s.seq, &s.tokens, s.pos);
         }
         Ok(out)
@@ -206,5 +201,8 @@ impl SequenceBackend for ClusterRun<'_> {
     }
     fn context(&self) -> usize {
         SequenceBackend::context(&*self.cluster)
+    }
+    fn lanes(&self) -> usize {
+        self.cluster.lanes()
     }
 }

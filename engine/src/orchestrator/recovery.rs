@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::cluster::coordinator::{Cluster, ClusterError, LoadProgress, LoadSummary, ModelToLoad};
 use crate::cluster::messages::{LocalModel, Phase};
+use crate::model::generate::SeqStep;
 use crate::model::loader::OpenedModel;
-use crate::model::transformer::PREFILL_BATCH;
 use crate::model::weights::GgufSource;
 use crate::parallel::WireDtype;
 use crate::shard::plan::{check_fits, plan, suggest, KvSpec, LayoutRequest, Plan, PlanError};
@@ -210,14 +210,18 @@ pub(super) fn recover(
     reload
         .monitor
         .name_nodes(cluster.nodes().iter().map(|h| (h.name.clone(), h.label())));
-    let mut replayed = 0;
-    for (seq, tokens) in held.iter() {
-        for (i, chunk) in tokens.chunks(PREFILL_BATCH).enumerate() {
-            cluster.submit(seq, chunk, i * PREFILL_BATCH)?;
-            cluster.collect()?;
-        }
-        replayed += tokens.len();
-    }
+    // Every held sequence in one batch: the nodes cut it into passes of at
+    // most PREFILL_BATCH rows, each sequence at its own positions.
+    let replay: Vec<SeqStep> = held
+        .iter()
+        .map(|(seq, tokens)| SeqStep {
+            seq,
+            tokens: tokens.to_vec(),
+            pos: 0,
+        })
+        .collect();
+    cluster.step_many(&replay)?;
+    let replayed = replay.iter().map(|s| s.tokens.len()).sum();
     Ok((layout, replayed))
 }
 

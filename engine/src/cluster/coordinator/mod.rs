@@ -226,9 +226,8 @@ pub struct Cluster {
     pub step_deadline: Duration,
     /// Precision of activations between nodes, applied at the next load.
     pub wire: WireDtype,
-    /// Steps sent and not yet collected, oldest first: (sequence, phase,
-    /// rows; the rows size the wait for it).
-    in_flight: VecDeque<(u32, Phase, usize)>,
+    /// Passes sent and not yet collected, oldest first.
+    in_flight: VecDeque<step::InFlight>,
     /// Per-node metrics of the last step (for `:trace`).
     pub last_step: Vec<Option<StepMetrics>>,
     logits: Vec<f32>,

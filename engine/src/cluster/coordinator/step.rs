@@ -1,48 +1,106 @@
 //! Generation steps across the cluster: the cluster as a [`Backend`].
 
+use super::step_many::batch_phase;
 use super::{Cluster, ClusterError, CONTROL_DEADLINE};
-use crate::cluster::messages::{FromNode, Phase, ToNode};
+use crate::cluster::messages::{FromNode, Phase, StepMetrics, StepSegment, ToNode};
 use crate::model::error::ModelError;
 use crate::model::generate::{Backend, SeqStep, SequenceBackend};
-use crate::model::transformer::PREFILL_BATCH;
+use crate::model::segments::passes;
 use crate::net::TensorDtype;
+
+/// One pass sent to every node and not yet collected.
+pub(super) struct InFlight {
+    phase: Phase,
+    /// The pass's rows; they size the wait for it.
+    rows: usize,
+    /// Sent as a single `Step` (whose head always answers with logits)
+    /// rather than a `StepMany`.
+    single: bool,
+    /// The steps of its batch whose last row this pass runs: (index in the
+    /// batch, sequence). Their logits come back in this order.
+    wanted: Vec<(usize, u32)>,
+    /// The last pass of its batch: collecting it completes the batch.
+    ends_batch: bool,
+}
 
 impl Cluster {
     /// Runs `tokens` of sequence 0 on every node; returns the gathered
     /// logits of the last. A long prompt goes as steps of at most
-    /// [`PREFILL_BATCH`] tokens, so each step's deadline covers one batch
+    /// [`PREFILL_BATCH`](crate::model::transformer::PREFILL_BATCH) tokens, so each step's deadline covers one batch
     /// however long the prompt is.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
-        let mut start = 0;
-        loop {
-            let end = (start + PREFILL_BATCH).min(tokens.len());
-            self.submit(0, &tokens[start..end], pos + start)?;
-            let (_, logits) = self.collect()?;
-            if end == tokens.len() {
-                return Ok(logits);
-            }
-            start = end;
-        }
-    }
-
-    /// Steps sent with [`Cluster::submit`] and not yet collected.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
-    /// Sends one step of sequence `seq` to every node without waiting for
-    /// it: several steps (of different sequences) may be in flight, and
-    /// pipeline stages work on them at once. [`Cluster::collect`] returns
-    /// their logits in the order they were submitted.
-    pub fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ClusterError> {
-        let phase = Phase::of_step(tokens.len(), pos);
-        let msg = ToNode::Step {
-            pos: pos as u32,
+        self.submit(&[SeqStep {
+            seq: 0,
             tokens: tokens.to_vec(),
-            seq,
-        };
-        self.send_step(&msg, phase)?;
-        self.in_flight.push_back((seq, phase, tokens.len()));
+            pos,
+        }])?;
+        let mut out = self.collect()?;
+        out.pop().map(|(_, logits)| logits).ok_or_else(|| {
+            ClusterError::cluster(
+                Phase::of_step(tokens.len(), pos),
+                "a step returned no logits",
+            )
+        })
+    }
+
+    /// Batches sent with [`Cluster::submit`] and not yet collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().filter(|p| p.ends_batch).count()
+    }
+
+    /// Sends one step of each listed sequence (each at most once) to every
+    /// node without waiting: one forward pass on each node, or one per
+    /// [`PREFILL_BATCH`](crate::model::transformer::PREFILL_BATCH) rows. Several batches may be in flight, and
+    /// pipeline stages work on them at once; [`Cluster::collect`] returns
+    /// their logits in the order they were submitted.
+    pub fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ClusterError> {
+        let phase = batch_phase(steps);
+        self.check_steps(steps, phase)?;
+        let shape: Vec<(usize, usize)> = steps.iter().map(|s| (s.pos, s.tokens.len())).collect();
+        let passes = passes(&shape);
+        let last = passes.len().saturating_sub(1);
+        for (i, pass) in passes.into_iter().enumerate() {
+            let mut wanted = Vec::new();
+            let mut segments: Vec<StepSegment> = pass
+                .iter()
+                .map(|p| {
+                    let step = &steps[p.segment];
+                    let from = p.pos - step.pos;
+                    let logits = from + p.rows == step.tokens.len();
+                    if logits {
+                        wanted.push((p.segment, step.seq));
+                    }
+                    StepSegment {
+                        seq: step.seq,
+                        pos: p.pos as u32,
+                        tokens: step.tokens[from..from + p.rows].to_vec(),
+                        logits,
+                    }
+                })
+                .collect();
+            let rows = pass.iter().map(|p| p.rows).sum();
+            let single = segments.len() == 1;
+            let msg = match segments.pop() {
+                Some(s) if single => ToNode::Step {
+                    pos: s.pos,
+                    tokens: s.tokens,
+                    seq: s.seq,
+                },
+                Some(s) => {
+                    segments.push(s);
+                    ToNode::StepMany { segments }
+                }
+                None => continue,
+            };
+            self.send_step(&msg, phase)?;
+            self.in_flight.push_back(InFlight {
+                phase,
+                rows,
+                single,
+                wanted,
+                ends_batch: i == last,
+            });
+        }
         Ok(())
     }
 
@@ -86,15 +144,49 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits for the oldest step in flight; returns its sequence and the
-    /// gathered logits.
-    pub fn collect(&mut self) -> Result<(u32, Vec<f32>), ClusterError> {
-        let Some((seq, phase, rows)) = self.in_flight.pop_front() else {
-            return Err(ClusterError::cluster(
-                Phase::Control,
-                "no step is in flight to collect",
-            ));
-        };
+    /// Waits for the oldest batch in flight; returns each of its steps'
+    /// sequence and last logits, in the order the steps were given.
+    pub fn collect(&mut self) -> Result<Vec<(u32, Vec<f32>)>, ClusterError> {
+        self.collect_observed(&mut |_| {})
+    }
+
+    /// [`Self::collect`], calling `on_step` with every node's metrics after
+    /// each pass the nodes ran.
+    pub fn collect_observed(
+        &mut self,
+        on_step: &mut dyn FnMut(&[Option<StepMetrics>]),
+    ) -> Result<Vec<(u32, Vec<f32>)>, ClusterError> {
+        let mut out: Vec<(usize, u32, Vec<f32>)> = Vec::new();
+        loop {
+            let Some(pass) = self.in_flight.pop_front() else {
+                return Err(ClusterError::cluster(
+                    Phase::Control,
+                    "no step is in flight to collect",
+                ));
+            };
+            if pass.single {
+                let logits = self.gather_logits(pass.phase, pass.rows)?;
+                out.extend(pass.wanted.iter().map(|&(i, seq)| (i, seq, logits.clone())));
+            } else {
+                let rows = self.gather_rows(pass.wanted.len(), pass.rows, pass.phase)?;
+                out.extend(
+                    pass.wanted
+                        .iter()
+                        .zip(rows)
+                        .map(|(&(i, seq), l)| (i, seq, l)),
+                );
+            }
+            on_step(&self.last_step);
+            if pass.ends_batch {
+                out.sort_by_key(|(i, _, _)| *i);
+                return Ok(out.into_iter().map(|(_, seq, l)| (seq, l)).collect());
+            }
+        }
+    }
+
+    /// Gathers a single step's logits from the head nodes (each its slice
+    /// of the vocabulary) and every node's `StepDone`.
+    fn gather_logits(&mut self, phase: Phase, rows: usize) -> Result<Vec<f32>, ClusterError> {
         let vocab = self.loaded.as_ref().map_or(0, |l| l.config.vocab);
         // Lent to the receive below and put back, so its allocation is
         // reused step after step.
@@ -133,7 +225,7 @@ impl Cluster {
         });
         self.logits = logits;
         gathered?;
-        Ok((seq, self.logits.clone()))
+        Ok(self.logits.clone())
     }
 
     /// The error for a step on a cluster that lost a node: names the node
@@ -259,11 +351,11 @@ impl Backend for Cluster {
 }
 
 impl SequenceBackend for Cluster {
-    fn submit(&mut self, seq: u32, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
-        Ok(Cluster::submit(self, seq, tokens, pos)?)
+    fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ModelError> {
+        Ok(Cluster::submit(self, steps)?)
     }
 
-    fn collect(&mut self) -> Result<(u32, Vec<f32>), ModelError> {
+    fn collect(&mut self) -> Result<Vec<(u32, Vec<f32>)>, ModelError> {
         Ok(Cluster::collect(self)?)
     }
 
@@ -275,7 +367,9 @@ impl SequenceBackend for Cluster {
         self.loaded.as_ref().map_or(0, |l| l.context)
     }
 
-    fn step_many(&mut self, steps: &[SeqStep]) -> Result<Vec<Vec<f32>>, ModelError> {
-        Ok(Cluster::step_many(self, steps)?)
+    fn lanes(&self) -> usize {
+        self.loaded
+            .as_ref()
+            .map_or(1, |l| l.plan.stages.len().max(1))
     }
 }

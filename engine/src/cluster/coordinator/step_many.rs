@@ -1,13 +1,14 @@
 //! Batched steps across the cluster: one `StepMany` carries a step of
 //! several sequences, and every node runs it as one forward pass. A batch
 //! of more than `PREFILL_BATCH` rows goes as several such steps (cut as
-//! the engine cuts passes), so each step's deadline covers one pass.
+//! the engine cuts passes, in [`Cluster::submit`]), so each step's
+//! deadline covers one pass.
 
 use super::{Cluster, ClusterError};
-use crate::cluster::messages::{FromNode, Phase, StepMetrics, StepSegment, ToNode};
+use crate::cluster::messages::{FromNode, Phase, StepMetrics};
 use crate::cluster::node::MAX_SEQUENCES;
 use crate::model::generate::SeqStep;
-use crate::model::segments::{passes, repeated};
+use crate::model::segments::repeated;
 use crate::net::TensorDtype;
 
 impl Cluster {
@@ -28,52 +29,22 @@ impl Cluster {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        let phase = if steps
-            .iter()
-            .any(|s| Phase::of_step(s.tokens.len(), s.pos) == Phase::Prefill)
-        {
-            Phase::Prefill
-        } else {
-            Phase::Decode
-        };
-        self.check_steps(steps, phase)?;
-        let shape: Vec<(usize, usize)> = steps.iter().map(|s| (s.pos, s.tokens.len())).collect();
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); steps.len()];
-        for pass in passes(&shape) {
-            let mut wanted = Vec::new();
-            let segments: Vec<StepSegment> = pass
-                .iter()
-                .map(|p| {
-                    let step = &steps[p.segment];
-                    let from = p.pos - step.pos;
-                    let logits = from + p.rows == step.tokens.len();
-                    if logits {
-                        wanted.push(p.segment);
-                    }
-                    StepSegment {
-                        seq: step.seq,
-                        pos: p.pos as u32,
-                        tokens: step.tokens[from..from + p.rows].to_vec(),
-                        logits,
-                    }
-                })
-                .collect();
-            self.send_step(&ToNode::StepMany { segments }, phase)?;
-            let step_rows = pass.iter().map(|p| p.rows).sum();
-            let rows = self.gather_rows(wanted.len(), step_rows, phase)?;
-            on_step(&self.last_step);
-            for (i, row) in wanted.into_iter().zip(rows) {
-                out[i] = row;
-            }
+        if !self.in_flight.is_empty() {
+            return Err(ClusterError::cluster(
+                batch_phase(steps),
+                "steps are still in flight; collect them before a batched step",
+            ));
         }
-        Ok(out)
+        self.submit(steps)?;
+        let out = self.collect_observed(on_step)?;
+        Ok(out.into_iter().map(|(_, logits)| logits).collect())
     }
 
     /// Refuses a batch the nodes would refuse, before any node sees it.
-    fn check_steps(&self, steps: &[SeqStep], phase: Phase) -> Result<(), ClusterError> {
+    pub(super) fn check_steps(&self, steps: &[SeqStep], phase: Phase) -> Result<(), ClusterError> {
         let bad = |m: String| Err(ClusterError::cluster(phase, m));
-        if !self.in_flight.is_empty() {
-            return bad("steps are still in flight; collect them before a batched step".into());
+        if steps.is_empty() {
+            return bad("a step needs at least one sequence".into());
         }
         let seqs: Vec<u32> = steps.iter().map(|s| s.seq).collect();
         if let Some(seq) = repeated(&seqs) {
@@ -105,7 +76,7 @@ impl Cluster {
     /// logits rows (its vocabulary slice of each), then every node's
     /// `StepDone`, within the deadline of a step of `step_rows` rows in
     /// all. Errors as [`Cluster::collect`]'s.
-    fn gather_rows(
+    pub(super) fn gather_rows(
         &mut self,
         rows: usize,
         step_rows: usize,
@@ -163,5 +134,17 @@ impl Cluster {
             }
         })?;
         Ok(out)
+    }
+}
+
+/// The phase of a batch: a prefill if any step is one.
+pub(super) fn batch_phase(steps: &[SeqStep]) -> Phase {
+    if steps
+        .iter()
+        .any(|s| Phase::of_step(s.tokens.len(), s.pos) == Phase::Prefill)
+    {
+        Phase::Prefill
+    } else {
+        Phase::Decode
     }
 }
