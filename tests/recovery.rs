@@ -111,14 +111,26 @@ fn sequences_in_flight_on_a_pipeline_survive_a_node_killed_mid_run() {
         "{expected}"
     );
 
-    // The answers print at the end, so the kill is timed: loading from the
-    // shard caches takes a fraction of a second, the answers about ten
-    // (the uninterrupted run above); the recovery line shows it landed.
-    let child = many(&nodes).spawn().expect("starts");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The answers print at the end, so the kill is timed: once every node
+    // has loaded, a third of the way into the uninterrupted run's
+    // generation (a fixed delay from the start missed the run on a fast
+    // host); the recovery line shows it landed.
+    let generation = generation_seconds(&stderr);
+    let mut child = many(&nodes).spawn().expect("starts");
+    let lines = stderr_lines(&mut child);
+    let mut stderr = String::new();
+    let mut loaded = 0;
+    while loaded < 3 {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}: no more output after:\n{stderr}"));
+        loaded += usize::from(line.contains(": loaded "));
+        stderr.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_secs_f64(generation / 3.0));
     nodes.procs[1].kill();
     let out = child.wait_with_output().expect("finishes");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.extend(lines.iter());
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!("recovered: node1 ({})", nodes.procs[1].addr)),
@@ -126,6 +138,34 @@ fn sequences_in_flight_on_a_pipeline_survive_a_node_killed_mid_run() {
     );
     assert!(stderr.contains("now pipeline over 2 nodes"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{stderr}");
+}
+
+/// The wall time of `run --parallel`'s generation, from its summary line
+/// ("... | 360 tokens in 2.23 s | ...").
+fn generation_seconds(stderr: &str) -> f64 {
+    stderr
+        .split(" | ")
+        .find_map(|part| {
+            let (_, secs) = part.split_once(" tokens in ")?;
+            secs.strip_suffix(" s")?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no generation time in:\n{stderr}"))
+}
+
+/// The child's stderr, line by line (newline kept), read on a thread of
+/// its own so the child never blocks on a full pipe.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while matches!(std::io::BufRead::read_line(&mut err, &mut line), Ok(n) if n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 #[test]
