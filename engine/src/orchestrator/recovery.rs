@@ -210,8 +210,8 @@ pub(super) fn recover(
     reload
         .monitor
         .name_nodes(cluster.nodes().iter().map(|h| (h.name.clone(), h.label())));
-    // Every held sequence in one batch: the nodes cut it into passes of at
-    // most PREFILL_BATCH rows, each sequence at its own positions.
+    // Every held sequence in one batch, each at its own positions; the
+    // coordinator cuts it into passes of at most PREFILL_BATCH rows.
     let replay: Vec<SeqStep> = held
         .iter()
         .map(|(seq, tokens)| SeqStep {

@@ -26,8 +26,8 @@ pub(super) struct InFlight {
 impl Cluster {
     /// Runs `tokens` of sequence 0 on every node; returns the gathered
     /// logits of the last. A long prompt goes as steps of at most
-    /// [`PREFILL_BATCH`](crate::model::transformer::PREFILL_BATCH) tokens, so each step's deadline covers one batch
-    /// however long the prompt is.
+    /// `PREFILL_BATCH` tokens ([`Cluster::submit`]), so each step's
+    /// deadline covers one batch however long the prompt is.
     pub fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ClusterError> {
         self.submit(&[SeqStep {
             seq: 0,
@@ -50,9 +50,10 @@ impl Cluster {
 
     /// Sends one step of each listed sequence (each at most once) to every
     /// node without waiting: one forward pass on each node, or one per
-    /// [`PREFILL_BATCH`](crate::model::transformer::PREFILL_BATCH) rows. Several batches may be in flight, and
-    /// pipeline stages work on them at once; [`Cluster::collect`] returns
-    /// their logits in the order they were submitted.
+    /// `PREFILL_BATCH` rows (a `Step` for a pass of one sequence, else a
+    /// `StepMany`). Several batches may be in flight, and pipeline stages
+    /// work on them at once; [`Cluster::collect`] returns their logits in
+    /// the order they were submitted.
     pub fn submit(&mut self, steps: &[SeqStep]) -> Result<(), ClusterError> {
         let phase = batch_phase(steps);
         self.check_steps(steps, phase)?;
@@ -61,7 +62,7 @@ impl Cluster {
         let last = passes.len().saturating_sub(1);
         for (i, pass) in passes.into_iter().enumerate() {
             let mut wanted = Vec::new();
-            let mut segments: Vec<StepSegment> = pass
+            let segments: Vec<StepSegment> = pass
                 .iter()
                 .map(|p| {
                     let step = &steps[p.segment];
@@ -80,17 +81,13 @@ impl Cluster {
                 .collect();
             let rows = pass.iter().map(|p| p.rows).sum();
             let single = segments.len() == 1;
-            let msg = match segments.pop() {
-                Some(s) if single => ToNode::Step {
+            let msg = match <[StepSegment; 1]>::try_from(segments) {
+                Ok([s]) => ToNode::Step {
                     pos: s.pos,
                     tokens: s.tokens,
                     seq: s.seq,
                 },
-                Some(s) => {
-                    segments.push(s);
-                    ToNode::StepMany { segments }
-                }
-                None => continue,
+                Err(segments) => ToNode::StepMany { segments },
             };
             self.send_step(&msg, phase)?;
             self.in_flight.push_back(InFlight {
@@ -165,8 +162,11 @@ impl Cluster {
                 ));
             };
             if pass.single {
+                // A single step wants at most its one segment's logits.
                 let logits = self.gather_logits(pass.phase, pass.rows)?;
-                out.extend(pass.wanted.iter().map(|&(i, seq)| (i, seq, logits.clone())));
+                if let Some(&(i, seq)) = pass.wanted.first() {
+                    out.push((i, seq, logits));
+                }
             } else {
                 let rows = self.gather_rows(pass.wanted.len(), pass.rows, pass.phase)?;
                 out.extend(
