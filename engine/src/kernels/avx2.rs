@@ -139,6 +139,7 @@ pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
 /// inner loop loads four at once instead of converting f16 per row; for
 /// Q4_0 and Q5_0, the weights' offset (8, 16) times each block's `Σy`,
 /// taken off the integer sum of the unsigned codes: `Σ(q - o)·y = Σq·y - o·Σy`.
+#[derive(Default)]
 pub(super) struct ActScales {
     pub(super) d: Vec<f32>,
     pub(super) s: Vec<f32>,
@@ -182,6 +183,24 @@ pub(super) unsafe fn act_scales<const F: u8>(
         }
     }
     ActScales { d, s, correction }
+}
+
+/// `offset · Σy` for each activation block of the first `tokens` rows
+/// (Q8_0's layout): what codes stored `offset` above their values (Q8_0's,
+/// flipped to the unsigned bytes `vpdpbusd` takes) add to each block's
+/// integer sum.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q8_offset_terms(
+    acts: &[u8],
+    act_row_bytes: usize,
+    tokens: usize,
+    offset: i32,
+) -> Vec<i32> {
+    let (_, ab, aqs) = layout(Q8_0);
+    let blocks = acts.len().min(tokens * act_row_bytes) / ab;
+    (0..blocks)
+        .map(|b| offset * sum_i8(acts.as_ptr().add(b * ab + aqs) as *const i8))
+        .collect()
 }
 
 /// The sum of 32 signed bytes: ones times the bytes, pairs to i16, pairs

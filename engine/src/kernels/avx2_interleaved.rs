@@ -1,4 +1,4 @@
-//! One-token decode for Q4_0, Q4_1 and Q4_K weights interleaved at load
+//! One-token decode for Q4_0, Q4_1, Q8_0 and Q4_K weights interleaved at load
 //! (`interleave.rs`): one 32-byte load holds four codes of each of eight
 //! rows, a mask or a shift unpacks them, and one broadcast of four
 //! activation bytes multiplies all eight rows, so a block's eight i32 sums
@@ -6,9 +6,10 @@
 //! scales are one load. The batch kernels (`avx2_gemm.rs`,
 //! `avx2_gemm_k.rs`) unpack the same layout into their buffers.
 //!
-//! Results are bit-equal to the row kernels. Q4_0 and Q4_1: each (row,
+//! Results are bit-equal to the row kernels. Q4_0, Q4_1 and Q8_0: each (row,
 //! block) integer is the same (the unsigned codes' products, less 8·Σy for
-//! Q4_0), its scale the same f32 product, added by the same f64 FMA into
+//! Q4_0; Q8_0's signed products, taken with VNNI as its codes plus 128,
+//! less 128·Σy), its scale the same f32 product, added by the same f64 FMA into
 //! lane `b % 4` of its row, and the lanes summed as
 //! `(l0 + l2) + (l1 + l3)`; Q4_1's minimum terms have lanes of their own,
 //! added last. Q4_K: each super-block's two integers (the codes' products times the group
@@ -22,11 +23,11 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{act_scales, ActScales};
+use super::avx2::{act_scales, q8_offset_terms, ActScales};
 use super::avx2_gemm::{broadcast4, Lanes};
 use super::avx2_gemm_k::add_super_block;
 use super::avx2_k::{Q8K_BYTES, Q8K_QS};
-use super::block32::{layout, Q4_0, Q4_1};
+use super::block32::{layout, Q4_0, Q4_1, Q8_0};
 use super::blocks::BlockQ4K;
 use super::interleave::{
     GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, Q4_0_CODES_AT, Q4_1_CODES_AT, Q4_1_MINS_AT,
@@ -72,6 +73,40 @@ unsafe fn block_sums_vnni(codes: *const u8, y: *const u8) -> __m256i {
     }
     _mm256_add_epi32(s[0], s[1])
 }
+
+/// A Q8_0 group block's eight i32 sums of signed codes times activation
+/// bytes `y`: chunk k (codes `4k..4k + 4` of every row) meets bytes
+/// `4k..`, as `|q|` by `y` with q's sign (a pair is at most 2 x 128 x 127,
+/// no saturation), widened per chunk.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_sums_plain(codes: *const u8, y: *const u8) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let mut s = [_mm256_setzero_si256(); 2];
+    for k in 0..8 {
+        let q = _mm256_loadu_si256(codes.add(32 * k) as *const __m256i);
+        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(broadcast4(y, k), q));
+        s[k % 2] = _mm256_add_epi32(s[k % 2], _mm256_madd_epi16(p, ones));
+    }
+    _mm256_add_epi32(s[0], s[1])
+}
+
+/// As [`q8_sums_plain`] with VNNI: the codes flipped to unsigned (plus 128)
+/// for `vpdpbusd`; the caller takes `128 · Σy` off, as Q4_0's `8 · Σy`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn q8_sums_vnni(codes: *const u8, y: *const u8) -> __m256i {
+    let flip = _mm256_set1_epi8(Q8_VNNI_OFFSET as u8 as i8);
+    let mut s = [_mm256_setzero_si256(); 2];
+    for k in 0..8 {
+        let q = _mm256_loadu_si256(codes.add(32 * k) as *const __m256i);
+        s[k % 2] = _mm256_dpbusd_epi32(s[k % 2], _mm256_xor_si256(q, flip), broadcast4(y, k));
+    }
+    _mm256_add_epi32(s[0], s[1])
+}
+
+/// What VNNI's Q8_0 codes carry over their values.
+const Q8_VNNI_OFFSET: i32 = 128;
 
 /// The eight rows' 6-bit group scales and minimums of the Q4_K group
 /// super-block at `blk`, unpacked from its transposed scale bytes on all
@@ -184,22 +219,41 @@ pub(super) const fn codes_at(f: u8) -> usize {
     }
 }
 
-/// The one-token kernel for Q4_0 and Q4_1, compiled once per instruction set.
+/// The one-token kernel for Q4_0, Q4_1 and Q8_0, compiled once per
+/// instruction set; `$q8_offset` is what `$q8_sums` adds to Q8_0's codes.
 macro_rules! kernels {
-    ($features:literal, $block_sums:ident) => {
-        /// Dots the whole groups of eight interleaved Q4_0 or Q4_1 rows in
-        /// `w` with the one activation row `acts`; returns how many rows it
-        /// did. `out[r]` receives row r's dot.
+    ($features:literal, $block_sums:ident, $q8_sums:ident, $q8_offset:expr) => {
+        /// What [`rows_with`] reads of the activation row `acts` besides
+        /// its codes: its block scales (and sums). Prepared once per token
+        /// however many pieces of a weight the token meets.
+        ///
+        /// # Safety
+        /// The CPU must have the features named above; `acts` is one
+        /// activation row of `F`'s activation type.
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn scales<const F: u8>(acts: &[u8]) -> ActScales {
+            let mut sc = act_scales::<F>(acts, acts.len(), 1);
+            if F == Q8_0 && $q8_offset != 0 {
+                sc.correction = q8_offset_terms(acts, acts.len(), 1, $q8_offset);
+            }
+            sc
+        }
+
+        /// Dots the whole groups of eight interleaved Q4_0, Q4_1 or Q8_0
+        /// rows in `w` with the one activation row `acts`, whose
+        /// [`scales`] are `sc`; returns how many rows it did. `out[r]`
+        /// receives row r's dot.
         ///
         /// # Safety
         /// The CPU must have the features named above. `w` holds whole
         /// rows of `row_bytes`, interleaved, `acts` one row with as many
-        /// blocks, `out` one value per row.
+        /// blocks, `sc` its scales, `out` one value per row.
         #[target_feature(enable = $features)]
-        pub(in crate::kernels) unsafe fn rows<const F: u8>(
+        pub(in crate::kernels) unsafe fn rows_with<const F: u8>(
             w: &[u8],
             row_bytes: usize,
             acts: &[u8],
+            sc: &ActScales,
             out: &mut [f64],
         ) -> usize {
             let nb = row_bytes / layout(F).0;
@@ -207,7 +261,6 @@ macro_rules! kernels {
             if groups == 0 {
                 return 0;
             }
-            let sc = act_scales::<F>(acts, acts.len(), 1);
             let zero = [[_mm256_setzero_pd(); 2]; 4];
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
@@ -220,12 +273,12 @@ macro_rules! kernels {
                         4 * group_block(F),
                     );
                     for k in 0..4 {
-                        block::<F>(base, b + k, acts.as_ptr(), &sc, &mut acc[k], &mut mins[k]);
+                        block::<F>(base, b + k, acts.as_ptr(), sc, &mut acc[k], &mut mins[k]);
                     }
                     b += 4;
                 }
                 for k in 0..nb - b {
-                    block::<F>(base, b + k, acts.as_ptr(), &sc, &mut acc[k], &mut mins[k]);
+                    block::<F>(base, b + k, acts.as_ptr(), sc, &mut acc[k], &mut mins[k]);
                 }
                 for half in 0..2 {
                     // Written out: a closure would not inherit the target
@@ -261,8 +314,13 @@ macro_rules! kernels {
         ) {
             let (_, ab, aqs) = layout(F);
             let blk = base.add(b * group_block(F));
-            let mut s = $block_sums(blk.add(codes_at(F)), acts.add(b * ab + aqs));
-            if F == Q4_0 {
+            let (codes, y) = (blk.add(codes_at(F)), acts.add(b * ab + aqs));
+            let mut s = if F == Q8_0 {
+                $q8_sums(codes, y)
+            } else {
+                $block_sums(codes, y)
+            };
+            if F == Q4_0 || (F == Q8_0 && $q8_offset != 0) {
                 s = _mm256_sub_epi32(s, _mm256_set1_epi32(*sc.correction.get_unchecked(b)));
             }
             let d = _mm256_mul_ps(
@@ -340,19 +398,45 @@ macro_rules! q4k_kernels {
             }
             groups * ROWS
         }
+
+        /// [`rows_q4k`] in [`rows_with`]'s form: a Q8_K activation
+        /// carries its own scales and sums, so there is nothing to prepare.
+        ///
+        /// # Safety
+        /// As [`rows_q4k`].
+        #[target_feature(enable = $features)]
+        pub(in crate::kernels) unsafe fn rows_q4k_with(
+            w: &[u8],
+            row_bytes: usize,
+            acts: &[u8],
+            _: &ActScales,
+            out: &mut [f64],
+        ) -> usize {
+            rows_q4k(w, row_bytes, acts, out)
+        }
     };
+}
+
+/// Nothing: what a Q8_K activation needs prepared for [`plain::rows_q4k_with`].
+pub(super) fn no_scales(_: &[u8]) -> ActScales {
+    ActScales::default()
 }
 
 /// AVX2 only.
 pub(super) mod plain {
     use super::*;
-    kernels!("avx2,fma,f16c", block_sums_plain);
+    kernels!("avx2,fma,f16c", block_sums_plain, q8_sums_plain, 0);
     q4k_kernels!("avx2,fma,f16c", q4k_sums_plain);
 }
 
 /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the integer products.
 pub(super) mod vnni {
     use super::*;
-    kernels!("avx2,fma,f16c,avx512vl,avx512vnni", block_sums_vnni);
+    kernels!(
+        "avx2,fma,f16c,avx512vl,avx512vnni",
+        block_sums_vnni,
+        q8_sums_vnni,
+        Q8_VNNI_OFFSET
+    );
     q4k_kernels!("avx2,fma,f16c,avx512vl,avx512vnni", q4k_sums_vnni);
 }

@@ -72,17 +72,38 @@ pub(crate) fn dot_rows_interleaved_isa(
         if super::interleave::has_layout(dtype) && fits && simd {
             use super::avx2_gemm::{plain as mp, vnni as mv};
             use super::avx2_gemm_k::{plain as kp, vnni as kv};
-            use super::avx2_interleaved::{plain as gp, vnni as gv};
-            use super::block32::{Q4_0, Q4_1};
-            type Gemv = unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize;
+            use super::avx2_interleaved::{no_scales, plain as gp, vnni as gv};
+            use super::block32::{Q4_0, Q4_1, Q8_0};
             type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
+            // The one-token kernel, as what it prepares of a token's
+            // activation and the kernel given that; then the batch kernel.
             let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, dtype) {
-                (false, QuantType::Q4_0) => (gp::rows::<Q4_0>, mp::rows_interleaved::<Q4_0>),
-                (true, QuantType::Q4_0) => (gv::rows::<Q4_0>, mv::rows_interleaved::<Q4_0>),
-                (false, QuantType::Q4_1) => (gp::rows::<Q4_1>, mp::rows_interleaved::<Q4_1>),
-                (true, QuantType::Q4_1) => (gv::rows::<Q4_1>, mv::rows_interleaved::<Q4_1>),
-                (false, _) => (gp::rows_q4k, kp::rows_q4k_interleaved),
-                (true, _) => (gv::rows_q4k, kv::rows_q4k_interleaved),
+                (false, QuantType::Q4_0) => (
+                    (gp::scales::<Q4_0>, gp::rows_with::<Q4_0>),
+                    mp::rows_interleaved::<Q4_0>,
+                ),
+                (true, QuantType::Q4_0) => (
+                    (gv::scales::<Q4_0>, gv::rows_with::<Q4_0>),
+                    mv::rows_interleaved::<Q4_0>,
+                ),
+                (false, QuantType::Q4_1) => (
+                    (gp::scales::<Q4_1>, gp::rows_with::<Q4_1>),
+                    mp::rows_interleaved::<Q4_1>,
+                ),
+                (true, QuantType::Q4_1) => (
+                    (gv::scales::<Q4_1>, gv::rows_with::<Q4_1>),
+                    mv::rows_interleaved::<Q4_1>,
+                ),
+                (false, QuantType::Q8_0) => (
+                    (gp::scales::<Q8_0>, gp::rows_with::<Q8_0>),
+                    mp::rows_interleaved::<Q8_0>,
+                ),
+                (true, QuantType::Q8_0) => (
+                    (gv::scales::<Q8_0>, gv::rows_with::<Q8_0>),
+                    mv::rows_interleaved::<Q8_0>,
+                ),
+                (false, _) => ((no_scales, gp::rows_q4k_with), kp::rows_q4k_interleaved),
+                (true, _) => ((no_scales, gv::rows_q4k_with), kv::rows_q4k_interleaved),
             };
             // With VNNI, Q4_0 and Q4_1 batches take sixteen rows at a time
             // first (`avx512_gemm.rs`), then a last group of eight.
@@ -95,9 +116,7 @@ pub(crate) fn dot_rows_interleaved_isa(
             // for (VNNI and AVX-512F only where it has those too), and the
             // shapes fit.
             let done = unsafe {
-                if tokens == 1 {
-                    gemv(w, row_bytes, acts, out)
-                } else if tokens < FEW_TOKENS {
+                if tokens < FEW_TOKENS {
                     token_by_token(gemv, w, row_bytes, acts, act_row_bytes, tokens, out)
                 } else {
                     let paired = wide.map_or(0, |wide| {
@@ -140,17 +159,27 @@ const FEW_TOKENS: usize = 5;
 #[cfg(target_arch = "x86_64")]
 const FEW_TOKENS_CHUNK_BYTES: usize = 96 * 1024;
 
-/// The one-token kernel `gemv` over a few tokens: a chunk of whole groups
-/// of eight rows at a time, every token in turn, so the weights are read
-/// from memory once. Each value is the one-token kernel's, as a token run
-/// alone gets. Returns the rows done (whole groups).
+/// A one-token kernel on interleaved rows: what it prepares of a token's
+/// activation row (its block scales and sums), and the kernel given
+/// that, which returns the rows it did (whole groups).
+#[cfg(target_arch = "x86_64")]
+type Gemv = (
+    unsafe fn(&[u8]) -> super::avx2::ActScales,
+    unsafe fn(&[u8], usize, &[u8], &super::avx2::ActScales, &mut [f64]) -> usize,
+);
+
+/// The one-token kernel `gemv` over `tokens` tokens (one or a few): a chunk
+/// of whole groups of eight rows at a time, every token in turn, so the
+/// weights are read from memory once. Each token's activation is prepared
+/// once, not once per chunk. Each value is the one-token kernel's, as a
+/// token run alone gets. Returns the rows done (whole groups).
 ///
 /// # Safety
 /// As `gemv`'s: the CPU has its features, and the shapes fit
 /// ([`kernel_shapes_fit`]).
 #[cfg(target_arch = "x86_64")]
 unsafe fn token_by_token(
-    gemv: unsafe fn(&[u8], usize, &[u8], &mut [f64]) -> usize,
+    (prepare, gemv): Gemv,
     w: &[u8],
     row_bytes: usize,
     acts: &[u8],
@@ -158,6 +187,11 @@ unsafe fn token_by_token(
     tokens: usize,
     out: &mut [f64],
 ) -> usize {
+    let acts: Vec<&[u8]> = acts.chunks_exact(act_row_bytes).take(tokens).collect();
+    let scales: Vec<_> = acts.iter().map(|a| prepare(a)).collect();
+    if tokens == 1 {
+        return gemv(w, row_bytes, acts[0], &scales[0], out);
+    }
     const GROUP: usize = super::avx2_gemm::ROWS;
     let grouped = w.len() / row_bytes / GROUP * GROUP;
     let chunk = (FEW_TOKENS_CHUNK_BYTES / row_bytes / GROUP).max(1) * GROUP;
@@ -166,8 +200,8 @@ unsafe fn token_by_token(
     while start < grouped {
         let n = chunk.min(grouped - start);
         let rows = &w[start * row_bytes..(start + n) * row_bytes];
-        for (t, act) in acts.chunks_exact(act_row_bytes).take(tokens).enumerate() {
-            let done = gemv(rows, row_bytes, act, &mut one[..n]);
+        for (t, (act, sc)) in acts.iter().zip(&scales).enumerate() {
+            let done = gemv(rows, row_bytes, act, sc, &mut one[..n]);
             debug_assert_eq!(done, n);
             for (r, &v) in one[..n].iter().enumerate() {
                 out[(start + r) * tokens + t] = v;

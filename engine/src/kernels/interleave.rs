@@ -15,6 +15,10 @@
 //! **Q4_1** (8 x 20 bytes) is Q4_0 with the eight rows' f16 minimums at
 //! 16..32, after the scales, and the chunks from 32.
 //!
+//! **Q8_0** (8 x 34 bytes) is Q4_0 with eight chunks: chunk `k` (0..8) at
+//! `16 + 32k` holds codes `4k..4k + 4` of each row, row r at `4r`, signed
+//! as in the file.
+//!
 //! **Q4_K** (8 x 144 bytes per super-block):
 //!
 //! - bytes 0..16 and 16..32: the rows' f16 `d` and `dmin`, row r at `2r`;
@@ -29,7 +33,7 @@
 //! so the interleaved bytes are exactly as many as the file's and a task
 //! of whole groups covers a contiguous byte range.
 
-use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, F16Le};
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ8_0, F16Le};
 use super::QuantType;
 
 /// Rows interleaved together.
@@ -46,6 +50,8 @@ const _: () = assert!(std::mem::offset_of!(BlockQ4_0, d) == 0);
 const _: () = assert!(ROWS * size_of::<BlockQ4_0>() == Q4_0_CODES_AT + 4 * 32);
 const _: () = assert!(std::mem::offset_of!(BlockQ4_1, m) == 2);
 const _: () = assert!(ROWS * size_of::<BlockQ4_1>() == Q4_1_CODES_AT + 4 * 32);
+const _: () = assert!(std::mem::offset_of!(BlockQ8_0, d) == 0);
+const _: () = assert!(ROWS * size_of::<BlockQ8_0>() == Q4_0_CODES_AT + 8 * 32);
 
 /// One Q4_K super-block of eight rows.
 pub(super) const GROUP_SUPER: usize = ROWS * size_of::<BlockQ4K>();
@@ -76,7 +82,10 @@ pub fn runs_here(dtype: QuantType) -> bool {
 
 /// Whether `dtype` has an interleaved layout at all.
 pub fn has_layout(dtype: QuantType) -> bool {
-    matches!(dtype, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q4K)
+    matches!(
+        dtype,
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q8_0 | QuantType::Q4K
+    )
 }
 
 /// Where byte `i` of a row's block lands within its group block, for row
@@ -96,6 +105,10 @@ fn within_group(dtype: QuantType, r: usize, i: usize) -> usize {
             0..2 => r * SCALE_BYTES + i,
             2..4 => Q4_1_MINS_AT + r * SCALE_BYTES + i - 2,
             _ => codes(Q4_1_CODES_AT, i - 2 * SCALE_BYTES, 16),
+        },
+        QuantType::Q8_0 => match i {
+            0..2 => r * SCALE_BYTES + i,
+            _ => codes(Q4_0_CODES_AT, i - SCALE_BYTES, 32),
         },
         _ => match i {
             0..2 => r * SCALE_BYTES + i,
@@ -224,7 +237,12 @@ mod tests {
 
     #[test]
     fn interleaving_is_a_permutation_that_keeps_the_tail() {
-        for dtype in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q4K] {
+        for dtype in [
+            QuantType::Q4_0,
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q4K,
+        ] {
             let (rows, nb) = (19, 3);
             let row_bytes = nb * dtype.block_bytes();
             let src = bytes(rows * row_bytes);
@@ -257,6 +275,17 @@ mod tests {
             &src[2 * row_bytes + 2..][..2]
         );
         assert_eq!(&packed[Q4_1_CODES_AT..Q4_1_CODES_AT + 4], &src[4..8]);
+
+        let row_bytes = 2 * size_of::<BlockQ8_0>();
+        let src = bytes(8 * row_bytes);
+        let packed = interleave(QuantType::Q8_0, &src, 8, row_bytes);
+        // Row 3's code bytes 20..24 (chunk 5); block 1's scale of row 0.
+        let chunk5_row3 = Q4_0_CODES_AT + 5 * 32 + 3 * 4;
+        assert_eq!(
+            &packed[chunk5_row3..chunk5_row3 + 4],
+            &src[3 * row_bytes + 2 + 20..][..4]
+        );
+        assert_eq!(&packed[8 * 34..8 * 34 + 2], &src[34..36]);
 
         let row_bytes = 2 * size_of::<BlockQ4K>();
         let src = bytes(8 * row_bytes);

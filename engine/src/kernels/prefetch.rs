@@ -6,6 +6,20 @@
 /// is past the end. Only a hint: it reads nothing and cannot fault.
 #[inline(always)]
 pub(crate) fn prefetch<T>(values: &[T], at: usize, len: usize) {
+    each_line(values, at, len, line)
+}
+
+/// As [`prefetch`], into L2 only: for a run read a while later, whose
+/// lines in L1 would only push out what is being read now.
+#[inline(always)]
+pub(crate) fn prefetch_to_l2<T>(values: &[T], at: usize, len: usize) {
+    each_line(values, at, len, line_to_l2)
+}
+
+/// `hint` once for every cache line `values[at..at + len]` touches;
+/// nothing when `at` is past the end.
+#[inline(always)]
+fn each_line<T>(values: &[T], at: usize, len: usize, hint: fn(*const u8)) {
     if at >= values.len() || len == 0 {
         return;
     }
@@ -17,7 +31,7 @@ pub(crate) fn prefetch<T>(values: &[T], at: usize, len: usize) {
     let skip = start as usize % 64;
     let mut offset = 0;
     while offset < skip + bytes {
-        line(start.wrapping_add(offset).wrapping_sub(skip));
+        hint(start.wrapping_add(offset).wrapping_sub(skip));
         offset += 64;
     }
 }
@@ -36,6 +50,24 @@ fn line(p: *const u8) {
     // SAFETY: PRFM is a hint that touches no memory and cannot fault.
     unsafe {
         std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
+/// The hint for the line holding `p`, into L2.
+#[inline(always)]
+fn line_to_l2(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as `line`.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as `line`.
+    unsafe {
+        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = p;

@@ -364,13 +364,14 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                 // rows: the interleaved batch kernel and its remainder;
                 // eleven tokens are whole tiles (of four with VNNI, two
                 // without) and tokens after them.
-                // One and three tokens over 17 rows: Q4_0 interleaved at
-                // load, two groups and a row in the file layout. With VNNI,
+                // One and three tokens over 17 rows: Q4_0, Q4_1 and Q8_0
+                // interleaved at load, two groups and a row in the file
+                // layout. With VNNI,
                 // 41 and 33 rows: sixteen-row pairs of groups, a last group
                 // of eight and a row in the file layout. Two to four tokens
                 // on interleaved rows take the one-token kernel token by
-                // token, 96 KiB of rows at a time: 161 rows of 37 Q4_0 or
-                // Q4_1 blocks are two such chunks and a row.
+                // token, 96 KiB of rows at a time: 161 rows of 37 blocks
+                // are two or more such chunks and a row.
                 let shapes = [
                     (1usize, 1usize),
                     (4, 1),
