@@ -1,6 +1,6 @@
 //! One-token decode for Q4_0, Q4_1, Q8_0 and Q4_K weights interleaved at load
 //! (`interleave.rs`): one 32-byte load holds four codes of each of eight
-//! rows, a mask or a shift unpacks them, and one broadcast of four
+//! rows, a mask or a shift unpacks them (Q8_0's need no unpacking), and one broadcast of four
 //! activation bytes multiplies all eight rows, so a block's eight i32 sums
 //! come out in row lanes with no horizontal reduction, and its eight
 //! scales are one load. The batch kernels (`avx2_gemm.rs`,

@@ -10,7 +10,9 @@ pub(crate) fn prefetch<T>(values: &[T], at: usize, len: usize) {
 }
 
 /// As [`prefetch`], into L2 only: for a run read a while later, whose
-/// lines in L1 would only push out what is being read now.
+/// lines in L1 would only push out what is being read now. (The x86
+/// batch kernels are its only readers.)
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn prefetch_to_l2<T>(values: &[T], at: usize, len: usize) {
     each_line(values, at, len, line_to_l2)
@@ -56,19 +58,12 @@ fn line(p: *const u8) {
 }
 
 /// The hint for the line holding `p`, into L2.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn line_to_l2(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: as `line`.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
     }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: as `line`.
-    unsafe {
-        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = p;
 }
