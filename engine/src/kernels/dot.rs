@@ -77,37 +77,31 @@ pub(crate) fn dot_rows_interleaved_isa(
             type Gemm = unsafe fn(&[u8], usize, &[u8], usize, usize, &mut [f64]) -> usize;
             // The one-token kernel, as what it prepares of a token's
             // activation and the kernel given that; then the batch kernel.
-            let (gemv, gemm): (Gemv, Gemm) = match (isa == Isa::Avx2Vnni, dtype) {
-                (false, QuantType::Q4_0) => (
-                    (gp::scales::<Q4_0>, gp::rows_with::<Q4_0>),
-                    mp::rows_interleaved::<Q4_0>,
-                ),
-                (true, QuantType::Q4_0) => (
-                    (gv::scales::<Q4_0>, gv::rows_with::<Q4_0>),
-                    mv::rows_interleaved::<Q4_0>,
-                ),
-                (false, QuantType::Q4_1) => (
-                    (gp::scales::<Q4_1>, gp::rows_with::<Q4_1>),
-                    mp::rows_interleaved::<Q4_1>,
-                ),
-                (true, QuantType::Q4_1) => (
-                    (gv::scales::<Q4_1>, gv::rows_with::<Q4_1>),
-                    mv::rows_interleaved::<Q4_1>,
-                ),
-                (false, QuantType::Q8_0) => (
-                    (gp::scales::<Q8_0>, gp::rows_with::<Q8_0>),
-                    mp::rows_interleaved::<Q8_0>,
-                ),
-                (true, QuantType::Q8_0) => (
-                    (gv::scales::<Q8_0>, gv::rows_with::<Q8_0>),
-                    mv::rows_interleaved::<Q8_0>,
-                ),
+            // One family's kernels for a 32-value format `F`.
+            fn block32<const F: u8>(vnni: bool) -> (Gemv, Gemm) {
+                if vnni {
+                    (
+                        (gv::scales::<F>, gv::rows_with::<F>),
+                        mv::rows_interleaved::<F>,
+                    )
+                } else {
+                    (
+                        (gp::scales::<F>, gp::rows_with::<F>),
+                        mp::rows_interleaved::<F>,
+                    )
+                }
+            }
+            let vnni = isa == Isa::Avx2Vnni;
+            let (gemv, gemm): (Gemv, Gemm) = match (vnni, dtype) {
+                (_, QuantType::Q4_0) => block32::<Q4_0>(vnni),
+                (_, QuantType::Q4_1) => block32::<Q4_1>(vnni),
+                (_, QuantType::Q8_0) => block32::<Q8_0>(vnni),
                 (false, _) => ((no_scales, gp::rows_q4k_with), kp::rows_q4k_interleaved),
                 (true, _) => ((no_scales, gv::rows_q4k_with), kv::rows_q4k_interleaved),
             };
             // With VNNI, Q4_0 and Q4_1 batches take sixteen rows at a time
             // first (`avx512_gemm.rs`), then a last group of eight.
-            let wide: Option<Gemm> = match (isa == Isa::Avx2Vnni, dtype) {
+            let wide: Option<Gemm> = match (vnni, dtype) {
                 (true, QuantType::Q4_0) => Some(super::avx512_gemm::rows_interleaved::<Q4_0>),
                 (true, QuantType::Q4_1) => Some(super::avx512_gemm::rows_interleaved::<Q4_1>),
                 _ => None,
@@ -187,11 +181,12 @@ unsafe fn token_by_token(
     tokens: usize,
     out: &mut [f64],
 ) -> usize {
+    if tokens == 1 {
+        // Decode's every matmul task: nothing to collect.
+        return gemv(w, row_bytes, acts, &prepare(acts), out);
+    }
     let acts: Vec<&[u8]> = acts.chunks_exact(act_row_bytes).take(tokens).collect();
     let scales: Vec<_> = acts.iter().map(|a| prepare(a)).collect();
-    if tokens == 1 {
-        return gemv(w, row_bytes, acts[0], &scales[0], out);
-    }
     const GROUP: usize = super::avx2_gemm::ROWS;
     let grouped = w.len() / row_bytes / GROUP * GROUP;
     let chunk = (FEW_TOKENS_CHUNK_BYTES / row_bytes / GROUP).max(1) * GROUP;
