@@ -110,7 +110,7 @@ pub(crate) fn dot_rows_interleaved_isa(
             // for (VNNI and AVX-512F only where it has those too), and the
             // shapes fit.
             let done = unsafe {
-                if tokens < FEW_TOKENS {
+                if tokens < few_tokens(dtype) {
                     token_by_token(gemv, w, row_bytes, acts, act_row_bytes, tokens, out)
                 } else {
                     let paired = wide.map_or(0, |wide| {
@@ -141,12 +141,20 @@ pub(crate) fn dot_rows_interleaved_isa(
     )
 }
 
-/// Below this many tokens, interleaved weights take the one-token kernel
-/// once per token over rows that stay in cache ([`token_by_token`]):
-/// the batch kernel's unpacking of each group costs about one token's
-/// products, too much to share among two or three.
+/// Below this many tokens, interleaved weights of `dtype` take the
+/// one-token kernel once per token over rows that stay in cache
+/// ([`token_by_token`]): the batch kernel's unpacking of each group costs
+/// about one token's products, too much to share among a few. Measured
+/// per type, from memory and in cache: Q4_0 and Q8_0 gain token by token
+/// up to seven rows, Q4_1 and Q4_K only up to four (docs/ARCHITECTURE.md,
+/// "Batches of a few rows").
 #[cfg(target_arch = "x86_64")]
-const FEW_TOKENS: usize = 5;
+fn few_tokens(dtype: QuantType) -> usize {
+    match dtype {
+        QuantType::Q4_0 | QuantType::Q8_0 => 8,
+        _ => 5,
+    }
+}
 
 /// Weight bytes [`token_by_token`] takes at a time: well inside L2, so
 /// every token after the first reads them from cache, not memory.

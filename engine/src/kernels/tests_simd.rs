@@ -368,10 +368,11 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                 // interleaved at load, two groups and a row in the file
                 // layout. With VNNI,
                 // 41 and 33 rows: sixteen-row pairs of groups, a last group
-                // of eight and a row in the file layout. Two to four tokens
-                // on interleaved rows take the one-token kernel token by
-                // token, 96 KiB of rows at a time: 161 rows of 37 blocks
-                // are two or more such chunks and a row.
+                // of eight and a row in the file layout. A few tokens
+                // on interleaved rows (two to four, to seven for Q4_0 and
+                // Q8_0) take the one-token kernel token by token, 96 KiB
+                // of rows at a time: 161 rows of 37 blocks are two or more
+                // such chunks and a row.
                 let shapes = [
                     (1usize, 1usize),
                     (4, 1),
@@ -387,6 +388,7 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                     (41, 11),
                     (33, 6),
                     (161, 4),
+                    (161, 7),
                 ];
                 for (rows, tokens) in shapes {
                     seed += 1;
