@@ -64,6 +64,13 @@ def roofline(ps, goal):
         each = ", ".join(f"{100 * r['roofline']:.0f}%" for r in runs)
         text = f"{100 * frac:.0f}%" + (f" (runs: {each})" if len(runs) > 1 else "") + \
             f"; `shardlab bench`'s probe {bw:.1f} GB/s"
+        # llama.cpp reads the same weights per token: its share of the same
+        # probe, pair by pair, shows whether both sit at the memory's limit,
+        # where neither can be much faster than the other.
+        theirs = [x.theirs["tg"] / x.ours["tg"] * x.ours["roofline"]
+                  for x in ps if x.ours and x.theirs and x.theirs.get("tg")]
+        if theirs:
+            text += f"; llama.cpp beside it {100 * median(theirs):.0f}%"
     else:
         # This build printed no roofline line: the same from `shardlab probe`.
         bw, _ = probe(1, t)
