@@ -8,9 +8,9 @@
 #     cores, shardlab and llama.cpp alternating, median of 3 pairs: SmolLM2
 #     Q4_1 at 1 and 2 threads; the synthetic 8b in Q4_0, Q4_K and Q8_0 at 1
 #     and 2 threads (memory-bound), with its share of the bandwidth the
-#     bench probes at that thread count (>= 80%); small files that stay in
-#     cache (2 layers, hidden 768, 8.5-16 MiB) in the same three types at 1
-#     thread (compute-bound)
+#     bench probes at that thread count (>= 80%) and llama.cpp's beside it;
+#     small files that stay in cache (2 layers, hidden 768, 8.5-16 MiB) in
+#     the same three types at 1 thread (compute-bound)
 #   - prefill of 32 and 512 tokens on the 8b (2 threads) against llama.cpp
 #   - long context: prefill of 2048 and 8128 tokens and decode at that depth
 #     (llama-bench -p N -n 0 and -p 0 -n 32 -d N), SmolLM2 at 1 thread and
