@@ -106,13 +106,33 @@ pub enum RopeStyle {
     Neox,
 }
 
+/// serde: an f32 that is finite. A JSON number past f32's range would
+/// otherwise read as infinity, which JSON writes back as `null`.
+fn finite_f32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = <f32 as Deserialize>::deserialize(d)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!("{v} is not a finite f32")))
+    }
+}
+
+/// serde: f32 values that are all finite, as [`finite_f32`].
+fn finite_f32s<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let v = <Vec<f32> as Deserialize>::deserialize(d)?;
+    match v.iter().find(|x| !x.is_finite()) {
+        None => Ok(v),
+        Some(x) => Err(serde::de::Error::custom(format!("{x} is not a finite f32"))),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
     None,
     /// Positions divided by the factor.
-    Linear(f32),
+    Linear(#[serde(deserialize_with = "finite_f32")] f32),
     /// Per-frequency divisors (Llama 3.1's `rope_freqs`), one per rotated pair.
-    FreqFactors(Vec<f32>),
+    FreqFactors(#[serde(deserialize_with = "finite_f32s")] Vec<f32>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +148,9 @@ pub struct ModelConfig {
     pub vocab: usize,
     /// The context length the model was trained for.
     pub train_context: usize,
+    #[serde(deserialize_with = "finite_f32")]
     pub rms_eps: f32,
+    #[serde(deserialize_with = "finite_f32")]
     pub rope_theta: f32,
     pub rope_dim: usize,
     pub rope_style: RopeStyle,
@@ -400,4 +422,34 @@ fn moe_from_gguf(
                 .is_some(),
         dense_layers: Vec::new(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_json(rope_theta: &str, scaling: &str) -> String {
+        format!(
+            r#"{{"arch":"Llama","attn_bias":false,"ffn":32,"head_dim":16,"hidden":32,"moe":null,
+            "n_heads":2,"n_kv_heads":1,"n_layers":1,"name":"t","qk_norm":false,"rms_eps":1e-5,
+            "rope_dim":16,"rope_scaling":{scaling},"rope_style":"Interleaved",
+            "rope_theta":{rope_theta},"tied_embeddings":false,"train_context":64,"vocab":268}}"#
+        )
+    }
+
+    #[test]
+    fn a_float_past_f32s_range_is_refused_not_read_as_infinity() {
+        let ok: ModelConfig = serde_json::from_str(&config_json("10000.0", "\"None\"")).unwrap();
+        assert_eq!(ok.rope_theta, 10000.0);
+        for (theta, scaling) in [
+            ("5e88", "\"None\""),
+            ("10000.0", r#"{"Linear":1e39}"#),
+            ("10000.0", r#"{"FreqFactors":[1.0,-4e38]}"#),
+        ] {
+            let err = serde_json::from_str::<ModelConfig>(&config_json(theta, scaling))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a finite f32"), "{err}");
+        }
+    }
 }
