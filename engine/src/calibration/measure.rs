@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::{Calibration, KernelRate};
 use crate::kernels::interleave::{interleave, runs_here};
 use crate::kernels::quantize_weights::quantize_weights;
+use crate::kernels::weight::copy_map;
 use crate::kernels::{matmul, MatmulScratch, Weight, WeightBytes};
 use crate::metrics::bandwidth::BandwidthProbe;
 use crate::metrics::quantile;
@@ -117,7 +118,7 @@ fn streamed_rate(dtype: GgmlType) -> Option<f64> {
         pattern
     };
     let copies = STREAM_BYTES.div_ceil(pattern.len());
-    let all = page_mapped(&pattern, copies)?;
+    let all = page_mapped(&pattern, copies, interleaved)?;
     let matrices: Vec<Weight> = (0..copies)
         .map(|i| {
             let bytes = all.slice(i * pattern.len()..(i + 1) * pattern.len());
@@ -148,14 +149,21 @@ fn streamed_rate(dtype: GgmlType) -> Option<f64> {
     Some((pattern.len() * copies) as f64 / quantile(&times, 0.5)?)
 }
 
-/// `copies` of `pattern` in memory mapped with ordinary pages, as a model
-/// file's weights are mapped (a heap buffer this size may get huge pages,
-/// and its kernel would then run faster than a model's ever does).
-fn page_mapped(pattern: &[u8], copies: usize) -> Option<WeightBytes> {
+/// `copies` of `pattern` in pages as a model's weights are held: an
+/// interleaved copy's own map (`copy_map`, huge pages where the kernel
+/// gives them) or, for a type read in place, ordinary pages as a mapped
+/// file has (a heap buffer this size may get huge pages, and its kernel
+/// would then run faster than a model's ever does).
+fn page_mapped(pattern: &[u8], copies: usize, interleaved: bool) -> Option<WeightBytes> {
     let len = pattern.len() * copies;
-    let mut map = memmap2::MmapMut::map_anon(len).ok()?;
-    #[cfg(target_os = "linux")]
-    let _ = map.advise(memmap2::Advice::NoHugePage);
+    let mut map = if interleaved {
+        copy_map(len)?
+    } else {
+        let map = memmap2::MmapMut::map_anon(len).ok()?;
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::NoHugePage);
+        map
+    };
     for chunk in map.chunks_exact_mut(pattern.len()) {
         chunk.copy_from_slice(pattern);
     }

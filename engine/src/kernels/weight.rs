@@ -122,6 +122,22 @@ pub struct Weight {
     pub data: WeightBytes,
 }
 
+/// Anonymous memory for a weight's load-time copy. Pages of its own rather
+/// than the allocator's: one copy in memory (a heap arena of a loading
+/// thread kept tens of MiB more resident at SmolLM2's peak), freed whole
+/// when dropped. Asked for in huge pages where Linux leaves them to the
+/// program (`madvise` mode): a decode streams every weight once a token,
+/// and with 4 KiB pages each page of it costs a TLB miss (one thread
+/// decodes the 8b up to 9% faster: docs/ARCHITECTURE.md, "Huge pages for
+/// the copies").
+pub(crate) fn copy_map(len: usize) -> Option<memmap2::MmapMut> {
+    let map = memmap2::MmapMut::map_anon(len).ok()?;
+    // Only advice: a kernel without transparent huge pages keeps small ones.
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage);
+    Some(map)
+}
+
 impl Weight {
     pub fn row_bytes(&self) -> usize {
         // Validated at construction by the loaders: cols is whole blocks.
@@ -164,11 +180,8 @@ impl Weight {
         let step = (COPY_STEP_BYTES / rb.max(1))
             .next_multiple_of(ROWS)
             .max(ROWS);
-        // Pages of their own rather than the allocator's: one copy in
-        // memory (a heap arena of a loading thread kept tens of MiB more
-        // resident at SmolLM2's peak), and freed whole when dropped.
         let len = self.data.len();
-        let mut bytes = memmap2::MmapMut::map_anon(len).ok()?;
+        let mut bytes = copy_map(len)?;
         // Steps of whole groups, spread over the threads (a 4 GB model's
         // copy is seconds of one core).
         bytes
