@@ -7,8 +7,10 @@
 #   - decode against llama.cpp's llama-bench on the same GGUF, threads and
 #     cores, shardlab and llama.cpp alternating, median of 3 pairs: SmolLM2
 #     Q4_1 at 1 and 2 threads; the synthetic 8b in Q4_0, Q4_K and Q8_0 at 1
-#     and 2 threads (memory-bound), with its share of the bandwidth the
-#     bench probes at that thread count (>= 80%) and llama.cpp's beside it;
+#     and 2 threads (memory-bound; 5 pairs at 2 threads, where both
+#     engines meet the memory's limit and the VM's swing), with its share
+#     of the bandwidth the bench probes at that thread count (>= 80%) and
+#     llama.cpp's beside it;
 #     small files that stay in cache (2 layers, hidden 768, 8.5-16 MiB) in
 #     the same three types at 1 thread (compute-bound)
 #   - prefill of 32 and 512 tokens on the 8b (2 threads) against llama.cpp
@@ -48,7 +50,7 @@
 #   On a 2-core host a full run takes about 2.2 hours (2026-12-04: 132
 #   minutes; the context cells 67 of them, 38 the 8b at 8128 (one pair);
 #   the memory cells 32, most of them the 8b at context 4096; prefill 13,
-#   decode 9).
+#   decode 9, and about 3 more since its 2-thread cells take 5 pairs).
 #   --quick (fewer pairs: one a cell on the 8b, MoE and context cells, two
 #   on SmolLM2 and the small files; no 8b cells at 8128, no 8b memory cells
 #   at 4096, 2 chunks of perplexity, KV f16 only) about 30 minutes; --moe
