@@ -159,7 +159,8 @@ do_build() {
 features_without_amx() {
     local flags; flags=$(grep -m1 '^flags' /proc/cpuinfo)
     local pair feature option
-    echo -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+    # One flag a line: the caller reads them with mapfile, one argument each.
+    printf '%s\n' -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
     for pair in sse4_2:SSE42 avx:AVX avx2:AVX2 bmi2:BMI2 fma:FMA f16c:F16C avx_vnni:AVX_VNNI \
         avx512f:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
         feature=${pair%%:*} option=${pair#*:}
