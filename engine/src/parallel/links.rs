@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::step_deadline::for_rows;
-use super::wire::{decode_hidden, decode_partials, encode_hidden, encode_partials, WireDtype};
+use super::wire::{
+    decode_hidden, encode_hidden, encode_partials, sum_partials_in_rank_order, WireDtype,
+};
 use crate::cluster::messages::{PeerTraffic, Span, SpanKind};
 use crate::model::error::ModelError;
 use crate::model::transformer::AllReduce;
@@ -99,12 +101,14 @@ pub struct PeerLinks {
     next: Option<Peer>,
     deadline: Duration,
     wire: WireDtype,
-    /// One buffer of encoded partials per rank (this rank's own outgoing
-    /// one included), reused every step.
+    /// One buffer of partials per rank as they travel, reused every step.
+    /// This rank's own slot holds its encoded partials at a lossy wire; at
+    /// f64 it stays empty (the partial goes out as it is).
     bufs: Vec<Vec<u8>>,
     /// Encoded hidden states, sent or received.
     hidden_buf: Vec<u8>,
-    /// One rank's decoded partials while summing.
+    /// One rank's decoded partials while summing at a lossy wire; at f64,
+    /// this rank's own partials when it adds them after the first two.
     summand: Vec<f64>,
     pub stats: CommStats,
 }
@@ -309,15 +313,22 @@ impl PeerLinks {
             ..
         } = self;
         let (me, deadline, wire) = (*me, *deadline, *wire);
-        // Encode once into this rank's own slot: it is what goes out, and
-        // what this rank adds, so every member sums the same values.
-        encode_partials(wire, partial, &mut bufs[me]);
-        let len = bufs[me].len();
+        // What goes out is what this rank adds, so every member sums the
+        // same values: at f64 the partial's own bytes, at a lossy wire its
+        // encoding, kept in this rank's slot.
+        if wire != WireDtype::F64 {
+            encode_partials(wire, partial, &mut bufs[me]);
+        }
+        let len = wire.partial_bytes(partial.len());
         let tag = partial_tag(wire);
         let header = bytes_header(len, tag)?;
         let (before, rest) = bufs.split_at_mut(me);
-        let (own, after) = rest.split_at_mut(1);
-        let own: &[u8] = &own[0];
+        let (own_slot, after) = rest.split_at_mut(1);
+        let own: &[u8] = if wire == WireDtype::F64 {
+            f64_bytes(partial)
+        } else {
+            &own_slot[0]
+        };
         let expect = || format!("{len} bytes of partial sums as {wire}");
         if len <= EAGER_BYTES {
             for peer in group.iter_mut().flatten() {
@@ -358,15 +369,7 @@ impl PeerLinks {
                 stats.record(&peer.name, len as u64, len as u64, waited);
             }
         }
-        // Sum in rank order so every member gets the same bits.
-        decode_partials(wire, &bufs[0], partial);
-        summand.resize(partial.len(), 0.0);
-        for buf in bufs.iter().skip(1) {
-            decode_partials(wire, buf, summand);
-            for (acc, x) in partial.iter_mut().zip(summand.iter()) {
-                *acc += x;
-            }
-        }
+        sum_partials_in_rank_order(wire, me, bufs, partial, summand);
         let secs = started.elapsed().as_secs_f64();
         stats.step_wait += secs;
         stats.span(SpanKind::Wait, started);
@@ -430,6 +433,12 @@ fn check_frame(
             ),
         })
     }
+}
+
+/// The bytes of an f64 slice, little-endian (as [`f32_bytes`]).
+fn f64_bytes(x: &[f64]) -> &[u8] {
+    // SAFETY: as for f32_bytes.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) }
 }
 
 /// The bytes of an f32 slice, little-endian (the only byte order shardlab

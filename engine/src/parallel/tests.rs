@@ -99,7 +99,7 @@ fn bits(x: &[f64]) -> Vec<u64> {
 #[test]
 fn all_reduce_sums_in_rank_order_at_every_wire_precision() {
     for wire in WireDtype::ALL {
-        for n in [2, 3] {
+        for n in [2, 3, 4] {
             let inputs: Vec<Vec<f64>> = (0..n).map(|r| partials(r, 77)).collect();
             let expected = rank_order_sum(wire, &inputs);
             let results = all_reduce_everywhere(group(n, wire), &inputs);

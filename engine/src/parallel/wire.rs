@@ -116,6 +116,66 @@ pub fn decode_partials(wire: WireDtype, bytes: &[u8], out: &mut [f64]) {
     }
 }
 
+/// Replaces `partial`, this rank's own partial sums, with the sum of every
+/// rank's in rank order, so every member of the group gets the same bits.
+/// `received[r]` holds rank `r`'s partials as they came off the wire.
+///
+/// At f64 this rank's own values go in as they are (`received[me]` is not
+/// read: its partials went out straight from `partial`) and the sum reads
+/// the peers' bytes in place: no copy of the own partial, no decoded copy
+/// of a peer's. With two ranks it is one pass. At the lossy wires every rank
+/// adds what the wire carried, its own rounded values included, so
+/// `received[me]` must hold this rank's encoded partials.
+pub fn sum_partials_in_rank_order(
+    wire: WireDtype,
+    me: usize,
+    received: &[Vec<u8>],
+    partial: &mut [f64],
+    scratch: &mut Vec<f64>,
+) {
+    if wire != WireDtype::F64 {
+        decode_partials(wire, &received[0], partial);
+        scratch.resize(partial.len(), 0.0);
+        for buf in received.iter().skip(1) {
+            decode_partials(wire, buf, scratch);
+            for (acc, x) in partial.iter_mut().zip(scratch.iter()) {
+                *acc += x;
+            }
+        }
+        return;
+    }
+    let f64_at = |bytes: &[u8]| f64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+    let values = |r: usize| received[r].chunks_exact(8).map(f64_at);
+    // A rank past the first two adds its own values after the partial has
+    // been overwritten: keep them.
+    if me >= 2 {
+        scratch.clear();
+        scratch.extend_from_slice(partial);
+    }
+    // Ranks 0 and 1 add the other's values to their own: IEEE addition
+    // commutes, so rank 1's `own + peer` has the bits of `peer + own`.
+    match me {
+        0 | 1 => partial
+            .iter_mut()
+            .zip(values(1 - me))
+            .for_each(|(p, v)| *p += v),
+        _ => partial
+            .iter_mut()
+            .zip(values(0).zip(values(1)))
+            .for_each(|(p, (a, b))| *p = a + b),
+    }
+    for r in 2..received.len() {
+        if r == me {
+            partial
+                .iter_mut()
+                .zip(scratch.iter())
+                .for_each(|(p, v)| *p += v);
+        } else {
+            partial.iter_mut().zip(values(r)).for_each(|(p, v)| *p += v);
+        }
+    }
+}
+
 /// Encodes hidden states into `out` (cleared first).
 pub fn encode_hidden(wire: WireDtype, x: &[f32], out: &mut Vec<u8>) {
     out.clear();
