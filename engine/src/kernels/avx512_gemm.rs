@@ -130,7 +130,7 @@ pub(in crate::kernels) unsafe fn rows_interleaved<const F: u8>(
 /// Sixteen f16 values: eight at `lo` (rows 0..8) and eight at `hi`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn f16_pair(lo: *const u8, hi: *const u8) -> __m512 {
+pub(super) unsafe fn f16_pair(lo: *const u8, hi: *const u8) -> __m512 {
     _mm512_cvtph_ps(_mm256_set_m128i(
         _mm_loadu_si128(hi as *const __m128i),
         _mm_loadu_si128(lo as *const __m128i),

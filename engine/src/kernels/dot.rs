@@ -99,11 +99,13 @@ pub(crate) fn dot_rows_interleaved_isa(
                 (false, _) => ((no_scales, gp::rows_q4k_with), kp::rows_q4k_interleaved),
                 (true, _) => ((no_scales, gv::rows_q4k_with), kv::rows_q4k_interleaved),
             };
-            // With VNNI, Q4_0 and Q4_1 batches take sixteen rows at a time
-            // first (`avx512_gemm.rs`), then a last group of eight.
+            // With VNNI, Q4_0, Q4_1 and Q4_K batches take sixteen rows at a
+            // time first (`avx512_gemm.rs`, `avx512_gemm_k.rs`), then a last
+            // group of eight.
             let wide: Option<Gemm> = match (vnni, dtype) {
                 (true, QuantType::Q4_0) => Some(super::avx512_gemm::rows_interleaved::<Q4_0>),
                 (true, QuantType::Q4_1) => Some(super::avx512_gemm::rows_interleaved::<Q4_1>),
+                (true, QuantType::Q4K) => Some(super::avx512_gemm_k::rows_q4k_interleaved),
                 _ => None,
             };
             // SAFETY: the CPU supports the features each function is built

@@ -23,6 +23,8 @@ mod avx2_k_gemv;
 mod avx2_k_low;
 #[cfg(target_arch = "x86_64")]
 mod avx512_gemm;
+#[cfg(target_arch = "x86_64")]
+mod avx512_gemm_k;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod block32;
 pub mod blocks;
