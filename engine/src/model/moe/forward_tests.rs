@@ -18,6 +18,7 @@ use crate::model::gguf::writer::{GgufWriter, TensorSource as WriteSource};
 use crate::model::gguf::{GgmlType, GgufFile, GgufModel, MetadataValue};
 use crate::model::layout::LocalLayout;
 use crate::model::loader;
+use crate::model::moe::EXPERT_CHUNK;
 use crate::model::store::ModelSource;
 use crate::model::synth::{synth, SynthArch, SynthOptions};
 use crate::model::transformer::{AllReduce, Transformer};
@@ -268,6 +269,29 @@ fn expert_and_tensor_splits_match_one_process() {
         by_expert_replicated, one,
         "expert layout, attention replicated"
     );
+}
+
+/// A prompt whose experts each get more than [`EXPERT_CHUNK`] tokens runs
+/// them in chunks; the logits must be the bits of feeding it token by token.
+#[test]
+fn experts_chunked_in_a_long_batch_give_the_token_by_token_logits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, moe) = dense_and_moe(dir.path(), GgmlType::Q4_0);
+    // Two of four experts per token: 3 x 64 tokens put more than one chunk
+    // on at least one expert.
+    let tokens: Vec<u32> = (0..3 * EXPERT_CHUNK as u32)
+        .map(|i| (i * 37) % 300)
+        .collect();
+    let source = ModelSource::Gguf(moe);
+    let mut batch = loader::load(&source, 256, KvType::F32).expect("load");
+    let at_once = batch.transformer.forward(&tokens, 0).expect("forward");
+    let mut single = loader::load(&source, 256, KvType::F32).expect("load");
+    let mut last = Vec::new();
+    for (pos, &t) in tokens.iter().enumerate() {
+        last = single.transformer.forward(&[t], pos).expect("forward");
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&at_once), bits(&last));
 }
 
 /// The first index of the largest logit.

@@ -161,6 +161,14 @@ pub struct ExpertLoad {
     pub total: u64,
 }
 
+/// The most tokens one expert runs at once. A prefill batch's tokens go
+/// to each expert in chunks of this many, so the expert buffers (gathered
+/// rows, gate, up and down) hold at most this many rows whatever the
+/// routing, and the plan can predict them (`shard/plan/memory.rs`). A
+/// chunk still streams an expert's weights once for 64 tokens; rows do not
+/// depend on the batch they are in, so the sums are the same bits.
+pub const EXPERT_CHUNK: usize = 64;
+
 /// Buffers reused across layers and calls.
 #[derive(Default)]
 pub struct MoeScratch {
@@ -202,32 +210,45 @@ pub fn moe_ffn(
             }
         }
     }
-    for (ffn, routed) in w.per_expert.iter().zip(&assigned) {
-        if routed.is_empty() {
-            continue;
-        }
-        load.routed += routed.len() as u64;
-        let n = routed.len();
-        s.x.clear();
-        for &(t, _) in routed {
-            s.x.extend_from_slice(&xn[t * hidden..(t + 1) * hidden]);
-        }
-        let width = ffn.gate.rows;
-        s.gate.resize(n * width, 0.0);
-        s.up.resize(n * width, 0.0);
-        s.down.resize(n * hidden, 0.0);
-        let gate_up = &mut [(&ffn.gate, &mut s.gate[..]), (&ffn.up, &mut s.up[..])];
-        matmul_each(gate_up, &s.x, n, mm);
-        swiglu_in_place(&mut s.gate, &s.up);
-        matmul_partial(&ffn.down, &s.gate, n, &mut s.down, mm);
-        for (&(t, wt), row) in routed.iter().zip(s.down.chunks_exact(hidden)) {
-            let dst = &mut out[t * hidden..(t + 1) * hidden];
-            for (o, &v) in dst.iter_mut().zip(row) {
-                *o += wt as f64 * v;
-            }
+    for (ffn, all_routed) in w.per_expert.iter().zip(&assigned) {
+        load.routed += all_routed.len() as u64;
+        for routed in all_routed.chunks(EXPERT_CHUNK) {
+            expert_rows(ffn, routed, xn, hidden, out, s, mm);
         }
     }
     load
+}
+
+/// Runs one expert on the `routed` tokens (at most [`EXPERT_CHUNK`]) and
+/// adds its weighted rows into `out`.
+fn expert_rows(
+    ffn: &FfnWeights,
+    routed: &[(usize, f32)],
+    xn: &[f32],
+    hidden: usize,
+    out: &mut [f64],
+    s: &mut MoeScratch,
+    mm: &mut MatmulScratch,
+) {
+    let n = routed.len();
+    s.x.clear();
+    for &(t, _) in routed {
+        s.x.extend_from_slice(&xn[t * hidden..(t + 1) * hidden]);
+    }
+    let width = ffn.gate.rows;
+    s.gate.resize(n * width, 0.0);
+    s.up.resize(n * width, 0.0);
+    s.down.resize(n * hidden, 0.0);
+    let gate_up = &mut [(&ffn.gate, &mut s.gate[..]), (&ffn.up, &mut s.up[..])];
+    matmul_each(gate_up, &s.x, n, mm);
+    swiglu_in_place(&mut s.gate, &s.up);
+    matmul_partial(&ffn.down, &s.gate, n, &mut s.down, mm);
+    for (&(t, wt), row) in routed.iter().zip(s.down.chunks_exact(hidden)) {
+        let dst = &mut out[t * hidden..(t + 1) * hidden];
+        for (o, &v) in dst.iter_mut().zip(row) {
+            *o += wt as f64 * v;
+        }
+    }
 }
 
 /// qwen2moe's shared-expert gate for each token: `sigmoid(gate · x)`.

@@ -14,6 +14,7 @@ use crate::model::attention;
 use crate::model::config::ModelConfig;
 use crate::model::gguf::GgmlType;
 use crate::model::layout::LocalLayout;
+use crate::model::moe::EXPERT_CHUNK;
 use crate::model::weights::{tensor_plan, SliceRule};
 
 /// A node's resident memory with a shard loaded, before any prompt: the
@@ -213,14 +214,16 @@ pub fn kv_cache_bytes(config: &ModelConfig, layout: &LocalLayout, cache: KvSpec)
 /// Activations alive during a prefill batch of `b = min(PREFILL_BATCH,
 /// context)` tokens, following the forward pass's buffers:
 ///
-/// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols + moe)`
-/// `+ 8 b hidden (1 + 2 r) + 4 HEAD_ROWS (vocab + hidden) + attention`
+/// `4 b (3 hidden + 2 q + 2 kv + 2 ffn + rope_dim + max_rows + max_cols + router)`
+/// `+ 8 b hidden (1 + 2 r) + experts + 4 HEAD_ROWS (vocab + hidden) + attention`
 ///
 /// where q, kv and ffn are the local widths; the three hidden rows are the
 /// input, its norm and the residual; `max_rows` is the matmul's transposed
 /// output and `max_cols` bounds its quantized activations (4 bytes a value
-/// covers f32 weights too); `moe` is a MoE layer's router scores and the
-/// gate and up rows of the chosen experts. The f64 rows are the partial sums
+/// covers f32 weights too); `router` is a MoE layer's router scores, and
+/// `experts` the buffers of one expert's chunk of tokens: `min(EXPERT_CHUNK,
+/// b)` rows of the gathered input (f32), gate and up (f32, local expert
+/// width) and down (f64). The f64 rows are the partial sums
 /// of the row-parallel projections, and, in a tensor group (`r` = 1), the
 /// all-reduce's send and receive buffers. `vocab` is the local logits row of
 /// a head node, [`HEAD_ROWS`] of them with their normed hidden rows (a
@@ -237,17 +240,21 @@ pub fn scratch_bytes(config: &ModelConfig, layout: &LocalLayout, context: usize)
     // A dense FFN exists where some layer has one (a MoE model may have none).
     let dense = (0..config.n_layers).any(|l| config.has_dense_ffn(l));
     let f = if dense { layout.ffn.len() } else { 0 };
-    let moe = config.moe.as_ref().map_or(0, |m| {
-        m.n_experts + 2 * m.n_experts_used * layout.expert_ffn.len()
+    // The router's scores for every token of the batch; the expert buffers
+    // hold one chunk of tokens at a time (`moe_ffn`).
+    let router = config.moe.as_ref().map_or(0, |m| m.n_experts);
+    let experts = config.moe.as_ref().map_or(0, |_| {
+        let rows = EXPERT_CHUNK.min(b as usize) as u64;
+        rows * (4 * h + 8 * layout.expert_ffn.len() + 8 * h) as u64
     });
     let mut bytes = 0u64;
     if !layout.layers.is_empty() {
         let max_rows = h.max(q).max(kv).max(f);
         let max_cols = h.max(q).max(f);
         let per_token =
-            3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols + moe;
+            3 * h + 2 * q + 2 * kv + 2 * f + config.rope_dim + max_rows + max_cols + router;
         let reduced = if layout.is_whole_width(config) { 1 } else { 3 };
-        bytes += 4 * b * per_token as u64 + 8 * b * (reduced * h) as u64;
+        bytes += 4 * b * per_token as u64 + 8 * b * (reduced * h) as u64 + experts;
         bytes += attention::scratch_bytes(hd, layout.q_heads.len(), context, SCORE_THREADS);
     } else if layout.embed {
         bytes += 4 * b * h as u64;
