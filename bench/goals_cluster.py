@@ -215,20 +215,32 @@ def moe_split(m7, n):
     goal = "7b-a1b Q4_0 over 2 nodes, the better layout / one node, against the probe's ideal"
 
     def cell():
-        _, ideal = probe(2, 1)
+        probe(2, 1)
         warm(m7)
-        one = shardlab_bench(m7, 1, 8, n, cores="0", timeout=1800)["tg"]
-        rates = {}
-        for layout in ("expert", "tensor"):
-            rates[layout] = shardlab_bench(m7, 1, 8, n, ["--nodes", "local:2", "--layout", layout, "--pin"],
+        # Alternating quadruples (the probe's ideal, one node, expert 2,
+        # tensor 2), as the dense tensor goal's triples: each speedup is set
+        # against the ideal measured beside it, the verdict on the median.
+        quads = []
+        for _ in range(1 if C.quick else 3):
+            q = {"ideal": probe_now(2, 1)[2],
+                 "one": shardlab_bench(m7, 1, 8, n, cores="0", timeout=1800)["tg"]}
+            for layout in ("expert", "tensor"):
+                q[layout] = shardlab_bench(m7, 1, 8, n, ["--nodes", "local:2", "--layout", layout, "--pin"],
                                            timeout=1800)["tg"]
+            quads.append(q)
+        speedups = {layout: median([q[layout] / q["one"] for q in quads]) for layout in ("expert", "tensor")}
+        for layout in ("expert", "tensor"):
+            each = ", ".join(f"{rate(q[layout])} / {rate(q['one'])} = {q[layout] / q['one']:.2f}x" for q in quads)
             add(f"7b-a1b Q4_0 {layout} over 2 nodes / one node (decode)",
-                f"{rate(rates[layout])} / {rate(one)} = {rates[layout] / one:.2f}x", "(see below)", "reported")
-        best = max(rates, key=rates.get)
-        speedup = rates[best] / one
+                each + (f": median {speedups[layout]:.2f}x" if len(quads) > 1 else ""), "(see below)", "reported")
+        best = max(speedups, key=speedups.get)
+        shares = [q[best] / q["one"] / q["ideal"] for q in quads]
+        text = ", ".join(f"{q[best] / q['one']:.2f}x = {100 * s:.0f}% of {q['ideal']:.2f}x"
+                         for q, s in zip(quads, shares))
+        if len(quads) > 1:
+            text += f": median {100 * median(shares):.0f}%"
         add(goal.replace("the better layout", f"the better layout ({best})"),
-            f"{speedup:.2f}x = {100 * speedup / ideal:.0f}% of {ideal:.2f}x",
-            ">= 90% of the ideal", verdict(speedup / ideal, 0.9))
+            text, ">= 90% of the ideal", verdict(median(shares), 0.9))
     attempt(goal, ">= 90% of the ideal", cell)
 
 

@@ -54,7 +54,7 @@
 #   --quick (fewer pairs: one a cell on the 8b, MoE and context cells, two
 #   on SmolLM2 and the small files; no 8b cells at 8128, no 8b memory cells
 #   at 4096, 2 chunks of perplexity, KV f16 only) about 30 minutes; --moe
-#   runs the MoE goals only (4 minutes of measuring on 2026-12-04, once the
+#   runs the MoE goals only (6 minutes of measuring on 2026-12-06, once the
 #   files are in the page cache); --only runs the goals named.
 #   Making the files the first time adds about 10 minutes.
 set -euo pipefail
