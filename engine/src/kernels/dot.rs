@@ -112,7 +112,7 @@ pub(crate) fn dot_rows_interleaved_isa(
             // for (VNNI and AVX-512F only where it has those too), and the
             // shapes fit.
             let done = unsafe {
-                if tokens < few_tokens(dtype) {
+                if tokens < few_tokens(dtype, vnni) {
                     token_by_token(gemv, w, row_bytes, acts, act_row_bytes, tokens, out)
                 } else {
                     let paired = wide.map_or(0, |wide| {
@@ -149,11 +149,14 @@ pub(crate) fn dot_rows_interleaved_isa(
 /// about one token's products, too much to share among a few. Measured
 /// per type, from memory and in cache: Q4_0 and Q8_0 gain token by token
 /// up to seven rows, Q4_1 and Q4_K only up to four (docs/ARCHITECTURE.md,
-/// "Batches of a few rows").
+/// "Batches of a few rows"). With VNNI, Q4_K batches take sixteen rows a
+/// vector (`avx512_gemm_k.rs`), which beats the one-token kernel from two
+/// tokens on.
 #[cfg(target_arch = "x86_64")]
-fn few_tokens(dtype: QuantType) -> usize {
-    match dtype {
-        QuantType::Q4_0 | QuantType::Q8_0 => 8,
+fn few_tokens(dtype: QuantType, vnni: bool) -> usize {
+    match (dtype, vnni) {
+        (QuantType::Q4_0 | QuantType::Q8_0, _) => 8,
+        (QuantType::Q4K, true) => 2,
         _ => 5,
     }
 }

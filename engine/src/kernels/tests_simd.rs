@@ -370,7 +370,9 @@ fn dispatched_kernels_match_portable_and_dequantized_on_raw_blocks() {
                 // 41 and 33 rows: sixteen-row pairs of groups, a last group
                 // of eight and a row in the file layout. A few tokens
                 // on interleaved rows (two to four, to seven for Q4_0 and
-                // Q8_0) take the one-token kernel token by token, 96 KiB
+                // Q8_0; none for Q4_K with VNNI, whose sixteen-row batches
+                // take three and four tokens here) take the one-token
+                // kernel token by token, 96 KiB
                 // of rows at a time: 161 rows of 37 blocks are two or more
                 // such chunks and a row.
                 let shapes = [
