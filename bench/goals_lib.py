@@ -252,10 +252,17 @@ def shardlab_bench(model, threads, p, n, extra=(), cores=None, timeout=900, prob
     return r
 
 
-def llama_bench(model, threads, p, n, depth=0, timeout=900):
-    """One llama-bench repetition: {pp, tg} (tok/s) for the tests it ran."""
+def llama_bench(model, threads, p, n, depth=0, timeout=900, short_warmup=False):
+    """One llama-bench repetition: {pp, tg} (tok/s) for the tests it ran.
+    short_warmup: instead of llama-bench's own warm-up, which runs the whole
+    prompt once more untimed (an 8128-token prompt on the 8b: about 15
+    minutes), an untimed 8-token prompt on the same loaded model pages the
+    weights in, as `shardlab bench`'s own 8-token warm-up does."""
     exe = need_llama()
-    cmd = [exe, "-m", model, "-t", str(threads), "-p", str(p), "-n", str(n), "-r", "1", "-o", "json"]
+    prompts = f"8,{p}" if short_warmup and p > 8 else str(p)
+    cmd = [exe, "-m", model, "-t", str(threads), "-p", prompts, "-n", str(n), "-r", "1", "-o", "json"]
+    if short_warmup:
+        cmd += ["--no-warmup"]
     if depth:
         cmd += ["-d", str(depth)]
     out, _ = sh(cmd, cores(threads), timeout, echo=False)
@@ -267,6 +274,8 @@ def llama_bench(model, threads, p, n, depth=0, timeout=900):
     r = {}
     for t in tests:
         key = "tg" if t.get("n_gen", 0) > 0 else "pp"
+        if key == "pp" and t.get("n_prompt") != p:
+            continue  # the short warm-up prompt
         r[key] = float(t["avg_ts"])
         print(f"  llama-bench {key}{t.get('n_gen') or t.get('n_prompt')}"
               f"{' @ depth ' + str(t.get('n_depth')) if t.get('n_depth') else ''}: {r[key]:.2f} tok/s")

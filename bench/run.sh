@@ -47,10 +47,10 @@
 # keep (~/.cache/shardlab/nodes) and 4.5 GB at a time in a scratch home for
 # the memory goal: have 70 GB free for a full run.
 # Usage: bench/run.sh [--quick] [--moe] [--only GOAL[,GOAL]]
-#   On a 2-core host a full run takes about 2.2 hours (2026-12-04: 132
-#   minutes; the context cells 67 of them, 38 the 8b at 8128 (one pair);
-#   the memory cells 32, most of them the 8b at context 4096; prefill 13,
-#   decode 9, and about 3 more since its 2-thread cells take 5 pairs).
+#   On a 2-core host a full run takes about 2.5 hours (2026-12-06, an
+#   Intel Xeon guest: 152 minutes; the context cells 67 of them, 37 the 8b
+#   at 8128 (one pair); the memory cells 37, most of them the 8b at
+#   context 4096; prefill 18, decode 11, cluster and MoE about 6 each).
 #   --quick (fewer pairs: one a cell on the 8b, MoE and context cells, two
 #   on SmolLM2 and the small files; no 8b cells at 8128, no 8b memory cells
 #   at 4096, 2 chunks of perplexity, KV f16 only) about 30 minutes; --moe
