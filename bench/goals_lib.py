@@ -255,11 +255,12 @@ def shardlab_bench(model, threads, p, n, extra=(), cores=None, timeout=900, prob
 def llama_bench(model, threads, p, n, depth=0, timeout=900, short_warmup=False):
     """One llama-bench repetition: {pp, tg} (tok/s) for the tests it ran.
     short_warmup: instead of llama-bench's own warm-up, which runs the whole
-    prompt once more untimed (an 8128-token prompt on the 8b: about 15
+    prompt once more untimed (an 8128-token prompt on the 8b: about 12
     minutes), an untimed 8-token prompt on the same loaded model pages the
     weights in, as `shardlab bench`'s own 8-token warm-up does."""
     exe = need_llama()
-    prompts = f"8,{p}" if short_warmup and p > 8 else str(p)
+    short_warmup = short_warmup and p > 8
+    prompts = f"8,{p}" if short_warmup else str(p)
     cmd = [exe, "-m", model, "-t", str(threads), "-p", prompts, "-n", str(n), "-r", "1", "-o", "json"]
     if short_warmup:
         cmd += ["--no-warmup"]

@@ -136,7 +136,7 @@ def context_cell(path, t, depth, reps, timeout, gen=32):
     `-p 0 -n 32 -d N` (as bench/context.sh). Its prefill is warmed by an
     untimed 8-token prompt, as shardlab's is, rather than by a second
     untimed run of the whole prompt (llama-bench's own warm-up), which at
-    8128 tokens on the 8b took a quarter of an hour a pair."""
+    8128 tokens on the 8b took about 12 minutes a pair."""
     done = []
     for _ in range(reps):
         pair = Pair(t)
