@@ -9,6 +9,9 @@
 //! None fuses multiply and add, so every copy gives the same bits on every
 //! machine, and every layout the same activations.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// `y[i] += a x[i]`.
 #[inline(always)]
 pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
@@ -39,6 +42,28 @@ pub(crate) fn scores_tile(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32; S
         return unsafe { avx::scores_tile(q, keys, scale, out) };
     }
     scores_portable(q, keys, scale, out)
+}
+
+/// [`scores_tile`] of two queries against one tile: `out[0]` for `qa`,
+/// `out[1]` for `qb`. With AVX-512 one pass over the keys serves both.
+#[inline(always)]
+pub(crate) fn scores_tile_pair(
+    qa: &[f32],
+    qb: &[f32],
+    keys: &[f32],
+    scale: f32,
+    out: &mut [[f32; SCORE_TILE]; 2],
+) {
+    let hd = qa.len();
+    assert!(qb.len() == hd && keys.len() >= SCORE_TILE * hd);
+    #[cfg(target_arch = "x86_64")]
+    if hd.is_multiple_of(LANES) && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the lengths are asserted above.
+        return unsafe { avx512::scores_pair(qa, qb, keys, scale, out) };
+    }
+    let [a, b] = out;
+    scores_tile(qa, keys, scale, a);
+    scores_tile(qb, keys, scale, b);
 }
 
 /// [`scores_tile`] in plain loops.
@@ -238,7 +263,10 @@ pub(crate) fn weighted_rows(out: &mut [f32], weights: &[f32], rows: &[f32]) {
     let whole = n - n % OUT_BLOCK;
     assert!(rows.len() >= weights.len() * n);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; `rows` holds every row (asserted above).
+        unsafe { avx512::weighted_blocks(out, weights, rows, whole) };
+    } else if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU has AVX; `rows` holds every row (asserted above).
         unsafe { avx::weighted_blocks(out, weights, rows, whole) };
     } else {
@@ -321,6 +349,49 @@ mod tests {
             let mut got = start;
             // SAFETY: AVX checked above; `keys` holds every row.
             unsafe { avx::weighted_blocks(&mut got, &weights, &keys, whole) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
+        }
+    }
+
+    /// Two queries scored in one pass give each query's portable bits.
+    #[test]
+    fn scores_of_a_pair_give_the_bits_of_each_alone() {
+        let value = |i: usize| ((i as f32) * 0.731).sin() * 3.0;
+        for hd in [64, 128, 72, 5] {
+            let qa: Vec<f32> = (0..hd).map(|i| value(i + 7)).collect();
+            let qb: Vec<f32> = (0..hd).map(|i| value(3 * i + 1)).collect();
+            let keys: Vec<f32> = (0..SCORE_TILE * hd).map(value).collect();
+            let mut want = [[0.0f32; SCORE_TILE]; 2];
+            scores_portable(&qa, &keys, 0.125, &mut want[0]);
+            scores_portable(&qb, &keys, 0.125, &mut want[1]);
+            let mut got = [[0.0f32; SCORE_TILE]; 2];
+            scores_tile_pair(&qa, &qb, &keys, 0.125, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.map(f32::to_bits), w.map(f32::to_bits), "{hd}");
+            }
+        }
+    }
+
+    /// The 512-bit weighted sums give the portable bits, at head sizes
+    /// that take each of their blocks (128, 64, 32 outputs) and a rest.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_weighted_rows_give_the_portable_bits() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let value = |i: usize| ((i as f32) * 0.731).sin() * 3.0;
+        for hd in [32, 64, 96, 128, 224, 256, 70] {
+            let rows: Vec<f32> = (0..SCORE_TILE * hd).map(value).collect();
+            let weights: Vec<f32> = (0..SCORE_TILE).map(|j| value(j + 3).abs()).collect();
+            let start: Vec<f32> = (0..hd).map(|d| value(d + 11)).collect();
+            let whole = hd - hd % OUT_BLOCK;
+            let mut want = start.clone();
+            weighted_blocks(&mut want, &weights, &rows, whole);
+            let mut got = start;
+            // SAFETY: AVX-512F checked above; `rows` holds every row.
+            unsafe { avx512::weighted_blocks(&mut got, &weights, &rows, whole) };
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
         }

@@ -35,7 +35,9 @@ use super::kv_cache::KvRows;
 use crate::kernels::dot::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::f16_heads;
-use crate::kernels::vector::{axpy, exp, exp_shifted, scores_tile, weighted_rows, SCORE_TILE};
+use crate::kernels::vector::{
+    axpy, exp, exp_shifted, scores_tile, scores_tile_pair, weighted_rows, SCORE_TILE,
+};
 #[cfg(target_arch = "x86_64")]
 use f16_in_place::group_tile_f16;
 
@@ -334,17 +336,32 @@ fn group_tile(
     inputs
         .v
         .head_rows(row, hd, group.kv, tile.clone(), &mut s.values);
-    // Past a short tile's end the tiles hold earlier, finite rows: their
-    // scores are computed and never used.
-    let mut scores = [0.0f32; TILE];
-    for (bi, tok) in tokens.clone().enumerate() {
-        let Some(n) = visible(inputs, tok, tile) else {
-            continue;
-        };
-        for (hi, h) in group.heads.clone().enumerate() {
-            let q = &inputs.q[(tok * sh.n_q + h) * hd..][..hd];
-            scores_tile(q, &s.keys, scale, &mut scores);
-            let p = &mut group_slot[(bi * heads + hi) * stride..][..stride];
+    // Every (token, head) that sees the tile: where its query and its slot
+    // are, and how many of the tile's positions it sees.
+    let seen = tokens
+        .clone()
+        .enumerate()
+        .filter_map(|(bi, tok)| visible(inputs, tok, tile).map(|n| (bi, tok, n)));
+    let mut items = seen.flat_map(|(bi, tok, n)| {
+        group.heads.clone().enumerate().map(move |(hi, h)| {
+            let query = (tok * sh.n_q + h) * hd;
+            (query, (bi * heads + hi) * stride, n)
+        })
+    });
+    let query = |at: usize| &inputs.q[at..][..hd];
+    // Scored two at a time (one pass over the keys for both where the CPU
+    // allows); each then takes its own softmax step and weighted values, so
+    // pairing changes no operation. Past a short tile's end the tiles hold
+    // earlier, finite rows: their scores are computed and never used.
+    let mut scores = [[0.0f32; TILE]; 2];
+    while let Some(a) = items.next() {
+        let b = items.next();
+        match b {
+            Some(b) => scores_tile_pair(query(a.0), query(b.0), &s.keys, scale, &mut scores),
+            None => scores_tile(query(a.0), &s.keys, scale, &mut scores[0]),
+        }
+        for ((_, slot, n), scores) in [Some(a), b].into_iter().flatten().zip(&mut scores) {
+            let p = &mut group_slot[slot..][..stride];
             softmax_step(p, &mut scores[..n]);
             weighted_rows(&mut p[2..], &scores[..n], &s.values[..n * hd]);
         }
