@@ -5,7 +5,9 @@
 //! All are `#[inline(always)]` so a caller compiles them into its own AVX2
 //! function, where LLVM widens them to 256-bit vectors, and into its
 //! portable one; the scores and the weighted sum also have AVX versions
-//! written out (module `avx`) with the same operations in the same order.
+//! written out (module `avx`), and 512-bit ones for prompt batches (module
+//! `avx512`: two queries' scores at once), with the same operations in the
+//! same order.
 //! None fuses multiply and add, so every copy gives the same bits on every
 //! machine, and every layout the same activations.
 
@@ -341,17 +343,30 @@ mod tests {
                 "scores, {hd}"
             );
 
-            let weights: Vec<f32> = (0..SCORE_TILE).map(|j| value(j + 3).abs()).collect();
-            let start: Vec<f32> = (0..hd).map(|d| value(d + 11)).collect();
-            let whole = hd - hd % OUT_BLOCK;
-            let mut want = start.clone();
-            weighted_blocks(&mut want, &weights, &keys, whole);
-            let mut got = start;
-            // SAFETY: AVX checked above; `keys` holds every row.
-            unsafe { avx::weighted_blocks(&mut got, &weights, &keys, whole) };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
+            // SAFETY: AVX checked above; the helper passes every row.
+            weighted_gives_the_portable_bits(hd, |o, w, r, whole| unsafe {
+                avx::weighted_blocks(o, w, r, whole)
+            });
         }
+    }
+
+    /// `fast` gives [`weighted_blocks`]'s bits over a tile of `hd`-value rows.
+    #[cfg(target_arch = "x86_64")]
+    fn weighted_gives_the_portable_bits(
+        hd: usize,
+        fast: impl Fn(&mut [f32], &[f32], &[f32], usize),
+    ) {
+        let value = |i: usize| ((i as f32) * 0.731).sin() * 3.0;
+        let rows: Vec<f32> = (0..SCORE_TILE * hd).map(value).collect();
+        let weights: Vec<f32> = (0..SCORE_TILE).map(|j| value(j + 3).abs()).collect();
+        let start: Vec<f32> = (0..hd).map(|d| value(d + 11)).collect();
+        let whole = hd - hd % OUT_BLOCK;
+        let mut want = start.clone();
+        weighted_blocks(&mut want, &weights, &rows, whole);
+        let mut got = start;
+        fast(&mut got, &weights, &rows, whole);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
     }
 
     /// Two queries scored in one pass give each query's portable bits.
@@ -381,19 +396,11 @@ mod tests {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return;
         }
-        let value = |i: usize| ((i as f32) * 0.731).sin() * 3.0;
         for hd in [32, 64, 96, 128, 224, 256, 70] {
-            let rows: Vec<f32> = (0..SCORE_TILE * hd).map(value).collect();
-            let weights: Vec<f32> = (0..SCORE_TILE).map(|j| value(j + 3).abs()).collect();
-            let start: Vec<f32> = (0..hd).map(|d| value(d + 11)).collect();
-            let whole = hd - hd % OUT_BLOCK;
-            let mut want = start.clone();
-            weighted_blocks(&mut want, &weights, &rows, whole);
-            let mut got = start;
-            // SAFETY: AVX-512F checked above; `rows` holds every row.
-            unsafe { avx512::weighted_blocks(&mut got, &weights, &rows, whole) };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "weighted rows, {hd}");
+            // SAFETY: AVX-512F checked above; the helper passes every row.
+            weighted_gives_the_portable_bits(hd, |o, w, r, whole| unsafe {
+                avx512::weighted_blocks(o, w, r, whole)
+            });
         }
     }
 
