@@ -94,8 +94,11 @@ macro_rules! gemv_kernels {
             acts: *const u8,
             a: &ActScales,
         ) -> __m256d {
-            let mut acc = [_mm256_setzero_pd(); 4];
-            let mut mins = [_mm256_setzero_pd(); 4];
+            // Lane `b % 4` of each sum, as named locals rather than an
+            // array indexed in a loop, so that they stay in registers.
+            let zero = _mm256_setzero_pd();
+            let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+            let (mut m0, mut m1, mut m2, mut m3) = (zero, zero, zero, zero);
             let mut b = 0;
             while b + 4 <= nb {
                 // The next four rows, one linear pass over them while these
@@ -104,14 +107,24 @@ macro_rules! gemv_kernels {
                 for line in 0..(ROWS * 4 * layout(F).0).div_ceil(64) {
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
                 }
-                for k in 0..4 {
-                    block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
-                }
+                block::<F>(p, b, acts, a, &mut a0, &mut m0);
+                block::<F>(p, b + 1, acts, a, &mut a1, &mut m1);
+                block::<F>(p, b + 2, acts, a, &mut a2, &mut m2);
+                block::<F>(p, b + 3, acts, a, &mut a3, &mut m3);
                 b += 4;
             }
-            for k in 0..nb - b {
-                block::<F>(p, b + k, acts, a, &mut acc[k], &mut mins[k]);
+            // A row's last blocks when their count is not a multiple of
+            // four, into lanes 0, 1 and 2.
+            if b < nb {
+                block::<F>(p, b, acts, a, &mut a0, &mut m0);
             }
+            if b + 1 < nb {
+                block::<F>(p, b + 1, acts, a, &mut a1, &mut m1);
+            }
+            if b + 2 < nb {
+                block::<F>(p, b + 2, acts, a, &mut a2, &mut m2);
+            }
+            let (acc, mins) = ([a0, a1, a2, a3], [m0, m1, m2, m3]);
             let sum = |v: &[__m256d; 4]| {
                 _mm256_add_pd(_mm256_add_pd(v[0], v[2]), _mm256_add_pd(v[1], v[3]))
             };

@@ -24,7 +24,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, q8_offset_terms, ActScales};
-use super::avx2_gemm::{broadcast4, Lanes};
+use super::avx2_gemm::broadcast4;
 use super::avx2_gemm_k::add_super_block;
 use super::avx2_k::{Q8K_BYTES, Q8K_QS};
 use super::block32::{layout, Q4_0, Q4_1, Q8_0};
@@ -33,6 +33,7 @@ use super::interleave::{
     GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, Q4_0_CODES_AT, Q4_1_CODES_AT, Q4_1_MINS_AT,
     ROWS,
 };
+use super::prefetch::weights_asked_ahead;
 
 /// Chunk `k` of a group block's codes: its low nibbles and its high ones.
 #[inline]
@@ -197,7 +198,8 @@ unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m2
 }
 
 /// How far ahead the Q4_K one-token kernel asks for its weights, in
-/// super-blocks of a group (1152 bytes each).
+/// super-blocks of a group (1152 bytes each), on CPUs where that helps
+/// ([`weights_asked_ahead`]).
 const SUPERS_AHEAD: usize = 2;
 
 /// How far ahead the Q4_0 and Q4_1 one-token kernel asks for its weights,
@@ -261,36 +263,57 @@ macro_rules! kernels {
             if groups == 0 {
                 return 0;
             }
-            let zero = [[_mm256_setzero_pd(); 2]; 4];
+            let ask_ahead = weights_asked_ahead();
+            let zero = [_mm256_setzero_pd(); 2];
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
-                let (mut acc, mut mins): (Lanes, Lanes) = (zero, zero);
+                // Four lanes (block `b` goes to lane `b % 4`), each two
+                // vectors of four rows, and Q4_1's minimum terms: named
+                // locals, not an array indexed in a loop, so that they
+                // stay in registers.
+                let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+                let (mut m0, mut m1, mut m2, mut m3) = (zero, zero, zero, zero);
                 let mut b = 0;
                 while b + 4 <= nb {
-                    super::super::prefetch::prefetch(
-                        w,
-                        (g * ROWS * row_bytes) + (b + BLOCKS_AHEAD) * group_block(F),
-                        4 * group_block(F),
-                    );
-                    for k in 0..4 {
-                        block::<F>(base, b + k, acts.as_ptr(), sc, &mut acc[k], &mut mins[k]);
+                    // The group's bytes four blocks at a time, BLOCKS_AHEAD
+                    // blocks ahead (past the group's end, into the next
+                    // group; a hint past the weight is harmless).
+                    if ask_ahead {
+                        let ahead = base.wrapping_add((b + BLOCKS_AHEAD) * group_block(F));
+                        for line in 0..(4 * group_block(F)).div_ceil(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
+                        }
                     }
+                    let y = acts.as_ptr();
+                    block::<F>(base, b, y, sc, &mut a0, &mut m0);
+                    block::<F>(base, b + 1, y, sc, &mut a1, &mut m1);
+                    block::<F>(base, b + 2, y, sc, &mut a2, &mut m2);
+                    block::<F>(base, b + 3, y, sc, &mut a3, &mut m3);
                     b += 4;
                 }
-                for k in 0..nb - b {
-                    block::<F>(base, b + k, acts.as_ptr(), sc, &mut acc[k], &mut mins[k]);
+                // The last blocks of a row whose count is not a multiple
+                // of four, into lanes 0, 1, 2.
+                let y = acts.as_ptr();
+                if b < nb {
+                    block::<F>(base, b, y, sc, &mut a0, &mut m0);
+                }
+                if b + 1 < nb {
+                    block::<F>(base, b + 1, y, sc, &mut a1, &mut m1);
+                }
+                if b + 2 < nb {
+                    block::<F>(base, b + 2, y, sc, &mut a2, &mut m2);
                 }
                 for half in 0..2 {
                     // Written out: a closure would not inherit the target
                     // features.
                     let mut total = _mm256_add_pd(
-                        _mm256_add_pd(acc[0][half], acc[2][half]),
-                        _mm256_add_pd(acc[1][half], acc[3][half]),
+                        _mm256_add_pd(a0[half], a2[half]),
+                        _mm256_add_pd(a1[half], a3[half]),
                     );
                     if F == Q4_1 {
                         let m = _mm256_add_pd(
-                            _mm256_add_pd(mins[0][half], mins[2][half]),
-                            _mm256_add_pd(mins[1][half], mins[3][half]),
+                            _mm256_add_pd(m0[half], m2[half]),
+                            _mm256_add_pd(m1[half], m3[half]),
                         );
                         total = _mm256_add_pd(total, m);
                     }
@@ -367,16 +390,19 @@ macro_rules! q4k_kernels {
         ) -> usize {
             let supers = row_bytes / size_of::<BlockQ4K>();
             let groups = w.len() / row_bytes / ROWS;
+            let ask_ahead = weights_asked_ahead();
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
                 let mut o = [_mm256_setzero_pd(); 2];
                 for i in 0..supers {
                     let blk = base.add(i * GROUP_SUPER);
-                    super::super::prefetch::prefetch(
-                        w,
-                        (g * ROWS * row_bytes) + (i + SUPERS_AHEAD) * GROUP_SUPER,
-                        GROUP_SUPER,
-                    );
+                    // A hint needs no bounds: past the weight it is harmless.
+                    if ask_ahead {
+                        let ahead = blk.wrapping_add(SUPERS_AHEAD * GROUP_SUPER);
+                        for line in 0..GROUP_SUPER / 64 {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
+                        }
+                    }
                     let a = acts.as_ptr().add(i * Q8K_BYTES);
                     let (scales, mins) = q4k_scales_of_rows(blk);
                     let acc = $sums(blk, a, &scales);

@@ -2,6 +2,27 @@
 //! reads the hardware prefetchers do not follow far enough ahead (rows of
 //! one KV head, strided through the cache).
 
+/// Whether the one-token kernels ask for a weight's next bytes ahead of
+/// use (`avx2_interleaved.rs`). On an Intel host the hardware prefetcher
+/// alone left Q4_K's kernel at 9.5 of the 12.2 GB/s a core streams, and
+/// asking ahead took the 8b decode from 0.90x to 1.12x llama.cpp. On an
+/// AMD Zen 4 host the hints cost: its prefetcher streams these weights
+/// alone, and one core read 28-32 GB/s from memory without them against
+/// 22-27 with them (`kernel_speed`, Q4_0, Q4_K, Q8_0; docs/ARCHITECTURE.md,
+/// "Weights asked for ahead"). So: not on AMD, elsewhere yes.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn weights_asked_ahead() -> bool {
+    static ASK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ASK.get_or_init(|| {
+        let id = std::arch::x86_64::__cpuid(0);
+        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx]
+            .iter()
+            .flat_map(|r| r.to_le_bytes())
+            .collect();
+        vendor != b"AuthenticAMD"
+    })
+}
+
 /// Hints that `values[at..at + len]` will be read soon; nothing when `at`
 /// is past the end. Only a hint: it reads nothing and cannot fault.
 #[inline(always)]
