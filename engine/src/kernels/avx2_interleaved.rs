@@ -180,21 +180,34 @@ unsafe fn q4k_sums_plain(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
 unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m256i {
-    let mut acc = _mm256_setzero_si256();
-    for c in 0..4 {
-        let (codes, y) = (blk.add(K_CODES_AT + 256 * c), a.add(Q8K_QS + 64 * c));
-        let mut g = [_mm256_setzero_si256(); 2];
-        for s in 0..8 {
-            let (lo, hi) = unpack_chunk(codes, s);
-            g[0] = _mm256_dpbusd_epi32(g[0], lo, broadcast4(y, s));
-            g[1] = _mm256_dpbusd_epi32(g[1], hi, broadcast4(y.add(32), s));
-        }
-        for (h, g) in g.into_iter().enumerate() {
-            let scale = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(scales[2 * c + h] as i64));
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g, scale));
-        }
+    // The four chunks written out, so that each scale is a register (in
+    // a loop over chunks the scales were read back from the stack).
+    let chunk = |c: usize| q4k_chunk_vnni(blk.add(K_CODES_AT + 256 * c), a.add(Q8K_QS + 64 * c));
+    let scale = |j: usize| _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(scales[j] as i64));
+    let ([g0, g1], [g2, g3]) = (chunk(0), chunk(1));
+    let ([g4, g5], [g6, g7]) = (chunk(2), chunk(3));
+    let mut acc = _mm256_mullo_epi32(g0, scale(0));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g1, scale(1)));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g2, scale(2)));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g3, scale(3)));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g4, scale(4)));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g5, scale(5)));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g6, scale(6)));
+    _mm256_add_epi32(acc, _mm256_mullo_epi32(g7, scale(7)))
+}
+
+/// One 64-value chunk of a Q4_K group super-block: its two groups' eight
+/// i32 sums of codes times activation bytes (low nibbles, then high).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn q4k_chunk_vnni(codes: *const u8, y: *const u8) -> [__m256i; 2] {
+    let mut g = [_mm256_setzero_si256(); 2];
+    for s in 0..8 {
+        let (lo, hi) = unpack_chunk(codes, s);
+        g[0] = _mm256_dpbusd_epi32(g[0], lo, broadcast4(y, s));
+        g[1] = _mm256_dpbusd_epi32(g[1], hi, broadcast4(y.add(32), s));
     }
-    acc
+    g
 }
 
 /// How far ahead the Q4_K one-token kernel asks for its weights, in
