@@ -25,6 +25,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{act_scales, code_offset, rd16, reduce4, unpack_codes, ActScales};
 use super::block32::{has_minimum, layout, scale_offsets, Q4_1, Q5_1, Q8_0};
+use super::prefetch::prefetch_run;
 
 /// Rows dotted together.
 pub(super) const ROWS: usize = 4;
@@ -104,9 +105,7 @@ macro_rules! gemv_kernels {
                 // The next four rows, one linear pass over them while these
                 // four are read: as many bytes as this step reads.
                 let next = p[0].wrapping_add(ROWS * nb * layout(F).0 + b * ROWS * layout(F).0);
-                for line in 0..(ROWS * 4 * layout(F).0).div_ceil(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
-                }
+                prefetch_run(next, ROWS * 4 * layout(F).0);
                 block::<F>(p, b, acts, a, &mut a0, &mut m0);
                 block::<F>(p, b + 1, acts, a, &mut a1, &mut m1);
                 block::<F>(p, b + 2, acts, a, &mut a2, &mut m2);

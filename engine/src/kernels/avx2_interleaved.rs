@@ -33,7 +33,7 @@ use super::interleave::{
     GROUP_SUPER, K_CODES_AT, K_DMIN_AT, K_SCALES_AT, Q4_0_CODES_AT, Q4_1_CODES_AT, Q4_1_MINS_AT,
     ROWS,
 };
-use super::prefetch::weights_asked_ahead;
+use super::prefetch::{prefetch_run, weights_asked_ahead};
 
 /// Chunk `k` of a group block's codes: its low nibbles and its high ones.
 #[inline]
@@ -277,6 +277,7 @@ macro_rules! kernels {
                 return 0;
             }
             let ask_ahead = weights_asked_ahead();
+            let y = acts.as_ptr();
             let zero = [_mm256_setzero_pd(); 2];
             for g in 0..groups {
                 let base = w.as_ptr().add(g * ROWS * row_bytes);
@@ -290,14 +291,11 @@ macro_rules! kernels {
                 while b + 4 <= nb {
                     // The group's bytes four blocks at a time, BLOCKS_AHEAD
                     // blocks ahead (past the group's end, into the next
-                    // group; a hint past the weight is harmless).
+                    // group).
                     if ask_ahead {
                         let ahead = base.wrapping_add((b + BLOCKS_AHEAD) * group_block(F));
-                        for line in 0..(4 * group_block(F)).div_ceil(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
-                        }
+                        prefetch_run(ahead, 4 * group_block(F));
                     }
-                    let y = acts.as_ptr();
                     block::<F>(base, b, y, sc, &mut a0, &mut m0);
                     block::<F>(base, b + 1, y, sc, &mut a1, &mut m1);
                     block::<F>(base, b + 2, y, sc, &mut a2, &mut m2);
@@ -306,7 +304,6 @@ macro_rules! kernels {
                 }
                 // The last blocks of a row whose count is not a multiple
                 // of four, into lanes 0, 1, 2.
-                let y = acts.as_ptr();
                 if b < nb {
                     block::<F>(base, b, y, sc, &mut a0, &mut m0);
                 }
@@ -409,12 +406,8 @@ macro_rules! q4k_kernels {
                 let mut o = [_mm256_setzero_pd(); 2];
                 for i in 0..supers {
                     let blk = base.add(i * GROUP_SUPER);
-                    // A hint needs no bounds: past the weight it is harmless.
                     if ask_ahead {
-                        let ahead = blk.wrapping_add(SUPERS_AHEAD * GROUP_SUPER);
-                        for line in 0..GROUP_SUPER / 64 {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line) as *const i8);
-                        }
+                        prefetch_run(blk.wrapping_add(SUPERS_AHEAD * GROUP_SUPER), GROUP_SUPER);
                     }
                     let a = acts.as_ptr().add(i * Q8K_BYTES);
                     let (scales, mins) = q4k_scales_of_rows(blk);
