@@ -51,7 +51,8 @@
 #   Intel Xeon guest: 152 minutes; the context cells 67 of them, 37 the 8b
 #   at 8128 (one pair); the memory cells 37, most of them the 8b at
 #   context 4096; prefill 18, decode 11, cluster and MoE about 6 each;
-#   2026-12-07, an AMD Zen 4 guest: 128 minutes, context 59, memory 29).
+#   2026-12-07, an AMD Zen 4 guest: 128 minutes, context 59, memory 29;
+#   the same guest later that day: 123 minutes, context 56, memory 27).
 #   --quick (fewer pairs: one a cell on the 8b, MoE and context cells, two
 #   on SmolLM2 and the small files; no 8b cells at 8128, no 8b memory cells
 #   at 4096, 2 chunks of perplexity, KV f16 only) about 30 minutes; --moe
