@@ -62,17 +62,37 @@ unsafe fn block_sums_plain(codes: *const u8, y: *const u8) -> __m256i {
     _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), _mm256_set1_epi16(1))
 }
 
+/// Chunk `k` of a group block's codes for `vpdpbusd`: its low nibbles,
+/// and its high ones left in place (sixteen times the code), which saves
+/// the shift [`unpack_chunk`] spends on them: `vpdpbusd` sums in i32, so
+/// the products times sixteen cannot saturate, and the sum is divided by
+/// sixteen exactly ([`SIXTEENS`]). The shift was a third of the
+/// unpacking's operations (docs/ARCHITECTURE.md, "High nibbles left in
+/// place").
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
+unsafe fn unpack_chunk_sixteens(codes: *const u8, k: usize) -> (__m256i, __m256i) {
+    let c = _mm256_loadu_si256(codes.add(32 * k) as *const __m256i);
+    (
+        _mm256_and_si256(c, _mm256_set1_epi8(0x0F)),
+        _mm256_and_si256(c, _mm256_set1_epi8(0xF0u8 as i8)),
+    )
+}
+
+/// log2 of the factor [`unpack_chunk_sixteens`] leaves on high nibbles.
+const SIXTEENS: i32 = 4;
+
 /// As [`block_sums_plain`], with `vpdpbusd` summing straight into i32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
 unsafe fn block_sums_vnni(codes: *const u8, y: *const u8) -> __m256i {
     let mut s = [_mm256_setzero_si256(); 2];
     for k in 0..4 {
-        let (lo, hi) = unpack_chunk(codes, k);
+        let (lo, hi16) = unpack_chunk_sixteens(codes, k);
         s[0] = _mm256_dpbusd_epi32(s[0], lo, broadcast4(y, k));
-        s[1] = _mm256_dpbusd_epi32(s[1], hi, broadcast4(y, 4 + k));
+        s[1] = _mm256_dpbusd_epi32(s[1], hi16, broadcast4(y, 4 + k));
     }
-    _mm256_add_epi32(s[0], s[1])
+    _mm256_add_epi32(s[0], _mm256_srai_epi32::<SIXTEENS>(s[1]))
 }
 
 /// A Q8_0 group block's eight i32 sums of signed codes times activation
@@ -184,28 +204,33 @@ unsafe fn q4k_sums_vnni(blk: *const u8, a: *const u8, scales: &[u64; 8]) -> __m2
     // a loop over chunks the scales were read back from the stack).
     let chunk = |c: usize| q4k_chunk_vnni(blk.add(K_CODES_AT + 256 * c), a.add(Q8K_QS + 64 * c));
     let scale = |j: usize| _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(scales[j] as i64));
+    // The odd groups (high nibbles) come sixteen times over and are
+    // summed apart, then divided once: at most 4 x 16 x 61440 x 63, well
+    // inside i32, and a multiple of sixteen.
     let ([g0, g1], [g2, g3]) = (chunk(0), chunk(1));
     let ([g4, g5], [g6, g7]) = (chunk(2), chunk(3));
-    let mut acc = _mm256_mullo_epi32(g0, scale(0));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g1, scale(1)));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g2, scale(2)));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g3, scale(3)));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g4, scale(4)));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g5, scale(5)));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(g6, scale(6)));
-    _mm256_add_epi32(acc, _mm256_mullo_epi32(g7, scale(7)))
+    let mut even = _mm256_mullo_epi32(g0, scale(0));
+    let mut odd = _mm256_mullo_epi32(g1, scale(1));
+    even = _mm256_add_epi32(even, _mm256_mullo_epi32(g2, scale(2)));
+    odd = _mm256_add_epi32(odd, _mm256_mullo_epi32(g3, scale(3)));
+    even = _mm256_add_epi32(even, _mm256_mullo_epi32(g4, scale(4)));
+    odd = _mm256_add_epi32(odd, _mm256_mullo_epi32(g5, scale(5)));
+    even = _mm256_add_epi32(even, _mm256_mullo_epi32(g6, scale(6)));
+    odd = _mm256_add_epi32(odd, _mm256_mullo_epi32(g7, scale(7)));
+    _mm256_add_epi32(even, _mm256_srai_epi32::<SIXTEENS>(odd))
 }
 
 /// One 64-value chunk of a Q4_K group super-block: its two groups' eight
-/// i32 sums of codes times activation bytes (low nibbles, then high).
+/// i32 sums of codes times activation bytes (low nibbles, then high ones
+/// sixteen times over, [`unpack_chunk_sixteens`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512vl,avx512vnni")]
 unsafe fn q4k_chunk_vnni(codes: *const u8, y: *const u8) -> [__m256i; 2] {
     let mut g = [_mm256_setzero_si256(); 2];
     for s in 0..8 {
-        let (lo, hi) = unpack_chunk(codes, s);
+        let (lo, hi16) = unpack_chunk_sixteens(codes, s);
         g[0] = _mm256_dpbusd_epi32(g[0], lo, broadcast4(y, s));
-        g[1] = _mm256_dpbusd_epi32(g[1], hi, broadcast4(y.add(32), s));
+        g[1] = _mm256_dpbusd_epi32(g[1], hi16, broadcast4(y.add(32), s));
     }
     g
 }
