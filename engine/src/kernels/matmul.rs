@@ -29,23 +29,48 @@ pub fn matmul(w: &Weight, x: &[f32], tokens: usize, out: &mut [f32], scratch: &m
 
 /// [`matmul`] of one input by several weights (a layer's q, k and v, or
 /// its gate and up), quantizing the input once for all that share an
-/// activation type.
+/// activation type. For a few tokens (decode), weights that share it run
+/// as one parallel pass: a thread that finishes q's rows goes on to k's
+/// instead of waiting for the other threads at the end of q, and the step
+/// joins the pool once instead of once per weight.
 pub fn matmul_each(
     products: &mut [(&Weight, &mut [f32])],
     x: &[f32],
     tokens: usize,
     scratch: &mut MatmulScratch,
 ) {
-    let mut quantized = None;
-    for (w, out) in products.iter_mut() {
-        debug_assert_eq!((out.len(), x.len()), (tokens * w.rows, tokens * w.cols));
-        let act_type = activation_type(w.dtype);
-        if quantized != Some(act_type) {
-            quantize_acts(w, x, tokens, scratch);
-            quantized = Some(act_type);
+    let mut start = 0;
+    while start < products.len() {
+        let act_type = activation_type(products[start].0.dtype);
+        let end = start
+            + products[start..]
+                .iter()
+                .take_while(|(w, _)| activation_type(w.dtype) == act_type)
+                .count();
+        let group = &mut products[start..end];
+        for (w, out) in group.iter() {
+            debug_assert_eq!((out.len(), x.len()), (tokens * w.rows, tokens * w.cols));
         }
-        products_of(w, tokens, scratch);
-        transpose_into(&scratch.wide, tokens, out, |v| v as f32);
+        quantize_acts(group[0].0, x, tokens, scratch);
+        // A prompt's batch keeps a pass per weight: one pass over all
+        // rows measured slower there (BENCHMARKS.md, "One pass for q, k
+        // and v").
+        let per_pass = if tokens <= ONE_PASS_TOKENS {
+            group.len()
+        } else {
+            1
+        };
+        for pass in group.chunks_mut(per_pass) {
+            let weights: Vec<&Weight> = pass.iter().map(|(w, _)| *w).collect();
+            products_of(&weights, tokens, scratch);
+            let mut first = 0;
+            for (w, out) in pass.iter_mut() {
+                let wide = &scratch.wide[first * tokens..(first + w.rows) * tokens];
+                transpose_into(wide, tokens, out, |v| v as f32);
+                first += w.rows;
+            }
+        }
+        start = end;
     }
 }
 
@@ -59,7 +84,7 @@ pub fn matmul_partial(
 ) {
     debug_assert_eq!(out.len(), tokens * w.rows);
     quantize_acts(w, x, tokens, scratch);
-    products_of(w, tokens, scratch);
+    products_of(&[w], tokens, scratch);
     transpose_into(&scratch.wide, tokens, out, |v| v);
 }
 
@@ -120,30 +145,44 @@ fn quantize_acts(w: &Weight, x: &[f32], tokens: usize, scratch: &mut MatmulScrat
     }
 }
 
-/// `w` times the quantized activations, into `scratch.wide`.
-fn products_of(w: &Weight, tokens: usize, scratch: &mut MatmulScratch) {
-    let act_type = activation_type(w.dtype);
-    let act_row_bytes = act_type.row_bytes(w.cols).unwrap_or(w.cols * 4);
-    let row_bytes = w.row_bytes();
-    let chunk_rows = rows_per_task(w.rows);
-    let data: &[u8] = &w.data;
-    let interleaved = w.data.is_interleaved();
+/// Each weight of `ws` (all reading one activation type) times the
+/// quantized activations, into `scratch.wide`: the weights' rows one after
+/// another, `tokens` sums per row. The rows of all of them are one list of
+/// tasks for the pool.
+fn products_of(ws: &[&Weight], tokens: usize, scratch: &mut MatmulScratch) {
+    let act_type = activation_type(ws[0].dtype);
+    let act_row_bytes = act_type.row_bytes(ws[0].cols).unwrap_or(ws[0].cols * 4);
+    let total_rows: usize = ws.iter().map(|w| w.rows).sum();
+    let total_bytes: usize = ws.iter().map(|w| w.rows * w.row_bytes()).sum();
+    let task_rows = rows_per_task(total_rows, total_bytes, tokens);
+    scratch.wide.resize(total_rows * tokens, 0.0);
     let acts = &scratch.acts;
-    scratch.wide.resize(w.rows * tokens, 0.0);
-    scratch
-        .wide
-        .par_chunks_mut(chunk_rows * tokens)
-        .enumerate()
-        .for_each(|(ci, o)| {
-            let first = ci * chunk_rows;
-            let n = o.len() / tokens;
-            let rows = &data[first * row_bytes..(first + n) * row_bytes];
-            if interleaved {
-                dot_rows_interleaved(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
-            } else {
-                dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
-            }
-        });
+    let mut tasks = Vec::new();
+    let mut rest: &mut [f64] = &mut scratch.wide;
+    for w in ws {
+        let chunk_rows = task_rows.min(w.rows.max(1));
+        let (mine, after) = rest.split_at_mut(w.rows * tokens);
+        rest = after;
+        for (ci, o) in mine.chunks_mut(chunk_rows * tokens).enumerate() {
+            tasks.push((*w, ci * chunk_rows, o));
+        }
+    }
+    let run = |(w, first, o): (&Weight, usize, &mut [f64])| {
+        let row_bytes = w.row_bytes();
+        let n = o.len() / tokens;
+        let data: &[u8] = &w.data;
+        let rows = &data[first * row_bytes..(first + n) * row_bytes];
+        if w.data.is_interleaved() {
+            dot_rows_interleaved(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+        } else {
+            dot_rows(w.dtype, rows, row_bytes, acts, act_row_bytes, tokens, o);
+        }
+    };
+    if tasks.len() == 1 || rayon::current_num_threads() <= 1 {
+        tasks.into_iter().for_each(run);
+    } else {
+        tasks.into_par_iter().for_each(run);
+    }
 }
 
 /// About eight tasks per thread, so a thread slowed by a neighbour hands
@@ -151,10 +190,25 @@ fn products_of(w: &Weight, tokens: usize, scratch: &mut MatmulScratch) {
 /// take rows sixteen or eight at a time, the one-token kernels four). One
 /// thread takes the whole matmul as one task: each task prepares the
 /// activation's block scales again, which a small model's decode would
-/// notice.
-fn rows_per_task(rows: usize) -> usize {
+/// notice. A token's pass over [`BIG_PASS_BYTES`] or more of weights takes
+/// sixteen per thread: the last task, which one thread may run while the
+/// others wait, is then half as long (measured in BENCHMARKS.md, "One pass
+/// for q, k and v").
+fn rows_per_task(rows: usize, bytes: usize, tokens: usize) -> usize {
+    let per_thread = if tokens <= ONE_PASS_TOKENS && bytes >= BIG_PASS_BYTES {
+        16
+    } else {
+        8
+    };
     match rayon::current_num_threads() {
         0 | 1 => rows.max(1),
-        threads => rows.div_ceil(threads * 8).next_multiple_of(16),
+        threads => rows.div_ceil(threads * per_thread).next_multiple_of(16),
     }
 }
+
+/// Weights in one pass above which a decode step splits finer.
+const BIG_PASS_BYTES: usize = 8 << 20;
+
+/// Tokens up to which [`matmul_each`] makes one pass of several weights
+/// (the decode of a few sequences; `quantize_acts` goes parallel above it).
+const ONE_PASS_TOKENS: usize = 4;

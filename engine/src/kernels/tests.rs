@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use super::dequant::dequantize_row;
 use super::dot::{dot_row, dot_rows};
-use super::matmul::{matmul, MatmulScratch};
+use super::matmul::{matmul, matmul_each, MatmulScratch};
 use super::quantize::{activation_type, quantize_row};
 use super::quantize_weights::{quantize_weights, QuantizeError};
 use super::weight::{Weight, WeightBytes};
@@ -339,6 +339,53 @@ fn matmul_is_bitwise_identical_on_one_and_two_threads() {
             assert!(a.iter().all(|v| v.is_finite()), "{dtype}: finite output");
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&a), bits(&b), "{dtype} tokens={tokens}");
+        }
+    }
+}
+
+/// `matmul_each` runs weights that read one activation type as one pass
+/// over all their rows: each output must still be that weight's own
+/// `matmul`, bit for bit, on one thread and on two, with the activation
+/// type changing between neighbours (Q4_K reads Q8_K; Q4_0 and Q8_0 read
+/// Q8_0) and rows that no task size divides.
+#[test]
+fn matmul_each_equals_each_matmul_alone() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let weights = [
+        weight(QuantType::Q4K, 70),
+        weight(QuantType::Q4_0, 33),
+        weight(QuantType::Q8_0, 50),
+        weight(QuantType::Q4K, 17),
+    ];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        for tokens in [1usize, 7] {
+            let x = normal(&mut rng, tokens * COLS, 1.0);
+            let alone: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|w| pool.install(|| run_matmul(w, &x, tokens)))
+                .collect();
+            let mut outs: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|w| vec![f32::NAN; tokens * w.rows])
+                .collect();
+            let mut products: Vec<(&Weight, &mut [f32])> = weights
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|(w, o)| (w, o.as_mut_slice()))
+                .collect();
+            pool.install(|| matmul_each(&mut products, &x, tokens, &mut MatmulScratch::default()));
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for (i, (a, b)) in alone.iter().zip(&outs).enumerate() {
+                assert_eq!(
+                    bits(a),
+                    bits(b),
+                    "weight {i}, {threads} threads, tokens={tokens}"
+                );
+            }
         }
     }
 }
