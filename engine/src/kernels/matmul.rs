@@ -39,15 +39,10 @@ pub fn matmul_each(
     tokens: usize,
     scratch: &mut MatmulScratch,
 ) {
-    let mut start = 0;
-    while start < products.len() {
-        let act_type = activation_type(products[start].0.dtype);
-        let end = start
-            + products[start..]
-                .iter()
-                .take_while(|(w, _)| activation_type(w.dtype) == act_type)
-                .count();
-        let group = &mut products[start..end];
+    let same_acts = |a: &(&Weight, &mut [f32]), b: &(&Weight, &mut [f32])| {
+        activation_type(a.0.dtype) == activation_type(b.0.dtype)
+    };
+    for group in products.chunk_by_mut(same_acts) {
         for (w, out) in group.iter() {
             debug_assert_eq!((out.len(), x.len()), (tokens * w.rows, tokens * w.cols));
         }
@@ -70,7 +65,6 @@ pub fn matmul_each(
                 first += w.rows;
             }
         }
-        start = end;
     }
 }
 
